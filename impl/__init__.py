@@ -1,0 +1,1 @@
+"""Bindings from finalstate's scenarios to real implementations (targets), and the wire codec."""

@@ -1,0 +1,175 @@
+"""The supervisor ↔ runtime wire: length-prefixed msgpack frames with ``type``-tagged bodies.
+
+A frame is a 4-byte big-endian payload length, then a msgpack array:
+``[id, body, context_carrier]`` for a request, ``[id, body, error]`` for a response.
+Airflow's encoder always writes all three fields (nil where unset); its decoder, and
+ours, also take a two-field array from runtimes that leave the last one out. Bodies are maps
+with a ``type`` discriminator and are checked against the ``schema.json`` Airflow
+publishes (``airflow/sdk/execution_time/schema``).
+
+Only msgpack is needed to encode and decode; schema validation loads the installed
+task-sdk's ``schema.json`` (and ``jsonschema``) the first time it is asked for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+import attrs
+import msgpack
+
+HEADER_SIZE = 4
+#: Frames longer than this are refused before their payload is read.
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+
+
+class FrameError(ValueError):
+    """A frame that is not what the wire allows; the message says what was wrong."""
+
+
+@attrs.frozen
+class RequestFrame:
+    id: int
+    body: dict[str, Any] | None
+    context_carrier: dict[str, str] | None = None
+
+
+@attrs.frozen
+class ResponseFrame:
+    id: int
+    body: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+def _pack(fields: list) -> bytes:
+    payload = msgpack.packb(fields, use_bin_type=True, datetime=True)
+    return len(payload).to_bytes(HEADER_SIZE, "big") + payload
+
+
+def encode_request(frame: RequestFrame) -> bytes:
+    return _pack([frame.id, frame.body, frame.context_carrier])
+
+
+def encode_response(frame: ResponseFrame) -> bytes:
+    return _pack([frame.id, frame.body, frame.error])
+
+
+def read_length(header: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> int:
+    """The payload length a 4-byte header announces; refuses short headers and oversized frames."""
+    if len(header) != HEADER_SIZE:
+        raise FrameError(f"truncated frame: {len(header)} of {HEADER_SIZE} length-prefix bytes")
+    length = int.from_bytes(header, "big")
+    if length > max_frame:
+        raise FrameError(f"oversized frame: length prefix says {length} bytes, limit is {max_frame}")
+    return length
+
+
+def _unpack(data: bytes, max_frame: int, kind: str) -> list:
+    length = read_length(data[:HEADER_SIZE], max_frame)
+    payload = data[HEADER_SIZE:]
+    if len(payload) < length:
+        raise FrameError(f"truncated frame: length prefix says {length} bytes, {len(payload)} arrived")
+    if len(payload) > length:
+        raise FrameError(f"{len(payload) - length} stray bytes after a {length}-byte frame")
+    try:
+        fields = msgpack.unpackb(payload, raw=False, timestamp=3, strict_map_key=False)
+    except Exception as e:
+        raise FrameError(f"frame payload is not msgpack: {type(e).__name__}: {e}") from None
+    if not isinstance(fields, list) or not 2 <= len(fields) <= 3:
+        raise FrameError(f"a {kind} frame is a msgpack array of 2 or 3 fields, got {_describe(fields)}")
+    if not isinstance(fields[0], int) or isinstance(fields[0], bool):
+        raise FrameError(f"frame id must be an integer, got {_describe(fields[0])}")
+    for name, value in zip(("body", "context_carrier" if kind == "request" else "error"), fields[1:]):
+        if value is not None and not isinstance(value, dict):
+            raise FrameError(f"frame {name} must be a map or nil, got {_describe(value)}")
+    if isinstance(fields[1], dict) and not isinstance(fields[1].get("type"), str):
+        raise FrameError("frame body has no string 'type' discriminator")
+    return fields + [None] * (3 - len(fields))
+
+
+def decode_request(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> RequestFrame:
+    """Decode one whole request frame (header included); ``FrameError`` says what was wrong."""
+    return RequestFrame(*_unpack(data, max_frame, "request"))
+
+
+def decode_response(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> ResponseFrame:
+    return ResponseFrame(*_unpack(data, max_frame, "response"))
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+# -- schema validation -----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def supervisor_schema() -> dict[str, Any]:
+    """The installed task-sdk's published JSON Schema of every body (``$defs`` by type name)."""
+    try:
+        ref = resources.files("airflow.sdk.execution_time.schema").joinpath("schema.json")
+    except ModuleNotFoundError:
+        raise RuntimeError(
+            "validating frame bodies needs apache-airflow-task-sdk: pip install 'finalstate[airflow]'"
+        ) from None
+    return json.loads(ref.read_text())
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(type_name: str):
+    import jsonschema
+
+    schema = supervisor_schema()
+    if type_name not in schema["$defs"]:
+        raise FrameError(f"unknown body type {type_name!r}: not in the supervisor schema")
+    return jsonschema.Draft202012Validator(
+        {"$ref": f"#/$defs/{type_name}", "$defs": schema["$defs"]},
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
+
+
+def _as_json(value: Any) -> Any:
+    """msgpack timestamps come back as datetimes; the schema describes them as date-time strings."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    return value
+
+
+def validate_body(body: dict[str, Any]) -> None:
+    """Check a body against Airflow's schema for its ``type``; ``FrameError`` names the first problem."""
+    type_name = body.get("type") if isinstance(body, dict) else None
+    if not isinstance(type_name, str):
+        raise FrameError(f"body has no string 'type' discriminator: {_describe(body)}")
+    error = next(iter(_validator(type_name).iter_errors(_as_json(body))), None)
+    if error is not None:
+        where = "/".join(map(str, error.absolute_path)) or "(body)"
+        raise FrameError(f"{type_name} body is ill-typed at {where}: {error.message}")
+
+
+# -- the terminal frames a scenario sends ----------------------------------------------------
+
+_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def terminal_body(frame: str, state: str | None = None, when: dt.datetime = _EPOCH) -> dict[str, Any]:
+    """A minimal schema-valid body for one of the runtime's terminal frames."""
+    bodies = {
+        "TaskState": {"state": state, "end_date": when},
+        "SucceedTask": {"state": "success", "end_date": when, "task_outlets": [], "outlet_events": []},
+        "RetryTask": {"state": "up_for_retry", "end_date": when},
+        "DeferTask": {"state": "deferred", "classpath": "finalstate.Trigger", "trigger_kwargs": {},
+                      "next_method": "execute_complete"},
+        "RescheduleTask": {"state": "up_for_reschedule", "reschedule_date": when, "end_date": when},
+        "AwaitInputTask": {"state": "awaiting_input", "next_method": "execute_complete"},
+        "SkipDownstreamTasks": {"tasks": ["downstream"]},
+    }
+    return {**bodies[frame], "type": frame}

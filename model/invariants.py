@@ -1,0 +1,158 @@
+"""What the design promises of a finished attempt, whatever the implementation.
+
+Each invariant is a function ``(scenario, observation) -> tuple[Violation, ...]`` that
+returns the violations it finds, empty when the promise holds. They hold of the
+design, not of any release: where the pinned release breaks one, that is a finding.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import attrs
+
+from model.scenario import (
+    FAILED,
+    HEARTBEAT_GONE,
+    RUNNING,
+    SERVER_TERMINATED,
+    SUCCESS,
+    UP_FOR_RETRY,
+    Observation,
+    Scenario,
+    Send,
+    server_should_retry,
+)
+from model.server import CONFLICT
+
+TERMINAL_FRAMES = frozenset({"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask", "AwaitInputTask"})
+
+
+@attrs.frozen
+class Violation:
+    invariant: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.invariant}: {self.message}"
+
+
+Invariant = Callable[[Scenario, Observation], "tuple[Violation, ...]"]
+
+
+def frames_received(scenario: Scenario, observation: Observation) -> tuple[Send, ...]:
+    """The frames the supervisor got before the process died: one reply was sent for each."""
+    sent = [e for e in scenario.events if isinstance(e, Send)]
+    return tuple(sent[: len(observation.replies)])
+
+
+def last_terminal_frame(scenario: Scenario, observation: Observation) -> Send | None:
+    terminal = [f for f in frames_received(scenario, observation) if f.frame in TERMINAL_FRAMES]
+    return terminal[-1] if terminal else None
+
+
+def runtime_reported_failure(scenario: Scenario, observation: Observation) -> bool:
+    """The runtime's last word was a failure: TaskState(failed) or RetryTask, or no terminal frame and a non-zero exit."""
+    last = last_terminal_frame(scenario, observation)
+    if last is None:
+        return observation.exit_code != 0
+    return last.frame == "RetryTask" or (last.frame == "TaskState" and last.state == FAILED)
+
+
+def _recorded(observation: Observation) -> dict[str, str]:
+    return {"final_state": observation.final_state, "server row": observation.row}
+
+
+def up_for_retry_only_from_retry_frame_or_nonzero_exit_with_should_retry(scenario, observation):
+    """The seed's rule: UP_FOR_RETRY comes only from a RetryTask frame, or a non-zero exit while should_retry."""
+    sent_retry = any(f.frame == "RetryTask" for f in frames_received(scenario, observation))
+    allowed = sent_retry or (observation.exit_code != 0 and scenario.context.should_retry)
+    return tuple(
+        Violation("up_for_retry_only_from_retry_frame_or_nonzero_exit_with_should_retry",
+                  f"{where} is up_for_retry with no RetryTask frame received, exit {observation.exit_code}, "
+                  f"should_retry={scenario.context.should_retry}")
+        for where, state in _recorded(observation).items()
+        if state == UP_FOR_RETRY and not allowed
+    )
+
+
+def failure_never_recorded_as_success(scenario, observation):
+    """A failed attempt is never recorded SUCCESS, by the supervisor or on the server."""
+    if not runtime_reported_failure(scenario, observation):
+        return ()
+    return tuple(
+        Violation("failure_never_recorded_as_success", f"{where} is success although the runtime reported failure")
+        for where, state in _recorded(observation).items()
+        if state == SUCCESS
+    )
+
+
+def no_task_instance_left_running(scenario, observation):
+    """After the attempt the server row is not RUNNING, unless the server itself took the TI away."""
+    if observation.row == RUNNING and observation.row_gone is None:
+        return (Violation("no_task_instance_left_running",
+                          f"the server row is still running; the supervisor reported {observation.final_state}"),)
+    return ()
+
+
+def server_row_agrees_with_final_state(scenario, observation):
+    """The server row ends in the state the supervisor reports (SERVER_TERMINATED: the server took the TI)."""
+    if observation.final_state == SERVER_TERMINATED:
+        if observation.row_gone is None:
+            return (Violation("server_row_agrees_with_final_state",
+                              f"final_state is SERVER_TERMINATED but the server still holds the row as {observation.row}"),)
+        return ()
+    if observation.row_gone is None and observation.row != observation.final_state:
+        return (Violation("server_row_agrees_with_final_state",
+                          f"final_state is {observation.final_state} but the server row is {observation.row}"),)
+    return ()
+
+
+def no_second_transition(scenario, observation):
+    """The supervisor never asks for a transition of a row that has already left RUNNING (no 409)."""
+    if observation.row_gone is not None:
+        return ()  # every call on a TI the server took away is refused with the same status
+    return tuple(
+        Violation("no_second_transition", f"{call} was refused: the row had already left running")
+        for call in observation.calls
+        if call.name != "heartbeat" and call.status == CONFLICT
+    )
+
+
+def retries_within_budget(scenario, observation):
+    """With a server that follows its own rule, no attempt goes UP_FOR_RETRY past max_tries."""
+    context = scenario.context
+    if not context.consistent or server_should_retry(context.try_number, context.max_tries):
+        return ()
+    return tuple(
+        Violation("retries_within_budget",
+                  f"{where} is up_for_retry on try {context.try_number} of max_tries={context.max_tries}")
+        for where, state in _recorded(observation).items()
+        if state == UP_FOR_RETRY
+    )
+
+
+def server_terminated_wins(scenario, observation):
+    """Once a heartbeat says the TI must stop (404/409/410), the attempt ends SERVER_TERMINATED, never retried."""
+    told_to_stop = any(c.name == "heartbeat" and c.status in HEARTBEAT_GONE for c in observation.calls)
+    if told_to_stop and observation.final_state != SERVER_TERMINATED:
+        return (Violation("server_terminated_wins",
+                          f"a heartbeat was refused but final_state is {observation.final_state}"),)
+    return ()
+
+
+SUPERVISOR_INVARIANTS: tuple[Invariant, ...] = (
+    up_for_retry_only_from_retry_frame_or_nonzero_exit_with_should_retry,
+    failure_never_recorded_as_success,
+    no_task_instance_left_running,
+    server_row_agrees_with_final_state,
+    no_second_transition,
+    retries_within_budget,
+    server_terminated_wins,
+)
+
+
+def violations(scenario: Scenario, observation: Observation,
+               invariants: tuple[Invariant, ...] = SUPERVISOR_INVARIANTS) -> tuple[Violation, ...]:
+    """Every violation of ``invariants`` in one observation, in the order the invariants are listed."""
+    return tuple(v for check in invariants for v in check(scenario, observation))

@@ -1,0 +1,269 @@
+"""Scenarios and observations: the values every target consumes and produces.
+
+A *scenario* is one task attempt as the supervisor lives it: the run context the
+server hands out at start, an ordered list of events (frames the runtime sends,
+faults on the supervisor's Execution API calls, heartbeat answers, the success
+overtime running out), and the process exit. An *observation* is what came of it:
+the supervisor's ``final_state``, every Execution API call it made with the answer
+it got, what the runtime was told for each frame, the server row at the end, and
+whatever the supervisor raised.
+
+Both have a one-line text form (``Scenario.to_text`` / ``Scenario.from_text``) so a
+counterexample can be printed, read, pasted into a replay command and parsed back.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Union
+
+import attrs
+
+# TaskInstanceState values, spelled as Airflow spells them on the wire.
+QUEUED = "queued"
+RUNNING = "running"
+SUCCESS = "success"
+FAILED = "failed"
+SKIPPED = "skipped"
+REMOVED = "removed"
+UP_FOR_RETRY = "up_for_retry"
+UP_FOR_RESCHEDULE = "up_for_reschedule"
+DEFERRED = "deferred"
+AWAITING_INPUT = "awaiting_input"
+SERVER_TERMINATED = "SERVER_TERMINATED"
+
+#: The runtime's terminal and near-terminal frames, by their ``type`` discriminator.
+FRAME_TYPES = (
+    "TaskState",
+    "SucceedTask",
+    "RetryTask",
+    "DeferTask",
+    "RescheduleTask",
+    "AwaitInputTask",
+    "SkipDownstreamTasks",
+)
+#: The states a ``TaskState`` frame may carry (``comms.TaskState.state``).
+TASK_STATE_STATES = (FAILED, SKIPPED, REMOVED)
+
+#: Execution API calls a scenario can make fail, by the client method's name.
+FAULTABLE_CALLS = ("succeed", "retry", "defer", "reschedule", "await_input", "skip_downstream_tasks", "finish")
+#: ``transient``: the next such call fails with a 5xx and has no effect.
+#: ``permanent``: every such call from now on fails with a 5xx.
+#: ``lost``: the next such call takes effect on the server but its answer never arrives.
+FAULT_KINDS = ("transient", "permanent", "lost")
+
+HEARTBEAT_OK = 200
+HEARTBEAT_ERROR = 500
+#: Answers by which the server says the TI must not run any more (``_send_heartbeat_if_needed``).
+HEARTBEAT_GONE = (404, 409, 410)
+HEARTBEAT_ANSWERS = (HEARTBEAT_OK, HEARTBEAT_ERROR, *HEARTBEAT_GONE)
+
+#: The pseudo status recorded for a call whose answer was lost.
+TIMEOUT = "timeout"
+
+
+def server_should_retry(try_number: int, max_tries: int) -> bool:
+    """The Execution API's rule (``_is_eligible_to_retry`` for a RUNNING TI)."""
+    return max_tries != 0 and try_number <= max_tries
+
+
+@attrs.frozen
+class RunContext:
+    """The part of ``TIRunContext`` that decides terminal states.
+
+    ``should_retry`` is normally ``server_should_retry(try_number, max_tries)``;
+    scenarios may deliberately make it disagree, as a buggy or racing server would.
+    """
+
+    try_number: int = 1
+    max_tries: int = 0
+    should_retry: bool = False
+
+    @classmethod
+    def from_server(cls, try_number: int, max_tries: int) -> RunContext:
+        return cls(try_number, max_tries, server_should_retry(try_number, max_tries))
+
+    @property
+    def consistent(self) -> bool:
+        return self.should_retry == server_should_retry(self.try_number, self.max_tries)
+
+
+@attrs.frozen
+class Send:
+    """The runtime sends one request frame; ``state`` only for ``TaskState``."""
+
+    frame: str = attrs.field(validator=attrs.validators.in_(FRAME_TYPES))
+    state: str | None = None
+
+    def __attrs_post_init__(self):
+        if (self.frame == "TaskState") != (self.state is not None):
+            raise ValueError(f"{self.frame} frame cannot carry state={self.state!r}")
+        if self.state is not None and self.state not in TASK_STATE_STATES:
+            raise ValueError(f"TaskState state must be one of {TASK_STATE_STATES}, not {self.state!r}")
+
+
+@attrs.frozen
+class Fault:
+    """From now on, the supervisor's ``call`` to the Execution API misbehaves as ``kind`` says."""
+
+    call: str = attrs.field(validator=attrs.validators.in_(FAULTABLE_CALLS))
+    kind: str = attrs.field(validator=attrs.validators.in_(FAULT_KINDS))
+
+
+@attrs.frozen
+class Heartbeat:
+    """A heartbeat falls due; the server answers ``answer`` if the TI is still its RUNNING one."""
+
+    answer: int = attrs.field(validator=attrs.validators.in_(HEARTBEAT_ANSWERS))
+
+
+@attrs.frozen
+class Overtime:
+    """``task_success_overtime`` runs out while the process is still alive."""
+
+
+Event = Union[Send, Fault, Heartbeat, Overtime]
+
+
+@attrs.frozen
+class Scenario:
+    """One task attempt: the run context, the events in order, then the process exit.
+
+    ``exit_code`` follows ``subprocess``: 0, a positive code, or ``-signum`` for death by signal.
+    If the supervisor kills the process first, the kill's signal is the exit instead.
+    """
+
+    context: RunContext = RunContext()
+    events: tuple[Event, ...] = ()
+    exit_code: int = 0
+
+    def to_text(self) -> str:
+        """One line: ``try_number=1 max_tries=2 should_retry=true; send RetryTask; exit 1``."""
+        c = self.context
+        parts = [f"try_number={c.try_number} max_tries={c.max_tries} should_retry={str(c.should_retry).lower()}"]
+        parts += [_event_text(e) for e in self.events]
+        parts.append(f"exit {self.exit_code}")
+        return "; ".join(parts)
+
+    def to_lines(self) -> list[str]:
+        """The trace form: the run context, then one line per event, then the exit."""
+        return self.to_text().split("; ")
+
+    @classmethod
+    def from_text(cls, text: str) -> Scenario:
+        """Parse ``to_text``'s form (``;`` or newlines between parts); the context may be left out.
+
+        Raises ``ValueError`` naming the part that is wrong.
+        """
+        parts = [p.strip() for p in text.replace("\n", ";").split(";") if p.strip()]
+        if not parts:
+            raise ValueError("empty scenario")
+        context = _parse_context(parts.pop(0)) if "=" in parts[0] else RunContext()
+        *event_parts, exit_part = parts or ["exit 0"]
+        words = exit_part.split()
+        if len(words) != 2 or words[0] != "exit":
+            raise ValueError(f"a scenario ends with 'exit CODE', not {exit_part!r}")
+        return cls(context, tuple(_parse_event(p) for p in event_parts), _parse_int(words[1], exit_part))
+
+
+def _event_text(event: Event) -> str:
+    if isinstance(event, Send):
+        return f"send {event.frame}" + (f" {event.state}" if event.state else "")
+    if isinstance(event, Fault):
+        return f"fault {event.call} {event.kind}"
+    if isinstance(event, Heartbeat):
+        return f"heartbeat {event.answer}"
+    return "overtime"
+
+
+def _parse_int(word: str, part: str) -> int:
+    try:
+        return int(word)
+    except ValueError:
+        raise ValueError(f"{word!r} is not an integer in {part!r}") from None
+
+
+def _parse_context(part: str) -> RunContext:
+    fields = {}
+    for item in part.split():
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("try_number", "max_tries", "should_retry"):
+            raise ValueError(f"run context wants try_number=, max_tries=, should_retry=; got {item!r}")
+        if key == "should_retry":
+            if value not in ("true", "false"):
+                raise ValueError(f"should_retry must be true or false, not {value!r}")
+            fields[key] = value == "true"
+        else:
+            fields[key] = _parse_int(value, part)
+    if "should_retry" not in fields:
+        return RunContext.from_server(fields.get("try_number", 1), fields.get("max_tries", 0))
+    return RunContext(**fields)
+
+
+def _parse_event(part: str) -> Event:
+    verb, *args = part.split()
+    try:
+        if verb == "send" and len(args) in (1, 2):
+            return Send(*args)
+        if verb == "fault" and len(args) == 2:
+            return Fault(*args)
+        if verb == "heartbeat" and len(args) == 1:
+            return Heartbeat(_parse_int(args[0], part))
+        if verb == "overtime" and not args:
+            return Overtime()
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"bad event {part!r}: {e}") from None
+    raise ValueError(f"unknown event {part!r}; events are: send FRAME [STATE], fault CALL KIND, heartbeat CODE, overtime")
+
+
+def signal_name(exit_code: int) -> str:
+    """``-15`` → ``SIGTERM``; other codes as they are."""
+    if exit_code < 0:
+        try:
+            return signal.Signals(-exit_code).name
+        except ValueError:
+            pass
+    return str(exit_code)
+
+
+@attrs.frozen
+class ApiCall:
+    """One Execution API call the supervisor made and what it got back (an HTTP status or ``timeout``)."""
+
+    name: str
+    status: int | str
+    state: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}({self.state})->{self.status}" if self.state else f"{self.name}->{self.status}"
+
+
+@attrs.frozen
+class Observation:
+    """What one target made of one scenario.
+
+    ``replies`` has one entry per frame the supervisor received: ``ok`` or ``error``.
+    ``row`` is the server row's state at the end; ``row_gone`` the status the server
+    answers for it once it has taken the TI away (404/409/410), else ``None``.
+    ``raised`` names what the supervisor raised out of ``wait()``, if anything.
+    """
+
+    exit_code: int
+    final_state: str
+    calls: tuple[ApiCall, ...]
+    replies: tuple[str, ...]
+    row: str
+    row_gone: int | None = None
+    raised: str | None = None
+
+    def to_lines(self) -> list[str]:
+        lines = [
+            f"exit_code={self.exit_code} ({signal_name(self.exit_code)})" if self.exit_code < 0 else f"exit_code={self.exit_code}",
+            f"final_state={self.final_state}",
+            f"row={self.row}" + (f" (server answers {self.row_gone})" if self.row_gone else ""),
+            "calls=" + (", ".join(map(str, self.calls)) or "none"),
+            "replies=" + (", ".join(self.replies) or "none"),
+        ]
+        if self.raised:
+            lines.append(f"raised={self.raised}")
+        return lines

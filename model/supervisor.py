@@ -1,0 +1,215 @@
+"""The supervisor's terminal-state logic, as it is in apache-airflow-task-sdk 1.3.2.
+
+Each function here mirrors a method of ``airflow.sdk.execution_time.supervisor.ActivitySubprocess``
+(named in its docstring), bugs included: conformance is checked against this model, the
+design's promises against ``model.invariants``. Entry points:
+
+- ``final_state(exit_code, terminal_state, should_retry)``: what the supervisor reports.
+- ``run(scenario)``: the whole attempt, from ``start`` to the end of ``wait()``.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from model.scenario import (
+    AWAITING_INPUT,
+    DEFERRED,
+    FAILED,
+    HEARTBEAT_GONE,
+    HEARTBEAT_OK,
+    SERVER_TERMINATED,
+    SUCCESS,
+    TIMEOUT,
+    UP_FOR_RESCHEDULE,
+    UP_FOR_RETRY,
+    ApiCall,
+    Fault,
+    Heartbeat,
+    Observation,
+    Overtime,
+    Scenario,
+    Send,
+)
+from model.server import OK, Server
+
+#: ``supervisor.STATES_SENT_DIRECTLY``: final states for which no closing ``finish`` call is made.
+STATES_SENT_DIRECTLY = frozenset({DEFERRED, AWAITING_INPUT, UP_FOR_RESCHEDULE, UP_FOR_RETRY, SUCCESS, SERVER_TERMINATED})
+
+#: Airflow's default ``[workers] max_failed_heartbeats``.
+MAX_FAILED_HEARTBEATS = 3
+
+#: The signal ``kill(SIGTERM, force=True)`` starts with; the model's process dies of it.
+SIGTERM_EXIT = -15
+
+#: Frames handed to ``_send_terminal_state_msg``: the client call each makes and the state it records.
+DIRECT_FRAMES = {
+    "SucceedTask": ("succeed", SUCCESS),
+    "RetryTask": ("retry", UP_FOR_RETRY),
+    "DeferTask": ("defer", DEFERRED),
+    "RescheduleTask": ("reschedule", UP_FOR_RESCHEDULE),
+    "AwaitInputTask": ("await_input", AWAITING_INPUT),
+}
+#: Frames that set ``_task_end_time_monotonic`` (and so start the success-overtime clock).
+FRAMES_ENDING_TASK = frozenset({"TaskState", "SucceedTask", "RetryTask"})
+
+
+def final_state(exit_code: int, terminal_state: str | None, should_retry: bool) -> str:
+    """``ActivitySubprocess.final_state``.
+
+    On exit 0 the runtime's terminal state stands (SUCCESS if it sent none). On any other
+    exit, a server termination stands; otherwise the attempt is UP_FOR_RETRY if the server
+    said should_retry at start, else FAILED.
+    """
+    if exit_code == 0:
+        return terminal_state or SUCCESS
+    if terminal_state == SERVER_TERMINATED:
+        return SERVER_TERMINATED
+    if should_retry:
+        return UP_FOR_RETRY
+    return FAILED
+
+
+def error_name(status: int | str) -> str:
+    """How a failed Execution API call surfaces from Airflow's client."""
+    return "ReadTimeout" if status == TIMEOUT else f"ServerResponseError({status})"
+
+
+@attrs.frozen
+class Supervisor:
+    """The fields of ``ActivitySubprocess`` that decide the terminal state, plus what was seen."""
+
+    server: Server
+    should_retry: bool
+    terminal_state: str | None = None
+    pending: Send | None = None
+    task_ended: bool = False
+    overtime_elapsed: bool = False
+    failed_heartbeats: int = 0
+    exit_code: int | None = None
+    calls: tuple[ApiCall, ...] = ()
+    replies: tuple[str, ...] = ()
+    raised: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.exit_code is None
+
+    def call(self, name: str, state: str | None = None) -> tuple[Supervisor, int | str]:
+        server, status = self.server.call(name, state)
+        return attrs.evolve(self, server=server, calls=(*self.calls, ApiCall(name, status, state))), status
+
+    def reply(self, ok: bool) -> Supervisor:
+        return attrs.evolve(self, replies=(*self.replies, "ok" if ok else "error"))
+
+    def kill(self) -> Supervisor:
+        """``kill(SIGTERM, force=True)``: a no-op once the process has exited."""
+        return self if not self.alive else attrs.evolve(self, exit_code=SIGTERM_EXIT)
+
+
+def start(scenario: Scenario) -> Supervisor:
+    """``_on_child_started``: ``task_instances.start`` turns the row RUNNING and brings should_retry."""
+    server, status = Server.queued(scenario.context).start()
+    return Supervisor(server, scenario.context.should_retry, calls=(ApiCall("start", status),))
+
+
+def send_terminal_state_msg(sup: Supervisor, frame: Send) -> tuple[Supervisor, bool]:
+    """``_send_terminal_state_msg``: the frame is pending until its dedicated call returns 2xx."""
+    name, state = DIRECT_FRAMES[frame.frame]
+    sup, status = attrs.evolve(sup, pending=frame).call(name)
+    if status != OK:
+        return sup, False
+    return attrs.evolve(sup, terminal_state=state, pending=None), True
+
+
+def handle_request(sup: Supervisor, frame: Send) -> Supervisor:
+    """``_handle_request`` for the terminal frames, and the reply ``handle_requests`` sends back."""
+    if frame.frame in FRAMES_ENDING_TASK:
+        sup = attrs.evolve(sup, task_ended=True, overtime_elapsed=False)  # _task_end_time_monotonic = now
+    if frame.frame == "TaskState":
+        # No API call: the closing finish() in update_task_state_if_needed reports it.
+        return attrs.evolve(sup, terminal_state=frame.state).reply(True)
+    if frame.frame == "SkipDownstreamTasks":
+        sup, status = sup.call("skip_downstream_tasks")
+        return sup.reply(status == OK)
+    sup, delivered = send_terminal_state_msg(sup, frame)
+    return sup.reply(delivered)
+
+
+def send_heartbeat_if_needed(sup: Supervisor, answer: int) -> Supervisor:
+    """``_send_heartbeat_if_needed``: none once a terminal state is known; 404/409/410 kill the task."""
+    if sup.terminal_state:
+        return sup
+    server, status = sup.server.heartbeat(answer)
+    sup = attrs.evolve(sup, server=server, calls=(*sup.calls, ApiCall("heartbeat", status)))
+    if status in HEARTBEAT_GONE:
+        return attrs.evolve(sup.kill(), terminal_state=SERVER_TERMINATED)
+    if status == HEARTBEAT_OK:
+        return attrs.evolve(sup, failed_heartbeats=0)
+    sup = attrs.evolve(sup, failed_heartbeats=sup.failed_heartbeats + 1)
+    return sup.kill() if sup.failed_heartbeats >= MAX_FAILED_HEARTBEATS else sup
+
+
+def handle_process_overtime_if_needed(sup: Supervisor) -> Supervisor:
+    """``_handle_process_overtime_if_needed``: kill once overtime has run out since a task-ending frame.
+
+    Only a terminal state counts, and only ``TaskState``/``SucceedTask``/``RetryTask`` start
+    the clock (``_task_end_time_monotonic``): after Defer/Reschedule/AwaitInput it never runs out.
+    """
+    if sup.terminal_state and sup.task_ended and sup.overtime_elapsed:
+        return sup.kill()
+    return sup
+
+
+def update_task_state_if_needed(sup: Supervisor) -> Supervisor:
+    """``update_task_state_if_needed``: replay a pending direct call, else ``finish`` an indirect state.
+
+    The replay swallows its own failure (``_replay_pending_terminal_state_msg``); a failing
+    ``finish`` propagates out of ``wait()``.
+    """
+    if sup.pending is not None:
+        sup, _ = send_terminal_state_msg(sup, sup.pending)
+        return sup
+    state = final_state(sup.exit_code, sup.terminal_state, sup.should_retry)
+    if state in STATES_SENT_DIRECTLY:
+        return sup
+    sup, status = sup.call("finish", state)
+    return sup if status == OK else attrs.evolve(sup, raised=error_name(status))
+
+
+def monitor_step(sup: Supervisor, event) -> Supervisor:
+    """One wake-up of ``_monitor_subprocess``: the event, then the heartbeat and overtime checks."""
+    if isinstance(event, Fault):
+        sup = attrs.evolve(sup, server=sup.server.arm(event))
+    elif isinstance(event, Send):
+        sup = handle_request(sup, event)
+    elif isinstance(event, Heartbeat):
+        sup = send_heartbeat_if_needed(sup, event.answer)
+    elif isinstance(event, Overtime):
+        sup = attrs.evolve(sup, overtime_elapsed=sup.task_ended)
+    return handle_process_overtime_if_needed(sup)
+
+
+def run(scenario: Scenario) -> Observation:
+    """The whole attempt: start, the events while the process lives, its exit, then ``wait()``'s close.
+
+    The process's death ends the timeline: events after a kill never happen.
+    """
+    sup = start(scenario)
+    for event in scenario.events:
+        if not sup.alive:
+            break
+        sup = monitor_step(sup, event)
+    if sup.alive:
+        sup = attrs.evolve(sup, exit_code=scenario.exit_code)
+    sup = update_task_state_if_needed(sup)
+    row = sup.server.row
+    return Observation(
+        exit_code=sup.exit_code,
+        final_state=final_state(sup.exit_code, sup.terminal_state, sup.should_retry),
+        calls=sup.calls,
+        replies=sup.replies,
+        row=row.state,
+        row_gone=row.gone,
+        raised=sup.raised,
+    )
