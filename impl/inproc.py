@@ -269,3 +269,9 @@ def raw_rate_probe(scenario: Scenario) -> str:
     except Exception:
         pass
     return sup.final_state
+
+
+def target(name: str):
+    from impl.targets import Target
+
+    return Target(name, run)

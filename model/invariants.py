@@ -52,7 +52,13 @@ def last_terminal_frame(scenario: Scenario, observation: Observation) -> Send | 
 
 
 def runtime_reported_failure(scenario: Scenario, observation: Observation) -> bool:
-    """The runtime's last word was a failure: TaskState(failed) or RetryTask, or no terminal frame and a non-zero exit."""
+    """The runtime never claimed success, and its last word was a failure.
+
+    That is: no SucceedTask frame, and either its last terminal frame is TaskState(failed)
+    or RetryTask, or it sent no terminal frame and exited non-zero.
+    """
+    if any(f.frame == "SucceedTask" for f in frames_received(scenario, observation)):
+        return False
     last = last_terminal_frame(scenario, observation)
     if last is None:
         return observation.exit_code != 0

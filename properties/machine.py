@@ -1,0 +1,102 @@
+"""The checker: a Hypothesis state machine that lives task attempts and checks each one.
+
+Each attempt begins with a run context, takes any number of events (frames sent, API
+faults, heartbeat answers, overtime), and ends with an exit; at the exit the scenario
+is run through the target and checked. One machine run lives several attempts in a
+row, so the shrinker can drop whole attempts as well as single events.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+
+from model.scenario import (
+    FAULT_KINDS,
+    FAULTABLE_CALLS,
+    FRAME_TYPES,
+    HEARTBEAT_ANSWERS,
+    TASK_STATE_STATES,
+    Event,
+    Fault,
+    Heartbeat,
+    Overtime,
+    RunContext,
+    Scenario,
+    Send,
+)
+
+
+@st.composite
+def run_contexts(draw) -> RunContext:
+    """Counts the server could hand out; now and then a should_retry that disagrees with them."""
+    try_number = draw(st.integers(1, 6))
+    max_tries = draw(st.integers(0, 5))
+    context = RunContext.from_server(try_number, max_tries)
+    if draw(st.integers(0, 7)) == 7:  # shrinks towards a consistent context
+        context = RunContext(try_number, max_tries, not context.should_retry)
+    return context
+
+
+frames = st.one_of(
+    st.builds(Send, st.just("TaskState"), st.sampled_from(TASK_STATE_STATES)),
+    st.builds(Send, st.sampled_from([f for f in FRAME_TYPES if f != "TaskState"])),
+)
+faults = st.builds(Fault, st.sampled_from(FAULTABLE_CALLS), st.sampled_from(FAULT_KINDS))
+#: Clean exits, ordinary failures, and deaths by the signals that matter (KILL, TERM, SEGV, ABRT, INT).
+exit_codes = st.one_of(st.just(0), st.integers(1, 255), st.sampled_from([-9, -15, -11, -6, -2]))
+
+Check = Callable[[Scenario], object]
+
+
+class AttemptMachine(RuleBasedStateMachine):
+    """Subclassed per check by ``machine_for``; ``check`` raises when the scenario fails it."""
+
+    check: Check
+
+    def __init__(self):
+        super().__init__()
+        self.context: RunContext | None = None
+        self.events: list[Event] = []
+
+    def in_attempt(self) -> bool:
+        return self.context is not None
+
+    @precondition(lambda self: not self.in_attempt())
+    @rule(context=run_contexts())
+    def begin(self, context):
+        self.context = context
+
+    @precondition(in_attempt)
+    @rule(frame=frames)
+    def send(self, frame):
+        self.events.append(frame)
+
+    @precondition(in_attempt)
+    @rule(fault=faults)
+    def fault(self, fault):
+        self.events.append(fault)
+
+    @precondition(in_attempt)
+    @rule(answer=st.sampled_from(HEARTBEAT_ANSWERS))
+    def heartbeat(self, answer):
+        self.events.append(Heartbeat(answer))
+
+    @precondition(in_attempt)
+    @rule()
+    def overtime(self):
+        self.events.append(Overtime())
+
+    @precondition(in_attempt)
+    @rule(code=exit_codes)
+    def exit(self, code):
+        scenario = Scenario(self.context, tuple(self.events), code)
+        self.context, self.events = None, []
+        type(self).check(scenario)
+
+
+def machine_for(name: str, check: Check) -> type[AttemptMachine]:
+    """A machine class whose every attempt is checked by ``check``."""
+    return type(name, (AttemptMachine,), {"check": staticmethod(check)})
