@@ -1,0 +1,124 @@
+"""Searching for findings and writing the findings report.
+
+``search`` runs the checker's own state machine for one invariant on one target and
+returns the minimal counterexample Hypothesis shrinks to. To enumerate *distinct*
+findings of one invariant it can be told to pass over observations with the same
+signature as ones already found, so the search goes on to the next kind of failure;
+the properties themselves never do this.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterable
+
+import attrs
+from hypothesis import settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from impl.report import InvariantViolation, observation_block, replay_command, trace
+from model.invariants import SUPERVISOR_INVARIANTS, Invariant, violations
+from model.scenario import Observation, Scenario
+from properties.findings import FINDINGS, Finding
+from properties.machine import machine_for
+
+
+@attrs.frozen
+class Counterexample:
+    invariant: str
+    scenario: Scenario
+    observation: Observation
+    messages: tuple[str, ...]
+
+    @property
+    def signature(self) -> tuple:
+        return signature(self.invariant, self.observation)
+
+
+def signature(invariant: str, observation: Observation) -> tuple:
+    """What makes two failures of one invariant the same kind: the outcome, not the path to it."""
+    return (invariant, observation.final_state, observation.row, observation.exit_code == 0, observation.raised)
+
+
+class _Found(InvariantViolation):
+    def __init__(self, example: Counterexample):
+        super().__init__(str(example))
+        self.example = example
+
+
+def search(target, invariant: Invariant, *, skip: Iterable[tuple] = (), profile: settings | None = None
+           ) -> Counterexample | None:
+    """The minimal counterexample to ``invariant`` on ``target``, or None if the search finds none."""
+    skip = frozenset(skip)
+    name = invariant.__name__
+
+    def check(scenario: Scenario) -> None:
+        observed = target.run(scenario)
+        found = violations(scenario, observed, (invariant,))
+        if found and signature(name, observed) not in skip:
+            raise _Found(Counterexample(name, scenario, observed, tuple(str(v) for v in found)))
+
+    try:
+        run_state_machine_as_test(machine_for(name, check), settings=profile)
+    except _Found as e:
+        return e.example
+    return None
+
+
+def discover(target, invariants=SUPERVISOR_INVARIANTS, per_invariant: int = 3, profile: settings | None = None
+             ) -> list[Counterexample]:
+    """Up to ``per_invariant`` distinct minimal counterexamples for each invariant."""
+    found: list[Counterexample] = []
+    for invariant in invariants:
+        seen: list[tuple] = []
+        for _ in range(per_invariant):
+            example = search(target, invariant, skip=seen, profile=profile)
+            if example is None:
+                break
+            found.append(example)
+            seen.append(example.signature)
+    return found
+
+
+def replay(target, finding: Finding) -> Counterexample | None:
+    """The registered finding's scenario on ``target`` now: its counterexample, or None if it no longer fails."""
+    invariant = next(i for i in SUPERVISOR_INVARIANTS if i.__name__ == finding.invariant)
+    scenario = Scenario.from_text(finding.scenario)
+    observed = target.run(scenario)
+    found = violations(scenario, observed, (invariant,))
+    return Counterexample(finding.invariant, scenario, observed, tuple(map(str, found))) if found else None
+
+
+def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
+    """The findings report, in Markdown: each registered finding replayed now, then what the search found."""
+    registered = {(f.invariant, f.scenario) for f in FINDINGS}
+    lines = [
+        f"# finalstate findings — target `{target.name}`, apache-airflow-task-sdk {sdk_version}",
+        "",
+        f"Generated {dt.date.today().isoformat()} by `finalstate findings --target {target.name}`.",
+        "Each finding is an invariant of the design that the pinned release breaks; its property is a",
+        "strict expected failure until upstream fixes it. Observations below were computed by this run.",
+        "",
+    ]
+    for finding in FINDINGS:
+        if target.name not in finding.targets:
+            continue
+        now = replay(target, finding)
+        lines += [f"## {finding.id}: {finding.headline}", "",
+                  f"- invariant: `{finding.invariant}`",
+                  f"- responsible upstream: {finding.upstream}",
+                  f"- status on this run: {'reproduces' if now else 'NO LONGER REPRODUCES — upstream fixed it, or the model changed'}",
+                  "", "Scenario (minimal, as the checker shrank it):", "", "```", trace(Scenario.from_text(finding.scenario))]
+        if now:
+            lines += [observation_block("recorded", now.observation), "```", "", "What the invariant expected:", ""]
+            lines += [f"- {m}" for m in now.messages]
+        else:
+            lines += ["```"]
+        lines += ["", f"Replay: `{replay_command(target.name, Scenario.from_text(finding.scenario))}`", ""]
+    new = [c for c in discovered if (c.invariant, c.scenario.to_text()) not in registered]
+    lines += ["## What this run's search found", "",
+              f"{len(discovered)} minimal counterexample(s); {len(new)} not (yet) registered as a finding.", ""]
+    for c in discovered:
+        mark = "registered" if (c.invariant, c.scenario.to_text()) in registered else "NEW"
+        lines += [f"- [{mark}] `{c.invariant}`: `{c.scenario.to_text()}` — " + "; ".join(c.messages)]
+    return "\n".join(lines) + "\n"

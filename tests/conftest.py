@@ -1,0 +1,1 @@
+import properties.conftest  # noqa: F401  the Hypothesis profiles (dev, ci, nightly)

@@ -1,0 +1,82 @@
+"""The supervisor model on cases worked out by hand from task-sdk 1.3.2's supervisor.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from model.scenario import Scenario
+from model.supervisor import final_state, run
+
+# scenario -> (exit_code, final_state, row, calls after start, replies, raised)
+CASES = {
+    # exit 0: the runtime's terminal state stands
+    "try_number=1 max_tries=0; send TaskState failed; exit 0":
+        (0, "failed", "failed", "finish(failed)->200", "ok", None),
+    "try_number=1 max_tries=0; send TaskState skipped; exit 0":
+        (0, "skipped", "skipped", "finish(skipped)->200", "ok", None),
+    "try_number=1 max_tries=0; send SucceedTask; exit 0": (0, "success", "success", "succeed->200", "ok", None),
+    "try_number=1 max_tries=2; send RetryTask; exit 0":
+        (0, "up_for_retry", "up_for_retry", "retry->200", "ok", None),
+    "try_number=1 max_tries=0; send DeferTask; exit 0": (0, "deferred", "deferred", "defer->200", "ok", None),
+    "try_number=1 max_tries=0; send RescheduleTask; exit 0":
+        (0, "up_for_reschedule", "up_for_reschedule", "reschedule->200", "ok", None),
+    "try_number=1 max_tries=0; send AwaitInputTask; exit 0":
+        (0, "awaiting_input", "awaiting_input", "await_input->200", "ok", None),
+    # SkipDownstreamTasks is not terminal: the exit decides, and SUCCESS makes no call
+    "try_number=1 max_tries=0; send SkipDownstreamTasks; exit 0":
+        (0, "success", "running", "skip_downstream_tasks->200", "ok", None),
+    # non-zero exit: should_retry decides, with no call for UP_FOR_RETRY
+    "try_number=1 max_tries=0; exit 1": (1, "failed", "failed", "finish(failed)->200", "", None),
+    "try_number=2 max_tries=3; exit -9": (-9, "up_for_retry", "running", "", "", None),
+    # a failed direct call stays pending and is replayed once at exit
+    "try_number=1 max_tries=0; fault succeed transient; send SucceedTask; exit 0":
+        (0, "success", "success", "succeed->500, succeed->200", "error", None),
+    "try_number=1 max_tries=0; fault succeed permanent; send SucceedTask; exit 0":
+        (0, "success", "running", "succeed->500, succeed->500", "error", None),
+    # a lost answer: done on the server, replayed, and the replay is a 200 no-op
+    "try_number=1 max_tries=2; fault retry lost; send RetryTask; exit 0":
+        (0, "up_for_retry", "up_for_retry", "retry->timeout, retry->200", "error", None),
+    # heartbeat refusals kill with SIGTERM and end SERVER_TERMINATED, even with should_retry
+    "try_number=1 max_tries=2; heartbeat 409; exit 0":
+        (-15, "SERVER_TERMINATED", "running", "heartbeat->409", "", None),
+    # three failed heartbeats in a row kill too, but without SERVER_TERMINATED
+    "try_number=1 max_tries=0; heartbeat 500; heartbeat 500; heartbeat 500; exit 0":
+        (-15, "failed", "failed", "heartbeat->500, heartbeat->500, heartbeat->500, finish(failed)->200", "", None),
+    "try_number=1 max_tries=0; heartbeat 500; heartbeat 200; heartbeat 500; heartbeat 500; exit 0":
+        (0, "success", "running", "heartbeat->500, heartbeat->200, heartbeat->500, heartbeat->500", "", None),
+    # no heartbeat once a terminal state is known; overtime only after a task-ending frame
+    "try_number=1 max_tries=0; send TaskState failed; heartbeat 410; exit 0":
+        (0, "failed", "failed", "finish(failed)->200", "ok", None),
+    "try_number=1 max_tries=0; send DeferTask; overtime; exit 0": (0, "deferred", "deferred", "defer->200", "ok", None),
+    "try_number=1 max_tries=0; send SucceedTask; overtime; exit 0":
+        (-15, "failed", "success", "succeed->200, finish(failed)->409", "ok", "ServerResponseError(409)"),
+    # the process is dead after a kill: later frames never arrive
+    "try_number=1 max_tries=0; heartbeat 404; send SucceedTask; exit 0":
+        (-15, "SERVER_TERMINATED", "running", "heartbeat->404", "", None),
+}
+
+
+@pytest.mark.parametrize("text", CASES)
+def test_hand_checked(text):
+    exit_code, state, row, calls, replies, raised = CASES[text]
+    observed = run(Scenario.from_text(text))
+    assert observed.exit_code == exit_code
+    assert observed.final_state == state
+    assert observed.row == row
+    assert ", ".join(map(str, observed.calls[1:])) == calls
+    assert ", ".join(observed.replies) == replies
+    assert observed.raised == raised
+    assert str(observed.calls[0]) == "start->200"
+
+
+@pytest.mark.parametrize("exit_code, terminal, should_retry, expected", [
+    (0, None, True, "success"),
+    (0, "failed", True, "failed"),
+    (0, "SERVER_TERMINATED", False, "SERVER_TERMINATED"),
+    (1, "success", False, "failed"),
+    (1, "success", True, "up_for_retry"),
+    (-15, "SERVER_TERMINATED", True, "SERVER_TERMINATED"),
+    (-9, None, False, "failed"),
+])
+def test_final_state_table(exit_code, terminal, should_retry, expected):
+    assert final_state(exit_code, terminal, should_retry) == expected
