@@ -15,6 +15,8 @@ Nothing of the supervisor is re-implemented here. The real ``wait()`` runs the r
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import signal
 import subprocess
@@ -33,7 +35,7 @@ from airflow.sdk.execution_time.comms import _RequestFrame
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess, NeverRaised, ProcessTracker
 
 from impl import codec
-from model.scenario import TIMEOUT, ApiCall, Fault, Heartbeat, Observation, Overtime, Scenario, Send
+from model.scenario import TIMEOUT, ApiCall, RunContext, Fault, Heartbeat, Observation, Overtime, Scenario, Send
 from model.server import OK, Server
 from model.supervisor import MAX_FAILED_HEARTBEATS
 
@@ -46,6 +48,7 @@ structlog.configure(
 )
 _QUIET = structlog.get_logger("finalstate")
 _REQUEST = httpx.Request("PATCH", "http://execution-api.invalid/")
+TI_ID = uuid.UUID(int=1)
 
 if airflow_supervisor.MAX_FAILED_HEARTBEATS != MAX_FAILED_HEARTBEATS:
     raise RuntimeError(
@@ -54,12 +57,30 @@ if airflow_supervisor.MAX_FAILED_HEARTBEATS != MAX_FAILED_HEARTBEATS:
     )
 
 
-def api_error(status: int | str) -> Exception:
-    """What Airflow's client raises for a failed call: ``ServerResponseError``, or a timeout."""
+@functools.lru_cache(maxsize=None)
+def _error_prototype(status: int | str) -> Exception:
     if status == TIMEOUT:
         return httpx.ReadTimeout("the answer never arrived", request=_REQUEST)
     response = httpx.Response(status, json={"detail": {"reason": "finalstate"}}, request=_REQUEST)
     return ServerResponseError.from_response(response)
+
+
+def api_error(status: int | str) -> Exception:
+    """What Airflow's client raises for a failed call: ``ServerResponseError``, or a timeout.
+
+    A fresh copy each time (a raised exception keeps its traceback); building the httpx
+    response anew per call was most of this binding's cost.
+    """
+    return copy.copy(_error_prototype(status))
+
+
+@functools.lru_cache(maxsize=None)
+def _run_context(context: RunContext) -> TIRunContext:
+    """The ``TIRunContext`` the server hands out; the supervisor only reads it."""
+    return TIRunContext.model_construct(
+        dag_run=DagRun.model_construct(), max_tries=context.max_tries,
+        should_retry=context.should_retry, start_date=None,
+    )
 
 
 class RecordingTaskInstances:
@@ -83,10 +104,7 @@ class RecordingTaskInstances:
     def start(self, id, pid, when) -> TIRunContext:
         self.server, status = self.server.start()
         self._answer("start", status)
-        return TIRunContext.model_construct(
-            dag_run=DagRun.model_construct(), max_tries=self.context.max_tries,
-            should_retry=self.context.should_retry, start_date=None,
-        )
+        return _run_context(self.context)
 
     def heartbeat(self, id, pid) -> None:
         self.server, status = self.server.heartbeat(self.heartbeat_answer)
@@ -143,12 +161,19 @@ class ScriptedProcess(ProcessTracker):
 
 
 class ChildEnd:
-    """The child's end of the comms socket: reads the supervisor's response frames."""
+    """The child's end of the comms socket: reads the supervisor's response frames.
+
+    The first frame is StartupDetails, which is no reply to anything.
+    """
 
     def __init__(self):
         self.replies: list[str] = []
+        self.started = False
 
     def sendall(self, data: bytes) -> None:
+        if not self.started:
+            self.started = True
+            return
         frame = codec.decode_response(bytes(data))
         self.replies.append("error" if frame.error else "ok")
 
@@ -218,13 +243,12 @@ def run(scenario: Scenario) -> Observation:
     child = ChildEnd()
     selector = ScriptedSelector(scenario, process, client)
     sup = ActivitySubprocess(
-        id=uuid.UUID(int=1), pid=process.pid, process=process, stdin=child,
+        id=TI_ID, pid=process.pid, process=process, stdin=child,
         process_log=_QUIET, client=client, selector=selector,
     )
     selector.attach(sup)
-    ti = airflow_supervisor.TaskInstance.model_construct(id=sup.id, try_number=scenario.context.try_number)
-    sup._on_child_started(ti=ti, dag_rel_path="dag.py", bundle_info=None, sentry_integration="")
-    child.replies.clear()  # the StartupDetails frame is not a reply
+    sup._on_child_started(ti=_task_instance(scenario.context.try_number), dag_rel_path="dag.py", bundle_info=None,
+                          sentry_integration="")
     raised = None
     try:
         sup.wait()
@@ -242,17 +266,26 @@ def run(scenario: Scenario) -> Observation:
     )
 
 
+@functools.lru_cache(maxsize=None)
+def _task_instance(try_number: int):
+    return airflow_supervisor.TaskInstance.model_construct(id=TI_ID, try_number=try_number)
+
+
 def _error_name(e: Exception) -> str:
     if isinstance(e, ServerResponseError):
         return f"ServerResponseError({e.response.status_code})"
     return type(e).__name__
 
 
-def raw_rate_probe(scenario: Scenario) -> str:
-    """The benchmark's floor: call the real supervisor's methods directly, no event loop or wire."""
-    client = RecordingClient(scenario)
+def raw_rate_probe(scenario: Scenario, client=None) -> str:
+    """The benchmark's floor: the real supervisor's methods called directly, no event loop or wire.
+
+    With ``client=None`` this binding's recording client answers; pass a ``unittest.mock.MagicMock``
+    to measure the rate the design quotes (every call succeeds, nothing recorded).
+    """
+    client = client or RecordingClient(scenario)
     sup = ActivitySubprocess(
-        id=uuid.UUID(int=1), pid=1, process=ScriptedProcess(), stdin=ChildEnd(), process_log=_QUIET,
+        id=TI_ID, pid=1, process=ScriptedProcess(), stdin=ChildEnd(), process_log=_QUIET,
         client=client, selector=ScriptedSelector(scenario, ScriptedProcess(), client),
     )
     sup._should_retry = scenario.context.should_retry

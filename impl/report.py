@@ -70,6 +70,15 @@ def check_conformance(target, scenario: Scenario) -> Observation:
     return observed
 
 
+def check_scenario(target, scenario: Scenario, invariants: tuple[Invariant, ...]) -> Observation:
+    """Conformance, then ``invariants``, with one run of the target and one of the model."""
+    observed = check_conformance(target, scenario)
+    found = violations(scenario, observed, invariants)
+    if found:
+        raise InvariantViolation(violation_report(target.name, scenario, observed, found))
+    return observed
+
+
 def check_invariants(target, scenario: Scenario, invariants: tuple[Invariant, ...]) -> Observation:
     """Raise ``InvariantViolation`` if any of ``invariants`` fails on the target's observation."""
     observed = target.run(scenario)

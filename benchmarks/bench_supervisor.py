@@ -1,0 +1,122 @@
+"""Scenarios per second through the checker, for `model` and `airflow-inproc`, beside the raw rate.
+
+    .venv/bin/python benchmarks/bench_supervisor.py [--scenarios 5000] [--seconds 3]
+
+Five figures, measured in this one run on the same seeded corpus of scenarios:
+
+- raw:      the real supervisor's methods called directly (``_handle_request`` per frame,
+            then ``update_task_state_if_needed`` and ``final_state``): no event loop, no wire, no checks;
+            once with this binding's recording client, once with a ``unittest.mock`` client as the
+            design's figure (about 2,300/s) was taken.
+- inproc:   the checker's work per scenario on ``airflow-inproc``: the real ``wait()`` loop over the
+            wire codec, the model beside it, the conformance comparison and every invariant.
+- model:    the same checker work on the ``model`` target: the model and every invariant.
+- e2e:      the conformance property on ``airflow-inproc`` as pytest runs it, Hypothesis
+            generating and shrinking included, counted in scenarios (attempts) checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+from impl.report import Disagreement, InvariantViolation, check_conformance, check_invariants, check_scenario
+from impl.targets import load_target
+from model.invariants import SUPERVISOR_INVARIANTS
+from model.scenario import (FAULT_KINDS, FAULTABLE_CALLS, FRAME_TYPES, HEARTBEAT_ANSWERS, TASK_STATE_STATES, Fault,
+                            Heartbeat, Overtime, RunContext, Scenario, Send)
+
+
+def corpus(n: int, seed: int = 20261124) -> list[Scenario]:
+    rng = random.Random(seed)
+
+    def event():
+        kind = rng.randrange(6)
+        if kind < 3:
+            frame = rng.choice(FRAME_TYPES)
+            return Send(frame, rng.choice(TASK_STATE_STATES) if frame == "TaskState" else None)
+        if kind == 3:
+            return Fault(rng.choice(FAULTABLE_CALLS), rng.choice(FAULT_KINDS))
+        if kind == 4:
+            return Heartbeat(rng.choice(HEARTBEAT_ANSWERS))
+        return Overtime()
+
+    return [
+        Scenario(RunContext.from_server(rng.randint(1, 6), rng.randint(0, 5)),
+                 tuple(event() for _ in range(rng.randint(0, 6))),
+                 rng.choice([0, 0, 1, 2, 137, -9, -15]))
+        for _ in range(n)
+    ]
+
+
+def rate(fn, scenarios, seconds: float) -> float:
+    """Scenarios per second for ``fn`` over the corpus, repeated until ``seconds`` have passed."""
+    done, start = 0, time.perf_counter()
+    while True:
+        for s in scenarios:
+            try:
+                fn(s)
+            except (Disagreement, InvariantViolation):
+                pass  # the findings: still checked, still counted
+        done += len(scenarios)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return done / elapsed
+
+
+def e2e_rate(target, examples: int) -> float:
+    from hypothesis import settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    import properties.conftest  # noqa: F401  the profiles
+    from properties.machine import machine_for
+
+    count = 0
+
+    def check(s):
+        nonlocal count
+        count += 1
+        check_conformance(target, s)
+
+    start = time.perf_counter()
+    run_state_machine_as_test(machine_for("Bench", check),
+                              settings=settings(settings.get_profile("ci"), max_examples=examples))
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scenarios", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+
+    from impl.inproc import raw_rate_probe
+
+    model, inproc = load_target("model"), load_target("airflow-inproc")
+    scenarios = corpus(args.scenarios)
+    for s in scenarios[:200]:  # warm both paths before timing
+        raw_rate_probe(s)
+
+    def check_inproc(s):
+        check_scenario(inproc, s, SUPERVISOR_INVARIANTS)
+
+    from unittest import mock
+
+    figures = {
+        "raw (real supervisor methods, direct)": rate(raw_rate_probe, scenarios, args.seconds),
+        "raw as the design measured it (direct, unittest.mock client)":
+            rate(lambda s: raw_rate_probe(s, mock.MagicMock()), scenarios, args.seconds),
+        "airflow-inproc (checker: real wait() + model + conformance + invariants)": rate(check_inproc, scenarios, args.seconds),
+        "model (checker: model + invariants)": rate(lambda s: check_invariants(model, s, SUPERVISOR_INVARIANTS),
+                                                   scenarios, args.seconds),
+        "airflow-inproc end to end (Hypothesis conformance property)": e2e_rate(inproc, 500),
+    }
+    raw = figures["raw (real supervisor methods, direct)"]
+    print(f"corpus: {len(scenarios)} scenarios, mean {sum(len(s.events) for s in scenarios) / len(scenarios):.1f} events each")
+    for name, value in figures.items():
+        print(f"{value:10.0f} scenarios/s  {value / raw:5.2f}x raw  {name}")
+
+
+if __name__ == "__main__":
+    main()

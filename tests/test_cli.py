@@ -1,0 +1,37 @@
+"""The command line: replay a counterexample, and refuse bad input with a clear message."""
+
+from __future__ import annotations
+
+import pytest
+
+from impl.cli import main
+
+
+def test_replay_prints_the_trace_and_the_violations(capsys):
+    code = main(["replay", "--target", "model", "try_number=1 max_tries=1; exit 1"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "try_number=1 max_tries=1 should_retry=true" in out
+    assert "no_task_instance_left_running: the server row is still running" in out
+
+
+def test_replay_of_a_clean_scenario_exits_0(capsys):
+    assert main(["replay", "--target", "model", "max_tries=1; send RetryTask; exit 0"]) == 0
+    assert "violations: none" in capsys.readouterr().out
+
+
+def test_unknown_target_lists_the_known_ones():
+    with pytest.raises(SystemExit, match="unknown target 'nope'; the known targets are:\n  model"):
+        main(["replay", "--target", "nope", "exit 0"])
+
+
+def test_bad_scenario_says_what_is_wrong():
+    with pytest.raises(SystemExit, match="bad scenario: unknown event 'explode'"):
+        main(["replay", "--target", "model", "explode; exit 0"])
+
+
+def test_unknown_target_is_a_usage_error_for_the_checker(pytester):
+    pytester.makeconftest("pytest_plugins = ['properties.conftest']")
+    result = pytester.runpytest("--target", "nope")
+    assert result.ret != 0
+    result.stderr.fnmatch_lines(["*unknown target 'nope'; the known targets are:*"])
