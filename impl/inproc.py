@@ -236,17 +236,20 @@ class ScriptedSelector:
         pass
 
 
+def _supervisor(scenario: Scenario, client) -> tuple[ActivitySubprocess, ChildEnd]:
+    """A real ``ActivitySubprocess`` wired to the scripted process, selector and child socket."""
+    process, child = ScriptedProcess(), ChildEnd()
+    selector = ScriptedSelector(scenario, process, client)
+    sup = ActivitySubprocess(id=TI_ID, pid=process.pid, process=process, stdin=child, process_log=_QUIET,
+                             client=client, selector=selector)
+    selector.attach(sup)
+    return sup, child
+
+
 def run(scenario: Scenario) -> Observation:
     """Replay ``scenario`` onto a real ``ActivitySubprocess`` and observe it."""
     client = RecordingClient(scenario)
-    process = ScriptedProcess()
-    child = ChildEnd()
-    selector = ScriptedSelector(scenario, process, client)
-    sup = ActivitySubprocess(
-        id=TI_ID, pid=process.pid, process=process, stdin=child,
-        process_log=_QUIET, client=client, selector=selector,
-    )
-    selector.attach(sup)
+    sup, child = _supervisor(scenario, client)
     sup._on_child_started(ti=_task_instance(scenario.context.try_number), dag_rel_path="dag.py", bundle_info=None,
                           sentry_integration="")
     raised = None
@@ -283,11 +286,7 @@ def raw_rate_probe(scenario: Scenario, client=None) -> str:
     With ``client=None`` this binding's recording client answers; pass a ``unittest.mock.MagicMock``
     to measure the rate the design quotes (every call succeeds, nothing recorded).
     """
-    client = client or RecordingClient(scenario)
-    sup = ActivitySubprocess(
-        id=TI_ID, pid=1, process=ScriptedProcess(), stdin=ChildEnd(), process_log=_QUIET,
-        client=client, selector=ScriptedSelector(scenario, ScriptedProcess(), client),
-    )
+    sup, _ = _supervisor(scenario, client or RecordingClient(scenario))
     sup._should_retry = scenario.context.should_retry
     for event in scenario.events:
         if isinstance(event, Send):

@@ -70,19 +70,20 @@ def check_conformance(target, scenario: Scenario) -> Observation:
     return observed
 
 
-def check_scenario(target, scenario: Scenario, invariants: tuple[Invariant, ...]) -> Observation:
-    """Conformance, then ``invariants``, with one run of the target and one of the model."""
-    observed = check_conformance(target, scenario)
+def check_observation(target_name: str, scenario: Scenario, observed: Observation,
+                      invariants: tuple[Invariant, ...]) -> Observation:
+    """Raise ``InvariantViolation`` if any of ``invariants`` fails on ``observed``."""
     found = violations(scenario, observed, invariants)
     if found:
-        raise InvariantViolation(violation_report(target.name, scenario, observed, found))
+        raise InvariantViolation(violation_report(target_name, scenario, observed, found))
     return observed
 
 
 def check_invariants(target, scenario: Scenario, invariants: tuple[Invariant, ...]) -> Observation:
     """Raise ``InvariantViolation`` if any of ``invariants`` fails on the target's observation."""
-    observed = target.run(scenario)
-    found = violations(scenario, observed, invariants)
-    if found:
-        raise InvariantViolation(violation_report(target.name, scenario, observed, found))
-    return observed
+    return check_observation(target.name, scenario, target.run(scenario), invariants)
+
+
+def check_scenario(target, scenario: Scenario, invariants: tuple[Invariant, ...]) -> Observation:
+    """Conformance, then ``invariants``, with one run of the target and one of the model."""
+    return check_observation(target.name, scenario, check_conformance(target, scenario), invariants)
