@@ -19,7 +19,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from impl.report import InvariantViolation, observation_block, replay_command, trace
 from model.invariants import SUPERVISOR_INVARIANTS, Invariant, violations
 from model.scenario import Observation, Scenario
-from properties.findings import FINDINGS, Finding
+from properties.findings import FINDINGS, LIFECYCLE_FINDINGS, RUNTIME_FINDINGS, WIRE_FINDINGS, Finding
 from properties.machine import machine_for
 
 
@@ -115,6 +115,14 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
         else:
             lines += ["```"]
         lines += ["", f"Replay: `{replay_command(target.name, Scenario.from_text(finding.scenario))}`", ""]
+    lines += ["## Runtime, lifecycle and wire findings", "",
+              "Not supervisor scenarios, so not replayed by this command; each is a strict expected failure",
+              "of its property and is replayed by the `*_finding_still_reproduces` test beside it.", ""]
+    for finding in RUNTIME_FINDINGS + LIFECYCLE_FINDINGS + WIRE_FINDINGS:
+        lines += [f"### {finding.id}: {finding.headline}", "",
+                  f"- invariant: `{finding.invariant}` ({finding.kind}); targets: {', '.join(finding.targets)}",
+                  f"- minimal scenario: `{finding.scenario}`",
+                  f"- responsible upstream: {finding.upstream}", ""]
     new = [c for c in discovered if (c.invariant, c.scenario.to_text()) not in registered]
     lines += ["## What this run's search found", "",
               f"{len(discovered)} minimal counterexample(s); {len(new)} not (yet) registered as a finding.", ""]

@@ -246,6 +246,8 @@ class Observation:
     ``row`` is the server row's state at the end; ``row_gone`` the status the server
     answers for it once it has taken the TI away (404/409/410), else ``None``.
     ``raised`` names what the supervisor raised out of ``wait()``, if anything.
+    ``harness`` is set only when the harness running a real process had to step in (the
+    attempt never started, or ran past its deadline and was killed): it says what happened.
     """
 
     exit_code: int
@@ -255,6 +257,7 @@ class Observation:
     row: str
     row_gone: int | None = None
     raised: str | None = None
+    harness: str | None = None
 
     def to_lines(self) -> list[str]:
         lines = [
@@ -266,4 +269,6 @@ class Observation:
         ]
         if self.raised:
             lines.append(f"raised={self.raised}")
+        if self.harness:
+            lines.append(f"harness: {self.harness}")
         return lines

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import attrs
 
-SUPERVISOR_TARGETS = ("model", "airflow-inproc")
+SUPERVISOR_TARGETS = ("model", "airflow-inproc", "airflow-process")
 
 
 @attrs.frozen
 class Finding:
+    """``scenario`` is in the text form of what ``kind`` of property found it: a supervisor
+    ``Scenario`` (``supervisor``), a ``model.runtime.RuntimeRun`` (``runtime``), a
+    ``CoordinatorRun`` (``coordinator``), or a lifecycle trace (``lifecycle``)."""
+
     id: str
     invariant: str
     scenario: str
     headline: str
     upstream: str
     targets: tuple[str, ...] = SUPERVISOR_TARGETS
+    kind: str = "supervisor"
 
 
 _CLOSE = "ActivitySubprocess.update_task_state_if_needed (with STATES_SENT_DIRECTLY)"
@@ -74,8 +79,128 @@ FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess.final_state: on a non-zero exit the delivered terminal state is ignored; "
         "the closing finish(FAILED) is then refused with 409 and wait() raises",
     ),
+    Finding(
+        "F8", "server_terminated_wins",
+        "try_number=1 max_tries=0 should_retry=false; fault reschedule lost; send RescheduleTask; heartbeat 200; exit 0",
+        "a heartbeat refused with 409 kills the task as SERVER_TERMINATED, then the replay of a terminal call "
+        "whose answer was lost overwrites SERVER_TERMINATED, and the attempt is reported FAILED",
+        "ActivitySubprocess.update_task_state_if_needed replays _pending_terminal_state_msg; "
+        "_send_terminal_state_msg sets _terminal_state on success, replacing SERVER_TERMINATED; final_state "
+        "then sees a non-zero exit. Holds on model and airflow-inproc too (replay the scenario), but their ci "
+        "searches do not reach it, so it is a strict expected failure on airflow-process only for now",
+        ("airflow-process",),
+    ),
 )
 
 
 def finding_for(target: str, invariant: str) -> Finding | None:
     return next((f for f in FINDINGS if f.invariant == invariant and target in f.targets), None)
+
+
+# -- the runtime side (properties/test_runtime.py, properties/test_lifecycle.py) ---------------
+# Kept apart from FINDINGS, whose scenarios are supervisor scenarios.
+
+RUNTIME_TARGETS = ("model", "airflow-task-runner")
+_FAIL_CLOSED = ("task_runner.run: when the terminal send raises, only FAILED and UP_FOR_RETRY are made "
+                "to exit 1 (main's fail-closed sys.exit)")
+
+RUNTIME_FINDINGS: tuple[Finding, ...] = (
+    Finding(
+        "R1", "non_success_never_recorded_success",
+        "try_number=1 max_tries=0 should_retry=false; task raises AirflowSkipException; policy none; "
+        "comms terminal_send_fails",
+        "a skipped task whose TaskState(skipped) cannot be sent exits 0 and is recorded SUCCESS",
+        f"{_FAIL_CLOSED}; SKIPPED (and UP_FOR_RESCHEDULE, DEFERRED, AWAITING_INPUT) exit 0, and "
+        "ActivitySubprocess.final_state takes exit 0 with no terminal state as SUCCESS (the comment in "
+        "run() says these need a separate fix in final_state)",
+        RUNTIME_TARGETS, "runtime",
+    ),
+    Finding(
+        "R2", "failed_decision_never_recorded_up_for_retry",
+        "try_number=1 max_tries=1 should_retry=true; task raises AirflowFailException; policy none; "
+        "comms terminal_send_fails",
+        "AirflowFailException (never retry) is retried when its TaskState(failed) cannot be sent",
+        f"{_FAIL_CLOSED}; ActivitySubprocess.final_state maps any non-zero exit to UP_FOR_RETRY while "
+        "should_retry, so the runtime's no-retry decision (AirflowFailException, AirflowSensorTimeout, "
+        "AirflowTaskTerminated, a retry policy's FAIL) is lost",
+        RUNTIME_TARGETS, "runtime",
+    ),
+)
+
+#: The lifecycle pairings that run the Python task runner (real or model) against a supervisor with F1/F2.
+PYTHON_LIFECYCLE_PAIRINGS = ("model-runtime+model", "airflow-task-runner+model", "model-runtime+airflow-inproc",
+                             "model-runtime+airflow-process")
+
+LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
+    Finding(
+        "L1", "failing_try_with_retries_left_ends_up_for_retry",
+        "retries=1 | task raises DownstreamTasksSkipped; policy none; comms every_send_fails",
+        "a failing try whose terminal frame cannot be sent exits 1 (fail closed); the supervisor reports "
+        "UP_FOR_RETRY but the row stays RUNNING, so the TI is never retried",
+        "the runtime's fail-closed exit (task_runner.run/main) meets supervisor finding F2: "
+        "ActivitySubprocess.update_task_state_if_needed makes no call for UP_FOR_RETRY (STATES_SENT_DIRECTLY)",
+        PYTHON_LIFECYCLE_PAIRINGS, "lifecycle",
+    ),
+    Finding(
+        "L2", "no_try_leaves_row_running",
+        "retries=0 | task returns; policy none; comms terminal_send_fails",
+        "a succeeding try whose SucceedTask cannot be sent exits 0; the supervisor reports SUCCESS but the "
+        "row stays RUNNING",
+        "supervisor finding F1 (final_state falls back to SUCCESS, in STATES_SENT_DIRECTLY, no call made); "
+        "the task runner does not fail closed for SUCCESS",
+        PYTHON_LIFECYCLE_PAIRINGS, "lifecycle",
+    ),
+)
+
+
+def side_finding_for(kind: str, target: str, invariant: str) -> Finding | None:
+    """The runtime-side finding (``kind`` runtime, coordinator or lifecycle) of ``invariant`` on ``target``."""
+    pool = RUNTIME_FINDINGS + LIFECYCLE_FINDINGS
+    return next((f for f in pool if f.kind == kind and f.invariant == invariant and target in f.targets), None)
+
+
+# -- the wire, as only real processes can exercise it (properties/test_process_wire.py) ----------
+# A wire finding's ``scenario`` is a runtime script in words: what the runtime writes on the comm
+# socket (hex), then what it does; its property lives in properties/test_process_wire.py.
+
+PROCESS_TARGETS = ("airflow-process",)
+
+WIRE_FINDINGS: tuple[Finding, ...] = (
+    Finding(
+        "W1", "malformed_frame_still_ends_the_attempt",
+        "write 00000004c1c1c1c1 (a payload that is not msgpack); exit 1",
+        "a request frame whose payload is not msgpack (or not an [id, body, carrier] array, or has a "
+        "non-integer id) makes wait() raise: no final state, no finish(), the TI stays RUNNING, the "
+        "process is neither killed nor reaped, and the supervisor's sockets and servers stay open",
+        "supervisor.length_prefixed_frame_reader calls msgspec's decode without catching DecodeError/"
+        "ValidationError; the exception leaves _service_subprocess and _monitor_subprocess, so wait() "
+        "never reaches update_task_state_if_needed",
+        PROCESS_TARGETS, "wire",
+    ),
+    Finding(
+        "W2", "every_request_is_answered",
+        "write a frame with body {type: NoSuchThing}; await its response; exit 0",
+        "a request whose body fails validation (unknown type, ill-typed field) gets no response at all: a "
+        "runtime awaiting one (as every SDK's comms client does) hangs until something kills it",
+        "ActivitySubprocess.handle_requests logs 'Unable to decode message' and continues without "
+        "send_msg(error=...), while every other failure path answers with an ErrorResponse",
+        PROCESS_TARGETS, "wire",
+    ),
+    Finding(
+        "W3", "frame_length_is_bounded",
+        "write ffffffff (a 4-byte length prefix of 4 GiB) and nothing else; exit 1",
+        "a length prefix is trusted: 0xFFFFFFFF makes the supervisor allocate and zero 4 GiB before it "
+        "reads one byte of payload (here: >10 s and 4 GB of memory for four bytes)",
+        "supervisor.length_prefixed_frame_reader: memoryview(bytearray(length_needed)) with no limit",
+        PROCESS_TARGETS, "wire",
+    ),
+    Finding(
+        "W4", "servers_closed_when_wait_raises",
+        "try_number=1 max_tries=0 should_retry=false; fault finish transient; exit 1",
+        "when wait() raises (here: the closing finish() fails, finding F3) the coordinator's two listening "
+        "sockets are never closed: a worker leaks two descriptors per such task",
+        "_PopenActivitySubprocess.wait calls super().wait() and only then _close_unused_sockets(...), "
+        "without try/finally",
+        PROCESS_TARGETS, "wire",
+    ),
+)

@@ -1,0 +1,361 @@
+"""A scriptable task runtime that speaks the coordinator convention: stdlib and msgpack only.
+
+Launched as ``python -m impl.scripted_runtime --script=PATH --comm=HOST:PORT --logs=HOST:PORT``
+(the last two appended by ``_PopenActivitySubprocess.start``), it connects back to the
+supervisor, reads the StartupDetails frame, then performs its *script* for real, step by
+step, and ends as the script says. It knows nothing of scenarios or of Airflow: the
+harness (``impl.process``) compiles a scenario into a script, encoding every frame with
+``impl.codec`` beforehand, so this module stays small and starts fast.
+
+How the script arrives: a msgpack file whose path is the ``--script`` argument, so a
+script of any size costs one short argument. Its map:
+
+``control``  ``[host, port]`` of the harness's control channel, or nil
+``token``    the attempt's identifier on that channel (the TI id)
+``connect``  false: never connect to ``--comm``/``--logs`` (then hang)
+``steps``    a list of ``[op, ...]`` performed in order:
+
+- ``["send", frame_bytes, request_id]``: write one whole request frame, await its response
+  (the response's id must match), log what came back;
+- ``["sync", n]``: ``n`` round trips of a no-op frame (``MaskSecret`` with an empty value,
+  which the supervisor answers and otherwise ignores) -- after the n-th answer, every
+  earlier wake-up of the supervisor's monitor loop has finished, checks included;
+- ``["control", message]``: one request on the control channel, await its acknowledgement;
+- ``["raw", data]``: write bytes as they are (garbage, partial frames), await nothing;
+- ``["read"]``: await one response frame; ``["close"]``: close the comm socket;
+- ``["log", text]``: one JSON log line on the logs channel;
+- ``["sleep", seconds]``; ``["hang"]``: sleep until killed;
+- ``["exit", code]``: exit with ``code`` if ``>= 0``, else die of signal ``-code``.
+
+Its TCP connections close with a reset (``SO_LINGER`` 0), not a FIN: the supervisor still
+reads every byte sent before it, then sees ``ConnectionResetError`` where it would see EOF,
+and its loop treats the two alike (``_service_subprocess``). A FIN would leave a TIME_WAIT
+socket per connection for a minute, and the supervisor's own ownership check (psutil
+reading ``/proc/net/tcp``) slows with every one of them: at 50 attempts a second it doubles
+within the minute.
+
+A script that runs out of steps exits 0. Anything unexpected (the supervisor closing the
+comm socket, a response to another id) exits with ``PROTOCOL_ERROR_EXIT`` after saying why
+on stderr, so a harness bug never looks like a scenario's exit.
+
+On the fork path a ``sync`` step ends with a barrier: a ``Q``/``A`` round trip with the
+launcher, which stands in for this process towards the supervisor (see ``impl/launcher.c``).
+
+The same module is the *fork server* of the fast path (``--zygote=SOCKET``): it imports
+once, then for each launcher that connects it receives the launcher's already-connected
+comm/logs/stdout/stderr descriptors (SCM_RIGHTS) and the script path, forks a child that
+runs the script on those descriptors, and reports the child's exit status back to the
+launcher, which ends with the same status (see ``impl/launcher.c``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+import msgpack
+
+PROTOCOL_ERROR_EXIT = 70
+SYNC_ID_BASE = 1 << 30
+_SYNC_BODY = {"type": "MaskSecret", "value": "", "name": None}
+
+
+def _no_core_dumps() -> None:
+    """Scenarios die of SIGSEGV and SIGABRT on purpose; leave no core files behind."""
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError):
+        pass
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = sock.recv(n)
+        if not chunk:
+            raise ProtocolError("the supervisor closed the comm socket")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(sock: socket.socket) -> list:
+    length = int.from_bytes(_recv_exact(sock, 4), "big")
+    return msgpack.unpackb(_recv_exact(sock, length), raw=False, timestamp=3, strict_map_key=False)
+
+
+def _frame(fields: list) -> bytes:
+    payload = msgpack.packb(fields, use_bin_type=True, datetime=True)
+    return len(payload).to_bytes(4, "big") + payload
+
+
+def _address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host, int(port)
+
+
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+
+
+def connect(address: tuple[str, int]) -> socket.socket:
+    """A TCP connection that closes with a reset, leaving no TIME_WAIT behind (see the module doc)."""
+    sock = socket.create_connection(address)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class Runtime:
+    """One attempt's runtime side: the comm, logs and control connections and the script."""
+
+    def __init__(self, script: dict, comm: socket.socket | None, logs: socket.socket | None, launcher=None):
+        self.script = script
+        self.launcher = launcher
+        self.comm = comm
+        self.logs = logs
+        self.control: socket.socket | None = None
+        self.next_sync = SYNC_ID_BASE
+
+    def log(self, text: str, level: str = "info") -> None:
+        if self.logs is not None:
+            line = {"level": level, "event": text, "logger": "finalstate.runtime"}
+            self.logs.sendall(json.dumps(line).encode() + b"\n")
+
+    def call_control(self, message: dict) -> dict:
+        if self.control is None:
+            host, port = self.script["control"]
+            self.control = connect((host, port))
+        self.control.sendall(_frame({**message, "token": self.script["token"]}))
+        reply = read_frame(self.control)
+        if not reply.get("ok"):
+            raise ProtocolError(f"control refused {message}: {reply}")
+        return reply
+
+    def await_response(self, request_id: int) -> list:
+        frame = read_frame(self.comm)
+        if frame[0] != request_id:
+            raise ProtocolError(f"awaited the response to {request_id}, got one to {frame[0]}")
+        return frame
+
+    def run(self) -> None:
+        if self.comm is not None:
+            startup = read_frame(self.comm)
+            if startup[0] != 0:
+                raise ProtocolError(f"the first frame must be StartupDetails (id 0), got id {startup[0]}")
+            if self.launcher is not None:
+                self.launcher.sendall(b"R")  # the supervisor has verified both connections
+        for step in self.script.get("steps", ()):
+            getattr(self, "op_" + step[0])(*step[1:])
+        self.op_exit(0)
+
+    def op_send(self, data: bytes, request_id: int) -> None:
+        self.comm.sendall(data)
+        _, body, error = self.await_response(request_id)
+        self.log(f"frame {request_id} answered " + ("error" if error else "ok"))
+
+    def op_sync(self, count: int) -> None:
+        for _ in range(count):
+            self.next_sync += 1
+            self.comm.sendall(_frame([self.next_sync, _SYNC_BODY, None]))
+            self.await_response(self.next_sync)
+        if self.launcher is not None:
+            # A signal the supervisor sent the launcher before answering is forwarded to us
+            # before the launcher reads this query, so it has reached us when the answer does.
+            self.launcher.sendall(b"Q")
+            if _recv_exact(self.launcher, 1) != b"A":
+                raise ProtocolError("the launcher answered the barrier with something else")
+
+    def op_control(self, message: dict) -> None:
+        self.call_control(message)
+
+    def op_raw(self, data: bytes) -> None:
+        self.comm.sendall(data)
+
+    def op_read(self) -> None:
+        read_frame(self.comm)
+
+    def op_close(self) -> None:
+        self.comm.close()
+
+    def op_log(self, text: str) -> None:
+        self.log(text)
+
+    def op_sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def op_hang(self) -> None:
+        while True:
+            time.sleep(3600)
+
+    def op_exit(self, code: int) -> None:
+        die(code)
+
+
+def die(code: int) -> None:
+    """End the process: exit ``code``, or for a negative code, die of signal ``-code``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code < 0:
+        sig = -code
+        signal.signal(sig, signal.SIG_DFL) if sig not in (signal.SIGKILL, signal.SIGSTOP) else None
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+        os.kill(os.getpid(), sig)
+        time.sleep(1)  # the signal is delivered before this returns; this is a backstop
+        os._exit(128 + sig)
+    os._exit(code)
+
+
+def load_script(path: str) -> dict:
+    with open(path, "rb") as f:
+        return msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
+
+
+def perform(script: dict, comm: socket.socket | None, logs: socket.socket | None, launcher=None) -> None:
+    """Run one script on connected sockets (or none, for a runtime that never connects); never returns.
+
+    ``launcher``: the connection to the launcher standing in for this process (fork path):
+    told ``R`` once StartupDetails has arrived (the supervisor has accepted and verified both
+    connections, so the launcher may drop its copies), and queried after every ``sync``.
+    """
+    runtime = Runtime(script, comm, logs, launcher)
+    try:
+        if script.get("control"):
+            runtime.call_control({"op": "hello", "pid": os.getpid()})
+        if comm is None:
+            runtime.op_hang()
+        runtime.run()
+    except (ProtocolError, OSError, ValueError, msgpack.UnpackException) as e:
+        print(f"finalstate runtime: {type(e).__name__}: {e}", file=sys.stderr)
+        die(PROTOCOL_ERROR_EXIT)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = dict(a.split("=", 1) for a in (argv if argv is not None else sys.argv[1:]) if "=" in a)
+    _no_core_dumps()
+    if "--zygote" in args:
+        return zygote(args["--zygote"])
+    script = load_script(args["--script"])
+    comm = logs = None
+    if script.get("connect", True):
+        comm = connect(_address(args["--comm"]))
+        logs = connect(_address(args["--logs"]))
+    perform(script, comm, logs)
+
+
+# -- the fork server ---------------------------------------------------------------------------
+
+#: Descriptors a launcher hands over, in order.
+HANDED_FDS = ("comm", "logs", "stdout", "stderr")
+
+
+def zygote(path: str) -> None:
+    """Serve launchers on the unix socket ``path`` until stdin closes (the harness went away).
+
+    Per launcher: receive ``script path`` and four descriptors, fork, tell the launcher the
+    child's pid (``P<pid>\\n``), and when the child ends, its exit status (``X<code>\\n``,
+    ``subprocess``-style: negative for a signal).
+    """
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(64)
+    children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, launcher connection)
+    stdin = sys.stdin.fileno()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    while True:
+        ready, _, _ = select.select([server, stdin, *children], [], [])
+        for fd in ready:
+            if fd == stdin:
+                if not os.read(stdin, 4096):
+                    _zygote_shutdown(server, path, children)
+                    return
+            elif fd is server:
+                conn, _ = server.accept()
+                child = _fork_child(server, conn, children)
+                if child is not None:
+                    pid, pidfd = child
+                    children[pidfd] = (pid, conn)
+                else:
+                    conn.close()
+            else:
+                pid, conn = children.pop(fd)
+                _, status = os.waitpid(pid, 0)
+                os.close(fd)
+                try:
+                    conn.sendall(b"X%d\n" % os.waitstatus_to_exitcode(status))
+                except OSError:
+                    pass  # the launcher is gone (killed): nobody to tell
+                conn.close()
+
+
+def _fork_child(server: socket.socket, conn: socket.socket, children: dict) -> tuple[int, int] | None:
+    try:
+        msg, fds, _, _ = socket.recv_fds(conn, 4096, len(HANDED_FDS))
+    except OSError:
+        return None
+    if len(fds) != len(HANDED_FDS) or not msg:
+        for fd in fds:
+            os.close(fd)
+        return None
+    script_path = msg.decode()
+    pid = os.fork()
+    if pid == 0:  # the child: becomes the runtime on the handed descriptors
+        try:
+            server.close()
+            for _, other in children.values():
+                other.close()
+            for pidfd in children:
+                os.close(pidfd)
+            comm_fd, logs_fd, out_fd, err_fd = fds
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.dup2(out_fd, 1)
+            os.dup2(err_fd, 2)
+            for fd in (devnull, out_fd, err_fd):
+                os.close(fd)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            comm = socket.socket(fileno=comm_fd)
+            logs = socket.socket(fileno=logs_fd)
+            perform(load_script(script_path), comm, logs, conn)
+        except BaseException as e:  # never fall back into the server loop
+            try:
+                print(f"finalstate zygote child: {type(e).__name__}: {e}", file=sys.stderr)
+            finally:
+                os._exit(PROTOCOL_ERROR_EXIT)
+    for fd in fds:
+        os.close(fd)
+    pidfd = os.pidfd_open(pid)
+    conn.sendall(b"P%d\n" % pid)
+    return pid, pidfd
+
+
+def _zygote_shutdown(server, path, children) -> None:
+    server.close()
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    for pidfd, (pid, conn) in children.items():
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+        os.close(pidfd)
+        conn.close()
+
+
+if __name__ == "__main__":
+    main()

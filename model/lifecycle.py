@@ -1,0 +1,172 @@
+"""One task instance's life across tries, and what the design promises of it.
+
+The server queues the TI with ``max_tries`` = the task's ``retries``. Each try: the server starts
+it (``RunContext.from_server``: try_number, max_tries, should_retry by the server's rule), a runtime
+meets the task's outcome, the supervisor records the end; the server row then says what comes next:
+
+- UP_FOR_RETRY: the scheduler queues the next try (``Row.next_try``: try_number + 1);
+- DEFERRED, UP_FOR_RESCHEDULE, AWAITING_INPUT: the same try is resumed later (try_number unchanged);
+- anything else (SUCCESS, FAILED, SKIPPED, REMOVED, a row the server took away, or a row wrongly
+  left RUNNING): the life is over.
+
+``Life`` is pure and frozen; ``LIFECYCLE_INVARIANTS`` are ``(life) -> violations``.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from model.invariants import Violation
+from model.scenario import (
+    AWAITING_INPUT,
+    DEFERRED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    UP_FOR_RESCHEDULE,
+    UP_FOR_RETRY,
+    Observation,
+    RunContext,
+)
+from model.server import Row
+
+#: Row states after which the same try is resumed.
+RESUMED = frozenset({DEFERRED, UP_FOR_RESCHEDULE, AWAITING_INPUT})
+
+
+@attrs.frozen
+class Try:
+    """One try (or resumption) as lived: its context, what the runtime met, what was recorded.
+
+    ``retryable_failure``: the task failed and nothing (the exception, a retry policy's FAIL) asked
+    for no retry, so the design says: UP_FOR_RETRY while should_retry, else FAILED.
+    """
+
+    context: RunContext
+    met: str
+    retryable_failure: bool
+    observation: Observation
+    runtime: str = ""
+
+    def to_text(self) -> str:
+        o = self.observation
+        c = self.context
+        answer = f"{self.runtime} → " if self.runtime else ""
+        row = o.row + (f" (gone {o.row_gone})" if o.row_gone else "")
+        return (f"try {c.try_number} (max_tries={c.max_tries} should_retry={str(c.should_retry).lower()}): "
+                f"{self.met} → {answer}final_state={o.final_state}, row {row}")
+
+
+@attrs.frozen
+class Life:
+    """The TI row across tries, and the tries made."""
+
+    retries: int
+    row: Row
+    tries: tuple[Try, ...] = ()
+
+    @classmethod
+    def new(cls, retries: int) -> Life:
+        return cls(retries, Row(QUEUED, 1, retries))
+
+    @property
+    def over(self) -> bool:
+        return self.row.state != QUEUED or self.row.gone is not None
+
+    def next_context(self) -> RunContext:
+        """``PATCH /run`` on the queued row: the run context the server hands this try."""
+        if self.over:
+            raise ValueError(f"the life is over: the row is {self.row.state}")
+        return RunContext.from_server(self.row.try_number, self.row.max_tries)
+
+    def record(self, tried: Try) -> Life:
+        """The row after one try, by what the server holds at its end."""
+        o = tried.observation
+        row = attrs.evolve(self.row, state=o.row, gone=o.row_gone)
+        if o.row_gone is None and o.row == UP_FOR_RETRY:
+            row = row.next_try()
+        elif o.row_gone is None and o.row in RESUMED:
+            row = attrs.evolve(row, state=QUEUED)
+        return attrs.evolve(self, row=row, tries=(*self.tries, tried))
+
+    @property
+    def tries_made(self) -> int:
+        return len({t.context.try_number for t in self.tries})
+
+    def to_lines(self) -> list[str]:
+        return [f"retries={self.retries}", *(t.to_text() for t in self.tries),
+                f"row at the end: {self.row.state}, try_number={self.row.try_number}"]
+
+
+def _recorded(o: Observation) -> dict[str, str]:
+    return {"final_state": o.final_state, "server row": o.row}
+
+
+def tries_within_budget(life: Life):
+    """No more than max_tries + 1 tries (retries + the first)."""
+    if life.tries_made > life.retries + 1:
+        return (Violation("tries_within_budget", f"{life.tries_made} tries made with retries={life.retries}"),)
+    return ()
+
+
+def last_failing_try_ends_failed(life: Life):
+    """A failing try with no retries left ends FAILED, never UP_FOR_RETRY."""
+    return tuple(
+        Violation("last_failing_try_ends_failed",
+                  f"try {t.context.try_number} of max_tries={t.context.max_tries} failed with no retries left; "
+                  f"{where} is {state}, expected failed")
+        for t in life.tries
+        if t.retryable_failure and not t.context.should_retry and t.observation.row_gone is None
+        for where, state in _recorded(t.observation).items()
+        if state != FAILED
+    )
+
+
+def failing_try_with_retries_left_ends_up_for_retry(life: Life):
+    """A failing try with retries left ends UP_FOR_RETRY (the seed: not FAILED)."""
+    return tuple(
+        Violation("failing_try_with_retries_left_ends_up_for_retry",
+                  f"try {t.context.try_number} of max_tries={t.context.max_tries} failed with retries left; "
+                  f"{where} is {state}, expected up_for_retry")
+        for t in life.tries
+        if t.retryable_failure and t.context.should_retry and t.observation.row_gone is None
+        for where, state in _recorded(t.observation).items()
+        if state != UP_FOR_RETRY
+    )
+
+
+def no_try_leaves_row_running(life: Life):
+    """No try leaves the server row RUNNING (unless the server took the TI away)."""
+    return tuple(
+        Violation("no_try_leaves_row_running",
+                  f"try {t.context.try_number} left the row running; the supervisor reported {t.observation.final_state}")
+        for t in life.tries
+        if t.observation.row == RUNNING and t.observation.row_gone is None
+    )
+
+
+def try_count_matches_attempts(life: Life):
+    """Tries are numbered 1, 2, ... (a resumption keeps its number), and the row's try_number counts them:
+    the tries made, plus the one queued after an UP_FOR_RETRY."""
+    numbers = [t.context.try_number for t in life.tries]
+    if any(b - a not in (0, 1) for a, b in zip([1, *numbers], numbers)) or numbers[:1] not in ([], [1]):
+        return (Violation("try_count_matches_attempts", f"tries were numbered {numbers}"),)
+    queued_next = bool(life.tries) and life.tries[-1].observation.row == UP_FOR_RETRY and not life.row.gone
+    expected = max(1, life.tries_made + (1 if queued_next else 0))
+    if life.row.try_number != expected:
+        return (Violation("try_count_matches_attempts",
+                          f"the row says try_number={life.row.try_number} after {life.tries_made} tries"),)
+    return ()
+
+
+LIFECYCLE_INVARIANTS = (
+    tries_within_budget,
+    last_failing_try_ends_failed,
+    failing_try_with_retries_left_ends_up_for_retry,
+    no_try_leaves_row_running,
+    try_count_matches_attempts,
+)
+
+
+def life_violations(life: Life, invariants=LIFECYCLE_INVARIANTS) -> tuple[Violation, ...]:
+    return tuple(v for check in invariants for v in check(life))

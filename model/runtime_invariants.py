@@ -1,0 +1,144 @@
+"""What the design promises of a runtime's try, whatever the runtime.
+
+Two families, both returning ``Violation`` values like ``model.invariants``:
+
+- ``RUNTIME_INVARIANTS``: ``(run, observation) -> violations`` for one try of the Python task
+  runner (``model.runtime.RuntimeRun`` / ``RuntimeObservation``). Some look only at what the
+  runtime sent; the last two ask what the supervisor records of it (``model.runtime.compose``,
+  the supervisor model), because a runtime's exit code only means something to a supervisor.
+- ``ATTEMPT_INVARIANTS``: ``(context, failed, observation) -> violations`` for one attempt seen
+  end to end (runtime and supervisor): the seed's acceptance criteria, used for coordinator-mode
+  runtimes and by the lifecycle machine.
+
+They hold of the design, not of any release; where the pinned release breaks one, that is a
+finding (``properties/findings.py``).
+"""
+
+from __future__ import annotations
+
+from model.invariants import Violation
+from model.runtime import (
+    FAILURE_OUTCOMES,
+    NEVER_RETRIED_FAILURES,
+    TERMINAL_FRAMES,
+    RuntimeObservation,
+    RuntimeRun,
+    compose,
+)
+from model.scenario import FAILED, SUCCESS, UP_FOR_RETRY, Observation, RunContext
+
+
+def met_failure(run: RuntimeRun, observed: RuntimeObservation) -> bool:
+    """The task failed, or the handler of its outcome did (its SkipDownstreamTasks send failed)."""
+    if run.outcome in FAILURE_OUTCOMES:
+        return True
+    return any(s.frame.frame == "SkipDownstreamTasks" and not s.delivered for s in observed.sent)
+
+
+def _delivered_terminal(observed: RuntimeObservation) -> bool:
+    return any(f.frame in TERMINAL_FRAMES for f in observed.delivered)
+
+
+def failure_answered_with_retry_exactly_when_should_retry(run, observed):
+    """A failure is answered with RetryTask exactly when should_retry, no policy says FAIL, and the
+    exception is not one that never retries (AirflowFailException, AirflowSensorTimeout,
+    AirflowTaskTerminated). Only a try that got as far as a terminal frame is judged."""
+    terminal = observed.terminal
+    if not met_failure(run, observed) or terminal is None:
+        return ()
+    expected = (run.context.should_retry
+                and run.outcome not in NEVER_RETRIED_FAILURES
+                and not (run.policy is not None and run.policy.action == "fail"))
+    if (terminal.frame == "RetryTask") == expected:
+        return ()
+    got = terminal.frame + (f"({terminal.state})" if terminal.state else "")
+    return (Violation("failure_answered_with_retry_exactly_when_should_retry",
+                      f"{run.outcome} answered with {got}; expected {'RetryTask' if expected else 'no RetryTask'} "
+                      f"(should_retry={str(run.context.should_retry).lower()}, "
+                      f"policy {run.policy.to_text() if run.policy else 'none'})"),)
+
+
+def fail_exception_never_retries(run, observed):
+    """AirflowFailException, AirflowSensorTimeout and AirflowTaskTerminated never ask for a retry."""
+    if run.outcome not in NEVER_RETRIED_FAILURES:
+        return ()
+    if any(s.frame.frame == "RetryTask" for s in observed.sent) or observed.state == UP_FOR_RETRY:
+        return (Violation("fail_exception_never_retries",
+                          f"{run.outcome} was answered with a retry (state {observed.state})"),)
+    return ()
+
+
+def failure_never_exits_0_without_terminal_frame(run, observed):
+    """A failed try never leaves with exit 0 unless its terminal frame got through (exit 0 and no
+    terminal state is SUCCESS to the supervisor)."""
+    if met_failure(run, observed) and observed.exit_code == 0 and not _delivered_terminal(observed):
+        return (Violation("failure_never_exits_0_without_terminal_frame",
+                          f"{run.outcome} left with exit 0 and no terminal frame delivered"),)
+    return ()
+
+
+def non_success_never_recorded_success(run, observed):
+    """A try the runtime decided is not a success is never recorded SUCCESS by the supervisor."""
+    if observed.state in (None, SUCCESS):
+        return ()
+    recorded = compose(run.context, observed)
+    if recorded.final_state == SUCCESS:
+        return (Violation("non_success_never_recorded_success",
+                          f"the runtime decided {observed.state}, the supervisor records success "
+                          f"(exit {observed.exit_code}, delivered: {', '.join(f.frame for f in observed.delivered) or 'nothing'})"),)
+    return ()
+
+
+def failed_decision_never_recorded_up_for_retry(run, observed):
+    """A try the runtime decided FAILED (no retry) is never recorded UP_FOR_RETRY by the supervisor."""
+    if observed.state != FAILED:
+        return ()
+    recorded = compose(run.context, observed)
+    if recorded.final_state == UP_FOR_RETRY:
+        return (Violation("failed_decision_never_recorded_up_for_retry",
+                          f"the runtime decided failed ({run.outcome}, policy "
+                          f"{run.policy.to_text() if run.policy else 'none'}), the supervisor records up_for_retry "
+                          f"(exit {observed.exit_code}, should_retry={str(run.context.should_retry).lower()})"),)
+    return ()
+
+
+RUNTIME_INVARIANTS = (
+    failure_answered_with_retry_exactly_when_should_retry,
+    fail_exception_never_retries,
+    failure_never_exits_0_without_terminal_frame,
+    non_success_never_recorded_success,
+    failed_decision_never_recorded_up_for_retry,
+)
+
+
+def runtime_violations(run: RuntimeRun, observed: RuntimeObservation, invariants=RUNTIME_INVARIANTS) -> tuple[Violation, ...]:
+    return tuple(v for check in invariants for v in check(run, observed))
+
+
+# -- one attempt end to end: the seed's acceptance criteria ---------------------------------------
+
+
+def failure_with_retries_left_ends_up_for_retry(context: RunContext, failed: bool, observation: Observation):
+    """A failing try whose TI has retries left (should_retry) is recorded UP_FOR_RETRY, not FAILED."""
+    if failed and context.should_retry and observation.final_state != UP_FOR_RETRY:
+        return (Violation("failure_with_retries_left_ends_up_for_retry",
+                          f"task fails → {observation.final_state.upper()}, expected UP_FOR_RETRY "
+                          f"(should_retry=true, server row {observation.row})"),)
+    return ()
+
+
+def failure_without_retries_ends_failed(context: RunContext, failed: bool, observation: Observation):
+    """A failing try whose TI has no retries left (not should_retry) is recorded FAILED."""
+    if failed and not context.should_retry and observation.final_state != FAILED:
+        return (Violation("failure_without_retries_ends_failed",
+                          f"task fails → {observation.final_state.upper()}, expected FAILED "
+                          f"(should_retry=false, server row {observation.row})"),)
+    return ()
+
+
+ATTEMPT_INVARIANTS = (failure_with_retries_left_ends_up_for_retry, failure_without_retries_ends_failed)
+
+
+def attempt_violations(context: RunContext, failed: bool, observation: Observation,
+                       invariants=ATTEMPT_INVARIANTS) -> tuple[Violation, ...]:
+    return tuple(v for check in invariants for v in check(context, failed, observation))

@@ -1,0 +1,100 @@
+"""The reference coordinator-mode runtime: its wire shapes, and the seed's acceptance under the real supervisor.
+
+The last test keeps the seed's bug as a fixture (``tests/fixtures/seed_runtime.py``) and shows the
+checker catching it, with a minimal counterexample that reads like the seed's report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+pytest.importorskip("airflow.sdk", reason="the reference runtime is checked under the real supervisor")
+
+from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext  # noqa: E402
+from airflow.sdk.execution_time.comms import BundleInfo, RetryTask, StartupDetails  # noqa: E402
+
+from impl import codec, reference_runtime  # noqa: E402
+from impl.coordinator import runner  # noqa: E402
+from impl.report import InvariantViolation  # noqa: E402
+from impl.targets import Target  # noqa: E402
+from model.runtime import CoordinatorRun, compose, seed_coordinator_runtime  # noqa: E402
+from model.runtime_invariants import ATTEMPT_INVARIANTS  # noqa: E402
+from model.scenario import FAILED, UP_FOR_RETRY, RunContext  # noqa: E402
+from properties.runtime_strategies import check_coordinator_invariants, coordinator_runs  # noqa: E402
+
+SEED_RUNTIME = Path(__file__).resolve().parent / "fixtures" / "seed_runtime.py"
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _startup(should_retry: bool, max_tries: int) -> dict:
+    """A StartupDetails body as Airflow's own model dumps it onto the wire."""
+    dag_run = DagRun(dag_id="d", run_id="r", logical_date=NOW, data_interval_start=NOW, data_interval_end=NOW,
+                     run_after=NOW, start_date=NOW, end_date=None, run_type="manual", state="running",
+                     consumed_asset_events=[], partition_key=None)
+    details = StartupDetails(
+        ti=TaskInstance(id=uuid.uuid4(), task_id="task", dag_id="d", run_id="r", try_number=2,
+                        dag_version_id=uuid.uuid4()),
+        dag_rel_path="d.py", bundle_info=BundleInfo(name="b", version=None), start_date=NOW,
+        ti_context=TIRunContext(dag_run=dag_run, max_tries=max_tries, should_retry=should_retry),
+        sentry_integration="",
+    )
+    return details.model_dump(mode="json")
+
+
+@pytest.mark.parametrize("should_retry,max_tries", [(True, 3), (False, 1), (False, 0)])
+def test_run_context_is_parsed_from_ti_context(should_retry, max_tries):
+    """Step 1: should_retry and max_tries come from StartupDetails.ti_context."""
+    context = reference_runtime.RunContext.decode(_startup(should_retry, max_tries))
+    assert (context.try_number, context.max_tries, context.should_retry) == (2, max_tries, should_retry)
+
+
+def test_retry_task_has_the_python_wire_shape():
+    """Step 2: the RetryTask body is valid under Airflow's schema.json and decodes as comms.RetryTask."""
+    body = reference_runtime.retry_task(NOW, 30.0, "flaky")
+    codec.validate_body(body)
+    frame = codec.decode_request(codec.encode_request(codec.RequestFrame(1, body)))
+    decoded = RetryTask.model_validate(frame.body)
+    assert (decoded.state, decoded.retry_delay_seconds, decoded.retry_reason) == ("up_for_retry", 30.0, "flaky")
+    assert set(body) == set(RetryTask.model_fields)
+
+
+@pytest.mark.parametrize("outcome", ["success", "error", "panic", "bad_ti_id", "unknown_task"])
+def test_every_terminal_body_is_schema_valid(outcome):
+    tasks = {} if outcome == "unknown_task" else {"task": reference_runtime.TASK_BEHAVIOURS.get(outcome, lambda: None)}
+    for should_retry in (True, False):
+        codec.validate_body(reference_runtime.execute(_startup(should_retry, 1), tasks, outcome == "bad_ti_id"))
+
+
+@pytest.mark.parametrize("outcome", ["error", "panic"])
+def test_seed_acceptance_under_the_real_supervisor(outcome):
+    """Step 3 end to end: a failing task with retries left is UP_FOR_RETRY, not FAILED; without, FAILED."""
+    run = runner()
+    with_retries = run(CoordinatorRun(RunContext.from_server(1, 1), outcome))
+    assert (with_retries.final_state, with_retries.row) == (UP_FOR_RETRY, UP_FOR_RETRY)
+    last_try = run(CoordinatorRun(RunContext.from_server(2, 1), outcome))
+    assert (last_try.final_state, last_try.row) == (FAILED, FAILED)
+
+
+def test_checker_catches_the_seed_bug(capsys):
+    """The seed's runtime (no retry branch) under the real supervisor: the checker finds it and shrinks it."""
+    seed = Target("seed-runtime (fixture)", runner(SEED_RUNTIME),
+                  lambda r: compose(r.context, seed_coordinator_runtime(r)), kind="coordinator")
+
+    @settings(max_examples=100, derandomize=True, database=None, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(coordinator_runs)
+    def retries_honoured(run):
+        check_coordinator_invariants(seed, run, ATTEMPT_INVARIANTS)
+
+    with pytest.raises(InvariantViolation) as caught:
+        retries_honoured()
+    report = str(caught.value)
+    with capsys.disabled():
+        print(f"\nthe checker on the seed's runtime (fixture), minimal counterexample:\n{report}")
+    assert "failure_with_retries_left_ends_up_for_retry" in report
+    assert "try_number=1 max_tries=1 should_retry=true; task error → exit 0 → FAILED, expected UP_FOR_RETRY" in report

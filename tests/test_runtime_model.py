@@ -1,0 +1,102 @@
+"""The runtime and lifecycle models: spec sentences as examples, text forms, composition, and the machine biting."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis.stateful import run_state_machine_as_test
+
+from impl.report import InvariantViolation
+from model.lifecycle import Life, Try, failing_try_with_retries_left_ends_up_for_retry, life_violations
+from model.runtime import (
+    CoordinatorRun,
+    Policy,
+    RuntimeRun,
+    compose,
+    coordinator_runtime,
+    python_runtime,
+    seed_coordinator_runtime,
+    to_scenario,
+)
+from model.runtime_invariants import runtime_violations
+from model.scenario import FAILED, UP_FOR_RETRY, RunContext, Send
+from properties.runtime_strategies import runtime_runs
+
+RETRIES_LEFT = RunContext.from_server(1, 1)
+LAST_TRY = RunContext.from_server(2, 1)
+
+
+def sent(run):
+    return [str(s) for s in python_runtime(run).sent]
+
+
+@pytest.mark.parametrize("text,frames,exit_code", [
+    ("task raises AirflowException; policy none; comms ok", ["RetryTask"], 0),
+    ("task raises AirflowFailException; policy none; comms ok", ["TaskState(failed)"], 0),
+    ("task raises ValueError; policy fail; comms ok", ["TaskState(failed)"], 0),
+    ("task raises KeyboardInterrupt; policy retry delay=5; comms ok", ["RetryTask"], 0),
+    ("task raises ValueError; policy interrupted; comms ok", [], 2),
+    ("task raises AirflowException; policy none; comms terminal_send_fails", ["RetryTask [send failed]"], 1),
+    ("task raises AirflowSkipException; policy none; comms terminal_send_fails", ["TaskState(skipped) [send failed]"], 0),
+    ("task raises DownstreamTasksSkipped; policy none; comms ok", ["SkipDownstreamTasks", "SucceedTask"], 0),
+    ("task raises DownstreamTasksSkipped; policy none; comms every_send_fails",
+     ["SkipDownstreamTasks [send failed]", "RetryTask [send failed]"], 1),
+])
+def test_python_runtime_with_retries_left(text, frames, exit_code):
+    run = RuntimeRun.from_text(f"try_number=1 max_tries=1; {text}")
+    assert (sent(run), python_runtime(run).exit_code) == (frames, exit_code)
+
+
+def test_policy_retry_cannot_extend_past_the_budget_and_reason_is_truncated():
+    last = RuntimeRun(LAST_TRY, "ValueError", Policy("retry", 5, "r" * 600))
+    assert sent(last) == ["TaskState(failed)"]
+    left = python_runtime(RuntimeRun(RETRIES_LEFT, "ValueError", Policy("retry", 5, "r" * 600)))
+    assert (left.retry_delay_seconds, len(left.retry_reason)) == (5.0, 500)
+
+
+@given(runtime_runs)
+def test_runtime_run_text_round_trips(run):
+    assert RuntimeRun.from_text(run.to_text()) == run
+
+
+def test_coordinator_runtimes_fixed_and_seed():
+    error = CoordinatorRun(RETRIES_LEFT, "error")
+    assert coordinator_runtime(error).delivered == (Send("RetryTask"),)
+    assert seed_coordinator_runtime(error).delivered == (Send("TaskState", FAILED),)
+    assert compose(error.context, coordinator_runtime(error)).final_state == UP_FOR_RETRY
+    assert compose(error.context, seed_coordinator_runtime(error)).final_state == FAILED
+    assert CoordinatorRun.from_text(error.to_text()) == error
+
+
+def test_to_scenario_keeps_only_delivered_frames():
+    run = RuntimeRun(RETRIES_LEFT, "AirflowException", comms="terminal_send_fails")
+    assert to_scenario(run.context, python_runtime(run)).to_text() == "try_number=1 max_tries=1 should_retry=true; exit 1"
+
+
+def test_runtime_findings_hold_of_the_model():
+    r1 = RuntimeRun.from_text("try_number=1 max_tries=0 should_retry=false; task raises AirflowSkipException; "
+                              "policy none; comms terminal_send_fails")
+    assert [v.invariant for v in runtime_violations(r1, python_runtime(r1))] == ["non_success_never_recorded_success"]
+
+
+def test_life_moves_to_the_next_try_on_up_for_retry():
+    life = Life.new(1)
+    context = life.next_context()
+    observation = compose(context, coordinator_runtime(CoordinatorRun(context, "error")))
+    life = life.record(Try(context, "task error", True, observation))
+    assert (life.row.state, life.row.try_number, life.next_context()) == ("queued", 2, LAST_TRY)
+    context = life.next_context()
+    life = life.record(Try(context, "task error", True, compose(context, coordinator_runtime(CoordinatorRun(context, "error")))))
+    assert life.over and life.row.state == FAILED and not life_violations(life)
+
+
+def test_lifecycle_machine_catches_the_seed_coordinator_model():
+    from properties.test_lifecycle import coordinator_pairing, life_machine
+    from model import supervisor
+
+    def seed_end_to_end(run):
+        return supervisor.run(to_scenario(run.context, seed_coordinator_runtime(run)))
+
+    machine = life_machine(coordinator_pairing("seed-model", seed_end_to_end), (failing_try_with_retries_left_ends_up_for_retry,))
+    with pytest.raises(InvariantViolation, match="try 1 of max_tries=1 failed with retries left"):
+        run_state_machine_as_test(machine)
