@@ -86,9 +86,7 @@ FINDINGS: tuple[Finding, ...] = (
         "whose answer was lost overwrites SERVER_TERMINATED, and the attempt is reported FAILED",
         "ActivitySubprocess.update_task_state_if_needed replays _pending_terminal_state_msg; "
         "_send_terminal_state_msg sets _terminal_state on success, replacing SERVER_TERMINATED; final_state "
-        "then sees a non-zero exit. Holds on model and airflow-inproc too (replay the scenario), but their ci "
-        "searches do not reach it, so it is a strict expected failure on airflow-process only for now",
-        ("airflow-process",),
+        "then sees a non-zero exit",
     ),
 )
 
