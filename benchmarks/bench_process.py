@@ -4,7 +4,7 @@
 
 Prints scenarios per second for:
 
-- ``naive``: ``airflow-process`` launching ``python impl/scripted_runtime.py`` afresh per attempt (one worker);
+- ``naive``: ``airflow-process`` launching ``python impl/wire/scripted_runtime.py`` afresh per attempt (one worker);
 - ``fork``: ``airflow-process`` on its default path, the compiled launcher and the fork server,
   with one worker and with ``--workers`` workers (separate processes, as pytest-xdist runs them);
 - ``checker``: the checker's own state machine (conformance: model and target on every
@@ -13,7 +13,9 @@ Prints scenarios per second for:
 - ``fork floor``: ``os.fork()`` + ``_exit`` + ``waitpid`` of a process that has imported the
   supervisor, the cost no per-attempt process can go below.
 
-Scenarios for the first two are drawn once (fixed seed) from the checker's own strategies.
+Scenarios for the first two are a fixed sample (``impl.frontdoor.scenarios.corpus``); after each
+of those runs the census of the attempts' process (``impl.supervisor_process.census``) is compared
+with the one before it, and anything still held is printed.
 Not a test: nothing is asserted. The figures depend on the machine and on its load.
 """
 
@@ -29,53 +31,33 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def sample_scenarios(n: int = 400):
-    import random
-
-    from model.scenario import FAULT_KINDS, FAULTABLE_CALLS, HEARTBEAT_ANSWERS, Fault, Heartbeat, Overtime, RunContext, Scenario, Send
-
-    rng = random.Random(20260101)
-    frames = [Send("TaskState", "failed"), Send("TaskState", "skipped"), Send("SucceedTask"), Send("RetryTask"),
-              Send("DeferTask"), Send("RescheduleTask"), Send("AwaitInputTask"), Send("SkipDownstreamTasks")]
-    out = []
-    for _ in range(n):
-        events = []
-        for _ in range(rng.randint(0, 5)):
-            kind = rng.random()
-            if kind < 0.55:
-                events.append(rng.choice(frames))
-            elif kind < 0.8:
-                events.append(Fault(rng.choice(FAULTABLE_CALLS), rng.choice(FAULT_KINDS)))
-            elif kind < 0.95:
-                events.append(Heartbeat(rng.choice(HEARTBEAT_ANSWERS)))
-            else:
-                events.append(Overtime())
-        code = rng.choice([0, 0, 0, 1, 2, 42, -9, -15, -11])
-        out.append(Scenario(RunContext.from_server(rng.randint(1, 4), rng.randint(0, 3)), tuple(events), code))
-    return out
-
-
 def _run_for(seconds: float, spawn: str, offset: int, result):
-    from impl import process
+    from impl.frontdoor.scenarios import corpus
+    from impl.supervisor_process import helper
+    from impl.supervisor_process import target as process
 
-    scenarios = sample_scenarios()
-    process.supervise(process.compile_scenario(scenarios[0]), scenarios[0].context, spawn=spawn)  # warm up
+    scenarios = corpus(400, seed=20260101)
+    process.supervise_script(process.compile_scenario(scenarios[0]), scenarios[0].context, spawn=spawn)  # warm up
+    before = process.stats()
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         s = scenarios[(offset + done) % len(scenarios)]
-        process.supervise(process.compile_scenario(s), s.context, spawn=spawn)
+        process.supervise_script(process.compile_scenario(s), s.context, spawn=spawn)
         done += 1
-    result.put((done, time.perf_counter() - start))
-    process.close_harness()
+    elapsed = time.perf_counter() - start
+    after = process.stats()
+    leaked = {k: after[k] - before[k] for k in ("fds", "sockets", "threads")}
+    result.put((done, elapsed, leaked))
+    helper.close()
 
 
 def _checker_for(seconds: float, seed: int, result):
     from hypothesis import settings
     from hypothesis.stateful import run_state_machine_as_test
 
-    from impl.report import check_conformance
-    from impl.targets import load_target
-    from properties.machine import machine_for
+    from impl.frontdoor.registry import load_target
+    from impl.frontdoor.report import check_conformance
+    from impl.frontdoor.scenarios import machine_for
 
     from model.scenario import Scenario
 
@@ -92,7 +74,7 @@ def _checker_for(seconds: float, seed: int, result):
     while time.perf_counter() - start < seconds:
         run_state_machine_as_test(machine, settings=settings(max_examples=20, stateful_step_count=30, deadline=None,
                                                              database=None, derandomize=False))
-    result.put((count[0], time.perf_counter() - start))
+    result.put((count[0], time.perf_counter() - start, {}))
     target.close()
 
 
@@ -106,7 +88,10 @@ def parallel(fn, workers: int, *args) -> float:
     totals = [result.get() for _ in procs]
     for p in procs:
         p.join()
-    return sum(n / t for n, t in totals)
+    leaks = [leaked for _, _, leaked in totals if any(leaked.values())]
+    if leaks:
+        print(f"  held after the run, beyond before it (census of the attempts' process): {leaks}")
+    return sum(n / t for n, t, _ in totals)
 
 
 def fork_floor(seconds: float) -> float:

@@ -18,36 +18,13 @@ Five figures, measured in this one run on the same seeded corpus of scenarios:
 from __future__ import annotations
 
 import argparse
-import random
 import time
 
-from impl.report import Disagreement, InvariantViolation, check_conformance, check_invariants, check_scenario
-from impl.targets import load_target
+import impl.frontdoor.profiles  # noqa: F401  registers the profiles e2e_rate loads
+from impl.frontdoor.registry import load_target
+from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_invariants, check_run
+from impl.frontdoor.scenarios import corpus, machine_for
 from model.invariants import SUPERVISOR_INVARIANTS
-from model.scenario import (FAULT_KINDS, FAULTABLE_CALLS, FRAME_TYPES, HEARTBEAT_ANSWERS, TASK_STATE_STATES, Fault,
-                            Heartbeat, Overtime, RunContext, Scenario, Send)
-
-
-def corpus(n: int, seed: int = 20261124) -> list[Scenario]:
-    rng = random.Random(seed)
-
-    def event():
-        kind = rng.randrange(6)
-        if kind < 3:
-            frame = rng.choice(FRAME_TYPES)
-            return Send(frame, rng.choice(TASK_STATE_STATES) if frame == "TaskState" else None)
-        if kind == 3:
-            return Fault(rng.choice(FAULTABLE_CALLS), rng.choice(FAULT_KINDS))
-        if kind == 4:
-            return Heartbeat(rng.choice(HEARTBEAT_ANSWERS))
-        return Overtime()
-
-    return [
-        Scenario(RunContext.from_server(rng.randint(1, 6), rng.randint(0, 5)),
-                 tuple(event() for _ in range(rng.randint(0, 6))),
-                 rng.choice([0, 0, 1, 2, 137, -9, -15]))
-        for _ in range(n)
-    ]
 
 
 def rate(fn, scenarios, seconds: float) -> float:
@@ -69,9 +46,6 @@ def e2e_rate(target, examples: int) -> float:
     from hypothesis import settings
     from hypothesis.stateful import run_state_machine_as_test
 
-    import properties.conftest  # noqa: F401  the profiles
-    from properties.machine import machine_for
-
     count = 0
 
     def check(s):
@@ -91,7 +65,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
 
-    from impl.inproc import raw_rate_probe
+    from impl.supervisor_inproc.target import raw_rate_probe
 
     model, inproc = load_target("model"), load_target("airflow-inproc")
     scenarios = corpus(args.scenarios)
@@ -99,7 +73,7 @@ def main() -> None:
         raw_rate_probe(s)
 
     def check_inproc(s):
-        check_scenario(inproc, s, SUPERVISOR_INVARIANTS)
+        check_run(inproc, s, SUPERVISOR_INVARIANTS)
 
     from unittest import mock
 

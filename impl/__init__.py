@@ -1,1 +1,20 @@
-"""Bindings from finalstate's scenarios to real implementations (targets), and the wire codec."""
+"""Bindings from finalstate's scenarios to the real implementations, one room per system bound.
+
+=====================  ==========================================================  ==================
+room                   binds                                                       may import
+=====================  ==========================================================  ==================
+``wire``               the frame format: codec, the scripted runtime, its launcher  model
+``server``             what answers the supervisor's Execution API calls            model, wire
+``supervisor_inproc``  the real ``ActivitySubprocess``, driven in process           model, wire, server
+``supervisor_process`` the real coordinator supervisor over real processes          model, wire, server
+``task_runner``        the real Python task runner (``task_runner.main``)           model
+``coordinator``        coordinator-mode runtimes of any language, under the real    model, wire,
+                       supervisor (the reference runtime, any ``cmd:`` program)     supervisor_process
+``frontdoor``          the CLI, the target registry, reports, known findings and    model; the other
+                       the findings search                                          rooms by name only
+=====================  ==========================================================  ==================
+
+Arrows point one way: ``properties`` and ``tests`` import ``impl``; ``impl`` imports ``model``;
+nothing here imports ``properties``. The registry loads a target's room only when that target
+is asked for, so ``--target model`` needs no Airflow.
+"""

@@ -396,3 +396,8 @@ def compose(context: RunContext, observed: RuntimeObservation) -> Observation:
 def decided_failure(outcome: str) -> bool:
     """Whether a Python task outcome is a failure of the task (the runtime must not report success)."""
     return outcome in FAILURE_OUTCOMES
+
+
+def coordinator_attempt(run: CoordinatorRun, retry_branch: bool = True) -> Observation:
+    """What a coordinator-mode try ends as, end to end: the coordinator runtime, then the supervisor, in the model."""
+    return compose(run.context, coordinator_runtime(run, retry_branch))

@@ -1,25 +1,21 @@
-"""Choosing targets and Hypothesis profiles for the checker.
+"""What every property file shares: the targets chosen, loading them, and the registered findings.
 
 ``--target NAME[,NAME...]`` (default ``airflow-inproc``) picks what the properties run
-against; ``--hypothesis-profile dev|ci|nightly`` how hard they look.
+against; ``--hypothesis-profile dev|ci|nightly`` how hard they look
+(``impl/frontdoor/profiles.py``). A property asks for the fixture of the kind of run it
+lives: ``target`` (supervisor), ``runtime_target`` or ``coordinator_target``; a target of
+another kind skips it with the reason.
 """
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, settings
 
-from impl.targets import DEFAULT_TARGET, TargetUnavailable, UnknownTarget, load_target
-
-_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-#: While developing: quick, random, remembers failures in .hypothesis/ to replay them first.
-settings.register_profile("dev", max_examples=200, stateful_step_count=30, **_COMMON)
-#: Nightly CI and the test command: fixed seed, bounded, nothing remembered between runs.
-settings.register_profile("ci", max_examples=300, stateful_step_count=30, derandomize=True, database=None,
-                          print_blob=False, **_COMMON)
-#: The long search.
-settings.register_profile("nightly", max_examples=20_000, stateful_step_count=50, **_COMMON)
-settings.load_profile("dev")
+import impl.frontdoor.profiles  # noqa: F401  registers the profiles
+from impl.frontdoor.findings import Finding, finding_for
+from impl.frontdoor.kinds import KINDS
+from impl.frontdoor.registry import DEFAULT_TARGET, TargetUnavailable, UnknownTarget, load_target
+from impl.frontdoor.report import InvariantViolation, check_invariants
 
 
 def pytest_addoption(parser):
@@ -32,7 +28,7 @@ def pytest_configure(config):
     names = [n.strip() for n in config.getoption("--target").split(",") if n.strip()]
     for name in names:
         try:
-            load_target(name)
+            load_target(name, kind=next(iter(KINDS)))
         except UnknownTarget as e:
             raise pytest.UsageError(str(e)) from None
         except TargetUnavailable:
@@ -41,15 +37,50 @@ def pytest_configure(config):
 
 
 def pytest_generate_tests(metafunc):
-    if "target" in metafunc.fixturenames:
+    if "target_name" in metafunc.fixturenames:
         metafunc.parametrize("target_name", metafunc.config.finalstate_targets, scope="session")
+
+
+def _loaded(target_name: str, kind: str):
+    try:
+        loaded = load_target(target_name, kind)
+    except TargetUnavailable as e:
+        pytest.skip(f"target {target_name}: {e}")
+    yield loaded
+    loaded.close()
 
 
 @pytest.fixture(scope="session")
 def target(target_name):
-    try:
-        loaded = load_target(target_name)
-    except TargetUnavailable as e:
-        pytest.skip(f"target {target_name} unavailable: {e}")
-    yield loaded
-    loaded.close()
+    """The target under check, for the supervisor properties."""
+    yield from _loaded(target_name, "supervisor")
+
+
+@pytest.fixture(scope="session")
+def runtime_target(target_name):
+    """The target under check, for the runtime properties."""
+    yield from _loaded(target_name, "runtime")
+
+
+@pytest.fixture(scope="session")
+def coordinator_target(target_name):
+    """The target under check, for the coordinator properties."""
+    yield from _loaded(target_name, "coordinator")
+
+
+def expect_finding(request, kind: str, target_name: str, invariant: str) -> Finding | None:
+    """Make the running property a strict expected failure if a registered finding says ``target_name`` breaks it."""
+    finding = finding_for(kind, target_name, invariant)
+    if finding:
+        request.applymarker(pytest.mark.xfail(strict=True, raises=InvariantViolation, reason=finding.headline))
+    return finding
+
+
+def assert_reproduces(target, finding: Finding) -> None:
+    """A finding's minimal run still breaks its invariant on ``target`` (skipped where the finding is about others)."""
+    if target.name not in finding.targets:
+        pytest.skip(f"{finding.id} is about {', '.join(finding.targets)}")
+    kind = KINDS[finding.kind]
+    invariant = next(i for i in kind.invariants if i.__name__ == finding.invariant)
+    with pytest.raises(InvariantViolation, match=finding.invariant):
+        check_invariants(target, kind.parse(finding.scenario), (invariant,))

@@ -1,4 +1,4 @@
-"""Coordinator-mode runtimes end to end: the reference runtime under the real supervisor, against the model.
+"""Coordinator-mode runtimes end to end: a runtime under the real supervisor, against the model.
 
 Run against ``--target reference-runtime`` (or ``--target model``: the fixed coordinator runtime model
 composed with the supervisor model). The attempt invariants are the seed's acceptance criteria
@@ -11,29 +11,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 
+from impl.frontdoor.report import check_conformance, check_invariants
+from impl.frontdoor.scenarios import coordinator_runs
 from model.runtime_invariants import ATTEMPT_INVARIANTS
-from properties.runtime_strategies import (
-    TargetUnavailable,
-    check_coordinator_conformance,
-    check_coordinator_invariants,
-    coordinator_runs,
-    load_side,
-)
-
-
-def pytest_generate_tests(metafunc):
-    if "coordinator_target_name" in metafunc.fixturenames:
-        metafunc.parametrize("coordinator_target_name", metafunc.config.finalstate_targets, scope="session")
-
-
-@pytest.fixture(scope="session")
-def coordinator_target(coordinator_target_name):
-    try:
-        loaded = load_side(coordinator_target_name, "coordinator")
-    except TargetUnavailable as e:
-        pytest.skip(f"target {coordinator_target_name}: {e}")
-    yield loaded
-    loaded.close()
+from properties.conftest import expect_finding
 
 
 def test_coordinator_conformance(coordinator_target):
@@ -43,17 +24,18 @@ def test_coordinator_conformance(coordinator_target):
 
     @given(coordinator_runs)
     def conforms(run):
-        check_coordinator_conformance(coordinator_target, run)
+        check_conformance(coordinator_target, run)
 
     conforms()
 
 
 @pytest.mark.parametrize("invariant", ATTEMPT_INVARIANTS, ids=lambda i: i.__name__)
-def test_coordinator_invariant(coordinator_target, invariant):
+def test_coordinator_invariant(coordinator_target, invariant, request):
     """The seed's acceptance criteria, on every generated try."""
+    expect_finding(request, "coordinator", coordinator_target.name, invariant.__name__)
 
     @given(coordinator_runs)
     def holds(run):
-        check_coordinator_invariants(coordinator_target, run, (invariant,))
+        check_invariants(coordinator_target, run, (invariant,))
 
     holds()

@@ -1,110 +1,17 @@
-"""Retries across tries: a state machine over one task instance's life, run with real code on either side.
+"""Retries across tries: each lifecycle invariant over generated lives, on every pairing a target stands for.
 
-Each ``--target`` gives one or more *pairings* of a runtime side and a supervisor side:
-
-==========================  ==============================================  ==========================
-``--target``                runtime side                                    supervisor side
-==========================  ==============================================  ==========================
-``model``                   ``model.runtime`` (Python; coordinator, fixed)  ``model.supervisor``
-a supervisor target         ``model.runtime`` (Python; coordinator, fixed)  that target (real)
-(``airflow-inproc``, ...)
-``airflow-task-runner``     the real task runner                            ``model.supervisor``
-``reference-runtime``       the reference coordinator runtime, under the real ``_PopenActivitySubprocess``
-==========================  ==============================================  ==========================
-
-The machine: a TI is queued with ``retries`` drawn; each step starts the next try with the
-server's run context, lets the runtime meet a drawn outcome, lets the supervisor record the end,
-and moves the row on (``model.lifecycle.Life``). After every try the life is checked against one
-invariant of ``model.lifecycle``. Invariants a pairing breaks on the pinned release are findings
-(``LIFECYCLE_FINDINGS``), strict expected failures.
+The pairings and the machine are in ``impl/frontdoor/lifecycle.py``.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Callable
-
-import attrs
 import pytest
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import run_state_machine_as_test
 
-from impl.report import InvariantViolation
-from impl.targets import TargetUnavailable, load_target
-from model import runtime as model_runtime
-from model import supervisor as model_supervisor
-from model.lifecycle import LIFECYCLE_INVARIANTS, Life, Try, life_violations
-from model.runtime import COORDINATOR_FAILURES, COORDINATOR_OUTCOMES, NEVER_RETRIED_FAILURES, CoordinatorRun, RuntimeRun
-from model.runtime_invariants import met_failure
-from model.scenario import RunContext
-from properties.findings import LIFECYCLE_FINDINGS, side_finding_for
-from properties.runtime_strategies import COMMS_MODES, PYTHON_OUTCOMES, load_side, policies
-
-python_tries = st.tuples(st.sampled_from(PYTHON_OUTCOMES), policies, st.sampled_from(COMMS_MODES))
-coordinator_tries = st.sampled_from(COORDINATOR_OUTCOMES)
-
-
-@attrs.frozen
-class Pairing:
-    """A runtime side and a supervisor side: ``attempt(context, drawn) -> Try``."""
-
-    name: str
-    tries: st.SearchStrategy
-    attempt: Callable[[RunContext, object], Try]
-    unavailable: str | None = None
-
-
-def python_pairing(name: str, runtime, supervise) -> Pairing:
-    def attempt(context: RunContext, drawn) -> Try:
-        outcome, policy, comms = drawn
-        run = RuntimeRun(context, outcome, policy, comms)
-        observed = runtime(run)
-        observation = supervise(model_runtime.to_scenario(context, observed))
-        retryable = (met_failure(run, observed) and outcome not in NEVER_RETRIED_FAILURES
-                     and not (policy is not None and policy.action == "fail"))
-        met = run.to_text().split("; ", 1)[1]
-        return Try(context, met, retryable, observation,
-                   f"sent {', '.join(map(str, observed.sent)) or 'nothing'}, exit {observed.exit_code}")
-    return Pairing(name, python_tries, attempt)
-
-
-def coordinator_pairing(name: str, end_to_end) -> Pairing:
-    def attempt(context: RunContext, outcome) -> Try:
-        observation = end_to_end(CoordinatorRun(context, outcome))
-        return Try(context, f"task {outcome}", outcome in COORDINATOR_FAILURES, observation,
-                   f"exit {observation.exit_code}")
-    return Pairing(name, coordinator_tries, attempt)
-
-
-def coordinator_model_with(supervise):
-    def end_to_end(run: CoordinatorRun):
-        return supervise(model_runtime.to_scenario(run.context, model_runtime.coordinator_runtime(run)))
-    return end_to_end
-
-
-def pairings_for(target_name: str) -> list[Pairing]:
-    """The pairings one ``--target`` stands for (see the module's table)."""
-    if target_name == "model":
-        sup = model_supervisor.run
-        return [python_pairing("model-runtime+model", model_runtime.python_runtime, sup),
-                coordinator_pairing("model-coordinator+model", coordinator_model_with(sup))]
-    try:
-        loaded = load_target(target_name, "supervisor")
-        return [python_pairing(f"model-runtime+{target_name}", model_runtime.python_runtime, loaded.run),
-                coordinator_pairing(f"model-coordinator+{target_name}", coordinator_model_with(loaded.run))]
-    except TargetUnavailable as not_supervisor:
-        for kind in ("runtime", "coordinator"):
-            try:
-                loaded = load_side(target_name, kind)
-            except TargetUnavailable:
-                continue
-            if kind == "runtime":
-                return [python_pairing(f"{target_name}+model", loaded.run, model_supervisor.run)]
-            # A coordinator try under a real process costs ~150 ms and is a function of its
-            # (context, outcome), of which a life has few: each is lived for real once per session
-            # (conformance in test_coordinator.py checks every one against the model afresh).
-            return [coordinator_pairing(target_name, functools.lru_cache(maxsize=None)(loaded.run))]
-        return [Pairing(target_name, st.nothing(), lambda c, d: None, unavailable=str(not_supervisor))]
+from impl.frontdoor.findings import LIFECYCLE_FINDINGS
+from impl.frontdoor.lifecycle import life_machine, pairings_for, replay_life
+from model.lifecycle import LIFECYCLE_INVARIANTS, life_violations
+from properties.conftest import expect_finding
 
 
 def pytest_generate_tests(metafunc):
@@ -113,67 +20,13 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("pairing", pairings, ids=[p.name for p in pairings])
 
 
-class LifeMachine(RuleBasedStateMachine):
-    """Lives of one TI, one after another; subclassed per pairing and invariant by ``life_machine``."""
-
-    pairing: Pairing
-    checked: tuple  # not "invariants": RuleBasedStateMachine uses that name itself
-
-    def __init__(self):
-        super().__init__()
-        self.life: Life | None = None
-
-    def living(self) -> bool:
-        return self.life is not None and not self.life.over
-
-    @precondition(lambda self: not self.living())
-    @rule(retries=st.integers(0, 3))
-    def queue(self, retries):
-        self.life = Life.new(retries)
-
-    @precondition(living)
-    @rule(data=st.data())
-    def next_try(self, data):
-        context = self.life.next_context()
-        drawn = data.draw(self.pairing.tries, label="the task")
-        self.life = self.life.record(self.pairing.attempt(context, drawn))
-        found = life_violations(self.life, self.checked)
-        if found:
-            raise InvariantViolation("\n".join([
-                f"VIOLATION on {self.pairing.name}: " + "; ".join(sorted({v.invariant for v in found})),
-                *(f"  - {v}" for v in found),
-                "life:", *(f"  {line}" for line in self.life.to_lines()),
-            ]))
-
-
-def life_machine(pairing: Pairing, invariants: tuple) -> type[LifeMachine]:
-    return type(f"Life_{invariants[0].__name__}", (LifeMachine,), {"pairing": pairing, "checked": invariants})
-
-
 @pytest.mark.parametrize("invariant", LIFECYCLE_INVARIANTS, ids=lambda i: i.__name__)
 def test_lifecycle_invariant(pairing, invariant, request):
     """One lifecycle invariant, over generated lives, on one pairing of runtime and supervisor."""
     if pairing.unavailable:
         pytest.skip(f"{pairing.name}: {pairing.unavailable}")
-    finding = side_finding_for("lifecycle", pairing.name, invariant.__name__)
-    if finding:
-        request.applymarker(pytest.mark.xfail(strict=True, raises=InvariantViolation, reason=finding.headline))
+    expect_finding(request, "lifecycle", pairing.name, invariant.__name__)
     run_state_machine_as_test(life_machine(pairing, (invariant,)))
-
-
-def replay_life(pairing: Pairing, text: str) -> Life:
-    """Live a finding's life again: ``retries=N | TRY | TRY ...`` (each TRY as the trace prints it)."""
-    head, *tries = [p.strip() for p in text.split("|")]
-    life = Life.new(int(head.removeprefix("retries=")))
-    for spec in tries:
-        context = life.next_context()
-        if spec.startswith("task ") and spec.split()[1] in COORDINATOR_OUTCOMES and ";" not in spec:
-            drawn = spec.split()[1]
-        else:
-            run = RuntimeRun.from_text(f"try_number=1 max_tries=0; {spec}")
-            drawn = (run.outcome, run.policy, run.comms)
-        life = life.record(pairing.attempt(context, drawn))
-    return life
 
 
 @pytest.mark.parametrize("finding", LIFECYCLE_FINDINGS, ids=lambda f: f.id)

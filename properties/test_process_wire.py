@@ -19,7 +19,7 @@ import pytest
 from hypothesis import Phase, given, settings, strategies as st
 
 from model.scenario import RUNNING, Scenario
-from properties.findings import PROCESS_TARGETS, WIRE_FINDINGS
+from impl.frontdoor.findings import PROCESS_TARGETS, WIRE_FINDINGS
 
 #: Each garbage attempt ends within this (the harness deadline, plus start and slack).
 DEADLINE = 3.0
@@ -35,7 +35,7 @@ BOUND = DEADLINE + 10.0
 def process(target):
     if target.name not in PROCESS_TARGETS:
         pytest.skip(f"the wire is exercised on {', '.join(PROCESS_TARGETS)} only")
-    from impl import process
+    from impl.supervisor_process import target as process
 
     return process
 
@@ -46,7 +46,7 @@ def framed(fields) -> bytes:
 
 
 def _schema_types() -> set[str]:
-    from impl.codec import supervisor_schema
+    from impl.wire.codec import supervisor_schema
 
     return set(supervisor_schema()["$defs"])
 
@@ -105,7 +105,7 @@ def garbage_script(data: bytes, ending: list) -> dict:
 
 def _supervise(process, script):
     start = time.monotonic()
-    observation = process.supervise(script, deadline=DEADLINE)
+    observation = process.supervise_script(script, deadline=DEADLINE)
     elapsed = time.monotonic() - start
     assert elapsed < BOUND, f"the attempt took {elapsed:.1f}s"
     return observation
@@ -134,7 +134,7 @@ def test_malformed_frame_still_ends_the_attempt(process, data, code):
 @given(data=st.one_of(unknown_type, ill_typed))
 def test_every_request_is_answered(process, data):
     """W2's promise: a runtime that awaits the answer to a frame the supervisor refuses gets one (an error)."""
-    observation = process.supervise({"steps": [["raw", data], ["read"], ["exit", 0]]}, deadline=ANSWER_DEADLINE)
+    observation = process.supervise_script({"steps": [["raw", data], ["read"], ["exit", 0]]}, deadline=ANSWER_DEADLINE)
     assert observation.harness is None, "\n".join(observation.to_lines())
 
 
@@ -161,7 +161,7 @@ def test_frame_length_is_bounded(process):
     if os.environ.get("FINALSTATE_HEAVY") != "1":
         pytest.skip("set FINALSTATE_HEAVY=1 to reproduce W3: it allocates 4 GiB in the supervisor")
     start = time.monotonic()
-    process.supervise(W3_SCRIPT, deadline=60)
+    process.supervise_script(W3_SCRIPT, deadline=60)
     assert time.monotonic() - start < 2.0
 
 
@@ -171,7 +171,7 @@ def test_wire_finding_still_reproduces(process, finding):
         "W1": garbage_script(b"\x00\x00\x00\x04\xc1\xc1\xc1\xc1", ["exit", 1]),
         "W2": {"steps": [["raw", framed([1, {"type": "NoSuchThing"}, None])], ["read"], ["exit", 0]]},
     }[finding.id]
-    observation = process.supervise(script, deadline=ANSWER_DEADLINE)
+    observation = process.supervise_script(script, deadline=ANSWER_DEADLINE)
     if finding.id == "W1":
         assert observation.raised == "DecodeError" and observation.row == RUNNING, observation.to_lines()
     else:

@@ -1,6 +1,6 @@
 """The supervisor's properties: conformance with the model, and each invariant of the design.
 
-Invariants the pinned release is known to break are findings (``properties/findings.py``):
+Invariants the pinned release is known to break are findings (``impl/frontdoor/findings.py``):
 their test is a strict expected failure, and their minimal scenario is replayed on its own.
 """
 
@@ -9,11 +9,12 @@ from __future__ import annotations
 import pytest
 from hypothesis.stateful import run_state_machine_as_test
 
-from impl.report import InvariantViolation, check_conformance, check_invariants
+from impl.frontdoor.findings import FINDINGS
+from impl.frontdoor.report import check_conformance, check_invariants
+from impl.frontdoor.scenarios import machine_for
 from model.invariants import SUPERVISOR_INVARIANTS
 from model.scenario import Scenario
-from properties.findings import FINDINGS, finding_for
-from properties.machine import machine_for
+from properties.conftest import assert_reproduces, expect_finding
 
 
 def test_conformance(target):
@@ -26,9 +27,8 @@ def test_conformance(target):
 @pytest.mark.parametrize("invariant", SUPERVISOR_INVARIANTS, ids=lambda i: i.__name__)
 def test_invariant(target, invariant, request):
     """One invariant of the design, on every scenario, on the target's own observation."""
-    finding = finding_for(target.name, invariant.__name__)
+    finding = expect_finding(request, "supervisor", target.name, invariant.__name__)
     if finding:
-        request.applymarker(pytest.mark.xfail(strict=True, raises=InvariantViolation, reason=finding.headline))
         # The finding's own scenario first, so the expected failure does not hang on whether this
         # run's search happens to reach it; the search below runs once upstream has fixed it.
         check_invariants(target, Scenario.from_text(finding.scenario), (invariant,))
@@ -38,8 +38,4 @@ def test_invariant(target, invariant, request):
 @pytest.mark.parametrize("finding", FINDINGS, ids=lambda f: f.id)
 def test_finding_still_reproduces(target, finding):
     """A finding's minimal scenario still breaks its invariant on the pinned release."""
-    if target.name not in finding.targets:
-        pytest.skip(f"{finding.id} is about {', '.join(finding.targets)}")
-    invariant = next(i for i in SUPERVISOR_INVARIANTS if i.__name__ == finding.invariant)
-    with pytest.raises(InvariantViolation, match=finding.invariant):
-        check_invariants(target, Scenario.from_text(finding.scenario), (invariant,))
+    assert_reproduces(target, finding)

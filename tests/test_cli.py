@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from impl.cli import main
+from impl.frontdoor.cli import main
 
 
 def test_replay_prints_the_trace_and_the_violations(capsys):

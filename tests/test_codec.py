@@ -8,7 +8,7 @@ import msgpack
 import pytest
 from hypothesis import given, strategies as st
 
-from impl import codec
+from impl.wire import codec
 from model.scenario import FRAME_TYPES
 
 comms = pytest.importorskip("airflow.sdk.execution_time.comms", reason="byte-compatibility needs the airflow extra")

@@ -10,12 +10,12 @@ pytest.importorskip("airflow.sdk.execution_time.supervisor", reason="the airflow
 
 from airflow.sdk.execution_time.supervisor import STATES_SENT_DIRECTLY, ActivitySubprocess  # noqa: E402
 
-from impl import inproc  # noqa: E402
-from impl.report import Disagreement, check_conformance  # noqa: E402
-from impl.targets import load_target  # noqa: E402
+from impl.frontdoor.registry import load_target  # noqa: E402
+from impl.frontdoor.report import Disagreement, check_conformance  # noqa: E402
+from impl.frontdoor.scenarios import machine_for  # noqa: E402
+from impl.supervisor_inproc import target as inproc  # noqa: E402
 from model.scenario import Scenario  # noqa: E402
 from model.supervisor import run as model_run  # noqa: E402
-from properties.machine import machine_for  # noqa: E402
 from tests.test_model_supervisor import CASES  # noqa: E402
 
 

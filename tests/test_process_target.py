@@ -8,7 +8,9 @@ import pytest
 
 pytest.importorskip("airflow.sdk", reason="airflow-process needs apache-airflow-task-sdk")
 
-from impl import process  # noqa: E402
+from impl.supervisor_process import helper  # noqa: E402
+from impl.supervisor_process import target as process  # noqa: E402
+from impl.wire.launcher import build_launcher  # noqa: E402
 from model import supervisor as model  # noqa: E402
 from model.scenario import RUNNING, Scenario  # noqa: E402
 
@@ -28,27 +30,27 @@ SCENARIOS = [
     "try_number=1 max_tries=3 should_retry=false; send AwaitInputTask; exit -6",
 ]
 
-PATHS = ["exec", pytest.param("fork", marks=pytest.mark.skipif(process.build_launcher() is None,
-                                                                 reason="no C compiler for impl/launcher.c"))]
+PATHS = ["exec", pytest.param("fork", marks=pytest.mark.skipif(build_launcher() is None,
+                                                                 reason="no C compiler for impl/wire/launcher.c"))]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _close():
     yield
-    process.close()
+    helper.close()
 
 
 @pytest.mark.parametrize("spawn", PATHS)
 @pytest.mark.parametrize("text", SCENARIOS)
 def test_both_paths_observe_what_the_model_says(spawn, text):
     scenario = Scenario.from_text(text)
-    observed = process.supervise(process.compile_scenario(scenario), scenario.context, spawn=spawn)
+    observed = process.supervise_script(process.compile_scenario(scenario), scenario.context, spawn=spawn)
     assert observed == model.run(scenario), "\n".join(observed.to_lines())
 
 
 def timed(script, **kwargs):
     start = time.monotonic()
-    observation = process.supervise(script, **kwargs)
+    observation = process.supervise_script(script, **kwargs)
     return observation, time.monotonic() - start
 
 

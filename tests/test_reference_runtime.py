@@ -18,14 +18,15 @@ pytest.importorskip("airflow.sdk", reason="the reference runtime is checked unde
 from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext  # noqa: E402
 from airflow.sdk.execution_time.comms import BundleInfo, RetryTask, StartupDetails  # noqa: E402
 
-from impl import codec, reference_runtime  # noqa: E402
-from impl.coordinator import runner  # noqa: E402
-from impl.report import InvariantViolation  # noqa: E402
-from impl.targets import Target  # noqa: E402
+from impl.coordinator import reference_runtime  # noqa: E402
+from impl.coordinator.target import runner  # noqa: E402
+from impl.frontdoor.registry import Target  # noqa: E402
+from impl.frontdoor.report import InvariantViolation, check_invariants  # noqa: E402
+from impl.frontdoor.scenarios import coordinator_runs  # noqa: E402
+from impl.wire import codec  # noqa: E402
 from model.runtime import CoordinatorRun, compose, seed_coordinator_runtime  # noqa: E402
 from model.runtime_invariants import ATTEMPT_INVARIANTS  # noqa: E402
 from model.scenario import FAILED, UP_FOR_RETRY, RunContext  # noqa: E402
-from properties.runtime_strategies import check_coordinator_invariants, coordinator_runs  # noqa: E402
 
 SEED_RUNTIME = Path(__file__).resolve().parent / "fixtures" / "seed_runtime.py"
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -89,7 +90,7 @@ def test_checker_catches_the_seed_bug(capsys):
               suppress_health_check=[HealthCheck.too_slow])
     @given(coordinator_runs)
     def retries_honoured(run):
-        check_coordinator_invariants(seed, run, ATTEMPT_INVARIANTS)
+        check_invariants(seed, run, ATTEMPT_INVARIANTS)
 
     with pytest.raises(InvariantViolation) as caught:
         retries_honoured()

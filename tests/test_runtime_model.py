@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis.stateful import run_state_machine_as_test
 
-from impl.report import InvariantViolation
+from impl.frontdoor.report import InvariantViolation
 from model.lifecycle import Life, Try, failing_try_with_retries_left_ends_up_for_retry, life_violations
 from model.runtime import (
     CoordinatorRun,
@@ -20,7 +20,7 @@ from model.runtime import (
 )
 from model.runtime_invariants import runtime_violations
 from model.scenario import FAILED, UP_FOR_RETRY, RunContext, Send
-from properties.runtime_strategies import runtime_runs
+from impl.frontdoor.scenarios import runtime_runs
 
 RETRIES_LEFT = RunContext.from_server(1, 1)
 LAST_TRY = RunContext.from_server(2, 1)
@@ -91,7 +91,7 @@ def test_life_moves_to_the_next_try_on_up_for_retry():
 
 
 def test_lifecycle_machine_catches_the_seed_coordinator_model():
-    from properties.test_lifecycle import coordinator_pairing, life_machine
+    from impl.frontdoor.lifecycle import coordinator_pairing, life_machine
     from model import supervisor
 
     def seed_end_to_end(run):

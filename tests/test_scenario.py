@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from model.scenario import Heartbeat, RunContext, Scenario, Send
-from properties.machine import exit_codes, faults, frames, run_contexts
+from impl.frontdoor.scenarios import exit_codes, faults, frames, run_contexts
 
 events = st.one_of(frames, faults, st.sampled_from([Heartbeat(200), Heartbeat(410)]))
 

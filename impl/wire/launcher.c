@@ -5,7 +5,7 @@
  *
  * It connects to --comm and --logs itself, so the supervisor's check that both connections
  * belong to the launched process tree passes at once, then hands the connected sockets and
- * its stdout/stderr to the fork server (impl/scripted_runtime.py --zygote) with SCM_RIGHTS.
+ * its stdout/stderr to the fork server (impl/wire/scripted_runtime.py --zygote) with SCM_RIGHTS.
  * The fork server forks a child that runs the script on them. From then on this process is
  * the child's stand-in, as far as the supervisor can tell:
  *
@@ -75,7 +75,7 @@ static int connect_tcp(const char *arg) {
         if (errno != EINTR) fail("connect");
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    /* Close with a reset, leaving no TIME_WAIT (see impl/scripted_runtime.py). */
+    /* Close with a reset, leaving no TIME_WAIT (see impl/wire/scripted_runtime.py). */
     struct linger reset = {1, 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
     return fd;

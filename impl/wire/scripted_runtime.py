@@ -1,11 +1,11 @@
 """A scriptable task runtime that speaks the coordinator convention: stdlib and msgpack only.
 
-Launched as ``python -m impl.scripted_runtime --script=PATH --comm=HOST:PORT --logs=HOST:PORT``
+Launched as ``python impl/wire/scripted_runtime.py --script=PATH --comm=HOST:PORT --logs=HOST:PORT``
 (the last two appended by ``_PopenActivitySubprocess.start``), it connects back to the
 supervisor, reads the StartupDetails frame, then performs its *script* for real, step by
 step, and ends as the script says. It knows nothing of scenarios or of Airflow: the
-harness (``impl.process``) compiles a scenario into a script, encoding every frame with
-``impl.codec`` beforehand, so this module stays small and starts fast.
+harness (``impl.supervisor_process.target``) compiles a scenario into a script, encoding every frame with
+``impl.wire.codec`` beforehand, so this module stays small and starts fast.
 
 How the script arrives: a msgpack file whose path is the ``--script`` argument, so a
 script of any size costs one short argument. Its map:
@@ -39,13 +39,13 @@ comm socket, a response to another id) exits with ``PROTOCOL_ERROR_EXIT`` after 
 on stderr, so a harness bug never looks like a scenario's exit.
 
 On the fork path a ``sync`` step ends with a barrier: a ``Q``/``A`` round trip with the
-launcher, which stands in for this process towards the supervisor (see ``impl/launcher.c``).
+launcher, which stands in for this process towards the supervisor (see ``launcher.c``).
 
 The same module is the *fork server* of the fast path (``--zygote=SOCKET``): it imports
 once, then for each launcher that connects it receives the launcher's already-connected
 comm/logs/stdout/stderr descriptors (SCM_RIGHTS) and the script path, forks a child that
 runs the script on those descriptors, and reports the child's exit status back to the
-launcher, which ends with the same status (see ``impl/launcher.c``).
+launcher, which ends with the same status (see ``launcher.c``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``finalstate``: run the checker, replay a counterexample, write the findings report.
+"""``finalstate``: run the checker, replay a counterexample of any kind, write the findings report.
 
     finalstate check [--target NAME] [--profile dev|ci|nightly] [-- PYTEST-ARGS]
     finalstate replay --target NAME 'try_number=1 max_tries=1; send RetryTask; exit 0'
@@ -12,12 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from impl.targets import DEFAULT_TARGET, TargetUnavailable, UnknownTarget, known_targets, load_target
+from impl.frontdoor.profiles import PROFILES
+from impl.frontdoor.registry import DEFAULT_TARGET, TargetUnavailable, UnknownTarget, known_targets, load_target
 
 
-def _load(name: str):
+def _load(name: str, kind: str = "supervisor"):
     try:
-        return load_target(name)
+        return load_target(name, kind)
     except (UnknownTarget, TargetUnavailable) as e:
         raise SystemExit(f"finalstate: {e}") from None
 
@@ -25,46 +26,70 @@ def _load(name: str):
 def cmd_check(args) -> int:
     import pytest
 
-    import properties
-
-    here = str(Path(properties.__file__).parent)
-    return pytest.main([here, f"--target={args.target}", f"--hypothesis-profile={args.profile}", *args.pytest_args])
+    return pytest.main(["--pyargs", "properties", f"--target={args.target}", f"--hypothesis-profile={args.profile}",
+                        *args.pytest_args])
 
 
 def cmd_replay(args) -> int:
-    from impl.report import disagreement_report, observation_block, trace
-    from model.invariants import violations
-    from model.scenario import Scenario
+    from impl.frontdoor.kinds import KINDS, kind_of
 
+    kind = kind_of(args.scenario)
+    if kind == "lifecycle":
+        return _replay_life(args)
     try:
-        scenario = Scenario.from_text(args.scenario)
+        run = KINDS[kind].parse(args.scenario)
     except ValueError as e:
         raise SystemExit(f"finalstate: bad scenario: {e}") from None
-    target = _load(args.target)
+    target = _load(args.target, kind)
     try:
-        observed, expected = target.run(scenario), target.reference(scenario)
+        observed, expected = target.run(run), target.reference(run)
     finally:
         target.close()
-    print("scenario:", trace(scenario), sep="\n")
-    failed = False
+    return _print_replay(target.name, KINDS[kind], run, expected, observed)
+
+
+def _print_replay(name: str, kind, run, expected, observed) -> int:
+    from impl.frontdoor.report import disagreement_report, observation_block, trace
+
+    print(f"{kind.name} run:", trace(run), sep="\n")
+    for line in kind.notes(run, observed):
+        print(f"  {line}")
     if observed != expected:
-        print(disagreement_report(target.name, scenario, expected, observed))
-        failed = True
+        print(disagreement_report(name, run, expected, observed))
     else:
-        print(observation_block(f"{target.name} (agrees with the model)", observed))
-    found = violations(scenario, observed)
+        print(observation_block(f"{name} (agrees with the model)", observed))
+    found = kind.violations(run, observed, kind.invariants)
     print("violations:" if found else "violations: none")
     for v in found:
         print(f"  - {v}")
-    return 1 if failed or found else 0
+    return 1 if found or observed != expected else 0
+
+
+def _replay_life(args) -> int:
+    from impl.frontdoor.lifecycle import pairings_for, replay_life
+    from model.lifecycle import life_violations
+
+    failed = False
+    for pairing in pairings_for(args.target):
+        if pairing.unavailable:
+            raise SystemExit(f"finalstate: {pairing.name}: {pairing.unavailable}")
+        try:
+            life = replay_life(pairing, args.scenario)
+        except (ValueError, IndexError) as e:
+            print(f"{pairing.name}: this life does not apply ({e})")
+            continue
+        found = life_violations(life)
+        failed |= bool(found)
+        print(f"lifecycle on {pairing.name}:", *(f"  {line}" for line in life.to_lines()), sep="\n")
+        print("violations:" if found else "violations: none", *(f"  - {v}" for v in found), sep="\n")
+    return 1 if failed else 0
 
 
 def cmd_findings(args) -> int:
     from hypothesis import settings
 
-    import properties.conftest  # noqa: F401  registers the profiles
-    from impl.findings import discover, replay, report
-    from properties.findings import FINDINGS
+    from impl.frontdoor.findings import FINDINGS
+    from impl.frontdoor.search import discover, replay, report
 
     target = _load(args.target)
     try:
@@ -101,23 +126,24 @@ def main(argv: list[str] | None = None) -> int:
 
     check = sub.add_parser("check", help="run the checker (pytest properties/) against a target")
     check.add_argument("--target", default=DEFAULT_TARGET)
-    check.add_argument("--profile", default="ci", choices=["dev", "ci", "nightly"])
+    check.add_argument("--profile", default="ci", choices=PROFILES)
     check.add_argument("pytest_args", nargs="*", help="passed on to pytest (after --)")
     check.set_defaults(func=cmd_check)
 
-    rep = sub.add_parser("replay", help="run one scenario on a target and the model, and check it")
+    rep = sub.add_parser("replay", help="run one scenario, runtime run, coordinator run or life on a target and "
+                                        "the model, and check it")
     rep.add_argument("--target", default=DEFAULT_TARGET)
-    rep.add_argument("scenario", help="the scenario's text, as a counterexample prints it")
+    rep.add_argument("scenario", help="the run's text, as a counterexample prints it")
     rep.set_defaults(func=cmd_replay)
 
     fnd = sub.add_parser("findings", help="search for findings and write the Markdown report")
     fnd.add_argument("--target", default=DEFAULT_TARGET)
     fnd.add_argument("--out", default="findings-report.md")
-    fnd.add_argument("--profile", default="ci", choices=["dev", "ci", "nightly"])
+    fnd.add_argument("--profile", default="ci", choices=PROFILES)
     fnd.add_argument("--per-invariant", type=int, default=3, help="distinct counterexamples to look for per invariant")
     fnd.set_defaults(func=cmd_findings)
 
-    tgt = sub.add_parser("targets", help="list the known targets")
+    tgt = sub.add_parser("targets", help="list the known targets: kind, what runs, what each needs")
     tgt.set_defaults(func=cmd_targets)
 
     args = parser.parse_args(argv)

@@ -2,7 +2,8 @@
 
 Each was found by the checker (``finalstate findings`` reruns the search and writes the
 report); the scenario kept here is the minimal one it shrank to. While a finding stands,
-its invariant's property is a strict expected failure on the targets listed.
+its invariant's property is a strict expected failure on the targets listed. The report and
+the properties both read this table; a new finding is one more row in it.
 """
 
 from __future__ import annotations
@@ -91,8 +92,6 @@ FINDINGS: tuple[Finding, ...] = (
 )
 
 
-def finding_for(target: str, invariant: str) -> Finding | None:
-    return next((f for f in FINDINGS if f.invariant == invariant and target in f.targets), None)
 
 
 # -- the runtime side (properties/test_runtime.py, properties/test_lifecycle.py) ---------------
@@ -151,10 +150,6 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
 )
 
 
-def side_finding_for(kind: str, target: str, invariant: str) -> Finding | None:
-    """The runtime-side finding (``kind`` runtime, coordinator or lifecycle) of ``invariant`` on ``target``."""
-    pool = RUNTIME_FINDINGS + LIFECYCLE_FINDINGS
-    return next((f for f in pool if f.kind == kind and f.invariant == invariant and target in f.targets), None)
 
 
 # -- the wire, as only real processes can exercise it (properties/test_process_wire.py) ----------
@@ -202,3 +197,11 @@ WIRE_FINDINGS: tuple[Finding, ...] = (
         PROCESS_TARGETS, "wire",
     ),
 )
+
+
+ALL_FINDINGS = FINDINGS + RUNTIME_FINDINGS + LIFECYCLE_FINDINGS + WIRE_FINDINGS
+
+
+def finding_for(kind: str, target: str, invariant: str) -> Finding | None:
+    """The registered finding of ``invariant`` on ``target`` (a target or lifecycle pairing name), for properties of ``kind``."""
+    return next((f for f in ALL_FINDINGS if f.kind == kind and f.invariant == invariant and target in f.targets), None)

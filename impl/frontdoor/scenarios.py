@@ -1,4 +1,4 @@
-"""The checker: a Hypothesis state machine that lives task attempts and checks each one.
+"""What the checker generates: supervisor attempts (a Hypothesis state machine), runtime and coordinator tries.
 
 Each attempt begins with a run context, takes any number of events (frames sent, API
 faults, heartbeat answers, overtime), and ends with an exit; at the exit the scenario
@@ -8,11 +8,13 @@ row, so the shrinker can drop whole attempts as well as single events.
 
 from __future__ import annotations
 
+import random
 from typing import Callable
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
+from model.runtime import COMMS_MODES, COORDINATOR_OUTCOMES, PYTHON_OUTCOMES, CoordinatorRun, Policy, RuntimeRun
 from model.scenario import (
     FAULT_KINDS,
     FAULTABLE_CALLS,
@@ -100,3 +102,42 @@ class AttemptMachine(RuleBasedStateMachine):
 def machine_for(name: str, check: Check) -> type[AttemptMachine]:
     """A machine class whose every attempt is checked by ``check``."""
     return type(name, (AttemptMachine,), {"check": staticmethod(check)})
+
+
+#: A policy's reason: a word, and one past the 500 characters ``_finalize_task_failure`` keeps.
+REASONS = ("flaky", "r" * 600)
+
+policies = st.one_of(
+    st.none(),
+    st.builds(Policy, st.sampled_from(["default", "fail", "raises", "interrupted"])),
+    st.builds(Policy, st.just("retry"), st.none() | st.integers(0, 3600), st.none() | st.sampled_from(REASONS)),
+)
+#: One try of a Python task; shrinks towards a consistent context, a returning task, no policy, a working channel.
+runtime_runs = st.builds(RuntimeRun, run_contexts(), st.sampled_from(PYTHON_OUTCOMES), policies, st.sampled_from(COMMS_MODES))
+coordinator_runs = st.builds(CoordinatorRun, run_contexts(), st.sampled_from(COORDINATOR_OUTCOMES))
+#: A run of each single-shot kind (the supervisor's attempts come from ``machine_for``).
+RUNS = {"runtime": runtime_runs, "coordinator": coordinator_runs}
+
+
+def corpus(n: int, seed: int = 20261124) -> list[Scenario]:
+    """``n`` scenarios drawn at random (seeded) over the full alphabets, for benchmarks and soak tests.
+
+    Not for properties, which draw through Hypothesis (and shrink): this is a fixed, cheap sample.
+    """
+    rng = random.Random(seed)
+    all_frames = [Send("TaskState", s) for s in TASK_STATE_STATES] + [Send(f) for f in FRAME_TYPES if f != "TaskState"]
+
+    def event() -> Event:
+        roll = rng.random()
+        if roll < 0.5:
+            return rng.choice(all_frames)
+        if roll < 0.75:
+            return Fault(rng.choice(FAULTABLE_CALLS), rng.choice(FAULT_KINDS))
+        if roll < 0.93:
+            return Heartbeat(rng.choice(HEARTBEAT_ANSWERS))
+        return Overtime()
+
+    return [Scenario(RunContext.from_server(rng.randint(1, 6), rng.randint(0, 5)),
+                     tuple(event() for _ in range(rng.randint(0, 6))),
+                     rng.choice([0, 0, 1, 3, 137, 255, -9, -15, -11, -6, -2]))
+            for _ in range(n)]

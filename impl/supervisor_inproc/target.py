@@ -8,14 +8,14 @@ Nothing of the supervisor is re-implemented here. The real ``wait()`` runs the r
   into the real ``handle_requests`` generator; or a due heartbeat; or the overtime clock
   running out; or the process exit);
 - the process: dies of the first signal the supervisor sends it, else exits as the scenario says;
-- the Execution API client: answers from ``model.server.Server`` (the server's rules and the
-  scenario's faults), raising what Airflow's client raises, and records every call;
+- the Execution API client: ``impl.server.model_client`` answers from ``model.server.Server``
+  (the server's rules and the scenario's faults), raising what Airflow's client raises, and
+  records every call;
 - the child's socket: response frames are decoded to learn what the runtime was told.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import signal
@@ -23,20 +23,17 @@ import subprocess
 import time
 import uuid
 from collections import deque
-from datetime import datetime, timezone
 
-import httpx
 import msgspec
 import structlog
 from airflow.sdk.api.client import ServerResponseError
-from airflow.sdk.api.datamodels._generated import DagRun, TIRunContext
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 from airflow.sdk.execution_time.comms import _RequestFrame
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess, NeverRaised, ProcessTracker
 
-from impl import codec
-from model.scenario import TIMEOUT, ApiCall, RunContext, Fault, Heartbeat, Observation, Overtime, Scenario, Send
-from model.server import OK, Server
+from impl.server.model_client import RecordingClient
+from impl.wire import codec
+from model.scenario import Fault, Heartbeat, Observation, Overtime, Scenario, Send
 from model.supervisor import MAX_FAILED_HEARTBEATS
 
 _REQUEST_DECODER = msgspec.msgpack.Decoder(_RequestFrame)
@@ -47,7 +44,6 @@ structlog.configure(
     logger_factory=structlog.ReturnLoggerFactory(),
 )
 _QUIET = structlog.get_logger("finalstate")
-_REQUEST = httpx.Request("PATCH", "http://execution-api.invalid/")
 TI_ID = uuid.UUID(int=1)
 
 if airflow_supervisor.MAX_FAILED_HEARTBEATS != MAX_FAILED_HEARTBEATS:
@@ -55,86 +51,6 @@ if airflow_supervisor.MAX_FAILED_HEARTBEATS != MAX_FAILED_HEARTBEATS:
         f"[workers] max_failed_heartbeats is {airflow_supervisor.MAX_FAILED_HEARTBEATS}; "
         f"the model assumes Airflow's default of {MAX_FAILED_HEARTBEATS}"
     )
-
-
-@functools.lru_cache(maxsize=None)
-def _error_prototype(status: int | str) -> Exception:
-    if status == TIMEOUT:
-        return httpx.ReadTimeout("the answer never arrived", request=_REQUEST)
-    response = httpx.Response(status, json={"detail": {"reason": "finalstate"}}, request=_REQUEST)
-    return ServerResponseError.from_response(response)
-
-
-def api_error(status: int | str) -> Exception:
-    """What Airflow's client raises for a failed call: ``ServerResponseError``, or a timeout.
-
-    A fresh copy each time (a raised exception keeps its traceback); building the httpx
-    response anew per call was most of this binding's cost.
-    """
-    return copy.copy(_error_prototype(status))
-
-
-@functools.lru_cache(maxsize=None)
-def _run_context(context: RunContext) -> TIRunContext:
-    """The ``TIRunContext`` the server hands out; the supervisor only reads it."""
-    return TIRunContext.model_construct(
-        dag_run=DagRun.model_construct(), max_tries=context.max_tries,
-        should_retry=context.should_retry, start_date=None,
-    )
-
-
-class RecordingTaskInstances:
-    """``client.task_instances``, answering from the server model and recording each call."""
-
-    def __init__(self, scenario: Scenario):
-        self.context = scenario.context
-        self.server = Server.queued(scenario.context)
-        self.calls: list[ApiCall] = []
-        self.heartbeat_answer = 200
-
-    def _answer(self, name: str, status: int | str, state: str | None = None) -> None:
-        self.calls.append(ApiCall(name, status, state))
-        if status != OK:
-            raise api_error(status)
-
-    def _call(self, name: str, state: str | None = None) -> None:
-        self.server, status = self.server.call(name, state)
-        self._answer(name, status, state)
-
-    def start(self, id, pid, when) -> TIRunContext:
-        self.server, status = self.server.start()
-        self._answer("start", status)
-        return _run_context(self.context)
-
-    def heartbeat(self, id, pid) -> None:
-        self.server, status = self.server.heartbeat(self.heartbeat_answer)
-        self._answer("heartbeat", status)
-
-    def finish(self, id, state, when, rendered_map_index) -> None:
-        self._call("finish", str(getattr(state, "value", state)))
-
-    def succeed(self, id, when, task_outlets, outlet_events, rendered_map_index) -> None:
-        self._call("succeed")
-
-    def retry(self, id, end_date, rendered_map_index, retry_delay_seconds=None, retry_reason=None) -> None:
-        self._call("retry")
-
-    def defer(self, id, msg) -> None:
-        self._call("defer")
-
-    def reschedule(self, id, msg) -> None:
-        self._call("reschedule")
-
-    def await_input(self, id, msg) -> None:
-        self._call("await_input")
-
-    def skip_downstream_tasks(self, id, msg) -> None:
-        self._call("skip_downstream_tasks")
-
-
-class RecordingClient:
-    def __init__(self, scenario: Scenario):
-        self.task_instances = RecordingTaskInstances(scenario)
 
 
 class ScriptedProcess(ProcessTracker):
@@ -304,6 +220,6 @@ def raw_rate_probe(scenario: Scenario, client=None) -> str:
 
 
 def target(name: str):
-    from impl.targets import Target
+    from impl.frontdoor.registry import Target
 
     return Target(name, run)

@@ -1,9 +1,9 @@
 """The reference coordinator-mode runtime: the seed's four steps (apache/airflow#67797) done right.
 
 A language SDK runtime as the coordinator convention launches one:
-``python impl/reference_runtime.py --task=OUTCOME --comm=HOST:PORT --logs=HOST:PORT`` (the last two
+``python impl/coordinator/reference_runtime.py --task=OUTCOME --comm=HOST:PORT --logs=HOST:PORT`` (the last two
 appended by ``_PopenActivitySubprocess.start``). Only the standard library, msgpack and
-``impl.codec``. It
+``impl.wire.codec``. It
 
 1. connects to ``--comm`` and ``--logs``, reads the StartupDetails frame, and parses the run
    context from ``ti_context``: ``should_retry`` and ``max_tries`` (``RunContext.decode``);
@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Callable
 
 if __package__ in (None, ""):  # run as a script: make ``impl`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from impl import codec  # noqa: E402
+from impl.wire import codec  # noqa: E402
 
 FAIL_CLOSED_EXIT = 1
 PROTOCOL_ERROR_EXIT = 70

@@ -245,7 +245,7 @@ def _exit_status(code) -> int:
 
 
 def target(name: str):
-    from impl.targets import Target
+    from impl.frontdoor.registry import Target
     from model.runtime import python_runtime
 
     return Target(name, run, python_runtime, kind="runtime")

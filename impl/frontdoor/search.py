@@ -16,11 +16,11 @@ import attrs
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from impl.report import InvariantViolation, observation_block, replay_command, trace
+from impl.frontdoor.findings import FINDINGS, LIFECYCLE_FINDINGS, RUNTIME_FINDINGS, WIRE_FINDINGS, Finding
+from impl.frontdoor.report import InvariantViolation, observation_block, replay_command, trace
+from impl.frontdoor.scenarios import machine_for
 from model.invariants import SUPERVISOR_INVARIANTS, Invariant, violations
 from model.scenario import Observation, Scenario
-from properties.findings import FINDINGS, LIFECYCLE_FINDINGS, RUNTIME_FINDINGS, WIRE_FINDINGS, Finding
-from properties.machine import machine_for
 
 
 @attrs.frozen

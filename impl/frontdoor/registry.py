@@ -1,0 +1,107 @@
+"""The targets: one table of named things that map a run to an observation, and the model each is checked against.
+
+A target is loaded by name only when asked for, so that choosing ``model`` needs no Airflow.
+Adding a target is one module in the room of the system it binds, with a ``target(name)``
+function, and one row in ``REGISTRY``. A target that cannot run here raises
+``TargetUnavailable`` saying what is missing; an unknown name raises ``UnknownTarget``
+listing the known ones.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import attrs
+
+from impl.frontdoor.kinds import KINDS
+from model import runtime as model_runtime
+from model import supervisor as model_supervisor
+
+class UnknownTarget(LookupError):
+    pass
+
+
+class TargetUnavailable(RuntimeError):
+    """The target exists but cannot run on this machine; the message says what is missing and how to get it."""
+
+
+class WrongKindOfTarget(TargetUnavailable):
+    """The target exists but checks another side; the properties of the kind asked for do not apply to it."""
+
+
+@attrs.frozen
+class Target:
+    """``run`` is the implementation under check; ``reference`` the model it must agree with; ``kind`` one of ``impl.frontdoor.kinds.KINDS``."""
+
+    name: str
+    run: Callable
+    reference: Callable = model_supervisor.run
+    close: Callable[[], None] = lambda: None
+    kind: str = "supervisor"
+
+
+@attrs.frozen
+class Entry:
+    """One row of the table: the module whose ``target(name)`` makes the target, its kinds, what it needs."""
+
+    module: str
+    kinds: tuple[str, ...]
+    needs: str
+    summary: str
+
+
+_AIRFLOW = "apache-airflow-task-sdk (the [airflow] extra)"
+
+REGISTRY: dict[str, Entry] = {
+    "model": Entry("impl.frontdoor.registry", tuple(KINDS), "nothing",
+                   "the executable model itself, of every kind (checks the model's own invariants)"),
+    "airflow-inproc": Entry("impl.supervisor_inproc.target", ("supervisor",), _AIRFLOW,
+                            "the real ActivitySubprocess of the installed task-sdk, driven in process"),
+    "airflow-process": Entry("impl.supervisor_process.target", ("supervisor",), f"{_AIRFLOW}; Linux; a C compiler "
+                             "for the fast path", "the real coordinator supervisor over a real runtime process, "
+                             "real sockets and HTTP"),
+    "airflow-task-runner": Entry("impl.task_runner.target", ("runtime",), _AIRFLOW,
+                                 "the real task runner (task_runner.main) of the installed task-sdk, in process"),
+    "reference-runtime": Entry("impl.coordinator.target", ("coordinator",), f"{_AIRFLOW}; Linux",
+                               "the reference coordinator-mode runtime under the real _PopenActivitySubprocess"),
+}
+DEFAULT_TARGET = "airflow-inproc"
+
+
+def model_target(kind: str = "supervisor") -> Target:
+    """The ``model`` target of ``kind``: the model checked against itself, so only its invariants can fail."""
+    run = {"supervisor": model_supervisor.run, "runtime": model_runtime.python_runtime,
+           "coordinator": model_runtime.coordinator_attempt}[kind]
+    return Target("model", run, run, kind=kind)
+
+
+def known_targets() -> str:
+    """The table, as ``finalstate targets`` prints it: name, kind, what runs, what it needs."""
+    lines = []
+    for name, e in REGISTRY.items():
+        kinds = "any kind" if e.kinds == tuple(KINDS) else "/".join(e.kinds)
+        lines += [f"  {name:20} {kinds:12} {e.summary}", f"  {'':20} {'':12} needs: {e.needs}"]
+    return "\n".join(lines)
+
+
+def load_target(name: str, kind: str = "supervisor") -> Target:
+    """The target called ``name`` for the properties of ``kind``.
+
+    Raises ``UnknownTarget`` for a name not in the table, ``WrongKindOfTarget`` for a target of
+    another kind (so those properties are skipped with the reason), ``TargetUnavailable`` when
+    what it needs is not installed.
+    """
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise UnknownTarget(f"unknown target {name!r}; the known targets are:\n{known_targets()}")
+    if kind not in entry.kinds:
+        raise WrongKindOfTarget(f"{name} is a {'/'.join(entry.kinds)} target; the {kind} properties do not apply to it")
+    try:
+        module = importlib.import_module(entry.module)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("airflow", "httpx", "msgspec", "structlog", "pydantic"):
+            raise TargetUnavailable(f"target {name!r} needs {entry.needs} ({e.name} is not installed): "
+                                    "pip install 'finalstate[airflow]'") from None
+        raise
+    return model_target(kind) if name == "model" else module.target(name)

@@ -1,0 +1,91 @@
+"""How a checked run reads to a person: the trace, each side's observation, the replay command.
+
+Two kinds of failure are kept apart: a ``Disagreement`` (the model and the target observed
+different things for the same run) and an ``InvariantViolation`` (a promise of the design
+broke on one side's observation). The same functions serve every kind of run
+(``impl.frontdoor.kinds``): the target's ``kind`` says how its runs are judged.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import attrs
+
+from impl.frontdoor.kinds import KINDS
+
+
+class Disagreement(AssertionError):
+    """The model and a real implementation observed different things for one run."""
+
+
+class InvariantViolation(AssertionError):
+    """An invariant of the design does not hold of a target's observation."""
+
+
+def replay_command(target: str, run) -> str:
+    return f"finalstate replay --target {target} {shlex.quote(run.to_text())}"
+
+
+def trace(run) -> str:
+    """The run as indented lines: a scenario's context, one line per event, its exit; other runs on one line."""
+    head, *rest = run.to_lines() if hasattr(run, "to_lines") else [run.to_text()]
+    return "\n".join([f"  {head}", *(f"    {line}" for line in rest)])
+
+
+def observation_block(title: str, observation) -> str:
+    return "\n".join([f"  {title}:", *(f"    {line}" for line in observation.to_lines())])
+
+
+def differing_fields(a, b) -> list[str]:
+    return [f.name for f in attrs.fields(type(a)) if getattr(a, f.name) != getattr(b, f.name)]
+
+
+def disagreement_report(target: str, run, model, real) -> str:
+    return "\n".join([
+        f"DISAGREEMENT: model and {target} differ in {', '.join(differing_fields(model, real))}",
+        "scenario:",
+        trace(run),
+        observation_block("model", model),
+        observation_block(target, real),
+        f"replay: {replay_command(target, run)}",
+    ])
+
+
+def violation_report(target: str, run, observation, found, notes: list[str] = ()) -> str:
+    return "\n".join([
+        f"VIOLATION on {target}: " + "; ".join(sorted({v.invariant for v in found})),
+        *(f"  - {v}" for v in found),
+        "scenario:",
+        trace(run),
+        *(f"  {line}" for line in notes),
+        observation_block(target, observation),
+        f"replay: {replay_command(target, run)}",
+    ])
+
+
+def check_conformance(target, run):
+    """Raise ``Disagreement`` unless the target observes what its reference model does; return the observation."""
+    expected, observed = target.reference(run), target.run(run)
+    if expected != observed:
+        raise Disagreement(disagreement_report(target.name, run, expected, observed))
+    return observed
+
+
+def check_observation(target, run, observed, invariants: tuple):
+    """Raise ``InvariantViolation`` if any of ``invariants`` fails on ``observed``; return it."""
+    kind = KINDS[target.kind]
+    found = kind.violations(run, observed, invariants)
+    if found:
+        raise InvariantViolation(violation_report(target.name, run, observed, found, kind.notes(run, observed)))
+    return observed
+
+
+def check_invariants(target, run, invariants: tuple):
+    """Raise ``InvariantViolation`` if any of ``invariants`` fails on the target's observation."""
+    return check_observation(target, run, target.run(run), invariants)
+
+
+def check_run(target, run, invariants: tuple):
+    """Conformance, then ``invariants``, with one run of the target and one of the model."""
+    return check_observation(target, run, check_conformance(target, run), invariants)

@@ -1,0 +1,101 @@
+"""Airflow's ``Client`` as the supervisor sees it, answering in process from ``model.server``.
+
+``RecordingClient(scenario).task_instances`` has the methods of the real client's
+``task_instances`` that the supervisor calls; each answers from ``model.server.Server`` (the
+server's rules and the scenario's faults), raises what Airflow's client raises for a refused
+or lost call, and records the call.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import httpx
+from airflow.sdk.api.client import ServerResponseError
+from airflow.sdk.api.datamodels._generated import DagRun, TIRunContext
+
+from model.scenario import TIMEOUT, ApiCall, RunContext, Scenario
+from model.server import OK, Server
+
+_REQUEST = httpx.Request("PATCH", "http://execution-api.invalid/")
+
+
+@functools.lru_cache(maxsize=None)
+def _error_prototype(status: int | str) -> Exception:
+    if status == TIMEOUT:
+        return httpx.ReadTimeout("the answer never arrived", request=_REQUEST)
+    response = httpx.Response(status, json={"detail": {"reason": "finalstate"}}, request=_REQUEST)
+    return ServerResponseError.from_response(response)
+
+
+def api_error(status: int | str) -> Exception:
+    """What Airflow's client raises for a failed call: ``ServerResponseError``, or a timeout.
+
+    A fresh copy each time (a raised exception keeps its traceback); building the httpx
+    response anew per call was most of this binding's cost.
+    """
+    return copy.copy(_error_prototype(status))
+
+
+@functools.lru_cache(maxsize=None)
+def _run_context(context: RunContext) -> TIRunContext:
+    """The ``TIRunContext`` the server hands out; the supervisor only reads it."""
+    return TIRunContext.model_construct(
+        dag_run=DagRun.model_construct(), max_tries=context.max_tries,
+        should_retry=context.should_retry, start_date=None,
+    )
+
+
+class RecordingTaskInstances:
+    """``client.task_instances``, answering from the server model and recording each call."""
+
+    def __init__(self, scenario: Scenario):
+        self.context = scenario.context
+        self.server = Server.queued(scenario.context)
+        self.calls: list[ApiCall] = []
+        self.heartbeat_answer = 200
+
+    def _answer(self, name: str, status: int | str, state: str | None = None) -> None:
+        self.calls.append(ApiCall(name, status, state))
+        if status != OK:
+            raise api_error(status)
+
+    def _call(self, name: str, state: str | None = None) -> None:
+        self.server, status = self.server.call(name, state)
+        self._answer(name, status, state)
+
+    def start(self, id, pid, when) -> TIRunContext:
+        self.server, status = self.server.start()
+        self._answer("start", status)
+        return _run_context(self.context)
+
+    def heartbeat(self, id, pid) -> None:
+        self.server, status = self.server.heartbeat(self.heartbeat_answer)
+        self._answer("heartbeat", status)
+
+    def finish(self, id, state, when, rendered_map_index) -> None:
+        self._call("finish", str(getattr(state, "value", state)))
+
+    def succeed(self, id, when, task_outlets, outlet_events, rendered_map_index) -> None:
+        self._call("succeed")
+
+    def retry(self, id, end_date, rendered_map_index, retry_delay_seconds=None, retry_reason=None) -> None:
+        self._call("retry")
+
+    def defer(self, id, msg) -> None:
+        self._call("defer")
+
+    def reschedule(self, id, msg) -> None:
+        self._call("reschedule")
+
+    def await_input(self, id, msg) -> None:
+        self._call("await_input")
+
+    def skip_downstream_tasks(self, id, msg) -> None:
+        self._call("skip_downstream_tasks")
+
+
+class RecordingClient:
+    def __init__(self, scenario: Scenario):
+        self.task_instances = RecordingTaskInstances(scenario)

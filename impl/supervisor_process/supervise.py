@@ -1,0 +1,322 @@
+"""The one supervision of a runtime command under the real coordinator supervisor, over real processes.
+
+``supervise_command(command, context)`` is an attempt as Airflow's coordinator lives it:
+``_PopenActivitySubprocess.start(command=...)`` of the installed task-sdk launches the command
+with ``--comm``/``--logs``, accepts and verifies its TCP connections and sends StartupDetails;
+the real ``wait()`` runs the real event loop, sees the real exit code or signal, and ends with
+the real ``final_state`` and ``update_task_state_if_needed``. Every real-process target
+(``airflow-process``, ``reference-runtime``, ``cmd:``) goes through it, so each has the same
+hygiene: a runtime still alive at the deadline is killed; one that never connects ends with
+``start()``'s own timeout; when ``wait()`` raises, the process is killed and reaped and the
+sockets the supervisor left open are closed. Nothing is left running, whatever the runtime does.
+
+The Execution API: Airflow's real ``Client`` over HTTP to ``impl.server.model_api``, which
+answers from ``model.server.Server``; the client makes one attempt per call (its retry layer is
+configured with ``stop_after_attempt(1)``), so a ``transient`` fault is exactly one failed call,
+as the model has it, and a ``lost`` answer is a real ``httpx.ReadTimeout``.
+
+What is arranged, and why the observation still equals the in-process one:
+
+- *Heartbeat cadence.* No heartbeat or success overtime falls due by itself: the supervisor's
+  ``MIN_HEARTBEAT_INTERVAL`` and ``TASK_OVERTIME_THRESHOLD`` are set beyond any attempt's
+  length while the attempt runs (the first-iteration heartbeat included). A ``heartbeat`` or
+  ``overtime`` event is performed by a scripted runtime over its control channel, which runs
+  that one clock out (``impl.server.model_api``).
+- *Exit watch.* A pidfd of the launched process is registered in the supervisor's selector,
+  so the loop wakes when the process ends instead of at its next timeout, which the
+  stretched clocks put minutes away. It changes when the exit is noticed, not what is done.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import selectors
+import shutil
+import signal
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import Sequence
+
+import httpx
+import structlog
+import tenacity
+from airflow.sdk.api.client import Client, ServerResponseError
+from airflow.sdk.api.datamodels._generated import TaskInstance
+from airflow.sdk.coordinators._subprocess import _PopenActivitySubprocess
+from airflow.sdk.execution_time import supervisor as airflow_supervisor
+
+from impl.server.model_api import ExecutionAPIFake
+from impl.wire import codec
+from impl.wire.launcher import ForkServer, build_launcher
+from impl.wire.scripted_runtime import SYNC_ID_BASE
+from model.scenario import Observation, RunContext
+from model.supervisor import MAX_FAILED_HEARTBEATS
+
+structlog.configure(
+    wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
+    logger_factory=structlog.ReturnLoggerFactory(),
+)
+_QUIET = structlog.get_logger("finalstate.process")
+
+#: Beyond the length of any attempt: no clock runs out unless an event runs it out.
+STRETCHED = 10**9
+#: How long the client waits for an answer the server will not send (a ``lost`` fault).
+LOST_READ_TIMEOUT = 0.02
+#: Every other call: generous, so that a loaded machine never times a real answer out.
+CALL_TIMEOUT = 30.0
+#: An attempt that has not ended by then is ended by the harness (SIGKILL), and says so.
+DEFAULT_DEADLINE = 15.0
+DEFAULT_STARTUP_TIMEOUT = 10.0
+
+if airflow_supervisor.MAX_FAILED_HEARTBEATS != MAX_FAILED_HEARTBEATS:
+    raise RuntimeError(
+        f"[workers] max_failed_heartbeats is {airflow_supervisor.MAX_FAILED_HEARTBEATS}; "
+        f"the model assumes Airflow's default of {MAX_FAILED_HEARTBEATS}"
+    )
+
+
+class OneShotClient(Client):
+    """Airflow's ``Client`` with its retry layer configured to one attempt (``[workers] execution_api_retries = 1``).
+
+    ``Client.request``'s tenacity decorator reads the retry count at import; ``retry_with``
+    gives the same decorator (same predicate, same waits) with that one setting changed.
+    """
+
+    request = Client.request.retry_with(stop=tenacity.stop_after_attempt(1))
+
+
+class Harness:
+    """The fake API server, the shared client, the work directory and the scripted runtime's fork server."""
+
+    def __init__(self):
+        self.api = ExecutionAPIFake()
+        self.client = OneShotClient(base_url=self.api.base_url, token="finalstate",
+                                    timeout=httpx.Timeout(CALL_TIMEOUT))
+        hooks = self.client.event_hooks
+        self.client.event_hooks = {"request": [*hooks["request"], self.api.request_hook(LOST_READ_TIMEOUT)],
+                                   "response": hooks["response"]}
+        self.workdir = Path(tempfile.mkdtemp(prefix="finalstate-process-"))
+        launcher = build_launcher()
+        #: The scripted runtime's fast path; None without a C compiler.
+        self.fork_server = ForkServer(launcher, self.workdir / "zygote.sock") if launcher else None
+        self.lock = threading.Lock()
+        #: Sockets the supervisor left open when ``wait()`` raised, closed by the harness (finding W4).
+        self.closed_for_supervisor = 0
+
+    def close(self) -> None:
+        if self.fork_server is not None:
+            self.fork_server.close()
+        self.client.close()
+        self.api.shutdown()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+_harness: Harness | None = None
+
+
+def harness() -> Harness:
+    global _harness
+    if _harness is None:
+        _harness = Harness()
+        atexit.register(close_harness)
+    return _harness
+
+
+def closed_for_supervisor() -> int:
+    """Sockets the supervisor left open when ``wait()`` raised, closed by this process's harness (finding W4)."""
+    return _harness.closed_for_supervisor if _harness else 0
+
+
+def close_harness() -> None:
+    global _harness
+    if _harness is not None:
+        _harness.close()
+        _harness = None
+
+
+class RecordingComm:
+    """The supervisor's end of the comm socket, recording the answer to each scenario frame."""
+
+    def __init__(self, sock):
+        self._sock = sock
+        self.replies: list[str] = []
+
+    def sendall(self, data) -> None:
+        try:
+            frame = codec.decode_response(bytes(data))
+        except codec.FrameError as e:
+            self.replies.append(f"undecodable: {e}")
+        else:
+            if 0 < frame.id < SYNC_ID_BASE:
+                self.replies.append("error" if frame.error else "ok")
+        self._sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class ExitWatch:
+    """A pidfd of the launched process, in the supervisor's selector: readable once the process has ended."""
+
+    def __init__(self, pid: int):
+        self.fd = os.pidfd_open(pid)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def register(self, selector) -> None:
+        def on_close(watch):
+            with contextlib.suppress(KeyError, ValueError):
+                selector.unregister(watch)
+
+        selector.register(self, selectors.EVENT_READ, (lambda watch: False, on_close))
+
+
+@contextlib.contextmanager
+def stretched_clocks():
+    saved = airflow_supervisor.MIN_HEARTBEAT_INTERVAL, airflow_supervisor.TASK_OVERTIME_THRESHOLD
+    airflow_supervisor.MIN_HEARTBEAT_INTERVAL = STRETCHED
+    airflow_supervisor.TASK_OVERTIME_THRESHOLD = STRETCHED
+    try:
+        yield
+    finally:
+        airflow_supervisor.MIN_HEARTBEAT_INTERVAL, airflow_supervisor.TASK_OVERTIME_THRESHOLD = saved
+
+
+def supervise_command(command: Sequence[str], context: RunContext = RunContext(), *, task_id: str = "task",
+                      ti_id: uuid.UUID | None = None, deadline: float = DEFAULT_DEADLINE,
+                      startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> Observation:
+    """One attempt of ``command`` (plus ``--comm``/``--logs``) under the real supervisor, and what it recorded.
+
+    The TI handed to the runtime has ``task_id`` and, if given, ``ti_id`` (a scripted runtime's
+    control channel knows its attempt by it). Returns within about ``deadline + startup_timeout``
+    seconds whatever the runtime does; the observation's ``harness`` says when the harness had
+    to step in (deadline kill, never started, the supervisor raising before the process ended).
+    """
+    h = harness()
+    ti_id = ti_id or uuid.uuid4()
+    with h.lock:
+        attempt = h.api.open(str(ti_id), context)
+        try:
+            return _supervise(h, attempt, list(command), task_id, deadline, startup_timeout)
+        finally:
+            h.api.close_attempt(str(ti_id))
+
+
+def _supervise(h: Harness, attempt, command: list[str], task_id: str, deadline: float,
+               startup_timeout: float) -> Observation:
+    ti = TaskInstance(id=uuid.UUID(attempt.ti_id), task_id=task_id, dag_id="finalstate", run_id="manual__finalstate",
+                      try_number=attempt.context.try_number, dag_version_id=uuid.UUID(int=0))
+    notes: list[str] = []
+    with stretched_clocks():
+        try:
+            sup = _PopenActivitySubprocess.start(
+                what=ti, dag_rel_path="dag.py", bundle_info=None, client=h.client, logger=_QUIET,
+                command=command, startup_timeout=startup_timeout, subprocess_logs_to_stdout=False,
+            )
+        except Exception as e:
+            return _not_started(attempt, e)
+        comm = RecordingComm(sup.stdin)
+        sup.stdin = comm
+        watch = ExitWatch(sup.pid)
+        watch.register(sup.selector)
+        attempt.attach(sup)
+        timer = threading.Timer(deadline, _deadline, (attempt, sup, deadline, notes))
+        timer.daemon = True
+        timer.start()
+        raised = None
+        try:
+            sup.wait()
+        except Exception as e:  # the supervisor raising is part of what it did
+            raised = _error_name(e)
+        finally:
+            timer.cancel()
+            watch.close()
+    _reap_runtime(attempt, sup)
+    exit_code, final_state = sup._exit_code, str(getattr(sup.final_state, "value", sup.final_state))
+    if exit_code is None:  # wait() raised before the process ended: nobody else will end and reap it
+        exit_code = _kill_and_reap(sup)
+        final_state = "none"
+        notes.append(f"the supervisor raised before the process ended; the harness killed and reaped it "
+                     f"(exit {exit_code})")
+    if raised is not None:  # not part of the attempt: kept out of the observation, counted in census()
+        h.closed_for_supervisor += _close_leftovers(sup)
+    with attempt.lock:  # a lost answer: applied on the server before the client gave up
+        attempt.lock.wait_for(lambda: not attempt.lost_in_flight, timeout=10)
+    notes += attempt.unexpected
+    row = attempt.server.row
+    return Observation(
+        exit_code=exit_code,
+        final_state=final_state,
+        calls=tuple(attempt.calls),
+        replies=tuple(comm.replies),
+        row=row.state,
+        row_gone=row.gone,
+        raised=raised,
+        harness="; ".join(notes) or None,
+    )
+
+
+def _deadline(attempt, sup, deadline: float, notes: list[str]) -> None:
+    notes.append(f"deadline: the attempt was still going after {deadline:g}s; the harness killed the runtime (SIGKILL)")
+    for pid in {attempt.runtime_pid, sup.pid} - {None}:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _reap_runtime(attempt, sup) -> None:
+    """A forked runtime can outlive its launcher (killed by SIGKILL): end it, so nothing is left behind."""
+    pid = attempt.runtime_pid
+    if pid is not None and pid != sup.pid:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _close_leftovers(sup) -> int:
+    """What ``wait()`` closes on its way out when it does not raise: the connections and the two servers."""
+    left = [sock for sock in (*sup._open_sockets, sup._comm_server, sup._logs_server) if sock.fileno() != -1]
+    for sock in left:
+        sock.close()
+    sup._open_sockets.clear()
+    sup.stdin.close()
+    return len(left)
+
+
+def _kill_and_reap(sup) -> int:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(sup.pid, signal.SIGKILL)
+    return sup._process.wait(10)
+
+
+def _not_started(attempt, error: Exception) -> Observation:
+    """``start()`` raised: no supervisor to ask; what the server saw, and why."""
+    if attempt.runtime_pid is not None:  # start()'s resource tracker terminated it; make sure
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(attempt.runtime_pid, signal.SIGKILL)
+    row = attempt.server.row
+    return Observation(
+        exit_code=-signal.SIGTERM,  # _ResourceTracker terminates the process it could not start
+        final_state="none",
+        calls=tuple(attempt.calls),
+        replies=(),
+        row=row.state,
+        row_gone=row.gone,
+        raised=_error_name(error),
+        harness=f"not started: {type(error).__name__}: {error}",
+    )
+
+
+def _error_name(e: Exception) -> str:
+    if isinstance(e, ServerResponseError):
+        return f"ServerResponseError({e.response.status_code})"
+    return type(e).__name__

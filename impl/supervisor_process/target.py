@@ -1,0 +1,111 @@
+"""Target ``airflow-process``: a scenario lived by a real runtime process under the real coordinator supervisor.
+
+Everything between the supervisor and the world is real:
+
+- the process and the supervisor: ``impl.supervisor_process.supervise`` (the real
+  ``_PopenActivitySubprocess``, its real ``wait()``, ``final_state`` and
+  ``update_task_state_if_needed``);
+- the runtime (``impl/wire/scripted_runtime.py``) writes each of the scenario's frames, encoded by
+  ``impl.wire.codec``, on the real socket and reads the real response; it exits with the
+  scenario's code or dies of its signal;
+- the Execution API: Airflow's real ``Client`` over HTTP (see ``supervise`` for how it is set up).
+
+A ``heartbeat`` or ``overtime`` event is performed by the runtime over its control channel,
+which runs that one clock out (``impl.server.model_api``).
+
+- *Lockstep.* After every frame and every clock event the runtime makes no-op round trips
+  (``MaskSecret`` with an empty value) until every wake-up of the loop that could act on the
+  event has finished; only then does it perform the next event. So the supervisor sees the
+  events in the scenario's order, and a kill lands where the model puts it. The no-op
+  frames are not scenario frames: their answers are not counted in ``replies``.
+Two ways to launch (``spawn=``): ``exec`` runs ``python impl/wire/scripted_runtime.py`` afresh
+(about 35 ms of interpreter start); ``fork`` (the default when a C compiler is at hand)
+runs the tiny compiled ``impl/wire/launcher.c``, which connects, hands its sockets to a
+pre-started fork server and stands in for the forked child (signals forwarded, exit status
+mirrored). The supervisor cannot tell the difference; the benchmark measures both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import uuid
+
+import msgpack
+
+from impl.supervisor_process import helper, supervise
+from impl.supervisor_process.census import census
+from impl.wire import codec
+from impl.wire.launcher import SCRIPTED_RUNTIME
+from model.scenario import Fault, Heartbeat, Observation, Overtime, RunContext, Scenario, Send
+
+
+def compile_scenario(scenario: Scenario) -> dict:
+    """The runtime's script for ``scenario``: its frames pre-encoded, each event followed by its lockstep."""
+    steps: list[list] = []
+    next_id = 1
+    for event in scenario.events:
+        if isinstance(event, Send):
+            frame = codec.RequestFrame(next_id, codec.terminal_body(event.frame, event.state))
+            steps += [["send", codec.encode_request(frame), next_id], ["sync", 1]]
+            next_id += 1
+        elif isinstance(event, Fault):
+            steps.append(["control", {"op": "arm", "call": event.call, "kind": event.kind}])
+        elif isinstance(event, Heartbeat):
+            steps += [["control", {"op": "heartbeat", "answer": event.answer}], ["sync", 2]]
+        elif isinstance(event, Overtime):
+            steps += [["control", {"op": "overtime"}], ["sync", 2]]
+        else:
+            raise TypeError(f"unknown event {event!r}")
+    steps.append(["exit", scenario.exit_code])
+    return {"connect": True, "steps": steps}
+
+
+def supervise_script(script: dict, context: RunContext = RunContext(), *, spawn: str | None = None,
+                     deadline: float = supervise.DEFAULT_DEADLINE,
+                     startup_timeout: float = supervise.DEFAULT_STARTUP_TIMEOUT) -> Observation:
+    """Run one scripted runtime (``impl.wire.scripted_runtime``) under the real supervisor, where attempts run.
+
+    The control address and token are filled in here. ``spawn`` is ``fork`` (the default when
+    the launcher could be built) or ``exec``. Bounded as ``supervise.supervise_command`` is.
+    """
+    return helper.in_helper(_supervise_script, script, context, spawn=spawn, deadline=deadline,
+                            startup_timeout=startup_timeout)
+
+
+def _supervise_script(script: dict, context: RunContext, *, spawn: str | None, deadline: float,
+                      startup_timeout: float) -> Observation:
+    h = supervise.harness()
+    ti_id = uuid.uuid4()
+    script_path = h.workdir / f"{ti_id}.script"
+    script_path.write_bytes(msgpack.packb({**script, "control": list(h.api.control_address), "token": str(ti_id)},
+                                          use_bin_type=True))
+    spawn = spawn or ("fork" if h.fork_server else "exec")
+    if spawn == "exec":
+        command = [sys.executable, "-I", str(SCRIPTED_RUNTIME), f"--script={script_path}"]
+    elif spawn == "fork" and h.fork_server:
+        command = h.fork_server.command(script_path)
+    else:
+        raise ValueError(f"spawn is 'fork' (needs a C compiler for impl/wire/launcher.c) or 'exec', not {spawn!r}")
+    try:
+        return supervise.supervise_command(command, context, ti_id=ti_id, deadline=deadline,
+                                           startup_timeout=startup_timeout)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            script_path.unlink()
+
+
+def run(scenario: Scenario) -> Observation:
+    """The scenario lived by a real process under the real supervisor, on the fastest path available."""
+    return supervise_script(compile_scenario(scenario), scenario.context)
+
+
+def stats() -> dict:
+    """What the process running the attempts holds now (``census``)."""
+    return helper.in_helper(census)
+
+
+def target(name: str):
+    from impl.frontdoor.registry import Target
+
+    return Target(name, run, close=helper.close)
