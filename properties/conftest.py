@@ -14,7 +14,7 @@ import pytest
 import impl.frontdoor.profiles  # noqa: F401  registers the profiles
 from impl.frontdoor.findings import Finding, finding_for
 from impl.frontdoor.kinds import KINDS
-from impl.frontdoor.registry import DEFAULT_TARGET, TargetUnavailable, UnknownTarget, load_target
+from impl.frontdoor.registry import DEFAULT_TARGET, TargetUnavailable, UnknownTarget, check_name, load_target
 from impl.frontdoor.report import InvariantViolation, check_invariants
 
 
@@ -28,11 +28,9 @@ def pytest_configure(config):
     names = [n.strip() for n in config.getoption("--target").split(",") if n.strip()]
     for name in names:
         try:
-            load_target(name, kind=next(iter(KINDS)))
+            check_name(name)
         except UnknownTarget as e:
             raise pytest.UsageError(str(e)) from None
-        except TargetUnavailable:
-            pass  # reported as a skip by each test that would use it
     config.finalstate_targets = names
 
 

@@ -19,7 +19,7 @@ from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunCon
 from airflow.sdk.execution_time.comms import BundleInfo, RetryTask, StartupDetails  # noqa: E402
 
 from impl.coordinator import reference_runtime  # noqa: E402
-from impl.coordinator.target import runner  # noqa: E402
+from impl.coordinator.target import reference_command, runner  # noqa: E402
 from impl.frontdoor.registry import Target  # noqa: E402
 from impl.frontdoor.report import InvariantViolation, check_invariants  # noqa: E402
 from impl.frontdoor.scenarios import coordinator_runs  # noqa: E402
@@ -32,13 +32,13 @@ SEED_RUNTIME = Path(__file__).resolve().parent / "fixtures" / "seed_runtime.py"
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
-def _startup(should_retry: bool, max_tries: int) -> dict:
+def _startup(should_retry: bool, max_tries: int, task_id: str = "success") -> dict:
     """A StartupDetails body as Airflow's own model dumps it onto the wire."""
     dag_run = DagRun(dag_id="d", run_id="r", logical_date=NOW, data_interval_start=NOW, data_interval_end=NOW,
                      run_after=NOW, start_date=NOW, end_date=None, run_type="manual", state="running",
                      consumed_asset_events=[], partition_key=None)
     details = StartupDetails(
-        ti=TaskInstance(id=uuid.uuid4(), task_id="task", dag_id="d", run_id="r", try_number=2,
+        ti=TaskInstance(id=uuid.uuid4(), task_id=task_id, dag_id="d", run_id="r", try_number=2,
                         dag_version_id=uuid.uuid4()),
         dag_rel_path="d.py", bundle_info=BundleInfo(name="b", version=None), start_date=NOW,
         ti_context=TIRunContext(dag_run=dag_run, max_tries=max_tries, should_retry=should_retry),
@@ -66,15 +66,14 @@ def test_retry_task_has_the_python_wire_shape():
 
 @pytest.mark.parametrize("outcome", ["success", "error", "panic", "bad_ti_id", "unknown_task"])
 def test_every_terminal_body_is_schema_valid(outcome):
-    tasks = {} if outcome == "unknown_task" else {"task": reference_runtime.TASK_BEHAVIOURS.get(outcome, lambda: None)}
     for should_retry in (True, False):
-        codec.validate_body(reference_runtime.execute(_startup(should_retry, 1), tasks, outcome == "bad_ti_id"))
+        codec.validate_body(reference_runtime.execute(_startup(should_retry, 1, task_id=outcome)))
 
 
 @pytest.mark.parametrize("outcome", ["error", "panic"])
 def test_seed_acceptance_under_the_real_supervisor(outcome):
     """Step 3 end to end: a failing task with retries left is UP_FOR_RETRY, not FAILED; without, FAILED."""
-    run = runner()
+    run = runner(reference_command())
     with_retries = run(CoordinatorRun(RunContext.from_server(1, 1), outcome))
     assert (with_retries.final_state, with_retries.row) == (UP_FOR_RETRY, UP_FOR_RETRY)
     last_try = run(CoordinatorRun(RunContext.from_server(2, 1), outcome))
@@ -83,7 +82,7 @@ def test_seed_acceptance_under_the_real_supervisor(outcome):
 
 def test_checker_catches_the_seed_bug(capsys):
     """The seed's runtime (no retry branch) under the real supervisor: the checker finds it and shrinks it."""
-    seed = Target("seed-runtime (fixture)", runner(SEED_RUNTIME),
+    seed = Target("seed-runtime (fixture)", runner(reference_command(SEED_RUNTIME)),
                   lambda r: compose(r.context, seed_coordinator_runtime(r)), kind="coordinator")
 
     @settings(max_examples=100, derandomize=True, database=None, deadline=None,

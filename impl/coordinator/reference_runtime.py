@@ -1,8 +1,8 @@
 """The reference coordinator-mode runtime: the seed's four steps (apache/airflow#67797) done right.
 
 A language SDK runtime as the coordinator convention launches one:
-``python impl/coordinator/reference_runtime.py --task=OUTCOME --comm=HOST:PORT --logs=HOST:PORT`` (the last two
-appended by ``_PopenActivitySubprocess.start``). Only the standard library, msgpack and
+``python impl/coordinator/reference_runtime.py --comm=HOST:PORT --logs=HOST:PORT`` (both appended by
+``_PopenActivitySubprocess.start``). Only the standard library, msgpack and
 ``impl.wire.codec``. It
 
 1. connects to ``--comm`` and ``--logs``, reads the StartupDetails frame, and parses the run
@@ -17,9 +17,10 @@ appended by ``_PopenActivitySubprocess.start``). Only the standard library, msgp
    with an error, or the socket breaks, it exits 1 when the frame was a failure (FAILED or
    UP_FOR_RETRY: fail closed, as the Python task runner does) and 0 otherwise.
 
-``--task`` picks what the one registered task (``task``) does, for the checker: ``success``,
-``error``, ``panic``; ``unknown_task`` registers no task; ``bad_ti_id`` stands in for a supervisor
-sending a malformed TI id (the runtime mangles the id it read before validating it).
+The task to run is the TI's ``task_id``, as ``runtimes/README.md`` says for every coordinator
+runtime the checker drives: ``success``, ``error`` and ``panic`` are registered; any other task id
+is not (the checker uses ``unknown_task``); ``bad_ti_id`` stands in for a supervisor sending a
+malformed TI id (the runtime mangles the id it read before validating it).
 """
 
 from __future__ import annotations
@@ -100,13 +101,13 @@ TASK_BEHAVIOURS: dict[str, Callable[[], None]] = {
 }
 
 
-def execute(startup: dict, tasks: dict[str, Callable[[], None]], mangle_ti_id: bool,
+def execute(startup: dict, tasks: dict[str, Callable[[], None]] = TASK_BEHAVIOURS,
             decide_failure: Callable[[RunContext, BaseException], dict] = decide) -> dict:
     """The terminal body for one try: validate the TI, find its task, run it, map the outcome."""
     context = RunContext.decode(startup)
     ti = startup.get("ti") or {}
     ti_id = str(ti.get("id"))
-    if mangle_ti_id:
+    if ti.get("task_id") == "bad_ti_id":
         ti_id = "not-a-uuid:" + ti_id
     try:
         uuid.UUID(ti_id)
@@ -147,7 +148,7 @@ def _args(argv: list[str]) -> dict[str, str]:
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not (key.startswith("--") and sep):
-            raise SystemExit(f"usage: reference_runtime --task=OUTCOME --comm=HOST:PORT --logs=HOST:PORT (got {arg!r})")
+            raise SystemExit(f"usage: reference_runtime --comm=HOST:PORT --logs=HOST:PORT (got {arg!r})")
         args[key[2:]] = value
     return args
 
@@ -156,8 +157,6 @@ def main(argv: list[str] | None = None,
          decide_failure: Callable[[RunContext, BaseException], dict] = decide) -> int:
     """Run one try; returns the exit status (see the module's step 4)."""
     args = _args(sys.argv[1:] if argv is None else argv)
-    outcome = args.get("task", "success")
-    tasks = {} if outcome == "unknown_task" else {"task": TASK_BEHAVIOURS.get(outcome, TASK_BEHAVIOURS["success"])}
     comm = socket.create_connection(_address(args["comm"]))
     logs = socket.create_connection(_address(args["logs"]))
     try:
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None,
         if not startup.body or startup.body.get("type") != "StartupDetails":
             print(f"reference_runtime: the first frame is not StartupDetails: {startup.body!r:.200}", file=sys.stderr)
             return PROTOCOL_ERROR_EXIT
-        body = execute(startup.body, tasks, outcome == "bad_ti_id", decide_failure)
+        body = execute(startup.body, decide_failure=decide_failure)
         failure = body["type"] == "RetryTask" or (body["type"] == "TaskState" and body["state"] == "failed")
         try:
             comm.sendall(codec.encode_request(codec.RequestFrame(startup.id + 1, body)))

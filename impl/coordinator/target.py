@@ -1,38 +1,81 @@
-"""Target ``reference-runtime``: a coordinator-mode runtime command under the real ``_PopenActivitySubprocess``.
+"""Targets ``reference-runtime`` and ``cmd:PROGRAM ARGS...``: a coordinator-mode runtime under the real supervisor.
 
-A ``CoordinatorRun`` is lived end to end: ``impl.supervisor_process.supervise`` launches
-``impl/coordinator/reference_runtime.py --task=OUTCOME`` with ``--comm``/``--logs``, sends it the
-real StartupDetails (carrying the run context the Execution API hands out), the real ``wait()``
-handles its terminal frame and its exit, and the real ``final_state`` and
-``update_task_state_if_needed`` close the attempt.
+A ``CoordinatorRun`` is lived end to end: ``impl.supervisor_process.supervise`` launches the
+runtime's command with ``--comm``/``--logs`` through the real ``_PopenActivitySubprocess``, sends
+it the real StartupDetails (the TI's ``task_id`` is the run's outcome, as ``runtimes/README.md``
+says; the run context comes from the Execution API), the real ``wait()`` handles its terminal
+frame and its exit, and the real ``final_state`` and ``update_task_state_if_needed`` close the
+attempt. The command is an argv list, never a shell line.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from impl.supervisor_process import helper, supervise
 from model.runtime import CoordinatorRun, coordinator_attempt
 from model.scenario import Observation
 
 REFERENCE_RUNTIME = Path(__file__).resolve().parent / "reference_runtime.py"
+CMD_PREFIX = "cmd:"
 
 
-def reference_command(outcome: str, runtime: Path = REFERENCE_RUNTIME) -> list[str]:
-    """The command that runs one try of ``outcome`` with the runtime at ``runtime``."""
-    return [sys.executable, "-I", str(runtime), f"--task={outcome}"]
+class BadCommand(ValueError):
+    """A ``cmd:`` target whose program cannot be run; the message says why."""
 
 
-def runner(runtime: Path = REFERENCE_RUNTIME):
-    """``CoordinatorRun -> Observation`` for the runtime script at ``runtime``."""
+def reference_command(runtime: Path = REFERENCE_RUNTIME) -> list[str]:
+    """The command that runs the Python runtime script at ``runtime``."""
+    return [sys.executable, "-I", str(runtime)]
+
+
+def parse_command(name: str) -> list[str]:
+    """The argv of a ``cmd:PROGRAM ARGS...`` target; ``BadCommand`` if PROGRAM cannot be run here.
+
+    PROGRAM is looked up as a shell would (a path if it has a slash, else on ``PATH``), without a
+    shell. A program that is missing but has a ``PROGRAM.unavailable`` file beside it (what
+    ``scripts/build-runtimes`` writes when it cannot build) is unavailable for the reason given there.
+    """
+    argv = shlex.split(name.removeprefix(CMD_PREFIX))
+    if not argv:
+        raise BadCommand(f"{name!r}: no program after {CMD_PREFIX!r}; write cmd:PROGRAM ARGS...")
+    program = argv[0]
+    found = shutil.which(program) if "/" not in program else (program if os.path.exists(program) else None)
+    if found is None:
+        marker = Path(program + ".unavailable")
+        if marker.exists():
+            raise FileNotFoundError(f"{program} was not built: {marker.read_text().strip()}")
+        raise BadCommand(f"{name!r}: program {program!r} not found" + ("" if "/" in program else " on PATH"))
+    if not os.access(found, os.X_OK) or os.path.isdir(found):
+        raise BadCommand(f"{name!r}: {program!r} is not an executable file")
+    return [found if "/" in program else program, *argv[1:]]
+
+
+def runner(command: Sequence[str]):
+    """``CoordinatorRun -> Observation`` for the runtime ``command``, each try in a fresh process."""
+    command = list(command)
+
     def run(coordinator_run: CoordinatorRun) -> Observation:
-        return helper.in_helper(supervise.supervise_command, reference_command(coordinator_run.outcome, runtime),
-                                coordinator_run.context)
+        return helper.in_helper(supervise.supervise_command, command, coordinator_run.context,
+                                task_id=coordinator_run.outcome)
     return run
 
 
 def target(name: str):
-    from impl.frontdoor.registry import Target
+    from impl.frontdoor.registry import Target, TargetUnavailable, UnknownTarget
 
-    return Target(name, runner(), coordinator_attempt, close=helper.close, kind="coordinator")
+    if name.startswith(CMD_PREFIX):
+        try:
+            command = parse_command(name)
+        except BadCommand as e:
+            raise UnknownTarget(str(e)) from None
+        except FileNotFoundError as e:
+            raise TargetUnavailable(str(e)) from None
+    else:
+        command = reference_command()
+    return Target(name, runner(command), coordinator_attempt, close=helper.close, kind="coordinator")

@@ -64,8 +64,14 @@ REGISTRY: dict[str, Entry] = {
     "airflow-task-runner": Entry("impl.task_runner.target", ("runtime",), _AIRFLOW,
                                  "the real task runner (task_runner.main) of the installed task-sdk, in process"),
     "reference-runtime": Entry("impl.coordinator.target", ("coordinator",), f"{_AIRFLOW}; Linux",
-                               "the reference coordinator-mode runtime under the real _PopenActivitySubprocess"),
+                               "the reference coordinator-mode runtime (Python) under the real "
+                               "_PopenActivitySubprocess"),
+    "cmd:PROGRAM ARGS...": Entry("impl.coordinator.target", ("coordinator",), f"{_AIRFLOW}; Linux; the program",
+                                 "any coordinator-mode runtime program (contract: runtimes/README.md) under the "
+                                 "real _PopenActivitySubprocess, e.g. 'cmd:build/runtimes/go-runtime'"),
 }
+#: Targets named by a prefix and what follows it.
+PREFIXES = {"cmd:": "cmd:PROGRAM ARGS..."}
 DEFAULT_TARGET = "airflow-inproc"
 
 
@@ -85,6 +91,21 @@ def known_targets() -> str:
     return "\n".join(lines)
 
 
+def _entry(name: str) -> Entry | None:
+    """The table's row for ``name``: its own, or its prefix's (``cmd:...``)."""
+    prefixed = next((full for prefix, full in PREFIXES.items() if name.startswith(prefix)), None)
+    return REGISTRY[prefixed] if prefixed else None if name in PREFIXES.values() else REGISTRY.get(name)
+
+
+def check_name(name: str) -> None:
+    """Raise ``UnknownTarget`` unless ``name`` names a target (for a ``cmd:`` target: one whose program can run)."""
+    entry = _entry(name)
+    try:
+        load_target(name, entry.kinds[0] if entry else "supervisor").close()
+    except TargetUnavailable:
+        pass  # reported as a skip by each property that would use it
+
+
 def load_target(name: str, kind: str = "supervisor") -> Target:
     """The target called ``name`` for the properties of ``kind``.
 
@@ -92,7 +113,7 @@ def load_target(name: str, kind: str = "supervisor") -> Target:
     another kind (so those properties are skipped with the reason), ``TargetUnavailable`` when
     what it needs is not installed.
     """
-    entry = REGISTRY.get(name)
+    entry = _entry(name)
     if entry is None:
         raise UnknownTarget(f"unknown target {name!r}; the known targets are:\n{known_targets()}")
     if kind not in entry.kinds:

@@ -24,7 +24,7 @@ class InvariantViolation(AssertionError):
 
 
 def replay_command(target: str, run) -> str:
-    return f"finalstate replay --target {target} {shlex.quote(run.to_text())}"
+    return f"finalstate replay --target {shlex.quote(target)} {shlex.quote(run.to_text())}"
 
 
 def trace(run) -> str:

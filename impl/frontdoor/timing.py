@@ -1,0 +1,46 @@
+"""A pytest plugin that prints, at the end of a run, how long the tests of each target took.
+
+Load it with ``-p impl.frontdoor.timing``. Each test is charged to the target it ran on (its
+``target_name`` parameter, or its lifecycle pairing), else to ``unit tests``; durations are
+summed across xdist workers, so with ``-n 2`` the figures add up to about twice the wall time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+_durations: dict[str, float] = defaultdict(float)
+_counts: dict[str, int] = defaultdict(int)
+_started = time.monotonic()
+
+
+def _target_of(item) -> str:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "target_name" in params:
+        return params["target_name"]
+    if "pairing" in params:
+        return f"lifecycle {params['pairing'].name}"
+    return "unit tests"
+
+
+def pytest_runtest_makereport(item, call):
+    if call.when == "call":
+        item.user_properties.append(("finalstate_target", _target_of(item)))
+
+
+def pytest_runtest_logreport(report):
+    target = dict(report.user_properties).get("finalstate_target") if report.user_properties else None
+    _durations[target or "unit tests"] += report.duration
+    if report.when == "call":
+        _counts[target or "unit tests"] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _durations:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("time per target (test durations, summed over workers)")
+    for target, seconds in sorted(_durations.items(), key=lambda kv: -kv[1]):
+        write(f"{seconds:8.1f} s  {_counts[target]:4d} tests  {target}")
+    write(f"{time.monotonic() - _started:8.1f} s  wall time of the whole run")

@@ -1,0 +1,135 @@
+"""``cmd:`` targets: any program as a coordinator-mode runtime; bad programs end in bounded time, leaving nothing.
+
+The Go runtime (``runtimes/go``, written by this project, not Airflow's Go SDK) shows the checker
+on a runtime that is not Python: with ``--pre-fix`` it has the seed's bug, and the checker finds
+it and shrinks it to the seed's own scenario.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+pytest.importorskip("airflow.sdk", reason="cmd: targets run under the real supervisor of apache-airflow-task-sdk")
+
+from impl.coordinator.target import reference_command  # noqa: E402
+from impl.frontdoor.registry import TargetUnavailable, UnknownTarget, load_target  # noqa: E402
+from impl.frontdoor.report import InvariantViolation, check_invariants  # noqa: E402
+from impl.frontdoor.scenarios import coordinator_runs  # noqa: E402
+from impl.supervisor_process import helper, supervise  # noqa: E402
+from impl.supervisor_process.census import census  # noqa: E402
+from model.runtime import COORDINATOR_OUTCOMES, CoordinatorRun  # noqa: E402
+from model.runtime_invariants import ATTEMPT_INVARIANTS  # noqa: E402
+from model.scenario import RunContext  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+GO_RUNTIME = ROOT / "build" / "runtimes" / "go-runtime"
+RETRIES_LEFT = RunContext.from_server(1, 1)
+
+#: Runtimes that misbehave, as argv lists: each connects as the convention says, then does its one thing.
+_CONNECT = "import socket, sys, time; a = dict(x[2:].split('=', 1) for x in sys.argv[1:]); " \
+           "c = socket.create_connection(a['comm'].rsplit(':', 1)); l = socket.create_connection(a['logs'].rsplit(':', 1)); "
+BAD_RUNTIMES = {
+    "exits before connecting": ["true"],
+    "never connects": [sys.executable, "-c", "import time; time.sleep(60)"],
+    "connects, sends garbage": [sys.executable, "-c", _CONNECT + "c.sendall(b'\\x00\\x00\\x00\\x04\\xc1\\xc1\\xc1\\xc1'); time.sleep(60)"],
+    "never exits": [sys.executable, "-c", _CONNECT + "time.sleep(60)"],
+}
+#: What the observation says of each (its ``harness`` note, or what the supervisor raised).
+SAYS = {
+    "exits before connecting": "not started: RuntimeError: process exited with 0 before connecting",
+    "never connects": "not started",
+    "connects, sends garbage": "the supervisor raised before the process ended",
+    "never exits": "deadline",
+}
+
+
+def go_runtime_or_skip() -> Path:
+    if not GO_RUNTIME.exists():
+        marker = GO_RUNTIME.with_name("go-runtime.unavailable")
+        pytest.skip(marker.read_text().strip() if marker.exists() else "run scripts/build-runtimes first")
+    return GO_RUNTIME
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close():
+    yield
+    helper.close()
+
+
+@pytest.mark.parametrize("name,message", [
+    ("cmd:", "no program after 'cmd:'"),
+    ("cmd:/no/such/program", "program '/no/such/program' not found"),
+    ("cmd:no-such-program-here", "not found on PATH"),
+    (f"cmd:{__file__}", "is not an executable file"),
+])
+def test_a_program_that_cannot_run_is_refused_by_name(name, message):
+    with pytest.raises(UnknownTarget, match=message):
+        load_target(name, "coordinator")
+
+
+def test_an_unbuilt_program_is_unavailable_for_the_reason_its_build_gave(tmp_path):
+    (tmp_path / "runtime.unavailable").write_text("go toolchain not found on PATH\n")
+    with pytest.raises(TargetUnavailable, match="go toolchain not found"):
+        load_target(f"cmd:{tmp_path / 'runtime'}", "coordinator")
+
+
+@pytest.mark.parametrize("case", BAD_RUNTIMES)
+def test_a_misbehaving_runtime_ends_in_bounded_time_and_says_which(case):
+    start = time.monotonic()
+    observation = helper.in_helper(supervise.supervise_command, BAD_RUNTIMES[case], RETRIES_LEFT,
+                                   deadline=1.0, startup_timeout=1.0)
+    assert time.monotonic() - start < 8.0
+    said = f"{observation.harness} {observation.raised}"
+    assert SAYS[case] in said, observation.to_lines()
+
+
+def test_coordinator_runtimes_leave_nothing_behind():
+    """Hundreds of tries of the reference runtime, the Go runtime and the misbehaving ones: nothing held after."""
+    commands = [reference_command()] + ([[str(GO_RUNTIME)], [str(GO_RUNTIME), "--pre-fix"]] if GO_RUNTIME.exists() else [])
+    helper.in_helper(supervise.supervise_command, commands[0], RETRIES_LEFT)  # warm: helper, client, threads
+    before = helper.in_helper(census)
+    for i in range(60):
+        for command in commands:
+            helper.in_helper(supervise.supervise_command, command, RETRIES_LEFT,
+                             task_id=COORDINATOR_OUTCOMES[i % len(COORDINATOR_OUTCOMES)])
+        if i % 20 == 0:
+            for bad in BAD_RUNTIMES.values():
+                helper.in_helper(supervise.supervise_command, bad, RETRIES_LEFT, deadline=0.5, startup_timeout=0.5)
+    time.sleep(0.5)  # daemon threads of lost answers finish
+    after = helper.in_helper(census)
+    assert after["children"] == before["children"] and after["zombies"] == [], (before, after)
+    assert after["fds"] <= before["fds"] and after["sockets"] <= before["sockets"], (before, after)
+
+
+def test_the_checker_finds_the_seeds_bug_in_the_go_runtime_and_shrinks_it(capsys):
+    """``--pre-fix`` answers every failure with TaskState(failed) and exit 0 (apache/airflow#67797)."""
+    go_runtime_or_skip()
+    target = load_target(f"cmd:{GO_RUNTIME} --pre-fix", "coordinator")
+
+    @settings(max_examples=100, derandomize=True, database=None, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(coordinator_runs)
+    def retries_honoured(run):
+        check_invariants(target, run, ATTEMPT_INVARIANTS)
+
+    with pytest.raises(InvariantViolation) as caught:
+        retries_honoured()
+    report = str(caught.value)
+    with capsys.disabled():
+        print(f"\nthe checker on the Go runtime --pre-fix, minimal counterexample:\n{textwrap.indent(report, '  ')}")
+    assert "try_number=1 max_tries=1 should_retry=true; task error → exit 0 → FAILED, expected UP_FOR_RETRY" in report
+
+
+def test_the_fixed_go_runtime_does_what_the_model_says_for_every_outcome():
+    go_runtime_or_skip()
+    target = load_target(f"cmd:{GO_RUNTIME}", "coordinator")
+    for context in (RETRIES_LEFT, RunContext.from_server(2, 1)):
+        for outcome in COORDINATOR_OUTCOMES:
+            run = CoordinatorRun(context, outcome)
+            assert target.run(run) == target.reference(run), run.to_text()
