@@ -10,6 +10,7 @@ another kind skips it with the reason.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
 
 import impl.frontdoor.profiles  # noqa: F401  registers the profiles
 from impl.frontdoor.findings import Finding, finding_for
@@ -64,6 +65,17 @@ def runtime_target(target_name):
 def coordinator_target(target_name):
     """The target under check, for the coordinator properties."""
     yield from _loaded(target_name, "coordinator")
+
+
+def skip_the_model(target) -> None:
+    """Conformance needs a real implementation: the model is its own reference."""
+    if target.run is target.reference:
+        pytest.skip("the model is its own reference: conformance is checked on the real targets")
+
+
+def holds_for_all(strategy, check) -> None:
+    """``check`` on every example of ``strategy``, as the loaded Hypothesis profile says (shrinking on failure)."""
+    given(strategy)(check)()
 
 
 def expect_finding(request, kind: str, target_name: str, invariant: str) -> Finding | None:

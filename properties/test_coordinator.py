@@ -1,41 +1,30 @@
 """Coordinator-mode runtimes end to end: a runtime under the real supervisor, against the model.
 
-Run against ``--target reference-runtime`` (or ``--target model``: the fixed coordinator runtime model
-composed with the supervisor model). The attempt invariants are the seed's acceptance criteria
-(apache/airflow#67797): a failing task whose TI has retries left is recorded UP_FOR_RETRY, not FAILED;
-one without is recorded FAILED.
+Run against ``--target reference-runtime``, ``--target 'cmd:PROGRAM ARGS...'`` (any runtime that keeps
+``runtimes/README.md``), or ``--target model`` (the fixed coordinator runtime model composed with the
+supervisor model). The attempt invariants are the seed's acceptance criteria (apache/airflow#67797):
+a failing task whose TI has retries left is recorded UP_FOR_RETRY, not FAILED; one without is
+recorded FAILED.
 """
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
 
 from impl.frontdoor.report import check_conformance, check_invariants
 from impl.frontdoor.scenarios import coordinator_runs
 from model.runtime_invariants import ATTEMPT_INVARIANTS
-from properties.conftest import expect_finding
+from properties.conftest import expect_finding, holds_for_all, skip_the_model
 
 
 def test_coordinator_conformance(coordinator_target):
     """The runtime under the real supervisor records what the model (runtime + supervisor) says."""
-    if coordinator_target.run is coordinator_target.reference:
-        pytest.skip("the model is its own reference: conformance is checked on the real runtime")
-
-    @given(coordinator_runs)
-    def conforms(run):
-        check_conformance(coordinator_target, run)
-
-    conforms()
+    skip_the_model(coordinator_target)
+    holds_for_all(coordinator_runs, lambda run: check_conformance(coordinator_target, run))
 
 
 @pytest.mark.parametrize("invariant", ATTEMPT_INVARIANTS, ids=lambda i: i.__name__)
 def test_coordinator_invariant(coordinator_target, invariant, request):
     """The seed's acceptance criteria, on every generated try."""
     expect_finding(request, "coordinator", coordinator_target.name, invariant.__name__)
-
-    @given(coordinator_runs)
-    def holds(run):
-        check_invariants(coordinator_target, run, (invariant,))
-
-    holds()
+    holds_for_all(coordinator_runs, lambda run: check_invariants(coordinator_target, run, (invariant,)))

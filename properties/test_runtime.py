@@ -9,37 +9,25 @@ its minimal run replayed on its own.
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
 
 from impl.frontdoor.findings import RUNTIME_FINDINGS
 from impl.frontdoor.report import check_conformance, check_invariants
 from impl.frontdoor.scenarios import runtime_runs
 from model.runtime_invariants import RUNTIME_INVARIANTS
-from properties.conftest import assert_reproduces, expect_finding
+from properties.conftest import assert_reproduces, expect_finding, holds_for_all, skip_the_model
 
 
 def test_runtime_conformance(runtime_target):
     """The real task runner sends, decides and exits as ``model.runtime.python_runtime`` says."""
-    if runtime_target.run is runtime_target.reference:
-        pytest.skip("the model is its own reference: conformance is checked on the real runtime")
-
-    @given(runtime_runs)
-    def conforms(run):
-        check_conformance(runtime_target, run)
-
-    conforms()
+    skip_the_model(runtime_target)
+    holds_for_all(runtime_runs, lambda run: check_conformance(runtime_target, run))
 
 
 @pytest.mark.parametrize("invariant", RUNTIME_INVARIANTS, ids=lambda i: i.__name__)
 def test_runtime_invariant(runtime_target, invariant, request):
     """One runtime invariant of the design, on every generated try, on the target's own answer."""
     expect_finding(request, "runtime", runtime_target.name, invariant.__name__)
-
-    @given(runtime_runs)
-    def holds(run):
-        check_invariants(runtime_target, run, (invariant,))
-
-    holds()
+    holds_for_all(runtime_runs, lambda run: check_invariants(runtime_target, run, (invariant,)))
 
 
 @pytest.mark.parametrize("finding", RUNTIME_FINDINGS, ids=lambda f: f.id)

@@ -29,6 +29,7 @@ from model.scenario import RunContext  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_RUNTIME = ROOT / "build" / "runtimes" / "go-runtime"
+SEED_FIXTURE = ROOT / "tests" / "fixtures" / "seed_runtime.py"
 RETRIES_LEFT = RunContext.from_server(1, 1)
 
 #: Runtimes that misbehave, as argv lists: each connects as the convention says, then does its one thing.
@@ -107,10 +108,12 @@ def test_coordinator_runtimes_leave_nothing_behind():
     assert after["fds"] <= before["fds"] and after["sockets"] <= before["sockets"], (before, after)
 
 
-def test_the_checker_finds_the_seeds_bug_in_the_go_runtime_and_shrinks_it(capsys):
-    """``--pre-fix`` answers every failure with TaskState(failed) and exit 0 (apache/airflow#67797)."""
-    go_runtime_or_skip()
-    target = load_target(f"cmd:{GO_RUNTIME} --pre-fix", "coordinator")
+@pytest.mark.parametrize("seed", ["go", "python"])
+def test_the_checker_finds_the_seeds_bug_and_shrinks_it(seed, capsys):
+    """A runtime with the seed's bug answers every failure with TaskState(failed) and exit 0 (apache/airflow#67797):
+    the Go runtime with ``--pre-fix``, and the reference runtime without its retry branch (a test fixture)."""
+    command = f"{go_runtime_or_skip()} --pre-fix" if seed == "go" else f"{sys.executable} -I {SEED_FIXTURE}"
+    target = load_target(f"cmd:{command}", "coordinator")
 
     @settings(max_examples=100, derandomize=True, database=None, deadline=None,
               suppress_health_check=[HealthCheck.too_slow])
@@ -122,7 +125,7 @@ def test_the_checker_finds_the_seeds_bug_in_the_go_runtime_and_shrinks_it(capsys
         retries_honoured()
     report = str(caught.value)
     with capsys.disabled():
-        print(f"\nthe checker on the Go runtime --pre-fix, minimal counterexample:\n{textwrap.indent(report, '  ')}")
+        print(f"\nthe checker on the {seed} runtime with the seed's bug, minimal counterexample:\n{textwrap.indent(report, '  ')}")
     assert "try_number=1 max_tries=1 should_retry=true; task error → exit 0 → FAILED, expected UP_FOR_RETRY" in report
 
 

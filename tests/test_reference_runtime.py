@@ -1,17 +1,15 @@
 """The reference coordinator-mode runtime: its wire shapes, and the seed's acceptance under the real supervisor.
 
-The last test keeps the seed's bug as a fixture (``tests/fixtures/seed_runtime.py``) and shows the
-checker catching it, with a minimal counterexample that reads like the seed's report.
+The seed's bug itself, kept as a fixture (``tests/fixtures/seed_runtime.py``), is caught in
+``tests/test_coordinator_commands.py``, beside the Go runtime's ``--pre-fix``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 
 pytest.importorskip("airflow.sdk", reason="the reference runtime is checked under the real supervisor")
 
@@ -20,15 +18,10 @@ from airflow.sdk.execution_time.comms import BundleInfo, RetryTask, StartupDetai
 
 from impl.coordinator import reference_runtime  # noqa: E402
 from impl.coordinator.target import reference_command, runner  # noqa: E402
-from impl.frontdoor.registry import Target  # noqa: E402
-from impl.frontdoor.report import InvariantViolation, check_invariants  # noqa: E402
-from impl.frontdoor.scenarios import coordinator_runs  # noqa: E402
 from impl.wire import codec  # noqa: E402
-from model.runtime import CoordinatorRun, compose, seed_coordinator_runtime  # noqa: E402
-from model.runtime_invariants import ATTEMPT_INVARIANTS  # noqa: E402
+from model.runtime import CoordinatorRun  # noqa: E402
 from model.scenario import FAILED, UP_FOR_RETRY, RunContext  # noqa: E402
 
-SEED_RUNTIME = Path(__file__).resolve().parent / "fixtures" / "seed_runtime.py"
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
@@ -78,23 +71,3 @@ def test_seed_acceptance_under_the_real_supervisor(outcome):
     assert (with_retries.final_state, with_retries.row) == (UP_FOR_RETRY, UP_FOR_RETRY)
     last_try = run(CoordinatorRun(RunContext.from_server(2, 1), outcome))
     assert (last_try.final_state, last_try.row) == (FAILED, FAILED)
-
-
-def test_checker_catches_the_seed_bug(capsys):
-    """The seed's runtime (no retry branch) under the real supervisor: the checker finds it and shrinks it."""
-    seed = Target("seed-runtime (fixture)", runner(reference_command(SEED_RUNTIME)),
-                  lambda r: compose(r.context, seed_coordinator_runtime(r)), kind="coordinator")
-
-    @settings(max_examples=100, derandomize=True, database=None, deadline=None,
-              suppress_health_check=[HealthCheck.too_slow])
-    @given(coordinator_runs)
-    def retries_honoured(run):
-        check_invariants(seed, run, ATTEMPT_INVARIANTS)
-
-    with pytest.raises(InvariantViolation) as caught:
-        retries_honoured()
-    report = str(caught.value)
-    with capsys.disabled():
-        print(f"\nthe checker on the seed's runtime (fixture), minimal counterexample:\n{report}")
-    assert "failure_with_retries_left_ends_up_for_retry" in report
-    assert "try_number=1 max_tries=1 should_retry=true; task error → exit 0 → FAILED, expected UP_FOR_RETRY" in report
