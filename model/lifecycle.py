@@ -93,6 +93,10 @@ class Life:
     def tries_made(self) -> int:
         return len({t.context.try_number for t in self.tries})
 
+    def to_text(self) -> str:
+        """What the tries met, in the form a replay reads: ``retries=1 | task error | task success``."""
+        return " | ".join([f"retries={self.retries}", *(t.met for t in self.tries)])
+
     def to_lines(self) -> list[str]:
         return [f"retries={self.retries}", *(t.to_text() for t in self.tries),
                 f"row at the end: {self.row.state}, try_number={self.row.try_number}"]

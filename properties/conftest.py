@@ -75,7 +75,12 @@ def skip_the_model(target) -> None:
 
 def holds_for_all(strategy, check) -> None:
     """``check`` on every example of ``strategy``, as the loaded Hypothesis profile says (shrinking on failure)."""
-    given(strategy)(check)()
+
+    @given(strategy)
+    def holds(example):
+        check(example)
+
+    holds()
 
 
 def expect_finding(request, kind: str, target_name: str, invariant: str) -> Finding | None:

@@ -1,6 +1,6 @@
 """``finalstate``: run the checker, replay a counterexample of any kind, write the findings report.
 
-    finalstate check [--target NAME] [--profile dev|ci|nightly] [-- PYTEST-ARGS]
+    finalstate check [--target NAME] [--profile dev|ci|nightly] [--junit-xml PATH] [-- PYTEST-ARGS]
     finalstate replay --target NAME 'try_number=1 max_tries=1; send RetryTask; exit 0'
     finalstate findings [--target NAME] [--out findings-report.md]
     finalstate targets
@@ -12,8 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from impl.frontdoor.profiles import PROFILES
 from impl.frontdoor.registry import DEFAULT_TARGET, TargetUnavailable, UnknownTarget, known_targets, load_target
+
+
+#: The Hypothesis profiles ``impl.frontdoor.profiles`` registers (not imported here: pytest must import Hypothesis first).
+PROFILES = ("dev", "ci", "nightly")
 
 
 def _load(name: str, kind: str = "supervisor"):
@@ -24,10 +27,16 @@ def _load(name: str, kind: str = "supervisor"):
 
 
 def cmd_check(args) -> int:
+    import importlib.util
+
     import pytest
 
-    return pytest.main(["--pyargs", "properties", f"--target={args.target}", f"--hypothesis-profile={args.profile}",
-                        *args.pytest_args])
+    # The properties' directory, found without importing them, so that their conftest (and its
+    # --target option) is read as pytest starts.
+    properties = importlib.util.find_spec("properties").submodule_search_locations[0]
+    report = [f"--junit-xml={args.junit_xml}", "-o", "junit_logging=no"] if args.junit_xml else []
+    return pytest.main([properties, f"--target={args.target}", f"--hypothesis-profile={args.profile}",
+                        "-p", "impl.frontdoor.timing", "-p", "no:cacheprovider", *report, *args.pytest_args])
 
 
 def cmd_replay(args) -> int:
@@ -88,6 +97,7 @@ def _replay_life(args) -> int:
 def cmd_findings(args) -> int:
     from hypothesis import settings
 
+    import impl.frontdoor.profiles  # noqa: F401  registers the profiles
     from impl.frontdoor.findings import FINDINGS
     from impl.frontdoor.search import discover, replay, report
 
@@ -127,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="run the checker (pytest properties/) against a target")
     check.add_argument("--target", default=DEFAULT_TARGET)
     check.add_argument("--profile", default="ci", choices=PROFILES)
+    check.add_argument("--junit-xml", metavar="PATH", help="also write pytest's JUnit XML report there (each failure's "
+                                                            "message holds the shrunk scenario and its replay command)")
     check.add_argument("pytest_args", nargs="*", help="passed on to pytest (after --)")
     check.set_defaults(func=cmd_check)
 

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
 from impl.frontdoor.registry import TargetUnavailable, load_target
-from impl.frontdoor.report import InvariantViolation
+from impl.frontdoor.report import InvariantViolation, replay_command
 from impl.frontdoor.scenarios import policies
 from model import runtime as model_runtime
 from model import supervisor as model_supervisor
@@ -51,6 +51,8 @@ class Pairing:
     tries: st.SearchStrategy
     attempt: Callable[[RunContext, object], Try]
     unavailable: str | None = None
+    #: The ``--target`` it stands for, to replay a life with.
+    target: str = ""
 
 
 def python_pairing(name: str, runtime, supervise) -> Pairing:
@@ -83,6 +85,10 @@ def coordinator_model_with(supervise):
 
 def pairings_for(target_name: str) -> list[Pairing]:
     """The pairings one ``--target`` stands for (see the module's table)."""
+    return [attrs.evolve(p, target=target_name) for p in _pairings(target_name)]
+
+
+def _pairings(target_name: str) -> list[Pairing]:
     if target_name == "model":
         sup = model_supervisor.run
         return [python_pairing("model-runtime+model", model_runtime.python_runtime, sup),
@@ -134,6 +140,7 @@ class LifeMachine(RuleBasedStateMachine):
         if found:
             raise InvariantViolation("\n".join([
                 f"VIOLATION on {self.pairing.name}: " + "; ".join(sorted({v.invariant for v in found})),
+                f"replay: {replay_command(self.pairing.target, self.life)}",
                 *(f"  - {v}" for v in found),
                 "life:", *(f"  {line}" for line in self.life.to_lines()),
             ]))

@@ -1,21 +1,44 @@
-"""How hard the checker looks: the Hypothesis profiles ``dev``, ``ci`` and ``nightly``.
+"""How hard the checker looks, and what it remembers: the Hypothesis profiles ``dev``, ``ci`` and ``nightly``.
 
 Importing this module registers them and loads ``dev``; pytest's ``--hypothesis-profile`` and
 ``finalstate check --profile`` choose another.
+
+``dev`` and ``nightly`` keep their counterexamples in one example database, a directory under
+``build/`` (``build/hypothesis-examples``), so a failure found once is tried first on every later
+run: a nightly job that keeps that directory between runs (a CI cache) replays yesterday's
+counterexamples before it searches. ``ci`` is derandomized (the same examples every run), which
+by Hypothesis's own rule means it remembers nothing. ``FINALSTATE_EXAMPLE_DB`` moves it (a path) or switches it
+off (``none``). For a team, Hypothesis itself offers the shared forms: ``GitHubArtifactDatabase``
+(read the database a CI workflow uploads as an artifact), ``ReadOnlyDatabase`` (replay, never
+write) and ``MultiplexedDatabase`` (a local one plus a shared one), set with
+``settings.register_profile(..., database=...)`` in a ``conftest.py`` of your own.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 PROFILES = ("dev", "ci", "nightly")
+DEFAULT_EXAMPLE_DB = Path(__file__).resolve().parents[2] / "build" / "hypothesis-examples"
+
+
+def example_database():
+    """The directory database ``FINALSTATE_EXAMPLE_DB`` names (default under ``build/``), or None for ``none``."""
+    where = os.environ.get("FINALSTATE_EXAMPLE_DB", str(DEFAULT_EXAMPLE_DB))
+    return None if where.lower() == "none" else DirectoryBasedExampleDatabase(where)
+
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-#: While developing: quick, random, remembers failures in .hypothesis/ to replay them first.
-settings.register_profile("dev", max_examples=200, stateful_step_count=30, **_COMMON)
-#: Nightly CI and the test command: fixed seed, bounded, nothing remembered between runs.
+#: While developing: quick and random; remembers.
+settings.register_profile("dev", max_examples=200, stateful_step_count=30, database=example_database(), **_COMMON)
+#: CI and the test command: the same examples every run, bounded.
 settings.register_profile("ci", max_examples=300, stateful_step_count=30, derandomize=True, database=None,
                           print_blob=False, **_COMMON)
-#: The long search.
-settings.register_profile("nightly", max_examples=20_000, stateful_step_count=50, **_COMMON)
+#: The long search; remembers.
+settings.register_profile("nightly", max_examples=20_000, stateful_step_count=50, database=example_database(),
+                          **_COMMON)
 settings.load_profile("dev")

@@ -44,23 +44,23 @@ def differing_fields(a, b) -> list[str]:
 def disagreement_report(target: str, run, model, real) -> str:
     return "\n".join([
         f"DISAGREEMENT: model and {target} differ in {', '.join(differing_fields(model, real))}",
+        f"replay: {replay_command(target, run)}",
         "scenario:",
         trace(run),
         observation_block("model", model),
         observation_block(target, real),
-        f"replay: {replay_command(target, run)}",
     ])
 
 
 def violation_report(target: str, run, observation, found, notes: list[str] = ()) -> str:
     return "\n".join([
         f"VIOLATION on {target}: " + "; ".join(sorted({v.invariant for v in found})),
+        f"replay: {replay_command(target, run)}",
         *(f"  - {v}" for v in found),
         "scenario:",
         trace(run),
         *(f"  {line}" for line in notes),
         observation_block(target, observation),
-        f"replay: {replay_command(target, run)}",
     ])
 
 

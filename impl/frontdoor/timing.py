@@ -1,8 +1,10 @@
-"""A pytest plugin that prints, at the end of a run, how long the tests of each target took.
+"""A pytest plugin for long runs: a progress line per slow test, and the time each target took at the end.
 
-Load it with ``-p impl.frontdoor.timing``. Each test is charged to the target it ran on (its
-``target_name`` parameter, or its lifecycle pairing), else to ``unit tests``; durations are
-summed across xdist workers, so with ``-n 2`` the figures add up to about twice the wall time.
+Load it with ``-p impl.frontdoor.timing`` (``finalstate check`` and ``scripts/test`` do). A test
+that took longer than ``SLOW`` seconds gets a line as it finishes: how many tests are done, how
+long the run has gone on. Each test is charged to the target it ran on (its ``target_name``
+parameter, or its lifecycle pairing), else to ``unit tests``; durations are summed across xdist
+workers, so with ``-n 2`` the figures add up to about twice the wall time.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
+SLOW = 10.0
+
 _durations: dict[str, float] = defaultdict(float)
 _counts: dict[str, int] = defaultdict(int)
 _started = time.monotonic()
+_reporter = None
 
 
 def _target_of(item) -> str:
@@ -24,16 +29,26 @@ def _target_of(item) -> str:
     return "unit tests"
 
 
+def pytest_configure(config):
+    global _reporter
+    _reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+
 def pytest_runtest_makereport(item, call):
     if call.when == "call":
         item.user_properties.append(("finalstate_target", _target_of(item)))
 
 
 def pytest_runtest_logreport(report):
-    target = dict(report.user_properties).get("finalstate_target") if report.user_properties else None
-    _durations[target or "unit tests"] += report.duration
-    if report.when == "call":
-        _counts[target or "unit tests"] += 1
+    target = dict(report.user_properties).get("finalstate_target") or "unit tests"
+    _durations[target] += report.duration
+    if report.when != "call":
+        return
+    _counts[target] += 1
+    if report.duration > SLOW and _reporter is not None:
+        done = sum(_counts.values())
+        _reporter.write_line(f"  [{done} done, {time.monotonic() - _started:.0f}s] {report.outcome} in "
+                             f"{report.duration:.0f}s: {report.nodeid}")
 
 
 def pytest_terminal_summary(terminalreporter):
