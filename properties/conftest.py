@@ -10,11 +10,11 @@ another kind skips it with the reason.
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 
 import impl.frontdoor.profiles  # noqa: F401  registers the profiles
-from impl.frontdoor.findings import Finding, finding_for
-from impl.frontdoor.kinds import KINDS
+from impl.frontdoor.findings import Finding, findings_on
+from impl.frontdoor.kinds import KINDS, outcome
 from impl.frontdoor.registry import DEFAULT_TARGET, TargetUnavailable, UnknownTarget, check_name, load_target
 from impl.frontdoor.report import InvariantViolation, check_invariants
 
@@ -83,19 +83,32 @@ def holds_for_all(strategy, check) -> None:
     holds()
 
 
-def expect_finding(request, kind: str, target_name: str, invariant: str) -> Finding | None:
-    """Make the running property a strict expected failure if a registered finding says ``target_name`` breaks it."""
-    finding = finding_for(kind, target_name, invariant)
-    if finding:
-        request.applymarker(pytest.mark.xfail(strict=True, raises=InvariantViolation, reason=finding.headline))
-    return finding
+def counted(observed):
+    """Count what an example came to (``--hypothesis-show-statistics`` lists the distinct outcomes)."""
+    event("outcome", outcome(observed))
+    return observed
 
 
-def assert_reproduces(target, finding: Finding) -> None:
-    """A finding's minimal run still breaks its invariant on ``target`` (skipped where the finding is about others)."""
+def count_known(finding: Finding) -> None:
+    event(f"explained by known finding {finding.id}")
+
+
+def searching(target, invariant, kind: str | None = None):
+    """A check of ``invariant`` on ``target`` that searches on past the known findings.
+
+    A violation that a registered finding's signature explains is counted (a Hypothesis event)
+    and the search continues; one that no finding explains fails with its shrunk counterexample.
+    """
+    known = findings_on(kind or target.kind, target.name, invariant.__name__)
+    return lambda run: counted(check_invariants(target, run, (invariant,), known, count_known))
+
+
+def assert_reproduces(request, target, finding: Finding) -> None:
+    """A finding's own minimal run, as a strict expected failure: it must break its invariant on ``target``
+    until upstream fixes it (then this fails, and the finding is retired). Skipped where it is about others."""
     if target.name not in finding.targets:
         pytest.skip(f"{finding.id} is about {', '.join(finding.targets)}")
+    request.applymarker(pytest.mark.xfail(strict=True, raises=InvariantViolation, reason=finding.headline))
     kind = KINDS[finding.kind]
     invariant = next(i for i in kind.invariants if i.__name__ == finding.invariant)
-    with pytest.raises(InvariantViolation, match=finding.invariant):
-        check_invariants(target, kind.parse(finding.scenario), (invariant,))
+    check_invariants(target, kind.parse(finding.scenario), (invariant,))

@@ -8,7 +8,14 @@ the properties both read this table; a new finding is one more row in it.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import attrs
+
+from model.invariants import frames_received
+from model.runtime import TERMINAL_FRAMES
+from model.scenario import (FAILED, HEARTBEAT_GONE, RUNNING, SUCCESS, TIMEOUT, UP_FOR_RETRY, Observation, Overtime,
+                            Scenario)
 
 SUPERVISOR_TARGETS = ("model", "airflow-inproc", "airflow-process")
 
@@ -26,9 +33,89 @@ class Finding:
     upstream: str
     targets: tuple[str, ...] = SUPERVISOR_TARGETS
     kind: str = "supervisor"
+    #: The cause, as a predicate on a run and its observation: true when a violation is this known bug.
+    #: None: the finding explains no violation but its own (its property stays a strict expected failure).
+    signature: Callable[[object, object], bool] | None = attrs.field(default=None, eq=False)
+    #: The invariants this cause breaks; ``invariant`` first.
+    also_breaks: tuple[str, ...] = ()
+
+    @property
+    def explains(self) -> tuple[str, ...]:
+        return (self.invariant, *self.also_breaks)
+
+    def explains_violation(self, invariant: str, run, observation) -> bool:
+        """Is a violation of ``invariant`` in this run this finding (its cause), not another bug?"""
+        return self.signature is not None and invariant in self.explains and self.signature(run, observation)
 
 
 _CLOSE = "ActivitySubprocess.update_task_state_if_needed (with STATES_SENT_DIRECTLY)"
+#: The supervisor's calls that report a terminal frame directly (``_send_terminal_state_msg``).
+_DIRECT_CALLS = ("succeed", "retry", "defer", "reschedule", "await_input")
+
+
+def _ok(o: Observation, *names: str) -> bool:
+    return any(c.name in names and c.status == 200 for c in o.calls)
+
+
+def _left_running_by_skip(state: str):
+    """F1/F2's cause: ``state`` is in STATES_SENT_DIRECTLY, yet no direct call delivered it: no call at all."""
+    def signature(s: Scenario, o: Observation) -> bool:
+        return (o.final_state == state and o.row == RUNNING and o.row_gone is None
+                and not any(c.name in (*_DIRECT_CALLS, "finish") for c in o.calls))
+    return signature
+
+
+def _failed_finish(s: Scenario, o: Observation) -> bool:
+    """F3's cause: the closing finish() failed, and nothing retries it."""
+    return o.row == RUNNING and any(c.name == "finish" and c.status != 200 for c in o.calls)
+
+
+def _delivered_then_nonzero_exit(overtime: bool):
+    """F4/F7's cause: a direct call delivered a terminal state, then a non-zero exit (the overtime kill
+    for F4, the process's own for F7) makes final_state ignore it."""
+    def signature(s: Scenario, o: Observation) -> bool:
+        killed_by_overtime = o.exit_code == -15 and any(isinstance(e, Overtime) for e in s.events)
+        return (o.exit_code != 0 and killed_by_overtime == overtime and _ok(o, *_DIRECT_CALLS)
+                and o.row_gone is None and o.row != o.final_state)
+    return signature
+
+
+def _failed_call_reached_the_server(s: Scenario, o: Observation) -> bool:
+    """F5's cause: a direct call the supervisor counted as failed still moved the row (its replay at close
+    delivered it, or the server applied it and the answer was lost), and final_state looks only at the exit."""
+    return (o.exit_code != 0 and o.row_gone is None and o.row not in (RUNNING, o.final_state)
+            and any(c.name in _DIRECT_CALLS and c.status != 200 for c in o.calls))
+
+
+def _terminal_frame_after_delivery(s: Scenario, o: Observation) -> bool:
+    """F10's cause: after a direct call delivered a terminal state, a later terminal frame was taken too."""
+    terminal = [f for f in frames_received(s, o) if f.frame in TERMINAL_FRAMES]
+    return _ok(o, *_DIRECT_CALLS) and len(terminal) >= 2
+
+
+def _refused_after_lost_answer(s: Scenario, o: Observation) -> bool:
+    """F11's cause: a direct call's answer was lost after the server applied it; a later call meets the moved row."""
+    lost = next((i for i, c in enumerate(o.calls) if c.name in _DIRECT_CALLS and c.status == TIMEOUT), None)
+    return lost is not None and any(c.status == 409 and c.name != "heartbeat" for c in o.calls[lost + 1:])
+
+
+def _replay_failed(s: Scenario, o: Observation) -> bool:
+    """F9's cause: the last direct call failed (its replay at close, as the supervisor saw it) and nothing else
+    reports the end: no finish(), and final_state reads only the exit code."""
+    direct = [c for c in o.calls if c.name in _DIRECT_CALLS]
+    return (bool(direct) and direct[-1].status != 200 and not any(c.name == "finish" for c in o.calls)
+            and o.row_gone is None and o.row != o.final_state)
+
+
+def _retry_without_should_retry(s: Scenario, o: Observation) -> bool:
+    """F6's cause: RetryTask is forwarded although the server said should_retry=false."""
+    return not s.context.should_retry and any(c.name == "retry" for c in o.calls)
+
+
+def _replay_after_server_terminated(s: Scenario, o: Observation) -> bool:
+    """F8's cause: after a heartbeat the server refused (404/409/410), the pending call's replay still ran."""
+    gone = next((i for i, c in enumerate(o.calls) if c.name == "heartbeat" and c.status in HEARTBEAT_GONE), None)
+    return gone is not None and any(c.name in _DIRECT_CALLS for c in o.calls[gone + 1:])
 
 FINDINGS: tuple[Finding, ...] = (
     Finding(
@@ -37,6 +124,7 @@ FINDINGS: tuple[Finding, ...] = (
         "a runtime that exits 0 without a terminal frame is reported SUCCESS but the TI stays RUNNING",
         f"{_CLOSE}: final_state falls back to SUCCESS, which is in STATES_SENT_DIRECTLY, so neither "
         "succeed() nor finish() is called",
+        signature=_left_running_by_skip(SUCCESS), also_breaks=("server_row_agrees_with_final_state",),
     ),
     Finding(
         "F2", "no_task_instance_left_running",
@@ -44,6 +132,7 @@ FINDINGS: tuple[Finding, ...] = (
         "a crash while should_retry is reported UP_FOR_RETRY but the TI stays RUNNING",
         f"{_CLOSE}: final_state is UP_FOR_RETRY from the exit code, which is in STATES_SENT_DIRECTLY, "
         "so no retry() or finish() call is made (the comment there says finish() should handle it)",
+        signature=_left_running_by_skip(UP_FOR_RETRY), also_breaks=("server_row_agrees_with_final_state",),
     ),
     Finding(
         "F3", "no_task_instance_left_running",
@@ -51,6 +140,7 @@ FINDINGS: tuple[Finding, ...] = (
         "one failed closing finish() leaves the TI RUNNING and wait() raises",
         f"{_CLOSE}: only direct calls are kept pending and replayed; a failed finish() is not retried "
         "by the supervisor (the client's own retries are assumed spent)",
+        signature=_failed_finish, also_breaks=("server_row_agrees_with_final_state",),
     ),
     Finding(
         "F4", "no_second_transition",
@@ -58,13 +148,16 @@ FINDINGS: tuple[Finding, ...] = (
         "the success-overtime kill turns a recorded SUCCESS into finish(FAILED), refused with 409, and wait() raises",
         "ActivitySubprocess._handle_process_overtime_if_needed kills with SIGTERM; final_state then ignores "
         "the delivered SUCCESS because the exit code is non-zero",
+        signature=_delivered_then_nonzero_exit(overtime=True), also_breaks=("server_row_agrees_with_final_state",),
     ),
     Finding(
         "F5", "server_row_agrees_with_final_state",
         "try_number=1 max_tries=0 should_retry=false; fault succeed transient; send SucceedTask; exit 1",
-        "a replayed SucceedTask makes the row SUCCESS while final_state says FAILED",
+        "a replayed SucceedTask makes the row SUCCESS while final_state says FAILED (likewise any terminal call the "
+        "supervisor counted as failed that still reached the server: replayed, or applied with its answer lost)",
         "ActivitySubprocess._replay_pending_terminal_state_msg succeeds on the server, but final_state "
         "looks only at the non-zero exit (the Python task runner's fail-closed exit after a failed send)",
+        signature=_failed_call_reached_the_server,
     ),
     Finding(
         "F6", "retries_within_budget",
@@ -72,6 +165,7 @@ FINDINGS: tuple[Finding, ...] = (
         "a RetryTask frame is forwarded even when should_retry is false, so the TI retries past max_tries",
         "ActivitySubprocess._handle_request / _send_terminal_state_msg forward RetryTask without checking "
         "the should_retry the server gave at start (and the server's retry branch does not re-check it)",
+        signature=_retry_without_should_retry,
     ),
     Finding(
         "F7", "server_row_agrees_with_final_state",
@@ -79,6 +173,7 @@ FINDINGS: tuple[Finding, ...] = (
         "a process that fails after its SucceedTask was recorded is reported FAILED while the row is SUCCESS",
         "ActivitySubprocess.final_state: on a non-zero exit the delivered terminal state is ignored; "
         "the closing finish(FAILED) is then refused with 409 and wait() raises",
+        signature=_delivered_then_nonzero_exit(overtime=False), also_breaks=("no_second_transition",),
     ),
     Finding(
         "F8", "server_terminated_wins",
@@ -88,6 +183,37 @@ FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess.update_task_state_if_needed replays _pending_terminal_state_msg; "
         "_send_terminal_state_msg sets _terminal_state on success, replacing SERVER_TERMINATED; final_state "
         "then sees a non-zero exit",
+        signature=_replay_after_server_terminated, also_breaks=("server_row_agrees_with_final_state",),
+    ),
+    Finding(
+        "F9", "no_task_instance_left_running",
+        "try_number=1 max_tries=0 should_retry=false; fault succeed permanent; send SucceedTask; exit 0",
+        "a terminal call that keeps failing (its replay at close too) leaves the TI RUNNING, and the attempt is "
+        "reported as the exit code alone says (here SUCCESS, even after a RetryTask); wait() returns normally",
+        "ActivitySubprocess.update_task_state_if_needed: once _replay_pending_terminal_state_msg has run (and "
+        "swallowed its failure) it returns without finish(); final_state then reads only the exit code",
+        signature=_replay_failed,
+        also_breaks=("server_row_agrees_with_final_state", "failure_never_recorded_as_success"),
+    ),
+    Finding(
+        "F10", "server_row_agrees_with_final_state",
+        "try_number=1 max_tries=0 should_retry=false; send SucceedTask; send TaskState failed; exit 0",
+        "a terminal frame after one already delivered is taken as well: a TaskState replaces the delivered state "
+        "(row SUCCESS, reported FAILED, finish refused with 409, wait() raises); a direct frame is forwarded and "
+        "refused with 409",
+        "ActivitySubprocess._handle_request sets _terminal_state for every TaskState (and _send_terminal_state_msg "
+        "for every direct frame) without asking whether a terminal state was already delivered",
+        signature=_terminal_frame_after_delivery, also_breaks=("no_second_transition",),
+    ),
+    Finding(
+        "F11", "no_second_transition",
+        "try_number=1 max_tries=0 should_retry=false; fault reschedule lost; send RescheduleTask; send SucceedTask; exit 0",
+        "a terminal call whose answer is lost was applied on the server; the supervisor counts it failed, forwards "
+        "the runtime's next terminal frame, and that is refused with 409 (with one client attempt: Airflow's "
+        "default retries resend the lost call instead)",
+        "ActivitySubprocess._send_terminal_state_msg keeps a timed-out call pending as if it had not happened; "
+        "nothing asks the server what it holds before the next call",
+        signature=_refused_after_lost_answer, also_breaks=("server_row_agrees_with_final_state",),
     ),
 )
 
@@ -98,6 +224,28 @@ FINDINGS: tuple[Finding, ...] = (
 # Kept apart from FINDINGS, whose scenarios are supervisor scenarios.
 
 RUNTIME_TARGETS = ("model", "airflow-task-runner")
+
+
+def _unsent_terminal(run, o) -> bool:
+    return not any(s.delivered for s in o.sent if s.frame.frame in TERMINAL_FRAMES)
+
+
+def _unsent_non_failure_exits_0(run, o) -> bool:
+    """R1's cause: the fail-closed exit covers only FAILED and UP_FOR_RETRY."""
+    return _unsent_terminal(run, o) and o.state not in (None, SUCCESS, FAILED, UP_FOR_RETRY) and o.exit_code == 0
+
+
+def _unsent_failed_exits_1_while_should_retry(run, o) -> bool:
+    """R2's cause: the fail-closed exit 1 meets final_state's 'non-zero exit and should_retry is UP_FOR_RETRY'."""
+    return _unsent_terminal(run, o) and o.state == FAILED and o.exit_code != 0 and run.context.should_retry
+
+
+def _try_left_running_as(state: str):
+    """L1/L2: a try the supervisor reported ``state`` left the row RUNNING (F2/F1 across tries)."""
+    def signature(life, _=None) -> bool:
+        return any(t.observation.final_state == state and t.observation.row == RUNNING
+                   and t.observation.row_gone is None for t in life.tries)
+    return signature
 _FAIL_CLOSED = ("task_runner.run: when the terminal send raises, only FAILED and UP_FOR_RETRY are made "
                 "to exit 1 (main's fail-closed sys.exit)")
 
@@ -110,7 +258,7 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         f"{_FAIL_CLOSED}; SKIPPED (and UP_FOR_RESCHEDULE, DEFERRED, AWAITING_INPUT) exit 0, and "
         "ActivitySubprocess.final_state takes exit 0 with no terminal state as SUCCESS (the comment in "
         "run() says these need a separate fix in final_state)",
-        RUNTIME_TARGETS, "runtime",
+        RUNTIME_TARGETS, "runtime", _unsent_non_failure_exits_0,
     ),
     Finding(
         "R2", "failed_decision_never_recorded_up_for_retry",
@@ -120,7 +268,7 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         f"{_FAIL_CLOSED}; ActivitySubprocess.final_state maps any non-zero exit to UP_FOR_RETRY while "
         "should_retry, so the runtime's no-retry decision (AirflowFailException, AirflowSensorTimeout, "
         "AirflowTaskTerminated, a retry policy's FAIL) is lost",
-        RUNTIME_TARGETS, "runtime",
+        RUNTIME_TARGETS, "runtime", _unsent_failed_exits_1_while_should_retry,
     ),
 )
 
@@ -136,7 +284,8 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
         "UP_FOR_RETRY but the row stays RUNNING, so the TI is never retried",
         "the runtime's fail-closed exit (task_runner.run/main) meets supervisor finding F2: "
         "ActivitySubprocess.update_task_state_if_needed makes no call for UP_FOR_RETRY (STATES_SENT_DIRECTLY)",
-        PYTHON_LIFECYCLE_PAIRINGS, "lifecycle",
+        PYTHON_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(UP_FOR_RETRY),
+        also_breaks=("no_try_leaves_row_running",),
     ),
     Finding(
         "L2", "no_try_leaves_row_running",
@@ -145,7 +294,7 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
         "row stays RUNNING",
         "supervisor finding F1 (final_state falls back to SUCCESS, in STATES_SENT_DIRECTLY, no call made); "
         "the task runner does not fail closed for SUCCESS",
-        PYTHON_LIFECYCLE_PAIRINGS, "lifecycle",
+        PYTHON_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(SUCCESS),
     ),
 )
 
@@ -205,3 +354,9 @@ ALL_FINDINGS = FINDINGS + RUNTIME_FINDINGS + LIFECYCLE_FINDINGS + WIRE_FINDINGS
 def finding_for(kind: str, target: str, invariant: str) -> Finding | None:
     """The registered finding of ``invariant`` on ``target`` (a target or lifecycle pairing name), for properties of ``kind``."""
     return next((f for f in ALL_FINDINGS if f.kind == kind and f.invariant == invariant and target in f.targets), None)
+
+
+def findings_on(kind: str, target: str, invariant: str, registry: tuple[Finding, ...] = ALL_FINDINGS
+                ) -> tuple[Finding, ...]:
+    """Every registered finding whose cause can break ``invariant`` on ``target``, for properties of ``kind``."""
+    return tuple(f for f in registry if f.kind == kind and invariant in f.explains and target in f.targets)

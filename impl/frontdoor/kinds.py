@@ -59,6 +59,13 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
 )}
 
 
+def outcome(observed) -> str:
+    """What an attempt or try came to, in one short line, for Hypothesis's statistics of distinct outcomes."""
+    if hasattr(observed, "final_state"):
+        return f"{observed.final_state} × {'+'.join(c.name for c in observed.calls)} × row {observed.row}"
+    return f"{observed.state} × exit {observed.exit_code} × {'+'.join(map(str, observed.sent)) or 'nothing sent'}"
+
+
 def kind_of(text: str) -> str:
     """Which kind of run ``text`` is: ``lifecycle``, ``runtime``, ``coordinator`` or ``supervisor``."""
     if "|" in text:

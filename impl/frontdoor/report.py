@@ -72,18 +72,30 @@ def check_conformance(target, run):
     return observed
 
 
-def check_observation(target, run, observed, invariants: tuple):
-    """Raise ``InvariantViolation`` if any of ``invariants`` fails on ``observed``; return it."""
+def explained(known: tuple, violation, run, observed):
+    """The first of the ``known`` findings whose cause this violation is, or None: a new bug."""
+    return next((f for f in known if f.explains_violation(violation.invariant, run, observed)), None)
+
+
+def check_observation(target, run, observed, invariants: tuple, known: tuple = (), on_explained=lambda f: None):
+    """Raise ``InvariantViolation`` if any of ``invariants`` fails on ``observed`` for a cause none of the
+    ``known`` findings explains; hand each explaining finding to ``on_explained``. Return ``observed``."""
     kind = KINDS[target.kind]
-    found = kind.violations(run, observed, invariants)
+    found = []
+    for violation in kind.violations(run, observed, invariants):
+        finding = explained(known, violation, run, observed)
+        if finding is None:
+            found.append(violation)
+        else:
+            on_explained(finding)
     if found:
         raise InvariantViolation(violation_report(target.name, run, observed, found, kind.notes(run, observed)))
     return observed
 
 
-def check_invariants(target, run, invariants: tuple):
-    """Raise ``InvariantViolation`` if any of ``invariants`` fails on the target's observation."""
-    return check_observation(target, run, target.run(run), invariants)
+def check_invariants(target, run, invariants: tuple, known: tuple = (), on_explained=lambda f: None):
+    """Raise ``InvariantViolation`` if any of ``invariants`` fails on the target's observation (see ``check_observation``)."""
+    return check_observation(target, run, target.run(run), invariants, known, on_explained)
 
 
 def check_run(target, run, invariants: tuple):

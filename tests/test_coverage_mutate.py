@@ -1,0 +1,154 @@
+"""``finalstate coverage`` and ``finalstate mutate``: real figures from small runs, and the installed file never touched."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("airflow.sdk.execution_time.supervisor", reason="coverage and mutate measure the airflow extra")
+pytest.importorskip("coverage", reason="finalstate coverage needs coverage.py")
+pytest.importorskip("cosmic_ray", reason="finalstate mutate needs cosmic-ray")
+
+from impl.frontdoor import coverage, mutate  # noqa: E402
+
+SUPERVISOR_FILE = coverage.source_path(coverage.SUPERVISOR.module)
+
+
+def _hashes() -> dict[Path, str]:
+    """Every Python file of the installed execution_time package (the supervisor and its neighbours)."""
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(SUPERVISOR_FILE.parent.glob("*.py"))}
+
+
+@pytest.fixture(scope="module")
+def untouched():
+    """The installed files hash the same after the tests of this module as before."""
+    before = _hashes()
+    yield
+    assert _hashes() == before, "a file of the installed task-sdk changed"
+
+
+def test_both_commands_register_their_subcommand():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    coverage.add_parser(sub)
+    mutate.add_parser(sub)
+    args = parser.parse_args(["coverage", "--target", "airflow-task-runner", "--", "-k", "x"])
+    assert args.func is coverage.cmd_coverage and args.pytest_args == ["-k", "x"] and args.profile == "ci"
+    args = parser.parse_args(["mutate", "--workers", "1", "--sample", "3"])
+    assert args.func is mutate.cmd_mutate and (args.target, args.workers, args.sample) == ("airflow-inproc", 1, 3)
+
+
+@pytest.mark.parametrize("scope", [coverage.SUPERVISOR, coverage.TASK_RUNNER], ids=lambda s: s.module.split(".")[-1])
+def test_every_measured_function_exists_upstream(scope):
+    source = coverage.source_path(scope.module).read_text()
+    lines = source.splitlines()
+    found = coverage.regions(scope, source)
+    assert [r.name for r in found] == list(scope.functions)
+    for region in found:
+        assert region.lines and all(1 <= n <= len(lines) for n in region.lines)
+
+
+def test_the_terminal_frame_part_of_handle_request_is_the_terminal_branches_only():
+    source = SUPERVISOR_FILE.read_text()
+    lines = source.splitlines()
+    region = next(r for r in coverage.regions(coverage.SUPERVISOR, source) if "_handle_request" in r.name)
+    text = {lines[n - 1].strip() for n in region.lines}
+    for frame in coverage.TERMINAL_FRAMES:
+        assert any(t.endswith(f"isinstance(msg, {frame}):") for t in text), frame
+    assert not any("GetConnection" in t or "MaskSecret" in t for t in text)
+
+
+def test_other_targets_are_refused_with_the_one_to_use():
+    with pytest.raises(coverage.NotMeasurable, match="airflow-inproc runs the same supervisor code in process"):
+        coverage.scope_for("airflow-process")
+    with pytest.raises(coverage.NotMeasurable, match="unknown target 'nope'"):
+        coverage.scope_for("nope")
+
+
+def test_coverage_of_a_small_run_reports_the_branches_of_final_state(untouched):
+    """The registered findings' scenarios alone: a few attempts, real figures."""
+    report = coverage.measure("airflow-inproc", "ci", ["-k", "test_finding_still_reproduces"])
+    assert report.pytest_status == 0
+    final_state = next(f for f in report.functions if f.name == "ActivitySubprocess.final_state")
+    assert final_state.branches == 6 and 0 < final_state.branches_taken <= 6
+    assert final_state.lines_run > 0
+    text = coverage.format_report(report)
+    assert "ActivitySubprocess.final_state" in text and "never reached:" in text
+    # the findings never heartbeat three times in a row: the kill after too many failures is named as never run
+    assert "self.kill(signal.SIGTERM, force=True)" in text
+
+
+def test_generated_mutants_cover_the_hand_written_ones():
+    """The seven mutants of tests/test_inproc.py, or mutants that do the same, are among those generated."""
+    keys = {m.key for m in mutate.generate(functions=("final_state", "update_task_state_if_needed"))}
+    fs, up = "ActivitySubprocess.final_state", "ActivitySubprocess.update_task_state_if_needed"
+    for key in (
+        # exit 0 ignores the terminal state
+        f"{fs} | KeepOneOperand | return self._terminal_state or TaskInstanceState.SUCCESS => "
+        "return TaskInstanceState.SUCCESS",
+        # SERVER_TERMINATED ignored on failure
+        f"{fs} | DeleteStatement | return SERVER_TERMINATED => pass",
+        # should_retry ignored: a failure is never retried
+        f"{fs} | DeleteStatement | return TaskInstanceState.UP_FOR_RETRY => pass",
+        # a non-zero exit always retries
+        f"{fs} | KeepOneOperand | if self._exit_code != 0 and self._should_retry: => if self._exit_code != 0:",
+        # no replay of a pending terminal call
+        f"{up} | ConditionFalse | if self._pending_terminal_state_msg is not None: => if False:",
+        # finish() for every state
+        f"{up} | ConditionTrue | if self.final_state not in STATES_SENT_DIRECTLY: => if True:",
+        # finish() never called
+        f"{up} | ConditionFalse | if self.final_state not in STATES_SENT_DIRECTLY: => if False:",
+    ):
+        assert key in keys, key
+
+
+def test_operators_negate_every_branch_and_spare_logging():
+    from cosmic_ray.mutating import mutate_code
+
+    ops = mutate.operators()
+    code = textwrap.dedent("""\
+        def f(a, b):
+            if a:
+                log.info("a", n=1)
+                return 1
+            elif b and a:
+                x = 2
+            return 0
+        """)
+    negated = [mutate_code(code, ops["finalstate/NegateCondition"], i) for i in range(2)]
+    assert "    if not (a):\n" in negated[0] and "    elif not (b and a):\n" in negated[1]
+    assert "elif b:" in mutate_code(code, ops["finalstate/KeepOneOperand"], 0)
+    deleted = [mutate_code(code, ops["finalstate/DeleteStatement"], i) for i in range(4)]
+    assert deleted[3] is None  # three statements only: the logging call is not one of them
+    assert all('log.info("a", n=1)' in d for d in deleted[:3])
+
+
+def test_the_whole_file_is_rebuilt_from_an_unmutated_unit():
+    source = SUPERVISOR_FILE.read_text()
+    unit = next(u for u in mutate.units(coverage.SUPERVISOR, source) if u.name.endswith("final_state"))
+    same = mutate.Mutant(1, unit.name, "none", 0, unit.first, "", "", unit.text)
+    assert mutate.mutated_source(source, same) == source
+
+
+def test_a_mutant_is_what_the_child_imports_and_the_checker_kills_it(tmp_path, untouched):
+    """final_state always SUCCESS, loaded in a child in place of the installed module: conformance kills it at once."""
+    source = SUPERVISOR_FILE.read_text()
+    unit = next(u for u in mutate.units(coverage.SUPERVISOR, source) if u.name.endswith("final_state"))
+    check = "    if self._exit_code == 0:\n"
+    assert check in unit.text
+    text = unit.text.replace(check, "    return TaskInstanceState.SUCCESS\n" + check, 1)
+    mutant = mutate.Mutant(1, unit.name, "test/AlwaysSuccess", 0, unit.first, "", "", text)
+    mutated = mutate.mutated_source(source, mutant)
+    assert mutated != source and len(mutated.splitlines()) == len(source.splitlines()) + 1
+
+    outcome = mutate.run_mutant(mutated, coverage.SUPERVISOR.module, "airflow-inproc", "ci", 120, True, mutant,
+                                tmp_path)
+    assert outcome.status == "killed", outcome
+    assert "test_conformance" in outcome.detail
+    assert outcome.ttfc is not None and outcome.ttfc < 1.0 and outcome.ttfc_error == "Disagreement"
+    assert outcome.seconds < 60
+    assert list(tmp_path.iterdir()) == []  # the mutant's copy is gone
