@@ -27,6 +27,8 @@ def _load(name: str, kind: str = "supervisor"):
 
 
 def cmd_check(args) -> int:
+    if args.exhaustive is not None:
+        return _check_exhaustively(args)
     import importlib.util
 
     import pytest
@@ -37,6 +39,23 @@ def cmd_check(args) -> int:
     report = [f"--junit-xml={args.junit_xml}", "-o", "junit_logging=no"] if args.junit_xml else []
     return pytest.main([properties, f"--target={args.target}", f"--hypothesis-profile={args.profile}",
                         "-p", "impl.frontdoor.timing", "-p", "no:cacheprovider", *report, *args.pytest_args])
+
+
+def _check_exhaustively(args) -> int:
+    from impl.frontdoor.exhaustive import CONTEXTS, DEFAULT_DEPTH, EVENTS, EXITS, check_exhaustively
+
+    _load(args.target).close()
+    depth = args.exhaustive if args.exhaustive >= 0 else DEFAULT_DEPTH
+    print(f"every scenario of up to {depth} events ({len(EVENTS)} events, {len(CONTEXTS)} run contexts, "
+          f"{len(EXITS)} exits), de-duplicated by the model's state, on {args.target}...", flush=True)
+    found = check_exhaustively(args.target, depth, workers=args.workers)
+    print(f"{found.scenarios} scenarios checked, {found.states} distinct model states, in {found.seconds:.1f}s")
+    print("violations explained by known findings: "
+          + (", ".join(f"{k} {v}" for k, v in sorted(found.explained.items())) or "none"))
+    for failure in found.failures:
+        print(failure)
+    print(f"{len(found.failures)} scenario(s) failed" if found.failures else "no disagreement, no unexplained violation")
+    return 1 if found.failures else 0
 
 
 def cmd_replay(args) -> int:
@@ -139,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--profile", default="ci", choices=PROFILES)
     check.add_argument("--junit-xml", metavar="PATH", help="also write pytest's JUnit XML report there (each failure's "
                                                             "message holds the shrunk scenario and its replay command)")
+    check.add_argument("--exhaustive", type=int, metavar="N", nargs="?", const=-1,
+                       help="instead of the Hypothesis search, check every supervisor scenario of up to N events "
+                            "(default N: the largest the in-process target checks within a minute)")
+    check.add_argument("--workers", type=int, default=2, help="processes for --exhaustive")
     check.add_argument("pytest_args", nargs="*", help="passed on to pytest (after --)")
     check.set_defaults(func=cmd_check)
 

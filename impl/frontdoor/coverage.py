@@ -290,12 +290,14 @@ def format_report(report: CoverageReport) -> str:
         else str(report.path)
     out = [f"branch coverage of {rel} ({sdk}) on {report.target}, profile {report.profile} "
            f"({report.seconds:.1f}s; pytest exit {report.pytest_status})",
-           f"  {'function':54} {'lines':>7}  {'branches':>14}  {'lines run':>14}"]
-    for f in report.functions:
-        out.append(f"  {f.name + f' ({f.start}-{f.end})':54} {f.lines:>7}  "
-                   f"{_ratio(f.branches_taken, f.branches):>14}  {_ratio(f.lines_run, f.lines):>14}")
+           ]
+    names = [f"{f.name} ({f.start}-{f.end})" for f in report.functions]
+    width = max(len(n) for n in names)
+    out.append(f"  {'function (lines of the file)':{width}} {'branches':>14}  {'lines run':>14}")
+    for name, f in zip(names, report.functions):
+        out.append(f"  {name:{width}} {_ratio(f.branches_taken, f.branches):>14}  {_ratio(f.lines_run, f.lines):>14}")
     (bt, b), (lr, ln) = report.branches, report.lines
-    out.append(f"  {'total':54} {ln:>7}  {_ratio(bt, b):>14}  {_ratio(lr, ln):>14}")
+    out.append(f"  {'total':{width}} {_ratio(bt, b):>14}  {_ratio(lr, ln):>14}")
     gaps = [f for f in report.functions if f.missing_lines or f.missing_branches]
     out.append("never reached:" if gaps else "never reached: nothing (every branch of every function was taken)")
     for f in gaps:

@@ -493,7 +493,7 @@ def time_to_first_counterexample(target_name: str = "airflow-inproc", profile: s
 
     machine = machine_for("Conformance", check)
     try:
-        run_state_machine_as_test(machine, settings=settings(settings.get_profile(profile),
+        run_state_machine_as_test(machine, settings=settings(settings.get_profile(profile), database=None,
                                                              phases=(Phase.explicit, Phase.generate)))
     except BaseException:  # noqa: BLE001  the mutant's failure is what is timed, whatever it is
         pass
@@ -510,8 +510,12 @@ class _Failures:
 
     def pytest_runtest_logreport(self, report):
         if report.failed and len(self.failed) < 3:
-            why = str(report.longrepr).strip().splitlines()[-1][:200] if report.longrepr else ""
-            self.failed.append(f"{report.nodeid.split('::')[-1]} ({report.when}): {why}")
+            text = getattr(report, "longreprtext", "") or str(report.longrepr or "")
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            telling = [line for line in lines if line.startswith(("E ", "[XPASS")) or "DISAGREEMENT" in line
+                       or "VIOLATION" in line]
+            why = (telling or lines or [""])[0].lstrip("E ").strip()[:200]
+            self.failed.append(f"{report.nodeid.split('::')[-1]}: {why}")
 
 
 def child_main(argv: list[str]) -> int:
@@ -544,16 +548,17 @@ def child_main(argv: list[str]) -> int:
 
     import impl.frontdoor.profiles  # noqa: F401  registers the profiles, so that one can be derived here
 
-    # A kill needs the first failure only: the profile as asked, without shrinking.
+    # A kill needs the first failure only: the profile as asked, without shrinking; and a mutant's
+    # counterexamples are not the project's, so none is saved to (or replayed from) its example database.
     settings.register_profile(f"{args.profile}-mutant", settings.get_profile(args.profile),
-                              phases=(Phase.explicit, Phase.reuse, Phase.generate))
+                              phases=(Phase.explicit, Phase.generate), database=None)
     failures = _Failures()
     start = time.perf_counter()
     import importlib.util
 
     tests = importlib.util.find_spec(PROPERTIES).origin  # a path, so that pytest loads properties/conftest.py
     rc = int(pytest.main([tests, f"--target={args.target}", f"--hypothesis-profile={args.profile}-mutant",
-                          "-p", "no:cacheprovider", "-x", "-q", "--tb=line", "--no-header", "-o", "addopts="],
+                          "-p", "no:cacheprovider", "-x", "-q", "--tb=short", "--no-header", "-o", "addopts="],
                          plugins=[failures]))
     result.update(pytest=rc, seconds=time.perf_counter() - start, failed=failures.failed,
                   still_loaded=sys.modules[module] is imported)
@@ -686,6 +691,17 @@ def run(target: str = "airflow-inproc", profile: str = "ci", workers: int = 2, s
                           time.monotonic() - start, source, file_hash(path) == before)
 
 
+def format_outcomes(report: MutationReport) -> str:
+    """One line per mutant: its outcome, the time to its first counterexample, what killed it."""
+    lines = []
+    for o in report.outcomes:
+        ttfc = f"{o.ttfc:.3f}s" if o.ttfc is not None else "-"
+        status = "equivalent" if o.status == "survived" and o.mutant.key in EQUIVALENT else o.status
+        lines.append(f"#{o.mutant.id:<4} {status:10} ttfc {ttfc:>7}  {o.seconds:5.1f}s  line {o.mutant.line}  "
+                     f"{o.mutant.key}" + (f"\n        {o.detail}" if o.detail else ""))
+    return "\n".join(lines)
+
+
 def format_report(report: MutationReport, diffs: bool = True) -> str:
     killed, timeouts, survived = report.of("killed"), report.of("timeout"), report.of("survived")
     errors, equivalent, survivors = report.of("error"), report.equivalent, report.survivors
@@ -746,6 +762,8 @@ def cmd_mutate(args) -> int:
                  not args.no_ttfc, mutants,
                  progress=lambda o: (sys.stderr.write(marks[o.status]), sys.stderr.flush()))
     sys.stderr.write("\n")
+    if args.verbose:
+        print(format_outcomes(report))
     print(format_report(report))
     if not report.unchanged:
         print("the installed supervisor file changed during the run", file=sys.stderr)
@@ -766,5 +784,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      help="seconds per mutant (default: 5x the unmutated run, at least 60)")
     mut.add_argument("--no-ttfc", action="store_true", help="do not time the first counterexample of killed mutants")
     mut.add_argument("--list", action="store_true", help="print the mutants and stop")
+    mut.add_argument("-v", "--verbose", action="store_true",
+                     help="also print every mutant's outcome, time to first counterexample and what killed it")
     mut.set_defaults(func=cmd_mutate)
     return mut

@@ -1,0 +1,121 @@
+"""Exhaustive small scopes: every supervisor scenario up to N events, de-duplicated by the model's state.
+
+``enumerate_scenarios(depth)`` walks the event sequences breadth first, from each run context of
+``CONTEXTS``: a prefix is extended by every event of the alphabet (every frame, fault, heartbeat
+answer and the overtime) only if the model's abstract state after it (``model.supervisor``'s
+``Supervisor`` less its history of calls and replies) has not been reached before; two prefixes
+that reach one state have the same futures in the model. Every prefix, with every exit of
+``EXITS``, is a scenario to check. ``check_exhaustively`` checks them all on a target, one run
+context per worker process:
+conformance with the model and every invariant (violations that a registered finding explains
+are counted, not failures). Hypothesis searches beyond this scope.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import time
+from typing import Iterator
+
+import attrs
+
+from impl.frontdoor.findings import FINDINGS
+from impl.frontdoor.registry import load_target
+from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_observation
+from model import supervisor as model_supervisor
+from model.invariants import SUPERVISOR_INVARIANTS
+from model.scenario import (FAULT_KINDS, FAULTABLE_CALLS, FRAME_TYPES, HEARTBEAT_ANSWERS, TASK_STATE_STATES, Event,
+                            Fault, Heartbeat, Overtime, RunContext, Scenario, Send)
+
+#: Retries left, the last try, no retries, and should_retry disagreeing with the counts both ways.
+CONTEXTS = (RunContext.from_server(1, 1), RunContext.from_server(2, 1), RunContext.from_server(1, 0),
+            RunContext(1, 1, False), RunContext(2, 1, True))
+#: A clean exit, a failure, a death by a signal the supervisor does not send.
+EXITS = (0, 1, -9)
+EVENTS: tuple[Event, ...] = (
+    *(Send("TaskState", s) for s in TASK_STATE_STATES), *(Send(f) for f in FRAME_TYPES if f != "TaskState"),
+    *(Fault(c, k) for c in FAULTABLE_CALLS for k in FAULT_KINDS),
+    *(Heartbeat(a) for a in HEARTBEAT_ANSWERS), Overtime(),
+)
+#: The largest scope checked by default: airflow-inproc checks it in under a minute here, with 2 workers.
+DEFAULT_DEPTH = 3
+
+
+@attrs.frozen
+class Coverage:
+    scenarios: int
+    states: int
+    depth: int
+    seconds: float
+    explained: dict = attrs.field(factory=dict, eq=False)
+    failures: tuple = ()
+
+
+def _abstract(sup: model_supervisor.Supervisor) -> model_supervisor.Supervisor:
+    return attrs.evolve(sup, calls=(), replies=())
+
+
+def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS) -> Iterator[tuple[Scenario, object]]:
+    """Every scenario in scope, each with the abstract model state its events reach."""
+    for context in contexts:
+        start = model_supervisor.start(Scenario(context, (), 0))
+        frontier = [((), start)]
+        seen = {_abstract(start)}
+        for level in range(depth + 1):
+            next_frontier = []
+            for events, sup in frontier:
+                for code in exits:
+                    yield Scenario(context, events, code), _abstract(sup)
+                if level == depth or not sup.alive:
+                    continue
+                for event in EVENTS:
+                    after = model_supervisor.monitor_step(sup, event)
+                    key = _abstract(after)
+                    if key not in seen:
+                        seen.add(key)
+                        next_frontier.append(((*events, event), after))
+            frontier = next_frontier
+
+
+def check_exhaustively(target_name: str, depth: int = DEFAULT_DEPTH, workers: int = 2,
+                       max_failures: int = 5) -> Coverage:
+    """Check every scenario in scope on the target, one run context per task, ``workers`` processes at once."""
+    began = time.monotonic()
+    jobs = [(target_name, context, depth, max_failures) for context in CONTEXTS]
+    if workers > 1:
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = list(pool.map(_check_context, jobs))
+    else:
+        parts = [_check_context(job) for job in jobs]
+    explained: dict[str, int] = {}
+    for part in parts:
+        for key, n in part.explained.items():
+            explained[key] = explained.get(key, 0) + n
+    return Coverage(sum(p.scenarios for p in parts), sum(p.states for p in parts), depth, time.monotonic() - began,
+                    explained, tuple(f for p in parts for f in p.failures)[:max_failures])
+
+
+def _check_context(job) -> Coverage:
+    target_name, context, depth, max_failures = job
+    target = load_target(target_name)
+    known = tuple(f for f in FINDINGS if target.name in f.targets)
+    explained: dict[str, int] = {}
+    failures: list[str] = []
+    states: set = set()
+    count = 0
+    try:
+        for scenario, state in enumerate_scenarios(depth, (context,)):
+            count += 1
+            states.add(state)
+            try:
+                observed = check_conformance(target, scenario)
+                check_observation(target, scenario, observed, SUPERVISOR_INVARIANTS, known,
+                                  lambda f: explained.__setitem__(f.id, explained.get(f.id, 0) + 1))
+            except (Disagreement, InvariantViolation) as failure:
+                failures.append(str(failure))
+                if len(failures) >= max_failures:
+                    break
+    finally:
+        target.close()
+    return Coverage(count, len(states), depth, 0.0, explained, tuple(failures))
