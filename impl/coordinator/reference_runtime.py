@@ -155,12 +155,23 @@ def _args(argv: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None,
          decide_failure: Callable[[RunContext, BaseException], dict] = decide) -> int:
-    """Run one try; returns the exit status (see the module's step 4)."""
+    """Run one try: connect as ``--comm``/``--logs`` say, then ``serve``; returns the exit status."""
     args = _args(sys.argv[1:] if argv is None else argv)
     comm = socket.create_connection(_address(args["comm"]))
     logs = socket.create_connection(_address(args["logs"]))
+    return serve(comm, logs, decide_failure=decide_failure)
+
+
+def serve(comm: socket.socket, logs: socket.socket, started: Callable[[], None] = lambda: None,
+          decide_failure: Callable[[RunContext, BaseException], dict] = decide) -> int:
+    """One try on connected sockets (steps 1 to 4); closes them and returns the exit status.
+
+    ``started`` is called once StartupDetails has arrived (the fork server's launcher then drops
+    its copies of the sockets, see ``impl/wire/launcher.c``).
+    """
     try:
         startup = codec.decode_request(read_frame(comm))
+        started()
         if not startup.body or startup.body.get("type") != "StartupDetails":
             print(f"reference_runtime: the first frame is not StartupDetails: {startup.body!r:.200}", file=sys.stderr)
             return PROTOCOL_ERROR_EXIT

@@ -88,6 +88,19 @@ def pairings_for(target_name: str) -> list[Pairing]:
     return [attrs.evolve(p, target=target_name) for p in _pairings(target_name)]
 
 
+def once_per_session(run):
+    """``run``, each distinct try lived for real once per session and remembered.
+
+    A try under a real target is a function of what it is handed (a scenario, or a coordinator
+    run's context and outcome), and the lives the machine draws are made of few distinct ones: a
+    real-process try costs tens of milliseconds, and a life's property is about the row across
+    tries. So each distinct try is lived for real once and its observation reused; whether a target
+    observes each scenario as the model says, every time, is the conformance properties' job, which
+    run every scenario afresh.
+    """
+    return functools.lru_cache(maxsize=None)(run)
+
+
 def _pairings(target_name: str) -> list[Pairing]:
     if target_name == "model":
         sup = model_supervisor.run
@@ -95,8 +108,9 @@ def _pairings(target_name: str) -> list[Pairing]:
                 coordinator_pairing("model-coordinator+model", coordinator_model_with(sup))]
     try:
         loaded = load_target(target_name, "supervisor")
-        return [python_pairing(f"model-runtime+{target_name}", model_runtime.python_runtime, loaded.run),
-                coordinator_pairing(f"model-coordinator+{target_name}", coordinator_model_with(loaded.run))]
+        lived = once_per_session(loaded.run)
+        return [python_pairing(f"model-runtime+{target_name}", model_runtime.python_runtime, lived),
+                coordinator_pairing(f"model-coordinator+{target_name}", coordinator_model_with(lived))]
     except TargetUnavailable as not_supervisor:
         for kind in ("runtime", "coordinator"):
             try:
@@ -105,10 +119,7 @@ def _pairings(target_name: str) -> list[Pairing]:
                 continue
             if kind == "runtime":
                 return [python_pairing(f"{target_name}+model", loaded.run, model_supervisor.run)]
-            # A coordinator try under a real process costs ~150 ms and is a function of its
-            # (context, outcome), of which a life has few: each is lived for real once per session
-            # (conformance in test_coordinator.py checks every one against the model afresh).
-            return [coordinator_pairing(target_name, functools.lru_cache(maxsize=None)(loaded.run))]
+            return [coordinator_pairing(target_name, once_per_session(loaded.run))]
         return [Pairing(target_name, st.nothing(), lambda c, d: None, unavailable=str(not_supervisor))]
 
 

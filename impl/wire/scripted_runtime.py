@@ -13,6 +13,8 @@ script of any size costs one short argument. Its map:
 ``control``  ``[host, port]`` of the harness's control channel, or nil
 ``token``    the attempt's identifier on that channel (the TI id)
 ``connect``  false: never connect to ``--comm``/``--logs`` (then hang)
+``python_runtime``  instead of steps, the path of a Python runtime file whose ``serve(comm, logs,
+              started)`` runs one try on the handed sockets (fork path only; e.g. the reference runtime)
 ``steps``    a list of ``[op, ...]`` performed in order:
 
 - ``["send", frame_bytes, request_id]``: write one whole request frame, await its response
@@ -221,6 +223,30 @@ def load_script(path: str) -> dict:
         return msgpack.unpackb(f.read(), raw=False, strict_map_key=False)
 
 
+_PYTHON_RUNTIMES: dict[str, object] = {}
+
+
+def python_runtime(path: str):
+    """The module of the Python runtime file at ``path``, imported once per fork server (before forking)."""
+    if path not in _PYTHON_RUNTIMES:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(f"finalstate_runtime_{len(_PYTHON_RUNTIMES)}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses and the like look their module up there
+        spec.loader.exec_module(module)
+        _PYTHON_RUNTIMES[path] = module
+    return _PYTHON_RUNTIMES[path]
+
+
+def serve_python_runtime(path: str, comm: socket.socket, logs: socket.socket, launcher) -> None:
+    """Run the Python runtime at ``path`` on the handed sockets (its ``serve(comm, logs, started)``); exit as it says."""
+    code = python_runtime(path).serve(comm, logs, lambda: launcher.sendall(b"R"))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def perform(script: dict, comm: socket.socket | None, logs: socket.socket | None, launcher=None) -> None:
     """Run one script on connected sockets (or none, for a runtime that never connects); never returns.
 
@@ -309,7 +335,15 @@ def _fork_child(server: socket.socket, conn: socket.socket, children: dict) -> t
         for fd in fds:
             os.close(fd)
         return None
-    script_path = msg.decode()
+    try:
+        script = load_script(msg.decode())
+        if script.get("python_runtime"):
+            python_runtime(script["python_runtime"])  # imported here, once, not in every child
+    except Exception as e:  # a bad script or runtime: this launcher fails, the server goes on
+        print(f"finalstate zygote: {type(e).__name__}: {e}", file=sys.stderr)
+        for fd in fds:
+            os.close(fd)
+        return None
     pid = os.fork()
     if pid == 0:  # the child: becomes the runtime on the handed descriptors
         try:
@@ -328,7 +362,9 @@ def _fork_child(server: socket.socket, conn: socket.socket, children: dict) -> t
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
             comm = socket.socket(fileno=comm_fd)
             logs = socket.socket(fileno=logs_fd)
-            perform(load_script(script_path), comm, logs, conn)
+            if script.get("python_runtime"):
+                serve_python_runtime(script["python_runtime"], comm, logs, conn)
+            perform(script, comm, logs, conn)
         except BaseException as e:  # never fall back into the server loop
             try:
                 print(f"finalstate zygote child: {type(e).__name__}: {e}", file=sys.stderr)
