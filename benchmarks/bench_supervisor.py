@@ -23,7 +23,7 @@ import time
 import impl.frontdoor.profiles  # noqa: F401  registers the profiles e2e_rate loads
 from impl.frontdoor.registry import load_target
 from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_invariants, check_run
-from impl.frontdoor.scenarios import corpus, machine_for
+from impl.frontdoor.scenarios import corpus, machine_for, run_machine
 from model.invariants import SUPERVISOR_INVARIANTS
 
 
@@ -44,7 +44,6 @@ def rate(fn, scenarios, seconds: float) -> float:
 
 def e2e_rate(target, examples: int) -> float:
     from hypothesis import settings
-    from hypothesis.stateful import run_state_machine_as_test
 
     count = 0
 
@@ -54,8 +53,7 @@ def e2e_rate(target, examples: int) -> float:
         check_conformance(target, s)
 
     start = time.perf_counter()
-    run_state_machine_as_test(machine_for("Bench", check),
-                              settings=settings(settings.get_profile("ci"), max_examples=examples))
+    run_machine(machine_for("Bench", check), settings(settings.get_profile("ci"), max_examples=examples))
     return count / (time.perf_counter() - start)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import event, given
+from hypothesis.statistics import collector, describe_statistics
 
 import impl.frontdoor.profiles  # noqa: F401  registers the profiles
 from impl.frontdoor.findings import Finding, findings_on
@@ -38,6 +39,22 @@ def pytest_configure(config):
 def pytest_generate_tests(metafunc):
     if "target_name" in metafunc.fixturenames:
         metafunc.parametrize("target_name", metafunc.config.finalstate_targets, scope="session")
+
+
+@pytest.fixture(autouse=True)
+def hypothesis_statistics(request):
+    """Hypothesis's own statistics for the search a property runs in its body (examples, events, outcomes).
+
+    Hypothesis's pytest plugin collects them only for a test that is itself ``@given``; the
+    properties run state machines and inner ``@given`` functions, so this hands the plugin the
+    same statistics for them: ``--hypothesis-show-statistics`` prints them per property.
+    """
+    def note(stats):
+        stats["nodeid"] = request.node.nodeid
+        request.node.hypothesis_statistics = describe_statistics(stats)
+
+    with collector.with_value(note):
+        yield
 
 
 def _loaded(target_name: str, kind: str):

@@ -8,11 +8,10 @@ finding's own minimal scenario is a strict expected failure.
 from __future__ import annotations
 
 import pytest
-from hypothesis.stateful import run_state_machine_as_test
 
 from impl.frontdoor.findings import FINDINGS
 from impl.frontdoor.report import check_conformance
-from impl.frontdoor.scenarios import machine_for
+from impl.frontdoor.scenarios import machine_for, run_machine
 from model.invariants import SUPERVISOR_INVARIANTS
 from properties.conftest import assert_reproduces, counted, searching, skip_the_model
 
@@ -20,14 +19,14 @@ from properties.conftest import assert_reproduces, counted, searching, skip_the_
 def test_conformance(target):
     """Model and target observe the same thing for every scenario."""
     skip_the_model(target)
-    run_state_machine_as_test(machine_for("Conformance", lambda s: counted(check_conformance(target, s))))
+    run_machine(machine_for("Conformance", lambda s: counted(check_conformance(target, s))))
 
 
 @pytest.mark.parametrize("invariant", SUPERVISOR_INVARIANTS, ids=lambda i: i.__name__)
 def test_invariant(target, invariant):
     """One invariant of the design, on every scenario, on the target's own observation: the known
     findings are counted, and any other violation fails."""
-    run_state_machine_as_test(machine_for(invariant.__name__, searching(target, invariant)))
+    run_machine(machine_for(invariant.__name__, searching(target, invariant)))
 
 
 @pytest.mark.parametrize("finding", FINDINGS, ids=lambda f: f.id)

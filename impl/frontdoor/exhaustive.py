@@ -22,22 +22,17 @@ import attrs
 
 from impl.frontdoor.findings import FINDINGS
 from impl.frontdoor.registry import load_target
+from impl.frontdoor.scenarios import EVENTS
 from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_observation
 from model import supervisor as model_supervisor
 from model.invariants import SUPERVISOR_INVARIANTS
-from model.scenario import (FAULT_KINDS, FAULTABLE_CALLS, FRAME_TYPES, HEARTBEAT_ANSWERS, TASK_STATE_STATES, Event,
-                            Fault, Heartbeat, Overtime, RunContext, Scenario, Send)
+from model.scenario import RunContext, Scenario
 
 #: Retries left, the last try, no retries, and should_retry disagreeing with the counts both ways.
 CONTEXTS = (RunContext.from_server(1, 1), RunContext.from_server(2, 1), RunContext.from_server(1, 0),
             RunContext(1, 1, False), RunContext(2, 1, True))
 #: A clean exit, a failure, a death by a signal the supervisor does not send.
 EXITS = (0, 1, -9)
-EVENTS: tuple[Event, ...] = (
-    *(Send("TaskState", s) for s in TASK_STATE_STATES), *(Send(f) for f in FRAME_TYPES if f != "TaskState"),
-    *(Fault(c, k) for c in FAULTABLE_CALLS for k in FAULT_KINDS),
-    *(Heartbeat(a) for a in HEARTBEAT_ANSWERS), Overtime(),
-)
 #: The largest scope checked by default: airflow-inproc checks it in under a minute here, with 2 workers.
 DEFAULT_DEPTH = 3
 

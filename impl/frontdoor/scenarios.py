@@ -1,9 +1,8 @@
 """What the checker generates: supervisor attempts (a Hypothesis state machine), runtime and coordinator tries.
 
-Each attempt begins with a run context, takes any number of events (frames sent, API
-faults, heartbeat answers, overtime), and ends with an exit; at the exit the scenario
-is run through the target and checked. One machine run lives several attempts in a
-row, so the shrinker can drop whole attempts as well as single events.
+An attempt is a run context, a few events (frames sent, API faults, heartbeat answers,
+overtime) and an exit, drawn whole and checked on the target. One machine run lives several
+attempts in a row, so the shrinker can drop whole attempts as well as single events.
 """
 
 from __future__ import annotations
@@ -11,8 +10,8 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+from hypothesis import settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from model.runtime import COMMS_MODES, COORDINATOR_OUTCOMES, PYTHON_OUTCOMES, CoordinatorRun, Policy, RuntimeRun
 from model.scenario import (
@@ -50,53 +49,44 @@ faults = st.builds(Fault, st.sampled_from(FAULTABLE_CALLS), st.sampled_from(FAUL
 #: Clean exits, ordinary failures, and deaths by the signals that matter (KILL, TERM, SEGV, ABRT, INT).
 exit_codes = st.one_of(st.just(0), st.integers(1, 255), st.sampled_from([-9, -15, -11, -6, -2]))
 
+#: Every event an attempt can have: each frame, each fault, each heartbeat answer, the success overtime.
+EVENTS: tuple[Event, ...] = (
+    *(Send("TaskState", s) for s in TASK_STATE_STATES), *(Send(f) for f in FRAME_TYPES if f != "TaskState"),
+    *(Fault(c, k) for c in FAULTABLE_CALLS for k in FAULT_KINDS),
+    *(Heartbeat(a) for a in HEARTBEAT_ANSWERS), Overtime(),
+)
+#: One event of an attempt: one draw from the alphabet (frames first: the shrinker prefers them).
+events = st.sampled_from(EVENTS)
+#: One attempt, whole: its run context, up to ten events, its exit. Shrinks towards fewer, simpler events.
+scenarios = st.builds(Scenario, run_contexts(), st.lists(events, max_size=10).map(tuple), exit_codes)
+
 Check = Callable[[Scenario], object]
+
+#: The events of an attempt, on average, when each step of the machine was one event: a profile's
+#: ``stateful_step_count`` is divided by it, so an example lives as many attempts as it did then.
+STEPS_PER_ATTEMPT = 6
 
 
 class AttemptMachine(RuleBasedStateMachine):
-    """Subclassed per check by ``machine_for``; ``check`` raises when the scenario fails it."""
+    """Subclassed per check by ``machine_for``; ``check`` raises when the scenario fails it.
+
+    Each step is one whole attempt, drawn at once: no preconditions to satisfy, so no draw is
+    thrown away; the shrinker drops whole attempts and shortens each one's events.
+    """
 
     check: Check
 
-    def __init__(self):
-        super().__init__()
-        self.context: RunContext | None = None
-        self.events: list[Event] = []
-
-    def in_attempt(self) -> bool:
-        return self.context is not None
-
-    @precondition(lambda self: not self.in_attempt())
-    @rule(context=run_contexts())
-    def begin(self, context):
-        self.context = context
-
-    @precondition(in_attempt)
-    @rule(frame=frames)
-    def send(self, frame):
-        self.events.append(frame)
-
-    @precondition(in_attempt)
-    @rule(fault=faults)
-    def fault(self, fault):
-        self.events.append(fault)
-
-    @precondition(in_attempt)
-    @rule(answer=st.sampled_from(HEARTBEAT_ANSWERS))
-    def heartbeat(self, answer):
-        self.events.append(Heartbeat(answer))
-
-    @precondition(in_attempt)
-    @rule()
-    def overtime(self):
-        self.events.append(Overtime())
-
-    @precondition(in_attempt)
-    @rule(code=exit_codes)
-    def exit(self, code):
-        scenario = Scenario(self.context, tuple(self.events), code)
-        self.context, self.events = None, []
+    @rule(scenario=scenarios)
+    def attempt(self, scenario):
         type(self).check(scenario)
+
+
+def run_machine(machine: type[RuleBasedStateMachine], profile: settings | None = None) -> None:
+    """Run ``machine`` under ``profile`` (default: the loaded one), living as many attempts per example as
+    ``stateful_step_count`` events allow."""
+    profile = profile or settings.default
+    run_state_machine_as_test(machine, settings=settings(
+        profile, stateful_step_count=max(1, profile.stateful_step_count // STEPS_PER_ATTEMPT)))
 
 
 def machine_for(name: str, check: Check) -> type[AttemptMachine]:

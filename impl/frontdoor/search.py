@@ -14,11 +14,10 @@ from typing import Iterable
 
 import attrs
 from hypothesis import settings
-from hypothesis.stateful import run_state_machine_as_test
 
 from impl.frontdoor.findings import FINDINGS, LIFECYCLE_FINDINGS, RUNTIME_FINDINGS, WIRE_FINDINGS, Finding
 from impl.frontdoor.report import InvariantViolation, observation_block, replay_command, trace
-from impl.frontdoor.scenarios import machine_for
+from impl.frontdoor.scenarios import machine_for, run_machine
 from model.invariants import SUPERVISOR_INVARIANTS, Invariant, violations
 from model.scenario import Observation, Scenario
 
@@ -59,7 +58,7 @@ def search(target, invariant: Invariant, *, skip: Iterable[tuple] = (), profile:
             raise _Found(Counterexample(name, scenario, observed, tuple(str(v) for v in found)))
 
     try:
-        run_state_machine_as_test(machine_for(name, check), settings=profile)
+        run_machine(machine_for(name, check), profile)
     except _Found as e:
         return e.example
     return None
