@@ -38,7 +38,8 @@ def cmd_check(args) -> int:
     properties = importlib.util.find_spec("properties").submodule_search_locations[0]
     report = [f"--junit-xml={args.junit_xml}", "-o", "junit_logging=no"] if args.junit_xml else []
     return pytest.main([properties, f"--target={args.target}", f"--hypothesis-profile={args.profile}",
-                        "-p", "impl.frontdoor.timing", "-p", "no:cacheprovider", *report, *args.pytest_args])
+                        "-p", "impl.frontdoor.timing", "-p", "no:cacheprovider", "--hypothesis-show-statistics",
+                        *report, *args.pytest_args])
 
 
 def _check_exhaustively(args) -> int:
