@@ -4,6 +4,8 @@
     finalstate replay --target NAME 'try_number=1 max_tries=1; send RetryTask; exit 0'
     finalstate findings [--target NAME] [--out findings-report.md]
     finalstate targets
+    finalstate coverage --target airflow-inproc      (branch coverage of the real terminal-state code)
+    finalstate mutate --target airflow-inproc        (mutation score of the checker on it)
 """
 
 from __future__ import annotations
@@ -181,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
 
     tgt = sub.add_parser("targets", help="list the known targets: kind, what runs, what each needs")
     tgt.set_defaults(func=cmd_targets)
+
+    from impl.frontdoor import coverage, mutate
+
+    coverage.add_parser(sub)
+    mutate.add_parser(sub)
 
     args = parser.parse_args(argv)
     return args.func(args)
