@@ -113,30 +113,27 @@ def tries_within_budget(life: Life):
     return ()
 
 
+def _failing_tries_that_did_not_end(life: Life, name: str, retries_left: bool, expected: str):
+    """A violation of ``name`` for each failing try with (or without) retries left not recorded ``expected``."""
+    left = "with retries left" if retries_left else "with no retries left"
+    return tuple(
+        Violation(name, f"try {t.context.try_number} of max_tries={t.context.max_tries} failed {left}; "
+                        f"{where} is {state}, expected {expected}")
+        for t in life.tries
+        if t.retryable_failure and t.context.should_retry == retries_left and t.observation.row_gone is None
+        for where, state in _recorded(t.observation).items()
+        if state != expected
+    )
+
+
 def last_failing_try_ends_failed(life: Life):
     """A failing try with no retries left ends FAILED, never UP_FOR_RETRY."""
-    return tuple(
-        Violation("last_failing_try_ends_failed",
-                  f"try {t.context.try_number} of max_tries={t.context.max_tries} failed with no retries left; "
-                  f"{where} is {state}, expected failed")
-        for t in life.tries
-        if t.retryable_failure and not t.context.should_retry and t.observation.row_gone is None
-        for where, state in _recorded(t.observation).items()
-        if state != FAILED
-    )
+    return _failing_tries_that_did_not_end(life, "last_failing_try_ends_failed", False, FAILED)
 
 
 def failing_try_with_retries_left_ends_up_for_retry(life: Life):
     """A failing try with retries left ends UP_FOR_RETRY (the seed: not FAILED)."""
-    return tuple(
-        Violation("failing_try_with_retries_left_ends_up_for_retry",
-                  f"try {t.context.try_number} of max_tries={t.context.max_tries} failed with retries left; "
-                  f"{where} is {state}, expected up_for_retry")
-        for t in life.tries
-        if t.retryable_failure and t.context.should_retry and t.observation.row_gone is None
-        for where, state in _recorded(t.observation).items()
-        if state != UP_FOR_RETRY
-    )
+    return _failing_tries_that_did_not_end(life, "failing_try_with_retries_left_ends_up_for_retry", True, UP_FOR_RETRY)
 
 
 def no_try_leaves_row_running(life: Life):
