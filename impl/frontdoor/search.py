@@ -90,7 +90,6 @@ def replay(target, finding: Finding) -> Counterexample | None:
 
 def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
     """The findings report, in Markdown: each registered finding replayed now, then what the search found."""
-    registered = {(f.invariant, f.scenario) for f in FINDINGS}
     lines = [
         f"# finalstate findings — target `{target.name}`, apache-airflow-task-sdk {sdk_version}",
         "",
@@ -122,10 +121,15 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
                   f"- invariant: `{finding.invariant}` ({finding.kind}); targets: {', '.join(finding.targets)}",
                   f"- minimal scenario: `{finding.scenario}`",
                   f"- responsible upstream: {finding.upstream}", ""]
-    new = [c for c in discovered if (c.invariant, c.scenario.to_text()) not in registered]
+    def cause(c: Counterexample) -> str:
+        found = next((f for f in FINDINGS if target.name in f.targets
+                      and f.explains_violation(c.invariant, c.scenario, c.observation)), None)
+        return f"{found.id}" if found else "NEW"
+
+    causes = [cause(c) for c in discovered]
     lines += ["## What this run's search found", "",
-              f"{len(discovered)} minimal counterexample(s); {len(new)} not (yet) registered as a finding.", ""]
-    for c in discovered:
-        mark = "registered" if (c.invariant, c.scenario.to_text()) in registered else "NEW"
+              f"{len(discovered)} minimal counterexample(s), each marked with the registered finding whose signature "
+              f"explains it; {causes.count('NEW')} explained by none (NEW).", ""]
+    for c, mark in zip(discovered, causes):
         lines += [f"- [{mark}] `{c.invariant}`: `{c.scenario.to_text()}` — " + "; ".join(c.messages)]
     return "\n".join(lines) + "\n"
