@@ -73,6 +73,11 @@ REGISTRY: dict[str, Entry] = {
 #: Targets named by a prefix and what follows it.
 PREFIXES = {"cmd:": "cmd:PROGRAM ARGS..."}
 DEFAULT_TARGET = "airflow-inproc"
+#: What answers a supervisor target's Execution API calls: ``model.server`` (fast; the default) or the real
+#: Execution API of the installed apache-airflow-core. Chosen through this environment variable, which
+#: ``--server`` sets and the target module reads when it is loaded (only ``airflow-inproc`` reads it so far).
+SERVERS = ("model", "airflow")
+SERVER_ENV = "FINALSTATE_SERVER"
 
 
 def model_target(kind: str = "supervisor") -> Target:

@@ -120,6 +120,7 @@ class Exchange:
     when it received none (``error``: the httpx exception it got instead); ``server_status`` is
     what the app answered, None when the request never reached it. They differ for an injected
     5xx (the app never saw it) and a lost answer (the app answered, the client never heard).
+    ``state`` is the state a ``finish`` asks for (``failed``, ``skipped``, ...); None for any other call.
     """
 
     call: int
@@ -130,6 +131,7 @@ class Exchange:
     status: int | None
     error: str | None = None
     server_status: int | None = None
+    state: str | None = None
 
     def to_text(self) -> str:
         seen = str(self.status) if self.status is not None else self.error
@@ -139,7 +141,8 @@ class Exchange:
             note = f" (the server answered {self.server_status})"
         else:
             note = ""
-        return f"#{self.call}.{self.attempt} {self.method} {self.path} [{self.name}] -> {seen}{note}"
+        name = f"{self.name}({self.state})" if self.state else self.name
+        return f"#{self.call}.{self.attempt} {self.method} {self.path} [{name}] -> {seen}{note}"
 
 
 @attrs.frozen
@@ -168,13 +171,28 @@ def call_name(method: str, path: str, content: bytes | None) -> str:
     """
     parts = path.strip("/").split("/")
     action = parts[-1] if parts else ""
-    if "task-instances" in parts and action == "state" and method == "PATCH":
-        try:
-            state = json.loads(content or b"{}").get("state")
-        except (ValueError, AttributeError):
-            state = None
-        return _STATE_CALLS.get(state, "finish")
+    if _is_state_update(method, parts):
+        return _STATE_CALLS.get(_requested_state(content), "finish")
     return _ACTION_CALLS.get((method, action), action)
+
+
+def finish_state(method: str, path: str, content: bytes | None) -> str | None:
+    """The state a ``finish`` request asks for (``failed``, ``skipped``, ...); None for any other request."""
+    if not _is_state_update(method, path.strip("/").split("/")):
+        return None
+    state = _requested_state(content)
+    return None if state in _STATE_CALLS else state
+
+
+def _is_state_update(method: str, parts: list[str]) -> bool:
+    return method == "PATCH" and "task-instances" in parts and parts[-1] == "state"
+
+
+def _requested_state(content: bytes | None) -> str | None:
+    try:
+        return json.loads(content or b"{}").get("state")
+    except (ValueError, AttributeError):
+        return None
 
 
 # -- the client side -----------------------------------------------------------------------------
@@ -222,7 +240,8 @@ class ExchangeTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         name = call_name(request.method, request.url.path, request.content)
-        record = dict(call=self.call, attempt=self.attempt, method=request.method, path=request.url.path, name=name)
+        record = dict(call=self.call, attempt=self.attempt, method=request.method, path=request.url.path, name=name,
+                      state=finish_state(request.method, request.url.path, request.content))
         fault = self._fault_for(name)
         if fault is not None and fault.kind != "lost":
             if fault.kind == "5xx":
