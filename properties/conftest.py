@@ -2,7 +2,9 @@
 
 ``--target NAME[,NAME...]`` (default ``airflow-inproc``) picks what the properties run
 against; ``--hypothesis-profile dev|ci|nightly`` how hard they look
-(``impl/frontdoor/profiles.py``). A property asks for the fixture of the kind of run it
+(``impl/frontdoor/profiles.py``); ``--server model|airflow`` what answers the supervisor
+targets' Execution API calls (sets ``FINALSTATE_SERVER``; default: as the environment says, else
+``model``). A property asks for the fixture of the kind of run it
 lives: ``target`` (supervisor), ``runtime_target`` or ``coordinator_target``; a target of
 another kind skips it with the reason.
 """
@@ -16,7 +18,8 @@ from hypothesis.statistics import collector, describe_statistics
 import impl.frontdoor.profiles  # noqa: F401  registers the profiles
 from impl.frontdoor.findings import Finding, findings_on
 from impl.frontdoor.kinds import KINDS, outcome
-from impl.frontdoor.registry import DEFAULT_TARGET, TargetUnavailable, UnknownTarget, check_name, load_target
+from impl.frontdoor.registry import (DEFAULT_TARGET, SERVER_ENV, SERVERS, TargetUnavailable, UnknownTarget, check_name,
+                                     load_target)
 from impl.frontdoor.report import InvariantViolation, check_invariants
 
 
@@ -24,9 +27,17 @@ def pytest_addoption(parser):
     parser.addoption("--target", default=DEFAULT_TARGET,
                      help="target(s) to check, comma-separated (see `finalstate targets`); "
                           f"default {DEFAULT_TARGET}")
+    parser.addoption("--server", choices=SERVERS, default=None,
+                     help="what answers a supervisor target's Execution API calls: model (model.server, the default) "
+                          "or airflow (the real Execution API on SQLite; airflow-inproc only so far); "
+                          f"sets {SERVER_ENV}")
 
 
 def pytest_configure(config):
+    if config.getoption("--server"):
+        import os
+
+        os.environ[SERVER_ENV] = config.getoption("--server")
     names = [n.strip() for n in config.getoption("--target").split(",") if n.strip()]
     for name in names:
         try:

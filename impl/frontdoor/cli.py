@@ -1,7 +1,7 @@
 """``finalstate``: run the checker, replay a counterexample of any kind, write the findings report.
 
     finalstate check [--target NAME] [--profile dev|ci|nightly] [--junit-xml PATH] [-- PYTEST-ARGS]
-    finalstate replay --target NAME 'try_number=1 max_tries=1; send RetryTask; exit 0'
+    finalstate replay [--server model|airflow] --target NAME 'try_number=1 max_tries=1; send RetryTask; exit 0'
     finalstate findings [--target NAME] [--out findings-report.md]
     finalstate targets
     finalstate coverage --target airflow-inproc      (branch coverage of the real terminal-state code)
@@ -14,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from impl.frontdoor.registry import DEFAULT_TARGET, TargetUnavailable, UnknownTarget, known_targets, load_target
+from impl.frontdoor.registry import (DEFAULT_TARGET, SERVER_ENV, SERVERS, TargetUnavailable, UnknownTarget,
+                                     known_targets, load_target)
 
 
 #: The Hypothesis profiles ``impl.frontdoor.profiles`` registers (not imported here: pytest must import Hypothesis first).
@@ -62,8 +63,13 @@ def _check_exhaustively(args) -> int:
 
 
 def cmd_replay(args) -> int:
+    """Replay one run; with ``--server airflow`` also the HTTP exchanges and the row before and after."""
+    import os
+
     from impl.frontdoor.kinds import KINDS, kind_of
 
+    if args.server:
+        os.environ[SERVER_ENV] = args.server  # read by the target as it is loaded
     kind = kind_of(args.scenario)
     if kind == "lifecycle":
         return _replay_life(args)
@@ -74,18 +80,26 @@ def cmd_replay(args) -> int:
     target = _load(args.target, kind)
     try:
         observed, expected = target.run(run), target.reference(run)
+    except NotImplementedError as e:  # a run this target's server backend cannot play (yet)
+        raise SystemExit(f"finalstate: {e}") from None
     finally:
         target.close()
-    return _print_replay(target.name, KINDS[kind], run, expected, observed)
+    record = getattr(target.run, "last", None)  # the real server's record of the attempt
+    return _print_replay(target.name, KINDS[kind], run, expected, observed, record)
 
 
-def _print_replay(name: str, kind, run, expected, observed) -> int:
+def _print_replay(name: str, kind, run, expected, observed, record=None) -> int:
     from impl.frontdoor.report import disagreement_report, observation_block, trace
 
     print(f"{kind.name} run:", trace(run), sep="\n")
     for line in kind.notes(run, observed):
         print(f"  {line}")
+    if record is not None:
+        print("  real Execution API (--server airflow):", *(f"    {line}" for line in record.to_lines()), sep="\n")
     if observed != expected:
+        if record is not None:
+            print("(on --server airflow a disagreement is a difference between model.server and the real "
+                  "Execution API server, not between the model and the supervisor)")
         print(disagreement_report(name, run, expected, observed))
     else:
         print(observation_block(f"{name} (agrees with the model)", observed))
@@ -171,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser("replay", help="run one scenario, runtime run, coordinator run or life on a target and "
                                         "the model, and check it")
     rep.add_argument("--target", default=DEFAULT_TARGET)
+    rep.add_argument("--server", choices=SERVERS, help="what answers the supervisor's Execution API calls: "
+                     "model.server (default) or the real Execution API of apache-airflow-core on SQLite "
+                     f"(sets {SERVER_ENV}; airflow-inproc only so far)")
     rep.add_argument("scenario", help="the run's text, as a counterexample prints it")
     rep.set_defaults(func=cmd_replay)
 

@@ -15,7 +15,7 @@ import httpx
 from airflow.sdk.api.client import ServerResponseError
 from airflow.sdk.api.datamodels._generated import DagRun, TIRunContext
 
-from model.scenario import TIMEOUT, ApiCall, RunContext, Scenario
+from model.scenario import TIMEOUT, ApiCall, Fault, RunContext, Scenario
 from model.server import OK, Server
 
 _REQUEST = httpx.Request("PATCH", "http://execution-api.invalid/")
@@ -55,6 +55,14 @@ class RecordingTaskInstances:
         self.server = Server.queued(scenario.context)
         self.calls: list[ApiCall] = []
         self.heartbeat_answer = 200
+
+    def arm(self, fault: Fault) -> None:
+        """From now on ``fault`` applies to its call (``model.server.Server.arm``)."""
+        self.server = self.server.arm(fault)
+
+    def heartbeat_due(self, answer: int) -> None:
+        """The next heartbeat is answered ``answer`` (as ``model.server`` answers for a RUNNING TI)."""
+        self.heartbeat_answer = answer
 
     def _answer(self, name: str, status: int | str, state: str | None = None) -> None:
         self.calls.append(ApiCall(name, status, state))

@@ -12,12 +12,28 @@ Nothing of the supervisor is re-implemented here. The real ``wait()`` runs the r
   (the server's rules and the scenario's faults), raising what Airflow's client raises, and
   records every call;
 - the child's socket: response frames are decoded to learn what the runtime was told.
+
+The server. ``target(name, server=None)`` chooses what answers the supervisor: ``server`` or,
+when None, the environment variable ``FINALSTATE_SERVER`` (``registry.SERVER_ENV``, which
+``finalstate replay --server`` and ``pytest --server`` set), default ``model``:
+
+- ``model``: the recording client above; the default, and unchanged;
+- ``airflow``: Airflow's real ``Client`` (default retries, zero waits) to the real Execution
+  API app in process on SQLite (``impl.server.airflow_api``); each scenario is its own DagRun
+  and TaskInstance, the supervisor's ``start`` is the real ``ti_run``, the TI id is that row's,
+  and faults and heartbeat answers happen in the transport and the world
+  (``impl.server.airflow_attempt``). The run function keeps the last attempt's record
+  (exchanges, row before and after) as ``run.last``. A scenario it cannot play raises
+  ``airflow_attempt.Unsupported`` (a ``NotImplementedError``) naming what.
+
+The target's name is ``airflow-inproc`` either way.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -98,13 +114,17 @@ class ChildEnd:
 
 
 class ScriptedSelector:
-    """The monitor loop's selector: each ``select()`` is a wake-up that delivers the next event."""
+    """The monitor loop's selector: each ``select()`` is a wake-up that delivers the next event.
 
-    def __init__(self, scenario: Scenario, process: ScriptedProcess, client: RecordingClient):
+    ``world`` takes the scenario's faults (``arm``) and heartbeat answers (``heartbeat_due``, only
+    when a heartbeat will be sent: none is once the supervisor holds a terminal state).
+    """
+
+    def __init__(self, scenario: Scenario, process: ScriptedProcess, world):
         self.events = deque(scenario.events)
         self.exit_code = scenario.exit_code
         self.process = process
-        self.ti = client.task_instances
+        self.world = world
         self.next_id = 1
 
     def attach(self, supervisor: ActivitySubprocess) -> None:
@@ -125,9 +145,10 @@ class ScriptedSelector:
         if isinstance(event, Send):
             self._deliver(event)
         elif isinstance(event, Fault):
-            self.ti.server = self.ti.server.arm(event)
+            self.world.arm(event)
         elif isinstance(event, Heartbeat):
-            self.ti.heartbeat_answer = event.answer
+            if not sup._terminal_state:  # else _send_heartbeat_if_needed sends none
+                self.world.heartbeat_due(event.answer)
             sup._last_heartbeat_attempt = now - airflow_supervisor.MIN_HEARTBEAT_INTERVAL - 1
         elif isinstance(event, Overtime) and sup._task_end_time_monotonic is not None:
             sup._task_end_time_monotonic = now - airflow_supervisor.TASK_OVERTIME_THRESHOLD - 1
@@ -152,27 +173,35 @@ class ScriptedSelector:
         pass
 
 
-def _supervisor(scenario: Scenario, client) -> tuple[ActivitySubprocess, ChildEnd]:
-    """A real ``ActivitySubprocess`` wired to the scripted process, selector and child socket."""
+def _supervisor(scenario: Scenario, client, world=None, ti_id: uuid.UUID = TI_ID
+                ) -> tuple[ActivitySubprocess, ChildEnd]:
+    """A real ``ActivitySubprocess`` wired to the scripted process, selector and child socket.
+
+    ``world``: what takes the scenario's faults and heartbeat answers (default: the recording client's).
+    """
     process, child = ScriptedProcess(), ChildEnd()
-    selector = ScriptedSelector(scenario, process, client)
-    sup = ActivitySubprocess(id=TI_ID, pid=process.pid, process=process, stdin=child, process_log=_QUIET,
+    selector = ScriptedSelector(scenario, process, world or client.task_instances)
+    sup = ActivitySubprocess(id=ti_id, pid=process.pid, process=process, stdin=child, process_log=_QUIET,
                              client=client, selector=selector)
     selector.attach(sup)
     return sup, child
 
 
-def run(scenario: Scenario) -> Observation:
-    """Replay ``scenario`` onto a real ``ActivitySubprocess`` and observe it."""
-    client = RecordingClient(scenario)
-    sup, child = _supervisor(scenario, client)
-    sup._on_child_started(ti=_task_instance(scenario.context.try_number), dag_rel_path="dag.py", bundle_info=None,
-                          sentry_integration="")
-    raised = None
+def _live(sup: ActivitySubprocess, ti) -> str | None:
+    """Start the attempt and run the real ``wait()``; what it raised, by name (part of what it did)."""
+    sup._on_child_started(ti=ti, dag_rel_path="dag.py", bundle_info=None, sentry_integration="")
     try:
         sup.wait()
-    except Exception as e:  # the supervisor raising is part of what it did
-        raised = _error_name(e)
+    except Exception as e:
+        return _error_name(e)
+    return None
+
+
+def run(scenario: Scenario) -> Observation:
+    """Replay ``scenario`` onto a real ``ActivitySubprocess`` and observe it (server: ``model.server``)."""
+    client = RecordingClient(scenario)
+    sup, child = _supervisor(scenario, client)
+    raised = _live(sup, _task_instance(scenario.context.try_number))
     row = client.task_instances.server.row
     return Observation(
         exit_code=sup._exit_code,
@@ -183,6 +212,51 @@ def run(scenario: Scenario) -> Observation:
         row_gone=row.gone,
         raised=raised,
     )
+
+
+class AirflowServerRun:
+    """``run`` on the real Execution API (server ``airflow``): one attempt per scenario; ``last`` its record.
+
+    ``calls`` are mapped from the HTTP exchanges as ``impl.server.airflow_attempt`` says (one per
+    client call, its final status, 2xx as 200); ``row`` is read back by run id after the attempt
+    (``deleted`` once the TI is gone), ``row_gone`` the status the world's actor made the server answer.
+    """
+
+    def __init__(self):
+        from impl.server.airflow_attempt import open_server
+
+        self._logging = structlog.get_config(), os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL")
+        self.server = open_server()
+        self.last = None
+
+    def __call__(self, scenario: Scenario) -> Observation:
+        from impl.server.airflow_attempt import AirflowAttempt, observed_row
+
+        attempt = AirflowAttempt(self.server, scenario.context)
+        sup, child = _supervisor(scenario, attempt.client, attempt, attempt.ti_id)
+        ti = airflow_supervisor.TaskInstance.model_construct(id=attempt.ti_id, try_number=scenario.context.try_number)
+        raised = _live(sup, ti)
+        calls = attempt.calls()
+        self.last = attempt.close()
+        return Observation(
+            exit_code=sup._exit_code,
+            final_state=str(getattr(sup.final_state, "value", sup.final_state)),
+            calls=calls,
+            replies=tuple(child.replies),
+            row=observed_row(self.last.row_after),
+            row_gone=attempt.gone,
+            raised=raised,
+        )
+
+    def close(self) -> None:
+        """Stop the server (its database copy is deleted) and put the logging set-up back as it was."""
+        self.server.close()
+        config, level = self._logging
+        structlog.configure(**config)
+        if level is None:
+            os.environ.pop("AIRFLOW__LOGGING__LOGGING_LEVEL", None)
+        else:
+            os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = level
 
 
 @functools.lru_cache(maxsize=None)
@@ -219,7 +293,20 @@ def raw_rate_probe(scenario: Scenario, client=None) -> str:
     return sup.final_state
 
 
-def target(name: str):
-    from impl.frontdoor.registry import Target
+def target(name: str, server: str | None = None):
+    """The ``airflow-inproc`` target on ``server`` (None: ``$FINALSTATE_SERVER``, default ``model``); see the module."""
+    from impl.frontdoor.registry import SERVER_ENV, SERVERS, Target, TargetUnavailable
 
-    return Target(name, run)
+    server = server or os.environ.get(SERVER_ENV) or "model"
+    if server not in SERVERS:
+        raise TargetUnavailable(f"unknown server {server!r} (from {SERVER_ENV} or --server); "
+                                f"the servers are: {', '.join(SERVERS)}")
+    if server == "model":
+        return Target(name, run)
+    try:
+        import airflow.api_fastapi.execution_api.app  # noqa: F401
+    except ImportError as e:
+        raise TargetUnavailable(f"{name} with --server airflow needs apache-airflow-core's Execution API "
+                                f"({e}): pip install 'finalstate[airflow]'") from None
+    real = AirflowServerRun()
+    return Target(name, real, close=real.close)

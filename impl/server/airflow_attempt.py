@@ -1,0 +1,148 @@
+"""One scenario's attempt on the real Execution API: its row, the supervisor's client, the world around it.
+
+The twin of ``model_client`` for ``--server airflow``: where ``RecordingClient`` answers from
+``model.server``, an ``AirflowAttempt`` gives the supervisor Airflow's real ``Client`` (Airflow's
+default number of attempts, zero waits) to the real app of ``airflow_api.AirflowServer``, and
+moves the scenario's faults and heartbeat answers to where they happen.
+
+The row. Each attempt is its own DagRun and TaskInstance, QUEUED with the scenario's
+``try_number`` and ``max_tries`` (``AirflowServer.open_attempt(..., start=False)``); the
+supervisor's own ``start`` is the real ``ti_run``, so ``should_retry`` comes from the server. A run
+context whose ``should_retry`` is not the server's rule cannot be had from the real server:
+``Unsupported``.
+
+The events (``fault`` and ``heartbeat`` arm, before the call they are about):
+
+- ``fault CALL transient``: the transport answers 500 to the *first* request of the next such
+  call only; the client's retries then reach the app (so with default retries it is invisible);
+- ``fault CALL permanent``: 500 to every request of that call from now on;
+- ``fault CALL lost``: the next such request is applied by the app and its answer lost (the
+  client retries it against what the server already did);
+- ``heartbeat 200``: nothing; ``heartbeat 500``: 500 to every attempt of that heartbeat;
+- ``heartbeat 404`` / ``409`` / ``410``: the world, by airflow-core's own code, just before the
+  heartbeat: a user deletes the TI (404), marks it failed (409), clears it (410: the try is
+  archived). Only while the row is RUNNING, as ``model.server`` answers them only for its
+  RUNNING TI; ``row_gone`` is then that status.
+
+The calls. One ``ApiCall(name, status, state)`` per client-level call (``Client.request``, all
+its retries), named as ``model.server`` names them, with the *final* status the client saw: any
+2xx as 200 (``model.server.OK``; the real app answers 200 or 204), a 4xx/5xx as it is, no answer
+on the last attempt (a lost answer) as ``TIMEOUT``. ``state`` only for ``finish``. The
+per-request record is ``AttemptRecord.exchanges``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import attrs
+
+from impl.server.airflow_api import AirflowServer, Exchange, RowState, TransportFault, quiet_logs
+from model.scenario import FAILED, HEARTBEAT_GONE, RUNNING, TIMEOUT, ApiCall, Fault, RunContext
+from model.server import OK
+
+#: Scenario fault kinds → what the transport does (``TransportFault`` kind, how many requests: None = all).
+_FAULTS = {"transient": ("5xx", 1), "permanent": ("5xx", None), "lost": ("lost", 1)}
+#: ``Observation.row`` for a TI the server no longer holds (deleted).
+DELETED = "deleted"
+
+
+class Unsupported(NotImplementedError):
+    """A scenario the real server backend cannot play (yet); the message names what and why."""
+
+
+@attrs.frozen
+class AttemptRecord:
+    """What went on between the supervisor and the real server in one attempt, for a person to read."""
+
+    run_id: str
+    ti_id: str
+    row_before: RowState | None
+    row_after: RowState | None
+    exchanges: tuple[Exchange, ...]
+
+    def to_lines(self) -> list[str]:
+        return [f"run_id={self.run_id} ti_id={self.ti_id}",
+                f"row before: {row_text(self.row_before)}",
+                "exchanges:", *(f"  {e.to_text()}" for e in self.exchanges),
+                f"row after: {row_text(self.row_after)}"]
+
+
+def row_text(row: RowState | None) -> str:
+    if row is None:
+        return DELETED
+    return f"{row.state} try_number={row.try_number} max_tries={row.max_tries}"
+
+
+def open_server() -> AirflowServer:
+    """The process's ``AirflowServer`` (home ``build/server/``), started, Airflow's logs quieted."""
+    quiet_logs()
+    return AirflowServer().start()
+
+
+class AirflowAttempt:
+    """One attempt's row and client; ``arm`` and ``heartbeat_due`` are the scenario's world (see the module)."""
+
+    def __init__(self, server: AirflowServer, context: RunContext):
+        if not context.consistent:
+            raise Unsupported(
+                f"--server airflow: the run context should_retry={str(context.should_retry).lower()} with "
+                f"try_number={context.try_number} max_tries={context.max_tries} is not what the real server "
+                "hands out (it decides should_retry itself); not supported by the real server backend")
+        self.server = server
+        self.attempt = server.open_attempt(context.try_number, context.max_tries, start=False)
+        self.row_before = server.row(self.attempt.run_id)
+        self.client = server.client()
+        self.gone: int | None = None
+
+    @property
+    def ti_id(self):
+        return self.attempt.ti_id
+
+    def arm(self, fault: Fault) -> None:
+        kind, times = _FAULTS[fault.kind]
+        self.client.wire.arm(TransportFault(fault.call, kind, times=times))
+
+    def heartbeat_due(self, answer: int) -> None:
+        """The next heartbeat is to be answered ``answer``; call only when the supervisor will send it."""
+        run_id = self.attempt.run_id
+        if answer == 500:
+            self.client.wire.arm(TransportFault("heartbeat", "5xx", times=self.client.attempts))
+            return
+        if answer not in HEARTBEAT_GONE or getattr(self.server.row(run_id), "state", None) != RUNNING:
+            return
+        if answer == 404:
+            self.server.delete(run_id)
+        elif answer == 409:
+            self.server.mark(run_id, FAILED)
+        else:
+            self.server.clear(run_id)
+        self.gone = answer
+
+    def calls(self) -> tuple[ApiCall, ...]:
+        """One ``ApiCall`` per client call, with the final status it saw (see the module)."""
+        return tuple(_api_call(list(tries)) for _, tries in itertools.groupby(self.client.exchanges, lambda e: e.call))
+
+    def close(self) -> AttemptRecord:
+        """Read the row back, release the client; the record of the attempt."""
+        row = self.server.row(self.attempt.run_id)
+        self.server.release(self.client)
+        return AttemptRecord(self.attempt.run_id, str(self.attempt.ti_id), self.row_before, row,
+                             tuple(self.client.exchanges))
+
+
+def _api_call(tries: list[Exchange]) -> ApiCall:
+    last = tries[-1]
+    if last.status is None:
+        status = TIMEOUT
+    elif 200 <= last.status < 300:
+        status = OK
+    else:
+        status = last.status
+    return ApiCall(last.name, status, last.state)
+
+
+def observed_row(row: RowState | None) -> str:
+    """``Observation.row`` of a real row: its state, ``deleted`` once gone, ``none`` for a row with no state."""
+    return DELETED if row is None else str(row.state).lower()
+

@@ -1,0 +1,121 @@
+"""``airflow-inproc`` on ``--server airflow``: the real supervisor, Airflow's real client, the real Execution API.
+
+One target (one ``AirflowServer``, one SQLite copy under ``build/server/``) serves the module.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("airflow.api_fastapi.execution_api.app", reason="--server airflow needs apache-airflow-core")
+
+from impl.server.airflow_attempt import Unsupported  # noqa: E402
+from impl.supervisor_inproc import target as inproc  # noqa: E402
+from model.scenario import ApiCall, Scenario  # noqa: E402
+from model.supervisor import run as model_run  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def real():
+    loaded = inproc.target("airflow-inproc", "airflow")
+    yield loaded
+    loaded.close()
+
+
+def attempt(real, text):
+    """The observation and the record of one attempt on the real server."""
+    observed = real.run(Scenario.from_text(text))
+    return observed, real.run.last
+
+
+def exchanges(record):
+    return [(e.name, e.attempt, e.status) for e in record.exchanges]
+
+
+def test_the_default_server_is_the_model_and_unchanged(monkeypatch):
+    monkeypatch.delenv("FINALSTATE_SERVER", raising=False)
+    assert inproc.target("airflow-inproc").run is inproc.run
+
+
+def test_a_clean_success_ends_with_the_row_success(real):
+    observed, record = attempt(real, "try_number=1 max_tries=0; send SucceedTask; exit 0")
+    assert observed.calls == (ApiCall("start", 200), ApiCall("succeed", 200))
+    assert (observed.final_state, observed.row, observed.replies, observed.raised) == (
+        "success", "success", ("ok",), None)
+    assert exchanges(record) == [("start", 1, 200), ("succeed", 1, 204)]  # 2xx is recorded as the model's 200
+    assert (record.row_before.state, record.row_after.state) == ("queued", "success")
+    assert all(str(record.ti_id) in e.path for e in record.exchanges)  # the row's own id, not a constant
+    assert observed == model_run(Scenario.from_text("try_number=1 max_tries=0; send SucceedTask; exit 0"))
+
+
+def test_f2_a_crash_while_should_retry_leaves_the_real_row_running(real):
+    observed, record = attempt(real, "try_number=1 max_tries=1; exit 1")
+    assert observed.final_state == "up_for_retry"
+    assert observed.calls == (ApiCall("start", 200),)  # neither retry() nor finish()
+    assert observed.row == "running"
+    assert (record.row_after.state, record.row_after.try_number, record.row_after.max_tries) == ("running", 1, 1)
+
+
+def test_a_transient_fault_on_succeed_is_invisible_under_default_retries(real):
+    observed, record = attempt(real, "fault succeed transient; send SucceedTask; exit 0")
+    assert observed.calls == (ApiCall("start", 200), ApiCall("succeed", 200))
+    assert (observed.row, observed.replies) == ("success", ("ok",))
+    assert exchanges(record) == [("start", 1, 200), ("succeed", 1, 500), ("succeed", 2, 204)]
+    assert record.exchanges[1].server_status is None  # the app never saw the first request
+
+
+def test_a_permanent_fault_is_500_on_every_attempt(real):
+    observed, record = attempt(real, "fault finish permanent; exit 1")
+    assert observed.calls == (ApiCall("start", 200), ApiCall("finish", 500, "failed"))
+    assert observed.row == "running"
+    assert [e.attempt for e in record.exchanges if e.name == "finish"] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("answer,row", [(404, "deleted"), (409, "failed"), (410, "restarting")])
+def test_a_gone_heartbeat_is_the_worlds_doing(real, answer, row):
+    observed, record = attempt(real, f"try_number=1 max_tries=1; heartbeat {answer}; exit 0")
+    assert observed.calls == (ApiCall("start", 200), ApiCall("heartbeat", answer))
+    assert (observed.final_state, observed.row, observed.row_gone) == ("SERVER_TERMINATED", row, answer)
+
+
+def test_an_unsupported_run_context_is_a_clear_error(real):
+    with pytest.raises(Unsupported, match="should_retry=false .* not supported by the real server backend"):
+        real.run(Scenario.from_text("try_number=1 max_tries=1 should_retry=false; exit 1"))
+    assert isinstance(Unsupported("x"), NotImplementedError)
+
+
+def test_replay_on_the_real_server_prints_the_exchange_and_the_rows():
+    """The command as a user types it, in its own process (one ``AirflowServer`` per process)."""
+    env = dict(os.environ)
+    env.pop("FINALSTATE_SERVER", None)
+    done = subprocess.run([sys.executable, "-m", "impl.frontdoor.cli", "replay", "--server", "airflow", "--target",
+                           "airflow-inproc", "try_number=1 max_tries=1 should_retry=true; exit 1"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert done.returncode == 1, done.stderr  # F2's violations
+    out = done.stdout
+    assert "row before: queued try_number=1 max_tries=1" in out
+    assert "row after: running try_number=1 max_tries=1" in out
+    assert "#1.1 PATCH /task-instances/" in out and "/run [start] -> 200" in out
+    assert "no_task_instance_left_running" in out
+
+
+def test_replay_names_what_the_real_server_cannot_play(real, monkeypatch, capsys):
+    from impl.frontdoor import cli
+    from impl.frontdoor.registry import Target
+
+    monkeypatch.setenv("FINALSTATE_SERVER", "model")  # cli.main sets it; monkeypatch puts it back
+    monkeypatch.setattr(cli, "_load", lambda name, kind: Target(name, real.run))  # this module's server
+    with pytest.raises(SystemExit, match="should_retry=false .* not supported by the real server backend"):
+        cli.main(["replay", "--server", "airflow", "--target", "airflow-inproc",
+                  "try_number=1 max_tries=1 should_retry=false; exit 1"])
+    assert os.environ["FINALSTATE_SERVER"] == "airflow"
+    assert cli.main(["replay", "--server", "airflow", "--target", "airflow-inproc", "send SucceedTask; exit 0"]) == 0
+    out = capsys.readouterr().out
+    assert "row before: queued" in out and "row after: success" in out and "[succeed] -> 204" in out
