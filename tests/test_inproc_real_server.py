@@ -119,3 +119,16 @@ def test_replay_names_what_the_real_server_cannot_play(real, monkeypatch, capsys
     assert cli.main(["replay", "--server", "airflow", "--target", "airflow-inproc", "send SucceedTask; exit 0"]) == 0
     out = capsys.readouterr().out
     assert "row before: queued" in out and "row after: success" in out and "[succeed] -> 204" in out
+
+
+def test_findings_re_shown_on_the_real_server_say_what_the_scheduler_makes_of_them(real):
+    """F1 (exit 0, no terminal frame) holds with default retries, and the heartbeat timeout later fails the TI
+    the supervisor reported SUCCESS; F3 (one failed closing finish()) does not hold once the client retries."""
+    from impl.frontdoor.findings import FINDINGS
+    from impl.frontdoor.search import on_the_real_server
+
+    table = on_the_real_server(real, [f for f in FINDINGS if f.id in ("F1", "F3")])
+    f1 = next(line for line in table if line.startswith("| F1 |"))
+    f3 = next(line for line in table if line.startswith("| F3 |"))
+    assert "| reproduces: success, row running;" in f1 and f1.endswith("| failed try_number=1 max_tries=0 |")
+    assert "| does not hold: failed, row failed;" in f3

@@ -131,6 +131,8 @@ def _replay_life(args) -> int:
 
 
 def cmd_findings(args) -> int:
+    import os
+
     from hypothesis import settings
 
     import impl.frontdoor.profiles  # noqa: F401  registers the profiles
@@ -144,6 +146,16 @@ def cmd_findings(args) -> int:
         stale = [f.id for f in FINDINGS if target.name in f.targets and replay(target, f) is None]
     finally:
         target.close()
+    if args.server == "airflow":  # the search ran on the fast model server; the findings are re-shown on the real one
+        from impl.frontdoor.search import on_the_real_server
+
+        os.environ[SERVER_ENV] = "airflow"
+        real = _load(args.target)
+        try:
+            text += "\n" + "\n".join(on_the_real_server(real))
+        finally:
+            real.close()
+            os.environ[SERVER_ENV] = "model"
     Path(args.out).write_text(text)
     print(text)
     print(f"wrote {args.out}")
@@ -196,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     fnd.add_argument("--out", default="findings-report.md")
     fnd.add_argument("--profile", default="ci", choices=PROFILES)
     fnd.add_argument("--per-invariant", type=int, default=3, help="distinct counterexamples to look for per invariant")
+    fnd.add_argument("--server", choices=SERVERS, default="model",
+                     help="airflow: also re-run every registered finding on the real Execution API server with Airflow's "
+                          "default client retries, and add the table to the report (the search itself runs on the model "
+                          "server)")
     fnd.set_defaults(func=cmd_findings)
 
     tgt = sub.add_parser("targets", help="list the known targets: kind, what runs, what each needs")

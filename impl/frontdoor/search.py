@@ -133,3 +133,50 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
     for c, mark in zip(discovered, causes):
         lines += [f"- [{mark}] `{c.invariant}`: `{c.scenario.to_text()}` — " + "; ".join(c.messages)]
     return "\n".join(lines) + "\n"
+
+
+def on_the_real_server(real_target, findings=FINDINGS) -> list[str]:
+    """Each supervisor finding's own scenario on the model server and on the real Execution API server.
+
+    ``real_target`` is ``airflow-inproc`` with ``--server airflow``: the real client with Airflow's
+    default retries, the real app on a real database. For each finding: whether its invariant still
+    breaks on the real server, what was recorded there, and the row's eventual state once the
+    scheduler's task-heartbeat timeout handling has run on it (a TI left RUNNING is failed or retried
+    by the scheduler, in time). Returns the Markdown section.
+    """
+    from impl.server.airflow_attempt import row_text
+    from model import supervisor as model_supervisor
+
+    lines = ["## On the real Execution API server", "",
+             "Each supervisor finding's own scenario, run again by `finalstate findings --server airflow`: the real",
+             "`ActivitySubprocess` through Airflow's real `Client` with its default retries (5 attempts, waits set to",
+             "zero) to the real Execution API app of the installed apache-airflow-core on SQLite. A `transient` fault",
+             "is a 5xx on a call's first attempt only, which the client's retries hide; `lost` is applied, its answer",
+             "lost; heartbeat 404/409/410 come from the TI deleted, marked failed or cleared. The last column is the",
+             "row after the scheduler's task-heartbeat-timeout handling (`_find_task_instances_without_heartbeats`,",
+             "the executor's failure event, `process_executor_events`) has run on it.", "",
+             "| finding | model server | real server, default retries | row after the heartbeat timeout |",
+             "|---|---|---|---|"]
+    for finding in findings:
+        if real_target.name not in finding.targets:
+            continue
+        scenario = Scenario.from_text(finding.scenario)
+        invariant = next(i for i in SUPERVISOR_INVARIANTS if i.__name__ == finding.invariant)
+        on_model = model_supervisor.run(scenario)
+        model_cell = f"{'breaks' if violations(scenario, on_model, (invariant,)) else 'holds'}: " \
+                     f"{on_model.final_state}, row {on_model.row}"
+        try:
+            on_real = real_target.run(scenario)
+        except NotImplementedError as e:
+            lines.append(f"| {finding.id} | {model_cell} | not playable on the real server yet: {e} | |")
+            continue
+        record = real_target.run.last
+        broke = violations(scenario, on_real, (invariant,))
+        explained = finding.explains_violation(finding.invariant, scenario, on_real) if broke else False
+        verdict = ("reproduces" if explained else "breaks the invariant by another cause") if broke else "does not hold"
+        real_cell = f"{verdict}: {on_real.final_state}, row {on_real.row}" + \
+                    (f", raised {on_real.raised}" if on_real.raised else "") + \
+                    f"; calls {', '.join(map(str, on_real.calls))}"
+        after = real_target.run.server.heartbeat_timeout(record.run_id) if record.row_after is not None else None
+        lines.append(f"| {finding.id} | {model_cell} | {real_cell} | {row_text(after)} |")
+    return lines + [""]
