@@ -141,7 +141,12 @@ def _make_operators() -> dict[str, type]:
     """This module's operators, as Cosmic Ray ``Operator`` classes (made on first use: Cosmic Ray is imported lazily)."""
     import parso.python.tree as pt
 
-    Operator = _operator_base()
+    class Operator(_operator_base()):
+        """Cosmic Ray's interface; ``examples`` (its self-test hook) is not used here."""
+
+        @classmethod
+        def examples(cls):
+            return ()
 
     class NegateCondition(Operator):
         """``if c:``/``elif c:``/``while c:``/``a if c else b`` → ``not (c)``: every branch of a chain, not only the first."""
@@ -155,27 +160,19 @@ def _make_operators() -> dict[str, type]:
             _replace_expression(node, slot, f"not ({node.children[slot].get_code(include_prefix=False)})")
             return node
 
-        @classmethod
-        def examples(cls):
-            return ()
-
     class _ConditionConstant(Operator):
         constant = "True"
 
+        def _slots(self, node) -> list[int]:
+            return [s for s in _condition_slots(node) if node.children[s].get_code(include_prefix=False) != self.constant]
+
         def mutation_positions(self, node):
-            for slot in _condition_slots(node):
-                if node.children[slot].get_code(include_prefix=False) != self.constant:
-                    yield node.children[slot].start_pos, node.children[slot].end_pos
+            for slot in self._slots(node):
+                yield node.children[slot].start_pos, node.children[slot].end_pos
 
         def mutate(self, node, index):
-            slots = [s for s in _condition_slots(node)
-                     if node.children[s].get_code(include_prefix=False) != self.constant]
-            _replace_expression(node, slots[index], self.constant)
+            _replace_expression(node, self._slots(node)[index], self.constant)
             return node
-
-        @classmethod
-        def examples(cls):
-            return ()
 
     class ConditionTrue(_ConditionConstant):
         """A condition made ``True``: its branch always taken."""
@@ -201,10 +198,6 @@ def _make_operators() -> dict[str, type]:
             operand.parent = node.parent
             return operand
 
-        @classmethod
-        def examples(cls):
-            return ()
-
     class DeleteStatement(Operator):
         """A simple statement (an assignment, a call, a ``return``, a ``raise``) replaced by ``pass``."""
 
@@ -218,10 +211,6 @@ def _make_operators() -> dict[str, type]:
             new.parent = node
             node.children[0] = new
             return node
-
-        @classmethod
-        def examples(cls):
-            return ()
 
     class ReplaceTaskState(Operator):
         """``TaskInstanceState.X`` → another terminal state; ``SERVER_TERMINATED`` → ``TaskInstanceState.FAILED``."""
@@ -248,10 +237,6 @@ def _make_operators() -> dict[str, type]:
                 member = node.children[1].children[1].value
                 return [s for s in STATE_SWAPS.get(member, ()) if s != member]
             return []
-
-        @classmethod
-        def examples(cls):
-            return ()
 
     return {f"finalstate/{c.__name__}": c for c in (
         NegateCondition, ConditionTrue, ConditionFalse, KeepOneOperand, DeleteStatement, ReplaceTaskState)}
