@@ -107,3 +107,10 @@ class RecordingTaskInstances:
 class RecordingClient:
     def __init__(self, scenario: Scenario):
         self.task_instances = RecordingTaskInstances(scenario)
+
+
+def error_name(e: Exception) -> str:
+    """What the supervisor raised, as an observation names it: ``ServerResponseError(409)``, or the type's name."""
+    if isinstance(e, ServerResponseError):
+        return f"ServerResponseError({e.response.status_code})"
+    return type(e).__name__

@@ -42,12 +42,11 @@ from collections import deque
 
 import msgspec
 import structlog
-from airflow.sdk.api.client import ServerResponseError
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 from airflow.sdk.execution_time.comms import _RequestFrame
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess, NeverRaised, ProcessTracker
 
-from impl.server.model_client import RecordingClient
+from impl.server.model_client import RecordingClient, error_name
 from impl.wire import codec
 from model.scenario import Fault, Heartbeat, Observation, Overtime, Scenario, Send
 from model.supervisor import MAX_FAILED_HEARTBEATS
@@ -193,7 +192,7 @@ def _live(sup: ActivitySubprocess, ti) -> str | None:
     try:
         sup.wait()
     except Exception as e:
-        return _error_name(e)
+        return error_name(e)
     return None
 
 
@@ -262,12 +261,6 @@ class AirflowServerRun:
 @functools.lru_cache(maxsize=None)
 def _task_instance(try_number: int):
     return airflow_supervisor.TaskInstance.model_construct(id=TI_ID, try_number=try_number)
-
-
-def _error_name(e: Exception) -> str:
-    if isinstance(e, ServerResponseError):
-        return f"ServerResponseError({e.response.status_code})"
-    return type(e).__name__
 
 
 def raw_rate_probe(scenario: Scenario, client=None) -> str:

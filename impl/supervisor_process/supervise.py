@@ -45,12 +45,13 @@ from typing import Sequence
 import httpx
 import structlog
 import tenacity
-from airflow.sdk.api.client import Client, ServerResponseError
+from airflow.sdk.api.client import Client
 from airflow.sdk.api.datamodels._generated import TaskInstance
 from airflow.sdk.coordinators._subprocess import _PopenActivitySubprocess
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 
 from impl.server.model_api import ExecutionAPIFake
+from impl.server.model_client import error_name
 from impl.wire import codec
 from impl.wire.launcher import ForkServer, build_launcher
 from impl.wire.scripted_runtime import SYNC_ID_BASE
@@ -238,7 +239,7 @@ def _supervise(h: Harness, attempt, command: list[str], task_id: str, deadline: 
         try:
             sup.wait()
         except Exception as e:  # the supervisor raising is part of what it did
-            raised = _error_name(e)
+            raised = error_name(e)
         finally:
             timer.cancel()
             watch.close()
@@ -311,12 +312,6 @@ def _not_started(attempt, error: Exception) -> Observation:
         replies=(),
         row=row.state,
         row_gone=row.gone,
-        raised=_error_name(error),
+        raised=error_name(error),
         harness=f"not started: {type(error).__name__}: {error}",
     )
-
-
-def _error_name(e: Exception) -> str:
-    if isinstance(e, ServerResponseError):
-        return f"ServerResponseError({e.response.status_code})"
-    return type(e).__name__
