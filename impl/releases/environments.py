@@ -1,0 +1,173 @@
+"""One virtual environment per system under check: a task-sdk release from PyPI, or a source checkout.
+
+``python_for(spec)`` returns the interpreter of an environment that holds this checkout
+(editable, with its test dependencies) and the system named by ``spec``:
+
+* a release, ``"1.2.0"``: that ``apache-airflow-task-sdk`` with the ``apache-airflow-core`` it
+  installs with (``RELEASES``);
+* ``"installed"``: this checkout's own ``.venv``, as it is (no build);
+* ``"src:/path/to/airflow"``: a checkout of apache/airflow, its ``task-sdk`` and
+  ``airflow-core`` installed editable.
+
+Environments are built with uv into ``build/envs/<name>``, once: a stamp file written after a
+good build records what was installed, and a stamped environment is returned without running
+uv (so no network after the first build). All builds share one uv cache (``build/uv-cache``)
+and hard-link from it, so an extra environment costs little disk. A file lock per environment
+makes concurrent builds of the same one wait for each other instead of racing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import attrs
+
+ROOT = Path(__file__).resolve().parents[2]
+ENVS = ROOT / "build" / "envs"
+UV_CACHE = ROOT / "build" / "uv-cache"
+
+#: Environment variable naming the system under check in a re-executed command (``finalstate check --release``).
+RELEASE_ENV = "FINALSTATE_RELEASE"
+
+#: Test dependencies every environment gets besides the checkout's own (attrs, hypothesis, msgpack, pytest).
+TEST_DEPENDENCIES = ("pytest-xdist>=3.5", "rfc3339-validator>=0.1.4")
+
+#: A build that takes longer than this is stopped and reported, never waited on for ever.
+BUILD_TIMEOUT_SECONDS = 1200
+
+
+class UnknownRelease(ValueError):
+    """A spec that names no known release, no ``installed`` and no ``src:`` checkout."""
+
+
+class EnvironmentFailed(RuntimeError):
+    """An environment that did not install: names the spec and carries the installer's last lines."""
+
+
+class NotACheckout(ValueError):
+    """A ``src:`` path that is not an apache/airflow checkout (no ``task-sdk/`` or no ``airflow-core/``)."""
+
+
+@attrs.frozen
+class Release:
+    """A task-sdk release on PyPI and the apache-airflow-core requirement it installs with.
+
+    Each core release pins its task-sdk exactly, so the core requirement is the minor series
+    the SDK belongs to and the resolver picks the core that pins this SDK.
+    """
+
+    version: str
+    core: str
+    prerelease: bool = False
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        return (f"apache-airflow-task-sdk=={self.version}", self.core)
+
+
+def _series(versions: str, core_minor: str) -> tuple[Release, ...]:
+    upper = f"3.{int(core_minor.split('.')[1]) + 1}.0"
+    return tuple(Release(v, f"apache-airflow-core>={core_minor}.0,<{upper}") for v in versions.split())
+
+
+#: The task-sdk releases on PyPI (``pip index versions apache-airflow-task-sdk --pre``, 2026-11-25):
+#: every final release from 1.0.0 to 1.3.2 (there is no final 1.0.5) and the newest pre-release.
+RELEASES: dict[str, Release] = {
+    r.version: r
+    for r in (
+        *_series("1.0.0 1.0.1 1.0.2 1.0.3 1.0.4 1.0.6", "3.0"),
+        *_series("1.1.0 1.1.1 1.1.2 1.1.3 1.1.4 1.1.5 1.1.6 1.1.7 1.1.8", "3.1"),
+        *_series("1.2.0 1.2.1 1.2.2", "3.2"),
+        *_series("1.3.0 1.3.1 1.3.2", "3.3"),
+        Release("1.4.0b2", "apache-airflow-core==3.4.0b2", prerelease=True),
+    )
+}
+
+
+def python_for(spec: str) -> Path:
+    """The python of the environment for ``spec`` (a release, ``installed`` or ``src:PATH``), built once.
+
+    Raises ``UnknownRelease`` (naming the spec and the known releases), ``NotACheckout`` (naming
+    the path and what it lacks) or ``EnvironmentFailed`` (naming the spec and uv's last lines).
+    """
+    if spec == "installed":
+        python = ROOT / ".venv" / "bin" / "python"
+        return python if python.exists() else Path(sys.executable)
+    name, requirements, editables = _plan(spec)
+    return _build(ENVS / name, spec, requirements, editables)
+
+
+def _plan(spec: str) -> tuple[str, tuple[str, ...], tuple[Path, ...]]:
+    """The environment's directory name, its requirements and the paths installed editable, for ``spec``."""
+    if spec.startswith("src:"):
+        checkout = Path(spec[4:]).expanduser().resolve()
+        for part in ("task-sdk", "airflow-core"):
+            if not (checkout / part / "pyproject.toml").is_file():
+                raise NotACheckout(f"--airflow-src {checkout}: no {part}/pyproject.toml there; expected a checkout "
+                                   "of apache/airflow with task-sdk/ and airflow-core/")
+        digest = hashlib.sha256(str(checkout).encode()).hexdigest()[:12]
+        return f"src-{digest}", (), (checkout / "task-sdk", checkout / "airflow-core")
+    release = RELEASES.get(spec)
+    if release is None:
+        raise UnknownRelease(f"unknown task-sdk release {spec!r}; known: {', '.join(RELEASES)}, "
+                             "installed, or src:PATH (a checkout of apache/airflow)")
+    return spec, release.requirements, ()
+
+
+def _build(env: Path, spec: str, requirements: tuple[str, ...], editables: tuple[Path, ...]) -> Path:
+    python = env / "bin" / "python"
+    stamp = env / "finalstate-stamp.json"
+    wanted = {"spec": spec, "requirements": list(requirements), "editables": [str(p) for p in editables],
+              "checkout": str(ROOT), "test_dependencies": list(TEST_DEPENDENCIES)}
+    env.parent.mkdir(parents=True, exist_ok=True)
+    with open(env.parent / f"{env.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second builder waits here, then finds the stamp
+        if _stamped(stamp) == wanted and python.exists():
+            return python
+        shutil.rmtree(env, ignore_errors=True)
+        base = getattr(sys, "_base_executable", sys.executable)
+        _uv(spec, "venv", "--quiet", "--python", base, str(env))
+        args = ["pip", "install", "--python", str(python), "--link-mode", "hardlink",
+                "--prerelease", "allow" if _prerelease(spec) else "if-necessary-or-explicit",
+                "-e", str(ROOT), *TEST_DEPENDENCIES, *requirements]
+        for path in editables:
+            args += ["-e", str(path)]
+        _uv(spec, *args)
+        stamp.write_text(json.dumps(wanted, indent=1))
+    return python
+
+
+def _prerelease(spec: str) -> bool:
+    release = RELEASES.get(spec)
+    return spec.startswith("src:") or (release is not None and release.prerelease)
+
+
+def _stamped(stamp: Path) -> dict | None:
+    try:
+        return json.loads(stamp.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _uv(spec: str, *args: str) -> None:
+    """Run uv with the shared cache; ``EnvironmentFailed`` with its last lines when it fails or overruns."""
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    if uv is None:
+        raise EnvironmentFailed(f"environment for {spec}: uv is not installed (pip install uv, or the dev extra)")
+    environ = {**os.environ, "UV_CACHE_DIR": str(UV_CACHE), "UV_NO_PROGRESS": "1"}
+    environ.pop("VIRTUAL_ENV", None)
+    try:
+        done = subprocess.run([uv, *args], env=environ, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise EnvironmentFailed(f"environment for {spec} did not install: uv {args[0]} ran over "
+                                f"{BUILD_TIMEOUT_SECONDS}s") from None
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
+        raise EnvironmentFailed(f"environment for {spec} did not install (uv {args[0]} exited {done.returncode}):\n{tail}")
