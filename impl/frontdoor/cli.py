@@ -4,6 +4,7 @@
     finalstate replay [--server model|airflow] --target NAME 'try_number=1 max_tries=1; send RetryTask; exit 0'
     finalstate findings [--target NAME] [--out findings-report.md]
     finalstate targets
+    finalstate check|replay|findings|targets --release 1.2.0 | --airflow-src PATH ...   (on another system under check)
     finalstate coverage --target airflow-inproc      (branch coverage of the real terminal-state code)
     finalstate mutate --target airflow-inproc        (mutation score of the checker on it)
 """
@@ -174,8 +175,52 @@ def _sdk_version() -> str:
 
 
 def cmd_targets(args) -> int:
+    print(f"system under check: apache-airflow-task-sdk {_sdk_version()}")
     print(known_targets())
     return 0
+
+
+#: The switches that choose the system under check; the command is re-run in that system's environment without them.
+RELEASE_SWITCHES = ("--release", "--airflow-src")
+
+
+def _add_release_options(parser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--release", metavar="VERSION", help="run on this apache-airflow-task-sdk release from PyPI (with "
+                       "its apache-airflow-core), in an environment built once under build/envs")
+    where.add_argument("--airflow-src", metavar="PATH", help="run on a source checkout of apache/airflow (its task-sdk "
+                       "and airflow-core installed editable in an environment under build/envs)")
+
+
+def _without_release_switches(argv: list[str]) -> list[str]:
+    """``argv`` less ``--release V``/``--airflow-src P`` (either spelling), up to a ``--`` (pytest's arguments follow)."""
+    kept, rest = [], list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            return kept + [arg] + rest
+        if arg in RELEASE_SWITCHES:
+            rest = rest[1:]
+        elif not arg.startswith(tuple(f"{s}=" for s in RELEASE_SWITCHES)):
+            kept.append(arg)
+    return kept
+
+
+def _rerun_on_release(args, argv: list[str]) -> None:
+    """Re-run this command under the python of the chosen system's environment (never returns), or exit naming what failed."""
+    import os
+
+    from impl.releases.environments import (RELEASE_ENV, EnvironmentFailed, NotACheckout, UnknownRelease,
+                                            python_for)
+
+    spec = args.release or f"src:{args.airflow_src}"
+    try:
+        python = str(python_for(spec))
+    except (UnknownRelease, NotACheckout, EnvironmentFailed) as e:
+        raise SystemExit(f"finalstate: {e}") from None
+    sys.stdout.flush()
+    os.execve(python, [python, "-m", "impl.frontdoor.cli", *_without_release_switches(argv)],
+              {**os.environ, RELEASE_ENV: spec})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                             "(default N: the largest the in-process target checks within a minute)")
     check.add_argument("--workers", type=int, default=2, help="processes for --exhaustive")
     check.add_argument("pytest_args", nargs="*", help="passed on to pytest (after --)")
+    _add_release_options(check)
     check.set_defaults(func=cmd_check)
 
     rep = sub.add_parser("replay", help="run one scenario, runtime run, coordinator run or life on a target and "
@@ -201,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                      "model.server (default) or the real Execution API of apache-airflow-core on SQLite "
                      f"(sets {SERVER_ENV}; airflow-inproc only so far)")
     rep.add_argument("scenario", help="the run's text, as a counterexample prints it")
+    _add_release_options(rep)
     rep.set_defaults(func=cmd_replay)
 
     fnd = sub.add_parser("findings", help="search for findings and write the Markdown report")
@@ -212,9 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                      help="airflow: also re-run every registered finding on the real Execution API server with Airflow's "
                           "default client retries, and add the table to the report (the search itself runs on the model "
                           "server)")
+    _add_release_options(fnd)
     fnd.set_defaults(func=cmd_findings)
 
     tgt = sub.add_parser("targets", help="list the known targets: kind, what runs, what each needs")
+    _add_release_options(tgt)
     tgt.set_defaults(func=cmd_targets)
 
     from impl.frontdoor import coverage, mutate
@@ -222,7 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     coverage.add_parser(sub)
     mutate.add_parser(sub)
 
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    if getattr(args, "release", None) or getattr(args, "airflow_src", None):
+        _rerun_on_release(args, argv)
     return args.func(args)
 
 
