@@ -11,7 +11,7 @@ from impl.frontdoor.scenarios import exit_codes, faults, frames, run_contexts
 events = st.one_of(frames, faults, st.sampled_from([Heartbeat(200), Heartbeat(410)]))
 
 
-@given(run_contexts(), st.lists(events, max_size=8), exit_codes)
+@given(run_contexts, st.lists(events, max_size=8), exit_codes)
 def test_text_round_trips(context, evs, code):
     scenario = Scenario(context, tuple(evs), code)
     assert Scenario.from_text(scenario.to_text()) == scenario
@@ -45,3 +45,23 @@ def test_bad_text_says_what_is_wrong(text, message):
 def test_send_validates_its_state():
     with pytest.raises(ValueError):
         Send("TaskState")
+
+
+def _minimal(condition):
+    from hypothesis import find, settings
+
+    from impl.frontdoor.scenarios import scenarios
+    return find(scenarios, condition, settings=settings(database=None, max_examples=2000))
+
+
+def test_attempts_shrink_to_the_simplest_scenario_that_still_fails():
+    """The compact draws (one string for the events) keep shrinking as good as a list of events:
+    fewest events, earliest in the alphabet, consistent smallest context, exit 0."""
+    from model.scenario import Fault, Overtime
+
+    assert _minimal(lambda s: s.events) == Scenario(RunContext(1, 0, False), (Send("TaskState", "failed"),), 0)
+    assert _minimal(lambda s: Overtime() in s.events) == Scenario(RunContext(1, 0, False), (Overtime(),), 0)
+    assert _minimal(lambda s: sum(isinstance(e, Fault) for e in s.events) >= 2).events == (
+        Fault("succeed", "transient"), Fault("succeed", "transient"))
+    assert _minimal(lambda s: not s.context.consistent).context == RunContext(1, 0, True)
+    assert _minimal(lambda s: s.context.try_number > 2 and s.exit_code < 0) == Scenario(RunContext(3, 0, False), (), -9)
