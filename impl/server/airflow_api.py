@@ -7,13 +7,16 @@ the server-side actors (a user marking, clearing or deleting the TI, the schedul
 heartbeat-timeout handling) are airflow-core's own functions. What the supervisor sees of the
 server is what the server says, and every exchange is recorded.
 
-The database. SQLite by default: created by Airflow's own migration code (``airflow db
-migrate``'s ``upgradedb``) once per airflow-core release into a *template* under
-``build/server/``, with the one-task DAGs serialised into it (one per task ``retries``); every
-process copies the template, so a fresh start costs a file copy and the app's first-request
-warm-up. Each attempt gets its own DagRun, so attempts never share a row. ``db_url`` selects
-another database (PostgreSQL: ``postgresql://...``, driver ``psycopg``), migrated in place and
-shared; one that does not connect raises ``ServerUnavailable`` naming it (password masked).
+The database (``db_url``; None: ``$FINALSTATE_SERVER_DB``, else ``sqlite``). ``sqlite``, the
+default: created by Airflow's own migration code (``airflow db migrate``'s ``upgradedb``) once
+per airflow-core release into a *template* under ``build/server/``, with the one-task DAGs
+serialised into it (one per task ``retries``); every process copies the template, so a fresh
+start costs a file copy and the app's first-request warm-up. ``local``: the same on a private
+PostgreSQL started from a wheel (``impl.server.postgres``): the template is a database, migrated
+once, and each process clones it into a database of its own. A URL (``postgresql://...``, driver
+psycopg 3 where none is named and psycopg2 is missing): that database, migrated in place and
+shared; one that does not connect raises ``ServerUnavailable`` naming it (password masked). Each
+attempt gets its own DagRun, so attempts never share a row; ``reset`` empties what attempts wrote.
 
 Isolation. Airflow reads its configuration from the environment: ``start`` points
 ``AIRFLOW_HOME`` and the options it needs (database, dags folder, logs) at the private
@@ -51,6 +54,8 @@ import httpx
 from airflow.sdk.api.client import Client
 from tenacity import stop_after_attempt, wait_none
 
+from impl.server.postgres import LOCAL, SERVER_DB_ENV, SQLITE, LocalPostgres, PostgresUnavailable, alive
+
 BUILD_DIR = Path(__file__).resolve().parents[2] / "build" / "server"
 DAG_ID = "finalstate"
 TASK_ID = "attempt"
@@ -84,6 +89,9 @@ _ACTION_CALLS = {("PATCH", "run"): "start", ("PUT", "heartbeat"): "heartbeat",
                  ("PATCH", "skip-downstream"): "skip_downstream_tasks"}
 
 FAULT_KINDS = ("refuse", "timeout", "5xx", "lost")
+#: The tables attempts write to (the start, the state updates, the actors, the heartbeat timeout), children
+#: first; measured, and checked by tests/test_postgres.py: a reset leaves every table as the template has it.
+ATTEMPT_TABLES = ("log", "task_instance_history", "task_instance", "dag_run")
 
 
 class ServerUnavailable(RuntimeError):
@@ -327,7 +335,11 @@ class AirflowServer:
 
     def __init__(self, db_url: str | None = None, home: str | os.PathLike | None = None):
         self.home = Path(home) if home is not None else BUILD_DIR
-        self.db_url = db_url
+        self.db_url = db_url or os.environ.get(SERVER_DB_ENV) or SQLITE
+        self.url: str | None = None  # the database bound, once started
+        #: The local PostgreSQL's home (``db_url`` ``local``): beside the default home, else inside the given one.
+        self.postgres_home = BUILD_DIR.parent / "postgres" if home is None else self.home / "postgres"
+        self._postgres: LocalPostgres | None = None
         self._started = False
         self._api = None
         self._transport = None
@@ -344,7 +356,7 @@ class AirflowServer:
         global _active
         if self._started:
             return self
-        if self.db_url is not None:
+        if self.db_url not in (SQLITE, LOCAL):
             probe(self.db_url)  # before anything global changes
         with _lock:
             if _active is not None and _active is not self:
@@ -363,18 +375,23 @@ class AirflowServer:
         dags = self.home / "dags"
         _write_if_changed(dags / "finalstate_dag.py", _DAG_FILE)
         self._saved_env = _isolate(self.home, dags)
-        if self.db_url is None:
+        if self.db_url == SQLITE:
             _remove_stale_copies(self.home / "workers")
             template = self._template()
             self._db_file = self.home / "workers" / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.db"
             self._db_file.parent.mkdir(exist_ok=True)
             shutil.copyfile(template, self._db_file)
-            _bind(f"sqlite:///{self._db_file}")
+            self.url = f"sqlite:///{self._db_file}"
+            _bind(self.url)
+        elif self.db_url == LOCAL:
+            self.url = self._local_database()
+            _bind(self.url)
         else:
-            _bind(self.db_url)
+            self.url = self.db_url
+            _bind(self.url)
             with open(self.home / "template.lock", "w") as lock:  # workers of one machine, one at a time
                 fcntl.flock(lock, fcntl.LOCK_EX)
-                _migrate(self.db_url)
+                _migrate(self.url)
                 if _serialized_dag(0) is None:
                     _sync_dag()
         from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
@@ -386,12 +403,7 @@ class AirflowServer:
 
     def _template(self) -> Path:
         """The migrated template for this airflow-core release and DAG file: made once, under a lock, atomically."""
-        import hashlib
-
-        import airflow
-
-        digest = hashlib.sha256(_DAG_FILE.encode()).hexdigest()[:8]
-        template = self.home / f"template-{airflow.__version__}-{digest}.db"
+        template = self.home / f"template-{_template_id()}.db"
         if template.exists():
             return template
         with open(self.home / "template.lock", "w") as lock:
@@ -400,16 +412,35 @@ class AirflowServer:
                 fd, tmp = tempfile.mkstemp(suffix=".db", dir=self.home)
                 os.close(fd)
                 try:
-                    url = f"sqlite:///{tmp}"
-                    _bind(url)
-                    _migrate(url)
-                    _sync_dag()
-                    _dispose()
+                    _fill_template(f"sqlite:///{tmp}")
                     os.replace(tmp, template)
                 finally:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(tmp)
         return template
+
+    def _local_database(self) -> str:
+        """This process's own database on the local PostgreSQL, cloned from the template database (made once).
+
+        As ``_template``, on PostgreSQL: the template is filled under another name and renamed
+        when done, so a killed migration never passes for a template.
+        """
+        import re
+
+        try:
+            self._postgres = pg = LocalPostgres(self.postgres_home).start()
+            template = "finalstate_template_" + re.sub(r"[^a-z0-9]", "_", _template_id().lower())
+            if template not in pg.databases():
+                with pg.locked("template"):
+                    if template not in pg.databases():
+                        making = f"{template}_making"
+                        pg.drop_database(making)
+                        pg.create_database(making)
+                        _fill_template(pg.url(making))
+                        pg.rename_database(making, template)
+            return pg.url(pg.worker_database(template))
+        except PostgresUnavailable as e:
+            raise ServerUnavailable(str(e)) from None
 
     def close(self) -> None:
         """Stop the app's loop thread, close every client, release the ORM, delete this process's copy."""
@@ -439,6 +470,10 @@ class AirflowServer:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"{self._db_file}{suffix}")
             self._db_file = None
+        if self._postgres is not None:
+            self._postgres.close()  # drops this process's database; the last user stops the cluster
+            self._postgres = None
+        self.url = None
         self._started = False
         with _lock:
             if _active is self:
@@ -557,6 +592,22 @@ class AirflowServer:
             return None
         state, try_number, max_tries = found
         return RowState(None if state is None else str(getattr(state, "value", state)), try_number, max_tries)
+
+    def reset(self) -> None:
+        """Empty the tables attempts write (``ATTEMPT_TABLES``): the rows are then as the template has them.
+
+        Attempts never share a row (each has its own DagRun), so this is for a caller that wants
+        the database itself clean. ``TRUNCATE`` on PostgreSQL, ``DELETE`` (children first) on SQLite.
+        """
+        from airflow.utils.session import create_session
+        from sqlalchemy import text
+
+        with create_session() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text(f"truncate {', '.join(ATTEMPT_TABLES)} cascade"))
+            else:
+                for table in ATTEMPT_TABLES:
+                    session.execute(text(f"delete from {table}"))
 
     def ti_id(self, run_id: str) -> uuid.UUID | None:
         """The live TI's id (it changes each time a try is archived); None once deleted."""
@@ -815,9 +866,9 @@ def probe(url: str) -> None:
     try:
         make_url(url)
     except Exception as e:
-        raise ServerUnavailable(f"not a database URL: {masked(url)} ({e})") from None
+        raise ServerUnavailable(f"not a database URL, nor {SQLITE!r} or {LOCAL!r}: {masked(url)} ({e})") from None
     try:
-        engine = create_engine(url, connect_args=_connect_timeout(url), poolclass=NullPool)
+        engine = create_engine(_with_driver(url), connect_args=_connect_timeout(url), poolclass=NullPool)
         try:
             with engine.connect() as conn:
                 conn.execute(text("select 1"))
@@ -835,6 +886,7 @@ def _bind(url: str) -> None:
     """Rebind Airflow's global ORM (``airflow.settings``) to ``url``."""
     from airflow import settings
 
+    url = _with_driver(url)
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = url
     os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"] = _async_url(url)
     settings.dispose_orm(do_log=False)
@@ -855,6 +907,17 @@ def _async_url(url: str) -> str:
     return _get_async_conn_uri_from_sync(url)
 
 
+def _with_driver(url: str) -> str:
+    """``url`` with psycopg 3 as its driver where it is a ``postgresql://`` URL naming none and psycopg2 (SQLAlchemy's
+    default for it) is not installed; any other URL as it is."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition(":")
+    if sep and scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg2") is None:
+        return f"postgresql+psycopg:{rest}"
+    return url
+
+
 def _connect_timeout(url: str) -> dict:
     if url.startswith("postgres"):
         return {"connect_timeout": 5}
@@ -867,6 +930,23 @@ def _dispose() -> None:
     from airflow import settings
 
     settings.dispose_orm(do_log=False)
+
+
+def _template_id() -> str:
+    """What a template is made of: the airflow-core release that migrated it and a digest of the DAG file."""
+    import hashlib
+
+    import airflow
+
+    return f"{airflow.__version__}-{hashlib.sha256(_DAG_FILE.encode()).hexdigest()[:8]}"
+
+
+def _fill_template(url: str) -> None:
+    """Migrate the empty database ``url`` and serialise the DAGs into it; the ORM lets go of it after."""
+    _bind(url)
+    _migrate(url)
+    _sync_dag()
+    _dispose()
 
 
 def _migrate(url: str) -> None:
@@ -941,16 +1021,6 @@ def _remove_stale_copies(workers: Path) -> None:
         return
     for copy in workers.glob("*.db*"):
         pid = copy.name.split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             with contextlib.suppress(FileNotFoundError):
                 copy.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
