@@ -4,9 +4,10 @@
 against; ``--hypothesis-profile dev|ci|nightly`` how hard they look
 (``impl/frontdoor/profiles.py``); ``--server model|airflow`` what answers the supervisor
 targets' Execution API calls (sets ``FINALSTATE_SERVER``; default: as the environment says, else
-``model``). A property asks for the fixture of the kind of run it
-lives: ``target`` (supervisor), ``runtime_target`` or ``coordinator_target``; a target of
-another kind skips it with the reason.
+``model``); ``--server-db sqlite|local|URL`` the real server's database (sets
+``FINALSTATE_SERVER_DB``; ``local``: a private PostgreSQL from a wheel, ``impl/server/postgres.py``).
+A property asks for the fixture of the kind of run it lives: ``target`` (supervisor),
+``runtime_target`` or ``coordinator_target``; a target of another kind skips it with the reason.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from impl.frontdoor.kinds import KINDS, outcome
 from impl.frontdoor.registry import (DEFAULT_TARGET, SERVER_ENV, SERVERS, TargetUnavailable, UnknownTarget, check_name,
                                      load_target)
 from impl.frontdoor.report import InvariantViolation, check_invariants
+from impl.server.postgres import SERVER_DB_ENV
 
 
 def pytest_addoption(parser):
@@ -31,6 +33,10 @@ def pytest_addoption(parser):
                      help="what answers a supervisor target's Execution API calls: model (model.server, the default) "
                           "or airflow (the real Execution API on SQLite; airflow-inproc only so far); "
                           f"sets {SERVER_ENV}")
+    parser.addoption("--server-db", default=None, metavar="sqlite|local|URL",
+                     help="the real Execution API server's database: sqlite (an embedded copy, the default), local (a "
+                          "private PostgreSQL started from the pgserver wheel) or a database URL (postgresql://...); "
+                          f"sets {SERVER_DB_ENV}")
 
 
 def pytest_configure(config):
@@ -38,6 +44,10 @@ def pytest_configure(config):
         import os
 
         os.environ[SERVER_ENV] = config.getoption("--server")
+    if config.getoption("--server-db"):
+        import os
+
+        os.environ[SERVER_DB_ENV] = config.getoption("--server-db")
     names = [n.strip() for n in config.getoption("--target").split(",") if n.strip()]
     for name in names:
         try:

@@ -4,6 +4,7 @@
     finalstate replay [--server model|airflow] --target NAME 'try_number=1 max_tries=1; send RetryTask; exit 0'
     finalstate findings [--target NAME] [--out findings-report.md]
     finalstate targets
+    finalstate check|replay|findings --server-db sqlite|local|URL ...   (the real server's database)
     finalstate check|replay|findings|targets --release 1.2.0 | --airflow-src PATH ...   (on another system under check)
     finalstate coverage --target airflow-inproc      (branch coverage of the real terminal-state code)
     finalstate mutate --target airflow-inproc        (mutation score of the checker on it)
@@ -223,6 +224,15 @@ def _rerun_on_release(args, argv: list[str]) -> None:
               {**os.environ, RELEASE_ENV: spec})
 
 
+def _add_server_db_option(parser) -> None:
+    from impl.server.postgres import SERVER_DB_ENV
+
+    parser.add_argument("--server-db", metavar="sqlite|local|URL",
+                        help="the real Execution API server's database (--server airflow, the server conformance "
+                             "property): sqlite (an embedded copy, the default), local (a private PostgreSQL started "
+                             f"from the pgserver wheel) or a database URL (postgresql://...); sets {SERVER_DB_ENV}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="finalstate", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -237,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                             "(default N: the largest the in-process target checks within a minute)")
     check.add_argument("--workers", type=int, default=2, help="processes for --exhaustive")
     check.add_argument("pytest_args", nargs="*", help="passed on to pytest (after --)")
+    _add_server_db_option(check)
     _add_release_options(check)
     check.set_defaults(func=cmd_check)
 
@@ -247,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                      "model.server (default) or the real Execution API of apache-airflow-core on SQLite "
                      f"(sets {SERVER_ENV}; airflow-inproc only so far)")
     rep.add_argument("scenario", help="the run's text, as a counterexample prints it")
+    _add_server_db_option(rep)
     _add_release_options(rep)
     rep.set_defaults(func=cmd_replay)
 
@@ -259,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="airflow: also re-run every registered finding on the real Execution API server with Airflow's "
                           "default client retries, and add the table to the report (the search itself runs on the model "
                           "server)")
+    _add_server_db_option(fnd)
     _add_release_options(fnd)
     fnd.set_defaults(func=cmd_findings)
 
@@ -273,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    if getattr(args, "server_db", None):
+        import os
+
+        from impl.server.postgres import SERVER_DB_ENV
+
+        os.environ[SERVER_DB_ENV] = args.server_db  # read by the real server as it starts (impl.server.airflow_api)
     if getattr(args, "release", None) or getattr(args, "airflow_src", None):
         _rerun_on_release(args, argv)
     return args.func(args)

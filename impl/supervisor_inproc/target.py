@@ -301,5 +301,10 @@ def target(name: str, server: str | None = None):
     except ImportError as e:
         raise TargetUnavailable(f"{name} with --server airflow needs apache-airflow-core's Execution API "
                                 f"({e}): pip install 'finalstate[airflow]'") from None
-    real = AirflowServerRun()
+    from impl.server.airflow_api import ServerUnavailable
+
+    try:
+        real = AirflowServerRun()
+    except ServerUnavailable as e:  # its database does not connect or migrate (--server-db): say so, no traceback
+        raise TargetUnavailable(f"{name} with --server airflow: {e}") from None
     return Target(name, real, close=real.close)
