@@ -82,28 +82,37 @@ def test_coverage_of_a_small_run_reports_the_branches_of_final_state(untouched):
     assert "self.kill(signal.SIGTERM, force=True)" in text
 
 
-def test_generated_mutants_cover_the_hand_written_ones():
-    """The seven mutants of tests/test_inproc.py, or mutants that do the same, are among those generated."""
-    keys = {m.key for m in mutate.generate(functions=("final_state", "update_task_state_if_needed"))}
-    fs, up = "ActivitySubprocess.final_state", "ActivitySubprocess.update_task_state_if_needed"
-    for key in (
-        # exit 0 ignores the terminal state
-        f"{fs} | KeepOneOperand | return self._terminal_state or TaskInstanceState.SUCCESS => "
+_FS, _UP = "ActivitySubprocess.final_state", "ActivitySubprocess.update_task_state_if_needed"
+#: The classic bugs of the terminal-state decision, as generated mutants (they replace the hand-written
+#: monkeypatches this suite once held): each must be among the generated ones, and each must be killed.
+CLASSIC_MUTANTS = {
+    "exit 0 ignores the terminal state":
+        f"{_FS} | KeepOneOperand | return self._terminal_state or TaskInstanceState.SUCCESS => "
         "return TaskInstanceState.SUCCESS",
-        # SERVER_TERMINATED ignored on failure
-        f"{fs} | DeleteStatement | return SERVER_TERMINATED => pass",
-        # should_retry ignored: a failure is never retried
-        f"{fs} | DeleteStatement | return TaskInstanceState.UP_FOR_RETRY => pass",
-        # a non-zero exit always retries
-        f"{fs} | KeepOneOperand | if self._exit_code != 0 and self._should_retry: => if self._exit_code != 0:",
-        # no replay of a pending terminal call
-        f"{up} | ConditionFalse | if self._pending_terminal_state_msg is not None: => if False:",
-        # finish() for every state
-        f"{up} | ConditionTrue | if self.final_state not in STATES_SENT_DIRECTLY: => if True:",
-        # finish() never called
-        f"{up} | ConditionFalse | if self.final_state not in STATES_SENT_DIRECTLY: => if False:",
-    ):
-        assert key in keys, key
+    "SERVER_TERMINATED ignored on failure": f"{_FS} | DeleteStatement | return SERVER_TERMINATED => pass",
+    "should_retry ignored, a failure never retried":
+        f"{_FS} | DeleteStatement | return TaskInstanceState.UP_FOR_RETRY => pass",
+    "a non-zero exit always retries":
+        f"{_FS} | KeepOneOperand | if self._exit_code != 0 and self._should_retry: => if self._exit_code != 0:",
+    "no replay of a pending terminal call":
+        f"{_UP} | ConditionFalse | if self._pending_terminal_state_msg is not None: => if False:",
+    "finish() for every state": f"{_UP} | ConditionTrue | if self.final_state not in STATES_SENT_DIRECTLY: => if True:",
+    "finish() never called": f"{_UP} | ConditionFalse | if self.final_state not in STATES_SENT_DIRECTLY: => if False:",
+}
+
+
+def test_the_classic_mutants_are_generated_and_killed(untouched):
+    """The smoke slice of ``finalstate mutate``: seven mutants run as the command runs them (a child each,
+    the supervisor properties, ci profile), and the checker kills every one."""
+    by_key = {m.key: m for m in mutate.generate(functions=("final_state", "update_task_state_if_needed"))}
+    missing = [name for name, key in CLASSIC_MUTANTS.items() if key not in by_key]
+    assert not missing, f"no longer generated: {missing}"
+    report = mutate.run(mutants=[by_key[key] for key in CLASSIC_MUTANTS.values()], workers=2, ttfc=False)
+    assert report.unchanged and report.baseline.status == "survived", report.baseline
+    names = {key: name for name, key in CLASSIC_MUTANTS.items()}
+    not_killed = {names[o.mutant.key]: (o.status, o.detail) for o in report.outcomes if o.status != "killed"}
+    assert not not_killed, not_killed
+    assert len(report.outcomes) == len(CLASSIC_MUTANTS)
 
 
 def test_operators_negate_every_branch_and_spare_logging():
