@@ -161,15 +161,24 @@ _EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def terminal_body(frame: str, state: str | None = None, when: dt.datetime = _EPOCH) -> dict[str, Any]:
-    """A minimal schema-valid body for one of the runtime's terminal frames."""
+    """The body of one of the runtime's terminal frames, with the fields the Python task runner sets.
+
+    As ``task_runner`` builds them (``_run_task_and_map_outcome``, ``_finalize_task_failure``,
+    ``_defer_task``, ``_await_input_task``, ``finalize``): a ``DeferTask`` or ``AwaitInputTask``
+    always carries ``next_kwargs`` (the serialised ``kwargs or {}``), which the server requires as
+    a dict. Each must pass Airflow's ``schema.json``, the supervisor's decoder and the server's
+    request model (``tests/test_bodies.py``).
+    """
     bodies = {
-        "TaskState": {"state": state, "end_date": when},
-        "SucceedTask": {"state": "success", "end_date": when, "task_outlets": [], "outlet_events": []},
+        "TaskState": {"state": state, "end_date": when, "rendered_map_index": None},
+        "SucceedTask": {"state": "success", "end_date": when, "task_outlets": [], "outlet_events": [],
+                        "rendered_map_index": None},
         "RetryTask": {"state": "up_for_retry", "end_date": when},
         "DeferTask": {"state": "deferred", "classpath": "finalstate.Trigger", "trigger_kwargs": {},
-                      "next_method": "execute_complete"},
+                      "trigger_timeout": None, "queue": None, "next_method": "execute_complete", "next_kwargs": {}},
         "RescheduleTask": {"state": "up_for_reschedule", "reschedule_date": when, "end_date": when},
-        "AwaitInputTask": {"state": "awaiting_input", "next_method": "execute_complete"},
+        "AwaitInputTask": {"state": "awaiting_input", "timeout": None, "next_method": "execute_complete",
+                           "next_kwargs": {}},
         "SkipDownstreamTasks": {"tasks": ["downstream"]},
     }
     return {**bodies[frame], "type": frame}
