@@ -150,3 +150,26 @@ def assert_reproduces(request, target, finding: Finding) -> None:
     kind = KINDS[finding.kind]
     invariant = next(i for i in kind.invariants if i.__name__ == finding.invariant)
     check_invariants(target, kind.parse(finding.scenario), (invariant,))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Search on the model server, confirm on the real one: a failing supervisor property's shrunk run is
+    re-run on the real Execution API, and the verdict is added to its report (``impl.frontdoor.confirm``)."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when != "call" or call.excinfo is None or report.outcome != "failed":
+        return
+    from impl.frontdoor.registry import chosen_server
+
+    if chosen_server() != "model":
+        return
+    from impl.frontdoor.confirm import confirm
+    from impl.frontdoor.report import CheckFailed
+
+    failure = call.excinfo.value
+    failures = failure.exceptions if isinstance(failure, BaseExceptionGroup) else (failure,)
+    verdicts = [confirm(f) for f in failures if isinstance(f, CheckFailed)]
+    text = "\n".join(v.to_text() for v in verdicts if v is not None)
+    if text:
+        report.sections.append(("finalstate: the counterexample on the real Execution API server", text))

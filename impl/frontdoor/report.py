@@ -15,11 +15,29 @@ import attrs
 from impl.frontdoor.kinds import KINDS
 
 
-class Disagreement(AssertionError):
+@attrs.frozen
+class Checked:
+    """What a failure was checked on: the target, the run, and for a violation the invariants and known findings."""
+
+    target: object
+    run: object
+    invariants: tuple = ()
+    known: tuple = ()
+
+
+class CheckFailed(AssertionError):
+    """A failed check; ``checked`` says on what, so that it can be checked again elsewhere (``impl.frontdoor.confirm``)."""
+
+    def __init__(self, report: str, checked: Checked | None = None):
+        super().__init__(report)
+        self.checked = checked
+
+
+class Disagreement(CheckFailed):
     """The model and a real implementation observed different things for one run."""
 
 
-class InvariantViolation(AssertionError):
+class InvariantViolation(CheckFailed):
     """An invariant of the design does not hold of a target's observation."""
 
 
@@ -68,7 +86,7 @@ def check_conformance(target, run):
     """Raise ``Disagreement`` unless the target observes what its reference model does; return the observation."""
     expected, observed = target.reference(run), target.run(run)
     if expected != observed:
-        raise Disagreement(disagreement_report(target.name, run, expected, observed))
+        raise Disagreement(disagreement_report(target.name, run, expected, observed), Checked(target, run))
     return observed
 
 
@@ -89,7 +107,8 @@ def check_observation(target, run, observed, invariants: tuple, known: tuple = (
         else:
             on_explained(finding)
     if found:
-        raise InvariantViolation(violation_report(target.name, run, observed, found, kind.notes(run, observed)))
+        raise InvariantViolation(violation_report(target.name, run, observed, found, kind.notes(run, observed)),
+                                 Checked(target, run, invariants, known))
     return observed
 
 

@@ -1,0 +1,95 @@
+"""Search on the model server, confirm on the real one: a counterexample re-run on the real Execution API.
+
+The search runs a supervisor target with ``--server model`` (``model.server`` answers, thousands
+of scenarios a second). A failure it shrinks is a claim about Airflow only if it also holds when
+the real Execution API app of the installed apache-airflow-core answers, through Airflow's real
+client with its default retries. ``confirm`` re-runs the shrunk run there and says which:
+
+- confirmed: the same invariant breaks (or model and target still disagree) on the real server;
+- not confirmed: it does not: the failure came from a rule of ``model.server`` that the real
+  server does not follow, a bug in our model of the server, never a finding about Airflow;
+- not checked: the target cannot run on the real server here (the reason is given).
+
+The pytest plugin in ``properties/conftest.py`` adds this verdict to every failing supervisor
+property's report when the run was on the model server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+
+import attrs
+
+from impl.frontdoor.kinds import KINDS
+from impl.frontdoor.registry import SERVER_ENV, TargetUnavailable, load_target
+from impl.frontdoor.report import Disagreement, disagreement_report, explained
+
+
+@attrs.frozen
+class Confirmation:
+    """``confirmed`` is True, False, or None when the run could not be re-run on the real server."""
+
+    confirmed: bool | None
+    detail: str
+
+    def to_text(self) -> str:
+        head = {True: "CONFIRMED on the real Execution API server (default client retries). ",
+                False: "NOT CONFIRMED on the real Execution API server: model.server answers differently from the "
+                       "real server here, so this is a disagreement of our model of the server, not a finding "
+                       "about Airflow. ",
+                None: "Not checked on the real Execution API server: "}[self.confirmed]
+        return head + self.detail
+
+
+@contextlib.contextmanager
+def _server(server: str):
+    saved = os.environ.get(SERVER_ENV)
+    os.environ[SERVER_ENV] = server
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(SERVER_ENV, None)
+        else:
+            os.environ[SERVER_ENV] = saved
+
+
+@functools.lru_cache(maxsize=None)
+def real_server_target(name: str):
+    """The supervisor target ``name`` on the real server, loaded once per process (closed at exit)."""
+    import atexit
+
+    with _server("airflow"):
+        loaded = load_target(name, "supervisor")
+    atexit.register(loaded.close)
+    return loaded
+
+
+def confirm(failure: AssertionError) -> Confirmation | None:
+    """Re-run the run of ``failure`` (a ``Disagreement`` or ``InvariantViolation`` raised on the model server)
+    on the real server; None when there is nothing to confirm (not a supervisor run, or not on the model server)."""
+    where = getattr(failure, "checked", None)
+    if where is None or where.target.kind != "supervisor" or where.target.name == "model":
+        return None
+    try:
+        real = real_server_target(where.target.name)
+    except TargetUnavailable as e:
+        return Confirmation(None, str(e))
+    observed = real.run(where.run)
+    if isinstance(failure, Disagreement):
+        expected = real.reference(where.run)
+        if expected != observed:
+            return Confirmation(True, "The same run disagrees there too:\n"
+                                + disagreement_report(real.name, where.run, expected, observed))
+        return Confirmation(False, "There the model and the target agree:\n" + _lines(observed))
+    broken = [v for v in KINDS["supervisor"].violations(where.run, observed, where.invariants)
+              if explained(where.known, v, where.run, observed) is None]
+    if broken:
+        return Confirmation(True, "It breaks there too: " + "; ".join(str(v) for v in broken) + "\n" + _lines(observed))
+    return Confirmation(False, "There no invariant breaks:\n" + _lines(observed))
+
+
+def _lines(observation) -> str:
+    return "\n".join(f"  {line}" for line in observation.to_lines())

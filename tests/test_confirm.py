@@ -1,0 +1,70 @@
+"""Search on the model server, confirm on the real one: a shrunk counterexample re-run on the real Execution API."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("airflow.api_fastapi.execution_api.app", reason="confirming needs apache-airflow-core's Execution API")
+
+import attrs  # noqa: E402
+
+from impl.frontdoor.confirm import confirm  # noqa: E402
+from impl.frontdoor.findings import FINDINGS  # noqa: E402
+from impl.frontdoor.registry import load_target  # noqa: E402
+from impl.frontdoor.report import CheckFailed, check_conformance, check_invariants  # noqa: E402
+from model import invariants as model_invariants  # noqa: E402
+from model.scenario import Scenario  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def inproc(monkeypatch_module):
+    monkeypatch_module.delenv("FINALSTATE_SERVER", raising=False)
+    loaded = load_target("airflow-inproc", "supervisor")
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def failure_on_the_model_server(target, finding_id: str) -> CheckFailed:
+    """The finding's own scenario, checked on the model server with no finding registered: it must fail."""
+    finding = next(f for f in FINDINGS if f.id == finding_id)
+    invariant = getattr(model_invariants, finding.invariant)
+    with pytest.raises(CheckFailed) as caught:
+        check_invariants(target, Scenario.from_text(finding.scenario), (invariant,))
+    return caught.value
+
+
+def test_a_violation_that_holds_on_the_real_server_is_confirmed(inproc):
+    verdict = confirm(failure_on_the_model_server(inproc, "F1"))  # exit 0 without a terminal frame: row RUNNING
+    assert verdict.confirmed is True, verdict
+    assert verdict.to_text().startswith("CONFIRMED") and "no_task_instance_left_running" in verdict.detail
+
+
+def test_a_violation_only_model_server_makes_is_not_a_finding(inproc):
+    """F3 needs one failed finish(); the real client's default retries hide a transient fault."""
+    verdict = confirm(failure_on_the_model_server(inproc, "F3"))
+    assert verdict.confirmed is False, verdict
+    assert "not a finding about Airflow" in verdict.to_text()
+
+
+def test_a_disagreement_the_real_server_does_not_show_is_not_confirmed(inproc):
+    """A target whose reference is wrong on the model server; on the real server the true model answers."""
+    wrong = attrs.evolve(inproc, reference=lambda run: attrs.evolve(inproc.reference(run), final_state="skipped"))
+    with pytest.raises(CheckFailed) as caught:
+        check_conformance(wrong, Scenario.from_text("send SucceedTask; exit 0"))
+    verdict = confirm(caught.value)
+    assert verdict.confirmed is False and "agree" in verdict.detail
+
+
+def test_nothing_to_confirm_for_the_model_or_an_unchecked_failure():
+    model = load_target("model", "supervisor")
+    finding = next(f for f in FINDINGS if f.id == "F1")
+    with pytest.raises(CheckFailed) as caught:
+        check_invariants(model, Scenario.from_text(finding.scenario), (getattr(model_invariants, finding.invariant),))
+    assert confirm(caught.value) is None
+    assert confirm(CheckFailed("no run attached")) is None
