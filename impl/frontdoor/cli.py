@@ -224,6 +224,14 @@ def _rerun_on_release(args, argv: list[str]) -> None:
               {**os.environ, RELEASE_ENV: spec})
 
 
+def _add_release_commands(sub) -> None:
+    """``finalstate diff`` and ``finalstate matrix`` (``impl.releases``): across releases and checkouts."""
+    from impl.releases import diff, matrix
+
+    diff.add_parser(sub)
+    matrix.add_parser(sub)
+
+
 def _add_server_db_option(parser) -> None:
     from impl.server.postgres import SERVER_DB_ENV
 
@@ -283,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
 
     coverage.add_parser(sub)
     mutate.add_parser(sub)
+    _add_release_commands(sub)
 
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)

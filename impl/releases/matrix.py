@@ -1,0 +1,394 @@
+"""``finalstate matrix``: every registered finding on every release, and the new violations each release shows.
+
+    finalstate matrix [--releases 1.2.0,1.3.2] [--targets airflow-inproc,airflow-task-runner] [--profile ci]
+                      [--workers 2] [--out build/matrix.md] [--update-findings FINDINGS.md]
+
+For each release (``impl.releases.environments.RELEASES``) and target, one *cell*: the checker run
+as CI runs it, ``<python_for(release)> -m pytest properties/ --target T --hypothesis-profile=ci
+--junit-xml=...``, at most ``--workers`` at once. From each cell's JUnit XML:
+
+* a registered finding (``impl.frontdoor.findings.ALL_FINDINGS``) is *reproduced* where its strict
+  expected failure failed as expected (XFAIL), *fixed* where it passed (the strict XPASS failure),
+  and *not applicable* where its test was skipped or not run (the target does not check it). A
+  test is tied to its finding by the xfail's reason, which is the finding's headline: exactly what
+  ``properties/conftest.assert_reproduces`` and the wire properties mark, never a guess from names;
+* every other failure is *new* on that release: an invariant violation no finding explains, or a
+  disagreement with the model (which specifies the pinned release).
+
+A cell whose environment did not build, whose run crashed (no JUnit report, a pytest exit other
+than 0 or 1) or overran is marked so in the table, never dropped. The Markdown goes to stdout and
+``build/matrix.md``; the per-cell JSON beside it is what ``--update-findings`` reads to rewrite the
+"introduced in / fixed in" section of FINDINGS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Callable
+
+import attrs
+
+from impl.frontdoor.findings import ALL_FINDINGS, Finding
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "build" / "matrix"
+#: The targets the matrix runs by default: a supervisor and a runtime target, in process (real-process
+#: targets, ``airflow-process`` and ``reference-runtime``, can be added with ``--targets``).
+DEFAULT_TARGETS = ("airflow-inproc", "airflow-task-runner")
+#: A cell that runs longer than this is stopped and marked overrun.
+CELL_TIMEOUT = 1800.0
+
+REPRODUCES, FIXED, NOT_APPLICABLE, BROKE = "reproduces", "fixed", "n/a", "error"
+#: A finding's own test, as every property file names it: ``test_..._finding_still_reproduces[<target>-<id>]``.
+_FINDING_TEST = re.compile(r"finding_still_reproduces\[.*-([A-Z]\d+)\]$")
+
+#: Each finding's upstream status, from the public tracker (searched in copies of apache/airflow's
+#: issues and pull requests, 2026-11-25): an issue/PR that reports this very bug, or "apparently new".
+UPSTREAM: dict[str, str] = {}
+
+
+@attrs.frozen
+class Cell:
+    """One release × target run: ``status`` is ``ran``, ``env failed``, ``crashed`` or ``overran``."""
+
+    release: str
+    target: str
+    status: str
+    detail: str = ""
+    seconds: float = 0.0
+    #: finding id -> ``reproduces`` / ``fixed`` (findings whose test was skipped or not run are absent).
+    findings: dict = attrs.field(factory=dict)
+    #: failures no finding accounts for: (test id, first line of the message).
+    new: tuple = ()
+    #: Hypothesis test cases the run's properties executed (from the statistics in the JUnit report).
+    examples: int = 0
+    counts: dict = attrs.field(factory=dict)
+
+
+_BY_HEADLINE = {f.headline: f for f in ALL_FINDINGS}
+_EXAMPLES = re.compile(r"(\d+) passing, (\d+) failing, and (\d+) invalid")
+
+
+def finding_of(message: str) -> Finding | None:
+    """The finding whose strict expected failure carries ``message`` (an xfail reason, or ``[XPASS(strict)] reason``)."""
+    reason = message.removeprefix("[XPASS(strict)]").strip()
+    return _BY_HEADLINE.get(reason)
+
+
+def read_junit(path: Path) -> tuple[dict, tuple, int, dict]:
+    """From a JUnit report: finding id -> outcome, the unexplained failures, the examples run, outcome counts."""
+    root = ET.parse(path).getroot()
+    findings: dict[str, str] = {}
+    new: list[tuple[str, str]] = []
+    counts = {"passed": 0, "failed": 0, "skipped": 0, "xfailed": 0}
+    for case in root.iter("testcase"):
+        test = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
+        problem = next((c for c in case if c.tag in ("failure", "error")), None)
+        skipped = next((c for c in case if c.tag == "skipped"), None)
+        if problem is not None:
+            counts["failed"] += 1
+            message = problem.get("message") or ""
+            whole = problem.text or message  # the message attribute may be cut short; the text is whole
+            finding = finding_of(whole) if whole.startswith("[XPASS(strict)]") else None
+            if finding is not None:
+                findings.setdefault(finding.id, FIXED)  # a reproduction on another test of the same cell wins
+                continue
+            first = next((line.strip() for line in message.splitlines() if line.strip()), problem.tag)
+            new.append((test, first[:300]))
+            own = _FINDING_TEST.search(case.get("name", ""))
+            if own:  # the finding's own run raised something else than its violation: neither reproduced nor fixed
+                findings.setdefault(own.group(1), BROKE)
+        elif skipped is not None and skipped.get("type") == "pytest.xfail":
+            counts["xfailed"] += 1
+            finding = finding_of(skipped.get("message") or "")
+            if finding is not None:
+                findings[finding.id] = REPRODUCES
+            else:
+                new.append((test, f"an expected failure of no registered finding: {skipped.get('message')}"))
+        elif skipped is not None:
+            counts["skipped"] += 1
+        else:
+            counts["passed"] += 1
+    examples = 0
+    for prop in root.iter("property"):
+        if prop.get("name", "").startswith("hypothesis-statistics-"):
+            text = base64.b64decode(prop.get("value", "")).decode(errors="replace")
+            examples += sum(int(a) + int(b) + int(c) for a, b, c in _EXAMPLES.findall(text))
+    return findings, tuple(new), examples, counts
+
+
+def run_cell(release: str, target: str, profile: str = "ci", python_for: Callable[[str], Path] | None = None,
+             out: Path = BUILD, timeout: float = CELL_TIMEOUT, pytest_args: tuple[str, ...] = ()) -> Cell:
+    """Build (or reuse) ``release``'s environment and run the properties on ``target`` there (``pytest_args``
+    added); never raises for a release that does not install or a run that crashes: the cell says so."""
+    if python_for is None:
+        from impl.releases.environments import python_for
+    started = time.perf_counter()
+    try:
+        python = python_for(release)
+    except Exception as e:  # UnknownRelease, EnvironmentFailed, NotACheckout: the cell carries the message
+        return Cell(release, target, "env failed", f"{type(e).__name__}: {e}", time.perf_counter() - started)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{release}--{target}")
+    junit, log = out / f"{safe}.xml", out / f"{safe}.log"
+    out.mkdir(parents=True, exist_ok=True)
+    junit.unlink(missing_ok=True)
+    command = [str(python), "-m", "pytest", str(ROOT / "properties"), f"--target={target}",
+               f"--hypothesis-profile={profile}", f"--junit-xml={junit}", "-o", "junit_logging=no",
+               "-p", "no:cacheprovider", "-q", *pytest_args]
+    run_started = time.perf_counter()
+    with open(log, "w") as logfile:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=logfile, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill(process)
+            return Cell(release, target, "overran", f"stopped after {timeout:.0f}s; log: {log}",
+                        time.perf_counter() - run_started)
+        except BaseException:  # Ctrl-C: nothing is left running
+            _kill(process)
+            raise
+    seconds = time.perf_counter() - run_started
+    if code not in (0, 1) or not junit.exists():
+        tail = " / ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+        return Cell(release, target, "crashed", f"pytest exited {code}: {tail[:400]} (log: {log})", seconds)
+    findings, new, examples, counts = read_junit(junit)
+    return Cell(release, target, "ran", f"log: {log}", seconds, findings, new, examples, counts)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TARGETS, profile: str = "ci",
+               workers: int = 2, python_for: Callable[[str], Path] | None = None, out: Path = BUILD,
+               progress: Callable[[Cell], None] = lambda cell: None) -> list[Cell]:
+    """Every ``releases`` × ``targets`` cell, ``workers`` at a time, in that order."""
+    jobs = [(r, t) for r in releases for t in targets]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(run_cell, r, t, profile, python_for, out): (r, t) for r, t in jobs}
+        cells = {}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                cell = future.result()
+                cells[futures[future]] = cell
+                progress(cell)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return [cells[job] for job in jobs]
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+def _seen(finding: Finding, release: str, cells: list[Cell]) -> dict[str, str]:
+    """target -> reproduces / fixed, for the release's cells whose run reached the finding's test."""
+    return {c.target: c.findings[finding.id] for c in cells if c.release == release and finding.id in c.findings}
+
+
+def verdict(finding: Finding, release: str, cells: list[Cell]) -> str:
+    """``reproduces`` on any target, ``fixed`` on all that checked it, ``error`` when its own run raised something
+    else on every target that ran it, else ``n/a`` or why the release did not run."""
+    seen = set(_seen(finding, release, cells).values())
+    if seen:
+        return REPRODUCES if REPRODUCES in seen else FIXED if FIXED in seen else BROKE
+    failed = [c.status for c in cells if c.release == release and c.status != "ran"]
+    return failed[0] if failed else NOT_APPLICABLE
+
+
+def finding_cell(finding: Finding, release: str, cells: list[Cell]) -> str:
+    """The table's cell: the verdict, with the targets named when they do not agree."""
+    seen = _seen(finding, release, cells)
+    if len(set(seen.values())) > 1:
+        return "; ".join(f"{v} on {t}" for t, v in sorted(seen.items()))
+    return verdict(finding, release, cells)
+
+
+def releases_of(cells: list[Cell]) -> list[str]:
+    """The releases of ``cells``, oldest first (pre-releases before their final); other specs after, as given."""
+    from packaging.version import InvalidVersion, Version
+
+    def order(release: str):
+        try:
+            return (0, Version(release))
+        except InvalidVersion:
+            return (1, Version("0"))
+    return sorted(dict.fromkeys(c.release for c in cells), key=order)
+
+
+def history(finding: Finding, cells: list[Cell]) -> tuple[str, str]:
+    """``(introduced in, fixed in)`` from the finding's verdicts, releases in the table's order.
+
+    Introduced in: the first release where it reproduces ("≤" when that is the first release checked);
+    fixed in: the first release after the last reproducing one where it passes.
+    """
+    releases = releases_of(cells)
+    known = [(r, v) for r in releases for v in [verdict(finding, r, cells)] if v in (REPRODUCES, FIXED)]
+    if not known:
+        return "not checked by these targets", "—"
+    hits = [i for i, (_, v) in enumerate(known) if v == REPRODUCES]
+    if not hits:
+        return "not seen (passes on every release checked)", "—"
+    first, last = hits[0], hits[-1]
+    introduced = known[first][0]
+    if known[first][0] == releases[0]:
+        introduced = f"≤ {introduced}"
+    fixed = next((r for r, v in known[last + 1:] if v == FIXED), f"not fixed (reproduces on {known[last][0]})")
+    gaps = [r for r, v in known[first:last] if v == FIXED]
+    if gaps:
+        fixed += f" (passed in between on {', '.join(gaps)})"
+    return introduced, fixed
+
+
+def table(cells: list[Cell], profile: str) -> str:
+    """The matrix as Markdown: run figures per release, every finding × release, the new violations per release."""
+    releases = releases_of(cells)
+    targets = list(dict.fromkeys(c.target for c in cells))
+    lines = [f"# finalstate matrix ({profile} profile; targets: {', '.join(targets)})", "",
+             "## The runs", "", "| release | target | status | wall time | examples | examples/s | passed | "
+             "failed | xfailed | skipped |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        rate = f"{c.examples / c.seconds:.0f}" if c.seconds and c.examples else "—"
+        status = c.status if c.status == "ran" else f"**{c.status}**: {c.detail}"
+        n = c.counts
+        lines.append(f"| {c.release} | {c.target} | {status} | {c.seconds:.0f} s | {c.examples or '—'} | {rate} | "
+                     f"{n.get('passed', '—')} | {n.get('failed', '—')} | {n.get('xfailed', '—')} | "
+                     f"{n.get('skipped', '—')} |")
+    lines += ["", "Examples are Hypothesis test cases (a supervisor example lives up to five attempts in a row).",
+              "", "## Findings × releases", "",
+              "reproduces: its strict expected failure failed as expected; fixed: it passed (strict XPASS); "
+              "error: its own run raised something else (listed below); n/a: its test did not run on these targets; "
+              "crashed / overran / env failed: the release's run did not finish.",
+              "", "| finding | " + " | ".join(releases) + " | introduced in | fixed in |",
+              "|---|" + "---|" * (len(releases) + 2)]
+    for finding in ALL_FINDINGS:
+        introduced, fixed = history(finding, cells)
+        lines.append(f"| {finding.id} | " + " | ".join(finding_cell(finding, r, cells) for r in releases)
+                     + f" | {introduced} | {fixed} |")
+    lines += ["", "## New on each release (failures no registered finding accounts for)", ""]
+    for release in releases:
+        new = [(c.target, test, message) for c in cells if c.release == release for test, message in c.new]
+        broken = [c for c in cells if c.release == release and c.status != "ran"]
+        if not new and not broken:
+            lines.append(f"- **{release}**: none")
+            continue
+        lines.append(f"- **{release}**: {len(new)} failure(s)" + "".join(
+            f"; {c.target} **{c.status}**" for c in broken))
+        lines += [f"  - {target} `{test}`: {message}" for target, test, message in new]
+    return "\n".join(lines) + "\n"
+
+
+def save(cells: list[Cell], path: Path) -> None:
+    path.write_text(json.dumps([attrs.asdict(c) for c in cells], indent=1))
+
+
+def load(path: Path) -> list[Cell]:
+    return [Cell(**{**c, "new": tuple(tuple(n) for n in c["new"])}) for c in json.loads(path.read_text())]
+
+
+# -- FINDINGS.md ----------------------------------------------------------------------------------
+
+BEGIN, END = "<!-- finalstate matrix: begin -->", "<!-- finalstate matrix: end -->"
+
+
+def findings_section(cells: list[Cell]) -> str:
+    """The "Across releases" section of FINDINGS.md: per finding, introduced in, fixed in, upstream status."""
+    releases = releases_of(cells)
+    targets = ", ".join(dict.fromkeys(c.target for c in cells))
+    lines = [BEGIN, "## Across releases", "",
+             f"From `finalstate matrix` ({len(releases)} releases, {releases[0]} … {releases[-1]}; targets {targets}; "
+             "regenerate with `finalstate matrix --update-findings FINDINGS.md`). *Introduced in* is the first release "
+             "where the finding's strict expected failure reproduces, *fixed in* the first release after the last "
+             "reproducing one where it passes. The upstream status was looked up in apache/airflow's public tracker.",
+             "", "| finding | introduced in | fixed in | upstream status |", "|---|---|---|---|"]
+    for finding in ALL_FINDINGS:
+        introduced, fixed = history(finding, cells)
+        lines.append(f"| {finding.id} | {introduced} | {fixed} | {UPSTREAM.get(finding.id, 'apparently new')} |")
+    return "\n".join(lines + ["", END])
+
+
+def update_findings(path: Path, cells: list[Cell]) -> None:
+    """Replace the section between ``BEGIN`` and ``END`` in ``path`` (or append it)."""
+    text = path.read_text() if path.exists() else ""
+    section = findings_section(cells)
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+def cmd_matrix(args) -> int:
+    from impl.releases.environments import RELEASES, UnknownRelease
+
+    releases = tuple(r.strip() for r in args.releases.split(",") if r.strip()) if args.releases else tuple(RELEASES)
+    unknown = [r for r in releases if r not in RELEASES and r != "installed" and not r.startswith("src:")]
+    if unknown:
+        known = ", ".join(RELEASES)
+        raise SystemExit(f"finalstate matrix: {UnknownRelease(f'unknown task-sdk release(s) {unknown}; known: {known}')}")
+    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cells_json = out.with_suffix(".json")
+    if args.from_json:
+        cells = load(Path(args.from_json))
+    else:
+        started = time.perf_counter()
+        print(f"{len(releases)} release(s) × {len(targets)} target(s), {args.workers} at a time, {args.profile} profile",
+              flush=True)
+
+        def progress(cell: Cell) -> None:
+            rate = f", {cell.examples / cell.seconds:.0f} examples/s" if cell.examples and cell.seconds else ""
+            print(f"  [{time.perf_counter() - started:5.0f}s] {cell.release} {cell.target}: {cell.status} in "
+                  f"{cell.seconds:.0f}s{rate}" + ("" if cell.status == "ran" else f" — {cell.detail}"), flush=True)
+
+        cells = run_matrix(releases, targets, args.profile, args.workers, progress=progress)
+        print(f"the whole matrix: {time.perf_counter() - started:.0f}s wall", flush=True)
+        save(cells, cells_json)
+    text = table(cells, args.profile)
+    out.write_text(text)
+    print(text)
+    print(f"wrote {out} and {cells_json}")
+    if args.update_findings:
+        update_findings(Path(args.update_findings), cells)
+        print(f"updated the 'Across releases' section of {args.update_findings}")
+    return 1 if any(c.status != "ran" for c in cells) else 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    mx = subparsers.add_parser("matrix", help="every registered finding on every task-sdk release (and the new "
+                                              "violations each shows): one checker run per release and target")
+    mx.add_argument("--releases", help="comma-separated releases (default: every known one, see impl/releases)")
+    mx.add_argument("--targets", default=",".join(DEFAULT_TARGETS), help="comma-separated targets")
+    mx.add_argument("--profile", default="ci", choices=("dev", "ci", "nightly"))
+    mx.add_argument("--workers", type=int, default=2, help="cells run at once")
+    mx.add_argument("--out", default=str(ROOT / "build" / "matrix.md"), help="the Markdown table (the cells' JSON "
+                                                                               "goes beside it)")
+    mx.add_argument("--from-json", metavar="PATH", help="rebuild the table from a saved run's JSON instead of running")
+    mx.add_argument("--update-findings", metavar="FINDINGS.md", help="rewrite that file's 'Across releases' section "
+                                                                     "from this table")
+    mx.set_defaults(func=cmd_matrix)
+    return mx
+
+
+if __name__ == "__main__":
+    sys.exit(cmd_matrix(add_parser(argparse.ArgumentParser().add_subparsers()).parse_args(sys.argv[1:])))

@@ -1,0 +1,115 @@
+"""``finalstate matrix``: cells from real checker runs, findings tied to their tests exactly, failed cells kept."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from impl.frontdoor.findings import ALL_FINDINGS, FINDINGS
+from impl.releases.environments import UnknownRelease, python_for
+from impl.releases.matrix import (FIXED, NOT_APPLICABLE, REPRODUCES, Cell, findings_section, history, read_junit,
+                                  run_cell, table, update_findings, verdict)
+
+F1 = next(f for f in FINDINGS if f.id == "F1")
+F2 = next(f for f in FINDINGS if f.id == "F2")
+
+
+def test_pytests_own_strict_outcomes_map_to_the_findings(tmp_path):
+    """A real pytest run of strict expected failures marked as the properties mark them: one fails as expected
+    (reproduces), one passes (the strict XPASS: fixed); an ordinary failure is new."""
+    tests = tmp_path / "test_marks.py"
+    tests.write_text(textwrap.dedent(f"""
+        import pytest
+
+        @pytest.mark.xfail(strict=True, reason={F1.headline!r})
+        def test_reproduces():
+            assert False
+
+        @pytest.mark.xfail(strict=True, reason={F2.headline!r})
+        def test_fixed():
+            pass
+
+        def test_new():
+            assert 1 == 2, "VIOLATION on somewhere: a new bug"
+    """))
+    junit = tmp_path / "junit.xml"
+    subprocess.run([sys.executable, "-m", "pytest", str(tests), f"--junit-xml={junit}", "-p", "no:cacheprovider",
+                    "-q"], cwd=tmp_path, capture_output=True)
+    findings, new, _, counts = read_junit(junit)
+    assert findings == {"F1": REPRODUCES, "F2": FIXED}
+    assert len(new) == 1 and new[0][0].endswith("test_new") and "a new bug" in new[0][1]
+    assert counts == {"passed": 0, "failed": 2, "skipped": 0, "xfailed": 1}
+
+
+@pytest.fixture(scope="module")
+def real_cell(tmp_path_factory) -> Cell:
+    """The installed release's findings run on airflow-inproc (the ``*_finding_still_reproduces`` tests only)."""
+    pytest.importorskip("airflow.sdk.execution_time.supervisor", reason="the cell runs the real supervisor")
+    return run_cell("installed", "airflow-inproc", out=tmp_path_factory.mktemp("matrix"),
+                    pytest_args=("-k", "finding_still_reproduces"))
+
+
+def test_a_real_cell_reads_each_findings_outcome(real_cell):
+    assert real_cell.status == "ran", real_cell.detail
+    # Every supervisor finding's test ran on airflow-inproc and was read as reproduced or fixed, and the
+    # verdicts add up to pytest's own outcome counts.
+    checked_here = {f.id for f in ALL_FINDINGS if {"airflow-inproc", "model-runtime+airflow-inproc"} & set(f.targets)}
+    assert set(real_cell.findings) == checked_here
+    verdicts = list(real_cell.findings.values())
+    assert real_cell.counts["xfailed"] == verdicts.count(REPRODUCES)
+    assert real_cell.counts["failed"] == verdicts.count(FIXED) + len(real_cell.new)
+    assert REPRODUCES in verdicts  # the pinned release has its findings (F1 among them)
+    assert real_cell.findings["F1"] == REPRODUCES
+
+
+def test_failed_cells_are_marked_never_dropped(real_cell, tmp_path):
+    env_failed = run_cell("9.9.9", "airflow-inproc", out=tmp_path)
+    assert env_failed.status == "env failed" and "'9.9.9'" in env_failed.detail
+    overran = run_cell("installed", "airflow-inproc", out=tmp_path, timeout=0.5)
+    assert overran.status == "overran"
+    crashed = run_cell("crashing", "airflow-inproc", out=tmp_path, pytest_args=("--no-such-option",),
+                       python_for=lambda spec: python_for("installed"))
+    assert crashed.status == "crashed" and "exited 4" in crashed.detail
+
+    cells = [real_cell, env_failed, crashed]
+    text = table(cells, "ci")
+    assert "**env failed**" in text and "**crashed**" in text
+    header = next(line for line in text.splitlines() if line.startswith("| finding |")).strip("| ").split(" | ")
+    f1_row = next(line for line in text.splitlines() if line.startswith("| F1 |")).strip("| ").split(" | ")
+    assert dict(zip(header, f1_row)).items() >= {"installed": REPRODUCES, "9.9.9": "env failed", "crashing": "crashed"}.items()
+    assert verdict(F1, "installed", cells) == REPRODUCES
+    w1 = next(f for f in ALL_FINDINGS if f.id == "W1")
+    assert verdict(w1, "installed", cells) == NOT_APPLICABLE  # a wire finding: airflow-process only
+
+
+def test_introduced_and_fixed_follow_the_releases_in_order():
+    def cell(release, outcome):
+        return Cell(release, "airflow-inproc", "ran", findings={"F1": outcome} if outcome else {})
+
+    cells = [cell("1.0.0", None), cell("1.1.0", REPRODUCES), cell("1.2.0", REPRODUCES), cell("1.3.0", FIXED)]
+    assert history(F1, cells) == ("1.1.0", "1.3.0")
+    assert history(F1, cells[1:3]) == ("≤ 1.1.0", "not fixed (reproduces on 1.2.0)")
+    assert history(F1, [cell("1.0.0", None)])[0] == "not checked by these targets"
+
+
+def test_the_findings_section_is_replaced_in_place(tmp_path):
+    findings_md = tmp_path / "FINDINGS.md"
+    findings_md.write_text("# Findings\n\nkept above\n")
+    cells = [Cell("1.3.2", "airflow-inproc", "ran", findings={"F1": REPRODUCES})]
+    update_findings(findings_md, cells)
+    update_findings(findings_md, cells)
+    text = findings_md.read_text()
+    assert text.startswith("# Findings\n\nkept above\n") and text.count("## Across releases") == 1
+    assert "| F1 | ≤ 1.3.2 | not fixed (reproduces on 1.3.2) |" in findings_section(cells)
+
+
+def test_an_unknown_release_is_refused_by_name():
+    with pytest.raises(UnknownRelease, match="'0.0.1'"):
+        python_for("0.0.1")
+    done = subprocess.run([sys.executable, "-m", "impl.frontdoor.cli", "matrix", "--releases", "1.3.2,0.0.1"],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode != 0 and "0.0.1" in done.stderr and "1.3.2" in done.stderr
