@@ -113,3 +113,34 @@ def test_an_unknown_release_is_refused_by_name():
     done = subprocess.run([sys.executable, "-m", "impl.frontdoor.cli", "matrix", "--releases", "1.3.2,0.0.1"],
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode != 0 and "0.0.1" in done.stderr and "1.3.2" in done.stderr
+
+
+def _children_running_pytest() -> set[int]:
+    import os
+
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and b"pytest" in cmdline and b"--junit-xml" in cmdline:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_ctrl_c_kills_the_running_cells(tmp_path):
+    from impl.releases.matrix import run_matrix
+
+    seen: list[set[int]] = []
+
+    def interrupt(cell):
+        seen.append(_children_running_pytest())
+        raise KeyboardInterrupt
+
+    # The unknown release fails at once; by then the other cell's pytest is running.
+    with pytest.raises(KeyboardInterrupt):
+        run_matrix(("installed", "9.9.9"), ("airflow-inproc",), out=tmp_path, progress=interrupt)
+    assert len(seen[0]) == 1, "the installed release's run was going when the interrupt came"
+    assert not _children_running_pytest(), "a cell outlived the interrupt"

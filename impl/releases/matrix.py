@@ -48,6 +48,9 @@ BUILD = ROOT / "build" / "matrix"
 DEFAULT_TARGETS = ("airflow-inproc", "airflow-task-runner")
 #: A cell that runs longer than this is stopped and marked overrun.
 CELL_TIMEOUT = 1800.0
+#: A single test running longer than this has pytest's faulthandler dump every stack into the cell's log,
+#: so a hang says where it hangs.
+STACK_DUMP_AFTER = 300
 
 REPRODUCES, FIXED, NOT_APPLICABLE, BROKE = "reproduces", "fixed", "n/a", "error"
 #: A finding's own test, as every property file names it: ``test_..._finding_still_reproduces[<target>-<id>]``.
@@ -129,9 +132,11 @@ def read_junit(path: Path) -> tuple[dict, tuple, int, dict]:
 
 
 def run_cell(release: str, target: str, profile: str = "ci", python_for: Callable[[str], Path] | None = None,
-             out: Path = BUILD, timeout: float = CELL_TIMEOUT, pytest_args: tuple[str, ...] = ()) -> Cell:
+             out: Path = BUILD, timeout: float = CELL_TIMEOUT, pytest_args: tuple[str, ...] = (),
+             on_start: Callable[[subprocess.Popen], None] = lambda process: None) -> Cell:
     """Build (or reuse) ``release``'s environment and run the properties on ``target`` there (``pytest_args``
-    added); never raises for a release that does not install or a run that crashes: the cell says so."""
+    added); never raises for a release that does not install or a run that crashes: the cell says so.
+    ``on_start`` is handed the pytest process (its own process group) as it starts."""
     if python_for is None:
         from impl.releases.environments import python_for
     started = time.perf_counter()
@@ -145,20 +150,24 @@ def run_cell(release: str, target: str, profile: str = "ci", python_for: Callabl
     junit.unlink(missing_ok=True)
     command = [str(python), "-m", "pytest", str(ROOT / "properties"), f"--target={target}",
                f"--hypothesis-profile={profile}", f"--junit-xml={junit}", "-o", "junit_logging=no",
-               "-p", "no:cacheprovider", "-q", *pytest_args]
+               "-p", "no:cacheprovider", "-q", "-o", f"faulthandler_timeout={min(STACK_DUMP_AFTER, max(5, int(timeout * 0.8)))}", *pytest_args]
     run_started = time.perf_counter()
     with open(log, "w") as logfile:
         process = subprocess.Popen(command, cwd=ROOT, stdout=logfile, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
+            on_start(process)
             code = process.wait(timeout)
         except subprocess.TimeoutExpired:
             _kill(process)
             return Cell(release, target, "overran", f"stopped after {timeout:.0f}s; log: {log}",
                         time.perf_counter() - run_started)
-        except BaseException:  # Ctrl-C: nothing is left running
+        except BaseException:
             _kill(process)
             raise
+        if code < 0:  # killed: by the matrix's own interrupt, or from outside
+            return Cell(release, target, "crashed", f"pytest was killed by signal {-code} (log: {log})",
+                        time.perf_counter() - run_started)
     seconds = time.perf_counter() - run_started
     if code not in (0, 1) or not junit.exists():
         tail = " / ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
@@ -175,23 +184,37 @@ def _kill(process: subprocess.Popen) -> None:
     process.wait()
 
 
+#: ``--findings-only``: each cell runs only the findings' own tests, not the searches (so it finds nothing new).
+FINDINGS_ONLY = ("-k", "finding_still_reproduces")
+
+
 def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TARGETS, profile: str = "ci",
                workers: int = 2, python_for: Callable[[str], Path] | None = None, out: Path = BUILD,
-               progress: Callable[[Cell], None] = lambda cell: None) -> list[Cell]:
-    """Every ``releases`` × ``targets`` cell, ``workers`` at a time, in that order."""
+               progress: Callable[[Cell], None] = lambda cell: None, pytest_args: tuple[str, ...] = (),
+               timeout: float = CELL_TIMEOUT) -> list[Cell]:
+    """Every ``releases`` × ``targets`` cell, ``workers`` at a time, in that order.
+
+    On Ctrl-C (or any exception here) the cells not started are cancelled and the running ones killed
+    (their whole process groups) before it propagates.
+    """
     jobs = [(r, t) for r in releases for t in targets]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(run_cell, r, t, profile, python_for, out): (r, t) for r, t in jobs}
+    running: set[subprocess.Popen] = set()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = {pool.submit(run_cell, r, t, profile, python_for, out, timeout, pytest_args, running.add): (r, t)
+                   for r, t in jobs}
         cells = {}
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                cell = future.result()
-                cells[futures[future]] = cell
-                progress(cell)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        for future in concurrent.futures.as_completed(futures):
+            cell = future.result()
+            cells[futures[future]] = cell
+            progress(cell)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list(running):
+            if process.poll() is None:
+                _kill(process)
+        raise
+    pool.shutdown()
     return [cells[job] for job in jobs]
 
 
@@ -256,14 +279,16 @@ def history(finding: Finding, cells: list[Cell]) -> tuple[str, str]:
     return introduced, fixed
 
 
-def table(cells: list[Cell], profile: str) -> str:
+def table(cells: list[Cell], profile: str, findings_only: bool = False) -> str:
     """The matrix as Markdown: run figures per release, every finding × release, the new violations per release."""
     releases = releases_of(cells)
     targets = list(dict.fromkeys(c.target for c in cells))
-    lines = [f"# finalstate matrix ({profile} profile; targets: {', '.join(targets)})", "",
+    what = "the findings' own tests only (--findings-only: no search, so nothing new can show)" if findings_only \
+        else f"{profile} profile"
+    lines = [f"# finalstate matrix ({what}; targets: {', '.join(targets)})", "",
              "## The runs", "", "| release | target | status | wall time | examples | examples/s | passed | "
              "failed | xfailed | skipped |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for c in cells:
+    for c in sorted(cells, key=lambda c: (releases.index(c.release), c.target)):
         rate = f"{c.examples / c.seconds:.0f}" if c.seconds and c.examples else "—"
         status = c.status if c.status == "ran" else f"**{c.status}**: {c.detail}"
         n = c.counts
@@ -294,12 +319,16 @@ def table(cells: list[Cell], profile: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save(cells: list[Cell], path: Path) -> None:
-    path.write_text(json.dumps([attrs.asdict(c) for c in cells], indent=1))
+def save(cells: list[Cell], path: Path, profile: str, findings_only: bool) -> None:
+    path.write_text(json.dumps({"profile": profile, "findings_only": findings_only,
+                                "cells": [attrs.asdict(c) for c in cells]}, indent=1))
 
 
-def load(path: Path) -> list[Cell]:
-    return [Cell(**{**c, "new": tuple(tuple(n) for n in c["new"])}) for c in json.loads(path.read_text())]
+def load(path: Path) -> tuple[list[Cell], str, bool]:
+    """A saved run: its cells, profile, and whether it ran the findings' tests only."""
+    saved = json.loads(path.read_text())
+    cells = [Cell(**{**c, "new": tuple(tuple(n) for n in c["new"])}) for c in saved["cells"]]
+    return cells, saved["profile"], saved["findings_only"]
 
 
 # -- FINDINGS.md ----------------------------------------------------------------------------------
@@ -307,12 +336,13 @@ def load(path: Path) -> list[Cell]:
 BEGIN, END = "<!-- finalstate matrix: begin -->", "<!-- finalstate matrix: end -->"
 
 
-def findings_section(cells: list[Cell]) -> str:
+def findings_section(cells: list[Cell], findings_only: bool = False) -> str:
     """The "Across releases" section of FINDINGS.md: per finding, introduced in, fixed in, upstream status."""
     releases = releases_of(cells)
     targets = ", ".join(dict.fromkeys(c.target for c in cells))
     lines = [BEGIN, "## Across releases", "",
-             f"From `finalstate matrix` ({len(releases)} releases, {releases[0]} … {releases[-1]}; targets {targets}; "
+             f"From `finalstate matrix{' --findings-only' if findings_only else ''}` ({len(releases)} releases, "
+             f"{releases[0]} … {releases[-1]}; targets {targets}; "
              "regenerate with `finalstate matrix --update-findings FINDINGS.md`). *Introduced in* is the first release "
              "where the finding's strict expected failure reproduces, *fixed in* the first release after the last "
              "reproducing one where it passes. The upstream status was looked up in apache/airflow's public tracker.",
@@ -323,10 +353,10 @@ def findings_section(cells: list[Cell]) -> str:
     return "\n".join(lines + ["", END])
 
 
-def update_findings(path: Path, cells: list[Cell]) -> None:
+def update_findings(path: Path, cells: list[Cell], findings_only: bool = False) -> None:
     """Replace the section between ``BEGIN`` and ``END`` in ``path`` (or append it)."""
     text = path.read_text() if path.exists() else ""
-    section = findings_section(cells)
+    section = findings_section(cells, findings_only)
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         text = head + section + rest.split(END, 1)[1]
@@ -349,8 +379,9 @@ def cmd_matrix(args) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cells_json = out.with_suffix(".json")
+    findings_only = args.findings_only
     if args.from_json:
-        cells = load(Path(args.from_json))
+        cells, args.profile, findings_only = load(Path(args.from_json))
     else:
         started = time.perf_counter()
         print(f"{len(releases)} release(s) × {len(targets)} target(s), {args.workers} at a time, {args.profile} profile",
@@ -361,15 +392,16 @@ def cmd_matrix(args) -> int:
             print(f"  [{time.perf_counter() - started:5.0f}s] {cell.release} {cell.target}: {cell.status} in "
                   f"{cell.seconds:.0f}s{rate}" + ("" if cell.status == "ran" else f" — {cell.detail}"), flush=True)
 
-        cells = run_matrix(releases, targets, args.profile, args.workers, progress=progress)
+        cells = run_matrix(releases, targets, args.profile, args.workers, progress=progress,
+                           pytest_args=FINDINGS_ONLY if findings_only else (), timeout=args.cell_timeout)
         print(f"the whole matrix: {time.perf_counter() - started:.0f}s wall", flush=True)
-        save(cells, cells_json)
-    text = table(cells, args.profile)
+        save(cells, cells_json, args.profile, findings_only)
+    text = table(cells, args.profile, findings_only)
     out.write_text(text)
     print(text)
     print(f"wrote {out} and {cells_json}")
     if args.update_findings:
-        update_findings(Path(args.update_findings), cells)
+        update_findings(Path(args.update_findings), cells, findings_only)
         print(f"updated the 'Across releases' section of {args.update_findings}")
     return 1 if any(c.status != "ran" for c in cells) else 0
 
@@ -383,6 +415,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     mx.add_argument("--workers", type=int, default=2, help="cells run at once")
     mx.add_argument("--out", default=str(ROOT / "build" / "matrix.md"), help="the Markdown table (the cells' JSON "
                                                                                "goes beside it)")
+    mx.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT, metavar="SECONDS",
+                    help="a cell running longer is killed and marked overran")
+    mx.add_argument("--findings-only", action="store_true",
+                    help="run only each finding's own test per cell (seconds, not minutes): the findings × releases "
+                         "table without the searches, so no new violation can show")
     mx.add_argument("--from-json", metavar="PATH", help="rebuild the table from a saved run's JSON instead of running")
     mx.add_argument("--update-findings", metavar="FINDINGS.md", help="rewrite that file's 'Across releases' section "
                                                                      "from this table")
