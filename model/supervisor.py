@@ -1,11 +1,12 @@
-"""The supervisor's terminal-state logic, as it is in apache-airflow-task-sdk 1.3.2.
+"""The supervisor's terminal-state logic, as it is in apache-airflow-task-sdk 1.3.2 (by default).
 
 Each function here mirrors a method of ``airflow.sdk.execution_time.supervisor.ActivitySubprocess``
 (named in its docstring), bugs included: conformance is checked against this model, the
 design's promises against ``model.invariants``. Entry points:
 
 - ``final_state(exit_code, terminal_state, should_retry)``: what the supervisor reports.
-- ``run(scenario)``: the whole attempt, from ``start`` to the end of ``wait()``.
+- ``run(scenario, release=SPECIFIED)``: the whole attempt, from ``start`` to the end of ``wait()``,
+  as ``release`` does it where releases differ by design (``model.release``: 1.3.2 by default).
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from model.scenario import (
     Scenario,
     Send,
 )
+from model.release import SPECIFIED, Release
 from model.server import OK, Server
 
 #: ``supervisor.STATES_SENT_DIRECTLY``: final states for which no closing ``finish`` call is made.
 STATES_SENT_DIRECTLY = frozenset({DEFERRED, AWAITING_INPUT, UP_FOR_RESCHEDULE, UP_FOR_RETRY, SUCCESS, SERVER_TERMINATED})
 
-#: Airflow's default ``[workers] max_failed_heartbeats``.
-MAX_FAILED_HEARTBEATS = 3
+#: Airflow's default ``[workers] max_failed_heartbeats`` in the specified release (``Release.max_failed_heartbeats``).
+MAX_FAILED_HEARTBEATS = SPECIFIED.max_failed_heartbeats
 
 #: The signal ``kill(SIGTERM, force=True)`` starts with; the model's process dies of it.
 SIGTERM_EXIT = -15
@@ -90,6 +92,7 @@ class Supervisor:
     calls: tuple[ApiCall, ...] = ()
     replies: tuple[str, ...] = ()
     raised: str | None = None
+    release: Release = SPECIFIED
 
     @property
     def alive(self) -> bool:
@@ -100,6 +103,8 @@ class Supervisor:
         return attrs.evolve(self, server=server, calls=(*self.calls, ApiCall(name, status, state))), status
 
     def reply(self, ok: bool) -> Supervisor:
+        if ok and not self.release.answers_every_request:
+            return self
         return attrs.evolve(self, replies=(*self.replies, "ok" if ok else "error"))
 
     def kill(self) -> Supervisor:
@@ -107,10 +112,10 @@ class Supervisor:
         return self if not self.alive else attrs.evolve(self, exit_code=SIGTERM_EXIT)
 
 
-def start(scenario: Scenario) -> Supervisor:
+def start(scenario: Scenario, release: Release = SPECIFIED) -> Supervisor:
     """``_on_child_started``: ``task_instances.start`` turns the row RUNNING and brings should_retry."""
     server, status = Server.queued(scenario.context).start()
-    return Supervisor(server, scenario.context.should_retry, calls=(ApiCall("start", status),))
+    return Supervisor(server, scenario.context.should_retry, calls=(ApiCall("start", status),), release=release)
 
 
 def send_terminal_state_msg(sup: Supervisor, frame: Send) -> tuple[Supervisor, bool]:
@@ -123,7 +128,12 @@ def send_terminal_state_msg(sup: Supervisor, frame: Send) -> tuple[Supervisor, b
 
 
 def handle_request(sup: Supervisor, frame: Send) -> Supervisor:
-    """``_handle_request`` for the terminal frames, and the reply ``handle_requests`` sends back."""
+    """``_handle_request`` for the terminal frames, and the reply ``handle_requests`` sends back.
+
+    A frame the release does not know fails ``handle_requests``' decoder: logged, nothing else.
+    """
+    if frame.frame not in sup.release.terminal_frames:
+        return sup
     if frame.frame in FRAMES_ENDING_TASK:
         sup = attrs.evolve(sup, task_ended=True, overtime_elapsed=False)  # _task_end_time_monotonic = now
     if frame.frame == "TaskState":
@@ -147,7 +157,7 @@ def send_heartbeat_if_needed(sup: Supervisor, answer: int) -> Supervisor:
     if status == HEARTBEAT_OK:
         return attrs.evolve(sup, failed_heartbeats=0)
     sup = attrs.evolve(sup, failed_heartbeats=sup.failed_heartbeats + 1)
-    return sup.kill() if sup.failed_heartbeats >= MAX_FAILED_HEARTBEATS else sup
+    return sup.kill() if sup.failed_heartbeats >= sup.release.max_failed_heartbeats else sup
 
 
 def handle_process_overtime_if_needed(sup: Supervisor) -> Supervisor:
@@ -190,12 +200,13 @@ def monitor_step(sup: Supervisor, event) -> Supervisor:
     return handle_process_overtime_if_needed(sup)
 
 
-def run(scenario: Scenario) -> Observation:
+def run(scenario: Scenario, release: Release = SPECIFIED) -> Observation:
     """The whole attempt: start, the events while the process lives, its exit, then ``wait()``'s close.
 
-    The process's death ends the timeline: events after a kill never happen.
+    The process's death ends the timeline: events after a kill never happen. ``release``: the task-sdk
+    release whose by-design behaviour to follow (``model.release``).
     """
-    sup = start(scenario)
+    sup = start(scenario, release)
     for event in scenario.events:
         if not sup.alive:
             break

@@ -111,6 +111,16 @@ def check_name(name: str) -> None:
         pass  # reported as a skip by each property that would use it
 
 
+def _installed_sdk() -> str | None:
+    """The installed apache-airflow-task-sdk's version, or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("apache-airflow-task-sdk")
+    except PackageNotFoundError:
+        return None
+
+
 def load_target(name: str, kind: str = "supervisor") -> Target:
     """The target called ``name`` for the properties of ``kind``.
 
@@ -126,6 +136,10 @@ def load_target(name: str, kind: str = "supervisor") -> Target:
     try:
         module = importlib.import_module(entry.module)
     except ModuleNotFoundError as e:
+        sdk = _installed_sdk()
+        if sdk and e.name and e.name.startswith("airflow."):  # an older or newer release lacks the module
+            raise TargetUnavailable(f"target {name!r} cannot run on apache-airflow-task-sdk {sdk}: "
+                                    f"that release has no {e.name}") from None
         if e.name and e.name.split(".")[0] in ("airflow", "httpx", "msgspec", "structlog", "pydantic"):
             raise TargetUnavailable(f"target {name!r} needs {entry.needs} ({e.name} is not installed): "
                                     "pip install 'finalstate[airflow]'") from None

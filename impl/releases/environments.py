@@ -57,35 +57,46 @@ class NotACheckout(ValueError):
 
 @attrs.frozen
 class Release:
-    """A task-sdk release on PyPI and the apache-airflow-core requirement it installs with.
-
-    Each core release pins its task-sdk exactly, so the core requirement is the minor series
-    the SDK belongs to and the resolver picks the core that pins this SDK.
-    """
+    """A task-sdk release on PyPI, the apache-airflow-core requirement it installs with, and any constraint
+    it needs to import today (``constraints``: a dependency released later that it cannot use)."""
 
     version: str
     core: str
+    constraints: tuple[str, ...] = ()
     prerelease: bool = False
 
     @property
     def requirements(self) -> tuple[str, ...]:
-        return (f"apache-airflow-task-sdk=={self.version}", self.core)
+        return (f"apache-airflow-task-sdk=={self.version}", self.core, *self.constraints)
 
 
-def _series(versions: str, core_minor: str) -> tuple[Release, ...]:
-    upper = f"3.{int(core_minor.split('.')[1]) + 1}.0"
-    return tuple(Release(v, f"apache-airflow-core>={core_minor}.0,<{upper}") for v in versions.split())
+#: Releases before 1.3.0 import ``structlog.dev.Styles``, which structlog 26 removed; they leave structlog unbounded.
+BEFORE_STRUCTLOG_26 = ("structlog<26",)
+
+
+def _series(core_minor: int, pairs: str, constraints: tuple[str, ...] = ()) -> tuple[Release, ...]:
+    """Releases from ``"sdk=core ..."`` pairs: each SDK with the core released beside it (each core pins its
+    SDK exactly); ``sdk=`` alone (no core of that patch level): the newest core of the minor series that fits."""
+    releases = []
+    for pair in pairs.split():
+        sdk, core = pair.split("=")
+        requirement = (f"apache-airflow-core=={core}" if core else
+                       f"apache-airflow-core>=3.{core_minor}.0,<3.{core_minor + 1}.0")
+        releases.append(Release(sdk, requirement, constraints))
+    return tuple(releases)
 
 
 #: The task-sdk releases on PyPI (``pip index versions apache-airflow-task-sdk --pre``, 2026-11-25):
-#: every final release from 1.0.0 to 1.3.2 (there is no final 1.0.5) and the newest pre-release.
+#: every final release from 1.0.0 to 1.3.2 (there is no final 1.0.5, nor a final core 3.1.4) and the
+#: newest pre-release, each with the apache-airflow-core released beside it (3.0.x, 3.1.x, ...).
 RELEASES: dict[str, Release] = {
     r.version: r
     for r in (
-        *_series("1.0.0 1.0.1 1.0.2 1.0.3 1.0.4 1.0.6", "3.0"),
-        *_series("1.1.0 1.1.1 1.1.2 1.1.3 1.1.4 1.1.5 1.1.6 1.1.7 1.1.8", "3.1"),
-        *_series("1.2.0 1.2.1 1.2.2", "3.2"),
-        *_series("1.3.0 1.3.1 1.3.2", "3.3"),
+        *_series(0, "1.0.0=3.0.0 1.0.1=3.0.1 1.0.2=3.0.2 1.0.3=3.0.3 1.0.4=3.0.4 1.0.6=3.0.6", BEFORE_STRUCTLOG_26),
+        *_series(1, "1.1.0=3.1.0 1.1.1=3.1.1 1.1.2=3.1.2 1.1.3=3.1.3 1.1.4= 1.1.5=3.1.5 1.1.6=3.1.6 1.1.7=3.1.7 "
+                    "1.1.8=3.1.8", BEFORE_STRUCTLOG_26),
+        *_series(2, "1.2.0=3.2.0 1.2.1=3.2.1 1.2.2=3.2.2", BEFORE_STRUCTLOG_26),
+        *_series(3, "1.3.0=3.3.0 1.3.1=3.3.1 1.3.2=3.3.2"),
         Release("1.4.0b2", "apache-airflow-core==3.4.0b2", prerelease=True),
     )
 }

@@ -48,7 +48,11 @@ def _run_context(context: RunContext) -> TIRunContext:
 
 
 class RecordingTaskInstances:
-    """``client.task_instances``, answering from the server model and recording each call."""
+    """``client.task_instances``, answering from the server model and recording each call.
+
+    Keyword arguments a newer release adds to a call (``**_newer``) are accepted and not recorded:
+    an observation is the call, its state and its answer.
+    """
 
     def __init__(self, scenario: Scenario):
         self.context = scenario.context
@@ -73,34 +77,34 @@ class RecordingTaskInstances:
         self.server, status = self.server.call(name, state)
         self._answer(name, status, state)
 
-    def start(self, id, pid, when) -> TIRunContext:
+    def start(self, id, pid, when, **_newer) -> TIRunContext:
         self.server, status = self.server.start()
         self._answer("start", status)
         return _run_context(self.context)
 
-    def heartbeat(self, id, pid) -> None:
+    def heartbeat(self, id, pid, **_newer) -> None:
         self.server, status = self.server.heartbeat(self.heartbeat_answer)
         self._answer("heartbeat", status)
 
-    def finish(self, id, state, when, rendered_map_index) -> None:
+    def finish(self, id, state, when, rendered_map_index, **_newer) -> None:
         self._call("finish", str(getattr(state, "value", state)))
 
-    def succeed(self, id, when, task_outlets, outlet_events, rendered_map_index) -> None:
+    def succeed(self, id, when, task_outlets, outlet_events, rendered_map_index, **_newer) -> None:
         self._call("succeed")
 
-    def retry(self, id, end_date, rendered_map_index, retry_delay_seconds=None, retry_reason=None) -> None:
+    def retry(self, id, end_date, rendered_map_index, retry_delay_seconds=None, retry_reason=None, **_newer) -> None:
         self._call("retry")
 
-    def defer(self, id, msg) -> None:
+    def defer(self, id, msg, **_newer) -> None:
         self._call("defer")
 
-    def reschedule(self, id, msg) -> None:
+    def reschedule(self, id, msg, **_newer) -> None:
         self._call("reschedule")
 
-    def await_input(self, id, msg) -> None:
+    def await_input(self, id, msg, **_newer) -> None:
         self._call("await_input")
 
-    def skip_downstream_tasks(self, id, msg) -> None:
+    def skip_downstream_tasks(self, id, msg, **_newer) -> None:
         self._call("skip_downstream_tasks")
 
 

@@ -35,23 +35,21 @@ import functools
 import logging
 import os
 import signal
-import subprocess
 import time
 import uuid
 from collections import deque
 
-import msgspec
 import structlog
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
-from airflow.sdk.execution_time.comms import _RequestFrame
-from airflow.sdk.execution_time.supervisor import ActivitySubprocess, NeverRaised, ProcessTracker
+from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
+from impl.releases.adapters import (model_release, request_for_handle_requests, since_1_0_3_length_prefixed_frames,
+                                    since_1_2_0_child_started_arguments, since_1_3_0_process_tracker,
+                                    supervisor_reference)
 from impl.server.model_client import RecordingClient, error_name
 from impl.wire import codec
 from model.scenario import Fault, Heartbeat, Observation, Overtime, Scenario, Send
-from model.supervisor import MAX_FAILED_HEARTBEATS
 
-_REQUEST_DECODER = msgspec.msgpack.Decoder(_RequestFrame)
 # The supervisor logs every frame and every refused call; in a checker running thousands of
 # scenarios that is noise and time. Its loggers are structlog proxies, so this reaches them.
 structlog.configure(
@@ -59,20 +57,21 @@ structlog.configure(
     logger_factory=structlog.ReturnLoggerFactory(),
 )
 _QUIET = structlog.get_logger("finalstate")
+_TRACKING = since_1_3_0_process_tracker()
 TI_ID = uuid.UUID(int=1)
 
-if airflow_supervisor.MAX_FAILED_HEARTBEATS != MAX_FAILED_HEARTBEATS:
+if airflow_supervisor.MAX_FAILED_HEARTBEATS != model_release().max_failed_heartbeats:
     raise RuntimeError(
-        f"[workers] max_failed_heartbeats is {airflow_supervisor.MAX_FAILED_HEARTBEATS}; "
-        f"the model assumes Airflow's default of {MAX_FAILED_HEARTBEATS}"
+        f"[workers] max_failed_heartbeats is {airflow_supervisor.MAX_FAILED_HEARTBEATS}; the model assumes "
+        f"task-sdk {model_release()}'s default of {model_release().max_failed_heartbeats}"
     )
 
 
-class ScriptedProcess(ProcessTracker):
+class ScriptedProcess(_TRACKING.base):
     """The task process: alive until the scenario's exit, or until the supervisor signals it."""
 
-    ProcessNotFound = NeverRaised
-    TimeoutExpired = subprocess.TimeoutExpired
+    ProcessNotFound = _TRACKING.not_found
+    TimeoutExpired = _TRACKING.timeout_expired
 
     def __init__(self):
         self.exit_code: int | None = None
@@ -87,7 +86,7 @@ class ScriptedProcess(ProcessTracker):
 
     def wait(self, timeout: float | None) -> int:
         if self.exit_code is None:
-            raise subprocess.TimeoutExpired("task", timeout)
+            raise _TRACKING.timed_out(timeout)
         return self.exit_code
 
 
@@ -157,7 +156,7 @@ class ScriptedSelector:
         """Put one frame on the wire and hand it to the supervisor as its frame reader would."""
         data = codec.encode_request(codec.RequestFrame(self.next_id, codec.terminal_body(event.frame, event.state)))
         self.next_id += 1
-        self.requests.send(_REQUEST_DECODER.decode(data[codec.HEADER_SIZE:]))
+        self.requests.send(request_for_handle_requests(data, codec.HEADER_SIZE))
 
     def register(self, *args, **kwargs):
         raise AssertionError("the in-process target registers no file objects")
@@ -188,7 +187,7 @@ def _supervisor(scenario: Scenario, client, world=None, ti_id: uuid.UUID = TI_ID
 
 def _live(sup: ActivitySubprocess, ti) -> str | None:
     """Start the attempt and run the real ``wait()``; what it raised, by name (part of what it did)."""
-    sup._on_child_started(ti=ti, dag_rel_path="dag.py", bundle_info=None, sentry_integration="")
+    sup._on_child_started(ti=ti, dag_rel_path="dag.py", bundle_info=None, **since_1_2_0_child_started_arguments())
     try:
         sup.wait()
     except Exception as e:
@@ -290,12 +289,13 @@ def target(name: str, server: str | None = None):
     """The ``airflow-inproc`` target on ``server`` (None: ``$FINALSTATE_SERVER``, default ``model``); see the module."""
     from impl.frontdoor.registry import SERVER_ENV, SERVERS, Target, TargetUnavailable
 
+    since_1_0_3_length_prefixed_frames()
     server = server or os.environ.get(SERVER_ENV) or "model"
     if server not in SERVERS:
         raise TargetUnavailable(f"unknown server {server!r} (from {SERVER_ENV} or --server); "
                                 f"the servers are: {', '.join(SERVERS)}")
     if server == "model":
-        return Target(name, run)
+        return Target(name, run, reference=supervisor_reference())
     try:
         import airflow.api_fastapi.execution_api.app  # noqa: F401
     except ImportError as e:
@@ -307,4 +307,4 @@ def target(name: str, server: str | None = None):
         real = AirflowServerRun()
     except ServerUnavailable as e:  # its database does not connect or migrate (--server-db): say so, no traceback
         raise TargetUnavailable(f"{name} with --server airflow: {e}") from None
-    return Target(name, real, close=real.close)
+    return Target(name, real, reference=supervisor_reference(), close=real.close)

@@ -1,0 +1,104 @@
+"""Where a private API of the task-sdk differs between releases: one adapter per difference.
+
+Each adapter is named by the release that introduced the difference (``since_1_3_0_...``) and
+answers for the installed release (``INSTALLED``, from ``importlib.metadata``): the bindings call
+it instead of reaching for the private API themselves. A piece a release does not have at all
+is ``missing(...)``: a ``TargetUnavailable`` naming the release and the piece, so the target is
+skipped with that message.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+
+import attrs
+from packaging.version import Version
+
+try:
+    #: The installed apache-airflow-task-sdk release, as its metadata says.
+    INSTALLED = Version(version("apache-airflow-task-sdk"))
+except PackageNotFoundError:  # the bindings import Airflow themselves, and say so when it is missing
+    INSTALLED = Version("0")
+
+
+def since(release: str) -> bool:
+    """Whether the installed task-sdk is ``release`` or newer (its pre-releases count as newer than the one before)."""
+    return INSTALLED >= Version(release)
+
+
+def missing(what: str, since_release: str):
+    """The error for a target that needs ``what``, which came in ``since_release``: the installed release lacks it."""
+    from impl.frontdoor.registry import TargetUnavailable
+
+    return TargetUnavailable(f"apache-airflow-task-sdk {INSTALLED} has no {what} (it came in {since_release})")
+
+
+@attrs.frozen
+class ProcessTracking:
+    """How the supervisor handles its task process: the base class a stand-in process extends, what the
+    supervisor catches when the process is gone, and the exception a ``wait(timeout)`` that runs out raises."""
+
+    base: type
+    not_found: type[Exception]
+    timeout_expired: type[Exception]
+
+    def timed_out(self, timeout: float | None) -> Exception:
+        if self.timeout_expired is subprocess.TimeoutExpired:
+            return subprocess.TimeoutExpired("task", timeout)
+        return self.timeout_expired(timeout)
+
+
+def since_1_3_0_process_tracker() -> ProcessTracking:
+    """Since 1.3.0 the supervisor holds a ``ProcessTracker`` (``NeverRaised``, ``subprocess.TimeoutExpired``
+    for a stand-in); before, a ``psutil.Process`` (``psutil.NoSuchProcess``, ``psutil.TimeoutExpired``)."""
+    if since("1.3.0"):
+        from airflow.sdk.execution_time.supervisor import NeverRaised, ProcessTracker
+
+        return ProcessTracking(ProcessTracker, NeverRaised, subprocess.TimeoutExpired)
+    import psutil
+
+    return ProcessTracking(object, psutil.NoSuchProcess, psutil.TimeoutExpired)
+
+
+def since_1_2_0_child_started_arguments() -> dict:
+    """``ActivitySubprocess._on_child_started`` takes ``sentry_integration`` since 1.2.0 (keywords only)."""
+    return {"sentry_integration": ""} if since("1.2.0") else {}
+
+
+def since_1_0_3_length_prefixed_frames() -> None:
+    """Since 1.0.3 supervisor and runtime speak length-prefixed msgpack frames with ids (``_RequestFrame``);
+    before, JSON lines (and ``wait()`` counts open sockets): the bindings drive frames, so raise
+    ``TargetUnavailable`` naming the release on an older one."""
+    if not since("1.0.3"):
+        raise missing("length-prefixed msgpack frames (_RequestFrame); its supervisor speaks JSON lines, "
+                      "which finalstate's bindings do not drive", "1.0.3")
+
+
+def request_for_handle_requests(frame_bytes: bytes, header_size: int):
+    """What ``handle_requests`` is sent for one request: the ``_RequestFrame`` decoded from our codec's bytes."""
+    return _request_decoder().decode(frame_bytes[header_size:])
+
+
+@functools.lru_cache(maxsize=None)
+def _request_decoder():
+    import msgspec
+    from airflow.sdk.execution_time.comms import _RequestFrame
+
+    return msgspec.msgpack.Decoder(_RequestFrame)
+
+
+def model_release():
+    """The installed release as the model takes it (``model.release.Release``); the model's own when none is."""
+    from model.release import SPECIFIED, Release
+
+    return Release.parse(str(INSTALLED)) if INSTALLED.release[0] else SPECIFIED
+
+
+def supervisor_reference():
+    """The model a supervisor target must agree with: ``model.supervisor.run`` for the installed release."""
+    from model import supervisor
+
+    return functools.partial(supervisor.run, release=model_release())
+

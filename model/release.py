@@ -1,0 +1,56 @@
+"""Which task-sdk release the model specifies, and what differs between releases by design (not by bug).
+
+The model specifies apache-airflow-task-sdk 1.3.2 with apache-airflow-core 3.3.2 (``SPECIFIED``)
+unless it is handed another ``Release``: ``model.supervisor.run(scenario, release)``. Only
+differences the releases were designed to have live here; a bug that a release has or lacks is
+not a difference of the spec but a finding (``impl/frontdoor/findings.py``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+#: Every terminal frame the model knows, as the newest release has them.
+TERMINAL_FRAMES = frozenset({"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask",
+                             "AwaitInputTask", "SkipDownstreamTasks"})
+
+
+@attrs.frozen
+class Release:
+    """A task-sdk release, as its (major, minor, micro) numbers; its by-design traits are derived from them."""
+
+    version: tuple[int, int, int]
+
+    @classmethod
+    def parse(cls, text: str) -> Release:
+        """``"1.2.0"``, ``"1.4.0b2"`` or ``"1.4.0.dev0"``: the release numbers (a pre-release counts as its release)."""
+        found = re.match(r"(\d+)\.(\d+)\.(\d+)", text)
+        if found is None:
+            raise ValueError(f"not a task-sdk release number: {text!r}")
+        return cls(tuple(int(n) for n in found.groups()))
+
+    def __str__(self) -> str:
+        return ".".join(map(str, self.version))
+
+    @property
+    def terminal_frames(self) -> frozenset[str]:
+        """The terminal frames the supervisor decodes: ``AwaitInputTask`` came in 1.3.0 (a frame the
+        release does not know fails its decoder: the supervisor logs it and goes on, no call, no reply)."""
+        return TERMINAL_FRAMES if self.version >= (1, 3, 0) else TERMINAL_FRAMES - {"AwaitInputTask"}
+
+    @property
+    def answers_every_request(self) -> bool:
+        """Since 1.0.3 (length-prefixed frames with ids) every request is answered; before (JSON lines),
+        a request was answered only when its handler had something to send: an error, for a terminal frame."""
+        return self.version >= (1, 0, 3)
+
+    @property
+    def max_failed_heartbeats(self) -> int:
+        """``[workers] max_failed_heartbeats``, default: 3, and 30 since core 3.4 (task-sdk 1.4.0)."""
+        return 30 if self.version >= (1, 4, 0) else 3
+
+
+#: The release the model specifies when it is given none.
+SPECIFIED = Release((1, 3, 2))
