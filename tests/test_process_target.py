@@ -88,3 +88,125 @@ def test_lost_answer_is_a_real_read_timeout():
     scenario = Scenario.from_text("fault finish lost; exit 1")
     observed = process.run(scenario)
     assert observed.raised == "ReadTimeout" and observed.row == "failed"
+
+
+# -- --server airflow: the real Execution API over loopback HTTP, from the helper ----------------------------------
+
+REAL_SCENARIOS = [
+    "try_number=1 max_tries=0; send SucceedTask; exit 0",
+    "try_number=1 max_tries=1; exit 1",
+    "fault succeed transient; send SucceedTask; exit 0",
+    "fault succeed lost; send SucceedTask; exit 0",
+    "fault finish permanent; exit 1",
+    "try_number=1 max_tries=1; heartbeat 404; exit 0",
+    "try_number=1 max_tries=1; heartbeat 409; exit 0",
+    "try_number=2 max_tries=3; heartbeat 410; exit 0",
+    "heartbeat 500; heartbeat 500; heartbeat 500; send SucceedTask; exit 0",
+    "send SucceedTask; overtime; exit 0",
+    "try_number=1 max_tries=2; send RetryTask; exit 1",
+]
+
+
+@pytest.fixture(scope="module")
+def real_process():
+    pytest.importorskip("airflow.api_fastapi.execution_api.app", reason="--server airflow needs apache-airflow-core")
+    loaded = process.target("airflow-process", "airflow")
+    yield loaded
+    loaded.close()
+
+
+def test_the_server_is_read_as_airflow_inproc_reads_it(monkeypatch):
+    from impl.frontdoor.registry import TargetUnavailable
+
+    monkeypatch.delenv("FINALSTATE_SERVER", raising=False)
+    assert process.target("airflow-process").run is process.run
+    monkeypatch.setenv("FINALSTATE_SERVER", "airflow")
+    assert isinstance(process.target("airflow-process").run, process.RealServerRun)  # loading it starts nothing
+    monkeypatch.setenv("FINALSTATE_SERVER", "postgres")
+    with pytest.raises(TargetUnavailable, match="unknown server 'postgres'.*model, airflow"):
+        process.target("airflow-process")
+
+
+def test_on_the_real_server_a_real_process_observes_what_the_in_process_supervisor_does(real_process):
+    """The same scenarios, the same real server rules: one supervisor in process (the test process's own server),
+    one over a real runtime process (the helper's server, over loopback HTTP). Faults, retries and the world's
+    actors happen in the same places, so the observations are equal."""
+    from impl.supervisor_inproc import target as inproc
+
+    in_process = inproc.target("airflow-inproc", "airflow")
+    try:
+        for text in REAL_SCENARIOS:
+            scenario = Scenario.from_text(text)
+            observed = real_process.run(scenario)
+            assert observed == in_process.run(scenario), "\n".join([text, *observed.to_lines()])
+    finally:
+        in_process.close()
+
+
+def test_the_real_clients_retries_hide_a_transient_fault_and_resend_a_lost_answer(real_process):
+    observed = real_process.run(Scenario.from_text("fault succeed transient; send SucceedTask; exit 0"))
+    exchanges = [(e.name, e.attempt, e.status, e.server_status) for e in real_process.run.last.exchanges]
+    assert exchanges == [("start", 1, 200, 200), ("succeed", 1, 500, None), ("succeed", 2, 204, 204)]
+    assert (observed.row, observed.final_state, observed.replies) == ("success", "success", ("ok",))
+
+    real_process.run(Scenario.from_text("fault succeed lost; send SucceedTask; exit 0"))
+    record = real_process.run.last
+    lost = [e for e in record.exchanges if e.name == "succeed"]
+    assert (lost[0].status, lost[0].error, lost[0].server_status) == (None, "ReadTimeout", 204)  # applied, unheard
+    assert lost[1].attempt == 2 and lost[1].status is not None and 200 <= lost[1].status < 300
+    assert "127.0.0.1" not in record.exchanges[0].path and record.exchanges[0].path.startswith("/execution/")
+    assert (record.row_before.state, record.row_after.state) == ("queued", "success")
+
+
+def test_a_run_context_the_real_server_cannot_hand_out_is_refused_by_name(real_process):
+    from impl.server.airflow_attempt import Unsupported
+
+    with pytest.raises(Unsupported, match="should_retry=false .* not supported by the real server backend"):
+        real_process.run(Scenario.from_text("try_number=1 max_tries=1 should_retry=false; exit 1"))
+    assert real_process.run(Scenario.from_text("send SucceedTask; exit 0")).row == "success"  # still serving
+
+
+def _server_copies(pid: int) -> list:
+    from impl.server.airflow_api import BUILD_DIR
+
+    return sorted((BUILD_DIR / "workers").glob(f"{pid}-*.db*"))
+
+
+def test_nothing_is_left_after_close_nor_after_a_killed_helper():
+    """uvicorn is a thread of the helper and its database a copy named by the helper's pid: closing ends both;
+    a helper killed mid-run leaves a copy that the next start removes."""
+    import os
+    import signal
+
+    pytest.importorskip("airflow.api_fastapi.execution_api.app", reason="--server airflow needs apache-airflow-core")
+    helper.close()
+    loaded = process.target("airflow-process", "airflow")
+    loaded.run(Scenario.from_text("send SucceedTask; exit 0"))
+    doomed = helper.helper().proc
+    killed = doomed.pid
+    assert _server_copies(killed)
+    os.kill(killed, signal.SIGKILL)
+    doomed.wait(10)
+    assert _server_copies(killed)  # a killed run's leftover
+    loaded.run(Scenario.from_text("send SucceedTask; exit 0"))  # a new helper, a new server
+    assert not _server_copies(killed)
+    closing = helper.helper().proc
+    loaded.close()
+    assert closing.wait(15) == 0 and not _server_copies(closing.pid)
+
+
+def test_a_server_that_will_not_start_is_one_clear_error(monkeypatch):
+    from impl.server.airflow_api import ServerUnavailable
+
+    pytest.importorskip("airflow.api_fastapi.execution_api.app", reason="--server airflow needs apache-airflow-core")
+    helper.close()
+    monkeypatch.setenv("FINALSTATE_SERVER_DB", "postgresql://finalstate@127.0.0.1:1/nowhere")  # read by the helper
+    loaded = process.target("airflow-process", "airflow")
+    try:
+        start = time.monotonic()
+        with pytest.raises(ServerUnavailable, match="127.0.0.1:1/nowhere"):
+            loaded.run(Scenario.from_text("send SucceedTask; exit 0"))
+        assert time.monotonic() - start < 60
+        assert process.run(Scenario.from_text("send SucceedTask; exit 0")).row == "success"  # the helper lives on
+    finally:
+        loaded.close()

@@ -75,9 +75,29 @@ PREFIXES = {"cmd:": "cmd:PROGRAM ARGS..."}
 DEFAULT_TARGET = "airflow-inproc"
 #: What answers a supervisor target's Execution API calls: ``model.server`` (fast; the default) or the real
 #: Execution API of the installed apache-airflow-core. Chosen through this environment variable, which
-#: ``--server`` sets and the target module reads when it is loaded (only ``airflow-inproc`` reads it so far).
+#: ``--server`` sets and the supervisor targets (``airflow-inproc``, ``airflow-process``) read when loaded.
 SERVERS = ("model", "airflow")
 SERVER_ENV = "FINALSTATE_SERVER"
+
+
+def chosen_server(server: str | None = None) -> str:
+    """``server``, or when None ``$FINALSTATE_SERVER``, else ``model``; ``TargetUnavailable`` naming an unknown one."""
+    import os
+
+    server = server or os.environ.get(SERVER_ENV) or "model"
+    if server not in SERVERS:
+        raise TargetUnavailable(f"unknown server {server!r} (from {SERVER_ENV} or --server); "
+                                f"the servers are: {', '.join(SERVERS)}")
+    return server
+
+
+def require_real_server(name: str) -> None:
+    """``TargetUnavailable`` unless apache-airflow-core's Execution API app can be imported here (``--server airflow``)."""
+    try:
+        import airflow.api_fastapi.execution_api.app  # noqa: F401
+    except ImportError as e:
+        raise TargetUnavailable(f"{name} with --server airflow needs apache-airflow-core's Execution API "
+                                f"({e}): pip install 'finalstate[airflow]'") from None
 
 
 def model_target(kind: str = "supervisor") -> Target:
@@ -103,10 +123,19 @@ def _entry(name: str) -> Entry | None:
 
 
 def check_name(name: str) -> None:
-    """Raise ``UnknownTarget`` unless ``name`` names a target (for a ``cmd:`` target: one whose program can run)."""
+    """Raise ``UnknownTarget`` unless ``name`` names a target (for a ``cmd:`` target: one whose program can run).
+
+    Cheap, for a controller that runs no target (pytest's, with xdist): a name in the table is
+    looked up, not loaded, so nothing is imported and no server started. A prefixed name
+    (``cmd:...``) is loaded, which parses its command and starts nothing.
+    """
     entry = _entry(name)
+    if entry is None:
+        raise UnknownTarget(f"unknown target {name!r}; the known targets are:\n{known_targets()}")
+    if name in REGISTRY:
+        return
     try:
-        load_target(name, entry.kinds[0] if entry else "supervisor").close()
+        load_target(name, entry.kinds[0]).close()
     except TargetUnavailable:
         pass  # reported as a skip by each property that would use it
 

@@ -81,9 +81,13 @@ def open_server() -> AirflowServer:
 
 
 class AirflowAttempt:
-    """One attempt's row and client; ``arm`` and ``heartbeat_due`` are the scenario's world (see the module)."""
+    """One attempt's row and client; ``arm`` and ``heartbeat_due`` are the scenario's world (see the module).
 
-    def __init__(self, server: AirflowServer, context: RunContext):
+    ``client``: the supervisor's client, e.g. ``LoopbackServer.client()`` for a supervisor whose
+    runtime is a real process; None: ``server.client()``, in process.
+    """
+
+    def __init__(self, server: AirflowServer, context: RunContext, client=None):
         if not context.consistent:
             raise Unsupported(
                 f"--server airflow: the run context should_retry={str(context.should_retry).lower()} with "
@@ -92,7 +96,8 @@ class AirflowAttempt:
         self.server = server
         self.attempt = server.open_attempt(context.try_number, context.max_tries, start=False)
         self.row_before = server.row(self.attempt.run_id)
-        self.client = server.client()
+        #: Airflow's client to ``server`` (default: in process, ``AirflowServer.client``); released by ``close``.
+        self.client = client if client is not None else server.client()
         self.gone: int | None = None
 
     @property

@@ -13,6 +13,9 @@ The *control channel* is a plain TCP socket on which the scripted runtime (stdli
 performs the scenario's events that are not frames, in order and in lockstep: ``arm`` a
 fault, make a ``heartbeat`` fall due with a given answer, run the success ``overtime`` out.
 Frames are length-prefixed msgpack maps, as on the comm channel; each is acknowledged once done.
+The channel acts on the attempt registered under the runtime's token through its ``attach``,
+``arm`` and ``heartbeat_due``: a model ``Attempt`` here, or the real server's attempt that
+``impl.supervisor_process.real_server`` registers for ``--server airflow``.
 
 Timers. The supervisor's two clocks are read from module attributes
 (``MIN_HEARTBEAT_INTERVAL``, ``TASK_OVERTIME_THRESHOLD``), which the harness sets far beyond
@@ -118,6 +121,16 @@ class Attempt:
     def attach(self, supervisor) -> None:
         self.supervisor = supervisor
         self.attached.set()
+
+    def arm(self, fault: Fault) -> None:
+        """From now on ``fault`` applies (``Server.arm``)."""
+        with self.lock:
+            self.server = self.server.arm(fault)
+
+    def heartbeat_due(self, answer: int) -> None:
+        """The next heartbeat is answered ``answer``."""
+        with self.lock:
+            self.heartbeat_answer = answer
 
 
 class ExecutionAPIFake:
@@ -299,15 +312,13 @@ class _ControlHandler(socketserver.BaseRequestHandler):
             attempt.runtime_pid = message["pid"]
             return {"ok": True}
         if op == "arm":
-            with attempt.lock:
-                attempt.server = attempt.server.arm(Fault(message["call"], message["kind"]))
+            attempt.arm(Fault(message["call"], message["kind"]))
             return {"ok": True}
         if not attempt.attached.wait(10):
             return {"ok": False, "error": "the supervisor never started"}
         sup = attempt.supervisor
         if op == "heartbeat":
-            with attempt.lock:
-                attempt.heartbeat_answer = message["answer"]
+            attempt.heartbeat_due(message["answer"])
             sup._last_heartbeat_attempt = time.monotonic() - BACKDATE
             return {"ok": True}
         if op == "overtime":

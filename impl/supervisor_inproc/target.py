@@ -287,20 +287,12 @@ def raw_rate_probe(scenario: Scenario, client=None) -> str:
 
 def target(name: str, server: str | None = None):
     """The ``airflow-inproc`` target on ``server`` (None: ``$FINALSTATE_SERVER``, default ``model``); see the module."""
-    from impl.frontdoor.registry import SERVER_ENV, SERVERS, Target, TargetUnavailable
+    from impl.frontdoor.registry import Target, TargetUnavailable, chosen_server, require_real_server
 
     since_1_0_3_length_prefixed_frames()
-    server = server or os.environ.get(SERVER_ENV) or "model"
-    if server not in SERVERS:
-        raise TargetUnavailable(f"unknown server {server!r} (from {SERVER_ENV} or --server); "
-                                f"the servers are: {', '.join(SERVERS)}")
-    if server == "model":
+    if chosen_server(server) == "model":
         return Target(name, run, reference=supervisor_reference())
-    try:
-        import airflow.api_fastapi.execution_api.app  # noqa: F401
-    except ImportError as e:
-        raise TargetUnavailable(f"{name} with --server airflow needs apache-airflow-core's Execution API "
-                                f"({e}): pip install 'finalstate[airflow]'") from None
+    require_real_server(name)
     from impl.server.airflow_api import ServerUnavailable
 
     try:

@@ -2,7 +2,7 @@
 
 ``in_helper(function, *args)`` runs a module-level function in the helper (or here, when this
 is the helper or ``FINALSTATE_PROCESS_HELPER=0``), so every real-process target gets the same
-fast, isolated place to run its attempts. ``close`` ends the helper and this process's harness.
+fast, isolated place to run its attempts; what it raises there is raised here (when it pickles). ``close`` ends the helper and this process's harness.
 """
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ class Helper:
             raise RuntimeError(f"the airflow-process helper died (exit {code}); its stderr says why") from None
         if status == "error":
             raise RuntimeError(f"the airflow-process helper failed:\n{value}")
+        if status == "raise":  # the function's own exception, as it was raised there (e.g. Unsupported)
+            error, where = value
+            raise error from RuntimeError(f"raised in the airflow-process helper:\n{where}")
         return value
 
     def call(self, function, *args, **kwargs):
@@ -160,8 +163,14 @@ def _serve() -> None:
             break
         try:
             answer("ok", function(*args, **kwargs))
-        except Exception:
-            answer("error", traceback.format_exc())
+        except Exception as e:
+            where = traceback.format_exc()
+            try:
+                pickle.dumps(e)
+            except Exception:
+                answer("error", where)
+            else:
+                answer("raise", (e, where))
     supervise.close_harness()
 
 

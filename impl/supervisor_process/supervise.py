@@ -10,10 +10,12 @@ hygiene: a runtime still alive at the deadline is killed; one that never connect
 ``start()``'s own timeout; when ``wait()`` raises, the process is killed and reaped and the
 sockets the supervisor left open are closed. Nothing is left running, whatever the runtime does.
 
-The Execution API: Airflow's real ``Client`` over HTTP to ``impl.server.model_api``, which
-answers from ``model.server.Server``; the client makes one attempt per call (its retry layer is
-configured with ``stop_after_attempt(1)``), so a ``transient`` fault is exactly one failed call,
-as the model has it, and a ``lost`` answer is a real ``httpx.ReadTimeout``.
+The Execution API (``server``): ``model`` (the default), Airflow's real ``Client`` over HTTP to
+``impl.server.model_api``, which answers from ``model.server.Server``; the client makes one
+attempt per call (its retry layer is configured with ``stop_after_attempt(1)``), so a
+``transient`` fault is exactly one failed call, as the model has it, and a ``lost`` answer is a
+real ``httpx.ReadTimeout``. ``airflow``: the real Execution API app over loopback HTTP, with
+Airflow's real ``Client``, its default retries and zero waits (``impl.supervisor_process.real_server``).
 
 What is arranged, and why the observation still equals the in-process one:
 
@@ -62,7 +64,10 @@ structlog.configure(
     wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
     logger_factory=structlog.ReturnLoggerFactory(),
 )
-_QUIET = structlog.get_logger("finalstate.process")
+#: The supervisor's logger: bound here to a logger that returns, so that it stays quiet whatever
+#: configures structlog later in this process (the real server configures Airflow's logging).
+_QUIET = structlog.wrap_logger(structlog.ReturnLogger(), processors=[],
+                               wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
 
 #: Beyond the length of any attempt: no clock runs out unless an event runs it out.
 STRETCHED = 10**9
@@ -92,7 +97,8 @@ class OneShotClient(Client):
 
 
 class Harness:
-    """The fake API server, the shared client, the work directory and the scripted runtime's fork server."""
+    """The fake API server (and control channel), the shared client, the work directory, the scripted
+    runtime's fork server; the real Execution API (``real_server``) once an attempt asks for it."""
 
     def __init__(self):
         self.api = ExecutionAPIFake()
@@ -108,8 +114,32 @@ class Harness:
         self.lock = threading.Lock()
         #: Sockets the supervisor left open when ``wait()`` raised, closed by the harness (finding W4).
         self.closed_for_supervisor = 0
+        self._real = None
+        #: The attempt ``supervise_command`` opened last (its real server's record, when it has one).
+        self.last_attempt = None
+
+    def real_server(self):
+        """The real Execution API over loopback (``real_server.RealServerSide``), started on first use."""
+        if self._real is None:
+            from impl.supervisor_process.real_server import RealServerSide
+
+            self._real = RealServerSide()
+        return self._real
+
+    def open(self, token: str, context: RunContext, server: str):
+        """The attempt the control channel knows by ``token``, on ``server`` (``model`` or ``airflow``)."""
+        if server == "model":
+            return self.api.open(token, context)
+        if server != "airflow":
+            raise ValueError(f"the server is 'model' or 'airflow', not {server!r}")
+        attempt = self.real_server().open(context)
+        self.api.attempts[token] = attempt
+        return attempt
 
     def close(self) -> None:
+        if self._real is not None:
+            self._real.close()
+            self._real = None
         if self.fork_server is not None:
             self.fork_server.close()
         self.client.close()
@@ -195,34 +225,47 @@ def stretched_clocks():
 
 
 def supervise_command(command: Sequence[str], context: RunContext = RunContext(), *, task_id: str = "task",
-                      ti_id: uuid.UUID | None = None, deadline: float = DEFAULT_DEADLINE,
+                      ti_id: uuid.UUID | None = None, server: str = "model", deadline: float = DEFAULT_DEADLINE,
                       startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> Observation:
     """One attempt of ``command`` (plus ``--comm``/``--logs``) under the real supervisor, and what it recorded.
 
-    The TI handed to the runtime has ``task_id`` and, if given, ``ti_id`` (a scripted runtime's
-    control channel knows its attempt by it). Returns within about ``deadline + startup_timeout``
-    seconds whatever the runtime does; the observation's ``harness`` says when the harness had
-    to step in (deadline kill, never started, the supervisor raising before the process ended).
+    ``ti_id``, if given, is the attempt's token: a scripted runtime's control channel knows its
+    attempt by it; on the ``model`` server it is also the TI's id, on ``airflow`` the TI is the
+    real row (its own id). The TI handed to the runtime has ``task_id``. Returns within about
+    ``deadline + startup_timeout`` seconds whatever the runtime does; the observation's
+    ``harness`` says when the harness had to step in (deadline kill, never started, the
+    supervisor raising before the process ended). On ``airflow`` a run context the real server
+    cannot hand out raises ``impl.server.airflow_attempt.Unsupported``.
     """
     h = harness()
-    ti_id = ti_id or uuid.uuid4()
+    token = str(ti_id or uuid.uuid4())
     with h.lock:
-        attempt = h.api.open(str(ti_id), context)
+        attempt = h.last_attempt = h.open(token, context, server)
         try:
-            return _supervise(h, attempt, list(command), task_id, deadline, startup_timeout)
+            return _supervise(h, attempt, context, list(command), task_id, deadline, startup_timeout)
         finally:
-            h.api.close_attempt(str(ti_id))
+            h.api.close_attempt(token)
 
 
-def _supervise(h: Harness, attempt, command: list[str], task_id: str, deadline: float,
+def _server_side(attempt) -> tuple:
+    """The calls, the row state and ``row_gone`` of the attempt (and its client released, on the real server)."""
+    finish = getattr(attempt, "finish", None)
+    if finish is not None:  # the real server: impl.supervisor_process.real_server.RealAttempt
+        return finish()
+    row = attempt.server.row
+    return tuple(attempt.calls), row.state, row.gone
+
+
+def _supervise(h: Harness, attempt, context: RunContext, command: list[str], task_id: str, deadline: float,
                startup_timeout: float) -> Observation:
+    client = getattr(attempt, "client", h.client)  # the real server's attempt brings its own client
     ti = TaskInstance(id=uuid.UUID(attempt.ti_id), task_id=task_id, dag_id="finalstate", run_id="manual__finalstate",
-                      try_number=attempt.context.try_number, dag_version_id=uuid.UUID(int=0))
+                      try_number=context.try_number, dag_version_id=uuid.UUID(int=0))
     notes: list[str] = []
     with stretched_clocks():
         try:
             sup = _PopenActivitySubprocess.start(
-                what=ti, dag_rel_path="dag.py", bundle_info=None, client=h.client, logger=_QUIET,
+                what=ti, dag_rel_path="dag.py", bundle_info=None, client=client, logger=_QUIET,
                 command=command, startup_timeout=startup_timeout, subprocess_logs_to_stdout=False,
             )
         except Exception as e:
@@ -255,14 +298,14 @@ def _supervise(h: Harness, attempt, command: list[str], task_id: str, deadline: 
     with attempt.lock:  # a lost answer: applied on the server before the client gave up
         attempt.lock.wait_for(lambda: not attempt.lost_in_flight, timeout=10)
     notes += attempt.unexpected
-    row = attempt.server.row
+    calls, row, row_gone = _server_side(attempt)
     return Observation(
         exit_code=exit_code,
         final_state=final_state,
-        calls=tuple(attempt.calls),
+        calls=calls,
         replies=tuple(comm.replies),
-        row=row.state,
-        row_gone=row.gone,
+        row=row,
+        row_gone=row_gone,
         raised=raised,
         harness="; ".join(notes) or None,
     )
@@ -304,14 +347,14 @@ def _not_started(attempt, error: Exception) -> Observation:
     if attempt.runtime_pid is not None:  # start()'s resource tracker terminated it; make sure
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(attempt.runtime_pid, signal.SIGKILL)
-    row = attempt.server.row
+    calls, row, row_gone = _server_side(attempt)
     return Observation(
         exit_code=-signal.SIGTERM,  # _ResourceTracker terminates the process it could not start
         final_state="none",
-        calls=tuple(attempt.calls),
+        calls=calls,
         replies=(),
-        row=row.state,
-        row_gone=row.gone,
+        row=row,
+        row_gone=row_gone,
         raised=error_name(error),
         harness=f"not started: {type(error).__name__}: {error}",
     )

@@ -8,7 +8,17 @@ Everything between the supervisor and the world is real:
 - the runtime (``impl/wire/scripted_runtime.py``) writes each of the scenario's frames, encoded by
   ``impl.wire.codec``, on the real socket and reads the real response; it exits with the
   scenario's code or dies of its signal;
-- the Execution API: Airflow's real ``Client`` over HTTP (see ``supervise`` for how it is set up).
+- the Execution API: Airflow's real ``Client`` over HTTP (see ``supervise`` for how it is set up)
+  to what ``server`` names: ``model`` (``impl.server.model_api``, one client attempt per call) or
+  ``airflow`` (the real Execution API app over loopback HTTP, uvicorn in the process where the
+  attempts run, the client's default retries with zero waits: ``real_server``).
+
+The server. ``target(name, server=None)`` reads it as airflow-inproc does (``server`` or, when
+None, ``$FINALSTATE_SERVER``, default ``model``). On ``airflow`` each scenario is its own DagRun
+and TI; faults go on the client's transport and heartbeat answers are made by the world
+(``impl.server.airflow_attempt``), performed when the runtime reaches them on its control
+channel; the run keeps the last attempt's record (exchanges, row before and after) as
+``run.last``; a run context the real server cannot hand out raises ``Unsupported``.
 
 A ``heartbeat`` or ``overtime`` event is performed by the runtime over its control channel,
 which runs that one clock out (``impl.server.model_api``).
@@ -34,6 +44,7 @@ import uuid
 import msgpack
 
 from impl.supervisor_process import helper, supervise
+from impl.supervisor_process.real_server import RealAttempt
 from impl.supervisor_process.census import census
 from impl.wire import codec
 from impl.wire.launcher import SCRIPTED_RUNTIME
@@ -62,19 +73,28 @@ def compile_scenario(scenario: Scenario) -> dict:
 
 
 def supervise_script(script: dict, context: RunContext = RunContext(), *, spawn: str | None = None,
-                     deadline: float = supervise.DEFAULT_DEADLINE,
+                     server: str = "model", deadline: float = supervise.DEFAULT_DEADLINE,
                      startup_timeout: float = supervise.DEFAULT_STARTUP_TIMEOUT) -> Observation:
     """Run one scripted runtime (``impl.wire.scripted_runtime``) under the real supervisor, where attempts run.
 
     The control address and token are filled in here. ``spawn`` is ``fork`` (the default when
-    the launcher could be built) or ``exec``. Bounded as ``supervise.supervise_command`` is.
+    the launcher could be built) or ``exec``; ``server`` ``model`` or ``airflow`` (see the module).
+    Bounded as ``supervise.supervise_command`` is.
     """
-    return helper.in_helper(_supervise_script, script, context, spawn=spawn, deadline=deadline,
+    return supervise_recorded(script, context, spawn=spawn, server=server, deadline=deadline,
+                              startup_timeout=startup_timeout)[0]
+
+
+def supervise_recorded(script: dict, context: RunContext = RunContext(), *, spawn: str | None = None,
+                       server: str = "model", deadline: float = supervise.DEFAULT_DEADLINE,
+                       startup_timeout: float = supervise.DEFAULT_STARTUP_TIMEOUT):
+    """``supervise_script``, and the real server's ``AttemptRecord`` of the attempt (None on ``model``)."""
+    return helper.in_helper(_supervise_script, script, context, spawn=spawn, server=server, deadline=deadline,
                             startup_timeout=startup_timeout)
 
 
-def _supervise_script(script: dict, context: RunContext, *, spawn: str | None, deadline: float,
-                      startup_timeout: float) -> Observation:
+def _supervise_script(script: dict, context: RunContext, *, spawn: str | None, server: str, deadline: float,
+                      startup_timeout: float):
     h = supervise.harness()
     ti_id = uuid.uuid4()
     script_path = h.workdir / f"{ti_id}.script"
@@ -88,16 +108,29 @@ def _supervise_script(script: dict, context: RunContext, *, spawn: str | None, d
     else:
         raise ValueError(f"spawn is 'fork' (needs a C compiler for impl/wire/launcher.c) or 'exec', not {spawn!r}")
     try:
-        return supervise.supervise_command(command, context, ti_id=ti_id, deadline=deadline,
-                                           startup_timeout=startup_timeout)
+        observed = supervise.supervise_command(command, context, ti_id=ti_id, server=server, deadline=deadline,
+                                               startup_timeout=startup_timeout)
+        attempt = h.last_attempt
+        return observed, attempt.record if isinstance(attempt, RealAttempt) else None
     finally:
         with contextlib.suppress(FileNotFoundError):
             script_path.unlink()
 
 
 def run(scenario: Scenario) -> Observation:
-    """The scenario lived by a real process under the real supervisor, on the fastest path available."""
+    """The scenario lived by a real process under the real supervisor, on the fastest path available (server ``model``)."""
     return supervise_script(compile_scenario(scenario), scenario.context)
+
+
+class RealServerRun:
+    """``run`` on the real Execution API (server ``airflow``); ``last`` is the last attempt's ``AttemptRecord``."""
+
+    def __init__(self):
+        self.last = None
+
+    def __call__(self, scenario: Scenario) -> Observation:
+        observed, self.last = supervise_recorded(compile_scenario(scenario), scenario.context, server="airflow")
+        return observed
 
 
 def stats() -> dict:
@@ -105,7 +138,14 @@ def stats() -> dict:
     return helper.in_helper(census)
 
 
-def target(name: str):
-    from impl.frontdoor.registry import Target
+def target(name: str, server: str | None = None):
+    """The ``airflow-process`` target on ``server`` (None: ``$FINALSTATE_SERVER``, default ``model``); see the module.
 
-    return Target(name, run, close=helper.close)
+    Loading it starts nothing: the helper, and on ``airflow`` the real server, start with the first attempt.
+    """
+    from impl.frontdoor.registry import Target, chosen_server, require_real_server
+
+    if chosen_server(server) == "model":
+        return Target(name, run, close=helper.close)
+    require_real_server(name)
+    return Target(name, RealServerRun(), close=helper.close)
