@@ -133,10 +133,11 @@ def read_junit(path: Path) -> tuple[dict, tuple, int, dict]:
 
 def run_cell(release: str, target: str, profile: str = "ci", python_for: Callable[[str], Path] | None = None,
              out: Path = BUILD, timeout: float = CELL_TIMEOUT, pytest_args: tuple[str, ...] = (),
-             on_start: Callable[[subprocess.Popen], None] = lambda process: None) -> Cell:
+             on_start: Callable[[subprocess.Popen], None] = lambda process: None, checkout: Path = ROOT) -> Cell:
     """Build (or reuse) ``release``'s environment and run the properties on ``target`` there (``pytest_args``
     added); never raises for a release that does not install or a run that crashes: the cell says so.
-    ``on_start`` is handed the pytest process (its own process group) as it starts."""
+    ``on_start`` is handed the pytest process (its own process group) as it starts. ``checkout`` is the
+    finalstate checkout whose properties run (first on the path, so a worktree of one commit runs as it is)."""
     if python_for is None:
         from impl.releases.environments import python_for
     started = time.perf_counter()
@@ -148,13 +149,14 @@ def run_cell(release: str, target: str, profile: str = "ci", python_for: Callabl
     junit, log = out / f"{safe}.xml", out / f"{safe}.log"
     out.mkdir(parents=True, exist_ok=True)
     junit.unlink(missing_ok=True)
-    command = [str(python), "-m", "pytest", str(ROOT / "properties"), f"--target={target}",
+    command = [str(python), "-m", "pytest", str(checkout / "properties"), f"--target={target}",
                f"--hypothesis-profile={profile}", f"--junit-xml={junit}", "-o", "junit_logging=no",
                "-p", "no:cacheprovider", "-q", "-o", f"faulthandler_timeout={min(STACK_DUMP_AFTER, max(5, int(timeout * 0.8)))}", *pytest_args]
     run_started = time.perf_counter()
     with open(log, "w") as logfile:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=logfile, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(command, cwd=checkout, stdout=logfile, stderr=subprocess.STDOUT,
+                                   start_new_session=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                       filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))})
         try:
             on_start(process)
             code = process.wait(timeout)
@@ -191,7 +193,7 @@ FINDINGS_ONLY = ("-k", "finding_still_reproduces")
 def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TARGETS, profile: str = "ci",
                workers: int = 2, python_for: Callable[[str], Path] | None = None, out: Path = BUILD,
                progress: Callable[[Cell], None] = lambda cell: None, pytest_args: tuple[str, ...] = (),
-               timeout: float = CELL_TIMEOUT) -> list[Cell]:
+               timeout: float = CELL_TIMEOUT, checkout: Path = ROOT) -> list[Cell]:
     """Every ``releases`` × ``targets`` cell, ``workers`` at a time, in that order.
 
     On Ctrl-C (or any exception here) the cells not started are cancelled and the running ones killed
@@ -201,8 +203,8 @@ def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TAR
     running: set[subprocess.Popen] = set()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
     try:
-        futures = {pool.submit(run_cell, r, t, profile, python_for, out, timeout, pytest_args, running.add): (r, t)
-                   for r, t in jobs}
+        futures = {pool.submit(run_cell, r, t, profile, python_for, out, timeout, pytest_args, running.add,
+                               checkout): (r, t) for r, t in jobs}
         cells = {}
         for future in concurrent.futures.as_completed(futures):
             cell = future.result()
@@ -393,7 +395,8 @@ def cmd_matrix(args) -> int:
                   f"{cell.seconds:.0f}s{rate}" + ("" if cell.status == "ran" else f" — {cell.detail}"), flush=True)
 
         cells = run_matrix(releases, targets, args.profile, args.workers, progress=progress,
-                           pytest_args=FINDINGS_ONLY if findings_only else (), timeout=args.cell_timeout)
+                           pytest_args=FINDINGS_ONLY if findings_only else (), timeout=args.cell_timeout,
+                           checkout=Path(args.checkout).resolve())
         print(f"the whole matrix: {time.perf_counter() - started:.0f}s wall", flush=True)
         save(cells, cells_json, args.profile, findings_only)
     text = table(cells, args.profile, findings_only)
@@ -415,6 +418,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     mx.add_argument("--workers", type=int, default=2, help="cells run at once")
     mx.add_argument("--out", default=str(ROOT / "build" / "matrix.md"), help="the Markdown table (the cells' JSON "
                                                                                "goes beside it)")
+    mx.add_argument("--checkout", default=str(ROOT), metavar="PATH",
+                    help="the finalstate checkout whose properties each cell runs (e.g. a git worktree of one commit, "
+                         "so edits in progress do not leak in); default: this one")
     mx.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT, metavar="SECONDS",
                     help="a cell running longer is killed and marked overran")
     mx.add_argument("--findings-only", action="store_true",
