@@ -31,6 +31,7 @@ from impl.server.postgres import (  # noqa: E402
     SERVER_DB_ENV,
     LocalPostgres,
     PostgresUnavailable,
+    ended,
     postmasters,
     worker_name,
 )
@@ -213,22 +214,28 @@ def test_a_killed_runs_postgres_is_taken_over_and_stopped(home):
     assert census()["children"] == before["children"] and census()["zombies"] == []
 
 
-def test_closing_the_last_server_stops_postgres_and_leaves_nothing(home):
-    """A whole run in its own process: the server on ``local`` starts, serves, closes; no postgres is left."""
+def test_a_process_that_exits_without_closing_stops_its_postgres_at_exit(home):
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})
-        from impl.server.airflow_api import AirflowServer, quiet_logs
-        from impl.supervisor_process.census import census
-        quiet_logs()
-        srv = AirflowServer(db_url="local", home={str(home / "alone")!r}).start()
-        print("row", srv.row(srv.open_attempt(1, 0).run_id).state)
-        print("postgres", srv._postgres.postmaster.pid)
-        srv.close()
-        print("children", census()["children"])
-    """)], capture_output=True, text=True, timeout=300, cwd=REPO)
-    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
-    assert lines.get("row") == "running", out.stdout + out.stderr[-2000:]
-    assert lines["children"] == "[]"
-    assert postmasters(home / "alone" / "postgres" / "data") == []
-    assert not os.path.exists(f"/proc/{lines['postgres']}")
+        from impl.server.postgres import LocalPostgres
+        pg = LocalPostgres({str(home / "pg")!r}).start()
+        print(pg.worker_database("template1"), pg.postmaster.pid)
+    """)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    database, pid = out.stdout.split()
+    assert database.startswith("finalstate_w_main_"), out.stderr
+    assert postmasters(home / "pg" / "data") == [] and ended(int(pid))
+    assert list((home / "pg" / "users").iterdir()) == []
+
+
+def test_closing_the_server_drops_its_database_and_lets_go_of_postgres(server):
+    """``AirflowServer.close`` on ``local``: this process's database is dropped and it is no longer a user."""
+    database = server.url.split("/")[3].split("?")[0]
+    cluster = server._postgres
+    assert (cluster.home / "users" / str(os.getpid())).exists()
+    server.close()
+    assert not (cluster.home / "users" / str(os.getpid())).exists()
+    with LocalPostgres(cluster.home) as look:
+        assert database not in look.databases()
+    server.start()  # for any test after this one
+    assert server.row(server.open_attempt(1, 0).run_id).state == "running"

@@ -597,17 +597,16 @@ class AirflowServer:
         """Empty the tables attempts write (``ATTEMPT_TABLES``): the rows are then as the template has them.
 
         Attempts never share a row (each has its own DagRun), so this is for a caller that wants
-        the database itself clean. ``TRUNCATE`` on PostgreSQL, ``DELETE`` (children first) on SQLite.
+        the database itself clean. ``DELETE``, children first: on PostgreSQL it is measured
+        faster than ``TRUNCATE`` (~11 ms against ~170 ms after a few attempts) and than cloning
+        the template again (~1 s); one transaction rolled back cannot hold the app's own commits.
         """
         from airflow.utils.session import create_session
         from sqlalchemy import text
 
         with create_session() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                session.execute(text(f"truncate {', '.join(ATTEMPT_TABLES)} cascade"))
-            else:
-                for table in ATTEMPT_TABLES:
-                    session.execute(text(f"delete from {table}"))
+            for table in ATTEMPT_TABLES:
+                session.execute(text(f"delete from {table}"))
 
     def ti_id(self, run_id: str) -> uuid.UUID | None:
         """The live TI's id (it changes each time a try is archived); None once deleted."""

@@ -372,19 +372,26 @@ def _check_name(name: str) -> None:
 
 def _end(pid: int) -> None:
     """Stop the postmaster ``pid``: SIGQUIT (immediate shutdown), then SIGKILL; return once it is gone."""
+    for sig in (signal.SIGQUIT, signal.SIGKILL):
+        if ended(pid):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + 5
+        while not ended(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    if not ended(pid):
+        raise PostgresUnavailable(f"the postmaster {pid} did not stop, even on SIGKILL")
+
+
+def ended(pid: int) -> bool:
+    """No such process, or only its exit status is left (a zombie its parent, not us, has yet to reap)."""
     import psutil
 
-    for sig, wait in ((signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
-        try:
-            process = psutil.Process(pid)
-            process.send_signal(sig)
-            process.wait(wait)
-            return
-        except psutil.NoSuchProcess:
-            return
-        except psutil.TimeoutExpired:
-            continue
-    raise PostgresUnavailable(f"the postmaster {pid} did not stop, even on SIGKILL")
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def alive(pid: int) -> bool:
