@@ -858,8 +858,8 @@ def masked(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<not a database URL>"
+    except Exception:  # shown as given unless it may hold a password
+        return "<not a database URL>" if "@" in url else repr(url)
 
 
 def probe(url: str) -> None:
