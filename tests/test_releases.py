@@ -1,0 +1,119 @@
+"""One environment per system under check: errors that name what was wrong, the cached builds, ``--airflow-src``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from impl.frontdoor import cli
+from impl.releases.environments import (RELEASES, ROOT, EnvironmentFailed, NotACheckout, UnknownRelease,
+                                        python_for)
+from model.release import SPECIFIED, Release
+
+#: What the registry's refusal looks like in uv's last lines: a reason to skip, not to fail.
+OFFLINE = ("failed to fetch", "dns error", "connect", "network", "offline", "timed out")
+
+
+def _versions(python) -> tuple[str, str]:
+    out = subprocess.run([str(python), "-c", "import importlib.metadata as m; "
+                          "print(m.version('apache-airflow-task-sdk'), m.version('apache-airflow-core'))"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    return out[0], out[1]
+
+
+def _built(spec: str):
+    try:
+        return python_for(spec)
+    except EnvironmentFailed as e:
+        if any(word in str(e).lower() for word in OFFLINE):
+            pytest.skip(f"the package registry cannot be reached to build {spec}: {str(e).splitlines()[-1]}")
+        raise
+
+
+def test_an_unknown_release_is_named_with_the_known_ones():
+    with pytest.raises(UnknownRelease) as e:
+        python_for("9.9.9")
+    assert "'9.9.9'" in str(e.value) and "1.0.0" in str(e.value) and "1.3.2" in str(e.value)
+
+
+def test_a_checkout_without_task_sdk_is_named(tmp_path):
+    (tmp_path / "airflow-core").mkdir()
+    (tmp_path / "airflow-core" / "pyproject.toml").write_text("")
+    with pytest.raises(NotACheckout) as e:
+        python_for(f"src:{tmp_path}")
+    assert str(tmp_path) in str(e.value) and "task-sdk" in str(e.value)
+
+
+def test_installed_is_this_checkouts_own_environment_unbuilt():
+    python = python_for("installed")
+    assert python.exists()
+    assert not (ROOT / "build" / "envs" / "installed").exists()
+
+
+def test_the_releases_run_from_1_0_0_to_1_3_2_and_a_pre_release():
+    finals = [v for v, r in RELEASES.items() if not r.prerelease]
+    assert finals[0] == "1.0.0" and finals[-1] == "1.3.2"
+    assert all(r.prerelease for v, r in RELEASES.items() if v not in finals)
+    assert all(r.core.startswith("apache-airflow-core") for r in RELEASES.values())
+
+
+def test_the_cli_names_an_unknown_release_and_stops(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["targets", "--release", "0.0.1"])
+    assert "'0.0.1'" in str(e.value.code)
+
+
+def test_the_release_switches_are_taken_out_before_the_rerun_but_not_from_pytests_arguments():
+    argv = ["check", "--release", "1.2.0", "--target=model", "--airflow-src=/x", "--", "--release", "k"]
+    assert cli._without_release_switches(argv) == ["check", "--target=model", "--", "--release", "k"]
+
+
+def test_the_model_specifies_1_3_2_and_takes_a_release_where_releases_differ_by_design():
+    assert SPECIFIED == Release.parse("1.3.2")
+    assert Release.parse("1.4.0b2").max_failed_heartbeats == 30 and SPECIFIED.max_failed_heartbeats == 3
+    assert "AwaitInputTask" not in Release.parse("1.2.2").terminal_frames
+    with pytest.raises(ValueError, match="'latest'"):
+        Release.parse("latest")
+
+
+def test_a_release_environment_is_built_once_and_holds_that_release_and_its_core():
+    python = _built("1.3.1")
+    assert _versions(python) == ("1.3.1", "3.3.1")
+    assert python_for("1.3.1") == python  # stamped: returned without running uv
+
+
+def _sdist_checkout():
+    """An unpacked sdist of task-sdk 1.3.2 and core 3.3.2 laid out as a checkout, under build/ (cached)."""
+    checkout = ROOT / "build" / "airflow-src-1.3.2"
+    if (checkout / "task-sdk" / "pyproject.toml").exists() and (checkout / "airflow-core" / "pyproject.toml").exists():
+        return checkout
+    sdists = ROOT / "build" / "sdists"
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "-d",
+                           str(sdists), "apache-airflow-task-sdk==1.3.2", "apache-airflow-core==3.3.2"],
+                          capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        pytest.skip(f"the sdists of task-sdk 1.3.2 and core 3.3.2 cannot be downloaded: {done.stderr.strip()[-300:]}")
+    for prefix, part in (("apache_airflow_task_sdk-", "task-sdk"), ("apache_airflow_core-", "airflow-core")):
+        sdist = next(sdists.glob(f"{prefix}*.tar.gz"))
+        with tarfile.open(sdist) as tar:
+            top = tar.getnames()[0].split("/")[0]
+            tar.extractall(checkout / ".unpack", filter="data")
+        (checkout / ".unpack" / top).rename(checkout / part)
+    return checkout
+
+
+def test_airflow_src_installs_a_checkout_editable_and_the_checker_runs_on_it():
+    checkout = _sdist_checkout()
+    python = _built(f"src:{checkout}")
+    assert _versions(python) == ("1.3.2", "3.3.2")
+    shown = subprocess.run([sys.executable, "-m", "impl.frontdoor.cli", "targets", "--airflow-src", str(checkout)],
+                           capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert shown.returncode == 0, shown.stderr
+    assert "system under check: apache-airflow-task-sdk 1.3.2" in shown.stdout
+    checked = subprocess.run([sys.executable, "-m", "impl.frontdoor.cli", "check", "--airflow-src", str(checkout),
+                              "--target", "airflow-inproc", "--", "-q", "-k", "test_conformance"],
+                             capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert checked.returncode == 0, checked.stdout[-2000:]
