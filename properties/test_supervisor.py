@@ -12,8 +12,11 @@ import pytest
 from impl.frontdoor.exhaustive import IN_PROCESS_TARGETS, check_in_scope
 from impl.frontdoor.findings import FINDINGS
 from impl.frontdoor.report import check_conformance
-from impl.frontdoor.scenarios import machine_for, run_machine
+from impl.frontdoor.scenarios import EXIT_CODES, machine_for, run_machine
 from model.invariants import SUPERVISOR_INVARIANTS
+from model.scenario import (AWAITING_INPUT, DEFERRED, FAILED, REMOVED, SERVER_TERMINATED, SKIPPED, SUCCESS, UP_FOR_RESCHEDULE,
+                            UP_FOR_RETRY)
+from model.supervisor import final_state
 from properties.conftest import assert_reproduces, counted, searching, skip_the_model
 
 
@@ -28,6 +31,25 @@ def test_invariant(target, invariant):
     """One invariant of the design, on every scenario, on the target's own observation: the known
     findings are counted, and any other violation fails."""
     run_machine(machine_for(invariant.__name__, searching(target, invariant)))
+
+
+#: Every state the supervisor can hold when it decides: none, each a frame or call can set, a server termination.
+HELD_STATES = (None, SUCCESS, FAILED, SKIPPED, REMOVED, UP_FOR_RETRY, UP_FOR_RESCHEDULE, DEFERRED, AWAITING_INPUT,
+               SERVER_TERMINATED)
+
+
+def test_final_state_on_its_whole_domain(target):
+    """The target's ``final_state`` decision equals the model's on every exit code, held state and should_retry,
+    including pairs no attempt of the alphabet reaches (a runtime that traps SIGTERM and exits 1 after the
+    server terminated it, say)."""
+    if target.final_state is None:
+        pytest.skip(f"{target.name} offers no final_state decision to call alone"
+                    + (" (the model is its own reference)" if target.name == "model" else ""))
+    differ = [(code, held, retry, target.final_state(code, held, retry), final_state(code, held, retry))
+              for code in EXIT_CODES for held in HELD_STATES for retry in (False, True)
+              if target.final_state(code, held, retry) != final_state(code, held, retry)]
+    assert not differ, "\n".join(f"exit {c}, held {h}, should_retry {r}: {target.name} {got}, model {want}"
+                                  for c, h, r, got, want in differ[:20])
 
 
 def test_every_small_scenario(target, record_property):

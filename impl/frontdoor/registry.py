@@ -39,6 +39,9 @@ class Target:
     reference: Callable = model_supervisor.run
     close: Callable[[], None] = lambda: None
     kind: str = "supervisor"
+    #: A supervisor target's ``final_state`` decision alone, ``(exit_code, terminal_state, should_retry) -> state``,
+    #: where the target can call it without living an attempt (checked on its whole domain); None elsewhere.
+    final_state: Callable[[int, str | None, bool], str] | None = None
 
 
 @attrs.frozen

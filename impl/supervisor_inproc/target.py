@@ -285,13 +285,27 @@ def raw_rate_probe(scenario: Scenario, client=None) -> str:
     return sup.final_state
 
 
+def decide_final_state(exit_code: int, terminal_state: str | None, should_retry: bool) -> str:
+    """The real ``ActivitySubprocess.final_state`` on these inputs alone (no attempt lived): its decision table.
+
+    ``terminal_state`` is a state's value or ``SERVER_TERMINATED``, held as the supervisor holds it
+    (a ``TaskInstanceState`` member, or the module's constant).
+    """
+    sup = ActivitySubprocess.__new__(ActivitySubprocess)
+    sup._exit_code, sup._should_retry = exit_code, should_retry
+    sup._terminal_state = (airflow_supervisor.SERVER_TERMINATED if terminal_state == airflow_supervisor.SERVER_TERMINATED
+                           else None if terminal_state is None else airflow_supervisor.TaskInstanceState(terminal_state))
+    state = sup.final_state
+    return str(getattr(state, "value", state))
+
+
 def target(name: str, server: str | None = None):
     """The ``airflow-inproc`` target on ``server`` (None: ``$FINALSTATE_SERVER``, default ``model``); see the module."""
     from impl.frontdoor.registry import Target, TargetUnavailable, chosen_server, require_real_server
 
     since_1_0_3_length_prefixed_frames()
     if chosen_server(server) == "model":
-        return Target(name, run, reference=supervisor_reference())
+        return Target(name, run, reference=supervisor_reference(), final_state=decide_final_state)
     require_real_server(name)
     from impl.server.airflow_api import ServerUnavailable
 
@@ -299,4 +313,4 @@ def target(name: str, server: str | None = None):
         real = AirflowServerRun()
     except ServerUnavailable as e:  # its database does not connect or migrate (--server-db): say so, no traceback
         raise TargetUnavailable(f"{name} with --server airflow: {e}") from None
-    return Target(name, real, reference=supervisor_reference(), close=real.close)
+    return Target(name, real, reference=supervisor_reference(), close=real.close, final_state=decide_final_state)
