@@ -90,9 +90,13 @@ def test_introduced_and_fixed_follow_the_releases_in_order():
     def cell(release, outcome):
         return Cell(release, "airflow-inproc", "ran", findings={"F1": outcome} if outcome else {})
 
-    cells = [cell("1.0.0", None), cell("1.1.0", REPRODUCES), cell("1.2.0", REPRODUCES), cell("1.3.0", FIXED)]
+    cells = [cell("1.0.0", FIXED), cell("1.1.0", REPRODUCES), cell("1.2.0", REPRODUCES), cell("1.3.0", FIXED)]
     assert history(F1, cells) == ("1.1.0", "1.3.0")
     assert history(F1, cells[1:3]) == ("≤ 1.1.0", "not fixed (reproduces on 1.2.0)")
+    # Nothing checked before it: "≤"; a release in between that could not run is named.
+    broken = Cell("1.0.5", "airflow-inproc", "crashed")
+    assert history(F1, [cell("1.0.0", None), *cells[1:]]) == ("≤ 1.1.0", "1.3.0")
+    assert history(F1, [cells[0], broken, *cells[1:]]) == ("1.1.0 (or 1.0.5: not checked)", "1.3.0")
     assert history(F1, [cell("1.0.0", None)])[0] == "not checked by these targets"
 
 

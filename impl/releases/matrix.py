@@ -52,13 +52,40 @@ CELL_TIMEOUT = 1800.0
 #: so a hang says where it hangs.
 STACK_DUMP_AFTER = 300
 
-REPRODUCES, FIXED, NOT_APPLICABLE, BROKE = "reproduces", "fixed", "n/a", "error"
+REPRODUCES, FIXED, NOT_APPLICABLE, BROKE, UNSUPPORTED = "reproduces", "fixed", "n/a", "error", "unsupported"
 #: A finding's own test, as every property file names it: ``test_..._finding_still_reproduces[<target>-<id>]``.
 _FINDING_TEST = re.compile(r"finding_still_reproduces\[.*-([A-Z]\d+)\]$")
 
-#: Each finding's upstream status, from the public tracker (searched in copies of apache/airflow's
-#: issues and pull requests, 2026-11-25): an issue/PR that reports this very bug, or "apparently new".
-UPSTREAM: dict[str, str] = {}
+#: Each finding's upstream status in apache/airflow's public tracker (searched 2026-11-25 in copies of its
+#: issues and pull requests, by the behaviour each describes): an issue or pull request that reports this very
+#: bug, else "apparently new" — with a related one named only where it bears on the same code.
+_AF = "https://github.com/apache/airflow"
+UPSTREAM: dict[str, str] = {
+    "F1": f"apparently new as a report of its own; its mechanism (exit 0, no terminal state, SUCCESS is in "
+          f"STATES_SENT_DIRECTLY, no call, TI RUNNING) is spelled out in [#67266]({_AF}/pull/67266) (closed "
+          f"unmerged), a fix for R1",
+    "F2": "apparently new",
+    "F3": f"apparently new ([#66574]({_AF}/pull/66574), merged, recovers failed direct calls, not a failed finish())",
+    "F4": f"reported with F7: the fix proposed in [#73142]({_AF}/pull/73142) (open) names the overtime SIGTERM case",
+    "F5": "apparently new",
+    "F6": "apparently new",
+    "F7": f"reported: [#65708]({_AF}/issues/65708) (open, HTTP 409 invalid_state on finish after succeed); fix "
+          f"proposed in [#73142]({_AF}/pull/73142) (open)",
+    "F8": "apparently new",
+    "F9": f"apparently new (the replay it defeats came with [#66574]({_AF}/pull/66574))",
+    "F10": "apparently new",
+    "F11": f"related: [#64023]({_AF}/pull/64023) (closed unmerged): a lost answer to the SUCCESS update, resent and "
+           "refused with 409",
+    "R1": f"reported: [#67266]({_AF}/pull/67266) (closed unmerged: 'Recover SKIPPED state when supervisor IPC fails on "
+          f"terminal-state send'); the fail-closed exit of [#66573]({_AF}/pull/66573) covers only FAILED/UP_FOR_RETRY",
+    "R2": f"apparently new (a side effect of [#66573]({_AF}/pull/66573)'s fail-closed exit)",
+    "L1": "apparently new (F2 across tries)",
+    "L2": "see F1 and R1 (F1 across tries)",
+    "W1": "apparently new",
+    "W2": f"related: [#46426]({_AF}/issues/46426) (open: 'every request should have a response'), not this case",
+    "W3": "apparently new",
+    "W4": f"apparently new (the unguarded close came with [#67635]({_AF}/pull/67635))",
+}
 
 
 @attrs.frozen
@@ -121,6 +148,10 @@ def read_junit(path: Path) -> tuple[dict, tuple, int, dict]:
                 new.append((test, f"an expected failure of no registered finding: {skipped.get('message')}"))
         elif skipped is not None:
             counts["skipped"] += 1
+            own = _FINDING_TEST.search(case.get("name", ""))
+            # properties/conftest skips with "target NAME: why" when the target cannot run on this release
+            if own and (skipped.get("message") or "").startswith("target "):
+                findings.setdefault(own.group(1), UNSUPPORTED)
         else:
             counts["passed"] += 1
     examples = 0
@@ -231,8 +262,9 @@ def verdict(finding: Finding, release: str, cells: list[Cell]) -> str:
     """``reproduces`` on any target, ``fixed`` on all that checked it, ``error`` when its own run raised something
     else on every target that ran it, else ``n/a`` or why the release did not run."""
     seen = set(_seen(finding, release, cells).values())
-    if seen:
-        return REPRODUCES if REPRODUCES in seen else FIXED if FIXED in seen else BROKE
+    for verdict_ in (REPRODUCES, FIXED, BROKE, UNSUPPORTED):
+        if verdict_ in seen:
+            return verdict_
     failed = [c.status for c in cells if c.release == release and c.status != "ran"]
     return failed[0] if failed else NOT_APPLICABLE
 
@@ -260,24 +292,34 @@ def releases_of(cells: list[Cell]) -> list[str]:
 def history(finding: Finding, cells: list[Cell]) -> tuple[str, str]:
     """``(introduced in, fixed in)`` from the finding's verdicts, releases in the table's order.
 
-    Introduced in: the first release where it reproduces ("≤" when that is the first release checked);
-    fixed in: the first release after the last reproducing one where it passes.
+    Introduced in: the first release where it reproduces, "≤" when no earlier release was checked;
+    fixed in: the first release after the last reproducing one where it passes. Releases in between
+    that could not be checked (unsupported, crashed, no environment) are named: the change may lie there.
     """
     releases = releases_of(cells)
-    known = [(r, v) for r in releases for v in [verdict(finding, r, cells)] if v in (REPRODUCES, FIXED)]
+    verdicts = [(r, verdict(finding, r, cells)) for r in releases]
+    known = [(i, r, v) for i, (r, v) in enumerate(verdicts) if v in (REPRODUCES, FIXED)]
     if not known:
         return "not checked by these targets", "—"
-    hits = [i for i, (_, v) in enumerate(known) if v == REPRODUCES]
+    hits = [k for k, (_, _, v) in enumerate(known) if v == REPRODUCES]
     if not hits:
         return "not seen (passes on every release checked)", "—"
+
+    def unchecked(after: int, before: int) -> str:
+        gap = [r for r, v in verdicts[after + 1:before] if v not in (NOT_APPLICABLE,)]
+        return f" (or {', '.join(gap)}: not checked)" if gap else ""
+
     first, last = hits[0], hits[-1]
-    introduced = known[first][0]
-    if known[first][0] == releases[0]:
-        introduced = f"≤ {introduced}"
-    fixed = next((r for r, v in known[last + 1:] if v == FIXED), f"not fixed (reproduces on {known[last][0]})")
-    gaps = [r for r, v in known[first:last] if v == FIXED]
+    at = known[first][0]
+    introduced = f"≤ {known[first][1]}" if first == 0 else known[first][1] + unchecked(known[first - 1][0], at)
+    after = [k for k in range(last + 1, len(known)) if known[k][2] == FIXED]
+    if after:
+        fixed = known[after[0]][1] + unchecked(known[last][0], known[after[0]][0])
+    else:
+        fixed = f"not fixed (reproduces on {known[last][1]})"
+    gaps = [r for _, r, v in known[first:last] if v == FIXED]
     if gaps:
-        fixed += f" (passed in between on {', '.join(gaps)})"
+        fixed += f"; passed in between on {', '.join(gaps)}"
     return introduced, fixed
 
 
@@ -300,8 +342,9 @@ def table(cells: list[Cell], profile: str, findings_only: bool = False) -> str:
     lines += ["", "Examples are Hypothesis test cases (a supervisor example lives up to five attempts in a row).",
               "", "## Findings × releases", "",
               "reproduces: its strict expected failure failed as expected; fixed: it passed (strict XPASS); "
-              "error: its own run raised something else (listed below); n/a: its test did not run on these targets; "
-              "crashed / overran / env failed: the release's run did not finish.",
+              "error: its own run raised something else (listed below); unsupported: the target cannot run on this "
+              "release (the skip says why); n/a: its test is not about these targets; crashed / overran / env "
+              "failed: the release's run did not finish.",
               "", "| finding | " + " | ".join(releases) + " | introduced in | fixed in |",
               "|---|" + "---|" * (len(releases) + 2)]
     for finding in ALL_FINDINGS:
@@ -351,8 +394,20 @@ def findings_section(cells: list[Cell], findings_only: bool = False) -> str:
              "", "| finding | introduced in | fixed in | upstream status |", "|---|---|---|---|"]
     for finding in ALL_FINDINGS:
         introduced, fixed = history(finding, cells)
-        lines.append(f"| {finding.id} | {introduced} | {fixed} | {UPSTREAM.get(finding.id, 'apparently new')} |")
+        upstream = UPSTREAM.get(finding.id, "apparently new")
+        if _is_prerelease(fixed):
+            upstream = f"fixed on the pre-release {fixed}; {upstream}"
+        lines.append(f"| {finding.id} | {introduced} | {fixed} | {upstream} |")
     return "\n".join(lines + ["", END])
+
+
+def _is_prerelease(release: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(release).is_prerelease
+    except InvalidVersion:
+        return False
 
 
 def update_findings(path: Path, cells: list[Cell], findings_only: bool = False) -> None:
