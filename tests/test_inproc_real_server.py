@@ -132,3 +132,55 @@ def test_findings_re_shown_on_the_real_server_say_what_the_scheduler_makes_of_th
     f3 = next(line for line in table if line.startswith("| F3 |"))
     assert "| reproduces: success, row running;" in f1 and f1.endswith("| failed try_number=1 max_tries=0 |")
     assert "| does not hold: failed, row failed;" in f3
+
+
+# -- the server switch at the front door ----------------------------------------------------------------------------
+
+
+def test_naming_a_target_loads_nothing_and_starts_no_server():
+    """``check_name`` runs in pytest's controller (also under xdist, where no target runs): with
+    ``--server airflow`` it must not import the target's room, let alone start a server."""
+    code = ("import sys; from impl.frontdoor.registry import check_name, UnknownTarget\n"
+            "for name in ('airflow-inproc', 'airflow-process', 'model'): check_name(name)\n"
+            "try:\n    check_name('airflow-inprocess')\nexcept UnknownTarget as e:\n    print('unknown:', e)\n"
+            "print('loaded:', sorted(m for m in sys.modules if m.startswith(('impl.supervisor', 'airflow.api_fastapi'))))")
+    env = {**os.environ, "FINALSTATE_SERVER": "airflow"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "unknown: unknown target 'airflow-inprocess'; the known targets are:" in done.stdout
+    assert "loaded: []" in done.stdout
+
+
+def test_a_run_the_server_cannot_play_is_rejected_in_a_search_and_an_error_elsewhere():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from hypothesis.errors import Unsatisfiable
+
+    from properties.conftest import _playable_only
+
+    def unplayable(run):
+        raise Unsupported("--server airflow: this run context; not supported by the real server backend")
+
+    run = _playable_only(unplayable)
+    with pytest.raises(Unsupported, match="not supported"):  # outside a search: the error, as it was
+        run("a run")
+
+    @settings(max_examples=5, database=None, suppress_health_check=[HealthCheck.filter_too_much])
+    @given(st.integers())
+    def search(example):
+        run(example)
+
+    with pytest.raises(Unsatisfiable):  # every example rejected: nothing was checked, and Hypothesis says so
+        search()
+
+
+def test_finalstate_check_passes_the_server_on_and_its_header_names_it():
+    env = dict(os.environ)
+    env.pop("FINALSTATE_SERVER", None)
+    done = subprocess.run([sys.executable, "-m", "impl.frontdoor.cli", "check", "--server", "airflow",
+                           "--target", "airflow-process", "--", "-q", "-k", "test_finding_still_reproduces and F1]",
+                           "properties/test_supervisor.py"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "finalstate: target airflow-process; server airflow (the real Execution API" in done.stdout
+    assert "1 xfailed" in done.stdout  # F1 (exit 0, no terminal call) leaves the real row RUNNING too

@@ -1,6 +1,6 @@
 """``finalstate``: run the checker, replay a counterexample of any kind, write the findings report.
 
-    finalstate check [--target NAME] [--profile dev|ci|nightly] [--junit-xml PATH] [-- PYTEST-ARGS]
+    finalstate check [--target NAME] [--server model|airflow] [--profile dev|ci|nightly] [--junit-xml PATH] [-- PYTEST-ARGS]
     finalstate replay [--server model|airflow] --target NAME 'try_number=1 max_tries=1; send RetryTask; exit 0'
     finalstate findings [--target NAME] [--out findings-report.md]
     finalstate targets
@@ -33,6 +33,9 @@ def _load(name: str, kind: str = "supervisor"):
 
 def cmd_check(args) -> int:
     if args.exhaustive is not None:
+        if args.server == "airflow":
+            raise SystemExit("finalstate: --exhaustive enumerates scenarios on the model server (thousands a second); "
+                             "run the Hypothesis search (no --exhaustive) with --server airflow")
         return _check_exhaustively(args)
     import importlib.util
 
@@ -42,7 +45,8 @@ def cmd_check(args) -> int:
     # --target option) is read as pytest starts.
     properties = importlib.util.find_spec("properties").submodule_search_locations[0]
     report = [f"--junit-xml={args.junit_xml}", "-o", "junit_logging=no"] if args.junit_xml else []
-    return pytest.main([properties, f"--target={args.target}", f"--hypothesis-profile={args.profile}",
+    server = [f"--server={args.server}"] if args.server else []
+    return pytest.main([properties, f"--target={args.target}", f"--hypothesis-profile={args.profile}", *server,
                         "-p", "impl.frontdoor.timing", "-p", "no:cacheprovider", "--hypothesis-show-statistics",
                         *report, *args.pytest_args])
 
@@ -254,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="instead of the Hypothesis search, check every supervisor scenario of up to N events "
                             "(default N: the largest the in-process target checks within a minute)")
     check.add_argument("--workers", type=int, default=2, help="processes for --exhaustive")
+    check.add_argument("--server", choices=SERVERS, help="what answers the supervisor targets' Execution API calls: "
+                       "model (model.server, the default) or airflow (the real Execution API of apache-airflow-core, "
+                       f"Airflow's client with its default retries); passed to pytest, which sets {SERVER_ENV}")
     check.add_argument("pytest_args", nargs="*", help="passed on to pytest (after --)")
     _add_server_db_option(check)
     _add_release_options(check)
@@ -264,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--target", default=DEFAULT_TARGET)
     rep.add_argument("--server", choices=SERVERS, help="what answers the supervisor's Execution API calls: "
                      "model.server (default) or the real Execution API of apache-airflow-core on SQLite "
-                     f"(sets {SERVER_ENV}; airflow-inproc only so far)")
+                     f"(sets {SERVER_ENV}; airflow-inproc and airflow-process)")
     rep.add_argument("scenario", help="the run's text, as a counterexample prints it")
     _add_server_db_option(rep)
     _add_release_options(rep)

@@ -1,6 +1,7 @@
 """A pytest plugin for long runs: a progress line per slow test, and the time each target took at the end.
 
-Load it with ``-p impl.frontdoor.timing`` (``finalstate check`` and ``scripts/test`` do). A test
+Load it with ``-p impl.frontdoor.timing`` (``finalstate check`` and ``scripts/test`` do). The
+run's header names the targets and the server that answers the supervisor targets (``--server``). A test
 that took longer than ``SLOW`` seconds gets a line as it finishes: how many tests are done, how
 long the run has gone on. Each test is charged to the target it ran on (its ``target_name``
 parameter, or its lifecycle pairing), else to ``unit tests``; durations are summed across xdist
@@ -34,6 +35,23 @@ def pytest_configure(config):
     _reporter = config.pluginmanager.get_plugin("terminalreporter")
 
 
+def run_description(config) -> str:
+    """The targets and the server of this run, as the header and the summary name them."""
+    import os
+
+    from impl.frontdoor.registry import SERVER_ENV
+
+    targets = ", ".join(getattr(config, "finalstate_targets", None) or ["(none)"])
+    server = os.environ.get(SERVER_ENV) or "model"
+    where = ("the real Execution API of apache-airflow-core, Airflow's client with its default retries"
+             if server == "airflow" else "model.server")
+    return f"finalstate: target {targets}; server {server} ({where})"
+
+
+def pytest_report_header(config):
+    return run_description(config)
+
+
 def pytest_runtest_makereport(item, call):
     if call.when == "call":
         item.user_properties.append(("finalstate_target", _target_of(item)))
@@ -56,6 +74,7 @@ def pytest_terminal_summary(terminalreporter):
         return
     write = terminalreporter.write_line
     terminalreporter.section("time per target (test durations, summed over workers)")
+    write(run_description(terminalreporter.config))
     for target, seconds in sorted(_durations.items(), key=lambda kv: -kv[1]):
         write(f"{seconds:8.1f} s  {_counts[target]:4d} tests  {target}")
     write(f"{time.monotonic() - _started:8.1f} s  wall time of the whole run")

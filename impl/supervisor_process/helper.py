@@ -69,14 +69,20 @@ class Helper:
             raise error from RuntimeError(f"raised in the airflow-process helper:\n{where}")
         return value
 
-    def call(self, function, *args, **kwargs):
-        """``function(*args, **kwargs)`` in the helper; ``function`` is a module-level function (pickled by name)."""
+    def call(self, function, *args, budget: float | None = None, **kwargs):
+        """``function(*args, **kwargs)`` in the helper; ``function`` is a module-level function (pickled by name).
+
+        ``budget``: how long to wait for the answer before killing the helper (default: an attempt's
+        deadline and startup timeout, plus a minute).
+        """
         import pickle
 
         pickle.dump((function, args, kwargs), self.proc.stdin)
         self.proc.stdin.flush()
-        budget = kwargs.get("deadline", DEFAULT_DEADLINE) + kwargs.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT)
-        return self._read(budget + 60.0)
+        if budget is None:
+            budget = kwargs.get("deadline", DEFAULT_DEADLINE) + kwargs.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT)
+            budget += 60.0
+        return self._read(budget)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -174,11 +180,14 @@ def _serve() -> None:
     supervise.close_harness()
 
 
-def in_helper(function, *args, **kwargs):
-    """``function(*args, **kwargs)`` where the attempts run: the helper, unless this is it or it is switched off."""
+def in_helper(function, *args, budget: float | None = None, **kwargs):
+    """``function(*args, **kwargs)`` where the attempts run: the helper, unless this is it or it is switched off.
+
+    ``budget``: see ``Helper.call`` (a bound on waiting for the helper, not on ``function`` run here).
+    """
     if _IN_HELPER or os.environ.get("FINALSTATE_PROCESS_HELPER", "1") == "0":
         return function(*args, **kwargs)
-    return helper().call(function, *args, **kwargs)
+    return helper().call(function, *args, budget=budget, **kwargs)
 
 
 def close() -> None:

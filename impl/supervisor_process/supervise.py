@@ -78,6 +78,9 @@ CALL_TIMEOUT = 30.0
 #: An attempt that has not ended by then is ended by the harness (SIGKILL), and says so.
 DEFAULT_DEADLINE = 15.0
 DEFAULT_STARTUP_TIMEOUT = 10.0
+#: Starting the real server: a database copy (or, the first time, Airflow's migrations) and the app's
+#: warm-up; seconds on an idle machine, over a minute on a loaded one. Bounded all the same.
+REAL_SERVER_START_BUDGET = 600.0
 
 if airflow_supervisor.MAX_FAILED_HEARTBEATS != MAX_FAILED_HEARTBEATS:
     raise RuntimeError(
@@ -156,6 +159,11 @@ def harness() -> Harness:
         _harness = Harness()
         atexit.register(close_harness)
     return _harness
+
+
+def start_real_server() -> None:
+    """Start this process's real Execution API (``Harness.real_server``) now, if it is not running yet."""
+    harness().real_server()
 
 
 def closed_for_supervisor() -> int:

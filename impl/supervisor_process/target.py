@@ -129,6 +129,8 @@ class RealServerRun:
         self.last = None
 
     def __call__(self, scenario: Scenario) -> Observation:
+        # The server starts apart, with a budget of its own: an attempt's budget is for the attempt.
+        helper.in_helper(supervise.start_real_server, budget=supervise.REAL_SERVER_START_BUDGET)
         observed, self.last = supervise_recorded(compile_scenario(scenario), scenario.context, server="airflow")
         return observed
 
