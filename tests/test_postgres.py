@@ -232,9 +232,9 @@ def test_closing_the_server_drops_its_database_and_lets_go_of_postgres(server):
     """``AirflowServer.close`` on ``local``: this process's database is dropped and it is no longer a user."""
     database = server.url.split("/")[3].split("?")[0]
     cluster = server._postgres
-    assert (cluster.home / "users" / str(os.getpid())).exists()
+    assert cluster._user.exists()
     server.close()
-    assert not (cluster.home / "users" / str(os.getpid())).exists()
+    assert not cluster._user.exists()
     with LocalPostgres(cluster.home) as look:
         assert database not in look.databases()
     server.start()  # for any test after this one

@@ -7,14 +7,14 @@ adds a system user and changes directory modes, which a checker has no business 
 PostgreSQL refuses to run as root. Run as root, ``initdb`` and the postmaster run as the
 unprivileged ``nobody`` (``subprocess``'s ``user``/``group``), in a home it owns; run as anyone
 else, as that user. The cluster lives in ``home`` (default ``build/postgres/``): ``data/``,
-``postgres.log``, the Unix socket (no TCP port is opened), ``users/`` (one empty file per process
-using it, named by its pid) and the lock files. Durability is switched off (``fsync``,
+``postgres.log``, the Unix socket (no TCP port is opened), ``users/`` (one empty file per handle
+using it, named by its process's pid) and the lock files. Durability is switched off (``fsync``,
 ``synchronous_commit``, ``full_page_writes``): the databases are scratch, rebuilt from Airflow's
 migrations whenever lost.
 
 One cluster per ``home``, shared by the processes of one machine (pytest-xdist workers): the
-first ``start`` launches it, each process registers itself in ``users/``, the last ``close`` (or
-``atexit``) stops it. A killed run leaves a postmaster and users that are gone: the next
+first ``start`` launches it, each handle (``LocalPostgres``) registers itself in ``users/``, the
+last ``close`` (or ``atexit``) stops it. A killed run leaves a postmaster and users that are gone: the next
 ``start`` drops the dead users and reuses that postmaster if it answers (else stops it and
 launches another), so the next run's ``close`` stops it. Databases: one per worker, named by
 the xdist worker id and the pid (``worker_database``), cloned from a template database; those
@@ -127,6 +127,7 @@ class LocalPostgres:
         self.postmaster: Postmaster | None = None
         self.reused: int | None = None  # the pid of a killed run's postmaster this start took over
         self._databases: list[str] = []
+        self._user = self.home / "users" / f"{os.getpid()}.{id(self):x}"
 
     # -- lifecycle
 
@@ -145,7 +146,7 @@ class LocalPostgres:
                 self._stop(bins, running)
                 running = None
             self.postmaster = running or self._launch(bins)
-            (self.home / "users" / str(os.getpid())).touch()
+            self._user.touch()
         atexit.register(self.close)
         return self
 
@@ -160,7 +161,7 @@ class LocalPostgres:
         self._databases.clear()
         with self.locked("cluster"):
             with contextlib.suppress(FileNotFoundError):
-                (self.home / "users" / str(os.getpid())).unlink()
+                self._user.unlink()
             self._drop_dead_users()
             if not self._users():
                 running = Postmaster.read(self.data_dir)
@@ -331,14 +332,15 @@ class LocalPostgres:
             return ""
         return "; its log (" + str(self.log) + ") ends: " + " / ".join(lines) if lines else ""
 
-    def _users(self) -> list[int]:
-        return [int(p.name) for p in (self.home / "users").iterdir() if p.name.isdigit()]
+    def _users(self) -> list[Path]:
+        """The handles registered, each a file named ``<pid>.<handle>``."""
+        return [p for p in (self.home / "users").iterdir() if p.name.split(".")[0].isdigit()]
 
     def _drop_dead_users(self) -> None:
-        for pid in self._users():
-            if not alive(pid):
+        for user in self._users():
+            if not alive(int(user.name.split(".")[0])):
                 with contextlib.suppress(FileNotFoundError):
-                    (self.home / "users" / str(pid)).unlink()
+                    user.unlink()
 
 
 def _run_as() -> dict:
