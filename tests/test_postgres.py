@@ -239,3 +239,15 @@ def test_closing_the_server_drops_its_database_and_lets_go_of_postgres(server):
         assert database not in look.databases()
     server.start()  # for any test after this one
     assert server.row(server.open_attempt(1, 0).run_id).state == "running"
+
+
+def test_finalstate_server_db_names_a_database_that_does_not_connect_in_one_line():
+    """``--server-db`` on the command line reaches the server (through ``FINALSTATE_SERVER_DB``); no traceback."""
+    env = {k: v for k, v in os.environ.items() if k not in (SERVER_DB_ENV, "FINALSTATE_SERVER")}
+    done = subprocess.run([sys.executable, "-m", "impl.frontdoor.cli", "replay", "--server", "airflow", "--server-db",
+                           "postgresql://finalstate:s3cret@127.0.0.1:9/airflow", "--target", "airflow-inproc",
+                           "exit 0"], capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and "s3cret" not in done.stdout + done.stderr
+    assert ("finalstate: airflow-inproc with --server airflow: cannot connect to the database "
+            "postgresql://finalstate:***@127.0.0.1:9/airflow") in done.stderr, done.stderr[-2000:]

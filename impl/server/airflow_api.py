@@ -364,6 +364,14 @@ class AirflowServer:
             _active = self
         try:
             self._start()
+        except ModuleNotFoundError as e:  # an older apache-airflow-core lacks a module this binding drives
+            self.close()
+            if not (e.name or "").startswith("airflow."):
+                raise
+            from importlib.metadata import version
+
+            raise ServerUnavailable(f"apache-airflow-core {version('apache-airflow-core')} has no {e.name}, "
+                                    "which the real server binding needs") from None
         except BaseException:
             self.close()
             raise
