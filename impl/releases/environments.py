@@ -64,6 +64,8 @@ class Release:
     core: str
     constraints: tuple[str, ...] = ()
     prerelease: bool = False
+    #: The core pins a candidate of this SDK (no final core pins it): install the final SDK over that pin.
+    overrides_core_pin: bool = False
 
     @property
     def requirements(self) -> tuple[str, ...]:
@@ -87,14 +89,16 @@ def _series(core_minor: int, pairs: str, constraints: tuple[str, ...] = ()) -> t
 
 
 #: The task-sdk releases on PyPI (``pip index versions apache-airflow-task-sdk --pre``, 2026-11-25):
-#: every final release from 1.0.0 to 1.3.2 (there is no final 1.0.5, nor a final core 3.1.4) and the
-#: newest pre-release, each with the apache-airflow-core released beside it (3.0.x, 3.1.x, ...).
+#: every final release from 1.0.0 to 1.3.2 (there is no final 1.0.5) and the newest pre-release, each
+#: with the apache-airflow-core released beside it (3.0.x, 3.1.x, ...). No final core 3.1.4 was
+#: released and no core accepts task-sdk 1.1.4: it installs with core 3.1.4rc2 (which pins 1.1.4rc2).
 RELEASES: dict[str, Release] = {
     r.version: r
     for r in (
         *_series(0, "1.0.0=3.0.0 1.0.1=3.0.1 1.0.2=3.0.2 1.0.3=3.0.3 1.0.4=3.0.4 1.0.6=3.0.6", BEFORE_STRUCTLOG_26),
-        *_series(1, "1.1.0=3.1.0 1.1.1=3.1.1 1.1.2=3.1.2 1.1.3=3.1.3 1.1.4= 1.1.5=3.1.5 1.1.6=3.1.6 1.1.7=3.1.7 "
-                    "1.1.8=3.1.8", BEFORE_STRUCTLOG_26),
+        *_series(1, "1.1.0=3.1.0 1.1.1=3.1.1 1.1.2=3.1.2 1.1.3=3.1.3", BEFORE_STRUCTLOG_26),
+        Release("1.1.4", "apache-airflow-core==3.1.4rc2", BEFORE_STRUCTLOG_26, overrides_core_pin=True),
+        *_series(1, "1.1.5=3.1.5 1.1.6=3.1.6 1.1.7=3.1.7 1.1.8=3.1.8", BEFORE_STRUCTLOG_26),
         *_series(2, "1.2.0=3.2.0 1.2.1=3.2.1 1.2.2=3.2.2", BEFORE_STRUCTLOG_26),
         *_series(3, "1.3.0=3.3.0 1.3.1=3.3.1 1.3.2=3.3.2"),
         Release("1.4.0b2", "apache-airflow-core==3.4.0b2", prerelease=True),
@@ -111,12 +115,13 @@ def python_for(spec: str) -> Path:
     if spec == "installed":
         python = ROOT / ".venv" / "bin" / "python"
         return python if python.exists() else Path(sys.executable)
-    name, requirements, editables = _plan(spec)
-    return _build(ENVS / name, spec, requirements, editables)
+    name, requirements, editables, overrides = _plan(spec)
+    return _build(ENVS / name, spec, requirements, editables, overrides)
 
 
-def _plan(spec: str) -> tuple[str, tuple[str, ...], tuple[Path, ...]]:
-    """The environment's directory name, its requirements and the paths installed editable, for ``spec``."""
+def _plan(spec: str) -> tuple[str, tuple[str, ...], tuple[Path, ...], tuple[str, ...]]:
+    """The environment's directory name, its requirements, the paths installed editable and the
+    overrides (requirements that win over any package's own pins), for ``spec``."""
     if spec.startswith("src:"):
         checkout = Path(spec[4:]).expanduser().resolve()
         for part in ("task-sdk", "airflow-core"):
@@ -124,19 +129,22 @@ def _plan(spec: str) -> tuple[str, tuple[str, ...], tuple[Path, ...]]:
                 raise NotACheckout(f"--airflow-src {checkout}: no {part}/pyproject.toml there; expected a checkout "
                                    "of apache/airflow with task-sdk/ and airflow-core/")
         digest = hashlib.sha256(str(checkout).encode()).hexdigest()[:12]
-        return f"src-{digest}", (), (checkout / "task-sdk", checkout / "airflow-core")
+        return f"src-{digest}", (), (checkout / "task-sdk", checkout / "airflow-core"), ()
     release = RELEASES.get(spec)
     if release is None:
         raise UnknownRelease(f"unknown task-sdk release {spec!r}; known: {', '.join(RELEASES)}, "
                              "installed, or src:PATH (a checkout of apache/airflow)")
-    return spec, release.requirements, ()
+    overrides = (f"apache-airflow-task-sdk=={release.version}",) if release.overrides_core_pin else ()
+    return spec, release.requirements, (), overrides
 
 
-def _build(env: Path, spec: str, requirements: tuple[str, ...], editables: tuple[Path, ...]) -> Path:
+def _build(env: Path, spec: str, requirements: tuple[str, ...], editables: tuple[Path, ...],
+           overrides: tuple[str, ...] = ()) -> Path:
     python = env / "bin" / "python"
     stamp = env / "finalstate-stamp.json"
     wanted = {"spec": spec, "requirements": list(requirements), "editables": [str(p) for p in editables],
-              "checkout": str(ROOT), "test_dependencies": list(TEST_DEPENDENCIES)}
+              "checkout": str(ROOT), "test_dependencies": list(TEST_DEPENDENCIES),
+              **({"overrides": list(overrides)} if overrides else {})}
     env.parent.mkdir(parents=True, exist_ok=True)
     with open(env.parent / f"{env.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second builder waits here, then finds the stamp
@@ -146,8 +154,11 @@ def _build(env: Path, spec: str, requirements: tuple[str, ...], editables: tuple
         base = getattr(sys, "_base_executable", sys.executable)
         _uv(spec, "venv", "--quiet", "--python", base, str(env))
         args = ["pip", "install", "--python", str(python), "--link-mode", "hardlink",
-                "--prerelease", "allow" if _prerelease(spec) else "if-necessary-or-explicit",
+                *(["--prerelease", "allow"] if _prerelease(spec) else []),
                 "-e", str(ROOT), *TEST_DEPENDENCIES, *requirements]
+        if overrides:
+            (env / "overrides.txt").write_text("\n".join(overrides) + "\n")
+            args += ["--overrides", str(env / "overrides.txt")]
         for path in editables:
             args += ["-e", str(path)]
         _uv(spec, *args)
