@@ -54,7 +54,7 @@ STACK_DUMP_AFTER = 300
 
 REPRODUCES, FIXED, NOT_APPLICABLE, BROKE, UNSUPPORTED = "reproduces", "fixed", "n/a", "error", "unsupported"
 #: A finding's own test, as every property file names it: ``test_..._finding_still_reproduces[<target>-<id>]``.
-_FINDING_TEST = re.compile(r"finding_still_reproduces\[.*-([A-Z]\d+)\]$")
+_FINDING_TEST = re.compile(r"finding_still_reproduces\[(.*)-([A-Z]\d+)\]$")
 
 #: Each finding's upstream status in apache/airflow's public tracker (searched 2026-11-25 in copies of its
 #: issues and pull requests, by the behaviour each describes): an issue or pull request that reports this very
@@ -107,6 +107,7 @@ class Cell:
 
 
 _BY_HEADLINE = {f.headline: f for f in ALL_FINDINGS}
+_BY_ID = {f.id: f for f in ALL_FINDINGS}
 _EXAMPLES = re.compile(r"(\d+) passing, (\d+) failing, and (\d+) invalid")
 
 
@@ -138,7 +139,7 @@ def read_junit(path: Path) -> tuple[dict, tuple, int, dict]:
             new.append((test, first[:300]))
             own = _FINDING_TEST.search(case.get("name", ""))
             if own:  # the finding's own run raised something else than its violation: neither reproduced nor fixed
-                findings.setdefault(own.group(1), BROKE)
+                findings.setdefault(own.group(2), BROKE)
         elif skipped is not None and skipped.get("type") == "pytest.xfail":
             counts["xfailed"] += 1
             finding = finding_of(skipped.get("message") or "")
@@ -148,10 +149,13 @@ def read_junit(path: Path) -> tuple[dict, tuple, int, dict]:
                 new.append((test, f"an expected failure of no registered finding: {skipped.get('message')}"))
         elif skipped is not None:
             counts["skipped"] += 1
+            # A finding's own test on a target it is about, skipped by properties/conftest with "target NAME: why":
+            # that target cannot run on this release.
             own = _FINDING_TEST.search(case.get("name", ""))
-            # properties/conftest skips with "target NAME: why" when the target cannot run on this release
-            if own and (skipped.get("message") or "").startswith("target "):
-                findings.setdefault(own.group(1), UNSUPPORTED)
+            finding = _BY_ID.get(own.group(2)) if own else None
+            if (finding is not None and own.group(1) in finding.targets
+                    and (skipped.get("message") or "").startswith("target ")):
+                findings.setdefault(finding.id, UNSUPPORTED)
         else:
             counts["passed"] += 1
     examples = 0
@@ -182,7 +186,7 @@ def run_cell(release: str, target: str, profile: str = "ci", python_for: Callabl
     junit.unlink(missing_ok=True)
     command = [str(python), "-m", "pytest", str(checkout / "properties"), f"--target={target}",
                f"--hypothesis-profile={profile}", f"--junit-xml={junit}", "-o", "junit_logging=no",
-               "-p", "no:cacheprovider", "-q", "-o", f"faulthandler_timeout={min(STACK_DUMP_AFTER, max(5, int(timeout * 0.8)))}", *pytest_args]
+               "-p", "no:cacheprovider", "-q", "--continue-on-collection-errors", "-o", f"faulthandler_timeout={min(STACK_DUMP_AFTER, max(5, int(timeout * 0.8)))}", *pytest_args]
     run_started = time.perf_counter()
     with open(log, "w") as logfile:
         process = subprocess.Popen(command, cwd=checkout, stdout=logfile, stderr=subprocess.STDOUT,
