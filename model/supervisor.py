@@ -33,7 +33,7 @@ from model.scenario import (
     Send,
 )
 from model.release import SPECIFIED, Release
-from model.server import OK, Server
+from model.server import OK, Server, client_status
 
 #: ``supervisor.STATES_SENT_DIRECTLY``: final states for which no closing ``finish`` call is made.
 STATES_SENT_DIRECTLY = frozenset({DEFERRED, AWAITING_INPUT, UP_FOR_RESCHEDULE, UP_FOR_RETRY, SUCCESS, SERVER_TERMINATED})
@@ -100,6 +100,7 @@ class Supervisor:
 
     def call(self, name: str, state: str | None = None) -> tuple[Supervisor, int | str]:
         server, status = self.server.call(name, state)
+        status = client_status(status)
         return attrs.evolve(self, server=server, calls=(*self.calls, ApiCall(name, status, state))), status
 
     def reply(self, ok: bool) -> Supervisor:
@@ -115,7 +116,8 @@ class Supervisor:
 def start(scenario: Scenario, release: Release = SPECIFIED) -> Supervisor:
     """``_on_child_started``: ``task_instances.start`` turns the row RUNNING and brings should_retry."""
     server, status = Server.queued(scenario.context).start()
-    return Supervisor(server, scenario.context.should_retry, calls=(ApiCall("start", status),), release=release)
+    return Supervisor(server, scenario.context.should_retry, calls=(ApiCall("start", client_status(status)),),
+                      release=release)
 
 
 def send_terminal_state_msg(sup: Supervisor, frame: Send) -> tuple[Supervisor, bool]:
@@ -151,6 +153,7 @@ def send_heartbeat_if_needed(sup: Supervisor, answer: int) -> Supervisor:
     if sup.terminal_state:
         return sup
     server, status = sup.server.heartbeat(answer)
+    status = client_status(status)
     sup = attrs.evolve(sup, server=server, calls=(*sup.calls, ApiCall("heartbeat", status)))
     if status in HEARTBEAT_GONE:
         return attrs.evolve(sup.kill(), terminal_state=SERVER_TERMINATED)

@@ -33,12 +33,19 @@ CASES = {
         (0, "success", "success", "succeed->500, succeed->200", "error", None),
     "try_number=1 max_tries=0; fault succeed permanent; send SucceedTask; exit 0":
         (0, "success", "running", "succeed->500, succeed->500", "error", None),
-    # a lost answer: done on the server, replayed, and the replay is a 200 no-op
+    # a lost answer: done on the server, replayed, and the replay is a 200 no-op ...
+    "try_number=1 max_tries=0; fault succeed lost; send SucceedTask; exit 0":
+        (0, "success", "success", "succeed->timeout, succeed->200", "error", None),
+    # ... but not for a retry: it archived the try, so the replay on the old TI id is 404 (the row stays
+    # UP_FOR_RETRY, and exit 0 with no terminal state is reported SUCCESS)
     "try_number=1 max_tries=2; fault retry lost; send RetryTask; exit 0":
-        (0, "up_for_retry", "up_for_retry", "retry->timeout, retry->200", "error", None),
-    # heartbeat refusals kill with SIGTERM and end SERVER_TERMINATED, even with should_retry
+        (0, "success", "up_for_retry", "retry->timeout, retry->404", "error", None),
+    # heartbeat refusals kill with SIGTERM and end SERVER_TERMINATED, even with should_retry; the row is as
+    # the actor behind the answer left it (409: a user marked it failed; 410: cleared; 404: deleted)
     "try_number=1 max_tries=2; heartbeat 409; exit 0":
-        (-15, "SERVER_TERMINATED", "running", "heartbeat->409", "", None),
+        (-15, "SERVER_TERMINATED", "failed", "heartbeat->409", "", None),
+    "try_number=1 max_tries=2; heartbeat 410; exit 0":
+        (-15, "SERVER_TERMINATED", "restarting", "heartbeat->410", "", None),
     # three failed heartbeats in a row kill too, but without SERVER_TERMINATED
     "try_number=1 max_tries=0; heartbeat 500; heartbeat 500; heartbeat 500; exit 0":
         (-15, "failed", "failed", "heartbeat->500, heartbeat->500, heartbeat->500, finish(failed)->200", "", None),
@@ -52,7 +59,7 @@ CASES = {
         (-15, "failed", "success", "succeed->200, finish(failed)->409", "ok", "ServerResponseError(409)"),
     # the process is dead after a kill: later frames never arrive
     "try_number=1 max_tries=0; heartbeat 404; send SucceedTask; exit 0":
-        (-15, "SERVER_TERMINATED", "running", "heartbeat->404", "", None),
+        (-15, "SERVER_TERMINATED", "deleted", "heartbeat->404", "", None),
 }
 
 

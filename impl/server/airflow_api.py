@@ -1036,3 +1036,11 @@ def _remove_stale_copies(workers: Path) -> None:
         if pid.isdigit() and not alive(int(pid)):
             with contextlib.suppress(FileNotFoundError):
                 copy.unlink()
+
+
+# -- for sharers (added for impl/server/conformance.py) ------------------------------------------
+
+
+def active_server() -> AirflowServer | None:
+    """The process's started ``AirflowServer``, if any: one per process, so a second user shares it."""
+    return _active if _active is not None and _active._started else None

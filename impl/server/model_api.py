@@ -41,7 +41,7 @@ import attrs
 import msgpack
 
 from model.scenario import RunContext
-from model.server import CONFLICT, OK, Server
+from model.server import CONFLICT, OK, Server, client_status
 from model.scenario import ApiCall, Fault, TIMEOUT
 
 API_PREFIX = "/execution/"
@@ -236,18 +236,18 @@ class _APIHandler(BaseHTTPRequestHandler):
                 attempt.server, status = attempt.server.heartbeat(attempt.heartbeat_answer)
             else:
                 attempt.server, status = attempt.server.call(name, state)
-            attempt.calls.append(ApiCall(name, status, state))
+            attempt.calls.append(ApiCall(name, client_status(status), state))
             if status == TIMEOUT:
                 attempt.lost_in_flight = max(0, attempt.lost_in_flight - 1)
                 attempt.lock.notify_all()
         if status == TIMEOUT:
             return self._hold()
-        if status != OK:
+        if client_status(status) != OK:
             reason = "invalid_state" if status == CONFLICT else "finalstate"
             return self._answer(status, {"detail": {"reason": reason, "message": f"{name} refused"}})
         if name == "start":
             return self._answer(HTTPStatus.OK, raw=run_context_json(attempt.context))
-        return self._answer(HTTPStatus.NO_CONTENT)
+        return self._answer(status)  # 204, or 200 for a state the row already has, as the real app answers
 
     def _answer(self, status: int, body: dict | None = None, raw: bytes | None = None):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")

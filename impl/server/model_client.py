@@ -16,7 +16,7 @@ from airflow.sdk.api.client import ServerResponseError
 from airflow.sdk.api.datamodels._generated import DagRun, TIRunContext
 
 from model.scenario import TIMEOUT, ApiCall, Fault, RunContext, Scenario
-from model.server import OK, Server
+from model.server import OK, Server, client_status
 
 _REQUEST = httpx.Request("PATCH", "http://execution-api.invalid/")
 
@@ -69,6 +69,7 @@ class RecordingTaskInstances:
         self.heartbeat_answer = answer
 
     def _answer(self, name: str, status: int | str, state: str | None = None) -> None:
+        status = client_status(status)  # 200 or 204: the client raises for neither
         self.calls.append(ApiCall(name, status, state))
         if status != OK:
             raise api_error(status)

@@ -1,0 +1,63 @@
+"""``model.server`` is a checked spec: the same request sequences on the model and on the real Execution API.
+
+Runs once per session whatever ``--target`` says (it takes no target: the server's model is
+checked against the server itself, not against a supervisor), wherever the real app can be
+built: apache-airflow-core installed and its database made. Skipped with the reason otherwise.
+One ``AirflowServer`` per process serves every example (each case on a run of its own); if a
+supervisor target of this session already started it (``--server airflow``), it is shared.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import event
+
+pytest.importorskip("airflow.api_fastapi.execution_api.app",
+                    reason="the real Execution API needs apache-airflow-core (the airflow extra)")
+
+from impl.server.conformance import cases, first_difference, play_model, play_real  # noqa: E402
+from properties.conftest import holds_for_all  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def real_server():
+    import structlog
+
+    from impl.server.airflow_api import ServerUnavailable, active_server
+    from impl.server.airflow_attempt import open_server
+
+    shared = active_server()
+    if shared is not None:
+        yield shared
+        return
+    logging_before = structlog.get_config(), os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL")
+    try:
+        server = open_server()
+    except ServerUnavailable as e:
+        pytest.skip(f"the real Execution API cannot be built here: {e}")
+    yield server
+    server.close()
+    structlog.configure(**logging_before[0])
+    if logging_before[1] is None:
+        os.environ.pop("AIRFLOW__LOGGING__LOGGING_LEVEL", None)
+    else:
+        os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = logging_before[1]
+
+
+def test_model_server_answers_as_the_real_execution_api(real_server):
+    """Every generated sequence of requests and actors: per step, the same status, row, id and run context."""
+
+    def agrees(case):
+        real = play_real(real_server, case)
+        before = "queued"
+        for step, seen in zip(case.steps, real):
+            state = "deleted" if seen.row is None else seen.row[0]
+            event(f"{step} -> {seen.status}" if seen.status is not None else f"{step} {before} -> {state}")
+            before = state
+        difference = first_difference(case, play_model(case), real)
+        if difference is not None:
+            pytest.fail(difference, pytrace=False)
+
+    holds_for_all(cases(), agrees)

@@ -1,0 +1,73 @@
+"""``model.server`` on the differences the conformance property found against airflow-core 3.3.2's app.
+
+Each case is a request sequence whose answers were read off the real Execution API
+(``properties/test_server_conformance.py``, ``impl.server.conformance.play_real``), where the
+model once answered otherwise. The property keeps checking them all; these say which rule is which.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from impl.server.conformance import Act, Call, Case, Heartbeat, Opening, Start, play_model
+from model.scenario import FAILED, RunContext
+from model.server import RESTARTING, Server, client_status
+
+
+def statuses(opening: Opening, *steps) -> list:
+    return [seen.status for seen in play_model(Case(opening, steps))]
+
+
+def test_a_state_update_that_changes_the_row_is_204_a_repeat_is_200():
+    assert statuses(Opening(), Start(1), Call("succeed"), Call("succeed")) == [200, 204, 200]
+    assert statuses(Opening(), Start(1), Call("finish", FAILED), Call("finish", FAILED)) == [200, 204, 200]
+
+
+def test_heartbeat_and_skip_downstream_answer_204():
+    assert statuses(Opening(), Start(1), Heartbeat(1), Call("skip_downstream_tasks")) == [200, 204, 204]
+
+
+def test_the_same_worker_may_start_its_running_ti_again_another_may_not():
+    assert statuses(Opening(), Start(1), Start(1, fresh=False), Start(2)) == [200, 200, 409]
+    assert statuses(Opening(), Start(1), Heartbeat(2)) == [200, 409]
+
+
+def test_a_retry_archives_the_try_so_the_old_id_is_404_and_its_heartbeat_410():
+    (*_, after) = play_model(Case(Opening(1, 2, 2), (Start(1), Call("retry"))))
+    assert after.row == ("up_for_retry", 1, 2) and not after.held_is_live
+    assert statuses(Opening(1, 2, 2), Start(1), Call("retry"), Call("retry"), Heartbeat(1)) == [200, 204, 404, 410]
+
+
+def test_the_server_does_not_enforce_the_retry_budget():
+    assert statuses(Opening(1, 0, 0), Start(1), Call("retry")) == [200, 204]
+
+
+def test_409_is_not_gone_a_user_marked_failed_ti_answers_as_any_failed_row():
+    assert statuses(Opening(), Start(1), Act("mark", FAILED), Call("finish", FAILED), Call("succeed"),
+                    Heartbeat(1)) == [200, None, 200, 409, 409]
+
+
+def test_a_cleared_running_ti_is_restarting_under_a_new_id_and_its_next_start_may_retry():
+    seen = play_model(Case(Opening(1, 0, 0), (Start(1), Act("clear"), Call("succeed"), Heartbeat(1), Start(1))))
+    assert [s.status for s in seen] == [200, None, 404, 410, 200]
+    assert seen[1].row == (RESTARTING, 1, 0)
+    assert seen[-1].context == (True, 0)  # RESTARTING: always eligible to retry
+
+
+def test_a_try_archived_twice_keeps_its_first_id_in_history_only():
+    assert statuses(Opening(), Act("clear"), Start(1), Act("clear"), Heartbeat(1)) == [None, 409, None, 404]
+
+
+def test_a_deleted_ti_takes_its_history_with_it():
+    assert statuses(Opening(1, 2, 2), Start(1), Call("retry"), Act("delete"), Heartbeat(1)) == [200, 204, None, 404]
+
+
+def test_client_status_is_ok_for_any_2xx():
+    assert [client_status(s) for s in (200, 204, 409, "timeout")] == [200, 200, 409, "timeout"]
+
+
+@pytest.mark.parametrize("answer, row", [(404, "deleted"), (409, FAILED), (410, RESTARTING), (200, "running")])
+def test_the_supervisors_heartbeat_answer_comes_from_the_world_the_actor_leaves(answer, row):
+    server, status = Server.queued(RunContext()).start()[0].heartbeat(answer)
+    assert (client_status(status), server.row.state) == (answer, row)
+    assert server.row.gone == (answer if answer != 200 else None)
