@@ -161,6 +161,8 @@ def _build(env: Path, spec: str, requirements: tuple[str, ...], editables: tuple
             args += ["--overrides", str(env / "overrides.txt")]
         for path in editables:
             args += ["-e", str(path)]
+        if editables:  # a checkout's workspace sources (dev groups, sibling providers) are not needed: the
+            args.append("--no-sources")  # two parts are given here, everything else comes from the index
         _uv(spec, *args)
         stamp.write_text(json.dumps(wanted, indent=1))
     return python
