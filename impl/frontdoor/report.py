@@ -42,7 +42,10 @@ class InvariantViolation(CheckFailed):
 
 
 def replay_command(target: str, run) -> str:
-    return f"finalstate replay --target {shlex.quote(target)} {shlex.quote(run.to_text())}"
+    """The command that replays ``run`` on ``target``, on the same release or checkout as this process."""
+    from impl.releases.environments import release_switch
+
+    return f"finalstate replay{release_switch()} --target {shlex.quote(target)} {shlex.quote(run.to_text())}"
 
 
 def trace(run) -> str:

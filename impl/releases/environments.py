@@ -195,3 +195,16 @@ def _uv(spec: str, *args: str) -> None:
     if done.returncode != 0:
         tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
         raise EnvironmentFailed(f"environment for {spec} did not install (uv {args[0]} exited {done.returncode}):\n{tail}")
+
+
+def release_switch() -> str:
+    """The CLI switch that chooses this process's system under check again (``$FINALSTATE_RELEASE``), with a
+    leading space, for the replay commands a report prints; empty for the installed one."""
+    import shlex
+
+    spec = os.environ.get(RELEASE_ENV, "installed")
+    if spec == "installed":
+        return ""
+    if spec.startswith("src:"):
+        return f" --airflow-src {shlex.quote(spec[4:])}"
+    return f" --release {shlex.quote(spec)}"
