@@ -117,3 +117,16 @@ def test_airflow_src_installs_a_checkout_editable_and_the_checker_runs_on_it():
                               "--target", "airflow-inproc", "--", "-q", "-k", "test_conformance"],
                              capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert checked.returncode == 0, checked.stdout[-2000:]
+
+
+def test_a_printed_replay_command_chooses_the_same_release_again(monkeypatch):
+    from impl.frontdoor.report import replay_command
+    from model.scenario import Scenario
+
+    run = Scenario.from_text("try_number=1 max_tries=0 should_retry=false; exit 0")
+    monkeypatch.setenv("FINALSTATE_RELEASE", "1.2.2")
+    assert replay_command("airflow-inproc", run).startswith("finalstate replay --release 1.2.2 --target airflow-inproc")
+    monkeypatch.setenv("FINALSTATE_RELEASE", "src:/src/air flow")
+    assert replay_command("airflow-inproc", run).startswith("finalstate replay --airflow-src '/src/air flow' --target")
+    monkeypatch.delenv("FINALSTATE_RELEASE")
+    assert replay_command("airflow-inproc", run).startswith("finalstate replay --target")
