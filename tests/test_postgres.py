@@ -33,6 +33,7 @@ from impl.server.postgres import (  # noqa: E402
     PostgresUnavailable,
     ended,
     postmasters,
+    stop_postmasters,
     worker_name,
 )
 from impl.supervisor_process.census import census  # noqa: E402
@@ -64,7 +65,14 @@ def cluster():
 def home(cluster):
     path = private_home()
     yield path
+    for data in path.glob("*/data"):  # a test that failed half-way leaves no postmaster behind
+        stop_postmasters(data)
     shutil.rmtree(path, ignore_errors=True)
+
+
+def child_env() -> dict[str, str]:
+    """This environment but for the xdist worker id: a child's database is then ``finalstate_w_main_<pid>``."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
 
 
 def play(server: AirflowServer) -> list:
@@ -193,7 +201,7 @@ def test_a_killed_runs_postgres_is_taken_over_and_stopped(home):
         pg.worker_database("template1")
         print(pg.postmaster.pid, flush=True)
         time.sleep(600)
-    """)], stdout=subprocess.PIPE, text=True)
+    """)], stdout=subprocess.PIPE, text=True, env=child_env())
     try:
         left = int(child.stdout.readline())
     finally:
@@ -205,11 +213,13 @@ def test_a_killed_runs_postgres_is_taken_over_and_stopped(home):
 
     before = census()
     pg = LocalPostgres(cluster).start()
-    assert pg.reused == left and pg.postmaster.pid == left
-    assert stale in pg.databases()
-    mine = pg.worker_database("template1")
-    assert stale not in pg.databases() and mine in pg.databases()
-    pg.close()
+    try:
+        assert pg.reused == left and pg.postmaster.pid == left
+        assert stale in pg.databases()
+        mine = pg.worker_database("template1")
+        assert stale not in pg.databases() and mine in pg.databases()
+    finally:
+        pg.close()
     assert postmasters(cluster / "data") == []
     assert census()["children"] == before["children"] and census()["zombies"] == []
 
@@ -221,7 +231,7 @@ def test_a_process_that_exits_without_closing_stops_its_postgres_at_exit(home):
         from impl.server.postgres import LocalPostgres
         pg = LocalPostgres({str(home / "pg")!r}).start()
         print(pg.worker_database("template1"), pg.postmaster.pid)
-    """)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    """)], capture_output=True, text=True, timeout=120, cwd=REPO, env=child_env())
     database, pid = out.stdout.split()
     assert database.startswith("finalstate_w_main_"), out.stderr
     assert postmasters(home / "pg" / "data") == [] and ended(int(pid))

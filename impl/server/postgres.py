@@ -92,6 +92,12 @@ def postmasters(data_dir: Path) -> list[int]:
     return found
 
 
+def stop_postmasters(data_dir: Path) -> None:
+    """End every postmaster serving ``data_dir`` (immediate shutdown): for a data directory about to go."""
+    for pid in postmasters(data_dir):
+        _end(pid)
+
+
 def bin_dir() -> Path:
     """The directory of the wheel's PostgreSQL binaries; ``PostgresUnavailable`` when the wheel is not installed.
 
@@ -261,8 +267,7 @@ class LocalPostgres:
             os.chown(self.home, as_user["user"], as_user["group"])
         if (self.data_dir / "PG_VERSION").exists():
             return
-        for pid in postmasters(self.data_dir):  # one serving a data directory deleted under it
-            _end(pid)
+        stop_postmasters(self.data_dir)  # one serving a data directory deleted under it
         if self.data_dir.is_dir():
             import shutil
 
@@ -334,7 +339,8 @@ class LocalPostgres:
 
     def _users(self) -> list[Path]:
         """The handles registered, each a file named ``<pid>.<handle>``."""
-        return [p for p in (self.home / "users").iterdir() if p.name.split(".")[0].isdigit()]
+        users = self.home / "users"
+        return [p for p in users.iterdir() if p.name.split(".")[0].isdigit()] if users.is_dir() else []
 
     def _drop_dead_users(self) -> None:
         for user in self._users():
