@@ -106,7 +106,7 @@ def bin_dir() -> Path:
     spec = importlib.util.find_spec("pgserver")
     if spec is None or not spec.submodule_search_locations:
         raise PostgresUnavailable("the local PostgreSQL needs the pgserver wheel, which is not installed: "
-                                  "pip install -e '.[dev]'")
+                                  "pip install -e '.[dev]' (it has wheels for x86-64 Linux, macOS and Windows)")
     path = Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
     if not (path / "postgres").is_file():
         raise PostgresUnavailable(f"the pgserver wheel has no PostgreSQL binaries at {path}")
