@@ -24,8 +24,8 @@ except PackageNotFoundError:  # the bindings import Airflow themselves, and say 
 
 
 def since(release: str) -> bool:
-    """Whether the installed task-sdk is ``release`` or newer (its pre-releases count as newer than the one before)."""
-    return INSTALLED >= Version(release)
+    """Whether the installed task-sdk is ``release`` or newer; a pre-release counts as its release (1.4.0b2 as 1.4.0)."""
+    return INSTALLED.release >= Version(release).release
 
 
 def missing(what: str, since_release: str):
@@ -102,3 +102,26 @@ def supervisor_reference():
 
     return functools.partial(supervisor.run, release=model_release())
 
+
+
+def require_the_models_heartbeat_budget(configured: int) -> None:
+    """``RuntimeError`` unless ``configured`` (the supervisor's ``MAX_FAILED_HEARTBEATS``) is the
+    ``[workers] max_failed_heartbeats`` default the model takes for the installed release (3; 30 since 1.4.0)."""
+    expected = model_release().max_failed_heartbeats
+    if configured != expected:
+        raise RuntimeError(f"[workers] max_failed_heartbeats is {configured}; the model assumes "
+                           f"task-sdk {model_release()}'s default of {expected}")
+
+
+def since_1_4_0_retried_request() -> str:
+    """The name of the ``Client`` method that carries Airflow's tenacity retry (its ``retry_with`` makes a copy):
+    ``_request_with_retry`` since 1.4.0 (``request`` chooses it, or no retry), ``request`` itself before."""
+    return "_request_with_retry" if since("1.4.0") else "request"
+
+
+def since_1_4_0_http_library():
+    """The HTTP library Airflow's ``Client`` is built on (its ``Timeout``, transports and errors):
+    ``httpx2`` since 1.4.0, ``httpx`` before."""
+    import importlib
+
+    return importlib.import_module("httpx2" if since("1.4.0") else "httpx")

@@ -43,7 +43,8 @@ import structlog
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
-from impl.releases.adapters import (model_release, request_for_handle_requests, since_1_0_3_length_prefixed_frames,
+from impl.releases.adapters import (request_for_handle_requests, require_the_models_heartbeat_budget,
+                                    since_1_0_3_length_prefixed_frames,
                                     since_1_2_0_child_started_arguments, since_1_3_0_process_tracker,
                                     supervisor_reference)
 from impl.server.model_client import RecordingClient, error_name
@@ -60,11 +61,7 @@ _QUIET = structlog.get_logger("finalstate")
 _TRACKING = since_1_3_0_process_tracker()
 TI_ID = uuid.UUID(int=1)
 
-if airflow_supervisor.MAX_FAILED_HEARTBEATS != model_release().max_failed_heartbeats:
-    raise RuntimeError(
-        f"[workers] max_failed_heartbeats is {airflow_supervisor.MAX_FAILED_HEARTBEATS}; the model assumes "
-        f"task-sdk {model_release()}'s default of {model_release().max_failed_heartbeats}"
-    )
+require_the_models_heartbeat_budget(airflow_supervisor.MAX_FAILED_HEARTBEATS)
 
 
 class ScriptedProcess(_TRACKING.base):
@@ -227,10 +224,11 @@ class AirflowServerRun:
         self.server = open_server()
         self.last = None
 
-    def __call__(self, scenario: Scenario) -> Observation:
+    def __call__(self, scenario: Scenario, run_id: str | None = None) -> Observation:
+        """``run_id``: on that run's live TI as the scheduler left it (a later try of one life), not a new row."""
         from impl.server.airflow_attempt import AirflowAttempt, observed_row
 
-        attempt = AirflowAttempt(self.server, scenario.context)
+        attempt = AirflowAttempt(self.server, scenario.context, run_id=run_id)
         sup, child = _supervisor(scenario, attempt.client, attempt, attempt.ti_id)
         ti = airflow_supervisor.TaskInstance.model_construct(id=attempt.ti_id, try_number=scenario.context.try_number)
         raised = _live(sup, ti)

@@ -44,7 +44,6 @@ import uuid
 from pathlib import Path
 from typing import Sequence
 
-import httpx
 import structlog
 import tenacity
 from airflow.sdk.api.client import Client
@@ -52,13 +51,14 @@ from airflow.sdk.api.datamodels._generated import TaskInstance
 from airflow.sdk.coordinators._subprocess import _PopenActivitySubprocess
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 
+from impl.releases.adapters import (require_the_models_heartbeat_budget, since_1_4_0_http_library,
+                                    since_1_4_0_retried_request)
 from impl.server.model_api import ExecutionAPIFake
 from impl.server.model_client import error_name
 from impl.wire import codec
 from impl.wire.launcher import ForkServer, build_launcher
 from impl.wire.scripted_runtime import SYNC_ID_BASE
 from model.scenario import Observation, RunContext
-from model.supervisor import MAX_FAILED_HEARTBEATS
 
 structlog.configure(
     wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
@@ -82,21 +82,19 @@ DEFAULT_STARTUP_TIMEOUT = 10.0
 #: warm-up; seconds on an idle machine, over a minute on a loaded one. Bounded all the same.
 REAL_SERVER_START_BUDGET = 600.0
 
-if airflow_supervisor.MAX_FAILED_HEARTBEATS != MAX_FAILED_HEARTBEATS:
-    raise RuntimeError(
-        f"[workers] max_failed_heartbeats is {airflow_supervisor.MAX_FAILED_HEARTBEATS}; "
-        f"the model assumes Airflow's default of {MAX_FAILED_HEARTBEATS}"
-    )
+require_the_models_heartbeat_budget(airflow_supervisor.MAX_FAILED_HEARTBEATS)
 
 
 class OneShotClient(Client):
     """Airflow's ``Client`` with its retry layer configured to one attempt (``[workers] execution_api_retries = 1``).
 
-    ``Client.request``'s tenacity decorator reads the retry count at import; ``retry_with``
+    The request method's tenacity decorator reads the retry count at import; ``retry_with``
     gives the same decorator (same predicate, same waits) with that one setting changed.
     """
 
-    request = Client.request.retry_with(stop=tenacity.stop_after_attempt(1))
+
+setattr(OneShotClient, since_1_4_0_retried_request(),
+        getattr(Client, since_1_4_0_retried_request()).retry_with(stop=tenacity.stop_after_attempt(1)))
 
 
 class Harness:
@@ -106,7 +104,7 @@ class Harness:
     def __init__(self):
         self.api = ExecutionAPIFake()
         self.client = OneShotClient(base_url=self.api.base_url, token="finalstate",
-                                    timeout=httpx.Timeout(CALL_TIMEOUT))
+                                    timeout=since_1_4_0_http_library().Timeout(CALL_TIMEOUT))
         hooks = self.client.event_hooks
         self.client.event_hooks = {"request": [*hooks["request"], self.api.request_hook(LOST_READ_TIMEOUT)],
                                    "response": hooks["response"]}

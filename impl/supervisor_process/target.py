@@ -43,6 +43,7 @@ import uuid
 
 import msgpack
 
+from impl.releases.adapters import supervisor_reference
 from impl.supervisor_process import helper, supervise
 from impl.supervisor_process.real_server import RealAttempt
 from impl.supervisor_process.census import census
@@ -148,6 +149,6 @@ def target(name: str, server: str | None = None):
     from impl.frontdoor.registry import Target, chosen_server, require_real_server
 
     if chosen_server(server) == "model":
-        return Target(name, run, close=helper.close)
+        return Target(name, run, reference=supervisor_reference(), close=helper.close)
     require_real_server(name)
-    return Target(name, RealServerRun(), close=helper.close)
+    return Target(name, RealServerRun(), reference=supervisor_reference(), close=helper.close)
