@@ -50,8 +50,8 @@ def _run_context(context: RunContext) -> TIRunContext:
 class RecordingTaskInstances:
     """``client.task_instances``, answering from the server model and recording each call.
 
-    Keyword arguments a newer release adds to a call (``**_newer``) are accepted and not recorded:
-    an observation is the call, its state and its answer.
+    Keyword arguments a newer release adds to a call (``**_newer``) are accepted and not recorded, and
+    those an older release does not pass have defaults: an observation is the call, its state and its answer.
     """
 
     def __init__(self, scenario: Scenario):
@@ -87,13 +87,14 @@ class RecordingTaskInstances:
         self.server, status = self.server.heartbeat(self.heartbeat_answer)
         self._answer("heartbeat", status)
 
-    def finish(self, id, state, when, rendered_map_index, **_newer) -> None:
+    def finish(self, id, state, when=None, rendered_map_index=None, **_newer) -> None:
         self._call("finish", str(getattr(state, "value", state)))
 
-    def succeed(self, id, when, task_outlets, outlet_events, rendered_map_index, **_newer) -> None:
+    def succeed(self, id, when=None, task_outlets=None, outlet_events=None, rendered_map_index=None, **_newer) -> None:
         self._call("succeed")
 
-    def retry(self, id, end_date, rendered_map_index, retry_delay_seconds=None, retry_reason=None, **_newer) -> None:
+    def retry(self, id, end_date=None, rendered_map_index=None, retry_delay_seconds=None, retry_reason=None,
+              **_newer) -> None:
         self._call("retry")
 
     def defer(self, id, msg, **_newer) -> None:
