@@ -130,3 +130,13 @@ def test_a_printed_replay_command_chooses_the_same_release_again(monkeypatch):
     assert replay_command("airflow-inproc", run).startswith("finalstate replay --airflow-src '/src/air flow' --target")
     monkeypatch.delenv("FINALSTATE_RELEASE")
     assert replay_command("airflow-inproc", run).startswith("finalstate replay --target")
+
+
+def test_a_release_that_does_not_install_is_named_with_the_installers_last_lines(tmp_path):
+    from impl.releases.environments import _build
+
+    with pytest.raises(EnvironmentFailed) as e:
+        _build(tmp_path / "env", "0.0.0", ("apache-airflow-task-sdk==0.0.0",), ())
+    assert "environment for 0.0.0 did not install" in str(e.value)
+    assert len(str(e.value).splitlines()) > 1  # uv's own words follow
+    assert not (tmp_path / "env" / "finalstate-stamp.json").exists()
