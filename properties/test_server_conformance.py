@@ -4,7 +4,8 @@ Runs once per session whatever ``--target`` says (it takes no target: the server
 checked against the server itself, not against a supervisor), wherever the real app can be
 built: apache-airflow-core installed and its database made. Skipped with the reason otherwise.
 One ``AirflowServer`` per process serves every example (each case on a run of its own); if a
-supervisor target of this session already started it (``--server airflow``), it is shared.
+supervisor target of this session already started it (``--server airflow``), it is shared. The
+database is the one ``--server-db`` names (``FINALSTATE_SERVER_DB``; default SQLite).
 """
 
 from __future__ import annotations
@@ -23,15 +24,12 @@ from properties.conftest import holds_for_all  # noqa: E402
 
 @pytest.fixture(scope="module")
 def real_server():
+    """The process's real server (``open_server``: shared if a supervisor target already runs it), released after."""
     import structlog
 
-    from impl.server.airflow_api import ServerUnavailable, active_server
+    from impl.server.airflow_api import ServerUnavailable
     from impl.server.airflow_attempt import open_server
 
-    shared = active_server()
-    if shared is not None:
-        yield shared
-        return
     logging_before = structlog.get_config(), os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL")
     try:
         server = open_server()
