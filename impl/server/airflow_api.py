@@ -718,6 +718,10 @@ class AirflowServer:
         return self._dags[retries]
 
 
+#: How long uvicorn may take to serve (the app's lifespan start-up): seconds here, far more on a loaded machine.
+LOOPBACK_START_TIMEOUT = 120.0
+
+
 class LoopbackServer:
     """The same Execution API app served by uvicorn on 127.0.0.1, an ephemeral port, its own thread.
 
@@ -737,11 +741,16 @@ class LoopbackServer:
                                                      log_level="warning", lifespan="on", access_log=False))
         self._thread = threading.Thread(target=self._server.run, name="finalstate-uvicorn", daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + LOOPBACK_START_TIMEOUT
         while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
+            if not self._thread.is_alive():
                 self.close()
-                raise ServerUnavailable("uvicorn did not start the Execution API on 127.0.0.1")
+                raise ServerUnavailable("uvicorn stopped before serving the Execution API on 127.0.0.1 "
+                                        "(the app's lifespan or the socket failed; its log says which)")
+            if time.monotonic() > deadline:
+                self.close()
+                raise ServerUnavailable(f"uvicorn did not start the Execution API on 127.0.0.1 within "
+                                        f"{LOOPBACK_START_TIMEOUT:g} s")
             time.sleep(0.005)
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}/execution/"
