@@ -125,3 +125,11 @@ def since_1_4_0_http_library():
     import importlib
 
     return importlib.import_module("httpx2" if since("1.4.0") else "httpx")
+
+
+def since_1_2_0_defer_queue(body: dict) -> dict:
+    """``DeferTask`` has a ``queue`` field since 1.2.0; before, its model forbids the key, so a body
+    meant for an older supervisor leaves it out."""
+    if body.get("type") == "DeferTask" and not since("1.2.0"):
+        return {k: v for k, v in body.items() if k != "queue"}
+    return body

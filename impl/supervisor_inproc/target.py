@@ -45,7 +45,8 @@ from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 from impl.releases.adapters import (request_for_handle_requests, require_the_models_heartbeat_budget,
                                     since_1_0_3_length_prefixed_frames,
-                                    since_1_2_0_child_started_arguments, since_1_3_0_process_tracker,
+                                    since_1_2_0_child_started_arguments, since_1_2_0_defer_queue,
+                                    since_1_3_0_process_tracker,
                                     supervisor_reference)
 from impl.server.model_client import RecordingClient, error_name
 from impl.wire import codec
@@ -151,7 +152,8 @@ class ScriptedSelector:
 
     def _deliver(self, event: Send) -> None:
         """Put one frame on the wire and hand it to the supervisor as its frame reader would."""
-        data = codec.encode_request(codec.RequestFrame(self.next_id, codec.terminal_body(event.frame, event.state)))
+        body = since_1_2_0_defer_queue(codec.terminal_body(event.frame, event.state))
+        data = codec.encode_request(codec.RequestFrame(self.next_id, body))
         self.next_id += 1
         self.requests.send(request_for_handle_requests(data, codec.HEADER_SIZE))
 
