@@ -47,6 +47,13 @@ class Release:
         return self.version >= (1, 0, 3)
 
     @property
+    def heartbeat_gone(self) -> tuple[int, ...]:
+        """The heartbeat answers that mean the server took the TI away (the supervisor kills the task,
+        SERVER_TERMINATED): 404 and 409, and 410 since 1.2.2 (core 3.2.2 began to answer 410 for an
+        archived try; earlier cores never do, and earlier supervisors count it as a failed heartbeat)."""
+        return (404, 409, 410) if self.version >= (1, 2, 2) else (404, 409)
+
+    @property
     def max_failed_heartbeats(self) -> int:
         """``[workers] max_failed_heartbeats``, default: 3, and 30 since core 3.4 (task-sdk 1.4.0)."""
         return 30 if self.version >= (1, 4, 0) else 3

@@ -17,7 +17,6 @@ from model.scenario import (
     AWAITING_INPUT,
     DEFERRED,
     FAILED,
-    HEARTBEAT_GONE,
     HEARTBEAT_OK,
     SERVER_TERMINATED,
     SUCCESS,
@@ -149,13 +148,14 @@ def handle_request(sup: Supervisor, frame: Send) -> Supervisor:
 
 
 def send_heartbeat_if_needed(sup: Supervisor, answer: int) -> Supervisor:
-    """``_send_heartbeat_if_needed``: none once a terminal state is known; 404/409/410 kill the task."""
+    """``_send_heartbeat_if_needed``: none once a terminal state is known; 404/409/410 kill the task
+    (the release's ``heartbeat_gone``: 410 since 1.2.2)."""
     if sup.terminal_state:
         return sup
     server, status = sup.server.heartbeat(answer)
     status = client_status(status)
     sup = attrs.evolve(sup, server=server, calls=(*sup.calls, ApiCall("heartbeat", status)))
-    if status in HEARTBEAT_GONE:
+    if status in sup.release.heartbeat_gone:
         return attrs.evolve(sup.kill(), terminal_state=SERVER_TERMINATED)
     if status == HEARTBEAT_OK:
         return attrs.evolve(sup, failed_heartbeats=0)
