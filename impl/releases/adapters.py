@@ -133,3 +133,13 @@ def since_1_2_0_defer_queue(body: dict) -> dict:
     if body.get("type") == "DeferTask" and not since("1.2.0"):
         return {k: v for k, v in body.items() if k != "queue"}
     return body
+
+
+def before_1_4_0_httpx_client(what: str) -> str | None:
+    """Why ``what`` cannot drive the installed release's ``Client``, or None: since 1.4.0 the ``Client`` is
+    built on httpx2 with its retry on ``_request_with_retry``, which bindings written for the httpx
+    ``Client`` (a transport of their own, a copy of ``request``'s retry) do not drive yet."""
+    if since("1.4.0"):
+        return (f"apache-airflow-task-sdk {INSTALLED}'s Client is built on httpx2 (since 1.4.0); "
+                f"{what} drives the httpx Client of earlier releases")
+    return None
