@@ -356,6 +356,11 @@ class AirflowServer:
         global _active
         if self._started:
             return self
+        from impl.releases.adapters import before_1_4_0_httpx_client
+
+        unsupported = before_1_4_0_httpx_client("the real server binding")
+        if unsupported:
+            raise ServerUnavailable(unsupported)
         if self.db_url not in (SQLITE, LOCAL):
             probe(self.db_url)  # before anything global changes
         with _lock:
