@@ -32,6 +32,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -236,9 +237,16 @@ def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TAR
     """
     jobs = [(r, t) for r in releases for t in targets]
     running: set[subprocess.Popen] = set()
+    stopping = threading.Event()
+
+    def started(process: subprocess.Popen) -> None:
+        running.add(process)
+        if stopping.is_set():  # started just as we stopped: the loop below may have missed it
+            _kill(process)
+
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
     try:
-        futures = {pool.submit(run_cell, r, t, profile, python_for, out, timeout, pytest_args, running.add,
+        futures = {pool.submit(run_cell, r, t, profile, python_for, out, timeout, pytest_args, started,
                                checkout): (r, t) for r, t in jobs}
         cells = {}
         for future in concurrent.futures.as_completed(futures):
@@ -246,10 +254,12 @@ def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TAR
             cells[futures[future]] = cell
             progress(cell)
     except BaseException:
+        stopping.set()
         pool.shutdown(wait=False, cancel_futures=True)
         for process in list(running):
             if process.poll() is None:
                 _kill(process)
+        pool.shutdown(wait=True)  # each thread ends as its process is gone (one in an environment build finishes it)
         raise
     pool.shutdown()
     return [cells[job] for job in jobs]
@@ -391,10 +401,12 @@ def findings_section(cells: list[Cell], findings_only: bool = False) -> str:
     targets = ", ".join(dict.fromkeys(c.target for c in cells))
     lines = [BEGIN, "## Across releases", "",
              f"From `finalstate matrix{' --findings-only' if findings_only else ''}` ({len(releases)} releases, "
-             f"{releases[0]} … {releases[-1]}; targets {targets}; "
-             "regenerate with `finalstate matrix --update-findings FINDINGS.md`). *Introduced in* is the first release "
+             f"{releases[0]} … {releases[-1]}; targets {targets}; regenerate with "
+             f"`finalstate matrix{' --findings-only' if findings_only else ''} --update-findings FINDINGS.md`). "
+             "*Introduced in* is the first release "
              "where the finding's strict expected failure reproduces, *fixed in* the first release after the last "
-             "reproducing one where it passes. The upstream status was looked up in apache/airflow's public tracker.",
+             "reproducing one where it passes; \"≤\" where no earlier release could be checked. The upstream status "
+             "was looked up in apache/airflow's public tracker.",
              "", "| finding | introduced in | fixed in | upstream status |", "|---|---|---|---|"]
     for finding in ALL_FINDINGS:
         introduced, fixed = history(finding, cells)
