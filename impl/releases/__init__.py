@@ -8,4 +8,10 @@ each named by the release that introduced the difference and selected by the ins
 
 May import: ``model`` (and the standard library, attrs, Airflow in ``adapters``). The bindings
 import ``adapters``; ``frontdoor`` imports ``environments``. ``environments`` imports no Airflow.
+
+Across releases, on top of the front door: ``observe`` (a worker observing runs on one target of
+the release installed where it runs), ``diff`` (``finalstate diff A B``: the same generated runs on
+two releases, every change shrunk) and ``matrix`` (``finalstate matrix``: every finding on every
+release). These three may import ``frontdoor`` (its kinds, registry, generators and findings); the
+CLI loads them only for those commands.
 """
