@@ -47,6 +47,9 @@ class Try:
     retryable_failure: bool
     observation: Observation
     runtime: str = ""
+    #: The server's own row after the try, as the scheduler then left it (a life on a real server's
+    #: row); None: the row moves on by the model's rule (``Life.record``).
+    row_after: Row | None = None
 
     def to_text(self) -> str:
         o = self.observation
@@ -80,8 +83,11 @@ class Life:
         return RunContext.from_server(self.row.try_number, self.row.max_tries)
 
     def record(self, tried: Try) -> Life:
-        """The row after one try, by what the server holds at its end."""
+        """The row after one try, by what the server holds at its end (or the server's own row, when the
+        try carries it: then the server's try accounting is what the invariants check)."""
         o = tried.observation
+        if tried.row_after is not None:
+            return attrs.evolve(self, row=attrs.evolve(tried.row_after, gone=o.row_gone), tries=(*self.tries, tried))
         row = attrs.evolve(self.row, state=o.row, gone=o.row_gone)
         if o.row_gone is None and o.row == UP_FOR_RETRY:
             row = row.next_try()

@@ -8,7 +8,7 @@ pytest.importorskip("airflow.api_fastapi.execution_api.app", reason="confirming 
 
 import attrs  # noqa: E402
 
-from impl.frontdoor.confirm import confirm  # noqa: E402
+from impl.frontdoor.confirm import confirm, release  # noqa: E402
 from impl.frontdoor.findings import FINDINGS  # noqa: E402
 from impl.frontdoor.registry import load_target  # noqa: E402
 from impl.frontdoor.report import CheckFailed, check_conformance, check_invariants  # noqa: E402
@@ -22,6 +22,7 @@ def inproc(monkeypatch_module):
     loaded = load_target("airflow-inproc", "supervisor")
     yield loaded
     loaded.close()
+    release()  # the real server confirm() started, so that later tests of this process may start their own
 
 
 @pytest.fixture(scope="module")

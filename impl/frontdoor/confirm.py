@@ -16,8 +16,8 @@ property's report when the run was on the model server.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
-import functools
 import os
 
 import attrs
@@ -56,15 +56,24 @@ def _server(server: str):
             os.environ[SERVER_ENV] = saved
 
 
-@functools.lru_cache(maxsize=None)
-def real_server_target(name: str):
-    """The supervisor target ``name`` on the real server, loaded once per process (closed at exit)."""
-    import atexit
+_LOADED: dict[str, object] = {}
 
-    with _server("airflow"):
-        loaded = load_target(name, "supervisor")
-    atexit.register(loaded.close)
-    return loaded
+
+def real_server_target(name: str):
+    """The supervisor target ``name`` on the real server, loaded once per process (closed by ``release``,
+    at the latest at exit)."""
+    if name not in _LOADED:
+        with _server("airflow"):
+            _LOADED[name] = load_target(name, "supervisor")
+        if len(_LOADED) == 1:
+            atexit.register(release)
+    return _LOADED[name]
+
+
+def release() -> None:
+    """Close the real-server targets loaded so far (their server stops once its last user closes it)."""
+    while _LOADED:
+        _LOADED.popitem()[1].close()
 
 
 def confirm(failure: AssertionError) -> Confirmation | None:

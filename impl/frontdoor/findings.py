@@ -274,7 +274,7 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
 
 #: The lifecycle pairings that run the Python task runner (real or model) against a supervisor with F1/F2.
 PYTHON_LIFECYCLE_PAIRINGS = ("model-runtime+model", "airflow-task-runner+model", "model-runtime+airflow-inproc",
-                             "model-runtime+airflow-process")
+                             "model-runtime+airflow-process", "model-runtime+airflow-inproc, real rows")
 
 LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
     Finding(

@@ -34,10 +34,11 @@ from impl.frontdoor.scenarios import policies
 from model import runtime as model_runtime
 from model import supervisor as model_supervisor
 from model.lifecycle import Life, Try, life_violations
+from model.server import DELETED, Row
 from model.runtime import (COMMS_MODES, COORDINATOR_FAILURES, COORDINATOR_OUTCOMES, NEVER_RETRIED_FAILURES, PYTHON_OUTCOMES,
                            CoordinatorRun, RuntimeRun)
 from model.runtime_invariants import met_failure
-from model.scenario import RunContext
+from model.scenario import UP_FOR_RESCHEDULE, UP_FOR_RETRY, RunContext
 
 python_tries = st.tuples(st.sampled_from(PYTHON_OUTCOMES), policies, st.sampled_from(COMMS_MODES))
 coordinator_tries = st.sampled_from(COORDINATOR_OUTCOMES)
@@ -53,9 +54,49 @@ class Pairing:
     unavailable: str | None = None
     #: The ``--target`` it stands for, to replay a life with.
     target: str = ""
+    #: Lives on a real server's rows (``RealRows``): one TI row per life; None: the model's row accounting.
+    rows: RealRows | None = None
 
 
-def python_pairing(name: str, runtime, supervise) -> Pairing:
+class RealRows:
+    """One real TaskInstance row per life, on the real Execution API server (``--server airflow``).
+
+    Each try runs on the life's row as the scheduler left it; after it, the scheduler's own step
+    (``AirflowServer.requeue``: ``DagRun.schedule_tis``, then QUEUED) queues the next try of an
+    UP_FOR_RETRY or UP_FOR_RESCHEDULE row, and the row read back is what the life goes on from: so
+    the lifecycle invariants check the server's own try accounting, not the model's. A deferred or
+    awaiting-input row waits for the triggerer or a person, which this does not play: the life ends there.
+    """
+
+    def __init__(self, run):
+        self.run = run
+        self.run_id: str | None = None
+
+    @classmethod
+    def of(cls, loaded) -> RealRows | None:
+        """Real rows for a supervisor target on the real server whose run can play a try on a given row."""
+        import inspect
+
+        from impl.frontdoor.registry import chosen_server
+
+        takes_rows = "run_id" in inspect.signature(loaded.run).parameters if callable(loaded.run) else False
+        return cls(loaded.run) if chosen_server() == "airflow" and takes_rows else None
+
+    def open(self, retries: int) -> None:
+        self.run_id = self.run.server.open_attempt(1, retries, retries=retries, start=False).run_id
+
+    def supervise(self, scenario):
+        return self.run(scenario, run_id=self.run_id)
+
+    def row_after(self) -> Row:
+        server = self.run.server
+        row = server.row(self.run_id)
+        if row is not None and row.state in (UP_FOR_RETRY, UP_FOR_RESCHEDULE):
+            row = server.requeue(self.run_id)
+        return Row(DELETED) if row is None else Row(row.state, row.try_number, row.max_tries)
+
+
+def python_pairing(name: str, runtime, supervise, rows: RealRows | None = None) -> Pairing:
     def attempt(context: RunContext, drawn) -> Try:
         outcome, policy, comms = drawn
         run = RuntimeRun(context, outcome, policy, comms)
@@ -65,16 +106,17 @@ def python_pairing(name: str, runtime, supervise) -> Pairing:
                      and not (policy is not None and policy.action == "fail"))
         met = run.to_text().split("; ", 1)[1]
         return Try(context, met, retryable, observation,
-                   f"sent {', '.join(map(str, observed.sent)) or 'nothing'}, exit {observed.exit_code}")
-    return Pairing(name, python_tries, attempt)
+                   f"sent {', '.join(map(str, observed.sent)) or 'nothing'}, exit {observed.exit_code}",
+                   rows.row_after() if rows else None)
+    return Pairing(name, python_tries, attempt, rows=rows)
 
 
-def coordinator_pairing(name: str, end_to_end) -> Pairing:
+def coordinator_pairing(name: str, end_to_end, rows: RealRows | None = None) -> Pairing:
     def attempt(context: RunContext, outcome) -> Try:
         observation = end_to_end(CoordinatorRun(context, outcome))
         return Try(context, f"task {outcome}", outcome in COORDINATOR_FAILURES, observation,
-                   f"exit {observation.exit_code}")
-    return Pairing(name, coordinator_tries, attempt)
+                   f"exit {observation.exit_code}", rows.row_after() if rows else None)
+    return Pairing(name, coordinator_tries, attempt, rows=rows)
 
 
 def coordinator_model_with(supervise):
@@ -108,6 +150,11 @@ def _pairings(target_name: str) -> list[Pairing]:
                 coordinator_pairing("model-coordinator+model", coordinator_model_with(sup))]
     try:
         loaded = load_target(target_name, "supervisor")
+        rows = RealRows.of(loaded)
+        if rows is not None:
+            on_rows = f"{target_name}, real rows"
+            return [python_pairing(f"model-runtime+{on_rows}", model_runtime.python_runtime, rows.supervise, rows),
+                    coordinator_pairing(f"model-coordinator+{on_rows}", coordinator_model_with(rows.supervise), rows)]
         lived = once_per_session(loaded.run)
         return [python_pairing(f"model-runtime+{target_name}", model_runtime.python_runtime, lived),
                 coordinator_pairing(f"model-coordinator+{target_name}", coordinator_model_with(lived))]
@@ -142,6 +189,8 @@ class LifeMachine(RuleBasedStateMachine):
     @rule(retries=st.integers(0, 3))
     def queue(self, retries):
         self.life = Life.new(retries)
+        if self.pairing.rows is not None:
+            self.pairing.rows.open(retries)
 
     @precondition(living)
     @rule(data=st.data())
@@ -174,6 +223,8 @@ def replay_life(pairing: Pairing, text: str) -> Life:
     """Live a finding's life again: ``retries=N | TRY | TRY ...`` (each TRY as the trace prints it)."""
     head, *tries = [p.strip() for p in text.split("|")]
     life = Life.new(int(head.removeprefix("retries=")))
+    if pairing.rows is not None:
+        pairing.rows.open(life.retries)
     for spec in tries:
         context = life.next_context()
         if spec.startswith("task ") and spec.split()[1] in COORDINATOR_OUTCOMES and ";" not in spec:

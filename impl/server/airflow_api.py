@@ -348,8 +348,17 @@ class AirflowServer:
         self._db_file: Path | None = None
         self._clients: list = []
         self._saved_env: dict[str, str | None] | None = None
+        self._sharers = 0  # users beyond the first (``share``): ``close`` stops the server only after the last
 
     # -- lifecycle
+
+    def share(self) -> AirflowServer:
+        """One more user of this started server (Airflow's ORM is global: one server per process); each
+        user calls ``close`` when done, and the last one stops it."""
+        if not self._started:
+            raise RuntimeError("only a started AirflowServer can be shared")
+        self._sharers += 1
+        return self
 
     def start(self) -> AirflowServer:
         """Make the database (template copy, or migrate ``db_url``), serialise the DAGs, build the app. Idempotent."""
@@ -456,8 +465,12 @@ class AirflowServer:
             raise ServerUnavailable(str(e)) from None
 
     def close(self) -> None:
-        """Stop the app's loop thread, close every client, release the ORM, delete this process's copy."""
+        """Stop the app's loop thread, close every client, release the ORM, delete this process's copy
+        (once its last user closes it, see ``share``)."""
         global _active
+        if self._sharers:
+            self._sharers -= 1
+            return
         for client in self._clients:
             client.close()
             client.wire.inner = None  # a client kept by its caller no longer holds the app alive

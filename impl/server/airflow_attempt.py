@@ -37,7 +37,8 @@ import itertools
 
 import attrs
 
-from impl.server.airflow_api import AirflowServer, Exchange, RowState, TransportFault, quiet_logs
+from impl.server.airflow_api import (AirflowServer, Attempt, Exchange, RowState, TransportFault, active_server,
+                                     quiet_logs)
 from model.scenario import FAILED, HEARTBEAT_GONE, RUNNING, TIMEOUT, ApiCall, Fault, RunContext
 from model.server import OK
 
@@ -75,9 +76,11 @@ def row_text(row: RowState | None) -> str:
 
 
 def open_server() -> AirflowServer:
-    """The process's ``AirflowServer`` (home ``build/server/``), started, Airflow's logs quieted."""
+    """The process's ``AirflowServer`` (home ``build/server/``), started, Airflow's logs quieted: the one already
+    running, shared (``AirflowServer.share``), or a new one. Each caller closes it when done."""
     quiet_logs()
-    return AirflowServer().start()
+    running = active_server()
+    return running.share() if running is not None else AirflowServer().start()
 
 
 class AirflowAttempt:
@@ -87,7 +90,12 @@ class AirflowAttempt:
     runtime is a real process; None: ``server.client()``, in process.
     """
 
-    def __init__(self, server: AirflowServer, context: RunContext, client=None):
+    def __init__(self, server: AirflowServer, context: RunContext, client=None, run_id: str | None = None):
+        """``run_id``: play the attempt on that run's live TI as the scheduler left it (a later try of one
+        TI's life), instead of on a new row QUEUED with ``context``'s counts."""
+        if run_id is not None:
+            self._on_row(server, run_id, client)
+            return
         if not context.consistent:
             raise Unsupported(
                 f"--server airflow: the run context should_retry={str(context.should_retry).lower()} with "
@@ -99,6 +107,16 @@ class AirflowAttempt:
         #: Airflow's client to ``server`` (default: in process, ``AirflowServer.client``); released by ``close``.
         self.client = client if client is not None else server.client()
         self.gone: int | None = None
+
+    def _on_row(self, server: AirflowServer, run_id: str, client) -> None:
+        ti_id = server.ti_id(run_id)
+        if ti_id is None:
+            raise LookupError(f"no live task instance in run {run_id}")
+        self.server = server
+        self.attempt = Attempt(ti_id=ti_id, run_id=run_id, context=None)
+        self.row_before = server.row(run_id)
+        self.client = client if client is not None else server.client()
+        self.gone = None
 
     @property
     def ti_id(self):
