@@ -261,7 +261,8 @@ class Observation:
 
     def to_lines(self) -> list[str]:
         lines = [
-            f"exit_code={self.exit_code} ({signal_name(self.exit_code)})" if self.exit_code < 0 else f"exit_code={self.exit_code}",
+            f"exit_code={self.exit_code} ({signal_name(self.exit_code)})" if (self.exit_code or 0) < 0
+            else f"exit_code={self.exit_code}",  # None: wait() raised before the exit was seen
             f"final_state={self.final_state}",
             f"row={self.row}" + (f" (server answers {self.row_gone})" if self.row_gone else ""),
             "calls=" + (", ".join(map(str, self.calls)) or "none"),
