@@ -143,3 +143,13 @@ def before_1_4_0_httpx_client(what: str) -> str | None:
         return (f"apache-airflow-task-sdk {INSTALLED}'s Client is built on httpx2 (since 1.4.0); "
                 f"{what} drives the httpx Client of earlier releases")
     return None
+
+
+def since_1_0_4_overtime_threshold(supervisor) -> float:
+    """``task_success_overtime`` as the supervisor reads it: the module's ``TASK_OVERTIME_THRESHOLD`` since
+    1.0.4, a class attribute of ``ActivitySubprocess`` before."""
+    if since("1.0.4"):
+        from airflow.sdk.execution_time import supervisor as airflow_supervisor
+
+        return airflow_supervisor.TASK_OVERTIME_THRESHOLD
+    return supervisor.TASK_OVERTIME_THRESHOLD

@@ -44,7 +44,7 @@ from airflow.sdk.execution_time import supervisor as airflow_supervisor
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 from impl.releases.adapters import (request_for_handle_requests, require_the_models_heartbeat_budget,
-                                    since_1_0_3_length_prefixed_frames,
+                                    since_1_0_3_length_prefixed_frames, since_1_0_4_overtime_threshold,
                                     since_1_2_0_child_started_arguments, since_1_2_0_defer_queue,
                                     since_1_3_0_process_tracker,
                                     supervisor_reference)
@@ -147,7 +147,7 @@ class ScriptedSelector:
                 self.world.heartbeat_due(event.answer)
             sup._last_heartbeat_attempt = now - airflow_supervisor.MIN_HEARTBEAT_INTERVAL - 1
         elif isinstance(event, Overtime) and sup._task_end_time_monotonic is not None:
-            sup._task_end_time_monotonic = now - airflow_supervisor.TASK_OVERTIME_THRESHOLD - 1
+            sup._task_end_time_monotonic = now - since_1_0_4_overtime_threshold(sup) - 1
         return []
 
     def _deliver(self, event: Send) -> None:
