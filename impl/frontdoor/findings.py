@@ -101,10 +101,17 @@ def _refused_after_lost_answer(s: Scenario, o: Observation) -> bool:
 
 def _replay_failed(s: Scenario, o: Observation) -> bool:
     """F9's cause: the last direct call failed (its replay at close, as the supervisor saw it) and nothing else
-    reports the end: no finish(), and final_state reads only the exit code."""
+    reports the end: no finish(), and final_state reads only the exit code. Not F12's archived retry."""
     direct = [c for c in o.calls if c.name in _DIRECT_CALLS]
     return (bool(direct) and direct[-1].status != 200 and not any(c.name == "finish" for c in o.calls)
-            and o.row_gone is None and o.row != o.final_state)
+            and o.row_gone is None and o.row != o.final_state and not _applied_retry_refused(s, o))
+
+
+def _applied_retry_refused(s: Scenario, o: Observation) -> bool:
+    """F12's cause: the server applied a retry (row UP_FOR_RETRY, the try archived under a new TI id), yet the
+    supervisor saw the call fail (answer lost, then 404 for the old id) and reported something else."""
+    return (o.row == UP_FOR_RETRY and o.row_gone is None and o.final_state != UP_FOR_RETRY
+            and any(c.name == "retry" and c.status == 404 for c in o.calls))
 
 
 def _retry_without_should_retry(s: Scenario, o: Observation) -> bool:
@@ -214,6 +221,16 @@ FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess._send_terminal_state_msg keeps a timed-out call pending as if it had not happened; "
         "nothing asks the server what it holds before the next call",
         signature=_refused_after_lost_answer, also_breaks=("server_row_agrees_with_final_state",),
+    ),
+    Finding(
+        "F12", "server_row_agrees_with_final_state",
+        "try_number=1 max_tries=1 should_retry=true; fault retry lost; send RetryTask; exit 0",
+        "a RetryTask whose answer is lost was applied: the retry archived the try under a new TI id, so the "
+        "client's resend and the supervisor's replay are refused 404; a runtime that then exits 0 is reported "
+        "SUCCESS while the row is UP_FOR_RETRY (with Airflow's default client retries, on the real server too)",
+        "ActivitySubprocess._send_terminal_state_msg / _replay_pending_terminal_state_msg resend a retry to the "
+        "TI id the retry itself archived, and take the 404 for a failed call; final_state then reads the exit code",
+        signature=_applied_retry_refused, also_breaks=("failure_never_recorded_as_success",),
     ),
 )
 
