@@ -202,12 +202,14 @@ class Server:
         ``name`` is the client method (``succeed``, ``retry``, ``finish``, ...); ``state`` is
         the state ``finish`` asks for. Armed faults apply first, in the order armed.
         """
-        fault = next((f for f in self.faults if f.call == name), None)
-        if fault is None:
+        at = next((i for i, f in enumerate(self.faults) if f.call == name), None)
+        if at is None:
             return self._apply(name, state)
+        fault = self.faults[at]
         if fault.kind == "permanent":
             return self, SERVER_ERROR
-        disarmed = attrs.evolve(self, faults=tuple(f for f in self.faults if f is not fault))
+        # By position: two equal faults armed are two faults (each disarms once), even as one object.
+        disarmed = attrs.evolve(self, faults=self.faults[:at] + self.faults[at + 1:])
         if fault.kind == "transient":
             return disarmed, SERVER_ERROR
         applied, _ = disarmed._apply(name, state)  # "lost": done on the server, answer never arrives

@@ -71,3 +71,15 @@ def test_the_supervisors_heartbeat_answer_comes_from_the_world_the_actor_leaves(
     server, status = Server.queued(RunContext()).start()[0].heartbeat(answer)
     assert (client_status(status), server.row.state) == (answer, row)
     assert server.row.gone == (answer if answer != 200 else None)
+
+
+def test_two_equal_faults_armed_are_two_faults_even_as_one_object():
+    """A scenario's events may be one shared value (generation draws them from one alphabet): each disarms once."""
+    from model.scenario import Fault
+    from model.server import SERVER_ERROR
+
+    fault = Fault("reschedule", "transient")
+    server = Server.queued(RunContext(1, 0, False)).start()[0].arm(fault).arm(fault)
+    server, first = server.call("reschedule")
+    server, second = server.call("reschedule")
+    assert (first, second) == (SERVER_ERROR, SERVER_ERROR)
