@@ -10,7 +10,6 @@ database is the one ``--server-db`` names (``FINALSTATE_SERVER_DB``; default SQL
 
 from __future__ import annotations
 
-import os
 
 import pytest
 from hypothesis import event
@@ -25,23 +24,17 @@ from properties.conftest import holds_for_all  # noqa: E402
 @pytest.fixture(scope="module")
 def real_server():
     """The process's real server (``open_server``: shared if a supervisor target already runs it), released after."""
-    import structlog
-
-    from impl.server.airflow_api import ServerUnavailable
+    from impl.server.airflow_api import ServerUnavailable, saved_logging
     from impl.server.airflow_attempt import open_server
 
-    logging_before = structlog.get_config(), os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL")
+    restore_logging = saved_logging()
     try:
         server = open_server()
     except ServerUnavailable as e:
         pytest.skip(f"the real Execution API cannot be built here: {e}")
     yield server
     server.close()
-    structlog.configure(**logging_before[0])
-    if logging_before[1] is None:
-        os.environ.pop("AIRFLOW__LOGGING__LOGGING_LEVEL", None)
-    else:
-        os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = logging_before[1]
+    restore_logging()
 
 
 def test_model_server_answers_as_the_real_execution_api(real_server):

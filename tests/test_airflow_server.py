@@ -28,6 +28,7 @@ from impl.server.airflow_api import (  # noqa: E402
     TransportFault,
     default_attempts,
     quiet_logs,
+    saved_logging,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,19 +41,13 @@ def now():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import structlog
-
-    logging_before = structlog.get_config(), os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL")
+    restore_logging = saved_logging()
     quiet_logs()
     srv = AirflowServer(home=tmp_path_factory.mktemp("airflow-server"))
     srv.start()
     yield srv
     srv.close()
-    structlog.configure(**logging_before[0])
-    if logging_before[1] is None:
-        os.environ.pop("AIRFLOW__LOGGING__LOGGING_LEVEL", None)
-    else:
-        os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = logging_before[1]
+    restore_logging()
 
 
 @pytest.fixture

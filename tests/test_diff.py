@@ -17,6 +17,7 @@ import impl.frontdoor.profiles  # noqa: F401  registers the profiles
 from impl.frontdoor.mutate import ENV as MUTANT_ENV
 from impl.releases.diff import Side, WorkerFailed, diff, report
 from impl.releases.environments import NotACheckout, UnknownRelease
+from impl.supervisor_process.census import children_running
 
 pytest.importorskip("airflow.sdk.execution_time.supervisor", reason="the diff runs the real supervisor")
 
@@ -86,19 +87,7 @@ def test_bad_sides_are_refused_by_name(tmp_path):
 
 
 def _observe_workers() -> set[int]:
-    """The ``impl.releases.observe`` workers this process started (read from /proc)."""
-    import os
-
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == os.getpid() and b"impl.releases.observe" in cmdline:
-            found.add(int(stat.parent.name))
-    return found
+    return children_running(b"impl.releases.observe")
 
 
 def test_workers_are_killed_on_ctrl_c():

@@ -13,6 +13,7 @@ from impl.frontdoor.findings import ALL_FINDINGS, FINDINGS
 from impl.releases.environments import UnknownRelease, python_for
 from impl.releases.matrix import (FIXED, NOT_APPLICABLE, REPRODUCES, Cell, findings_section, history, read_junit,
                                   run_cell, table, update_findings, verdict)
+from impl.supervisor_process.census import children_running
 
 F1 = next(f for f in FINDINGS if f.id == "F1")
 F2 = next(f for f in FINDINGS if f.id == "F2")
@@ -120,18 +121,7 @@ def test_an_unknown_release_is_refused_by_name():
 
 
 def _children_running_pytest() -> set[int]:
-    import os
-
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == os.getpid() and b"pytest" in cmdline and b"--junit-xml" in cmdline:
-            found.add(int(stat.parent.name))
-    return found
+    return children_running(b"pytest", b"--junit-xml")
 
 
 def test_ctrl_c_kills_the_running_cells(tmp_path):

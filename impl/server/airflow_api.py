@@ -821,6 +821,22 @@ class _Prefixed:
 # -- Airflow's globals ---------------------------------------------------------------------------
 
 
+def saved_logging():
+    """Airflow's logging set-up as it is now (structlog's configuration, the level ``quiet_logs`` sets); call
+    the result to put it back, e.g. after ``quiet_logs``."""
+    import structlog
+
+    config, level = structlog.get_config(), os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL")
+
+    def restore() -> None:
+        structlog.configure(**config)
+        if level is None:
+            os.environ.pop("AIRFLOW__LOGGING__LOGGING_LEVEL", None)
+        else:
+            os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = level
+    return restore
+
+
 def quiet_logs() -> None:
     """Airflow logs only CRITICAL from now on, set up by Airflow's own ``configure_logging``.
 

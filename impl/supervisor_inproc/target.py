@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import signal
 import time
 import uuid
@@ -220,9 +219,10 @@ class AirflowServerRun:
     """
 
     def __init__(self):
+        from impl.server.airflow_api import saved_logging
         from impl.server.airflow_attempt import open_server
 
-        self._logging = structlog.get_config(), os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL")
+        self._restore_logging = saved_logging()
         self.server = open_server()
         self.last = None
 
@@ -249,12 +249,7 @@ class AirflowServerRun:
     def close(self) -> None:
         """Stop the server (its database copy is deleted) and put the logging set-up back as it was."""
         self.server.close()
-        config, level = self._logging
-        structlog.configure(**config)
-        if level is None:
-            os.environ.pop("AIRFLOW__LOGGING__LOGGING_LEVEL", None)
-        else:
-            os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = level
+        self._restore_logging()
 
 
 @functools.lru_cache(maxsize=None)

@@ -32,3 +32,16 @@ def census() -> dict:
         "threads": threading.active_count(),
         "closed_for_supervisor": supervise.closed_for_supervisor(),
     }
+
+
+def children_running(*words: bytes) -> set[int]:
+    """The pids of this process's direct children whose command line holds every one of ``words``."""
+    import psutil
+
+    found = set()
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            cmdline = " ".join(child.cmdline()).encode()
+            if all(w in cmdline for w in words):
+                found.add(child.pid)
+    return found
