@@ -17,8 +17,8 @@ property's report when the run was on the model server.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
+from unittest import mock
 
 import attrs
 
@@ -43,19 +43,6 @@ class Confirmation:
         return head + self.detail
 
 
-@contextlib.contextmanager
-def _server(server: str):
-    saved = os.environ.get(SERVER_ENV)
-    os.environ[SERVER_ENV] = server
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(SERVER_ENV, None)
-        else:
-            os.environ[SERVER_ENV] = saved
-
-
 _LOADED: dict[str, object] = {}
 
 
@@ -63,13 +50,12 @@ def real_server_target(name: str):
     """The supervisor target ``name`` on the real server, loaded once per process (closed by ``release``,
     at the latest at exit)."""
     if name not in _LOADED:
-        with _server("airflow"):
+        with mock.patch.dict(os.environ, {SERVER_ENV: "airflow"}):
             _LOADED[name] = load_target(name, "supervisor")
-        if len(_LOADED) == 1:
-            atexit.register(release)
     return _LOADED[name]
 
 
+@atexit.register
 def release() -> None:
     """Close the real-server targets loaded so far (their server stops once its last user closes it)."""
     while _LOADED:

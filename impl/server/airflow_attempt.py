@@ -94,29 +94,22 @@ class AirflowAttempt:
         """``run_id``: play the attempt on that run's live TI as the scheduler left it (a later try of one
         TI's life), instead of on a new row QUEUED with ``context``'s counts."""
         if run_id is not None:
-            self._on_row(server, run_id, client)
-            return
-        if not context.consistent:
+            ti_id = server.ti_id(run_id)
+            if ti_id is None:
+                raise LookupError(f"no live task instance in run {run_id}")
+            self.attempt = Attempt(ti_id=ti_id, run_id=run_id, context=None)
+        elif not context.consistent:
             raise Unsupported(
                 f"--server airflow: the run context should_retry={str(context.should_retry).lower()} with "
                 f"try_number={context.try_number} max_tries={context.max_tries} is not what the real server "
                 "hands out (it decides should_retry itself); not supported by the real server backend")
+        else:
+            self.attempt = server.open_attempt(context.try_number, context.max_tries, start=False)
         self.server = server
-        self.attempt = server.open_attempt(context.try_number, context.max_tries, start=False)
         self.row_before = server.row(self.attempt.run_id)
         #: Airflow's client to ``server`` (default: in process, ``AirflowServer.client``); released by ``close``.
         self.client = client if client is not None else server.client()
         self.gone: int | None = None
-
-    def _on_row(self, server: AirflowServer, run_id: str, client) -> None:
-        ti_id = server.ti_id(run_id)
-        if ti_id is None:
-            raise LookupError(f"no live task instance in run {run_id}")
-        self.server = server
-        self.attempt = Attempt(ti_id=ti_id, run_id=run_id, context=None)
-        self.row_before = server.row(run_id)
-        self.client = client if client is not None else server.client()
-        self.gone = None
 
     @property
     def ti_id(self):
