@@ -12,6 +12,8 @@ import re
 
 import attrs
 
+from model.scenario import AWAITING_INPUT
+
 #: Every terminal frame the model knows, as the newest release has them.
 TERMINAL_FRAMES = frozenset({"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask",
                              "AwaitInputTask", "SkipDownstreamTasks"})
@@ -39,6 +41,29 @@ class Release:
         """The terminal frames the supervisor decodes: ``AwaitInputTask`` came in 1.3.0 (a frame the
         release does not know fails its decoder: the supervisor logs it and goes on, no call, no reply)."""
         return TERMINAL_FRAMES if self.version >= (1, 3, 0) else TERMINAL_FRAMES - {"AwaitInputTask"}
+
+    def holds(self, state: str | None) -> bool:
+        """Whether this release's supervisor can hold ``state`` as the attempt's terminal state: every state but
+        ``awaiting_input`` always; that one since 1.3.0, with ``AwaitInputTask`` (``TaskInstanceState`` has no
+        such member before)."""
+        return state != AWAITING_INPUT or "AwaitInputTask" in self.terminal_frames
+
+    def retries_after_exit(self, exit_code: int) -> bool:
+        """Whether ``final_state`` makes a non-zero ``exit_code`` UP_FOR_RETRY when the server said should_retry.
+
+        Every one since 1.1.5; only a signal kill (a negative code) in 1.1.2-1.1.4, which brought retries for
+        signal-killed tasks (apache/airflow#55767); none before, where any non-zero exit is FAILED.
+        """
+        if self.version >= (1, 1, 5):
+            return True
+        return self.version >= (1, 1, 2) and exit_code < 0
+
+    @property
+    def accepts_repeated_state(self) -> bool:
+        """Whether the server answers a state update asking for the state the row already holds with 200, whatever
+        the row's state: since core 3.3.0 (task-sdk 1.3.0, the idempotency check of ``ti_update_state``); before,
+        a row that is not RUNNING refuses it with 409 like any other update."""
+        return self.version >= (1, 3, 0)
 
     @property
     def answers_every_request(self) -> bool:

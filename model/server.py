@@ -14,7 +14,8 @@ The worker's requests, on the TI id it holds (``Server.held``):
   a repeated start by the same worker (same pid) of its RUNNING TI is 200 again; any other
   state is 409;
 - a state update (succeed, retry, defer, reschedule, await_input, finish): the requested state
-  already held is 200 (even if the row is not RUNNING); else a row not RUNNING is 409; else the
+  already held is 200 (even if the row is not RUNNING; since core 3.3.0, ``Release.accepts_repeated_state``:
+  the server of an older release, ``Server.release``, refuses it as below); else a row not RUNNING is 409; else the
   row takes the new state, 204. A retry archives the try: the live row gets a new id, the
   worker's id now names history. The server does not check the retry budget;
 - ``heartbeat`` (``PUT .../heartbeat``): 204 while the TI is RUNNING under the worker's pid;
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import attrs
 
+from model.release import SPECIFIED, Release
 from model.scenario import (
     AWAITING_INPUT,
     DEFERRED,
@@ -133,11 +135,13 @@ class Server:
     held: int = 0
     history: frozenset[tuple[int, int]] = frozenset()
     context: RunContext | None = None
+    #: The release whose server this is, where server releases differ by design (``model.release``).
+    release: Release = SPECIFIED
 
     @classmethod
-    def queued(cls, context: RunContext, retries: int | None = None) -> Server:
+    def queued(cls, context: RunContext, retries: int | None = None, release: Release = SPECIFIED) -> Server:
         """A QUEUED row with the context's counts; ``retries`` is the task's (default: ``max_tries``)."""
-        return cls(Row(QUEUED, context.try_number, context.max_tries, retries=retries))
+        return cls(Row(QUEUED, context.try_number, context.max_tries, retries=retries), release=release)
 
     @property
     def held_is_live(self) -> bool:
@@ -222,7 +226,7 @@ class Server:
         target = state if name == "finish" else CALL_STATES.get(name)
         if target is None:  # skip_downstream_tasks touches other rows only
             return self, NO_CONTENT
-        if self.row.state == target:
+        if self.row.state == target and self.release.accepts_repeated_state:
             return self, OK
         if self.row.state != RUNNING:
             return self, CONFLICT

@@ -119,6 +119,26 @@ def since_1_4_0_retried_request() -> str:
     return "_request_with_retry" if since("1.4.0") else "request"
 
 
+def since_1_4_0_client_retry(attempts: int, before=None) -> tuple[str, object]:
+    """Airflow's own retry of the ``Client``'s requests, with ``attempts`` tries and zero waits: ``(the name of
+    the method that carries it, a copy of that tenacity-wrapped method)``.
+
+    The copy is tenacity's ``retry_with`` of the shipped decorator: the same predicate (which errors are retried),
+    ``reraise`` and retry log; only ``stop``, ``wait`` and the ``before`` hook (when given) change. Waits change
+    when a retry happens, not what it does. The method is ``request`` before 1.4.0 and ``_request_with_retry``
+    since (``since_1_4_0_retried_request``), where ``request`` chooses it or, for ``retry=False``, none.
+    """
+    if attempts < 1:
+        raise ValueError(f"a client makes at least one attempt, not {attempts}")
+    import tenacity
+    from airflow.sdk.api.client import Client
+
+    method = since_1_4_0_retried_request()
+    hooks = {} if before is None else {"before": before}
+    return method, getattr(Client, method).retry_with(stop=tenacity.stop_after_attempt(attempts),
+                                                      wait=tenacity.wait_none(), **hooks)
+
+
 def since_1_4_0_http_library():
     """The HTTP library Airflow's ``Client`` is built on (its ``Timeout``, transports and errors):
     ``httpx2`` since 1.4.0, ``httpx`` before."""

@@ -74,6 +74,10 @@ class Release:
 
 #: Releases before 1.3.0 import ``structlog.dev.Styles``, which structlog 26 removed; they leave structlog unbounded.
 BEFORE_STRUCTLOG_26 = ("structlog<26",)
+#: Core 3.2.x leaves FastAPI unbounded; FastAPI 0.137 and later (with the cadwyn it brings) reject the callable
+#: discriminator of its ``TIStateUpdate`` ("needs a discriminator field"), so its Execution API app does not
+#: build. Core 3.3.0 capped FastAPI below 0.137 for this; the 3.2.x releases get the same cap.
+BEFORE_FASTAPI_0_137 = ("fastapi<0.137.0",)
 
 
 def _series(core_minor: int, pairs: str, constraints: tuple[str, ...] = ()) -> tuple[Release, ...]:
@@ -99,7 +103,7 @@ RELEASES: dict[str, Release] = {
         *_series(1, "1.1.0=3.1.0 1.1.1=3.1.1 1.1.2=3.1.2 1.1.3=3.1.3", BEFORE_STRUCTLOG_26),
         Release("1.1.4", "apache-airflow-core==3.1.4rc2", BEFORE_STRUCTLOG_26, overrides_core_pin=True),
         *_series(1, "1.1.5=3.1.5 1.1.6=3.1.6 1.1.7=3.1.7 1.1.8=3.1.8", BEFORE_STRUCTLOG_26),
-        *_series(2, "1.2.0=3.2.0 1.2.1=3.2.1 1.2.2=3.2.2", BEFORE_STRUCTLOG_26),
+        *_series(2, "1.2.0=3.2.0 1.2.1=3.2.1 1.2.2=3.2.2", BEFORE_STRUCTLOG_26 + BEFORE_FASTAPI_0_137),
         *_series(3, "1.3.0=3.3.0 1.3.1=3.3.1 1.3.2=3.3.2"),
         Release("1.4.0b2", "apache-airflow-core==3.4.0b2", prerelease=True),
     )

@@ -46,14 +46,15 @@ import shutil
 import tempfile
 import threading
 import time
+import types
 import uuid
 from pathlib import Path
 
 import attrs
 import httpx
 from airflow.sdk.api.client import Client
-from tenacity import stop_after_attempt, wait_none
 
+from impl.releases.adapters import since_1_4_0_client_retry, since_1_4_0_http_library
 from impl.server.postgres import LOCAL, SERVER_DB_ENV, SQLITE, LocalPostgres, PostgresUnavailable, alive
 
 BUILD_DIR = Path(__file__).resolve().parents[2] / "build" / "server"
@@ -206,6 +207,11 @@ def _requested_state(content: bytes | None) -> str | None:
 # -- the client side -----------------------------------------------------------------------------
 
 
+#: The HTTP library the installed release's ``Client`` is built on (httpx, httpx2 since 1.4.0): the transport in
+#: front of the app and the errors it injects must be that library's, or the client's retry rule would not see them.
+_http = since_1_4_0_http_library()
+
+
 def default_attempts() -> int:
     """Airflow's default number of attempts per client request: ``[workers] execution_api_retries`` as shipped.
 
@@ -216,7 +222,7 @@ def default_attempts() -> int:
     return int(conf.get_default_value("workers", "execution_api_retries"))
 
 
-class ExchangeTransport(httpx.BaseTransport):
+class ExchangeTransport(_http.BaseTransport):
     """An httpx transport in front of another: records every exchange, injects the armed faults.
 
     ``faults`` apply in the order given; the first one naming a request's call that still has
@@ -224,7 +230,7 @@ class ExchangeTransport(httpx.BaseTransport):
     ``attempt`` are set by the client (``ExchangeClient``) before each request.
     """
 
-    def __init__(self, inner: httpx.BaseTransport, faults: tuple[TransportFault, ...] = (), *,
+    def __init__(self, inner: _http.BaseTransport, faults: tuple[TransportFault, ...] = (), *,
                  owns_inner: bool = False):
         self.inner = inner
         self.owns_inner = owns_inner
@@ -246,7 +252,7 @@ class ExchangeTransport(httpx.BaseTransport):
                 return fault
         return None
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: _http.Request) -> _http.Response:
         name = call_name(request.method, request.url.path, request.content)
         record = dict(call=self.call, attempt=self.attempt, method=request.method, path=request.url.path, name=name,
                       state=finish_state(request.method, request.url.path, request.content))
@@ -254,10 +260,10 @@ class ExchangeTransport(httpx.BaseTransport):
         if fault is not None and fault.kind != "lost":
             if fault.kind == "5xx":
                 self.exchanges.append(Exchange(**record, status=fault.status))
-                return httpx.Response(fault.status, json={"detail": "finalstate: injected server error"},
+                return _http.Response(fault.status, json={"detail": "finalstate: injected server error"},
                                       request=request)
-            error = (httpx.ConnectError("[Errno 111] Connection refused", request=request)
-                     if fault.kind == "refuse" else httpx.ConnectTimeout("timed out", request=request))
+            error = (_http.ConnectError("[Errno 111] Connection refused", request=request)
+                     if fault.kind == "refuse" else _http.ConnectTimeout("timed out", request=request))
             self.exchanges.append(Exchange(**record, status=None, error=type(error).__name__))
             raise error
         if self.inner is None:
@@ -272,7 +278,7 @@ class ExchangeTransport(httpx.BaseTransport):
             response.close()
             self.exchanges.append(Exchange(**record, status=None, error="ReadTimeout",
                                            server_status=response.status_code))
-            raise httpx.ReadTimeout("finalstate: the answer was lost", request=request)
+            raise _http.ReadTimeout("finalstate: the answer was lost", request=request)
         self.exchanges.append(Exchange(**record, status=response.status_code, server_status=response.status_code))
         return response
 
@@ -282,21 +288,21 @@ class ExchangeTransport(httpx.BaseTransport):
 
 
 class ExchangeClient(Client):
-    """Airflow's ``Client``; its ``request`` keeps Airflow's retry decorator but for zero waits and ``attempts`` tries.
+    """Airflow's ``Client``, keeping Airflow's retry rule but for zero waits and ``attempts`` tries.
 
-    ``Client.request.retry_with`` copies Airflow's tenacity ``Retrying`` (which errors are
-    retried, ``reraise``, the retry log) and changes only ``stop``, ``wait`` and a ``before``
-    hook that tells the transport the attempt number.
+    The retry is the release's own decorator, copied by ``since_1_4_0_client_retry`` with only
+    ``stop``, ``wait`` and a ``before`` hook (that tells the transport the attempt number) changed;
+    it stands where the release keeps it: on ``request`` before 1.4.0, on ``_request_with_retry``
+    since (so a ``retry=False`` request, a heartbeat there, is still made once). ``request``
+    counts each call once, whatever its attempts.
     """
 
     def __init__(self, wire: ExchangeTransport, *, base_url: str, attempts: int):
-        if attempts < 1:
-            raise ValueError(f"a client makes at least one attempt, not {attempts}")
         self.wire = wire
         self.exchanges = wire.exchanges
         self.attempts = attempts
-        self._retrying = Client.request.retry_with(stop=stop_after_attempt(attempts), wait=wait_none(),
-                                                   before=self._before)
+        self._retried, retrying = since_1_4_0_client_retry(attempts, before=self._before)
+        self._retrying = types.MethodType(retrying, self)
         super().__init__(base_url=base_url, token="", transport=wire)
 
     def _before(self, retry_state) -> None:
@@ -304,10 +310,17 @@ class ExchangeClient(Client):
 
     def request(self, *args, **kwargs):
         self.wire.call += 1
-        return self._retrying(self, *args, **kwargs)
+        self.wire.attempt = 1  # the ``before`` hook numbers the attempts of a retried request
+        if self._retried == "request":
+            return self._retrying(*args, **kwargs)
+        return super().request(*args, **kwargs)
+
+    def _request_with_retry(self, *args, **kwargs):
+        """Since 1.4.0, what ``request`` calls unless told ``retry=False``: the copied retry."""
+        return self._retrying(*args, **kwargs)
 
 
-def make_client(transport: httpx.BaseTransport, *, base_url: str = IN_PROCESS_URL, attempts: int | None = None,
+def make_client(transport: _http.BaseTransport, *, base_url: str = IN_PROCESS_URL, attempts: int | None = None,
                 faults: tuple[TransportFault, ...] = (), owns_transport: bool = False) -> ExchangeClient:
     """Airflow's ``Client`` over ``transport`` with Airflow's retry rule, waits zeroed, ``attempts`` tries.
 
@@ -865,7 +878,8 @@ def _now() -> datetime.datetime:
 #: The environment variables ``start`` sets; ``close`` puts back what was there.
 _ENV_KEYS = ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER",
              "AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__LOGGING__BASE_LOG_FOLDER", "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
-             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC")
+             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
+             "AIRFLOW__API_AUTH__JWT_SECRET")
 
 
 def _isolate(home: Path, dags: Path) -> dict[str, str | None]:
@@ -882,6 +896,9 @@ def _isolate(home: Path, dags: Path) -> dict[str, str | None]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        # core 3.2.x's in-process app still builds a JWT validator in its lifespan (3.3 registers none there); with
+        # no secret the lifespan dies unseen and every request is a 500. Auth is bypassed in process either way.
+        "AIRFLOW__API_AUTH__JWT_SECRET": os.environ.get("AIRFLOW__API_AUTH__JWT_SECRET") or "finalstate-in-process",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps([{
             "name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
             "kwargs": {"path": str(dags)}}]),

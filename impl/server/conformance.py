@@ -21,6 +21,7 @@ import datetime as dt
 import attrs
 from hypothesis import strategies as st
 
+from model.release import SPECIFIED, Release
 from model.scenario import FAILED, REMOVED, SKIPPED, SUCCESS, RunContext
 from model.server import DELETED, Server
 
@@ -86,6 +87,10 @@ class Act:
 
 Step = Start | Heartbeat | Call | Act
 
+#: The frame behind each state update the supervisor sends from a runtime's frame alone (``_send_terminal_state_msg``).
+_FRAMES = {"defer": "DeferTask", "reschedule": "RescheduleTask", "await_input": "AwaitInputTask",
+           "skip_downstream_tasks": "SkipDownstreamTasks"}
+
 #: Every step, simplest first (the shrinker moves towards the front). Two workers: pid 1 and pid 2.
 ALPHABET: tuple[Step, ...] = (
     Start(1), Call("succeed"), Heartbeat(1), Call("retry"), Call("finish", FAILED),
@@ -104,16 +109,24 @@ class Case:
 
 
 openings = st.builds(Opening, st.integers(1, 3), st.integers(0, 3), st.integers(0, 3))
-steps = st.lists(st.sampled_from(ALPHABET), max_size=12).map(tuple)
+
+
+def alphabet_of(release: Release = SPECIFIED) -> tuple[Step, ...]:
+    """``ALPHABET`` as ``release`` has it: a state update whose frame the release does not know is no request its
+    client can make (``await_input`` came with ``AwaitInputTask`` in 1.3.0; core 3.2 has no route for it either)."""
+    return tuple(step for step in ALPHABET
+                 if not (isinstance(step, Call) and step.name in _FRAMES
+                         and _FRAMES[step.name] not in release.terminal_frames))
 
 
 @st.composite
-def cases(draw) -> Case:
-    """An opening and up to 12 steps, half of the time after a first start (most requests matter on a
-    RUNNING row); shrinks towards no start, fewer and simpler steps."""
+def cases(draw, release: Release = SPECIFIED) -> Case:
+    """An opening and up to 12 steps of ``release``'s alphabet, half of the time after a first start (most requests
+    matter on a RUNNING row); shrinks towards no start, fewer and simpler steps."""
     opening = draw(openings)
     started = draw(st.booleans())
-    return Case(opening, ((Start(1),) if started else ()) + draw(steps))
+    steps = draw(st.lists(st.sampled_from(alphabet_of(release)), max_size=12))
+    return Case(opening, ((Start(1),) if started else ()) + tuple(steps))
 
 
 # -- what a side says ----------------------------------------------------------------------------
@@ -147,10 +160,10 @@ def _model_seen(server: Server, status: int | None, started: bool) -> Seen:
     return Seen(status, row, server.held_is_live, context)
 
 
-def play_model(case: Case) -> tuple[Seen, ...]:
-    """The case on ``model.server``."""
+def play_model(case: Case, release: Release = SPECIFIED) -> tuple[Seen, ...]:
+    """The case on ``model.server``, as ``release``'s server answers."""
     o = case.opening
-    server = Server.queued(RunContext(o.try_number, o.max_tries), retries=o.retries)
+    server = Server.queued(RunContext(o.try_number, o.max_tries), retries=o.retries, release=release)
     seen = []
     for step in case.steps:
         status = None
@@ -185,8 +198,6 @@ def _message(frame: str):
     return ActivitySubprocess.decoder.validate_python(codec.terminal_body(frame))
 
 
-_FRAMES = {"defer": "DeferTask", "reschedule": "RescheduleTask", "await_input": "AwaitInputTask",
-           "skip_downstream_tasks": "SkipDownstreamTasks"}
 
 
 def _request(client, step: Step, ti_id):

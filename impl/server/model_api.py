@@ -41,6 +41,7 @@ import attrs
 import msgpack
 
 from model.scenario import RunContext
+from impl.releases.adapters import model_release
 from model.server import CONFLICT, OK, Server, client_status
 from model.scenario import ApiCall, Fault, TIMEOUT
 
@@ -158,7 +159,7 @@ class ExecutionAPIFake:
             t.start()
 
     def open(self, ti_id: str, context: RunContext) -> Attempt:
-        attempt = Attempt(ti_id, context, Server.queued(context))
+        attempt = Attempt(ti_id, context, Server.queued(context, release=model_release()))  # the installed release's
         self.attempts[ti_id] = attempt
         return attempt
 

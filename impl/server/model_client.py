@@ -16,6 +16,7 @@ from airflow.sdk.api.client import ServerResponseError
 from airflow.sdk.api.datamodels._generated import DagRun, TIRunContext
 
 from model.scenario import TIMEOUT, ApiCall, Fault, RunContext, Scenario
+from impl.releases.adapters import model_release
 from model.server import OK, Server, client_status
 
 _REQUEST = httpx.Request("PATCH", "http://execution-api.invalid/")
@@ -56,7 +57,7 @@ class RecordingTaskInstances:
 
     def __init__(self, scenario: Scenario):
         self.context = scenario.context
-        self.server = Server.queued(scenario.context)
+        self.server = Server.queued(scenario.context, release=model_release())  # the installed release's server
         self.calls: list[ApiCall] = []
         self.heartbeat_answer = 200
 
