@@ -41,9 +41,16 @@ Invariant = Callable[[Scenario, Observation], "tuple[Violation, ...]"]
 
 
 def frames_received(scenario: Scenario, observation: Observation) -> tuple[Send, ...]:
-    """The frames the supervisor got before the process died: one reply was sent for each."""
-    sent = [e for e in scenario.events if isinstance(e, Send)]
-    return tuple(sent[: len(observation.replies)])
+    """The frames the supervisor got before the process died.
+
+    A process that lived to its own exit sent every frame. One the supervisor killed (its exit is not the
+    scenario's) sent those before the kill: one reply was sent for each. Replies alone do not say it for a
+    process that lived, since a frame its release cannot decode (``AwaitInputTask`` before 1.3.0) gets none.
+    """
+    sent = tuple(e for e in scenario.events if isinstance(e, Send))
+    if observation.exit_code == scenario.exit_code:
+        return sent
+    return sent[: len(observation.replies)]
 
 
 def last_terminal_frame(scenario: Scenario, observation: Observation) -> Send | None:

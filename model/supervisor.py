@@ -4,7 +4,7 @@ Each function here mirrors a method of ``airflow.sdk.execution_time.supervisor.A
 (named in its docstring), bugs included: conformance is checked against this model, the
 design's promises against ``model.invariants``. Entry points:
 
-- ``final_state(exit_code, terminal_state, should_retry)``: what the supervisor reports.
+- ``final_state(exit_code, terminal_state, should_retry, release=SPECIFIED)``: what the supervisor reports.
 - ``run(scenario, release=SPECIFIED)``: the whole attempt, from ``start`` to the end of ``wait()``,
   as ``release`` does it where releases differ by design (``model.release``: 1.3.2 by default).
 """
@@ -55,18 +55,19 @@ DIRECT_FRAMES = {
 FRAMES_ENDING_TASK = frozenset({"TaskState", "SucceedTask", "RetryTask"})
 
 
-def final_state(exit_code: int, terminal_state: str | None, should_retry: bool) -> str:
+def final_state(exit_code: int, terminal_state: str | None, should_retry: bool, release: Release = SPECIFIED) -> str:
     """``ActivitySubprocess.final_state``.
 
     On exit 0 the runtime's terminal state stands (SUCCESS if it sent none). On any other
     exit, a server termination stands; otherwise the attempt is UP_FOR_RETRY if the server
-    said should_retry at start, else FAILED.
+    said should_retry at start (and ``release`` retries that exit: ``Release.retries_after_exit``),
+    else FAILED.
     """
     if exit_code == 0:
         return terminal_state or SUCCESS
     if terminal_state == SERVER_TERMINATED:
         return SERVER_TERMINATED
-    if should_retry:
+    if should_retry and release.retries_after_exit(exit_code):
         return UP_FOR_RETRY
     return FAILED
 
@@ -114,7 +115,7 @@ class Supervisor:
 
 def start(scenario: Scenario, release: Release = SPECIFIED) -> Supervisor:
     """``_on_child_started``: ``task_instances.start`` turns the row RUNNING and brings should_retry."""
-    server, status = Server.queued(scenario.context).start()
+    server, status = Server.queued(scenario.context, release=release).start()
     return Supervisor(server, scenario.context.should_retry, calls=(ApiCall("start", client_status(status)),),
                       release=release)
 
@@ -183,7 +184,7 @@ def update_task_state_if_needed(sup: Supervisor) -> Supervisor:
     if sup.pending is not None:
         sup, _ = send_terminal_state_msg(sup, sup.pending)
         return sup
-    state = final_state(sup.exit_code, sup.terminal_state, sup.should_retry)
+    state = final_state(sup.exit_code, sup.terminal_state, sup.should_retry, sup.release)
     if state in STATES_SENT_DIRECTLY:
         return sup
     sup, status = sup.call("finish", state)
@@ -220,7 +221,7 @@ def run(scenario: Scenario, release: Release = SPECIFIED) -> Observation:
     row = sup.server.row
     return Observation(
         exit_code=sup.exit_code,
-        final_state=final_state(sup.exit_code, sup.terminal_state, sup.should_retry),
+        final_state=final_state(sup.exit_code, sup.terminal_state, sup.should_retry, sup.release),
         calls=sup.calls,
         replies=sup.replies,
         row=row.state,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tarfile
@@ -140,3 +141,99 @@ def test_a_release_that_does_not_install_is_named_with_the_installers_last_lines
     assert "environment for 0.0.0 did not install" in str(e.value)
     assert len(str(e.value).splitlines()) > 1  # uv's own words follow
     assert not (tmp_path / "env" / "finalstate-stamp.json").exists()
+
+
+# -- what differs between releases by design, and the bindings that follow it -----------------------------------
+
+OLD, SIGNALS_ONLY, EVERY_EXIT = Release.parse("1.1.1"), Release.parse("1.1.2"), Release.parse("1.1.5")
+
+
+def test_a_non_zero_exit_is_retried_as_the_release_decides():
+    """``final_state``: no retry for a non-zero exit before 1.1.2, signal kills only in 1.1.2-1.1.4, every exit since."""
+    from model.scenario import FAILED, UP_FOR_RETRY
+    from model.supervisor import final_state
+
+    decided = {(str(r), code): final_state(code, None, True, r) for r in (OLD, SIGNALS_ONLY, EVERY_EXIT, SPECIFIED)
+               for code in (1, -9)}
+    assert decided == {("1.1.1", 1): FAILED, ("1.1.1", -9): FAILED,
+                       ("1.1.2", 1): FAILED, ("1.1.2", -9): UP_FOR_RETRY,
+                       ("1.1.5", 1): UP_FOR_RETRY, ("1.1.5", -9): UP_FOR_RETRY,
+                       ("1.3.2", 1): UP_FOR_RETRY, ("1.3.2", -9): UP_FOR_RETRY}
+    assert final_state(1, None, False, EVERY_EXIT) == FAILED  # should_retry still decides first
+
+
+def test_awaiting_input_is_a_held_state_only_where_the_release_knows_it():
+    from model.scenario import AWAITING_INPUT, SUCCESS
+
+    assert not Release.parse("1.2.2").holds(AWAITING_INPUT) and Release.parse("1.3.0").holds(AWAITING_INPUT)
+    assert Release.parse("1.2.2").holds(SUCCESS) and Release.parse("1.2.2").holds(None)
+
+
+def test_a_repeated_state_update_is_200_since_core_3_3_and_409_before():
+    """``ti_update_state``'s idempotency check came with core 3.3.0: the same SUCCESS twice."""
+    from model.scenario import RunContext
+    from model.server import CONFLICT, OK, Server
+
+    def twice(release):
+        server, _ = Server.queued(RunContext(1, 0), release=release).start()
+        server, first = server.call("succeed")
+        return first, server.call("succeed")[1]
+
+    assert twice(Release.parse("1.2.2"))[1] == CONFLICT
+    assert twice(Release.parse("1.3.0"))[1] == OK and twice(SPECIFIED)[1] == OK
+
+
+def test_a_frame_the_release_cannot_decode_does_not_hide_the_frames_after_it():
+    """1.2.2 drops ``AwaitInputTask`` undecoded (no reply): the RetryTask after it was still received, so its
+    UP_FOR_RETRY is no violation (it was one when replies were paired with frames by position)."""
+    from model.invariants import violations
+    from model.scenario import Scenario
+    from model.supervisor import run
+
+    scenario = Scenario.from_text("try_number=1 max_tries=1 should_retry=true; send AwaitInputTask; send RetryTask; "
+                                  "exit 0")
+    observed = run(scenario, Release.parse("1.2.2"))
+    assert observed.final_state == "up_for_retry" and observed.replies == ("ok",)
+    assert violations(scenario, observed) == ()
+
+
+def test_the_server_conformance_alphabet_is_the_releases():
+    from impl.server.conformance import ALPHABET, Call, alphabet_of
+
+    assert Call("await_input") in alphabet_of(SPECIFIED)
+    assert set(ALPHABET) - set(alphabet_of(Release.parse("1.2.2"))) == {Call("await_input")}
+
+
+def test_the_3_2_cores_execution_api_app_builds_in_its_environment():
+    """Core 3.2.x leaves FastAPI unbounded and the newest rejects its ``TIStateUpdate``: its environment caps it."""
+    python = _built("1.2.2")
+    done = subprocess.run([str(python), "-c", "import airflow.api_fastapi.execution_api.routes.task_instances"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_client_keeps_the_releases_retry_rule_with_zero_waits():
+    """Where the release keeps its retry (``request``; ``_request_with_retry`` since 1.4.0, which a
+    ``retry=False`` heartbeat bypasses), the exchange client retries a 5xx ``attempts`` times, and one below 1 is refused."""
+    from impl.releases.adapters import since_1_4_0_client_retry
+
+    with pytest.raises(ValueError, match="at least one attempt, not 0"):
+        since_1_4_0_client_retry(0)
+    script = (
+        "from impl.server.airflow_api import make_client, _http\n"
+        "c = make_client(_http.MockTransport(lambda r: _http.Response(503, json={})), attempts=3)\n"
+        "for call in (lambda: c.task_instances.heartbeat('0198f3f2-0000-7000-8000-000000000000', 1),\n"
+        "             lambda: c.request('PATCH', 'task-instances/x/state', content=b'{}')):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except Exception:\n"
+        "        pass\n"
+        "print([(x.call, x.attempt) for x in c.exchanges])\n")
+    seen = {}
+    for spec in ("installed", "1.4.0b2"):
+        done = subprocess.run([str(_built(spec)), "-c", script], capture_output=True, text=True, timeout=300,
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 0, done.stderr[-2000:]
+        seen[spec] = done.stdout.strip().splitlines()[-1]
+    assert seen["installed"] == str([(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)])
+    assert seen["1.4.0b2"] == str([(1, 1), (2, 1), (2, 2), (2, 3)])
