@@ -42,18 +42,30 @@ from model.scenario import (
 
 #: The task returns normally.
 RETURN = "return"
-#: Ends handled by ``_run_task_and_map_outcome`` without the failure path.
+#: Ends handled by ``_run_task_and_map_outcome`` without the failure path. ``AirflowSkipException()``
+#: is a skip raised with no reason (``if e.args:`` logs the reason of the other one).
 NON_FAILURE_OUTCOMES = (
     RETURN,
     "AirflowSkipException",
+    "AirflowSkipException()",
     "DownstreamTasksSkipped",
     "AirflowRescheduleException",
     "TaskDeferred",
     "TaskAwaitingInput",
+    # TriggerDagRunOperator's signal (fire and forget): ``_handle_trigger_dag_run`` asks the supervisor to
+    # trigger the run, pushes its id as an XCom, and succeeds; or, the run existing already and
+    # ``skip_when_already_exists`` set, skips.
+    "DagRunTriggerException",
+    "DagRunTriggerException(exists,skip)",
 )
 #: Failures that never retry: ``except (AirflowFailException, AirflowSensorTimeout)`` and
-#: ``except AirflowTaskTerminated`` build ``TaskState(failed)`` without consulting anything.
-NEVER_RETRIED_FAILURES = ("AirflowFailException", "AirflowSensorTimeout", "AirflowTaskTerminated")
+#: ``except AirflowTaskTerminated`` build ``TaskState(failed)`` without consulting anything, and
+#: ``_handle_handler_failure`` keeps that when an outcome handler raises one of them (here: the
+#: deferring task's trigger, whose ``serialize`` ``_defer_task`` calls, raises AirflowFailException).
+#: A DAG run to trigger that exists already (without ``skip_when_already_exists``) fails without retry
+#: too: retrying would only meet the same run (apache/airflow#65390 keeps it so).
+NEVER_RETRIED_FAILURES = ("AirflowFailException", "AirflowSensorTimeout", "AirflowTaskTerminated",
+                          "TaskDeferred(serialize=AirflowFailException)", "DagRunTriggerException(exists)")
 #: Failures routed through ``_handle_current_task_failed`` (retry policy, then should_retry).
 RETRYABLE_FAILURES = (
     "AirflowException",
@@ -69,13 +81,49 @@ RETRYABLE_FAILURES = (
 )
 FAILURE_OUTCOMES = NEVER_RETRIED_FAILURES + RETRYABLE_FAILURES
 PYTHON_OUTCOMES = NON_FAILURE_OUTCOMES + FAILURE_OUTCOMES
+#: The outcomes raised as an ``Exception`` (the rest are ``BaseException`` only: TaskDeferred,
+#: TaskAwaitingInput, AirflowTaskTerminated, AirflowTaskTimeout, SystemExit, KeyboardInterrupt).
+#: ``_run_task_and_map_outcome`` re-renders the map index only for these (``except Exception``).
+EXCEPTION_OUTCOMES = ("AirflowSkipException", "AirflowSkipException()", "DownstreamTasksSkipped",
+                      "AirflowRescheduleException", "AirflowFailException", "AirflowSensorTimeout",
+                      "AirflowException", "AirflowRuntimeError", "ValueError", "DagRunTriggerException",
+                      "DagRunTriggerException(exists,skip)", "DagRunTriggerException(exists)")
+#: The TriggerDagRunOperator outcomes, handled by ``_handle_trigger_dag_run``.
+TRIGGER_DAG_RUN_OUTCOMES = ("DagRunTriggerException", "DagRunTriggerException(exists,skip)",
+                            "DagRunTriggerException(exists)")
+#: Outcomes whose handler in ``_run_task_and_map_outcome`` raises: ``run`` hands the error to
+#: ``_handle_handler_failure``. (``DownstreamTasksSkipped``'s does too when its send fails.)
+HANDLER_RAISES = ("TaskDeferredUnserializable", "TaskDeferred(serialize=AirflowFailException)")
+
+# -- what else the try meets (features of the task, the server's context, the start) ----------
+
+#: The DAG is not found at startup yet: ``parse`` raises AirflowRescheduleException
+#: (``_maybe_reschedule_startup_failure``), and ``main`` sends RescheduleTask itself, then exits 0.
+STARTUP_RESCHEDULE = "startup_reschedule"
+#: Started by fork+exec (``_AIRFLOW_FORK_EXEC=1``): ``main`` first asks for the log channel again
+#: (``reinit_supervisor_comms`` sends ResendLoggingFD).
+FORK_EXEC = "fork_exec"
+#: The server's run context lists XCom keys to clear: ``_run_task_and_map_outcome`` reads (GetXCom)
+#: and deletes (DeleteXCom) each before the task runs; a send that fails there fails the task.
+XCOM_KEYS_TO_CLEAR = "xcom_keys_to_clear"
+#: The task has a ``map_index_template`` naming a value its ``execute`` sets: the early rendering in
+#: ``_prepare`` fails (undefined, suppressed), the one after ``execute`` sends SetRenderedMapIndex.
+MAP_INDEX_TEMPLATE = "map_index_template"
+#: The task's process gets SIGTERM while ``execute`` runs: ``_on_term`` calls ``task.on_kill()``,
+#: and the task goes on to end as its outcome says.
+SIGTERM = "sigterm"
+FEATURES = (STARTUP_RESCHEDULE, FORK_EXEC, XCOM_KEYS_TO_CLEAR, MAP_INDEX_TEMPLATE, SIGTERM)
 
 # -- the task's retry policy (``airflow.sdk.definitions.retry_policy``) -----------------------
 
 #: ``RetryAction`` answers, plus a policy that raises an ``Exception`` (``_evaluate_retry_policy``
-#: logs it and falls back to the default) and one interrupted by Ctrl-C (``KeyboardInterrupt`` is
-#: not an ``Exception``: it escapes ``run``, and ``main`` exits 2).
-POLICY_ACTIONS = ("default", "fail", "retry", "raises", "interrupted")
+#: logs it and falls back to the default), one interrupted by Ctrl-C (``KeyboardInterrupt`` is
+#: not an ``Exception``: it escapes ``run``, and ``main`` exits 2), and ``retry_int_delay``: RETRY
+#: with the delay as a plain number of seconds, as ``BaseOperator(retry_delay=...)`` accepts it but
+#: ``RetryDecision`` does not convert it (``_finalize_task_failure`` calls ``.total_seconds()`` on it).
+POLICY_ACTIONS = ("default", "fail", "retry", "raises", "interrupted", "retry_int_delay")
+#: The actions that carry a delay and a reason.
+RETRY_ACTIONS = ("retry", "retry_int_delay")
 
 
 @attrs.frozen
@@ -87,8 +135,10 @@ class Policy:
     reason: str | None = None
 
     def __attrs_post_init__(self):
-        if self.action != "retry" and (self.delay is not None or self.reason is not None):
+        if self.action not in RETRY_ACTIONS and (self.delay is not None or self.reason is not None):
             raise ValueError(f"only a retry decision carries a delay or reason, not {self.action}")
+        if self.action == "retry_int_delay" and self.delay is None:
+            raise ValueError("retry_int_delay needs a delay (the plain number of seconds)")
         if self.reason is not None and (not self.reason or any(c.isspace() or c == ";" for c in self.reason)):
             raise ValueError(f"a reason is one word here (it must survive the text form): {self.reason!r}")
 
@@ -119,20 +169,25 @@ def delivers(comms: str, frame: Send) -> bool:
 
 @attrs.frozen
 class RuntimeRun:
-    """One try of a Python task: the run context, what the task's code does, its policy, the channel."""
+    """One try of a Python task: the run context, what the task's code does, its policy, the channel,
+    and what else it meets (``FEATURES``)."""
 
     context: RunContext = RunContext()
     outcome: str = attrs.field(default=RETURN, validator=attrs.validators.in_(PYTHON_OUTCOMES))
     policy: Policy | None = None
     comms: str = attrs.field(default="ok", validator=attrs.validators.in_(COMMS_MODES))
+    features: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset,
+                                           validator=attrs.validators.deep_iterable(attrs.validators.in_(FEATURES)))
 
     def to_text(self) -> str:
-        """One line: ``try_number=1 max_tries=1 should_retry=true; task raises AirflowException; policy fail; comms ok``."""
+        """One line: ``try_number=1 max_tries=1 should_retry=true; task raises AirflowException; policy fail; comms ok``,
+        then ``; with FEATURE ...`` if it has any."""
         return "; ".join([
             _context_text(self.context),
             "task returns" if self.outcome == RETURN else f"task raises {self.outcome}",
             f"policy {self.policy.to_text() if self.policy else 'none'}",
             f"comms {self.comms}",
+            *([f"with {' '.join(f for f in FEATURES if f in self.features)}"] if self.features else []),
         ])
 
     @classmethod
@@ -151,9 +206,11 @@ class RuntimeRun:
                 fields["policy"] = None if words == ["none"] else _parse_policy(words, part)
             elif verb == "comms" and len(words) == 1:
                 fields["comms"] = words[0]
+            elif verb == "with" and words:
+                fields["features"] = words
             else:
                 raise ValueError(f"unknown part {part!r}; parts are: task returns | task raises NAME, "
-                                 "policy none|ACTION [delay=N] [reason=WORD], comms MODE")
+                                 "policy none|ACTION [delay=N] [reason=WORD], comms MODE, with FEATURE...")
         try:
             return cls(**fields)
         except ValueError as e:
@@ -178,11 +235,24 @@ def _parse_policy(words: list[str], part: str) -> Policy:
     return Policy(action, **kwargs)
 
 
+#: The runtime's requests that do not end the try (the supervisor answers them and carries on):
+#: what ``FEATURES`` make it send besides the frames of ``model.scenario.FRAME_TYPES``.
+OTHER_REQUESTS = ("ResendLoggingFD", "GetXCom", "DeleteXCom", "SetRenderedMapIndex", "TriggerDagRun", "SetXCom")
+
+
+@attrs.frozen
+class Request:
+    """A request of ``OTHER_REQUESTS``: sent and answered, never a frame the supervisor model decides on."""
+
+    frame: str = attrs.field(validator=attrs.validators.in_(OTHER_REQUESTS))
+    state: None = None
+
+
 @attrs.frozen
 class Sent:
-    """One frame handed to the supervisor channel, and whether the send got through."""
+    """One frame (or other request) handed to the supervisor channel, and whether the send got through."""
 
-    frame: Send
+    frame: Send | Request
     delivered: bool = True
 
     def __str__(self) -> str:
@@ -203,10 +273,20 @@ class RuntimeObservation:
     exit_code: int
     retry_delay_seconds: float | None = None
     retry_reason: str | None = None
+    #: How many times ``task.on_kill()`` ran (the SIGTERM handler of ``_run_task_and_map_outcome``).
+    on_kill_calls: int = 0
+    #: Whether ``main`` closed the supervisor channel's socket on its way out (None: not observed).
+    channel_closed: bool | None = None
 
     @property
     def delivered(self) -> tuple[Send, ...]:
-        return tuple(s.frame for s in self.sent if s.delivered)
+        """The frames that got through, in order (other requests left out: the supervisor decides nothing on them)."""
+        return tuple(s.frame for s in self.sent if s.delivered and isinstance(s.frame, Send))
+
+    @property
+    def failed_requests(self) -> tuple[str, ...]:
+        """The non-terminal requests (and SkipDownstreamTasks) whose send raised."""
+        return tuple(s.frame.frame for s in self.sent if not s.delivered and s.frame.frame not in TERMINAL_FRAMES)
 
     @property
     def terminal(self) -> Send | None:
@@ -222,20 +302,36 @@ class RuntimeObservation:
         ]
         if self.retry_delay_seconds is not None or self.retry_reason is not None:
             lines.append(f"retry_delay_seconds={self.retry_delay_seconds} retry_reason={self.retry_reason}")
+        if self.on_kill_calls:
+            lines.append(f"on_kill_calls={self.on_kill_calls}")
+        if self.channel_closed is False:
+            lines.append("channel_closed=false")
         return lines
 
 
 # -- the Python task runner ----------------------------------------------------------------------
 
 #: What ``main`` exits with: normally 0; ``sys.exit(1)`` when a FAILED / UP_FOR_RETRY terminal frame
-#: could not be sent (fail closed); ``sys.exit(2)`` on a ``KeyboardInterrupt`` that reached it.
+#: could not be sent (fail closed) or an ``Exception`` reached ``main`` itself ("Top level error");
+#: ``sys.exit(2)`` on a ``KeyboardInterrupt`` that reached it.
 EXIT_OK, EXIT_FAIL_CLOSED, EXIT_INTERRUPTED = 0, 1, 2
+EXIT_TOP_LEVEL_ERROR = 1
 #: ``_finalize_task_failure`` keeps the first 500 characters of a policy's reason.
 RETRY_REASON_LIMIT = 500
 
 
 class _Interrupted(Exception):
     """A ``KeyboardInterrupt`` leaving ``run`` (the model's stand-in; it never leaves this module)."""
+
+
+class _Raised(Exception):
+    """An ``Exception`` raised by an outcome handler or by the failure path itself, which ``run``
+    hands to ``_handle_handler_failure`` (the model's stand-in; it never leaves this module).
+    ``never_retry``: it is one of the exceptions that never retry."""
+
+    def __init__(self, never_retry: bool = False):
+        super().__init__()
+        self.never_retry = never_retry
 
 
 @attrs.frozen
@@ -250,9 +346,16 @@ def _failed() -> _Decision:
     return _Decision(Send("TaskState", FAILED), FAILED)
 
 
-def finalize_task_failure(context: RunContext, delay: int | None = None, reason: str | None = None) -> _Decision:
-    """``_finalize_task_failure``: RetryTask (with a policy's delay and reason) iff the server said should_retry."""
+def finalize_task_failure(context: RunContext, delay: int | None = None, reason: str | None = None,
+                          delay_is_timedelta: bool = True) -> _Decision:
+    """``_finalize_task_failure``: RetryTask (with a policy's delay and reason) iff the server said should_retry.
+
+    A delay that is not a ``timedelta`` raises there (``.total_seconds()``), after the failure metrics
+    were counted; only when it is used, that is, when should_retry.
+    """
     if context.should_retry:
+        if delay is not None and not delay_is_timedelta:
+            raise _Raised()
         return _Decision(Send("RetryTask"), UP_FOR_RETRY,
                          None if delay is None else float(delay),
                          None if reason is None else reason[:RETRY_REASON_LIMIT])
@@ -271,61 +374,132 @@ def handle_current_task_failed(context: RunContext, policy: Policy | None) -> _D
         raise _Interrupted()
     if policy.action == "fail":
         return _failed()
-    return finalize_task_failure(context, policy.delay, policy.reason)
+    return finalize_task_failure(context, policy.delay, policy.reason, delay_is_timedelta=policy.action == "retry")
+
+
+def handle_handler_failure(run: RuntimeRun, error: _Raised) -> _Decision:
+    """``_handle_handler_failure``: an exception that never retries stays FAILED; any other goes through
+    ``_handle_current_task_failed``, and if that raises too, the try fails closed as plain FAILED."""
+    if error.never_retry:
+        return _failed()
+    try:
+        return handle_current_task_failed(run.context, run.policy)
+    except _Raised:
+        return _failed()
+
+
+def _fails_the_task(run: RuntimeRun) -> _Decision:
+    """An exception of the try's own code (or of a send it makes) caught by ``_run_task_and_map_outcome``'s
+    failure handlers: ``_handle_current_task_failed``, whose own error goes on to ``run``."""
+    return handle_current_task_failed(run.context, run.policy)
 
 
 def run_task_and_map_outcome(run: RuntimeRun, send) -> _Decision:
-    """``_run_task_and_map_outcome`` (and ``run``'s ``except Exception`` → ``_handle_handler_failure``).
+    """``_run_task_and_map_outcome``: the XCom keys cleared, the task executed, its map index rendered,
+    its outcome mapped to a terminal frame.
 
-    ``send`` is the channel: it returns whether the frame got through. The only send before the
-    terminal one is ``SkipDownstreamTasks``; if it fails, the handler raised, and the failure path
-    decides (``_handle_handler_failure``), with the retry policy consulted on the channel's error.
+    ``send`` is the channel: it returns whether the request got through. A send that raises before
+    the task runs (GetXCom, DeleteXCom) or after it (SetRenderedMapIndex, which replaces the task's
+    own exception when it fails) is a failure of the task, caught by ``except BaseException``. A
+    handler that raises (SkipDownstreamTasks unsendable, a trigger that cannot be serialized) raises
+    ``_Raised`` for ``run``.
     """
+    if XCOM_KEYS_TO_CLEAR in run.features:
+        if not (send(Request("GetXCom")) and send(Request("DeleteXCom"))):
+            return _fails_the_task(run)
     outcome = run.outcome
+    if (MAP_INDEX_TEMPLATE in run.features and outcome in (RETURN, *EXCEPTION_OUTCOMES)
+            and not send(Request("SetRenderedMapIndex"))):
+        return _fails_the_task(run)
     if outcome == RETURN:
         return _Decision(Send("SucceedTask"), SUCCESS)
     if outcome == "DownstreamTasksSkipped":
         if send(Send("SkipDownstreamTasks")):
             return _Decision(Send("SucceedTask"), SUCCESS)
-        return handle_current_task_failed(run.context, run.policy)
+        raise _Raised()
+    if outcome in HANDLER_RAISES:
+        raise _Raised(never_retry=outcome in NEVER_RETRIED_FAILURES)
+    if outcome in TRIGGER_DAG_RUN_OUTCOMES:
+        return handle_trigger_dag_run(outcome, send)
     if outcome == "TaskDeferred":
         return _Decision(Send("DeferTask"), DEFERRED)
     if outcome == "TaskAwaitingInput":
         return _Decision(Send("AwaitInputTask"), AWAITING_INPUT)
-    if outcome == "AirflowSkipException":
+    if outcome in ("AirflowSkipException", "AirflowSkipException()"):
         return _Decision(Send("TaskState", SKIPPED), SKIPPED)
     if outcome == "AirflowRescheduleException":
         return _Decision(Send("RescheduleTask"), UP_FOR_RESCHEDULE)
     if outcome in NEVER_RETRIED_FAILURES:
         return _failed()
-    return handle_current_task_failed(run.context, run.policy)
+    return _fails_the_task(run)
+
+
+def handle_trigger_dag_run(outcome: str, send) -> _Decision:
+    """``_handle_trigger_dag_run``, fire and forget: TriggerDagRun; a run that exists already is SKIPPED with
+    ``skip_when_already_exists``, else FAILED; a new one has its id pushed (SetXCom) and the task succeeds.
+    A send that raises is the handler raising."""
+    if not send(Request("TriggerDagRun")):
+        raise _Raised()
+    if outcome == "DagRunTriggerException(exists,skip)":
+        return _Decision(Send("TaskState", SKIPPED), SKIPPED)
+    if outcome == "DagRunTriggerException(exists)":
+        return _failed()
+    if not send(Request("SetXCom")):
+        raise _Raised()
+    return _Decision(Send("SucceedTask"), SUCCESS)
+
+
+def task_runs(run: RuntimeRun) -> bool:
+    """Whether the task's ``execute`` is reached: startup did not reschedule, the log channel and the
+    XCom clearing went through."""
+    requests = [Request("ResendLoggingFD")] if FORK_EXEC in run.features else []
+    if XCOM_KEYS_TO_CLEAR in run.features:
+        requests += [Request("GetXCom"), Request("DeleteXCom")]
+    return STARTUP_RESCHEDULE not in run.features and all(delivers(run.comms, r) for r in requests)
 
 
 def python_runtime(run: RuntimeRun) -> RuntimeObservation:
-    """``task_runner.main`` for one try whose startup succeeded: ``run``, ``finalize``, the exit.
+    """``task_runner.main`` for one try: startup, ``run``, ``finalize``, the exit. The channel is closed
+    on the way out, whatever happened.
 
-    ``run`` sends the terminal frame from its ``finally``; if that send raises and the state is
-    FAILED or UP_FOR_RETRY it marks the TI so that ``main`` exits 1 after ``finalize`` (fail
-    closed). Any other state whose send failed still exits 0. A ``KeyboardInterrupt`` escaping
-    ``run`` sends nothing more and ``main`` exits 2.
+    Startup first: started by fork+exec, ``main`` asks for the log channel (ResendLoggingFD); a DAG
+    not found yet makes ``parse`` reschedule, and ``main`` sends RescheduleTask and exits 0 without
+    running the task. An ``Exception`` there (the channel broke) reaches ``main``: exit 1.
+
+    ``run`` (with ``_handle_handler_failure`` for a handler that raised) sends the terminal frame from
+    its ``finally``; if that send raises and the state is FAILED or UP_FOR_RETRY it marks the TI so
+    that ``main`` exits 1 after ``finalize`` (fail closed). Any other state whose send failed still
+    exits 0. A ``KeyboardInterrupt`` escaping ``run`` sends nothing more and ``main`` exits 2.
+    A SIGTERM while the task runs calls ``on_kill`` once.
     """
     sent: list[Sent] = []
 
-    def send(frame: Send) -> bool:
-        ok = delivers(run.comms, frame)
-        sent.append(Sent(frame, ok))
+    def send(request: Send | Request) -> bool:
+        ok = delivers(run.comms, request)
+        sent.append(Sent(request, ok))
         return ok
 
+    def ended(state: str | None, exit_code: int, decision: _Decision | None = None) -> RuntimeObservation:
+        return RuntimeObservation(
+            tuple(sent), state, exit_code,
+            decision.delay if decision else None, decision.reason if decision else None,
+            on_kill_calls=int(SIGTERM in run.features and task_runs(run)), channel_closed=True,
+        )
+
+    if FORK_EXEC in run.features and not send(Request("ResendLoggingFD")):
+        return ended(None, EXIT_TOP_LEVEL_ERROR)
+    if STARTUP_RESCHEDULE in run.features:
+        return ended(None, EXIT_OK if send(Send("RescheduleTask")) else EXIT_TOP_LEVEL_ERROR)
     try:
-        decision = run_task_and_map_outcome(run, send)
+        try:
+            decision = run_task_and_map_outcome(run, send)
+        except _Raised as error:
+            decision = handle_handler_failure(run, error)
     except _Interrupted:
-        return RuntimeObservation(tuple(sent), None, EXIT_INTERRUPTED)
+        return ended(None, EXIT_INTERRUPTED)
     delivered = send(decision.frame)
     fail_closed = not delivered and decision.state in (FAILED, UP_FOR_RETRY)
-    return RuntimeObservation(
-        tuple(sent), decision.state, EXIT_FAIL_CLOSED if fail_closed else EXIT_OK,
-        decision.delay, decision.reason,
-    )
+    return ended(decision.state, EXIT_FAIL_CLOSED if fail_closed else EXIT_OK, decision)
 
 
 # -- coordinator-mode runtimes (the seed) --------------------------------------------------------

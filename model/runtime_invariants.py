@@ -21,18 +21,29 @@ from model.runtime import (
     FAILURE_OUTCOMES,
     NEVER_RETRIED_FAILURES,
     TERMINAL_FRAMES,
+    TRIGGER_DAG_RUN_OUTCOMES,
     RuntimeObservation,
     RuntimeRun,
     compose,
+    task_runs,
 )
 from model.scenario import FAILED, SUCCESS, UP_FOR_RETRY, Observation, RunContext
 
 
 def met_failure(run: RuntimeRun, observed: RuntimeObservation) -> bool:
-    """The task failed, or the handler of its outcome did (its SkipDownstreamTasks send failed)."""
-    if run.outcome in FAILURE_OUTCOMES:
-        return True
-    return any(s.frame.frame == "SkipDownstreamTasks" and not s.delivered for s in observed.sent)
+    """The task ran and failed, or a request of the try other than its terminal frame failed (the
+    XCom clearing before the task, the map-index update after it, the SkipDownstreamTasks of its
+    outcome's handler, the log channel at startup)."""
+    return (task_runs(run) and run.outcome in FAILURE_OUTCOMES) or bool(observed.failed_requests)
+
+
+def met_never_retry(run: RuntimeRun, observed: RuntimeObservation) -> bool:
+    """The task ran and met a failure that means "do not retry": it raised one of those exceptions, or
+    the DAG run it triggers was answered as existing already (so only once its TriggerDagRun got through)."""
+    if not (task_runs(run) and run.outcome in NEVER_RETRIED_FAILURES):
+        return False
+    return (run.outcome not in TRIGGER_DAG_RUN_OUTCOMES
+            or any(s.frame.frame == "TriggerDagRun" and s.delivered for s in observed.sent))
 
 
 def _delivered_terminal(observed: RuntimeObservation) -> bool:
@@ -47,7 +58,7 @@ def failure_answered_with_retry_exactly_when_should_retry(run, observed):
     if not met_failure(run, observed) or terminal is None:
         return ()
     expected = (run.context.should_retry
-                and run.outcome not in NEVER_RETRIED_FAILURES
+                and not met_never_retry(run, observed)
                 and not (run.policy is not None and run.policy.action == "fail"))
     if (terminal.frame == "RetryTask") == expected:
         return ()
@@ -59,8 +70,9 @@ def failure_answered_with_retry_exactly_when_should_retry(run, observed):
 
 
 def fail_exception_never_retries(run, observed):
-    """AirflowFailException, AirflowSensorTimeout and AirflowTaskTerminated never ask for a retry."""
-    if run.outcome not in NEVER_RETRIED_FAILURES:
+    """AirflowFailException, AirflowSensorTimeout and AirflowTaskTerminated never ask for a retry
+    (raised by the task, or by its outcome's handler)."""
+    if not met_never_retry(run, observed):
         return ()
     if any(s.frame.frame == "RetryTask" for s in observed.sent) or observed.state == UP_FOR_RETRY:
         return (Violation("fail_exception_never_retries",

@@ -13,7 +13,7 @@ from typing import Callable
 import attrs
 
 from model.invariants import frames_received
-from model.runtime import TERMINAL_FRAMES
+from model.runtime import NEVER_RETRIED_FAILURES, TERMINAL_FRAMES
 from model.scenario import (FAILED, HEARTBEAT_GONE, RUNNING, SUCCESS, TIMEOUT, UP_FOR_RETRY, Observation, Overtime,
                             Scenario)
 
@@ -257,6 +257,18 @@ def _unsent_failed_exits_1_while_should_retry(run, o) -> bool:
     return _unsent_terminal(run, o) and o.state == FAILED and o.exit_code != 0 and run.context.should_retry
 
 
+def _int_delay_fails_closed(run, o) -> bool:
+    """R3's cause: a retry policy's RETRY whose delay is a number, not a timedelta, makes the retry path raise."""
+    return (run.policy is not None and run.policy.action == "retry_int_delay" and run.context.should_retry
+            and o.state == FAILED)
+
+
+def _map_index_send_masks_the_exception(run, o) -> bool:
+    """R4's cause: the failed SetRenderedMapIndex send replaces the task's never-retry exception."""
+    return (run.outcome in NEVER_RETRIED_FAILURES and "SetRenderedMapIndex" in o.failed_requests
+            and o.state == UP_FOR_RETRY)
+
+
 def _try_left_running_as(state: str):
     """L1/L2: a try the supervisor reported ``state`` left the row RUNNING (F2/F1 across tries)."""
     def signature(life, _=None) -> bool:
@@ -286,6 +298,30 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "should_retry, so the runtime's no-retry decision (AirflowFailException, AirflowSensorTimeout, "
         "AirflowTaskTerminated, a retry policy's FAIL) is lost",
         RUNTIME_TARGETS, "runtime", _unsent_failed_exits_1_while_should_retry,
+    ),
+    Finding(
+        "R3", "failure_answered_with_retry_exactly_when_should_retry",
+        "try_number=1 max_tries=1 should_retry=true; task raises AirflowException; policy retry_int_delay delay=0; "
+        "comms ok",
+        "a retry policy's RETRY with the delay in seconds (an int, as BaseOperator's retry_delay takes it) fails "
+        "the task for good although it has retries left",
+        "task_runner._finalize_task_failure calls retry_delay_override.total_seconds() (RetryDecision does not "
+        "convert a number); the AttributeError reaches _handle_handler_failure, whose second pass raises the same "
+        "way and fails closed to TaskState(failed) (_evaluate_retry_policy falls back to the default only when "
+        "evaluate itself raises)",
+        RUNTIME_TARGETS, "runtime", _int_delay_fails_closed,
+    ),
+    Finding(
+        "R4", "fail_exception_never_retries",
+        "try_number=1 max_tries=1 should_retry=true; task raises AirflowFailException; policy none; "
+        "comms every_send_fails; with map_index_template",
+        "AirflowFailException is answered with RetryTask when the map-index update after it cannot be sent",
+        "task_runner._run_task_and_map_outcome: the except Exception around _execute_task re-renders the map "
+        "index and sends SetRenderedMapIndex before re-raising; a send that raises replaces the task's "
+        "exception, which then takes except BaseException (_handle_current_task_failed), not the never-retry "
+        "branch (the comment there means the rendering error not to mask the task's)",
+        RUNTIME_TARGETS, "runtime", _map_index_send_masks_the_exception,
+        also_breaks=("failure_answered_with_retry_exactly_when_should_retry",),
     ),
 )
 

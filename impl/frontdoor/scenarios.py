@@ -13,7 +13,8 @@ from typing import Callable
 from hypothesis import settings, strategies as st, target
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from model.runtime import COMMS_MODES, COORDINATOR_OUTCOMES, PYTHON_OUTCOMES, CoordinatorRun, Policy, RuntimeRun
+from model.runtime import (COMMS_MODES, COORDINATOR_OUTCOMES, FEATURES, PYTHON_OUTCOMES, CoordinatorRun, Policy,
+                           RuntimeRun)
 from model.scenario import (
     FAULT_KINDS,
     FAULTABLE_CALLS,
@@ -139,8 +140,16 @@ policies = st.one_of(
     st.builds(Policy, st.sampled_from(["default", "fail", "raises", "interrupted"])),
     st.builds(Policy, st.just("retry"), st.none() | st.integers(0, 3600), st.none() | st.sampled_from(REASONS)),
 )
-#: One try of a Python task; shrinks towards a consistent context, a returning task, no policy, a working channel.
-runtime_runs = st.builds(RuntimeRun, run_contexts, st.sampled_from(PYTHON_OUTCOMES), policies, st.sampled_from(COMMS_MODES))
+#: A policy as a try of the runtime properties meets it: any of ``policies``, or a RETRY whose delay is a plain
+#: number of seconds (finding R3; the lifecycle's tries draw ``policies`` only).
+runtime_policies = policies | st.builds(Policy, st.just("retry_int_delay"), st.integers(0, 3600),
+                                        st.none() | st.sampled_from(REASONS))
+#: What else a try meets (``model.runtime.FEATURES``): usually nothing, often one thing, sometimes more.
+features = st.frozensets(st.sampled_from(FEATURES), max_size=len(FEATURES))
+#: One try of a Python task; shrinks towards a consistent context, a returning task, no policy, a working
+#: channel, no features.
+runtime_runs = st.builds(RuntimeRun, run_contexts, st.sampled_from(PYTHON_OUTCOMES), runtime_policies,
+                         st.sampled_from(COMMS_MODES), features)
 coordinator_runs = st.builds(CoordinatorRun, run_contexts, st.sampled_from(COORDINATOR_OUTCOMES))
 #: A run of each single-shot kind (the supervisor's attempts come from ``machine_for``).
 RUNS = {"runtime": runtime_runs, "coordinator": coordinator_runs}

@@ -6,11 +6,17 @@ send and its fail-closed flag), ``finalize``, and the ``sys.exit`` it chooses. O
 are stood in for:
 
 - the supervisor channel (``SUPERVISOR_COMMS``, made by ``main`` through ``CommsDecoder``): a
-  recording channel that hands out the generated ``StartupDetails`` and records every frame
-  sent; its sends raise ``BrokenPipeError`` as the run's ``comms`` mode says;
+  recording channel that hands out the generated ``StartupDetails``, records every request sent
+  and answers the ones that need an answer (GetXCom: no value) as the supervisor would; its
+  sends raise ``BrokenPipeError`` as the run's ``comms`` mode says; its socket records its closing;
 - ``parse`` (the DAG bundle and DAG-file loading): returns a ``RuntimeTaskInstance`` whose task
-  is a generated operator that ends as the run's outcome says, with the run's retry policy;
+  is a generated operator that ends as the run's outcome says, with the run's retry policy (or,
+  for ``startup_reschedule``, raises what the real ``parse`` raises for a DAG not found yet);
 - ``run`` is wrapped only to record the state it returns.
+
+The run's features (``model.runtime.FEATURES``) are set up as Airflow would meet them: XCom keys
+to clear in the ``TIRunContext``, a ``map_index_template`` on the operator, a SIGTERM raised in the
+process from ``execute``, ``_AIRFLOW_FORK_EXEC=1`` in the environment.
 
 Example plugins (and so their listeners) are switched off: ``AIRFLOW__CORE__LOAD_EXAMPLES=False``.
 """
@@ -33,6 +39,7 @@ from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunCon
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy  # noqa: E402
 from airflow.sdk.exceptions import (  # noqa: E402
     AirflowException,
+    DagRunTriggerException,
     AirflowFailException,
     AirflowRescheduleException,
     AirflowRuntimeError,
@@ -46,9 +53,28 @@ from airflow.sdk.exceptions import (  # noqa: E402
     TaskDeferred,
 )
 from airflow.sdk.execution_time import task_runner as airflow_task_runner  # noqa: E402
-from airflow.sdk.execution_time.comms import BundleInfo, ErrorResponse, StartupDetails  # noqa: E402
+from airflow.sdk.execution_time.comms import (  # noqa: E402
+    BundleInfo,
+    ErrorResponse,
+    OKResponse,
+    StartupDetails,
+    XComResult,
+)
 
-from model.runtime import TERMINAL_FRAMES, Policy, RuntimeObservation, RuntimeRun, Sent  # noqa: E402
+from model.runtime import (  # noqa: E402
+    FORK_EXEC,
+    MAP_INDEX_TEMPLATE,
+    OTHER_REQUESTS,
+    SIGTERM,
+    STARTUP_RESCHEDULE,
+    TERMINAL_FRAMES,
+    XCOM_KEYS_TO_CLEAR,
+    Policy,
+    Request,
+    RuntimeObservation,
+    RuntimeRun,
+    Sent,
+)
 from model.scenario import Send  # noqa: E402
 
 structlog.configure(
@@ -68,12 +94,20 @@ class FinalstateTrigger:
         return "impl.task_runner.FinalstateTrigger", {}
 
 
+class FailingTrigger:
+    """A trigger whose ``serialize`` (user code, called by ``_defer_task``) raises AirflowFailException."""
+
+    def serialize(self):
+        raise AirflowFailException("finalstate: the trigger cannot be serialized")
+
+
 def _raise(outcome: str) -> None:
     """End the task's ``execute`` as ``outcome`` says (``model.runtime.PYTHON_OUTCOMES``)."""
     if outcome == "return":
         return None
     errors = {
         "AirflowSkipException": lambda: AirflowSkipException("finalstate"),
+        "AirflowSkipException()": lambda: AirflowSkipException(),
         "DownstreamTasksSkipped": lambda: DownstreamTasksSkipped(tasks=["downstream"]),
         "AirflowRescheduleException": lambda: AirflowRescheduleException(_NOW + dt.timedelta(hours=1)),
         "TaskDeferred": lambda: TaskDeferred(trigger=FinalstateTrigger(), method_name="execute_complete"),
@@ -91,8 +125,23 @@ def _raise(outcome: str) -> None:
         # serde cannot serialize an arbitrary object: _defer_task raises TypeError.
         "TaskDeferredUnserializable": lambda: TaskDeferred(
             trigger=FinalstateTrigger(), method_name="execute_complete", kwargs={"unserializable": object()}),
+        "TaskDeferred(serialize=AirflowFailException)": lambda: TaskDeferred(
+            trigger=FailingTrigger(), method_name="execute_complete"),
+        # TriggerDagRunOperator, fire and forget; whether the run exists is the channel's answer.
+        "DagRunTriggerException": lambda: _trigger_dag_run(skip_when_already_exists=False),
+        "DagRunTriggerException(exists,skip)": lambda: _trigger_dag_run(skip_when_already_exists=True),
+        "DagRunTriggerException(exists)": lambda: _trigger_dag_run(skip_when_already_exists=False),
     }
     raise errors[outcome]()
+
+
+def _trigger_dag_run(skip_when_already_exists: bool) -> DagRunTriggerException:
+    """What TriggerDagRunOperator raises to have a run triggered, without waiting for it."""
+    return DagRunTriggerException(
+        trigger_dag_id="finalstate_triggered", dag_run_id="finalstate_triggered_run", conf=None,
+        reset_dag_run=False, skip_when_already_exists=skip_when_already_exists, wait_for_completion=False,
+        allowed_states=["success"], failed_states=["failed"], poke_interval=1, deferrable=False,
+    )
 
 
 class ScriptedPolicy(RetryPolicy):
@@ -112,18 +161,34 @@ class ScriptedPolicy(RetryPolicy):
         if action == "retry":
             delay = None if self.policy.delay is None else dt.timedelta(seconds=self.policy.delay)
             return RetryDecision.retry(delay=delay, reason=self.policy.reason)
+        if action == "retry_int_delay":  # seconds, as BaseOperator(retry_delay=...) would take them
+            return RetryDecision.retry(delay=self.policy.delay, reason=self.policy.reason)
         return RetryDecision.default()
 
 
-class ScriptedOperator(BaseOperator):
-    """An operator whose ``execute`` ends as the run's outcome says."""
+#: The ``map_index_template`` of a task with ``map_index_template``: undefined until ``execute`` sets it.
+MAP_INDEX_LABEL = "finalstate_label"
 
-    def __init__(self, *, outcome: str, **kwargs):
+
+class ScriptedOperator(BaseOperator):
+    """An operator whose ``execute`` ends as the run's outcome says, after the SIGTERM and the map-index
+    label its run asks for; ``on_kill`` calls ``killed`` (a closure: the runner works on a copy)."""
+
+    def __init__(self, *, outcome: str, sigterm: bool = False, killed=lambda: None, **kwargs):
         super().__init__(**kwargs)
         self.outcome = outcome
+        self.sigterm = sigterm
+        self.killed = killed
 
     def execute(self, context):
+        if self.sigterm:
+            signal.raise_signal(signal.SIGTERM)  # the handler runs before raise_signal returns
+        if self.map_index_template:
+            context[MAP_INDEX_LABEL] = "finalstate"
         return _raise(self.outcome)
+
+    def on_kill(self):
+        self.killed()
 
 
 class _Bundle:
@@ -133,14 +198,26 @@ class _Bundle:
     version = None
 
 
+class RecordingSocket:
+    """The channel's socket, as far as ``main``'s ``finally`` uses it: it records its closing."""
+
+    def __init__(self):
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
 class RecordingChannel:
-    """``SUPERVISOR_COMMS``: hands out the startup message; records each send, raising as ``comms`` says."""
+    """``SUPERVISOR_COMMS``: hands out the startup message; records each send, raising as ``comms`` says,
+    and answers as the supervisor does: GetXCom with no value, TriggerDagRun with OK or, when the run
+    exists already, the DAGRUN_ALREADY_EXISTS error."""
 
-    socket = None
-
-    def __init__(self, startup: StartupDetails, comms: str):
+    def __init__(self, startup: StartupDetails, comms: str, dag_run_exists: bool = False):
         self.startup = startup
         self.comms = comms
+        self.dag_run_exists = dag_run_exists
+        self.socket = RecordingSocket()
         self.sent: list[Sent] = []
         self.retry: tuple[float | None, str | None] = (None, None)
 
@@ -156,13 +233,20 @@ class RecordingChannel:
     def send(self, msg):
         name = msg.type
         state = getattr(msg, "state", None) if name == "TaskState" else None
-        frame = Send(name, str(getattr(state, "value", state)) if state is not None else None)
+        if name in OTHER_REQUESTS:
+            frame = Request(name)
+        else:
+            frame = Send(name, str(getattr(state, "value", state)) if state is not None else None)
         fails = self.comms == "every_send_fails" or (self.comms == "terminal_send_fails" and name in TERMINAL_FRAMES)
         self.sent.append(Sent(frame, not fails))
         if name == "RetryTask":
             self.retry = (msg.retry_delay_seconds, msg.retry_reason)
         if fails:
             raise BrokenPipeError("finalstate: the supervisor channel is broken")
+        if name == "GetXCom":
+            return XComResult(key=msg.key, value=None)
+        if name == "TriggerDagRun":
+            return ErrorResponse(error=ErrorType.DAGRUN_ALREADY_EXISTS) if self.dag_run_exists else OKResponse(ok=True)
         return None
 
 
@@ -178,27 +262,36 @@ def startup_details(run: RuntimeRun) -> StartupDetails:
                       try_number=c.try_number, map_index=-1, dag_version_id=uuid.UUID(int=2))
     return StartupDetails(
         ti=ti, dag_rel_path="finalstate.py", bundle_info=BundleInfo(name="finalstate", version=None),
-        start_date=_NOW, ti_context=TIRunContext(dag_run=dag_run, max_tries=c.max_tries, should_retry=c.should_retry),
+        start_date=_NOW, ti_context=TIRunContext(
+            dag_run=dag_run, max_tries=c.max_tries, should_retry=c.should_retry,
+            xcom_keys_to_clear=["finalstate"] if XCOM_KEYS_TO_CLEAR in run.features else []),
         sentry_integration="",
     )
 
 
-def _task(run: RuntimeRun) -> BaseOperator:
+def _task(run: RuntimeRun, killed) -> BaseOperator:
     with DAG(DAG_ID, schedule=None):
         return ScriptedOperator(
             task_id=TASK_ID, outcome=run.outcome, retries=run.context.max_tries,
             retry_policy=ScriptedPolicy(run.policy) if run.policy else None,
+            map_index_template="{{ %s }}" % MAP_INDEX_LABEL if MAP_INDEX_TEMPLATE in run.features else None,
+            sigterm=SIGTERM in run.features, killed=killed,
         )
 
 
 def run(runtime_run: RuntimeRun) -> RuntimeObservation:
     """One try through the real ``task_runner.main``; observe the frames, the state, the exit code."""
-    channel = RecordingChannel(startup_details(runtime_run), runtime_run.comms)
-    task = _task(runtime_run)
+    channel = RecordingChannel(startup_details(runtime_run), runtime_run.comms,
+                               dag_run_exists=runtime_run.outcome.startswith("DagRunTriggerException(exists"))
+    on_kill_calls: list[None] = []
+    task = _task(runtime_run, lambda: on_kill_calls.append(None))
     returned: list = []
     real_run = airflow_task_runner.run
 
     def parse(what, log):
+        if STARTUP_RESCHEDULE in runtime_run.features:
+            # What the real parse raises (_maybe_reschedule_startup_failure) for a DAG not found yet.
+            raise AirflowRescheduleException(reschedule_date=_NOW + dt.timedelta(minutes=1))
         return airflow_task_runner.RuntimeTaskInstance.model_construct(
             **what.ti.model_dump(exclude_unset=True), task=task, bundle_instance=_Bundle(),
             _ti_context_from_server=what.ti_context, max_tries=what.ti_context.max_tries,
@@ -216,6 +309,8 @@ def run(runtime_run: RuntimeRun) -> RuntimeObservation:
     try:
         for name, value in patches.items():
             setattr(airflow_task_runner, name, value)
+        if FORK_EXEC in runtime_run.features:
+            os.environ["_AIRFLOW_FORK_EXEC"] = "1"  # main pops it
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             try:
                 airflow_task_runner.main()
@@ -226,6 +321,7 @@ def run(runtime_run: RuntimeRun) -> RuntimeObservation:
         for name, value in saved.items():
             setattr(airflow_task_runner, name, value)
         signal.signal(signal.SIGTERM, sigterm)
+        os.environ.pop("_AIRFLOW_FORK_EXEC", None)
     state = returned[0] if returned else None
     delay, reason = channel.retry
     return RuntimeObservation(
@@ -234,6 +330,8 @@ def run(runtime_run: RuntimeRun) -> RuntimeObservation:
         exit_code=exit_code,
         retry_delay_seconds=delay,
         retry_reason=reason,
+        on_kill_calls=len(on_kill_calls),
+        channel_closed=channel.socket.closed,
     )
 
 
