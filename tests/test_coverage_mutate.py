@@ -62,6 +62,57 @@ def test_the_terminal_frame_part_of_handle_request_is_the_terminal_branches_only
     assert not any("GetConnection" in t or "MaskSecret" in t for t in text)
 
 
+@pytest.mark.parametrize("scope", [coverage.SUPERVISOR, coverage.TASK_RUNNER], ids=lambda s: s.module.split(".")[-1])
+def test_every_branch_listed_unreachable_is_in_the_installed_source(scope):
+    """Each listed branch names a function of the scope, a line of it, a line it goes to and its body's lines."""
+    source = coverage.source_path(scope.module).read_text()
+    lines = source.splitlines()
+    by_name = {r.name: r for r in coverage.regions(scope, source)}
+    for u in scope.unreachable:
+        region = by_name[u.function]
+        text = [lines[n - 1].strip() for n in sorted(region.lines)]
+        assert u.line in text, u
+        after = text[text.index(u.line) + 1:]
+        assert u.to == "exit" or u.to in after, u
+        assert all(b in after for b in u.body), u
+        assert u.reason
+
+
+def _region(*numbered: tuple[int, str]) -> tuple[coverage.Region, list[str]]:
+    source = [""] * max(n for n, _ in numbered)
+    for n, text in numbered:
+        source[n - 1] = text
+    lines = frozenset(n for n, _ in numbered)
+    return coverage.Region("f", min(lines), max(lines), lines), source
+
+
+def test_listed_branches_are_matched_by_text_and_contradictions_reported():
+    region, source = _region((10, "if msg:"), (11, "send(msg)"), (12, "x = 1"), (13, "if y:"), (14, "return"))
+    listed = [coverage.Unreachable("f", "if msg:", "x = 1", "msg is always set"),
+              coverage.Unreachable("f", "if y:", "return", "never y", body=("return",)),
+              coverage.Unreachable("f", "if gone:", "exit", "upstream removed it")]
+    found, body, contradicted = coverage._match_unreachable(listed, region, source, {(10, 12), (13, 14)})
+    assert found == [(10, 12, "msg is always set"), (13, 14, "never y")] and body == {14}
+    assert contradicted == ["listed unreachable, but not in the source: if gone: -> exit"]
+    # the same list after a run that took 10 -> 12: the list is out of date, and says so
+    found, _, contradicted = coverage._match_unreachable(listed[:1], region, source, {(13, 14)})
+    assert found == [] and contradicted == ["listed unreachable, but taken (or no such branch): if msg: -> x = 1"]
+
+
+def test_the_report_counts_unreachable_branches_apart_and_prints_why():
+    f = coverage.FunctionCoverage("run", 1, 20, lines=10, lines_run=9, branches=6, branches_taken=5,
+                                  missing_lines=(), missing_branches=(), unreachable_branches=((12, 14, "always set"),),
+                                  unreachable_lines=(15,))
+    source = tuple(f"line{n}" for n in range(1, 21))
+    report = coverage.CoverageReport("airflow-task-runner", "ci", coverage.source_path(coverage.TASK_RUNNER.module),
+                                     (f,), source, 0, 1.0)
+    assert report.branches == (5, 6) and report.reachable_branches == (5, 5)
+    text = coverage.format_report(report)
+    assert "never reached: nothing reachable" in text
+    assert "branch 12 -> 14: line12  ->  line 14: line14" in text and "why: always set" in text
+    assert "lines only those branches lead to: 15" in text
+
+
 def test_other_targets_are_refused_with_the_one_to_use():
     with pytest.raises(coverage.NotMeasurable, match="airflow-inproc runs the same supervisor code in process"):
         coverage.scope_for("airflow-process")
@@ -80,6 +131,24 @@ def test_coverage_of_a_small_run_reports_the_branches_of_final_state(untouched):
     assert "ActivitySubprocess.final_state" in text and "never reached:" in text
     # the findings never heartbeat three times in a row: the kill after too many failures is named as never run
     assert "self.kill(signal.SIGTERM, force=True)" in text
+
+
+def test_coverage_of_the_runtime_findings_runs_the_failure_paths_and_names_the_unreachable(untouched):
+    """The runtime findings' runs alone on airflow-task-runner: R3 goes through the handler failure's fail-closed
+    path; the branches the scope lists unreachable are counted apart with their reason, none contradicted."""
+    report = coverage.measure("airflow-task-runner", "ci", ["-k", "test_runtime_finding_still_reproduces"])
+    assert report.pytest_status == 0
+    by_name = {f.name: f for f in report.functions}
+    assert by_name["_terminal_failure"].lines_run == by_name["_terminal_failure"].lines > 0
+    assert by_name["_handle_handler_failure"].branches_taken >= 1
+    assert not [c for f in report.functions for c in f.contradicted]
+    unreachable = {(f.name, r) for f in report.functions for _, _, r in f.unreachable_branches}
+    assert {name for name, _ in unreachable} == {"_run_task_and_map_outcome", "run", "main"}
+    taken, reachable = report.reachable_branches
+    assert reachable == report.branches[1] - len(unreachable) and taken < reachable
+    text = coverage.format_report(report)
+    assert "unreachable (impl/frontdoor/coverage.py lists them, with the reason):" in text
+    assert "dead code in this release" in text
 
 
 _FS, _UP = "ActivitySubprocess.final_state", "ActivitySubprocess.update_task_state_if_needed"

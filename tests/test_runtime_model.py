@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis.stateful import run_state_machine_as_test
 
+from impl.frontdoor.findings import RUNTIME_FINDINGS
 from impl.frontdoor.report import InvariantViolation
 from model.lifecycle import Life, Try, failing_try_with_retries_left_ends_up_for_retry, life_violations
 from model.runtime import (
@@ -18,7 +20,7 @@ from model.runtime import (
     seed_coordinator_runtime,
     to_scenario,
 )
-from model.runtime_invariants import runtime_violations
+from model.runtime_invariants import met_failure, runtime_violations
 from model.scenario import FAILED, UP_FOR_RETRY, RunContext, Send
 from impl.frontdoor.scenarios import runtime_runs
 
@@ -47,6 +49,63 @@ def test_python_runtime_with_retries_left(text, frames, exit_code):
     assert (sent(run), python_runtime(run).exit_code) == (frames, exit_code)
 
 
+@pytest.mark.parametrize("text,frames,exit_code", [
+    # what else a try meets: startup, the server's context, the task's map index, the channel
+    ("task returns; policy none; comms ok; with fork_exec xcom_keys_to_clear map_index_template",
+     ["ResendLoggingFD", "GetXCom", "DeleteXCom", "SetRenderedMapIndex", "SucceedTask"], 0),
+    ("task returns; policy none; comms every_send_fails; with fork_exec", ["ResendLoggingFD [send failed]"], 1),
+    ("task raises ValueError; policy none; comms ok; with startup_reschedule", ["RescheduleTask"], 0),
+    ("task returns; policy none; comms terminal_send_fails; with startup_reschedule",
+     ["RescheduleTask [send failed]"], 1),
+    ("task raises AirflowFailException; policy none; comms every_send_fails; with xcom_keys_to_clear",
+     ["GetXCom [send failed]", "RetryTask [send failed]"], 1),
+    # the failed map-index send replaces the task's own exception (finding R4) ...
+    ("task raises AirflowFailException; policy none; comms every_send_fails; with map_index_template",
+     ["SetRenderedMapIndex [send failed]", "RetryTask [send failed]"], 1),
+    # ... but only an Exception is re-rendered: TaskDeferred is a BaseException
+    ("task raises TaskDeferred; policy none; comms every_send_fails; with map_index_template",
+     ["DeferTask [send failed]"], 0),
+    ("task raises AirflowSkipException(); policy none; comms ok", ["TaskState(skipped)"], 0),
+    ("task raises TaskDeferred(serialize=AirflowFailException); policy none; comms ok", ["TaskState(failed)"], 0),
+    # a RETRY whose delay is an int raises in the retry path, twice, and fails closed (finding R3)
+    ("task raises ValueError; policy retry_int_delay delay=5; comms ok", ["TaskState(failed)"], 0),
+    ("task raises DagRunTriggerException; policy none; comms ok", ["TriggerDagRun", "SetXCom", "SucceedTask"], 0),
+    ("task raises DagRunTriggerException(exists); policy none; comms ok", ["TriggerDagRun", "TaskState(failed)"], 0),
+    ("task raises DagRunTriggerException(exists,skip); policy none; comms ok",
+     ["TriggerDagRun", "TaskState(skipped)"], 0),
+    ("task raises DagRunTriggerException(exists); policy none; comms every_send_fails",
+     ["TriggerDagRun [send failed]", "RetryTask [send failed]"], 1),
+])
+def test_python_runtime_features_with_retries_left(text, frames, exit_code):
+    run = RuntimeRun.from_text(f"try_number=1 max_tries=1; {text}")
+    observed = python_runtime(run)
+    assert (sent(run), observed.exit_code, observed.channel_closed) == (frames, exit_code, True)
+
+
+def test_sigterm_calls_on_kill_once_only_when_the_task_runs():
+    runs = RuntimeRun(RETRIES_LEFT, "ValueError", features={"sigterm"})
+    assert python_runtime(runs).on_kill_calls == 1
+    assert python_runtime(attrs.evolve(runs, features={"sigterm", "startup_reschedule"})).on_kill_calls == 0
+    never_runs = RuntimeRun(RETRIES_LEFT, "return", comms="every_send_fails", features={"sigterm", "xcom_keys_to_clear"})
+    assert python_runtime(never_runs).on_kill_calls == 0
+
+
+def test_a_trigger_that_never_got_its_answer_is_not_a_never_retry_failure():
+    """DagRunTriggerException(exists) fails without retry only once the supervisor said the run exists."""
+    run = RuntimeRun.from_text("try_number=1 max_tries=1; task raises DagRunTriggerException(exists); policy none; "
+                               "comms every_send_fails")
+    observed = python_runtime(run)
+    assert met_failure(run, observed) and observed.state == UP_FOR_RETRY
+    assert runtime_violations(run, observed) == ()
+
+
+def test_bad_features_and_policies_are_named():
+    with pytest.raises(ValueError, match="bad runtime run"):
+        RuntimeRun.from_text("task returns; with nonsense")
+    with pytest.raises(ValueError, match="retry_int_delay needs a delay"):
+        Policy("retry_int_delay")
+
+
 def test_policy_retry_cannot_extend_past_the_budget_and_reason_is_truncated():
     last = RuntimeRun(LAST_TRY, "ValueError", Policy("retry", 5, "r" * 600))
     assert sent(last) == ["TaskState(failed)"]
@@ -73,10 +132,14 @@ def test_to_scenario_keeps_only_delivered_frames():
     assert to_scenario(run.context, python_runtime(run)).to_text() == "try_number=1 max_tries=1 should_retry=true; exit 1"
 
 
-def test_runtime_findings_hold_of_the_model():
-    r1 = RuntimeRun.from_text("try_number=1 max_tries=0 should_retry=false; task raises AirflowSkipException; "
-                              "policy none; comms terminal_send_fails")
-    assert [v.invariant for v in runtime_violations(r1, python_runtime(r1))] == ["non_success_never_recorded_success"]
+@pytest.mark.parametrize("finding", RUNTIME_FINDINGS, ids=lambda f: f.id)
+def test_runtime_findings_hold_of_the_model(finding):
+    """Each runtime finding's run breaks exactly the invariants it names on the model, and its signature explains them."""
+    run = RuntimeRun.from_text(finding.scenario)
+    observed = python_runtime(run)
+    violations = runtime_violations(run, observed)
+    assert sorted(v.invariant for v in violations) == sorted(finding.explains)
+    assert all(finding.explains_violation(v.invariant, run, observed) for v in violations)
 
 
 def test_life_moves_to_the_next_try_on_up_for_retry():

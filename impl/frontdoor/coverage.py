@@ -18,7 +18,10 @@ for the functions that decide a task's terminal state (``SCOPES``), not for the 
 
 Each function's lines come from ``ast`` on the installed source; the figures from coverage.py's
 own analysis (``analysis2`` for lines, ``branch_stats`` and the missing branch arcs for
-branches), narrowed to those lines. Other targets run the same code in other processes
+branches), narrowed to those lines. A branch no run of the target can take is listed in its
+scope (``Unreachable``: the function, the branch by its source text, the reason); the report
+counts it apart and prints the reason, and says so when a branch listed there was taken after all
+or is no longer in the source. Other targets run the same code in other processes
 (``airflow-process``, ``reference-runtime``) or no upstream code at all (``model``): they are
 refused with the target to use instead.
 """
@@ -44,13 +47,32 @@ TERMINAL_FRAMES = ("TaskState", "SucceedTask", "RetryTask", "DeferTask", "AwaitI
 
 
 @attrs.frozen
+class Unreachable:
+    """A branch of a measured function that no run of the target can take, and why.
+
+    Named by source text, not line number, so that it follows the code between releases: ``line`` is
+    the stripped text of the line the branch leaves, ``to`` that of the line it goes to (``"exit"``:
+    out of the function), ``body`` the statement lines only that branch runs (each the first match
+    after ``line``).
+    """
+
+    function: str
+    line: str
+    to: str
+    reason: str
+    body: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class Scope:
-    """The upstream module a target runs in process, the functions of it measured, the properties that drive it."""
+    """The upstream module a target runs in process, the functions of it measured, the properties that drive it,
+    and the branches of those functions no run can take."""
 
     module: str
     functions: tuple[str, ...]
     #: A ``[part]`` after a name narrows it: ``[terminal frames]`` keeps ``_handle_request``'s terminal branches.
     properties: str = "properties"
+    unreachable: tuple[Unreachable, ...] = ()
 
 
 SUPERVISOR = Scope("airflow.sdk.execution_time.supervisor", (
@@ -62,6 +84,14 @@ SUPERVISOR = Scope("airflow.sdk.execution_time.supervisor", (
     "ActivitySubprocess._send_heartbeat_if_needed",
     "ActivitySubprocess._handle_heartbeat_failures",
     "ActivitySubprocess._handle_process_overtime_if_needed",
+), unreachable=(
+    Unreachable("ActivitySubprocess._send_terminal_state_msg", "elif isinstance(msg, AwaitInputTask):",
+                "self._pending_terminal_state_msg = None",
+                "every caller passes one of the terminal frames the chain tests (_handle_request's terminal "
+                "branches, the replay of one of them)"),
+    Unreachable("ActivitySubprocess._replay_pending_terminal_state_msg", "if msg is None:", "return",
+                "its one caller (update_task_state_if_needed) calls it only when a message is pending",
+                body=("return",)),
 ))
 TASK_RUNNER = Scope("airflow.sdk.execution_time.task_runner", (
     "_run_task_and_map_outcome",
@@ -72,6 +102,20 @@ TASK_RUNNER = Scope("airflow.sdk.execution_time.task_runner", (
     "_handle_handler_failure",
     "_terminal_failure",
     "main",
+), unreachable=(
+    Unreachable("_run_task_and_map_outcome", "if pid != parent_pid:", "return",
+                "only in a process the task forked (a child inheriting the SIGTERM handler): that child's "
+                "signal is not the try's; the target runs the task in the checker's process and forks nothing",
+                body=("return",)),
+    Unreachable("_run_task_and_map_outcome", "if early_exit := _prepare(ti, log, context):", "msg = early_exit",
+                "_prepare returns None on every path (it raises instead): dead code in this release",
+                body=("msg = early_exit", "ti.state = state = TaskInstanceState.FAILED", "return state, msg, error")),
+    Unreachable("run", "if msg:", "ti.state = state",
+                "every path of _run_task_and_map_outcome and _handle_handler_failure that returns sets a message; "
+                "msg stays None only while an exception (KeyboardInterrupt) leaves run"),
+    Unreachable("main", "if SUPERVISOR_COMMS and SUPERVISOR_COMMS.socket:", "exit",
+                "the channel main makes always has a socket: CommsDecoder opens one on fd 0 when made, and "
+                "raises before the try if it cannot"),
 ))
 SCOPES = {"airflow-inproc": SUPERVISOR, "airflow-task-runner": TASK_RUNNER}
 _ELSEWHERE = {
@@ -182,7 +226,18 @@ class FunctionCoverage:
     #: Statement lines never run.
     missing_lines: tuple[int, ...]
     #: ``(from_line, to_line)`` branch exits never taken from lines that did run; ``to_line < 0`` leaves the function.
+    #: The unreachable ones are not among them.
     missing_branches: tuple[tuple[int, int], ...]
+    #: ``(from_line, to_line, reason)``: the branch exits never taken that the scope lists as unreachable.
+    unreachable_branches: tuple[tuple[int, int, str], ...] = ()
+    #: Statement lines never run because only an unreachable branch leads to them (not in ``missing_lines``).
+    unreachable_lines: tuple[int, ...] = ()
+    #: What is wrong with the scope's list for this function: an unreachable branch taken, or not in the source.
+    contradicted: tuple[str, ...] = ()
+
+    @property
+    def reachable_branches(self) -> int:
+        return self.branches - len(self.unreachable_branches)
 
 
 @attrs.frozen
@@ -198,6 +253,11 @@ class CoverageReport:
     @property
     def branches(self) -> tuple[int, int]:
         return sum(f.branches_taken for f in self.functions), sum(f.branches for f in self.functions)
+
+    @property
+    def reachable_branches(self) -> tuple[int, int]:
+        """Branches taken, of those not listed unreachable."""
+        return sum(f.branches_taken for f in self.functions), sum(f.reachable_branches for f in self.functions)
 
     @property
     def lines(self) -> tuple[int, int]:
@@ -217,21 +277,61 @@ def analyse(data_file: Path, path: Path, scope: Scope) -> list[FunctionCoverage]
     stats = cov.branch_stats(str(path))  # {line: (exits, exits taken)}
     # The exits never taken, by line: coverage.py's own Analysis (its public Coverage API gives only the counts).
     missing_arcs = cov._analyze(str(path)).missing_branch_arcs()
+    source_lines = path.read_text().splitlines()
     result = []
     for region in regions(scope, path.read_text()):
         lines = set(statements) & region.lines
         never = sorted(set(missing) & lines)
         branch_lines = sorted(line for line in stats if line in region.lines)
+        missing_here = {(line, to) for line in branch_lines for to in missing_arcs.get(line, ())}
+        listed = [u for u in scope.unreachable if u.function == region.name]
+        unreachable, body, contradicted = _match_unreachable(listed, region, source_lines, missing_here)
+        never_reachable = [line for line in never if line not in body]
         result.append(FunctionCoverage(
             name=region.name, start=region.start, end=region.end,
             lines=len(lines), lines_run=len(lines) - len(never),
             branches=sum(stats[line][0] for line in branch_lines),
             branches_taken=sum(stats[line][1] for line in branch_lines),
-            missing_lines=tuple(never),
-            missing_branches=tuple((line, to) for line in branch_lines if line not in never
-                                   for to in sorted(missing_arcs.get(line, ()))),
+            missing_lines=tuple(never_reachable),
+            missing_branches=tuple((line, to) for line, to in sorted(missing_here)
+                                   if line not in never and not any(u[:2] == (line, to) for u in unreachable)),
+            unreachable_branches=tuple(unreachable),
+            unreachable_lines=tuple(sorted(set(never) & body)),
+            contradicted=tuple(contradicted),
         ))
     return result
+
+
+def _match_unreachable(listed: list[Unreachable], region: Region, source_lines: list[str],
+                       missing: set[tuple[int, int]]) -> tuple[list[tuple[int, int, str]], set[int], list[str]]:
+    """Find each listed branch in ``region`` by its text: the never-taken arcs it names, the body lines it
+    accounts for, and what contradicts the list (the branch was taken, or its text is not there)."""
+    def text(n: int) -> str:
+        return source_lines[n - 1].strip() if 0 < n <= len(source_lines) else ""
+
+    def goes_to(to: int, u: Unreachable) -> bool:
+        return u.to == "exit" if to < 0 else text(to) == u.to
+
+    ordered = sorted(region.lines)
+    found: list[tuple[int, int, str]] = []
+    body: set[int] = set()
+    contradicted: list[str] = []
+    for u in listed:
+        starts = [n for n in ordered if text(n) == u.line]
+        arcs = sorted((frm, to) for frm, to in missing if frm in starts and goes_to(to, u))
+        if not starts:
+            contradicted.append(f"listed unreachable, but not in the source: {u.line} -> {u.to}")
+        elif not arcs:
+            contradicted.append(f"listed unreachable, but taken (or no such branch): {u.line} -> {u.to}")
+        for line, to in arcs:
+            found.append((line, to, u.reason))
+            for wanted in u.body:
+                match = next((n for n in ordered if n > line and n not in body and text(n) == wanted), None)
+                if match is None:
+                    contradicted.append(f"listed unreachable, but its line is not in the source: {wanted}")
+                else:
+                    body.add(match)
+    return found, body, contradicted
 
 
 def project_root() -> Path:
@@ -293,13 +393,18 @@ def format_report(report: CoverageReport) -> str:
            ]
     names = [f"{f.name} ({f.start}-{f.end})" for f in report.functions]
     width = max(len(n) for n in names)
-    out.append(f"  {'function (lines of the file)':{width}} {'branches':>14}  {'lines run':>14}")
+    out.append(f"  {'function (lines of the file)':{width}} {'branches':>14} {'unreachable':>11}  "
+               f"{'reachable taken':>15}  {'lines run':>14}")
     for name, f in zip(names, report.functions):
-        out.append(f"  {name:{width}} {_ratio(f.branches_taken, f.branches):>14}  {_ratio(f.lines_run, f.lines):>14}")
+        out.append(f"  {name:{width}} {_ratio(f.branches_taken, f.branches):>14} {len(f.unreachable_branches):>11}  "
+                   f"{_ratio(f.branches_taken, f.reachable_branches):>15}  {_ratio(f.lines_run, f.lines):>14}")
     (bt, b), (lr, ln) = report.branches, report.lines
-    out.append(f"  {'total':{width}} {_ratio(bt, b):>14}  {_ratio(lr, ln):>14}")
+    unreachable = sum(len(f.unreachable_branches) for f in report.functions)
+    out.append(f"  {'total':{width}} {_ratio(bt, b):>14} {unreachable:>11}  "
+               f"{_ratio(*report.reachable_branches):>15}  {_ratio(lr, ln):>14}")
     gaps = [f for f in report.functions if f.missing_lines or f.missing_branches]
-    out.append("never reached:" if gaps else "never reached: nothing (every branch of every function was taken)")
+    out.append("never reached:" if gaps else
+               "never reached: nothing reachable (every branch of every function was taken, but those listed unreachable)")
     for f in gaps:
         out.append(f"  {f.name}")
         for line in f.missing_lines:
@@ -307,6 +412,20 @@ def format_report(report: CoverageReport) -> str:
         for line, to in f.missing_branches:
             out.append(f"    branch {line} -> {'exit' if to < 0 else to} never taken: {report.text(line)}"
                        f"  ->  {_where(report, to)}")
+    listed = [f for f in report.functions if f.unreachable_branches]
+    if listed:
+        out.append("unreachable (impl/frontdoor/coverage.py lists them, with the reason):")
+    for f in listed:
+        out.append(f"  {f.name}")
+        for line, to, reason in f.unreachable_branches:
+            out.append(f"    branch {line} -> {'exit' if to < 0 else to}: {report.text(line)}  ->  {_where(report, to)}")
+            out.append(f"      why: {reason}")
+        if f.unreachable_lines:
+            out.append(f"    lines only those branches lead to: {', '.join(map(str, f.unreachable_lines))}")
+    contradicted = [(f.name, c) for f in report.functions for c in f.contradicted]
+    if contradicted:
+        out.append("the list of unreachable branches is out of date:")
+        out.extend(f"  {name}: {c}" for name, c in contradicted)
     return "\n".join(out)
 
 
