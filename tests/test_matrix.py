@@ -7,11 +7,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import attrs
 import pytest
 
 from impl.frontdoor.findings import ALL_FINDINGS, FINDINGS
 from impl.releases.environments import UnknownRelease, python_for
-from impl.releases.matrix import (FIXED, NOT_APPLICABLE, REPRODUCES, Cell, findings_section, history, read_junit,
+from impl.releases.matrix import (FIXED, NOT_APPLICABLE, NOT_RUN, REPRODUCES, Cell, findings_section, history, read_junit,
                                   run_cell, table, update_findings, verdict)
 from impl.supervisor_process.census import children_running
 
@@ -85,6 +86,22 @@ def test_failed_cells_are_marked_never_dropped(real_cell, tmp_path):
     assert verdict(F1, "installed", cells) == REPRODUCES
     w1 = next(f for f in ALL_FINDINGS if f.id == "W1")
     assert verdict(w1, "installed", cells) == NOT_APPLICABLE  # a wire finding: airflow-process only
+
+
+def test_a_cell_records_the_findings_registered_where_it_ran(real_cell):
+    assert real_cell.registered == tuple(f.id for f in ALL_FINDINGS)
+
+
+def test_a_finding_registered_after_the_run_is_shown_as_not_in_it():
+    f12 = next(f for f in ALL_FINDINGS if f.id == "F12")
+    before_f12 = [Cell("1.2.2", "airflow-inproc", "ran", findings={"F1": REPRODUCES}, registered=("F1",)),
+                  Cell("1.3.2", "airflow-inproc", "ran", findings={"F1": REPRODUCES}, registered=("F1",))]
+    assert verdict(f12, "1.3.2", before_f12) == NOT_RUN
+    assert history(f12, before_f12) == (NOT_RUN, "—")
+    f12_row = next(line for line in table(before_f12, "ci").splitlines() if line.startswith("| F12 |"))
+    assert f12_row.count(NOT_RUN) == 3  # both releases and "introduced in"
+    # A saved run that did not record what was registered says n/a, as it did.
+    assert verdict(f12, "1.3.2", [attrs.evolve(c, registered=None) for c in before_f12]) == NOT_APPLICABLE
 
 
 def test_introduced_and_fixed_follow_the_releases_in_order():

@@ -54,6 +54,8 @@ CELL_TIMEOUT = 1800.0
 STACK_DUMP_AFTER = 300
 
 REPRODUCES, FIXED, NOT_APPLICABLE, BROKE, UNSUPPORTED = "reproduces", "fixed", "n/a", "error", "unsupported"
+#: The finding was not registered in the checkout any cell of the release ran (a run from before it was found).
+NOT_RUN = "not in this run"
 #: A finding's own test, as every property file names it: ``test_..._finding_still_reproduces[<target>-<id>]``.
 _FINDING_TEST = re.compile(r"finding_still_reproduces\[(.*)-([A-Z]\d+)\]$")
 
@@ -105,6 +107,9 @@ class Cell:
     #: Hypothesis test cases the run's properties executed (from the statistics in the JUnit report).
     examples: int = 0
     counts: dict = attrs.field(factory=dict)
+    #: The findings registered in the checkout the cell ran (``registered_findings``); None where unknown (a run
+    #: saved before this was recorded).
+    registered: tuple | None = None
 
 
 _BY_HEADLINE = {f.headline: f for f in ALL_FINDINGS}
@@ -167,6 +172,15 @@ def read_junit(path: Path) -> tuple[dict, tuple, int, dict]:
     return findings, tuple(new), examples, counts
 
 
+def registered_findings(python: Path, checkout: Path) -> tuple[str, ...] | None:
+    """The ids of the findings registered in ``checkout`` (its ``impl.frontdoor.findings``), as the cell's python
+    imports them: what a cell run there checks. None if they cannot be read (the cell's own run will say why)."""
+    done = subprocess.run([str(python), "-c", "from impl.frontdoor.findings import ALL_FINDINGS; "
+                           "print(' '.join(f.id for f in ALL_FINDINGS))"], cwd=checkout, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(checkout)})
+    return tuple(done.stdout.split()) if done.returncode == 0 else None
+
+
 def run_cell(release: str, target: str, profile: str = "ci", python_for: Callable[[str], Path] | None = None,
              out: Path = BUILD, timeout: float = CELL_TIMEOUT, pytest_args: tuple[str, ...] = (),
              on_start: Callable[[subprocess.Popen], None] = lambda process: None, checkout: Path = ROOT) -> Cell:
@@ -211,7 +225,8 @@ def run_cell(release: str, target: str, profile: str = "ci", python_for: Callabl
         tail = " / ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
         return Cell(release, target, "crashed", f"pytest exited {code}: {tail[:400]} (log: {log})", seconds)
     findings, new, examples, counts = read_junit(junit)
-    return Cell(release, target, "ran", f"log: {log}", seconds, findings, new, examples, counts)
+    return Cell(release, target, "ran", f"log: {log}", seconds, findings, new, examples, counts,
+                registered_findings(python, checkout))
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -280,7 +295,12 @@ def verdict(finding: Finding, release: str, cells: list[Cell]) -> str:
         if verdict_ in seen:
             return verdict_
     failed = [c.status for c in cells if c.release == release and c.status != "ran"]
-    return failed[0] if failed else NOT_APPLICABLE
+    if failed:
+        return failed[0]
+    ran = [c for c in cells if c.release == release]
+    if ran and all(c.registered is not None and finding.id not in c.registered for c in ran):
+        return NOT_RUN
+    return NOT_APPLICABLE
 
 
 def finding_cell(finding: Finding, release: str, cells: list[Cell]) -> str:
@@ -314,6 +334,8 @@ def history(finding: Finding, cells: list[Cell]) -> tuple[str, str]:
     verdicts = [(r, verdict(finding, r, cells)) for r in releases]
     known = [(i, r, v) for i, (r, v) in enumerate(verdicts) if v in (REPRODUCES, FIXED)]
     if not known:
+        if verdicts and all(v == NOT_RUN for _, v in verdicts):
+            return NOT_RUN, "—"
         return "not checked by these targets", "—"
     hits = [k for k, (_, _, v) in enumerate(known) if v == REPRODUCES]
     if not hits:
@@ -357,7 +379,8 @@ def table(cells: list[Cell], profile: str, findings_only: bool = False) -> str:
               "", "## Findings × releases", "",
               "reproduces: its strict expected failure failed as expected; fixed: it passed (strict XPASS); "
               "error: its own run raised something else (listed below); unsupported: the target cannot run on this "
-              "release (the skip says why); n/a: its test is not about these targets; crashed / overran / env "
+              "release (the skip says why); n/a: its test is not about these targets; not in this run: the run "
+              "predates the finding (run the matrix again); crashed / overran / env "
               "failed: the release's run did not finish.",
               "", "| finding | " + " | ".join(releases) + " | introduced in | fixed in |",
               "|---|" + "---|" * (len(releases) + 2)]
@@ -386,7 +409,9 @@ def save(cells: list[Cell], path: Path, profile: str, findings_only: bool) -> No
 def load(path: Path) -> tuple[list[Cell], str, bool]:
     """A saved run: its cells, profile, and whether it ran the findings' tests only."""
     saved = json.loads(path.read_text())
-    cells = [Cell(**{**c, "new": tuple(tuple(n) for n in c["new"])}) for c in saved["cells"]]
+    cells = [Cell(**{**c, "new": tuple(tuple(n) for n in c["new"]),
+                     "registered": None if c.get("registered") is None else tuple(c["registered"])})
+             for c in saved["cells"]]
     return cells, saved["profile"], saved["findings_only"]
 
 
