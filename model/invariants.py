@@ -24,6 +24,11 @@ from model.scenario import (
     server_should_retry,
 )
 from model.server import CONFLICT
+from model.supervisor import DIRECT_FRAMES
+
+#: The call each frame makes of its own, where it makes one (``_send_terminal_state_msg``, ``_handle_request``).
+_CALL_OF_FRAME = {**{frame: call for frame, (call, _) in DIRECT_FRAMES.items()},
+                  "SkipDownstreamTasks": "skip_downstream_tasks"}
 
 TERMINAL_FRAMES = frozenset({"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask", "AwaitInputTask"})
 
@@ -41,16 +46,16 @@ Invariant = Callable[[Scenario, Observation], "tuple[Violation, ...]"]
 
 
 def frames_received(scenario: Scenario, observation: Observation) -> tuple[Send, ...]:
-    """The frames the supervisor got before the process died.
+    """The frames the supervisor read before the process died: one reply was sent for each, in order.
 
-    A process that lived to its own exit sent every frame. One the supervisor killed (its exit is not the
-    scenario's) sent those before the kill: one reply was sent for each. Replies alone do not say it for a
-    process that lived, since a frame its release cannot decode (``AwaitInputTask`` before 1.3.0) gets none.
+    A frame the supervisor's release cannot decode (``AwaitInputTask`` before 1.3.0) gets no reply and makes no
+    call, so before pairing replies with frames, a frame that makes a call of its own (``DIRECT_FRAMES``,
+    ``SkipDownstreamTasks``) is set aside when no call of that name was made.
     """
-    sent = tuple(e for e in scenario.events if isinstance(e, Send))
-    if observation.exit_code == scenario.exit_code:
-        return sent
-    return sent[: len(observation.replies)]
+    called = {c.name for c in observation.calls}
+    read = [e for e in scenario.events
+            if isinstance(e, Send) and _CALL_OF_FRAME.get(e.frame, "") in ("", *called)]
+    return tuple(read[: len(observation.replies)])
 
 
 def last_terminal_frame(scenario: Scenario, observation: Observation) -> Send | None:

@@ -190,11 +190,15 @@ def test_a_frame_the_release_cannot_decode_does_not_hide_the_frames_after_it():
     from model.scenario import Scenario
     from model.supervisor import run
 
-    scenario = Scenario.from_text("try_number=1 max_tries=1 should_retry=true; send AwaitInputTask; send RetryTask; "
-                                  "exit 0")
-    observed = run(scenario, Release.parse("1.2.2"))
-    assert observed.final_state == "up_for_retry" and observed.replies == ("ok",)
-    assert violations(scenario, observed) == ()
+    for text in ("send AwaitInputTask; send RetryTask; exit 0",
+                 "send AwaitInputTask; send RetryTask; overtime; exit 0"):  # lived, and killed by the overtime
+        scenario = Scenario.from_text(f"try_number=1 max_tries=1 should_retry=true; {text}")
+        observed = run(scenario, Release.parse("1.2.2"))
+        assert observed.final_state == "up_for_retry" and observed.replies == ("ok",), text
+        assert violations(scenario, observed) == (), text
+    # Where the release decodes it, the AwaitInputTask is read and answered too.
+    scenario = Scenario.from_text("try_number=1 max_tries=1 should_retry=true; send AwaitInputTask; send RetryTask; exit 0")
+    assert len(run(scenario).replies) == 2
 
 
 def test_the_server_conformance_alphabet_is_the_releases():
