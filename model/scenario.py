@@ -47,19 +47,26 @@ TASK_STATE_STATES = (FAILED, SKIPPED, REMOVED)
 
 #: Execution API calls a scenario can make fail, by the client method's name.
 FAULTABLE_CALLS = ("succeed", "retry", "defer", "reschedule", "await_input", "skip_downstream_tasks", "finish")
-#: ``transient``: the next such call fails with a 5xx and has no effect.
-#: ``permanent``: every such call from now on fails with a 5xx.
-#: ``lost``: the next such call takes effect on the server but its answer never arrives.
+#: Faults count HTTP requests, not calls: the client tries each call up to ``execution_api_retries`` times.
+#: ``transient``: the next such request fails with a 5xx and has no effect.
+#: ``permanent``: every such request from now on fails with a 5xx.
+#: ``lost``: the next such request takes effect on the server but its answer never arrives.
 FAULT_KINDS = ("transient", "permanent", "lost")
+
+#: Airflow's shipped ``[workers] execution_api_retries``: how many times the client tries each request,
+#: the first try included (``stop_after_attempt``). ``tests/test_model_client.py`` reads it from Airflow.
+DEFAULT_EXECUTION_API_RETRIES = 5
+
+#: The pseudo status recorded for a call whose answer was lost (or, for a heartbeat, never came).
+TIMEOUT = "timeout"
 
 HEARTBEAT_OK = 200
 HEARTBEAT_ERROR = 500
 #: Answers by which the server says the TI must not run any more (``_send_heartbeat_if_needed``).
 HEARTBEAT_GONE = (404, 409, 410)
-HEARTBEAT_ANSWERS = (HEARTBEAT_OK, HEARTBEAT_ERROR, *HEARTBEAT_GONE)
-
-#: The pseudo status recorded for a call whose answer was lost.
-TIMEOUT = "timeout"
+#: No answer at all: every try of the heartbeat times out (a transport error, not an HTTP status).
+HEARTBEAT_NO_ANSWER = TIMEOUT
+HEARTBEAT_ANSWERS = (HEARTBEAT_OK, HEARTBEAT_ERROR, *HEARTBEAT_GONE, HEARTBEAT_NO_ANSWER)
 
 
 def server_should_retry(try_number: int, max_tries: int) -> bool:
@@ -112,9 +119,10 @@ class Fault:
 
 @attrs.frozen
 class Heartbeat:
-    """A heartbeat falls due; the server answers ``answer`` if the TI is still its RUNNING one."""
+    """A heartbeat falls due; the server answers ``answer`` if the TI is still its RUNNING one
+    (``timeout``: no try of it is answered)."""
 
-    answer: int = attrs.field(validator=attrs.validators.in_(HEARTBEAT_ANSWERS))
+    answer: int | str = attrs.field(validator=attrs.validators.in_(HEARTBEAT_ANSWERS))
 
 
 @attrs.frozen
@@ -125,22 +133,36 @@ class Overtime:
 Event = Union[Send, Fault, Heartbeat, Overtime]
 
 
+def _at_least_one_try(instance, attribute, value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"execution_api_retries counts tries, the first included: at least 1, not {value!r}")
+
+
 @attrs.frozen
 class Scenario:
     """One task attempt: the run context, the events in order, then the process exit.
 
     ``exit_code`` follows ``subprocess``: 0, a positive code, or ``-signum`` for death by signal.
     If the supervisor kills the process first, the kill's signal is the exit instead.
+    ``execution_api_retries`` is the worker's ``[workers] execution_api_retries``: how many times
+    Airflow's client tries each request (``model.client``); Airflow's default unless said.
     """
 
     context: RunContext = RunContext()
     events: tuple[Event, ...] = ()
     exit_code: int = 0
+    execution_api_retries: int = attrs.field(default=DEFAULT_EXECUTION_API_RETRIES, validator=_at_least_one_try)
 
     def to_text(self) -> str:
-        """One line: ``try_number=1 max_tries=2 should_retry=true; send RetryTask; exit 1``."""
+        """One line: ``try_number=1 max_tries=2 should_retry=true; send RetryTask; exit 1``.
+
+        A setting other than Airflow's default joins the first part: ``... should_retry=true execution_api_retries=1``.
+        """
         c = self.context
-        parts = [f"try_number={c.try_number} max_tries={c.max_tries} should_retry={str(c.should_retry).lower()}"]
+        settings = f"try_number={c.try_number} max_tries={c.max_tries} should_retry={str(c.should_retry).lower()}"
+        if self.execution_api_retries != DEFAULT_EXECUTION_API_RETRIES:
+            settings += f" execution_api_retries={self.execution_api_retries}"
+        parts = [settings]
         parts += [_event_text(e) for e in self.events]
         parts.append(f"exit {self.exit_code}")
         return "; ".join(parts)
@@ -158,12 +180,13 @@ class Scenario:
         parts = [p.strip() for p in text.replace("\n", ";").split(";") if p.strip()]
         if not parts:
             raise ValueError("empty scenario")
-        context = _parse_context(parts.pop(0)) if "=" in parts[0] else RunContext()
+        context, retries = _parse_settings(parts.pop(0)) if "=" in parts[0] else (RunContext(), None)
         *event_parts, exit_part = parts or ["exit 0"]
         words = exit_part.split()
         if len(words) != 2 or words[0] != "exit":
             raise ValueError(f"a scenario ends with 'exit CODE', not {exit_part!r}")
-        return cls(context, tuple(_parse_event(p) for p in event_parts), _parse_int(words[1], exit_part))
+        scenario = cls(context, tuple(_parse_event(p) for p in event_parts), _parse_int(words[1], exit_part))
+        return scenario if retries is None else attrs.evolve(scenario, execution_api_retries=retries)
 
 
 def _event_text(event: Event) -> str:
@@ -183,21 +206,24 @@ def _parse_int(word: str, part: str) -> int:
         raise ValueError(f"{word!r} is not an integer in {part!r}") from None
 
 
-def _parse_context(part: str) -> RunContext:
+def _parse_settings(part: str) -> tuple[RunContext, int | None]:
+    """The first part: the run context, and ``execution_api_retries`` if it is given (None: not given)."""
     fields = {}
     for item in part.split():
         key, sep, value = item.partition("=")
-        if not sep or key not in ("try_number", "max_tries", "should_retry"):
-            raise ValueError(f"run context wants try_number=, max_tries=, should_retry=; got {item!r}")
+        if not sep or key not in ("try_number", "max_tries", "should_retry", "execution_api_retries"):
+            raise ValueError(f"the first part wants try_number=, max_tries=, should_retry= "
+                             f"(and optionally execution_api_retries=); got {item!r}")
         if key == "should_retry":
             if value not in ("true", "false"):
                 raise ValueError(f"should_retry must be true or false, not {value!r}")
             fields[key] = value == "true"
         else:
             fields[key] = _parse_int(value, part)
+    retries = fields.pop("execution_api_retries", None)
     if "should_retry" not in fields:
-        return RunContext.from_server(fields.get("try_number", 1), fields.get("max_tries", 0))
-    return RunContext(**fields)
+        return RunContext.from_server(fields.get("try_number", 1), fields.get("max_tries", 0)), retries
+    return RunContext(**fields), retries
 
 
 def _parse_event(part: str) -> Event:
@@ -208,12 +234,12 @@ def _parse_event(part: str) -> Event:
         if verb == "fault" and len(args) == 2:
             return Fault(*args)
         if verb == "heartbeat" and len(args) == 1:
-            return Heartbeat(_parse_int(args[0], part))
+            return Heartbeat(args[0] if args[0] == HEARTBEAT_NO_ANSWER else _parse_int(args[0], part))
         if verb == "overtime" and not args:
             return Overtime()
     except (ValueError, TypeError) as e:
         raise ValueError(f"bad event {part!r}: {e}") from None
-    raise ValueError(f"unknown event {part!r}; events are: send FRAME [STATE], fault CALL KIND, heartbeat CODE, overtime")
+    raise ValueError(f"unknown event {part!r}; events are: send FRAME [STATE], fault CALL KIND, heartbeat CODE|timeout, overtime")
 
 
 def signal_name(exit_code: int) -> str:

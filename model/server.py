@@ -48,6 +48,7 @@ from model.scenario import (
     FAILED,
     HEARTBEAT_ERROR,
     HEARTBEAT_GONE,
+    HEARTBEAT_NO_ANSWER,
     QUEUED,
     RUNNING,
     SUCCESS,
@@ -182,11 +183,13 @@ class Server:
 
         For the TI while RUNNING: 404 a user deletes it first, 409 a user marks it failed, 410 a
         user clears it (as ``impl.server.airflow_attempt`` arranges the real world); 500 is an
-        error in front of the app. Then the heartbeat itself; a 404/409/410 is recorded on the
-        row as ``gone``.
+        error in front of the app; ``timeout`` no answer (the request never reaches the app). Then
+        the heartbeat itself; a 404/409/410 is recorded on the row as ``gone``.
         """
         if answer == HEARTBEAT_ERROR:
             return self, SERVER_ERROR
+        if answer == HEARTBEAT_NO_ANSWER:
+            return self, TIMEOUT
         world = self
         if self.row.state == RUNNING and self.held_is_live:
             if answer == NOT_FOUND:

@@ -31,8 +31,10 @@ from model.scenario import (
     Scenario,
     Send,
 )
+from model import client
 from model.release import SPECIFIED, Release
-from model.server import OK, Server, client_status
+from model.scenario import DEFAULT_EXECUTION_API_RETRIES
+from model.server import OK, Server
 
 #: ``supervisor.STATES_SENT_DIRECTLY``: final states for which no closing ``finish`` call is made.
 STATES_SENT_DIRECTLY = frozenset({DEFERRED, AWAITING_INPUT, UP_FOR_RESCHEDULE, UP_FOR_RETRY, SUCCESS, SERVER_TERMINATED})
@@ -93,15 +95,17 @@ class Supervisor:
     replies: tuple[str, ...] = ()
     raised: str | None = None
     release: Release = SPECIFIED
+    #: ``[workers] execution_api_retries``: the tries of each request (``model.client``).
+    execution_api_retries: int = DEFAULT_EXECUTION_API_RETRIES
 
     @property
     def alive(self) -> bool:
         return self.exit_code is None
 
     def call(self, name: str, state: str | None = None) -> tuple[Supervisor, int | str]:
-        server, status = self.server.call(name, state)
-        status = client_status(status)
-        return attrs.evolve(self, server=server, calls=(*self.calls, ApiCall(name, status, state))), status
+        """One client call: its tries on the server, each recorded; the last answer."""
+        server, calls, status = client.call(self.server, name, state, self.execution_api_retries)
+        return attrs.evolve(self, server=server, calls=(*self.calls, *calls)), status
 
     def reply(self, ok: bool) -> Supervisor:
         if ok and not self.release.answers_every_request:
@@ -115,9 +119,9 @@ class Supervisor:
 
 def start(scenario: Scenario, release: Release = SPECIFIED) -> Supervisor:
     """``_on_child_started``: ``task_instances.start`` turns the row RUNNING and brings should_retry."""
-    server, status = Server.queued(scenario.context, release=release).start()
-    return Supervisor(server, scenario.context.should_retry, calls=(ApiCall("start", client_status(status)),),
-                      release=release)
+    tries = scenario.execution_api_retries
+    server, calls, _ = client.request(Server.queued(scenario.context, release=release), Server.start, tries, "start")
+    return Supervisor(server, scenario.context.should_retry, calls=calls, release=release, execution_api_retries=tries)
 
 
 def send_terminal_state_msg(sup: Supervisor, frame: Send) -> tuple[Supervisor, bool]:
@@ -153,9 +157,8 @@ def send_heartbeat_if_needed(sup: Supervisor, answer: int) -> Supervisor:
     (the release's ``heartbeat_gone``: 410 since 1.2.2)."""
     if sup.terminal_state:
         return sup
-    server, status = sup.server.heartbeat(answer)
-    status = client_status(status)
-    sup = attrs.evolve(sup, server=server, calls=(*sup.calls, ApiCall("heartbeat", status)))
+    server, calls, status = client.heartbeat(sup.server, answer, sup.execution_api_retries)
+    sup = attrs.evolve(sup, server=server, calls=(*sup.calls, *calls))
     if status in sup.release.heartbeat_gone:
         return attrs.evolve(sup.kill(), terminal_state=SERVER_TERMINATED)
     if status == HEARTBEAT_OK:

@@ -47,10 +47,19 @@ def test_a_violation_that_holds_on_the_real_server_is_confirmed(inproc):
 
 
 def test_a_violation_only_model_server_makes_is_not_a_finding(inproc):
-    """F3 needs one failed finish(); the real client's default retries hide a transient fault."""
-    verdict = confirm(failure_on_the_model_server(inproc, "F3"))
+    """A model server that (wrongly) leaves the row RUNNING after a failed attempt's finish(): the real one does not."""
+    wrong = attrs.evolve(inproc, run=lambda run: attrs.evolve(inproc.run(run), row="running"))
+    with pytest.raises(CheckFailed) as caught:
+        check_invariants(wrong, Scenario.from_text("exit 1"), (model_invariants.no_task_instance_left_running,))
+    verdict = confirm(caught.value)
     assert verdict.confirmed is False, verdict
     assert "not a finding about Airflow" in verdict.to_text()
+
+
+def test_a_finding_stated_under_one_client_try_is_confirmed_under_it(inproc):
+    """F3 needs the closing finish()'s one try to fail: stated with execution_api_retries=1, it holds there."""
+    verdict = confirm(failure_on_the_model_server(inproc, "F3"))
+    assert verdict.confirmed is True, verdict
 
 
 def test_a_disagreement_the_real_server_does_not_show_is_not_confirmed(inproc):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 
 from impl.frontdoor import exhaustive
-from impl.frontdoor.exhaustive import CONTEXTS, EVENTS, EXITS, check_exhaustively, enumerate_scenarios
+from impl.frontdoor.exhaustive import CONTEXTS, EVENTS, EXITS, TRIES, check_exhaustively, enumerate_scenarios
 from impl.frontdoor.registry import model_target
 from model.supervisor import run as model_run
 
@@ -13,25 +13,37 @@ from model.supervisor import run as model_run
 def test_every_sequence_in_scope_is_checked_or_reaches_a_state_already_checked():
     """Completeness up to the model's state: a one- or two-event sequence is enumerated, or its prefix was not
     expanded because it reached a known state, or it reaches a state some enumerated scenario reaches."""
-    enumerated = {(s.context, s.events) for s, _ in enumerate_scenarios(2)}
+    enumerated = {(s.context, s.execution_api_retries, s.events) for s, _ in enumerate_scenarios(2)}
     states = {(s.context, state) for s, state in enumerate_scenarios(2)}
     for context in CONTEXTS:
-        for first in EVENTS:
-            for events in [(first,), *((first, second) for second in EVENTS)]:
-                assert (context, events) in enumerated or _same_state_reached(context, events, states), events
+        for tries in TRIES:
+            for first in EVENTS:
+                for events in [(first,), *((first, second) for second in EVENTS)]:
+                    assert ((context, tries, events) in enumerated
+                            or _same_state_reached(context, tries, events, states, depth=2)), (tries, events)
     assert len(enumerated) * len(EXITS) == sum(1 for _ in enumerate_scenarios(2))
 
 
-def _same_state_reached(context, events, states) -> bool:
+def _same_state_reached(context, tries, events, states, depth) -> bool:
     from model import supervisor
     from model.scenario import Scenario
 
-    sup = supervisor.start(Scenario(context, (), 0))
+    sup = supervisor.start(Scenario(context, (), 0, tries))
     for event in events:
         if not sup.alive:
             return True  # the timeline ended: later events never happen
         sup = supervisor.monitor_step(sup, event)
-    return (context, attrs.evolve(sup, calls=(), replies=())) in states
+    return (context, exhaustive._abstract(sup, depth - len(events))) in states
+
+
+def test_tries_beyond_what_faults_can_spend_are_one_state():
+    """The client's tries are told apart only while enough faults could still be armed to spend them."""
+    from model import supervisor
+    from model.scenario import RunContext, Scenario
+
+    three, five = (supervisor.start(Scenario(RunContext(), (), 0, n)) for n in (3, 5))
+    assert exhaustive._abstract(three, 2) == exhaustive._abstract(five, 2)
+    assert exhaustive._abstract(three, 3) != exhaustive._abstract(five, 3)
 
 
 def test_the_model_passes_every_scenario_of_two_events():
@@ -39,7 +51,7 @@ def test_the_model_passes_every_scenario_of_two_events():
     every violation explained by a registered finding."""
     found = check_exhaustively("model", 2, workers=1)
     assert found.failures == ()
-    assert found.scenarios == sum(1 for _ in enumerate_scenarios(2))
+    assert found.scenarios == sum(1 for _ in exhaustive.in_scope(2))
     assert {"F1", "F2", "F3", "F7"} <= set(found.explained)
 
 
@@ -55,3 +67,20 @@ def test_a_target_that_differs_on_one_scenario_is_caught(monkeypatch):
     monkeypatch.setattr(exhaustive, "load_target", lambda name: attrs.evolve(model, run=off_by_one))
     found = check_exhaustively("model", 2, workers=1, max_failures=1)
     assert len(found.failures) >= 1 and found.failures[0].startswith("DISAGREEMENT")
+
+
+def test_a_target_that_forgets_a_successful_heartbeat_is_caught(monkeypatch):
+    """The failed-heartbeats count not reset by a success: a state the model's de-duplication cannot see, which the
+    heartbeat scope (every sequence, not de-duplicated) reaches."""
+    from model.scenario import HEARTBEAT_OK, Heartbeat
+
+    model = model_target()
+
+    def never_resets(scenario):
+        without_successes = tuple(e for e in scenario.events if e != Heartbeat(HEARTBEAT_OK))
+        return model_run(attrs.evolve(scenario, events=without_successes))
+
+    monkeypatch.setattr(exhaustive, "load_target", lambda name: attrs.evolve(model, run=never_resets))
+    found = check_exhaustively("model", 1, workers=1, max_failures=1)
+    assert found.failures and found.failures[0].startswith("DISAGREEMENT")
+    assert "heartbeat 200" in found.failures[0]

@@ -29,5 +29,6 @@ def test_what_the_supervisor_raises_is_observed_not_crashed_on():
 
 
 def test_replies_come_from_the_response_frames_on_the_wire():
-    observed = inproc.run(Scenario.from_text("fault retry transient; send RetryTask; send RetryTask; exit 0"))
+    observed = inproc.run(Scenario.from_text(
+        "execution_api_retries=1; fault retry transient; send RetryTask; send RetryTask; exit 0"))
     assert observed.replies == ("error", "ok")

@@ -65,7 +65,7 @@ def test_f2_a_crash_while_should_retry_leaves_the_real_row_running(real):
 
 def test_a_transient_fault_on_succeed_is_invisible_under_default_retries(real):
     observed, record = attempt(real, "fault succeed transient; send SucceedTask; exit 0")
-    assert observed.calls == (ApiCall("start", 200), ApiCall("succeed", 200))
+    assert observed.calls == (ApiCall("start", 200), ApiCall("succeed", 500), ApiCall("succeed", 200))  # each try
     assert (observed.row, observed.replies) == ("success", ("ok",))
     assert exchanges(record) == [("start", 1, 200), ("succeed", 1, 500), ("succeed", 2, 204)]
     assert record.exchanges[1].server_status is None  # the app never saw the first request
@@ -73,9 +73,15 @@ def test_a_transient_fault_on_succeed_is_invisible_under_default_retries(real):
 
 def test_a_permanent_fault_is_500_on_every_attempt(real):
     observed, record = attempt(real, "fault finish permanent; exit 1")
-    assert observed.calls == (ApiCall("start", 200), ApiCall("finish", 500, "failed"))
+    assert observed.calls == (ApiCall("start", 200), *[ApiCall("finish", 500, "failed")] * 5)
     assert observed.row == "running"
     assert [e.attempt for e in record.exchanges if e.name == "finish"] == [1, 2, 3, 4, 5]
+
+
+def test_one_try_makes_a_transient_fault_the_calls_answer(real):
+    observed, record = attempt(real, "execution_api_retries=1; fault finish transient; exit 1")
+    assert observed.calls == (ApiCall("start", 200), ApiCall("finish", 500, "failed"))
+    assert (observed.row, observed.raised) == ("running", "ServerResponseError(500)")
 
 
 @pytest.mark.parametrize("answer,row", [(404, "deleted"), (409, "failed"), (410, "restarting")])

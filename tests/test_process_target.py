@@ -85,9 +85,15 @@ def test_runtime_that_dies_mid_frame(spawn):
 
 
 def test_lost_answer_is_a_real_read_timeout():
-    scenario = Scenario.from_text("fault finish lost; exit 1")
+    scenario = Scenario.from_text("execution_api_retries=1; fault finish lost; exit 1")
     observed = process.run(scenario)
     assert observed.raised == "ReadTimeout" and observed.row == "failed"
+
+
+def test_a_lost_answer_is_tried_again_by_the_real_client():
+    observed = process.run(Scenario.from_text("fault finish lost; exit 1"))
+    assert [str(c) for c in observed.calls] == ["start->200", "finish(failed)->timeout", "finish(failed)->200"]
+    assert observed.raised is None and observed.row == "failed"
 
 
 # -- --server airflow: the real Execution API over loopback HTTP, from the helper ----------------------------------

@@ -52,12 +52,14 @@ def cmd_check(args) -> int:
 
 
 def _check_exhaustively(args) -> int:
-    from impl.frontdoor.exhaustive import CONTEXTS, DEFAULT_DEPTH, EVENTS, EXITS, check_exhaustively
+    from impl.frontdoor.exhaustive import (CONTEXTS, DEFAULT_DEPTH, EVENTS, EXITS, HEARTBEAT_DEPTH, TRIES,
+                                           check_exhaustively)
 
     _load(args.target).close()
     depth = args.exhaustive if args.exhaustive >= 0 else DEFAULT_DEPTH
     print(f"every scenario of up to {depth} events ({len(EVENTS)} events, {len(CONTEXTS)} run contexts, "
-          f"{len(EXITS)} exits), de-duplicated by the model's state, on {args.target}...", flush=True)
+          f"execution_api_retries {' and '.join(map(str, TRIES))}, {len(EXITS)} exits), de-duplicated by the model's state, "
+          f"and every sequence of up to {HEARTBEAT_DEPTH} heartbeat answers, on {args.target}...", flush=True)
     found = check_exhaustively(args.target, depth, workers=args.workers)
     print(f"{found.scenarios} scenarios checked, {found.states} distinct model states, in {found.seconds:.1f}s")
     print("violations explained by known findings: "

@@ -35,7 +35,7 @@ class Confirmation:
     detail: str
 
     def to_text(self) -> str:
-        head = {True: "CONFIRMED on the real Execution API server (default client retries). ",
+        head = {True: "CONFIRMED on the real Execution API server (the client trying as the run says). ",
                 False: "NOT CONFIRMED on the real Execution API server: model.server answers differently from the "
                        "real server here, so this is a disagreement of our model of the server, not a finding "
                        "about Airflow. ",

@@ -1,7 +1,7 @@
 """Exhaustive small scopes: every supervisor scenario up to N events, de-duplicated by the model's state.
 
 ``enumerate_scenarios(depth)`` walks the event sequences breadth first, from each run context of
-``CONTEXTS``: a prefix is extended by every event of the alphabet (every frame, fault, heartbeat
+``CONTEXTS`` with each number of client tries of ``TRIES``: a prefix is extended by every event of the alphabet (every frame, fault, heartbeat
 answer and the overtime) only if the model's abstract state after it (``model.supervisor``'s
 ``Supervisor`` less its history of calls and replies) has not been reached before; two prefixes
 that reach one state have the same futures in the model. Every prefix, with every exit of
@@ -26,11 +26,21 @@ from impl.frontdoor.scenarios import EVENTS
 from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_observation
 from model import supervisor as model_supervisor
 from model.invariants import SUPERVISOR_INVARIANTS
-from model.scenario import RunContext, Scenario
+from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER, HEARTBEAT_OK,
+                            Heartbeat, RunContext, Scenario)
 
 #: Retries left, the last try, no retries, and should_retry disagreeing with the counts both ways.
 CONTEXTS = (RunContext.from_server(1, 1), RunContext.from_server(2, 1), RunContext.from_server(1, 0),
             RunContext(1, 1, False), RunContext(2, 1, True))
+#: ``execution_api_retries``: one try (every fault is seen) and Airflow's default. Two and three tries differ from
+#: these only when two or three faults are armed on one call, most of a small scope; the Hypothesis search draws
+#: them (``scenarios.SETTINGS``), and ``finalstate check --exhaustive N`` is cheap to widen here.
+TRIES = (1, DEFAULT_EXECUTION_API_RETRIES)
+#: The heartbeat answers that count, deeper and not de-duplicated: the supervisor counts failed heartbeats in a
+#: row up to its kill and starts again after a success, and a state that forgets the count is the very bug to
+#: catch, so every sequence of up to two more than the kill needs is in scope too.
+HEARTBEAT_EVENTS = (Heartbeat(HEARTBEAT_OK), Heartbeat(HEARTBEAT_ERROR), Heartbeat(HEARTBEAT_NO_ANSWER))
+HEARTBEAT_DEPTH = model_supervisor.MAX_FAILED_HEARTBEATS + 2
 #: A clean exit, a failure, a death by a signal the supervisor does not send.
 EXITS = (0, 1, -9)
 #: The largest scope checked by default: airflow-inproc checks it in under a minute here, with 2 workers.
@@ -50,27 +60,39 @@ class Coverage:
     failures: tuple = ()
 
 
-def _abstract(sup: model_supervisor.Supervisor) -> model_supervisor.Supervisor:
-    return attrs.evolve(sup, calls=(), replies=())
+def _abstract(sup: model_supervisor.Supervisor, remaining: int) -> model_supervisor.Supervisor:
+    """The state less its history; the client's tries counted only as far as they can still matter.
+
+    Within ``remaining`` more events no request can fail more often than once per fault armed now or
+    later (a permanent fault fails every try, whatever their number), so any number of tries beyond
+    that behaves alike from here on, the closing call included.
+    """
+    tries = min(sup.execution_api_retries, len(sup.server.faults) + remaining + 1)
+    return attrs.evolve(sup, calls=(), replies=(), execution_api_retries=tries)
 
 
-def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS) -> Iterator[tuple[Scenario, object]]:
-    """Every scenario in scope, each with the abstract model state its events reach."""
+def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS, tries=TRIES, alphabet=EVENTS,
+                        deduplicated: bool = True) -> Iterator[tuple[Scenario, object]]:
+    """Every scenario in scope (up to ``depth`` events of ``alphabet``), each with the abstract model state it reaches;
+    ``deduplicated`` False: every sequence, whatever state it reaches."""
     for context in contexts:
-        start = model_supervisor.start(Scenario(context, (), 0))
-        frontier = [((), start)]
-        seen = {_abstract(start)}
+        frontier, seen = [], set()
+        for n in tries:
+            start = model_supervisor.start(Scenario(context, (), 0, n))
+            if _abstract(start, depth) not in seen:
+                seen.add(_abstract(start, depth))
+                frontier.append(((), start))
         for level in range(depth + 1):
             next_frontier = []
             for events, sup in frontier:
                 for code in exits:
-                    yield Scenario(context, events, code), _abstract(sup)
+                    yield Scenario(context, events, code, sup.execution_api_retries), _abstract(sup, depth - level)
                 if level == depth or not sup.alive:
                     continue
-                for event in EVENTS:
+                for event in alphabet:
                     after = model_supervisor.monitor_step(sup, event)
-                    key = _abstract(after)
-                    if key not in seen:
+                    key = _abstract(after, depth - level - 1)
+                    if not deduplicated or key not in seen:
                         seen.add(key)
                         next_frontier.append(((*events, event), after))
             frontier = next_frontier
@@ -103,8 +125,14 @@ def _check_context(job) -> Coverage:
         target.close()
 
 
+def in_scope(depth: int, contexts=CONTEXTS) -> Iterator[tuple[Scenario, object]]:
+    """The scope: every scenario up to ``depth`` events, then every heartbeat sequence up to ``HEARTBEAT_DEPTH``."""
+    yield from enumerate_scenarios(depth, contexts)
+    yield from enumerate_scenarios(HEARTBEAT_DEPTH, contexts, alphabet=HEARTBEAT_EVENTS, deduplicated=False)
+
+
 def check_in_scope(target, depth: int = DEFAULT_DEPTH, contexts=CONTEXTS, max_failures: int = 5) -> Coverage:
-    """Check every scenario of ``contexts`` up to ``depth`` events on a loaded ``target``, in this process:
+    """Check every scenario of ``contexts`` in scope (``in_scope``) on a loaded ``target``, in this process:
     conformance with the model, then every invariant, known findings counted (``explained``)."""
     began = time.monotonic()
     known = tuple(f for f in FINDINGS if target.name in f.targets)
@@ -112,7 +140,7 @@ def check_in_scope(target, depth: int = DEFAULT_DEPTH, contexts=CONTEXTS, max_fa
     failures: list[str] = []
     states: set = set()
     count = 0
-    for scenario, state in enumerate_scenarios(depth, contexts):
+    for scenario, state in in_scope(depth, contexts):
         count += 1
         states.add(state)
         try:

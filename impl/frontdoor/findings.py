@@ -12,6 +12,7 @@ from typing import Callable
 
 import attrs
 
+from model.client import as_seen
 from model.invariants import frames_received
 from model.runtime import NEVER_RETRIED_FAILURES, TERMINAL_FRAMES
 from model.scenario import (FAILED, HEARTBEAT_GONE, RUNNING, SUCCESS, TIMEOUT, UP_FOR_RETRY, Observation, Overtime,
@@ -53,21 +54,26 @@ _CLOSE = "ActivitySubprocess.update_task_state_if_needed (with STATES_SENT_DIREC
 _DIRECT_CALLS = ("succeed", "retry", "defer", "reschedule", "await_input")
 
 
-def _ok(o: Observation, *names: str) -> bool:
-    return any(c.name in names and c.status == 200 for c in o.calls)
+def _seen(s: Scenario, o: Observation):
+    """The calls as the supervisor saw them: each request's last try (``model.client.as_seen``)."""
+    return as_seen(o.calls, s.execution_api_retries)
+
+
+def _ok(s: Scenario, o: Observation, *names: str) -> bool:
+    return any(c.name in names and c.status == 200 for c in _seen(s, o))
 
 
 def _left_running_by_skip(state: str):
     """F1/F2's cause: ``state`` is in STATES_SENT_DIRECTLY, yet no direct call delivered it: no call at all."""
     def signature(s: Scenario, o: Observation) -> bool:
         return (o.final_state == state and o.row == RUNNING and o.row_gone is None
-                and not any(c.name in (*_DIRECT_CALLS, "finish") for c in o.calls))
+                and not any(c.name in (*_DIRECT_CALLS, "finish") for c in _seen(s, o)))
     return signature
 
 
 def _failed_finish(s: Scenario, o: Observation) -> bool:
     """F3's cause: the closing finish() failed, and nothing retries it."""
-    return o.row == RUNNING and any(c.name == "finish" and c.status != 200 for c in o.calls)
+    return o.row == RUNNING and any(c.name == "finish" and c.status != 200 for c in _seen(s, o))
 
 
 def _delivered_then_nonzero_exit(overtime: bool):
@@ -75,7 +81,7 @@ def _delivered_then_nonzero_exit(overtime: bool):
     for F4, the process's own for F7) makes final_state ignore it."""
     def signature(s: Scenario, o: Observation) -> bool:
         killed_by_overtime = o.exit_code == -15 and any(isinstance(e, Overtime) for e in s.events)
-        return (o.exit_code != 0 and killed_by_overtime == overtime and _ok(o, *_DIRECT_CALLS)
+        return (o.exit_code != 0 and killed_by_overtime == overtime and _ok(s, o, *_DIRECT_CALLS)
                 and o.row_gone is None and o.row != o.final_state)
     return signature
 
@@ -84,25 +90,26 @@ def _failed_call_reached_the_server(s: Scenario, o: Observation) -> bool:
     """F5's cause: a direct call the supervisor counted as failed still moved the row (its replay at close
     delivered it, or the server applied it and the answer was lost), and final_state looks only at the exit."""
     return (o.exit_code != 0 and o.row_gone is None and o.row not in (RUNNING, o.final_state)
-            and any(c.name in _DIRECT_CALLS and c.status != 200 for c in o.calls))
+            and any(c.name in _DIRECT_CALLS and c.status != 200 for c in _seen(s, o)))
 
 
 def _terminal_frame_after_delivery(s: Scenario, o: Observation) -> bool:
     """F10's cause: after a direct call delivered a terminal state, a later terminal frame was taken too."""
     terminal = [f for f in frames_received(s, o) if f.frame in TERMINAL_FRAMES]
-    return _ok(o, *_DIRECT_CALLS) and len(terminal) >= 2
+    return _ok(s, o, *_DIRECT_CALLS) and len(terminal) >= 2
 
 
 def _refused_after_lost_answer(s: Scenario, o: Observation) -> bool:
     """F11's cause: a direct call's answer was lost after the server applied it; a later call meets the moved row."""
-    lost = next((i for i, c in enumerate(o.calls) if c.name in _DIRECT_CALLS and c.status == TIMEOUT), None)
-    return lost is not None and any(c.status == 409 and c.name != "heartbeat" for c in o.calls[lost + 1:])
+    calls = _seen(s, o)
+    lost = next((i for i, c in enumerate(calls) if c.name in _DIRECT_CALLS and c.status == TIMEOUT), None)
+    return lost is not None and any(c.status == 409 and c.name != "heartbeat" for c in calls[lost + 1:])
 
 
 def _replay_failed(s: Scenario, o: Observation) -> bool:
     """F9's cause: the last direct call failed (its replay at close, as the supervisor saw it) and nothing else
     reports the end: no finish(), and final_state reads only the exit code. Not F12's archived retry."""
-    direct = [c for c in o.calls if c.name in _DIRECT_CALLS]
+    direct = [c for c in _seen(s, o) if c.name in _DIRECT_CALLS]
     return (bool(direct) and direct[-1].status != 200 and not any(c.name == "finish" for c in o.calls)
             and o.row_gone is None and o.row != o.final_state and not _applied_retry_refused(s, o))
 
@@ -143,8 +150,9 @@ FINDINGS: tuple[Finding, ...] = (
     ),
     Finding(
         "F3", "no_task_instance_left_running",
-        "try_number=1 max_tries=0 should_retry=false; fault finish transient; exit 1",
-        "one failed closing finish() leaves the TI RUNNING and wait() raises",
+        "try_number=1 max_tries=0 should_retry=false execution_api_retries=1; fault finish transient; exit 1",
+        "one failed closing finish() leaves the TI RUNNING and wait() raises (the client's one try under "
+        "execution_api_retries=1; under the default five, finish() must fail five times: a permanent fault)",
         f"{_CLOSE}: only direct calls are kept pending and replayed; a failed finish() is not retried "
         "by the supervisor (the client's own retries are assumed spent)",
         signature=_failed_finish, also_breaks=("server_row_agrees_with_final_state",),
@@ -159,7 +167,7 @@ FINDINGS: tuple[Finding, ...] = (
     ),
     Finding(
         "F5", "server_row_agrees_with_final_state",
-        "try_number=1 max_tries=0 should_retry=false; fault succeed transient; send SucceedTask; exit 1",
+        "try_number=1 max_tries=0 should_retry=false execution_api_retries=1; fault succeed transient; send SucceedTask; exit 1",
         "a replayed SucceedTask makes the row SUCCESS while final_state says FAILED (likewise any terminal call the "
         "supervisor counted as failed that still reached the server: replayed, or applied with its answer lost)",
         "ActivitySubprocess._replay_pending_terminal_state_msg succeeds on the server, but final_state "
@@ -184,7 +192,7 @@ FINDINGS: tuple[Finding, ...] = (
     ),
     Finding(
         "F8", "server_terminated_wins",
-        "try_number=1 max_tries=0 should_retry=false; fault reschedule lost; send RescheduleTask; heartbeat 200; exit 0",
+        "try_number=1 max_tries=0 should_retry=false execution_api_retries=1; fault reschedule lost; send RescheduleTask; heartbeat 200; exit 0",
         "a heartbeat refused with 409 kills the task as SERVER_TERMINATED, then the replay of a terminal call "
         "whose answer was lost overwrites SERVER_TERMINATED, and the attempt is reported FAILED",
         "ActivitySubprocess.update_task_state_if_needed replays _pending_terminal_state_msg; "
@@ -214,10 +222,10 @@ FINDINGS: tuple[Finding, ...] = (
     ),
     Finding(
         "F11", "no_second_transition",
-        "try_number=1 max_tries=0 should_retry=false; fault reschedule lost; send RescheduleTask; send SucceedTask; exit 0",
+        "try_number=1 max_tries=0 should_retry=false execution_api_retries=1; fault reschedule lost; send RescheduleTask; send SucceedTask; exit 0",
         "a terminal call whose answer is lost was applied on the server; the supervisor counts it failed, forwards "
-        "the runtime's next terminal frame, and that is refused with 409 (with one client attempt: Airflow's "
-        "default retries resend the lost call instead)",
+        "the runtime's next terminal frame, and that is refused with 409 (under execution_api_retries=1: with "
+        "Airflow's default the client resends the lost call, which the server answers 200)",
         "ActivitySubprocess._send_terminal_state_msg keeps a timed-out call pending as if it had not happened; "
         "nothing asks the server what it holds before the next call",
         signature=_refused_after_lost_answer, also_breaks=("server_row_agrees_with_final_state",),
@@ -391,7 +399,7 @@ WIRE_FINDINGS: tuple[Finding, ...] = (
     ),
     Finding(
         "W4", "servers_closed_when_wait_raises",
-        "try_number=1 max_tries=0 should_retry=false; fault finish transient; exit 1",
+        "try_number=1 max_tries=0 should_retry=false execution_api_retries=1; fault finish transient; exit 1",
         "when wait() raises (here: the closing finish() fails, finding F3) the coordinator's two listening "
         "sockets are never closed: a worker leaks two descriptors per such task",
         "_PopenActivitySubprocess.wait calls super().wait() and only then _close_unused_sockets(...), "

@@ -16,11 +16,13 @@ from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_a
 from model.runtime import (COMMS_MODES, COORDINATOR_OUTCOMES, FEATURES, PYTHON_OUTCOMES, CoordinatorRun, Policy,
                            RuntimeRun)
 from model.scenario import (
+    DEFAULT_EXECUTION_API_RETRIES,
     FAULT_KINDS,
     FAULTABLE_CALLS,
     FRAME_TYPES,
     HEARTBEAT_ANSWERS,
     HEARTBEAT_ERROR,
+    HEARTBEAT_NO_ANSWER,
     TASK_STATE_STATES,
     Event,
     Fault,
@@ -41,6 +43,12 @@ CONTEXTS: tuple[RunContext, ...] = (
     *(RunContext.from_server(t, m) for _ in range(7) for t in range(1, 7) for m in range(6)),
     *(RunContext(t, m, not server_should_retry(t, m)) for t in range(1, 7) for m in range(6)),
 )
+#: ``[workers] execution_api_retries``, the tries of each request: Airflow's default (shrinking goes there), one
+#: try (every fault is seen), two and three (a second or third fault armed on one call is seen). Listed so that
+#: two draws in five are the default, two in five one try.
+EXECUTION_API_RETRIES: tuple[int, ...] = (*(DEFAULT_EXECUTION_API_RETRIES,) * 4, *(1,) * 4, 2, 3)
+#: A run context with the client's tries, drawn as one value.
+SETTINGS: tuple[tuple[RunContext, int], ...] = tuple((c, tries) for tries in EXECUTION_API_RETRIES for c in CONTEXTS)
 #: Clean exit, ordinary failures, then deaths by the signals that matter (KILL, TERM, SEGV, ABRT, INT, HUP).
 EXIT_CODES: tuple[int, ...] = (0, *range(1, 256), -9, -15, -11, -6, -2, -1)
 
@@ -75,9 +83,16 @@ def events_of(text: str) -> tuple[Event, ...]:
 
 
 event_sequences = st.text(EVENT_ALPHABET, max_size=10).map(events_of)
-#: One attempt, whole: its run context, up to ten events, its exit. Three draws; shrinks towards
-#: a consistent context, fewer and simpler events, exit 0.
-scenarios = st.builds(Scenario, run_contexts, event_sequences, exit_codes)
+
+
+def _scenario(setting: tuple[RunContext, int], events: tuple[Event, ...], exit_code: int) -> Scenario:
+    context, tries = setting
+    return Scenario(context, events, exit_code, tries)
+
+
+#: One attempt, whole: its run context and client tries, up to ten events, its exit. Three draws; shrinks
+#: towards Airflow's default tries, a consistent context, fewer and simpler events, exit 0.
+scenarios = st.builds(_scenario, st.sampled_from(SETTINGS), event_sequences, exit_codes)
 
 Check = Callable[[Scenario], object]
 
@@ -114,7 +129,7 @@ def _failed_heartbeats_in_a_row(scenario: Scenario) -> int:
     longest = run = 0
     for event in scenario.events:
         if isinstance(event, Heartbeat):
-            run = run + 1 if event.answer == HEARTBEAT_ERROR else 0
+            run = run + 1 if event.answer in (HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER) else 0
             longest = max(longest, run)
     return longest
 

@@ -19,7 +19,7 @@ from impl.frontdoor.findings import FINDINGS, LIFECYCLE_FINDINGS, RUNTIME_FINDIN
 from impl.frontdoor.report import InvariantViolation, observation_block, replay_command, trace
 from impl.frontdoor.scenarios import machine_for, run_machine
 from model.invariants import SUPERVISOR_INVARIANTS, Invariant, violations
-from model.scenario import Observation, Scenario
+from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Observation, Scenario
 
 
 @attrs.frozen
@@ -138,25 +138,31 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
 def on_the_real_server(real_target, findings=FINDINGS) -> list[str]:
     """Each supervisor finding's own scenario on the model server and on the real Execution API server.
 
-    ``real_target`` is ``airflow-inproc`` with ``--server airflow``: the real client with Airflow's
-    default retries, the real app on a real database. For each finding: whether its invariant still
-    breaks on the real server, what was recorded there, and the row's eventual state once the
-    scheduler's task-heartbeat timeout handling has run on it (a TI left RUNNING is failed or retried
-    by the scheduler, in time). Returns the Markdown section.
+    ``real_target`` is ``airflow-inproc`` with ``--server airflow``: the real client trying each request
+    as often as the scenario's ``execution_api_retries`` says (Airflow's default unless the scenario sets
+    it), the real app on a real database. For each finding: whether its invariant still breaks on the
+    real server, what was recorded there; for a finding stated under another setting, whether it also
+    holds under Airflow's default; and the row's eventual state once the scheduler's task-heartbeat
+    timeout handling has run on it (a TI left RUNNING is failed or retried by the scheduler, in time).
+    Returns the Markdown section.
     """
     from impl.server.airflow_attempt import row_text
     from model import supervisor as model_supervisor
 
     lines = ["## On the real Execution API server", "",
              "Each supervisor finding's own scenario, run again by `finalstate findings --server airflow`: the real",
-             "`ActivitySubprocess` through Airflow's real `Client` with its default retries (5 attempts, waits set to",
-             "zero) to the real Execution API app of the installed apache-airflow-core on SQLite. A `transient` fault",
-             "is a 5xx on a call's first attempt only, which the client's retries hide; `lost` is applied, its answer",
-             "lost; heartbeat 404/409/410 come from the TI deleted, marked failed or cleared. The last column is the",
-             "row after the scheduler's task-heartbeat-timeout handling (`_find_task_instances_without_heartbeats`,",
+             "`ActivitySubprocess` through Airflow's real `Client` to the real Execution API app of the installed",
+             "apache-airflow-core on SQLite. The client tries each request as often as the scenario's",
+             f"`execution_api_retries` says (Airflow's `[workers] execution_api_retries`, {DEFAULT_EXECUTION_API_RETRIES} "
+             "by default; the waits between tries", "set to zero). A `transient` fault is a 5xx on one request, which a "
+             "second try hides; `lost` is applied, its", "answer lost; heartbeat 404/409/410 come from the TI deleted, "
+             "marked failed or cleared. A finding that needs", "another setting says so in its scenario; the fourth column "
+             "runs it again with Airflow's default. The last", "column is the row after the scheduler's "
+             "task-heartbeat-timeout handling (`_find_task_instances_without_heartbeats`,",
              "the executor's failure event, `process_executor_events`) has run on it.", "",
-             "| finding | model server | real server, default retries | row after the heartbeat timeout |",
-             "|---|---|---|---|"]
+             "| finding | model server | real server | real server, default execution_api_retries | "
+             "row after the heartbeat timeout |",
+             "|---|---|---|---|---|"]
     for finding in findings:
         if real_target.name not in finding.targets:
             continue
@@ -166,17 +172,25 @@ def on_the_real_server(real_target, findings=FINDINGS) -> list[str]:
         model_cell = f"{'breaks' if violations(scenario, on_model, (invariant,)) else 'holds'}: " \
                      f"{on_model.final_state}, row {on_model.row}"
         try:
-            on_real = real_target.run(scenario)
+            real_cell = _on_real(real_target, finding, invariant, scenario)
+            record = real_target.run.last
+            default_cell = "(the scenario's own)"
+            if scenario.execution_api_retries != DEFAULT_EXECUTION_API_RETRIES:
+                default_cell = _on_real(real_target, finding, invariant,
+                                        attrs.evolve(scenario, execution_api_retries=DEFAULT_EXECUTION_API_RETRIES))
         except NotImplementedError as e:
-            lines.append(f"| {finding.id} | {model_cell} | not playable on the real server yet: {e} | |")
+            lines.append(f"| {finding.id} | {model_cell} | not playable on the real server yet: {e} | | |")
             continue
-        record = real_target.run.last
-        broke = violations(scenario, on_real, (invariant,))
-        explained = finding.explains_violation(finding.invariant, scenario, on_real) if broke else False
-        verdict = ("reproduces" if explained else "breaks the invariant by another cause") if broke else "does not hold"
-        real_cell = f"{verdict}: {on_real.final_state}, row {on_real.row}" + \
-                    (f", raised {on_real.raised}" if on_real.raised else "") + \
-                    f"; calls {', '.join(map(str, on_real.calls))}"
         after = real_target.run.server.heartbeat_timeout(record.run_id) if record.row_after is not None else None
-        lines.append(f"| {finding.id} | {model_cell} | {real_cell} | {row_text(after)} |")
+        lines.append(f"| {finding.id} | {model_cell} | {real_cell} | {default_cell} | {row_text(after)} |")
     return lines + [""]
+
+
+def _on_real(real_target, finding: Finding, invariant, scenario: Scenario) -> str:
+    """``scenario`` on the real server: does ``finding`` reproduce there, and what was recorded."""
+    on_real = real_target.run(scenario)
+    broke = violations(scenario, on_real, (invariant,))
+    explained = finding.explains_violation(finding.invariant, scenario, on_real) if broke else False
+    verdict = ("reproduces" if explained else "breaks the invariant by another cause") if broke else "does not hold"
+    return (f"{verdict}: {on_real.final_state}, row {on_real.row}" + (f", raised {on_real.raised}" if on_real.raised else "")
+            + f"; calls {', '.join(map(str, on_real.calls))}")

@@ -1,9 +1,9 @@
 """One scenario's attempt on the real Execution API: its row, the supervisor's client, the world around it.
 
 The twin of ``model_client`` for ``--server airflow``: where ``RecordingClient`` answers from
-``model.server``, an ``AirflowAttempt`` gives the supervisor Airflow's real ``Client`` (Airflow's
-default number of attempts, zero waits) to the real app of ``airflow_api.AirflowServer``, and
-moves the scenario's faults and heartbeat answers to where they happen.
+``model.server``, an ``AirflowAttempt`` gives the supervisor Airflow's real ``Client`` (trying each
+request the scenario's ``execution_api_retries`` times, zero waits) to the real app of
+``airflow_api.AirflowServer``, and moves the scenario's faults and heartbeat answers to where they happen.
 
 The row. Each attempt is its own DagRun and TaskInstance, QUEUED with the scenario's
 ``try_number`` and ``max_tries`` (``AirflowServer.open_attempt(..., start=False)``); the
@@ -13,34 +13,35 @@ context whose ``should_retry`` is not the server's rule cannot be had from the r
 
 The events (``fault`` and ``heartbeat`` arm, before the call they are about):
 
-- ``fault CALL transient``: the transport answers 500 to the *first* request of the next such
-  call only; the client's retries then reach the app (so with default retries it is invisible);
+- ``fault CALL transient``: the transport answers 500 to the next such request only; the
+  client's next try then reaches the app (so with more than one try it is invisible);
 - ``fault CALL permanent``: 500 to every request of that call from now on;
 - ``fault CALL lost``: the next such request is applied by the app and its answer lost (the
   client retries it against what the server already did);
-- ``heartbeat 200``: nothing; ``heartbeat 500``: 500 to every attempt of that heartbeat;
+- ``heartbeat 200``: nothing; ``heartbeat 500``: 500 to every try of that heartbeat; ``heartbeat
+  timeout``: every try of it times out connecting (it never reaches the app);
 - ``heartbeat 404`` / ``409`` / ``410``: the world, by airflow-core's own code, just before the
   heartbeat: a user deletes the TI (404), marks it failed (409), clears it (410: the try is
-  archived). Only while the row is RUNNING, as ``model.server`` answers them only for its
-  RUNNING TI; ``row_gone`` is then that status.
+  archived). Only while the row is RUNNING, as ``model.server`` acts only on its RUNNING TI;
+  otherwise the heartbeat meets the row as it is. ``row_gone`` is the status of the last
+  heartbeat the server refused with 404/409/410, whoever made it refuse (``gone``).
 
-The calls. One ``ApiCall(name, status, state)`` per client-level call (``Client.request``, all
-its retries), named as ``model.server`` names them, with the *final* status the client saw: any
-2xx as 200 (``model.server.OK``; the real app answers 200 or 204), a 4xx/5xx as it is, no answer
-on the last attempt (a lost answer) as ``TIMEOUT``. ``state`` only for ``finish``. The
-per-request record is ``AttemptRecord.exchanges``.
+The calls. One ``ApiCall(name, status, state)`` per HTTP request (each try of a client call), as
+``model.client`` records them, named as ``model.server`` names them, with the status the client
+saw: any 2xx as 200 (``model.server.OK``; the real app answers 200 or 204), a 4xx/5xx as it is, no
+answer (a lost answer) as ``TIMEOUT``. ``state`` only for ``finish``. The full record, with what
+the app answered to a request whose answer was lost, is ``AttemptRecord.exchanges``.
 """
 
 from __future__ import annotations
-
-import itertools
 
 import attrs
 
 from impl.server.airflow_api import (AirflowServer, Attempt, Exchange, RowState, TransportFault, active_server,
                                      quiet_logs)
-from model.scenario import FAILED, HEARTBEAT_GONE, RUNNING, TIMEOUT, ApiCall, Fault, RunContext
-from model.server import OK
+from model.scenario import (FAILED, HEARTBEAT_ERROR, HEARTBEAT_GONE, HEARTBEAT_NO_ANSWER, RUNNING, TIMEOUT, ApiCall, Fault,
+                            RunContext)
+from model.server import client_status
 
 #: Scenario fault kinds → what the transport does (``TransportFault`` kind, how many requests: None = all).
 _FAULTS = {"transient": ("5xx", 1), "permanent": ("5xx", None), "lost": ("lost", 1)}
@@ -87,10 +88,12 @@ class AirflowAttempt:
     """One attempt's row and client; ``arm`` and ``heartbeat_due`` are the scenario's world (see the module).
 
     ``client``: the supervisor's client, e.g. ``LoopbackServer.client()`` for a supervisor whose
-    runtime is a real process; None: ``server.client()``, in process.
+    runtime is a real process; None: ``server.client(attempts=tries)``, in process (``tries`` None: Airflow's
+    default).
     """
 
-    def __init__(self, server: AirflowServer, context: RunContext, client=None, run_id: str | None = None):
+    def __init__(self, server: AirflowServer, context: RunContext, client=None, run_id: str | None = None,
+                 tries: int | None = None):
         """``run_id``: play the attempt on that run's live TI as the scheduler left it (a later try of one
         TI's life), instead of on a new row QUEUED with ``context``'s counts."""
         if run_id is not None:
@@ -108,12 +111,17 @@ class AirflowAttempt:
         self.server = server
         self.row_before = server.row(self.attempt.run_id)
         #: Airflow's client to ``server`` (default: in process, ``AirflowServer.client``); released by ``close``.
-        self.client = client if client is not None else server.client()
-        self.gone: int | None = None
+        self.client = client if client is not None else server.client(attempts=tries)
 
     @property
     def ti_id(self):
         return self.attempt.ti_id
+
+    @property
+    def gone(self) -> int | None:
+        """The status by which the server last told the supervisor, at a heartbeat, that its TI is taken away."""
+        refused = [e.status for e in self.client.exchanges if e.name == "heartbeat" and e.status in HEARTBEAT_GONE]
+        return refused[-1] if refused else None
 
     def arm(self, fault: Fault) -> None:
         kind, times = _FAULTS[fault.kind]
@@ -122,8 +130,9 @@ class AirflowAttempt:
     def heartbeat_due(self, answer: int) -> None:
         """The next heartbeat is to be answered ``answer``; call only when the supervisor will send it."""
         run_id = self.attempt.run_id
-        if answer == 500:
-            self.client.wire.arm(TransportFault("heartbeat", "5xx", times=self.client.attempts))
+        if answer in (HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER):
+            kind = "5xx" if answer == HEARTBEAT_ERROR else "timeout"
+            self.client.wire.arm(TransportFault("heartbeat", kind, times=self.client.attempts))
             return
         if answer not in HEARTBEAT_GONE or getattr(self.server.row(run_id), "state", None) != RUNNING:
             return
@@ -133,11 +142,10 @@ class AirflowAttempt:
             self.server.mark(run_id, FAILED)
         else:
             self.server.clear(run_id)
-        self.gone = answer
 
     def calls(self) -> tuple[ApiCall, ...]:
-        """One ``ApiCall`` per client call, with the final status it saw (see the module)."""
-        return tuple(_api_call(list(tries)) for _, tries in itertools.groupby(self.client.exchanges, lambda e: e.call))
+        """One ``ApiCall`` per request, with the status the client saw (see the module)."""
+        return tuple(map(_api_call, self.client.exchanges))
 
     def close(self) -> AttemptRecord:
         """Read the row back, release the client; the record of the attempt."""
@@ -147,15 +155,9 @@ class AirflowAttempt:
                              tuple(self.client.exchanges))
 
 
-def _api_call(tries: list[Exchange]) -> ApiCall:
-    last = tries[-1]
-    if last.status is None:
-        status = TIMEOUT
-    elif 200 <= last.status < 300:
-        status = OK
-    else:
-        status = last.status
-    return ApiCall(last.name, status, last.state)
+def _api_call(exchange: Exchange) -> ApiCall:
+    status = TIMEOUT if exchange.status is None else client_status(exchange.status)
+    return ApiCall(exchange.name, status, exchange.state)
 
 
 def observed_row(row: RowState | None) -> str:

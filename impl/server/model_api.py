@@ -40,10 +40,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import attrs
 import msgpack
 
-from model.scenario import RunContext
 from impl.releases.adapters import model_release
 from model.server import CONFLICT, OK, Server, client_status
-from model.scenario import ApiCall, Fault, TIMEOUT
+from model.scenario import HEARTBEAT_NO_ANSWER, TIMEOUT, ApiCall, Fault, RunContext
 
 API_PREFIX = "/execution/"
 #: How far a clock is run out: beyond any threshold the harness configures.
@@ -110,7 +109,7 @@ class Attempt:
     context: RunContext
     server: Server
     calls: list[ApiCall] = attrs.field(factory=list)
-    heartbeat_answer: int = 200
+    heartbeat_answer: int | str = 200
     runtime_pid: int | None = None
     supervisor: object = None
     attached: threading.Event = attrs.field(factory=threading.Event)
@@ -273,6 +272,9 @@ class _APIHandler(BaseHTTPRequestHandler):
 
 
 def _is_lost(attempt: Attempt, name: str) -> bool:
+    """Will the server keep its answer to the next ``name`` request: a ``lost`` fault, or a heartbeat to go unanswered?"""
+    if name == "heartbeat":
+        return attempt.heartbeat_answer == HEARTBEAT_NO_ANSWER
     fault = next((f for f in attempt.server.faults if f.call == name), None)
     return fault is not None and fault.kind == "lost"
 

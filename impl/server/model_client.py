@@ -2,8 +2,9 @@
 
 ``RecordingClient(scenario).task_instances`` has the methods of the real client's
 ``task_instances`` that the supervisor calls; each answers from ``model.server.Server`` (the
-server's rules and the scenario's faults), raises what Airflow's client raises for a refused
-or lost call, and records the call.
+server's rules and the scenario's faults), tried as Airflow's client tries a request
+(``model.client``: ``execution_api_retries`` tries, again after a 5xx or no answer), raises what
+Airflow's client raises when the last try failed, and records every try.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import httpx
 from airflow.sdk.api.client import ServerResponseError
 from airflow.sdk.api.datamodels._generated import DagRun, TIRunContext
 
+from model import client
 from model.scenario import TIMEOUT, ApiCall, Fault, RunContext, Scenario
 from impl.releases.adapters import model_release
-from model.server import OK, Server, client_status
+from model.server import OK, Server
 
 _REQUEST = httpx.Request("PATCH", "http://execution-api.invalid/")
 
@@ -57,6 +59,7 @@ class RecordingTaskInstances:
 
     def __init__(self, scenario: Scenario):
         self.context = scenario.context
+        self.tries = scenario.execution_api_retries
         self.server = Server.queued(scenario.context, release=model_release())  # the installed release's server
         self.calls: list[ApiCall] = []
         self.heartbeat_answer = 200
@@ -69,24 +72,21 @@ class RecordingTaskInstances:
         """The next heartbeat is answered ``answer`` (as ``model.server`` answers for a RUNNING TI)."""
         self.heartbeat_answer = answer
 
-    def _answer(self, name: str, status: int | str, state: str | None = None) -> None:
-        status = client_status(status)  # 200 or 204: the client raises for neither
-        self.calls.append(ApiCall(name, status, state))
-        if status != OK:
+    def _answer(self, server: Server, calls: tuple[ApiCall, ...], status: int | str) -> None:
+        self.server = server
+        self.calls += calls
+        if status != OK:  # 200 or 204 (``client_status``): the client raises for neither
             raise api_error(status)
 
     def _call(self, name: str, state: str | None = None) -> None:
-        self.server, status = self.server.call(name, state)
-        self._answer(name, status, state)
+        self._answer(*client.call(self.server, name, state, self.tries))
 
     def start(self, id, pid, when, **_newer) -> TIRunContext:
-        self.server, status = self.server.start()
-        self._answer("start", status)
+        self._answer(*client.request(self.server, Server.start, self.tries, "start"))
         return _run_context(self.context)
 
     def heartbeat(self, id, pid, **_newer) -> None:
-        self.server, status = self.server.heartbeat(self.heartbeat_answer)
-        self._answer("heartbeat", status)
+        self._answer(*client.heartbeat(self.server, self.heartbeat_answer, self.tries))
 
     def finish(self, id, state, when=None, rendered_map_index=None, **_newer) -> None:
         self._call("finish", str(getattr(state, "value", state)))

@@ -230,7 +230,7 @@ class AirflowServerRun:
         """``run_id``: on that run's live TI as the scheduler left it (a later try of one life), not a new row."""
         from impl.server.airflow_attempt import AirflowAttempt, observed_row
 
-        attempt = AirflowAttempt(self.server, scenario.context, run_id=run_id)
+        attempt = AirflowAttempt(self.server, scenario.context, run_id=run_id, tries=scenario.execution_api_retries)
         sup, child = _supervisor(scenario, attempt.client, attempt, attempt.ti_id)
         ti = airflow_supervisor.TaskInstance.model_construct(id=attempt.ti_id, try_number=scenario.context.try_number)
         raised = _live(sup, ti)

@@ -9,7 +9,7 @@ server is reachable from wherever the supervisor runs.
 
 Each attempt is an ``impl.server.airflow_attempt.AirflowAttempt`` (its own DagRun and TI, the
 scenario's faults on the client's transport, heartbeat answers made by the world) with
-Airflow's real ``Client`` over loopback HTTP: the default number of attempts, zero waits. A
+Airflow's real ``Client`` over loopback HTTP: the scenario's ``execution_api_retries``, zero waits. A
 ``RealAttempt`` puts it where the control channel (``impl.server.model_api``) expects an
 attempt: the runtime's ``arm`` and ``heartbeat`` requests reach it by the runtime's token.
 """
@@ -74,10 +74,10 @@ class RealServerSide:
             self.server.close()
             raise
 
-    def open(self, context: RunContext) -> RealAttempt:
-        """A new attempt: its DagRun and QUEUED TI, and a client over loopback (raises ``Unsupported`` for a
-        run context the real server cannot hand out)."""
-        client = self.loopback.client()
+    def open(self, context: RunContext, tries: int) -> RealAttempt:
+        """A new attempt: its DagRun and QUEUED TI, and a client over loopback that tries each request ``tries``
+        times (raises ``Unsupported`` for a run context the real server cannot hand out)."""
+        client = self.loopback.client(attempts=tries)
         try:
             return RealAttempt(AirflowAttempt(self.server, context, client=client))
         except BaseException:

@@ -11,11 +11,11 @@ hygiene: a runtime still alive at the deadline is killed; one that never connect
 sockets the supervisor left open are closed. Nothing is left running, whatever the runtime does.
 
 The Execution API (``server``): ``model`` (the default), Airflow's real ``Client`` over HTTP to
-``impl.server.model_api``, which answers from ``model.server.Server``; the client makes one
-attempt per call (its retry layer is configured with ``stop_after_attempt(1)``), so a
-``transient`` fault is exactly one failed call, as the model has it, and a ``lost`` answer is a
-real ``httpx.ReadTimeout``. ``airflow``: the real Execution API app over loopback HTTP, with
-Airflow's real ``Client``, its default retries and zero waits (``impl.supervisor_process.real_server``).
+``impl.server.model_api``, which answers each request from ``model.server.Server``; the client
+tries each request ``execution_api_retries`` times (its retry layer with that ``stop_after_attempt``
+and zero waits, ``client_class``), so a ``transient`` fault is exactly one failed request, as the
+model has it, and a ``lost`` answer is a real ``httpx.ReadTimeout``. ``airflow``: the real
+Execution API app over loopback HTTP, with the same client (``impl.supervisor_process.real_server``).
 
 What is arranged, and why the observation still equals the in-process one:
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import selectors
@@ -58,7 +59,7 @@ from impl.server.model_client import error_name
 from impl.wire import codec
 from impl.wire.launcher import ForkServer, build_launcher
 from impl.wire.scripted_runtime import SYNC_ID_BASE
-from model.scenario import Observation, RunContext
+from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Observation, RunContext
 
 structlog.configure(
     wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
@@ -85,16 +86,17 @@ REAL_SERVER_START_BUDGET = 600.0
 require_the_models_heartbeat_budget(airflow_supervisor.MAX_FAILED_HEARTBEATS)
 
 
-class OneShotClient(Client):
-    """Airflow's ``Client`` with its retry layer configured to one attempt (``[workers] execution_api_retries = 1``).
+@functools.lru_cache(maxsize=None)
+def client_class(tries: int) -> type[Client]:
+    """Airflow's ``Client`` with its retry layer trying each request ``tries`` times, without waits.
 
-    The request method's tenacity decorator reads the retry count at import; ``retry_with``
-    gives the same decorator (same predicate, same waits) with that one setting changed.
+    ``tries`` is ``[workers] execution_api_retries``. The request method's tenacity decorator reads
+    that setting at import; ``retry_with`` gives the same decorator (same predicate) with the stop
+    changed and the waits zeroed: they change when the tries happen, not what the server does.
     """
-
-
-setattr(OneShotClient, since_1_4_0_retried_request(),
-        getattr(Client, since_1_4_0_retried_request()).retry_with(stop=tenacity.stop_after_attempt(1)))
+    method = since_1_4_0_retried_request()
+    retried = getattr(Client, method).retry_with(stop=tenacity.stop_after_attempt(tries), wait=tenacity.wait_none())
+    return type(f"ClientTrying{tries}", (Client,), {method: retried})
 
 
 class Harness:
@@ -103,11 +105,7 @@ class Harness:
 
     def __init__(self):
         self.api = ExecutionAPIFake()
-        self.client = OneShotClient(base_url=self.api.base_url, token="finalstate",
-                                    timeout=since_1_4_0_http_library().Timeout(CALL_TIMEOUT))
-        hooks = self.client.event_hooks
-        self.client.event_hooks = {"request": [*hooks["request"], self.api.request_hook(LOST_READ_TIMEOUT)],
-                                   "response": hooks["response"]}
+        self._clients: dict[int, Client] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="finalstate-process-"))
         launcher = build_launcher()
         #: The scripted runtime's fast path; None without a C compiler.
@@ -119,6 +117,17 @@ class Harness:
         #: The attempt ``supervise_command`` opened last (its real server's record, when it has one).
         self.last_attempt = None
 
+    def client(self, tries: int) -> Client:
+        """The client of every attempt on the ``model`` server that tries each request ``tries`` times."""
+        if tries not in self._clients:
+            client = client_class(tries)(base_url=self.api.base_url, token="finalstate",
+                                         timeout=since_1_4_0_http_library().Timeout(CALL_TIMEOUT))
+            hooks = client.event_hooks
+            client.event_hooks = {"request": [*hooks["request"], self.api.request_hook(LOST_READ_TIMEOUT)],
+                                  "response": hooks["response"]}
+            self._clients[tries] = client
+        return self._clients[tries]
+
     def real_server(self):
         """The real Execution API over loopback (``real_server.RealServerSide``), started on first use."""
         if self._real is None:
@@ -127,13 +136,14 @@ class Harness:
             self._real = RealServerSide()
         return self._real
 
-    def open(self, token: str, context: RunContext, server: str):
-        """The attempt the control channel knows by ``token``, on ``server`` (``model`` or ``airflow``)."""
+    def open(self, token: str, context: RunContext, server: str, tries: int):
+        """The attempt the control channel knows by ``token``, on ``server`` (``model`` or ``airflow``), whose
+        client tries each request ``tries`` times."""
         if server == "model":
             return self.api.open(token, context)
         if server != "airflow":
             raise ValueError(f"the server is 'model' or 'airflow', not {server!r}")
-        attempt = self.real_server().open(context)
+        attempt = self.real_server().open(context, tries)
         self.api.attempts[token] = attempt
         return attempt
 
@@ -143,7 +153,9 @@ class Harness:
             self._real = None
         if self.fork_server is not None:
             self.fork_server.close()
-        self.client.close()
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
         self.api.shutdown()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -231,13 +243,15 @@ def stretched_clocks():
 
 
 def supervise_command(command: Sequence[str], context: RunContext = RunContext(), *, task_id: str = "task",
-                      ti_id: uuid.UUID | None = None, server: str = "model", deadline: float = DEFAULT_DEADLINE,
+                      ti_id: uuid.UUID | None = None, server: str = "model",
+                      execution_api_retries: int = DEFAULT_EXECUTION_API_RETRIES, deadline: float = DEFAULT_DEADLINE,
                       startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> Observation:
     """One attempt of ``command`` (plus ``--comm``/``--logs``) under the real supervisor, and what it recorded.
 
     ``ti_id``, if given, is the attempt's token: a scripted runtime's control channel knows its
     attempt by it; on the ``model`` server it is also the TI's id, on ``airflow`` the TI is the
-    real row (its own id). The TI handed to the runtime has ``task_id``. Returns within about
+    real row (its own id). The TI handed to the runtime has ``task_id``; the supervisor's client tries
+    each request ``execution_api_retries`` times (Airflow's default unless said). Returns within about
     ``deadline + startup_timeout`` seconds whatever the runtime does; the observation's
     ``harness`` says when the harness had to step in (deadline kill, never started, the
     supervisor raising before the process ended). On ``airflow`` a run context the real server
@@ -246,9 +260,10 @@ def supervise_command(command: Sequence[str], context: RunContext = RunContext()
     h = harness()
     token = str(ti_id or uuid.uuid4())
     with h.lock:
-        attempt = h.last_attempt = h.open(token, context, server)
+        attempt = h.last_attempt = h.open(token, context, server, execution_api_retries)
+        client = getattr(attempt, "client", None) or h.client(execution_api_retries)  # the real server's: its own
         try:
-            return _supervise(h, attempt, context, list(command), task_id, deadline, startup_timeout)
+            return _supervise(attempt, client, context, list(command), task_id, deadline, startup_timeout)
         finally:
             h.api.close_attempt(token)
 
@@ -262,9 +277,9 @@ def _server_side(attempt) -> tuple:
     return tuple(attempt.calls), row.state, row.gone
 
 
-def _supervise(h: Harness, attempt, context: RunContext, command: list[str], task_id: str, deadline: float,
+def _supervise(attempt, client, context: RunContext, command: list[str], task_id: str, deadline: float,
                startup_timeout: float) -> Observation:
-    client = getattr(attempt, "client", h.client)  # the real server's attempt brings its own client
+    h = harness()
     ti = TaskInstance(id=uuid.UUID(attempt.ti_id), task_id=task_id, dag_id="finalstate", run_id="manual__finalstate",
                       try_number=context.try_number, dag_version_id=uuid.UUID(int=0))
     notes: list[str] = []

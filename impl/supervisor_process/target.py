@@ -49,7 +49,7 @@ from impl.supervisor_process.real_server import RealAttempt
 from impl.supervisor_process.census import census
 from impl.wire import codec
 from impl.wire.launcher import SCRIPTED_RUNTIME
-from model.scenario import Fault, Heartbeat, Observation, Overtime, RunContext, Scenario, Send
+from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Fault, Heartbeat, Observation, Overtime, RunContext, Scenario, Send
 
 
 def compile_scenario(scenario: Scenario) -> dict:
@@ -74,28 +74,32 @@ def compile_scenario(scenario: Scenario) -> dict:
 
 
 def supervise_script(script: dict, context: RunContext = RunContext(), *, spawn: str | None = None,
-                     server: str = "model", deadline: float = supervise.DEFAULT_DEADLINE,
+                     server: str = "model", execution_api_retries: int = DEFAULT_EXECUTION_API_RETRIES,
+                     deadline: float = supervise.DEFAULT_DEADLINE,
                      startup_timeout: float = supervise.DEFAULT_STARTUP_TIMEOUT) -> Observation:
     """Run one scripted runtime (``impl.wire.scripted_runtime``) under the real supervisor, where attempts run.
 
     The control address and token are filled in here. ``spawn`` is ``fork`` (the default when
-    the launcher could be built) or ``exec``; ``server`` ``model`` or ``airflow`` (see the module).
+    the launcher could be built) or ``exec``; ``server`` ``model`` or ``airflow`` (see the module);
+    ``execution_api_retries`` the tries of each request by the supervisor's client.
     Bounded as ``supervise.supervise_command`` is.
     """
-    return supervise_recorded(script, context, spawn=spawn, server=server, deadline=deadline,
-                              startup_timeout=startup_timeout)[0]
+    return supervise_recorded(script, context, spawn=spawn, server=server, execution_api_retries=execution_api_retries,
+                              deadline=deadline, startup_timeout=startup_timeout)[0]
 
 
 def supervise_recorded(script: dict, context: RunContext = RunContext(), *, spawn: str | None = None,
-                       server: str = "model", deadline: float = supervise.DEFAULT_DEADLINE,
+                       server: str = "model", execution_api_retries: int = DEFAULT_EXECUTION_API_RETRIES,
+                       deadline: float = supervise.DEFAULT_DEADLINE,
                        startup_timeout: float = supervise.DEFAULT_STARTUP_TIMEOUT):
     """``supervise_script``, and the real server's ``AttemptRecord`` of the attempt (None on ``model``)."""
-    return helper.in_helper(_supervise_script, script, context, spawn=spawn, server=server, deadline=deadline,
+    return helper.in_helper(_supervise_script, script, context, spawn=spawn, server=server,
+                            execution_api_retries=execution_api_retries, deadline=deadline,
                             startup_timeout=startup_timeout)
 
 
-def _supervise_script(script: dict, context: RunContext, *, spawn: str | None, server: str, deadline: float,
-                      startup_timeout: float):
+def _supervise_script(script: dict, context: RunContext, *, spawn: str | None, server: str,
+                      execution_api_retries: int, deadline: float, startup_timeout: float):
     h = supervise.harness()
     ti_id = uuid.uuid4()
     script_path = h.workdir / f"{ti_id}.script"
@@ -109,7 +113,8 @@ def _supervise_script(script: dict, context: RunContext, *, spawn: str | None, s
     else:
         raise ValueError(f"spawn is 'fork' (needs a C compiler for impl/wire/launcher.c) or 'exec', not {spawn!r}")
     try:
-        observed = supervise.supervise_command(command, context, ti_id=ti_id, server=server, deadline=deadline,
+        observed = supervise.supervise_command(command, context, ti_id=ti_id, server=server,
+                                               execution_api_retries=execution_api_retries, deadline=deadline,
                                                startup_timeout=startup_timeout)
         attempt = h.last_attempt
         return observed, attempt.record if isinstance(attempt, RealAttempt) else None
@@ -120,7 +125,8 @@ def _supervise_script(script: dict, context: RunContext, *, spawn: str | None, s
 
 def run(scenario: Scenario) -> Observation:
     """The scenario lived by a real process under the real supervisor, on the fastest path available (server ``model``)."""
-    return supervise_script(compile_scenario(scenario), scenario.context)
+    return supervise_script(compile_scenario(scenario), scenario.context,
+                            execution_api_retries=scenario.execution_api_retries)
 
 
 class RealServerRun:
@@ -132,7 +138,8 @@ class RealServerRun:
     def __call__(self, scenario: Scenario) -> Observation:
         # The server starts apart, with a budget of its own: an attempt's budget is for the attempt.
         helper.in_helper(supervise.start_real_server, budget=supervise.REAL_SERVER_START_BUDGET)
-        observed, self.last = supervise_recorded(compile_scenario(scenario), scenario.context, server="airflow")
+        observed, self.last = supervise_recorded(compile_scenario(scenario), scenario.context, server="airflow",
+                                                 execution_api_retries=scenario.execution_api_retries)
         return observed
 
 
