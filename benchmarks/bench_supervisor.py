@@ -59,7 +59,8 @@ def e2e_rate(target, examples: int) -> tuple[float, list]:
             pass  # counted and checked, as in ``rate``; the property itself would stop here and shrink
 
     start = time.perf_counter()
-    run_machine(machine_for("Bench", check), settings(settings.get_profile("ci"), max_examples=examples))
+    run_machine(machine_for("Bench", check, target.attempts_per_step),
+                settings(settings.get_profile("ci"), max_examples=examples))
     return len(generated) / (time.perf_counter() - start), generated
 
 

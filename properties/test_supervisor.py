@@ -24,14 +24,14 @@ from properties.conftest import assert_reproduces, counted, searching, skip_the_
 def test_conformance(target):
     """Model and target observe the same thing for every scenario."""
     skip_the_model(target)
-    run_machine(machine_for("Conformance", lambda s: counted(check_conformance(target, s))))
+    run_machine(machine_for("Conformance", lambda s: counted(check_conformance(target, s)), target.attempts_per_step))
 
 
 @pytest.mark.parametrize("invariant", SUPERVISOR_INVARIANTS, ids=lambda i: i.__name__)
 def test_invariant(target, invariant):
     """One invariant of the design, on every scenario, on the target's own observation: the known
     findings are counted, and any other violation fails."""
-    run_machine(machine_for(invariant.__name__, searching(target, invariant)))
+    run_machine(machine_for(invariant.__name__, searching(target, invariant), target.attempts_per_step))
 
 
 #: Every state the supervisor can hold when it decides: none, each a frame or call can set, a server termination

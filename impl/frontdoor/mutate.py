@@ -476,7 +476,7 @@ def time_to_first_counterexample(target_name: str = "airflow-inproc", profile: s
                 first.append((time.perf_counter() - start, type(e).__name__))
             raise
 
-    machine = machine_for("Conformance", check)
+    machine = machine_for("Conformance", check, target.attempts_per_step)
     try:
         run_state_machine_as_test(machine, settings=settings(settings.get_profile(profile), database=None,
                                                              phases=(Phase.explicit, Phase.generate)))

@@ -30,6 +30,10 @@ class WrongKindOfTarget(TargetUnavailable):
     """The target exists but checks another side; the properties of the kind asked for do not apply to it."""
 
 
+#: ``Target.attempts_per_step`` of the targets that live an attempt in process, in well under a millisecond.
+IN_PROCESS_ATTEMPTS_PER_STEP = 10
+
+
 @attrs.frozen
 class Target:
     """``run`` is the implementation under check; ``reference`` the model it must agree with; ``kind`` one of ``impl.frontdoor.kinds.KINDS``."""
@@ -42,6 +46,9 @@ class Target:
     #: A supervisor target's ``final_state`` decision alone, ``(exit_code, terminal_state, should_retry) -> state``,
     #: where the target can call it without living an attempt (checked on its whole domain); None elsewhere.
     final_state: Callable[[int, str | None, bool], str] | None = None
+    #: How many attempts a supervisor search draws per step of its machine, at most (``scenarios.machine_for``):
+    #: more where an attempt costs little, so that Hypothesis's cost per example is spread over more of them.
+    attempts_per_step: int = 1
 
 
 @attrs.frozen
@@ -107,7 +114,7 @@ def model_target(kind: str = "supervisor") -> Target:
     """The ``model`` target of ``kind``: the model checked against itself, so only its invariants can fail."""
     run = {"supervisor": model_supervisor.run, "runtime": model_runtime.python_runtime,
            "coordinator": model_runtime.coordinator_attempt}[kind]
-    return Target("model", run, run, kind=kind)
+    return Target("model", run, run, kind=kind, attempts_per_step=IN_PROCESS_ATTEMPTS_PER_STEP)
 
 
 def known_targets() -> str:

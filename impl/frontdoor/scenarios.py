@@ -7,6 +7,7 @@ attempts in a row, so the shrinker can drop whole attempts as well as single eve
 
 from __future__ import annotations
 
+import functools
 import random
 from typing import Callable
 
@@ -104,8 +105,8 @@ STEPS_PER_ATTEMPT = 6
 class AttemptMachine(RuleBasedStateMachine):
     """Subclassed per check by ``machine_for``; ``check`` raises when the scenario fails it.
 
-    Each step is one whole attempt, drawn at once: no preconditions to satisfy, so no draw is
-    thrown away; the shrinker drops whole attempts and shortens each one's events.
+    Each step is one whole attempt (or a few), drawn at once: no preconditions to satisfy, so no
+    draw is thrown away; the shrinker drops whole attempts and shortens each one's events.
     """
 
     check: Check
@@ -114,8 +115,7 @@ class AttemptMachine(RuleBasedStateMachine):
         super().__init__()
         self.failed_heartbeats_in_a_row = 0
 
-    @rule(scenario=scenarios)
-    def attempt(self, scenario):
+    def live(self, scenario: Scenario) -> None:
         self.failed_heartbeats_in_a_row = max(self.failed_heartbeats_in_a_row, _failed_heartbeats_in_a_row(scenario))
         type(self).check(scenario)
 
@@ -123,6 +123,28 @@ class AttemptMachine(RuleBasedStateMachine):
         # Plain generation rarely strings three failed heartbeats together, the supervisor's kill
         # after MAX_FAILED_HEARTBEATS: steer towards it (coverage and mutants showed the gap).
         target(float(self.failed_heartbeats_in_a_row), label="failed heartbeats in a row")
+
+
+class OneAttemptPerStep(AttemptMachine):
+    @rule(scenario=scenarios)
+    def attempt(self, scenario):
+        self.live(scenario)
+
+
+@functools.lru_cache(maxsize=None)
+def attempts_per_step(most: int) -> type[AttemptMachine]:
+    """A machine whose every step lives one to ``most`` attempts: Hypothesis's cost per example and per step is
+    then spread over more attempts, which pays where an attempt costs little (``Target.attempts_per_step``)."""
+    if most == 1:
+        return OneAttemptPerStep
+
+    class SeveralAttemptsPerStep(AttemptMachine):
+        @rule(batch=st.lists(scenarios, min_size=1, max_size=most))
+        def attempts(self, batch):
+            for scenario in batch:
+                self.live(scenario)
+
+    return SeveralAttemptsPerStep
 
 
 def _failed_heartbeats_in_a_row(scenario: Scenario) -> int:
@@ -142,9 +164,9 @@ def run_machine(machine: type[RuleBasedStateMachine], profile: settings | None =
         profile, stateful_step_count=max(1, profile.stateful_step_count // STEPS_PER_ATTEMPT)))
 
 
-def machine_for(name: str, check: Check) -> type[AttemptMachine]:
-    """A machine class whose every attempt is checked by ``check``."""
-    return type(name, (AttemptMachine,), {"check": staticmethod(check)})
+def machine_for(name: str, check: Check, per_step: int = 1) -> type[AttemptMachine]:
+    """A machine class whose every attempt is checked by ``check``, living up to ``per_step`` attempts a step."""
+    return type(name, (attempts_per_step(per_step),), {"check": staticmethod(check)})
 
 
 #: A policy's reason: a word, and one past the 500 characters ``_finalize_task_failure`` keeps.

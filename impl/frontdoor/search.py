@@ -58,7 +58,7 @@ def search(target, invariant: Invariant, *, skip: Iterable[tuple] = (), profile:
             raise _Found(Counterexample(name, scenario, observed, tuple(str(v) for v in found)))
 
     try:
-        run_machine(machine_for(name, check), profile)
+        run_machine(machine_for(name, check, target.attempts_per_step), profile)
     except _Found as e:
         return e.example
     return None
