@@ -12,7 +12,7 @@ import re
 
 import attrs
 
-from model.scenario import AWAITING_INPUT
+from model.scenario import AWAITING_INPUT, SERVER_TERMINATED, UP_FOR_RETRY
 
 #: Every terminal frame the model knows, as the newest release has them.
 TERMINAL_FRAMES = frozenset({"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask",
@@ -57,6 +57,11 @@ class Release:
         if self.version >= (1, 1, 5):
             return True
         return self.version >= (1, 1, 2) and exit_code < 0
+
+    def keeps_over_a_failed_exit(self, state: str | None) -> bool:
+        """Whether ``final_state`` keeps the held ``state`` whatever non-zero exit follows: SERVER_TERMINATED always;
+        UP_FOR_RETRY too since 1.4.0 (a retry already recorded is not turned into FAILED by the exit code)."""
+        return state == SERVER_TERMINATED or (state == UP_FOR_RETRY and self.version >= (1, 4, 0))
 
     @property
     def accepts_repeated_state(self) -> bool:

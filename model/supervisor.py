@@ -61,14 +61,14 @@ def final_state(exit_code: int, terminal_state: str | None, should_retry: bool, 
     """``ActivitySubprocess.final_state``.
 
     On exit 0 the runtime's terminal state stands (SUCCESS if it sent none). On any other
-    exit, a server termination stands; otherwise the attempt is UP_FOR_RETRY if the server
-    said should_retry at start (and ``release`` retries that exit: ``Release.retries_after_exit``),
-    else FAILED.
+    exit, a server termination stands (and, since 1.4.0, a retry: ``Release.keeps_over_a_failed_exit``);
+    otherwise the attempt is UP_FOR_RETRY if the server said should_retry at start (and ``release``
+    retries that exit: ``Release.retries_after_exit``), else FAILED.
     """
     if exit_code == 0:
         return terminal_state or SUCCESS
-    if terminal_state == SERVER_TERMINATED:
-        return SERVER_TERMINATED
+    if release.keeps_over_a_failed_exit(terminal_state):
+        return terminal_state
     if should_retry and release.retries_after_exit(exit_code):
         return UP_FOR_RETRY
     return FAILED

@@ -47,6 +47,24 @@ def test_pytests_own_strict_outcomes_map_to_the_findings(tmp_path):
     assert counts == {"passed": 0, "failed": 2, "skipped": 0, "xfailed": 1}
 
 
+def test_xfail_reasons_are_read_with_the_registry_of_the_checkout_that_ran(tmp_path):
+    """A cell run on another checkout (``--checkout``) carries that checkout's headlines: read with its registry,
+    a finding whose headline was reworded since is still the same finding."""
+    tests = tmp_path / "test_marks.py"
+    tests.write_text(textwrap.dedent("""
+        import pytest
+
+        @pytest.mark.xfail(strict=True, reason="F1 as an older checkout words it")
+        def test_reproduces():
+            assert False
+    """))
+    junit = tmp_path / "junit.xml"
+    subprocess.run([sys.executable, "-m", "pytest", str(tests), f"--junit-xml={junit}", "-p", "no:cacheprovider",
+                    "-q"], cwd=tmp_path, capture_output=True)
+    assert read_junit(junit, {"F1 as an older checkout words it": "F1"})[0] == {"F1": REPRODUCES}
+    assert read_junit(junit)[0] == {}  # this checkout's registry does not know that wording
+
+
 @pytest.fixture(scope="module")
 def real_cell(tmp_path_factory) -> Cell:
     """The installed release's findings run on airflow-inproc (the ``*_finding_still_reproduces`` tests only)."""

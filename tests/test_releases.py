@@ -241,3 +241,25 @@ def test_the_client_keeps_the_releases_retry_rule_with_zero_waits():
         seen[spec] = done.stdout.strip().splitlines()[-1]
     assert seen["installed"] == str([(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)])
     assert seen["1.4.0b2"] == str([(1, 1), (2, 1), (2, 2), (2, 3)])
+
+
+def test_since_1_4_0_a_held_retry_survives_a_failed_exit():
+    from model.scenario import FAILED, SERVER_TERMINATED, UP_FOR_RETRY
+    from model.supervisor import final_state
+
+    assert final_state(1, UP_FOR_RETRY, False, Release.parse("1.4.0b2")) == UP_FOR_RETRY
+    assert final_state(1, UP_FOR_RETRY, False, SPECIFIED) == FAILED
+    assert final_state(-9, SERVER_TERMINATED, True, SPECIFIED) == SERVER_TERMINATED
+
+
+def test_server_terminated_is_read_and_held_in_the_releases_spelling():
+    """1.4.0 spells SERVER_TERMINATED ``server_terminated``: the bindings translate, both ways, on each release."""
+    script = ("from airflow.sdk.execution_time import supervisor as s\n"
+              "from impl.releases.adapters import model_state, supervisor_state\n"
+              "print(s.SERVER_TERMINATED == supervisor_state('SERVER_TERMINATED'), "
+              "model_state(s.SERVER_TERMINATED), model_state(supervisor_state('success')), model_state(None))\n")
+    for spec in ("installed", "1.4.0b2"):
+        done = subprocess.run([str(_built(spec)), "-c", script], capture_output=True, text=True, timeout=300,
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split()[-4:] == ["True", "SERVER_TERMINATED", "success", "None"], (spec, done.stdout)

@@ -147,6 +147,38 @@ def since_1_4_0_http_library():
     return importlib.import_module("httpx2" if since("1.4.0") else "httpx")
 
 
+def since_1_4_0_server_terminated() -> str:
+    """``SERVER_TERMINATED`` as the installed supervisor spells it: ``"server_terminated"`` (the value of
+    ``TerminalStateNonSuccess.SERVER_TERMINATED``) since 1.4.0, the module's own ``"SERVER_TERMINATED"`` before,
+    which is the model's spelling."""
+    from airflow.sdk.execution_time import supervisor
+
+    return str(getattr(supervisor.SERVER_TERMINATED, "value", supervisor.SERVER_TERMINATED))
+
+
+def model_state(state) -> str | None:
+    """A state the supervisor holds, reports or sends (a ``TaskInstanceState``, its value, or the release's
+    ``SERVER_TERMINATED``) as the model spells it; None stays None."""
+    from model.scenario import SERVER_TERMINATED
+
+    if state is None:
+        return None
+    value = str(getattr(state, "value", state))
+    return SERVER_TERMINATED if value == since_1_4_0_server_terminated() else value
+
+
+def supervisor_state(state: str | None):
+    """A state as the model spells it, held as the installed supervisor holds it: a ``TaskInstanceState`` member,
+    or the release's ``SERVER_TERMINATED`` (``since_1_4_0_server_terminated``); None stays None."""
+    from airflow.sdk.execution_time import supervisor
+
+    from model.scenario import SERVER_TERMINATED
+
+    if state is None:
+        return None
+    return supervisor.SERVER_TERMINATED if state == SERVER_TERMINATED else supervisor.TaskInstanceState(state)
+
+
 def since_1_2_0_defer_queue(body: dict) -> dict:
     """``DeferTask`` has a ``queue`` field since 1.2.0; before, its model forbids the key, so a body
     meant for an older supervisor leaves it out."""

@@ -74,6 +74,9 @@ class Release:
 
 #: Releases before 1.3.0 import ``structlog.dev.Styles``, which structlog 26 removed; they leave structlog unbounded.
 BEFORE_STRUCTLOG_26 = ("structlog<26",)
+#: 1.1.0 and 1.1.1 import it where it was ``Styles`` still (``percent_formatter``); structlog 25.5 renamed it
+#: ``ColumnStyles``, so they need structlog below 25.5.
+BEFORE_STRUCTLOG_25_5 = ("structlog<25.5",)
 #: Core 3.2.x leaves FastAPI unbounded; FastAPI 0.137 and later (with the cadwyn it brings) reject the callable
 #: discriminator of its ``TIStateUpdate`` ("needs a discriminator field"), so its Execution API app does not
 #: build. Core 3.3.0 capped FastAPI below 0.137 for this; the 3.2.x releases get the same cap.
@@ -100,7 +103,8 @@ RELEASES: dict[str, Release] = {
     r.version: r
     for r in (
         *_series(0, "1.0.0=3.0.0 1.0.1=3.0.1 1.0.2=3.0.2 1.0.3=3.0.3 1.0.4=3.0.4 1.0.6=3.0.6", BEFORE_STRUCTLOG_26),
-        *_series(1, "1.1.0=3.1.0 1.1.1=3.1.1 1.1.2=3.1.2 1.1.3=3.1.3", BEFORE_STRUCTLOG_26),
+        *_series(1, "1.1.0=3.1.0 1.1.1=3.1.1", BEFORE_STRUCTLOG_25_5),
+        *_series(1, "1.1.2=3.1.2 1.1.3=3.1.3", BEFORE_STRUCTLOG_26),
         Release("1.1.4", "apache-airflow-core==3.1.4rc2", BEFORE_STRUCTLOG_26, overrides_core_pin=True),
         *_series(1, "1.1.5=3.1.5 1.1.6=3.1.6 1.1.7=3.1.7 1.1.8=3.1.8", BEFORE_STRUCTLOG_26),
         *_series(2, "1.2.0=3.2.0 1.2.1=3.2.1 1.2.2=3.2.2", BEFORE_STRUCTLOG_26 + BEFORE_FASTAPI_0_137),

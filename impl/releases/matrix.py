@@ -117,14 +117,19 @@ _BY_ID = {f.id: f for f in ALL_FINDINGS}
 _EXAMPLES = re.compile(r"(\d+) passing, (\d+) failing, and (\d+) invalid")
 
 
-def finding_of(message: str) -> Finding | None:
-    """The finding whose strict expected failure carries ``message`` (an xfail reason, or ``[XPASS(strict)] reason``)."""
+def finding_of(message: str, headlines: dict[str, str] | None = None) -> str | None:
+    """The id of the finding whose strict expected failure carries ``message`` (an xfail reason, or
+    ``[XPASS(strict)] reason``); ``headlines`` (headline -> id) is the registry the run had, this one's by default."""
     reason = message.removeprefix("[XPASS(strict)]").strip()
-    return _BY_HEADLINE.get(reason)
+    if headlines is None:
+        finding = _BY_HEADLINE.get(reason)
+        return None if finding is None else finding.id
+    return headlines.get(reason)
 
 
-def read_junit(path: Path) -> tuple[dict, tuple, int, dict]:
-    """From a JUnit report: finding id -> outcome, the unexplained failures, the examples run, outcome counts."""
+def read_junit(path: Path, headlines: dict[str, str] | None = None) -> tuple[dict, tuple, int, dict]:
+    """From a JUnit report: finding id -> outcome, the unexplained failures, the examples run, outcome counts.
+    ``headlines`` (headline -> id): the registry of the checkout that ran, when it is not this one's."""
     root = ET.parse(path).getroot()
     findings: dict[str, str] = {}
     new: list[tuple[str, str]] = []
@@ -137,9 +142,9 @@ def read_junit(path: Path) -> tuple[dict, tuple, int, dict]:
             counts["failed"] += 1
             message = problem.get("message") or ""
             whole = problem.text or message  # the message attribute may be cut short; the text is whole
-            finding = finding_of(whole) if whole.startswith("[XPASS(strict)]") else None
+            finding = finding_of(whole, headlines) if whole.startswith("[XPASS(strict)]") else None
             if finding is not None:
-                findings.setdefault(finding.id, FIXED)  # a reproduction on another test of the same cell wins
+                findings.setdefault(finding, FIXED)  # a reproduction on another test of the same cell wins
                 continue
             first = next((line.strip() for line in message.splitlines() if line.strip()), problem.tag)
             new.append((test, first[:300]))
@@ -148,9 +153,9 @@ def read_junit(path: Path) -> tuple[dict, tuple, int, dict]:
                 findings.setdefault(own.group(2), BROKE)
         elif skipped is not None and skipped.get("type") == "pytest.xfail":
             counts["xfailed"] += 1
-            finding = finding_of(skipped.get("message") or "")
+            finding = finding_of(skipped.get("message") or "", headlines)
             if finding is not None:
-                findings[finding.id] = REPRODUCES
+                findings[finding] = REPRODUCES
             else:
                 new.append((test, f"an expected failure of no registered finding: {skipped.get('message')}"))
         elif skipped is not None:
@@ -172,13 +177,16 @@ def read_junit(path: Path) -> tuple[dict, tuple, int, dict]:
     return findings, tuple(new), examples, counts
 
 
-def registered_findings(python: Path, checkout: Path) -> tuple[str, ...] | None:
-    """The ids of the findings registered in ``checkout`` (its ``impl.frontdoor.findings``), as the cell's python
-    imports them: what a cell run there checks. None if they cannot be read (the cell's own run will say why)."""
-    done = subprocess.run([str(python), "-c", "from impl.frontdoor.findings import ALL_FINDINGS; "
-                           "print(' '.join(f.id for f in ALL_FINDINGS))"], cwd=checkout, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(checkout)})
-    return tuple(done.stdout.split()) if done.returncode == 0 else None
+def registered_findings(python: Path, checkout: Path) -> dict[str, str] | None:
+    """The findings registered in ``checkout`` (its ``impl.frontdoor.findings``), id -> headline, as the cell's
+    python imports them: what a cell run there checks, and the xfail reasons its report carries. None if they
+    cannot be read (the cell's own run will say why)."""
+    done = subprocess.run([str(python), "-c", "import json; from impl.frontdoor.findings import ALL_FINDINGS; "
+                           "print(json.dumps({f.id: f.headline for f in ALL_FINDINGS}))"], cwd=checkout,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(checkout)})
+    if done.returncode != 0:
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run_cell(release: str, target: str, profile: str = "ci", python_for: Callable[[str], Path] | None = None,
@@ -224,9 +232,11 @@ def run_cell(release: str, target: str, profile: str = "ci", python_for: Callabl
     if code not in (0, 1) or not junit.exists():
         tail = " / ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
         return Cell(release, target, "crashed", f"pytest exited {code}: {tail[:400]} (log: {log})", seconds)
-    findings, new, examples, counts = read_junit(junit)
+    registry = registered_findings(python, checkout)
+    findings, new, examples, counts = read_junit(junit, None if registry is None else
+                                                 {headline: id_ for id_, headline in registry.items()})
     return Cell(release, target, "ran", f"log: {log}", seconds, findings, new, examples, counts,
-                registered_findings(python, checkout))
+                None if registry is None else tuple(registry))
 
 
 def _kill(process: subprocess.Popen) -> None:

@@ -18,7 +18,7 @@ from airflow.sdk.api.datamodels._generated import DagRun, TIRunContext
 
 from model import client
 from model.scenario import TIMEOUT, ApiCall, Fault, RunContext, Scenario
-from impl.releases.adapters import model_release
+from impl.releases.adapters import model_release, model_state
 from model.server import OK, Server
 
 _REQUEST = httpx.Request("PATCH", "http://execution-api.invalid/")
@@ -89,7 +89,7 @@ class RecordingTaskInstances:
         self._answer(*client.heartbeat(self.server, self.heartbeat_answer, self.tries))
 
     def finish(self, id, state, when=None, rendered_map_index=None, **_newer) -> None:
-        self._call("finish", str(getattr(state, "value", state)))
+        self._call("finish", model_state(state))
 
     def succeed(self, id, when=None, task_outlets=None, outlet_events=None, rendered_map_index=None, **_newer) -> None:
         self._call("succeed")
