@@ -51,10 +51,10 @@ class Release:
     def retries_after_exit(self, exit_code: int) -> bool:
         """Whether ``final_state`` makes a non-zero ``exit_code`` UP_FOR_RETRY when the server said should_retry.
 
-        Every one since 1.1.5; only a signal kill (a negative code) in 1.1.2-1.1.4, which brought retries for
+        Every one since 1.1.4; only a signal kill (a negative code) in 1.1.2-1.1.3, which brought retries for
         signal-killed tasks (apache/airflow#55767); none before, where any non-zero exit is FAILED.
         """
-        if self.version >= (1, 1, 5):
+        if self.version >= (1, 1, 4):
             return True
         return self.version >= (1, 1, 2) and exit_code < 0
 

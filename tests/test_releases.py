@@ -145,19 +145,19 @@ def test_a_release_that_does_not_install_is_named_with_the_installers_last_lines
 
 # -- what differs between releases by design, and the bindings that follow it -----------------------------------
 
-OLD, SIGNALS_ONLY, EVERY_EXIT = Release.parse("1.1.1"), Release.parse("1.1.2"), Release.parse("1.1.5")
+OLD, SIGNALS_ONLY, EVERY_EXIT = Release.parse("1.1.1"), Release.parse("1.1.3"), Release.parse("1.1.4")
 
 
 def test_a_non_zero_exit_is_retried_as_the_release_decides():
-    """``final_state``: no retry for a non-zero exit before 1.1.2, signal kills only in 1.1.2-1.1.4, every exit since."""
+    """``final_state``: no retry for a non-zero exit before 1.1.2, signal kills only in 1.1.2-1.1.3, every exit since."""
     from model.scenario import FAILED, UP_FOR_RETRY
     from model.supervisor import final_state
 
     decided = {(str(r), code): final_state(code, None, True, r) for r in (OLD, SIGNALS_ONLY, EVERY_EXIT, SPECIFIED)
                for code in (1, -9)}
     assert decided == {("1.1.1", 1): FAILED, ("1.1.1", -9): FAILED,
-                       ("1.1.2", 1): FAILED, ("1.1.2", -9): UP_FOR_RETRY,
-                       ("1.1.5", 1): UP_FOR_RETRY, ("1.1.5", -9): UP_FOR_RETRY,
+                       ("1.1.3", 1): FAILED, ("1.1.3", -9): UP_FOR_RETRY,
+                       ("1.1.4", 1): UP_FOR_RETRY, ("1.1.4", -9): UP_FOR_RETRY,
                        ("1.3.2", 1): UP_FOR_RETRY, ("1.3.2", -9): UP_FOR_RETRY}
     assert final_state(1, None, False, EVERY_EXIT) == FAILED  # should_retry still decides first
 
