@@ -189,8 +189,9 @@ def since_1_2_0_defer_queue(body: dict) -> dict:
 
 def before_1_4_0_httpx_client(what: str) -> str | None:
     """Why ``what`` cannot drive the installed release's ``Client``, or None: since 1.4.0 the ``Client`` is
-    built on httpx2 with its retry on ``_request_with_retry``, which bindings written for the httpx
-    ``Client`` (a transport of their own, a copy of ``request``'s retry) do not drive yet."""
+    built on httpx2 with its retry on ``_request_with_retry``. The exchange client of the real-server binding
+    follows it (``since_1_4_0_client_retry``, ``since_1_4_0_http_library``; in process it answers there),
+    but the uvicorn-served app of ``LoopbackServer`` is still reached through an httpx pool."""
     if since("1.4.0"):
         return (f"apache-airflow-task-sdk {INSTALLED}'s Client is built on httpx2 (since 1.4.0); "
                 f"{what} drives the httpx Client of earlier releases")
