@@ -112,7 +112,11 @@ MAP_INDEX_TEMPLATE = "map_index_template"
 #: The task's process gets SIGTERM while ``execute`` runs: ``_on_term`` calls ``task.on_kill()``,
 #: and the task goes on to end as its outcome says.
 SIGTERM = "sigterm"
-FEATURES = (STARTUP_RESCHEDULE, FORK_EXEC, XCOM_KEYS_TO_CLEAR, MAP_INDEX_TEMPLATE, SIGTERM)
+#: The task forks a child process, which gets SIGTERM: the child inherits ``_on_term``, which returns
+#: in a process that is not the runtime's, so the child neither calls ``on_kill`` nor dies of the
+#: signal (it exits 0, as it would have).
+FORKED_CHILD = "forked_child"
+FEATURES = (STARTUP_RESCHEDULE, FORK_EXEC, XCOM_KEYS_TO_CLEAR, MAP_INDEX_TEMPLATE, SIGTERM, FORKED_CHILD)
 
 # -- the task's retry policy (``airflow.sdk.definitions.retry_policy``) -----------------------
 
@@ -277,6 +281,8 @@ class RuntimeObservation:
     on_kill_calls: int = 0
     #: Whether ``main`` closed the supervisor channel's socket on its way out (None: not observed).
     channel_closed: bool | None = None
+    #: The exit status of the child the task forked and SIGTERMed (``FORKED_CHILD``; None: no child).
+    forked_child_exit: int | None = None
 
     @property
     def delivered(self) -> tuple[Send, ...]:
@@ -306,6 +312,8 @@ class RuntimeObservation:
             lines.append(f"on_kill_calls={self.on_kill_calls}")
         if self.channel_closed is False:
             lines.append("channel_closed=false")
+        if self.forked_child_exit is not None:
+            lines.append(f"forked_child_exit={self.forked_child_exit}")
         return lines
 
 
@@ -470,7 +478,7 @@ def python_runtime(run: RuntimeRun) -> RuntimeObservation:
     its ``finally``; if that send raises and the state is FAILED or UP_FOR_RETRY it marks the TI so
     that ``main`` exits 1 after ``finalize`` (fail closed). Any other state whose send failed still
     exits 0. A ``KeyboardInterrupt`` escaping ``run`` sends nothing more and ``main`` exits 2.
-    A SIGTERM while the task runs calls ``on_kill`` once.
+    A SIGTERM while the task runs calls ``on_kill`` once; one to a child the task forked is ignored there.
     """
     sent: list[Sent] = []
 
@@ -484,6 +492,7 @@ def python_runtime(run: RuntimeRun) -> RuntimeObservation:
             tuple(sent), state, exit_code,
             decision.delay if decision else None, decision.reason if decision else None,
             on_kill_calls=int(SIGTERM in run.features and task_runs(run)), channel_closed=True,
+            forked_child_exit=0 if FORKED_CHILD in run.features and task_runs(run) else None,
         )
 
     if FORK_EXEC in run.features and not send(Request("ResendLoggingFD")):

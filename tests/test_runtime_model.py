@@ -90,6 +90,14 @@ def test_sigterm_calls_on_kill_once_only_when_the_task_runs():
     assert python_runtime(never_runs).on_kill_calls == 0
 
 
+def test_a_child_the_task_forks_survives_sigterm_only_when_the_task_runs():
+    """The child inherits _on_term, which returns in a process that is not the runtime's: it exits 0."""
+    forks = RuntimeRun(RETRIES_LEFT, "ValueError", features={"forked_child"})
+    assert (python_runtime(forks).forked_child_exit, python_runtime(forks).on_kill_calls) == (0, 0)
+    never_runs = attrs.evolve(forks, comms="every_send_fails", features={"forked_child", "fork_exec"})
+    assert python_runtime(never_runs).forked_child_exit is None
+
+
 def test_a_trigger_that_never_got_its_answer_is_not_a_never_retry_failure():
     """DagRunTriggerException(exists) fails without retry only once the supervisor said the run exists."""
     run = RuntimeRun.from_text("try_number=1 max_tries=1; task raises DagRunTriggerException(exists); policy none; "

@@ -103,10 +103,6 @@ TASK_RUNNER = Scope("airflow.sdk.execution_time.task_runner", (
     "_terminal_failure",
     "main",
 ), unreachable=(
-    Unreachable("_run_task_and_map_outcome", "if pid != parent_pid:", "return",
-                "only in a process the task forked (a child inheriting the SIGTERM handler): that child's "
-                "signal is not the try's; the target runs the task in the checker's process and forks nothing",
-                body=("return",)),
     Unreachable("_run_task_and_map_outcome", "if early_exit := _prepare(ti, log, context):", "msg = early_exit",
                 "_prepare returns None on every path (it raises instead): dead code in this release",
                 body=("msg = early_exit", "ti.state = state = TaskInstanceState.FAILED", "return state, msg, error")),
@@ -349,7 +345,9 @@ def measure(target: str, profile: str = "ci", pytest_args: list[str] | tuple[str
     path = source_path(scope.module)
     with tempfile.TemporaryDirectory(prefix="finalstate-coverage-") as tmp:
         data_file, rcfile = Path(tmp) / ".coverage", Path(tmp) / "coveragerc"
-        rcfile.write_text("")  # none of the checkout's configuration applies
+        # None of the checkout's configuration applies. A process the checked code forks is measured too
+        # (its data saved when it leaves by os._exit), each process into its own file, combined below.
+        rcfile.write_text("[run]\nparallel = true\npatch = fork, _exit\n")
         cmd = [sys.executable, "-m", "coverage", "run", f"--rcfile={rcfile}", "--branch", f"--include={path}",
                f"--data-file={data_file}", "-m", "pytest", "--pyargs", scope.properties, f"--target={target}",
                f"--hypothesis-profile={profile}", "-p", "no:cacheprovider", "-q", *pytest_args]
@@ -360,6 +358,7 @@ def measure(target: str, profile: str = "ci", pytest_args: list[str] | tuple[str
         done = subprocess.run(cmd, cwd=root, env=env,
                               stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT, text=True)
         seconds = time.monotonic() - start
+        _combine(data_file)
         if not data_file.exists():
             raise RuntimeError(f"coverage recorded nothing (exit {done.returncode}):\n{done.stdout or ''}")
         functions = analyse(data_file, path, scope)
@@ -367,6 +366,17 @@ def measure(target: str, profile: str = "ci", pytest_args: list[str] | tuple[str
         sys.stderr.write(done.stdout[-4000:])
     return CoverageReport(target, profile, path, tuple(functions), tuple(path.read_text().splitlines()),
                           done.returncode, seconds)
+
+
+def _combine(data_file: Path) -> None:
+    """Combine the per-process data files next to ``data_file`` into it (none: nothing recorded)."""
+    import coverage
+
+    if not list(data_file.parent.glob(data_file.name + ".*")):
+        return
+    cov = coverage.Coverage(data_file=str(data_file), config_file=False, branch=True)
+    cov.combine([str(data_file.parent)], keep=False)
+    cov.save()
 
 
 def _ratio(a: int, b: int) -> str:

@@ -14,8 +14,8 @@ from typing import Callable
 from hypothesis import settings, strategies as st, target
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from model.runtime import (COMMS_MODES, COORDINATOR_OUTCOMES, FEATURES, PYTHON_OUTCOMES, CoordinatorRun, Policy,
-                           RuntimeRun)
+from model.runtime import (COMMS_MODES, COORDINATOR_OUTCOMES, FEATURES, FORKED_CHILD, PYTHON_OUTCOMES, RETURN,
+                           STARTUP_RESCHEDULE, CoordinatorRun, Policy, RuntimeRun)
 from model.scenario import (
     DEFAULT_EXECUTION_API_RETRIES,
     FAULT_KINDS,
@@ -181,11 +181,28 @@ policies = st.one_of(
 #: number of seconds (finding R3; the lifecycle's tries draw ``policies`` only).
 runtime_policies = policies | st.builds(Policy, st.just("retry_int_delay"), st.integers(0, 3600),
                                         st.none() | st.sampled_from(REASONS))
-#: What else a try meets (``model.runtime.FEATURES``): usually nothing, often one thing, sometimes more.
-features = st.frozensets(st.sampled_from(FEATURES), max_size=len(FEATURES))
+#: The features drawn in one try in eight: a startup that reschedules ends the try before the task runs (drawn
+#: as often as the others, it hid the task's own branches from most tries); a forked child costs a fork.
+_RARE_FEATURES = (STARTUP_RESCHEDULE, FORKED_CHILD)
+_COMMON_FEATURES = tuple(f for f in FEATURES if f not in _RARE_FEATURES)
+_ONE_IN_EIGHT = st.sampled_from((False,) * 7 + (True,))
+
+
+def _features(common: tuple[bool, ...], rare: tuple[bool, ...]) -> frozenset[str]:
+    return frozenset(f for f, present in zip(_COMMON_FEATURES + _RARE_FEATURES, common + rare) if present)
+
+
+#: What else a try meets (``model.runtime.FEATURES``): each common feature independently in half the tries,
+#: each rare one in one in eight. Shrinks towards none.
+features = st.builds(_features, st.tuples(*(st.booleans() for _ in _COMMON_FEATURES)),
+                     st.tuples(*(_ONE_IN_EIGHT for _ in _RARE_FEATURES)))
+#: The task's outcome, RETURN five times over: the success path holds as many of the runner's branches (the
+#: map index sent after the task, for one) as the failures do, and drawn as one outcome among all the others a
+#: ci run could miss them.
+outcomes = st.sampled_from((RETURN,) * 5 + PYTHON_OUTCOMES)
 #: One try of a Python task; shrinks towards a consistent context, a returning task, no policy, a working
 #: channel, no features.
-runtime_runs = st.builds(RuntimeRun, run_contexts, st.sampled_from(PYTHON_OUTCOMES), runtime_policies,
+runtime_runs = st.builds(RuntimeRun, run_contexts, outcomes, runtime_policies,
                          st.sampled_from(COMMS_MODES), features)
 coordinator_runs = st.builds(CoordinatorRun, run_contexts, st.sampled_from(COORDINATOR_OUTCOMES))
 #: A run of each single-shot kind (the supervisor's attempts come from ``machine_for``).

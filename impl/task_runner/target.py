@@ -16,7 +16,8 @@ are stood in for:
 
 The run's features (``model.runtime.FEATURES``) are set up as Airflow would meet them: XCom keys
 to clear in the ``TIRunContext``, a ``map_index_template`` on the operator, a SIGTERM raised in the
-process from ``execute``, ``_AIRFLOW_FORK_EXEC=1`` in the environment.
+process from ``execute`` (and, for ``forked_child``, in a child ``execute`` forks and waits for),
+``_AIRFLOW_FORK_EXEC=1`` in the environment.
 
 Example plugins (and so their listeners) are switched off: ``AIRFLOW__CORE__LOAD_EXAMPLES=False``.
 """
@@ -63,6 +64,7 @@ from airflow.sdk.execution_time.comms import (  # noqa: E402
 
 from model.runtime import (  # noqa: E402
     FORK_EXEC,
+    FORKED_CHILD,
     MAP_INDEX_TEMPLATE,
     OTHER_REQUESTS,
     SIGTERM,
@@ -171,24 +173,44 @@ MAP_INDEX_LABEL = "finalstate_label"
 
 
 class ScriptedOperator(BaseOperator):
-    """An operator whose ``execute`` ends as the run's outcome says, after the SIGTERM and the map-index
-    label its run asks for; ``on_kill`` calls ``killed`` (a closure: the runner works on a copy)."""
+    """An operator whose ``execute`` ends as the run's outcome says, after the SIGTERM, the forked child and
+    the map-index label its run asks for; ``on_kill`` calls ``killed`` and the child's exit status goes to
+    ``child_exited`` (closures: the runner works on a copy of the operator)."""
 
-    def __init__(self, *, outcome: str, sigterm: bool = False, killed=lambda: None, **kwargs):
+    def __init__(self, *, outcome: str, sigterm: bool = False, killed=lambda: None, child_exited=None, **kwargs):
         super().__init__(**kwargs)
         self.outcome = outcome
         self.sigterm = sigterm
         self.killed = killed
+        self.child_exited = child_exited
 
     def execute(self, context):
         if self.sigterm:
             signal.raise_signal(signal.SIGTERM)  # the handler runs before raise_signal returns
+        if self.child_exited is not None:
+            self.child_exited(_fork_a_child_that_gets_sigterm())
         if self.map_index_template:
             context[MAP_INDEX_LABEL] = "finalstate"
         return _raise(self.outcome)
 
     def on_kill(self):
         self.killed()
+
+
+def _fork_a_child_that_gets_sigterm() -> int:
+    """Fork; the child raises SIGTERM on itself and leaves at once (0 if it survived the signal, 70 if the
+    handler raised); the parent reaps it and answers its exit status (negative: killed by that signal)."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the checker
+        status = 0
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except BaseException:
+            status = 70
+        finally:
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(wait_status)
 
 
 class _Bundle:
@@ -269,13 +291,14 @@ def startup_details(run: RuntimeRun) -> StartupDetails:
     )
 
 
-def _task(run: RuntimeRun, killed) -> BaseOperator:
+def _task(run: RuntimeRun, killed, child_exited) -> BaseOperator:
     with DAG(DAG_ID, schedule=None):
         return ScriptedOperator(
             task_id=TASK_ID, outcome=run.outcome, retries=run.context.max_tries,
             retry_policy=ScriptedPolicy(run.policy) if run.policy else None,
             map_index_template="{{ %s }}" % MAP_INDEX_LABEL if MAP_INDEX_TEMPLATE in run.features else None,
             sigterm=SIGTERM in run.features, killed=killed,
+            child_exited=child_exited if FORKED_CHILD in run.features else None,
         )
 
 
@@ -284,7 +307,8 @@ def run(runtime_run: RuntimeRun) -> RuntimeObservation:
     channel = RecordingChannel(startup_details(runtime_run), runtime_run.comms,
                                dag_run_exists=runtime_run.outcome.startswith("DagRunTriggerException(exists"))
     on_kill_calls: list[None] = []
-    task = _task(runtime_run, lambda: on_kill_calls.append(None))
+    child_exits: list[int] = []
+    task = _task(runtime_run, lambda: on_kill_calls.append(None), child_exits.append)
     returned: list = []
     real_run = airflow_task_runner.run
 
@@ -332,6 +356,7 @@ def run(runtime_run: RuntimeRun) -> RuntimeObservation:
         retry_reason=reason,
         on_kill_calls=len(on_kill_calls),
         channel_closed=channel.socket.closed,
+        forked_child_exit=child_exits[0] if child_exits else None,
     )
 
 
