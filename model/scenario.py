@@ -130,7 +130,13 @@ class Overtime:
     """``task_success_overtime`` runs out while the process is still alive."""
 
 
-Event = Union[Send, Fault, Heartbeat, Overtime]
+@attrs.frozen
+class IgnoreSigterm:
+    """From now on the process ignores SIGTERM (a task that traps it): a kill's SIGTERM leaves it alive and doing
+    nothing more, so only the supervisor's escalation to SIGKILL ends it (else, much later, its own exit)."""
+
+
+Event = Union[Send, Fault, Heartbeat, Overtime, IgnoreSigterm]
 
 
 def _at_least_one_try(instance, attribute, value: int) -> None:
@@ -196,6 +202,8 @@ def _event_text(event: Event) -> str:
         return f"fault {event.call} {event.kind}"
     if isinstance(event, Heartbeat):
         return f"heartbeat {event.answer}"
+    if isinstance(event, IgnoreSigterm):
+        return "ignore sigterm"
     return "overtime"
 
 
@@ -237,9 +245,11 @@ def _parse_event(part: str) -> Event:
             return Heartbeat(args[0] if args[0] == HEARTBEAT_NO_ANSWER else _parse_int(args[0], part))
         if verb == "overtime" and not args:
             return Overtime()
+        if verb == "ignore" and args == ["sigterm"]:
+            return IgnoreSigterm()
     except (ValueError, TypeError) as e:
         raise ValueError(f"bad event {part!r}: {e}") from None
-    raise ValueError(f"unknown event {part!r}; events are: send FRAME [STATE], fault CALL KIND, heartbeat CODE|timeout, overtime")
+    raise ValueError(f"unknown event {part!r}; events are: send FRAME [STATE], fault CALL KIND, heartbeat CODE|timeout, overtime, ignore sigterm")
 
 
 def signal_name(exit_code: int) -> str:

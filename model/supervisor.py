@@ -26,6 +26,7 @@ from model.scenario import (
     ApiCall,
     Fault,
     Heartbeat,
+    IgnoreSigterm,
     Observation,
     Overtime,
     Scenario,
@@ -42,8 +43,10 @@ STATES_SENT_DIRECTLY = frozenset({DEFERRED, AWAITING_INPUT, UP_FOR_RESCHEDULE, U
 #: Airflow's default ``[workers] max_failed_heartbeats`` in the specified release (``Release.max_failed_heartbeats``).
 MAX_FAILED_HEARTBEATS = SPECIFIED.max_failed_heartbeats
 
-#: The signal ``kill(SIGTERM, force=True)`` starts with; the model's process dies of it.
+#: The signal ``kill(SIGTERM, force=True)`` starts with; the model's process dies of it, unless it ignores it.
 SIGTERM_EXIT = -15
+#: Where ``force=True`` escalates to when SIGTERM is ignored.
+SIGKILL_EXIT = -9
 
 #: Frames handed to ``_send_terminal_state_msg``: the client call each makes and the state it records.
 DIRECT_FRAMES = {
@@ -97,6 +100,8 @@ class Supervisor:
     release: Release = SPECIFIED
     #: ``[workers] execution_api_retries``: the tries of each request (``model.client``).
     execution_api_retries: int = DEFAULT_EXECUTION_API_RETRIES
+    #: The process ignores SIGTERM (``IgnoreSigterm``).
+    ignores_sigterm: bool = False
 
     @property
     def alive(self) -> bool:
@@ -113,8 +118,11 @@ class Supervisor:
         return attrs.evolve(self, replies=(*self.replies, "ok" if ok else "error"))
 
     def kill(self) -> Supervisor:
-        """``kill(SIGTERM, force=True)``: a no-op once the process has exited."""
-        return self if not self.alive else attrs.evolve(self, exit_code=SIGTERM_EXIT)
+        """``kill(SIGTERM, force=True)``: the process dies of SIGTERM, or of the SIGKILL it escalates to when the
+        process ignores SIGTERM; a no-op once the process has exited."""
+        if not self.alive:
+            return self
+        return attrs.evolve(self, exit_code=SIGKILL_EXIT if self.ignores_sigterm else SIGTERM_EXIT)
 
 
 def start(scenario: Scenario, release: Release = SPECIFIED) -> Supervisor:
@@ -204,6 +212,8 @@ def monitor_step(sup: Supervisor, event) -> Supervisor:
         sup = send_heartbeat_if_needed(sup, event.answer)
     elif isinstance(event, Overtime):
         sup = attrs.evolve(sup, overtime_elapsed=sup.task_ended)
+    elif isinstance(event, IgnoreSigterm):
+        sup = attrs.evolve(sup, ignores_sigterm=True)
     return handle_process_overtime_if_needed(sup)
 
 

@@ -72,6 +72,11 @@ CASES = {
         (1, "failed", "failed", "finish(failed)->500, finish(failed)->500, finish(failed)->200", "", None),
     "try_number=1 max_tries=0; heartbeat 500; exit 0":
         (0, "success", "running", ", ".join(["heartbeat->500"] * 5), "", None),
+    # a process that ignores SIGTERM dies of the SIGKILL the kill escalates to
+    "try_number=1 max_tries=0; ignore sigterm; send SucceedTask; overtime; exit 0":
+        (-9, "failed", "success", "succeed->200, finish(failed)->409", "ok", "ServerResponseError(409)"),
+    "try_number=1 max_tries=2; ignore sigterm; heartbeat 410; exit 0":
+        (-9, "SERVER_TERMINATED", "restarting", "heartbeat->410", "", None),
     # the process is dead after a kill: later frames never arrive
     "try_number=1 max_tries=0; heartbeat 404; send SucceedTask; exit 0":
         (-15, "SERVER_TERMINATED", "deleted", "heartbeat->404", "", None),

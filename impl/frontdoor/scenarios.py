@@ -28,6 +28,7 @@ from model.scenario import (
     Event,
     Fault,
     Heartbeat,
+    IgnoreSigterm,
     Overtime,
     RunContext,
     Scenario,
@@ -61,11 +62,11 @@ frames = st.one_of(
 )
 faults = st.builds(Fault, st.sampled_from(FAULTABLE_CALLS), st.sampled_from(FAULT_KINDS))
 
-#: Every event an attempt can have: each frame, each fault, each heartbeat answer, the success overtime.
+#: Every event an attempt can have: each frame, each fault, each heartbeat answer, the success overtime, a trapped SIGTERM.
 EVENTS: tuple[Event, ...] = (
     *(Send("TaskState", s) for s in TASK_STATE_STATES), *(Send(f) for f in FRAME_TYPES if f != "TaskState"),
     *(Fault(c, k) for c in FAULTABLE_CALLS for k in FAULT_KINDS),
-    *(Heartbeat(a) for a in HEARTBEAT_ANSWERS), Overtime(),
+    *(Heartbeat(a) for a in HEARTBEAT_ANSWERS), Overtime(), IgnoreSigterm(),
 )
 events = st.sampled_from(EVENTS)
 

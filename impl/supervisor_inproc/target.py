@@ -8,9 +8,13 @@ Nothing of the supervisor is re-implemented here. The real ``wait()`` runs the r
   into the real ``handle_requests`` generator; or a due heartbeat; or the overtime clock
   running out; or the process exit);
 - the process: dies of the first signal the supervisor sends it, else exits as the scenario says;
+  once it ignores SIGTERM (``ignore sigterm``), a SIGTERM leaves it alive and silent, and only the
+  escalation to SIGKILL ends it (else its own exit, ``IGNORED_SIGTERM_GRACE`` later). The
+  supervisor's escalation delay is made tiny (``ESCALATION_DELAY``): it changes when the SIGKILL
+  comes, not whether;
 - the Execution API client: ``impl.server.model_client`` answers from ``model.server.Server``
-  (the server's rules and the scenario's faults), raising what Airflow's client raises, and
-  records every call;
+  (the server's rules and the scenario's faults), tried as Airflow's client tries, raising what
+  Airflow's client raises, and records every try;
 - the child's socket: response frames are decoded to learn what the runtime was told.
 
 The server. ``target(name, server=None)`` chooses what answers the supervisor: ``server`` or,
@@ -18,7 +22,7 @@ when None, the environment variable ``FINALSTATE_SERVER`` (``registry.SERVER_ENV
 ``finalstate replay --server`` and ``pytest --server`` set), default ``model``:
 
 - ``model``: the recording client above; the default, and unchanged;
-- ``airflow``: Airflow's real ``Client`` (default retries, zero waits) to the real Execution
+- ``airflow``: Airflow's real ``Client`` (the scenario's tries, zero waits) to the real Execution
   API app in process on SQLite (``impl.server.airflow_api``); each scenario is its own DagRun
   and TaskInstance, the supervisor's ``start`` is the real ``ti_run``, the TI id is that row's,
   and faults and heartbeat answers happen in the transport and the world
@@ -49,7 +53,7 @@ from impl.releases.adapters import (request_for_handle_requests, require_the_mod
                                     supervisor_reference)
 from impl.server.model_client import RecordingClient, error_name
 from impl.wire import codec
-from model.scenario import Fault, Heartbeat, Observation, Overtime, Scenario, Send
+from model.scenario import Fault, Heartbeat, IgnoreSigterm, Observation, Overtime, Scenario, Send
 
 # The supervisor logs every frame and every refused call; in a checker running thousands of
 # scenarios that is noise and time. Its loggers are structlog proxies, so this reaches them.
@@ -60,28 +64,57 @@ structlog.configure(
 _QUIET = structlog.get_logger("finalstate")
 _TRACKING = since_1_3_0_process_tracker()
 TI_ID = uuid.UUID(int=1)
+#: The supervisor's wait before it escalates a kill's signal (Airflow's: 5 s), in process: the scripted process
+#: dies at once of any signal it does not ignore.
+ESCALATION_DELAY = 1e-4
+#: How long a process that ignored SIGTERM lives on before its own exit, when no SIGKILL comes: far beyond
+#: ``ESCALATION_DELAY``, so only a supervisor that never escalates lets it run out.
+IGNORED_SIGTERM_GRACE = 1.0
 
 require_the_models_heartbeat_budget(airflow_supervisor.MAX_FAILED_HEARTBEATS)
 
 
 class ScriptedProcess(_TRACKING.base):
-    """The task process: alive until the scenario's exit, or until the supervisor signals it."""
+    """The task process: alive until the scenario's exit, or until the supervisor signals it.
+
+    Once ``ignores_sigterm``, a SIGTERM leaves it alive (``sigterm_ignored_at``); it then does nothing more and
+    ends, if no SIGKILL comes, with its own exit ``IGNORED_SIGTERM_GRACE`` seconds later (``exit_when_ignored``).
+    """
 
     ProcessNotFound = _TRACKING.not_found
     TimeoutExpired = _TRACKING.timeout_expired
 
-    def __init__(self):
+    def __init__(self, exit_when_ignored: int = 0):
         self.exit_code: int | None = None
+        self.ignores_sigterm = False
+        self.sigterm_ignored_at: float | None = None
+        self.exit_when_ignored = exit_when_ignored
 
     @property
     def pid(self) -> int:
         return 4242
 
     def send_signal(self, s: signal.Signals) -> None:
-        if self.exit_code is None:
-            self.exit_code = -int(s)
+        if self.exit_code is not None:
+            return
+        if s == signal.SIGTERM and self.ignores_sigterm:
+            self.sigterm_ignored_at = self.sigterm_ignored_at or time.monotonic()
+            return
+        self.exit_code = -int(s)
+
+    @property
+    def silenced(self) -> bool:
+        """Alive after ignoring a SIGTERM: nothing more arrives from it (its own exit once the grace is over)."""
+        if self.sigterm_ignored_at is None or self.exit_code is not None:
+            return False
+        if time.monotonic() - self.sigterm_ignored_at > IGNORED_SIGTERM_GRACE:
+            self.exit_code = self.exit_when_ignored
+            return False
+        return True
 
     def wait(self, timeout: float | None) -> int:
+        if self.exit_code is None:
+            self.silenced  # noqa: B018  the grace may be over: then it has exited
         if self.exit_code is None:
             raise _TRACKING.timed_out(timeout)
         return self.exit_code
@@ -129,8 +162,8 @@ class ScriptedSelector:
 
     def select(self, timeout=None):
         sup = self.supervisor
-        if self.process.exit_code is not None:
-            return []  # dead: nothing more arrives, kill()'s wait sees the exit at once
+        if self.process.exit_code is not None or self.process.silenced:
+            return []  # dead, or silent after ignoring SIGTERM: nothing more arrives
         now = time.monotonic()
         sup._last_heartbeat_attempt = now  # no heartbeat falls due unless the event says so
         if not self.events:
@@ -147,6 +180,8 @@ class ScriptedSelector:
             sup._last_heartbeat_attempt = now - airflow_supervisor.MIN_HEARTBEAT_INTERVAL - 1
         elif isinstance(event, Overtime) and sup._task_end_time_monotonic is not None:
             sup._task_end_time_monotonic = now - since_1_0_4_overtime_threshold(sup) - 1
+        elif isinstance(event, IgnoreSigterm):
+            self.process.ignores_sigterm = True
         return []
 
     def _deliver(self, event: Send) -> None:
@@ -169,16 +204,23 @@ class ScriptedSelector:
         pass
 
 
+class QuickEscalation(ActivitySubprocess):
+    """The real ``ActivitySubprocess``, its kill escalating after ``ESCALATION_DELAY`` instead of Airflow's 5 s."""
+
+    def kill(self, signal_to_send=signal.SIGINT, escalation_delay=None, force=False):
+        return super().kill(signal_to_send, ESCALATION_DELAY, force)
+
+
 def _supervisor(scenario: Scenario, client, world=None, ti_id: uuid.UUID = TI_ID
                 ) -> tuple[ActivitySubprocess, ChildEnd]:
     """A real ``ActivitySubprocess`` wired to the scripted process, selector and child socket.
 
     ``world``: what takes the scenario's faults and heartbeat answers (default: the recording client's).
     """
-    process, child = ScriptedProcess(), ChildEnd()
+    process, child = ScriptedProcess(scenario.exit_code), ChildEnd()
     selector = ScriptedSelector(scenario, process, world or client.task_instances)
-    sup = ActivitySubprocess(id=ti_id, pid=process.pid, process=process, stdin=child, process_log=_QUIET,
-                             client=client, selector=selector)
+    sup = QuickEscalation(id=ti_id, pid=process.pid, process=process, stdin=child, process_log=_QUIET,
+                          client=client, selector=selector)
     selector.attach(sup)
     return sup, child
 

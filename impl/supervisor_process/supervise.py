@@ -24,6 +24,9 @@ What is arranged, and why the observation still equals the in-process one:
   length while the attempt runs (the first-iteration heartbeat included). A ``heartbeat`` or
   ``overtime`` event is performed by a scripted runtime over its control channel, which runs
   that one clock out (``impl.server.model_api``).
+- *Escalation.* A kill's wait before it escalates to the next signal is ``ESCALATION_DELAY``, not
+  Airflow's 5 s (``QuickEscalation``): a runtime that ignores SIGTERM (``ignore sigterm``) still
+  ends by the SIGKILL the escalation sends, sooner.
 - *Exit watch.* A pidfd of the launched process is registered in the supervisor's selector,
   so the loop wakes when the process ends instead of at its next timeout, which the
   stretched clocks put minutes away. It changes when the exit is noticed, not what is done.
@@ -76,6 +79,12 @@ STRETCHED = 10**9
 LOST_READ_TIMEOUT = 0.02
 #: Every other call: generous, so that a loaded machine never times a real answer out.
 CALL_TIMEOUT = 30.0
+#: The supervisor's wait before it escalates a kill's signal (Airflow's: 5 s): long enough for a process that does
+#: not ignore the signal to die of it and be seen dead, short beside the attempt's deadline. It changes when the
+#: SIGKILL comes, not whether.
+ESCALATION_DELAY = 0.5
+#: How long a scripted runtime that ignored SIGTERM lives on before its own exit, when no SIGKILL comes.
+IGNORED_SIGTERM_GRACE = 3.0
 #: An attempt that has not ended by then is ended by the harness (SIGKILL), and says so.
 DEFAULT_DEADLINE = 15.0
 DEFAULT_STARTUP_TIMEOUT = 10.0
@@ -97,6 +106,13 @@ def client_class(tries: int) -> type[Client]:
     method = since_1_4_0_retried_request()
     retried = getattr(Client, method).retry_with(stop=tenacity.stop_after_attempt(tries), wait=tenacity.wait_none())
     return type(f"ClientTrying{tries}", (Client,), {method: retried})
+
+
+class QuickEscalation(_PopenActivitySubprocess):
+    """The real ``_PopenActivitySubprocess``, its kill escalating after ``ESCALATION_DELAY`` instead of Airflow's 5 s."""
+
+    def kill(self, signal_to_send=signal.SIGINT, escalation_delay=None, force=False):
+        return super().kill(signal_to_send, ESCALATION_DELAY, force)
 
 
 class Harness:
@@ -285,7 +301,7 @@ def _supervise(attempt, client, context: RunContext, command: list[str], task_id
     notes: list[str] = []
     with stretched_clocks():
         try:
-            sup = _PopenActivitySubprocess.start(
+            sup = QuickEscalation.start(
                 what=ti, dag_rel_path="dag.py", bundle_info=None, client=client, logger=_QUIET,
                 command=command, startup_timeout=startup_timeout, subprocess_logs_to_stdout=False,
             )

@@ -49,7 +49,8 @@ from impl.supervisor_process.real_server import RealAttempt
 from impl.supervisor_process.census import census
 from impl.wire import codec
 from impl.wire.launcher import SCRIPTED_RUNTIME
-from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Fault, Heartbeat, Observation, Overtime, RunContext, Scenario, Send
+from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, Fault, Heartbeat, IgnoreSigterm, Observation, Overtime,
+                            RunContext, Scenario, Send)
 
 
 def compile_scenario(scenario: Scenario) -> dict:
@@ -67,6 +68,8 @@ def compile_scenario(scenario: Scenario) -> dict:
             steps += [["control", {"op": "heartbeat", "answer": event.answer}], ["sync", 2]]
         elif isinstance(event, Overtime):
             steps += [["control", {"op": "overtime"}], ["sync", 2]]
+        elif isinstance(event, IgnoreSigterm):
+            steps.append(["ignore_sigterm", supervise.IGNORED_SIGTERM_GRACE, scenario.exit_code])
         else:
             raise TypeError(f"unknown event {event!r}")
     steps.append(["exit", scenario.exit_code])

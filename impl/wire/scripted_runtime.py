@@ -27,6 +27,8 @@ script of any size costs one short argument. Its map:
 - ``["read"]``: await one response frame; ``["close"]``: close the comm socket;
 - ``["log", text]``: one JSON log line on the logs channel;
 - ``["sleep", seconds]``; ``["hang"]``: sleep until killed;
+- ``["ignore_sigterm", grace, code]``: from now on a SIGTERM leaves the process alive and doing
+  nothing more; unless a SIGKILL ends it first, it exits ``code`` ``grace`` seconds later;
 - ``["exit", code]``: exit with ``code`` if ``>= 0``, else die of signal ``-code``.
 
 Its TCP connections close with a reset (``SO_LINGER`` 0), not a FIN: the supervisor still
@@ -199,6 +201,14 @@ class Runtime:
     def op_hang(self) -> None:
         while True:
             time.sleep(3600)
+
+    def op_ignore_sigterm(self, grace: float, code: int) -> None:
+        """From now on a SIGTERM leaves the process alive and silent; ``grace`` seconds later it ends with ``code``."""
+        def ignore(signum, frame):
+            time.sleep(grace)
+            die(code)
+
+        signal.signal(signal.SIGTERM, ignore)
 
     def op_exit(self, code: int) -> None:
         die(code)
