@@ -79,6 +79,8 @@ UPSTREAM: dict[str, str] = {
     "F10": "apparently new",
     "F11": f"related: [#64023]({_AF}/pull/64023) (closed unmerged): a lost answer to the SUCCESS update, resent and "
            "refused with 409",
+    "F12": f"apparently new; related: [#68902]({_AF}/pull/68902) (merged: 410, not 404, for an id a retry archived, "
+           f"on the RTIF endpoint only) and [#73554]({_AF}/pull/73554) (open: keep attempt UUIDs and try numbers aligned)",
     "R1": f"reported: [#67266]({_AF}/pull/67266) (closed unmerged: 'Recover SKIPPED state when supervisor IPC fails on "
           f"terminal-state send'); the fail-closed exit of [#66573]({_AF}/pull/66573) covers only FAILED/UP_FOR_RETRY",
     "R2": f"apparently new (a side effect of [#66573]({_AF}/pull/66573)'s fail-closed exit)",
