@@ -49,14 +49,13 @@ from pathlib import Path
 from typing import Sequence
 
 import structlog
-import tenacity
 from airflow.sdk.api.client import Client
 from airflow.sdk.api.datamodels._generated import TaskInstance
 from airflow.sdk.coordinators._subprocess import _PopenActivitySubprocess
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 
-from impl.releases.adapters import (require_the_models_heartbeat_budget, since_1_4_0_http_library,
-                                    since_1_4_0_retried_request)
+from impl.releases.adapters import (require_the_models_heartbeat_budget, since_1_4_0_client_retry,
+                                    since_1_4_0_http_library)
 from impl.server.model_api import ExecutionAPIFake
 from impl.server.model_client import error_name
 from impl.wire import codec
@@ -97,14 +96,10 @@ require_the_models_heartbeat_budget(airflow_supervisor.MAX_FAILED_HEARTBEATS)
 
 @functools.lru_cache(maxsize=None)
 def client_class(tries: int) -> type[Client]:
-    """Airflow's ``Client`` with its retry layer trying each request ``tries`` times, without waits.
-
-    ``tries`` is ``[workers] execution_api_retries``. The request method's tenacity decorator reads
-    that setting at import; ``retry_with`` gives the same decorator (same predicate) with the stop
-    changed and the waits zeroed: they change when the tries happen, not what the server does.
-    """
-    method = since_1_4_0_retried_request()
-    retried = getattr(Client, method).retry_with(stop=tenacity.stop_after_attempt(tries), wait=tenacity.wait_none())
+    """Airflow's ``Client`` with its own retry trying each request ``tries`` times (``[workers]
+    execution_api_retries``), without waits (``since_1_4_0_client_retry``: they change when the tries happen,
+    not what the server does)."""
+    method, retried = since_1_4_0_client_retry(tries)
     return type(f"ClientTrying{tries}", (Client,), {method: retried})
 
 
