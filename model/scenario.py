@@ -42,6 +42,9 @@ FRAME_TYPES = (
     "AwaitInputTask",
     "SkipDownstreamTasks",
 )
+#: A request frame that is no terminal state: ``MaskSecret`` (the supervisor masks the value in its logs and
+#: answers), standing for every other request the runtime sends while it runs.
+NON_TERMINAL_FRAMES = ("MaskSecret",)
 #: The states a ``TaskState`` frame may carry (``comms.TaskState.state``).
 TASK_STATE_STATES = (FAILED, SKIPPED, REMOVED)
 
@@ -99,7 +102,7 @@ class RunContext:
 class Send:
     """The runtime sends one request frame; ``state`` only for ``TaskState``."""
 
-    frame: str = attrs.field(validator=attrs.validators.in_(FRAME_TYPES))
+    frame: str = attrs.field(validator=attrs.validators.in_(FRAME_TYPES + NON_TERMINAL_FRAMES))
     state: str | None = None
 
     def __attrs_post_init__(self):

@@ -26,6 +26,7 @@ from model.scenario import (
     ApiCall,
     Fault,
     Heartbeat,
+    NON_TERMINAL_FRAMES,
     IgnoreSigterm,
     Observation,
     Overtime,
@@ -144,8 +145,11 @@ def send_terminal_state_msg(sup: Supervisor, frame: Send) -> tuple[Supervisor, b
 def handle_request(sup: Supervisor, frame: Send) -> Supervisor:
     """``_handle_request`` for the terminal frames, and the reply ``handle_requests`` sends back.
 
-    A frame the release does not know fails ``handle_requests``' decoder: logged, nothing else.
+    A frame the release does not know fails ``handle_requests``' decoder: logged, nothing else. A non-terminal
+    request is answered and changes nothing here.
     """
+    if frame.frame in NON_TERMINAL_FRAMES:
+        return sup.reply(True)
     if frame.frame not in sup.release.terminal_frames:
         return sup
     if frame.frame in FRAMES_ENDING_TASK:

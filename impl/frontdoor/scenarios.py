@@ -24,6 +24,7 @@ from model.scenario import (
     HEARTBEAT_ANSWERS,
     HEARTBEAT_ERROR,
     HEARTBEAT_NO_ANSWER,
+    NON_TERMINAL_FRAMES,
     TASK_STATE_STATES,
     Event,
     Fault,
@@ -62,9 +63,10 @@ frames = st.one_of(
 )
 faults = st.builds(Fault, st.sampled_from(FAULTABLE_CALLS), st.sampled_from(FAULT_KINDS))
 
-#: Every event an attempt can have: each frame, each fault, each heartbeat answer, the success overtime, a trapped SIGTERM.
+#: Every event an attempt can have: each frame (a non-terminal request too), each fault, each heartbeat answer, the success overtime, a trapped SIGTERM.
 EVENTS: tuple[Event, ...] = (
     *(Send("TaskState", s) for s in TASK_STATE_STATES), *(Send(f) for f in FRAME_TYPES if f != "TaskState"),
+    *(Send(f) for f in NON_TERMINAL_FRAMES),
     *(Fault(c, k) for c in FAULTABLE_CALLS for k in FAULT_KINDS),
     *(Heartbeat(a) for a in HEARTBEAT_ANSWERS), Overtime(), IgnoreSigterm(),
 )

@@ -180,5 +180,6 @@ def terminal_body(frame: str, state: str | None = None, when: dt.datetime = _EPO
         "AwaitInputTask": {"state": "awaiting_input", "timeout": None, "next_method": "execute_complete",
                            "next_kwargs": {}},
         "SkipDownstreamTasks": {"tasks": ["downstream"]},
+        "MaskSecret": {"value": "finalstate-secret", "name": None},  # a non-terminal request
     }
     return {**bodies[frame], "type": frame}
