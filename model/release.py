@@ -64,6 +64,12 @@ class Release:
         return state == SERVER_TERMINATED or (state == UP_FOR_RETRY and self.version >= (1, 4, 0))
 
     @property
+    def answers_gone(self) -> bool:
+        """Whether the server answers a heartbeat on an archived try's id with 410 Gone: since core 3.2.2 (with
+        task-sdk 1.2.2); before, 404 like any id that is not live."""
+        return self.version >= (1, 2, 2)
+
+    @property
     def accepts_repeated_state(self) -> bool:
         """Whether the server answers a state update asking for the state the row already holds with 200, whatever
         the row's state: since core 3.3.0 (task-sdk 1.3.0, the idempotency check of ``ti_update_state``); before,

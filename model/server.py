@@ -171,9 +171,11 @@ class Server:
         return attrs.evolve(self, row=attrs.evolve(row, state=RUNNING, pid=pid), context=context), OK
 
     def heartbeat_from(self, pid: int = WORKER) -> tuple[Server, int]:
-        """``ti_heartbeat``: 204 for the RUNNING TI of ``pid``; 409 elsewhere or not running; 410/404 once not live."""
+        """``ti_heartbeat``: 204 for the RUNNING TI of ``pid``; 409 elsewhere or not running; once not live, 410 for
+        an archived try's id (since core 3.2.2, ``Release.answers_gone``), else 404."""
         if not self.held_is_live:
-            return self, GONE if any(ti_id == self.held for _, ti_id in self.history) else NOT_FOUND
+            archived = any(ti_id == self.held for _, ti_id in self.history)
+            return self, GONE if archived and self.release.answers_gone else NOT_FOUND
         if self.row.pid != pid or self.row.state != RUNNING:
             return self, CONFLICT
         return self, NO_CONTENT

@@ -263,3 +263,15 @@ def test_server_terminated_is_read_and_held_in_the_releases_spelling():
                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.split()[-4:] == ["True", "SERVER_TERMINATED", "success", "None"], (spec, done.stdout)
+
+
+def test_a_heartbeat_on_a_cleared_try_is_410_since_core_3_2_2_and_404_before():
+    from model.scenario import RunContext
+    from model.server import GONE, NOT_FOUND, Server
+
+    def after_clear(release):
+        server, _ = Server.queued(RunContext(1, 1), release=release).start()
+        return server.clear().heartbeat_from()[1]
+
+    assert after_clear(Release.parse("1.1.8")) == NOT_FOUND
+    assert after_clear(Release.parse("1.2.2")) == GONE and after_clear(SPECIFIED) == GONE
