@@ -62,6 +62,14 @@ def since_1_3_0_process_tracker() -> ProcessTracking:
     return ProcessTracking(object, psutil.NoSuchProcess, psutil.TimeoutExpired)
 
 
+def since_1_1_2_should_retry(supervisor, should_retry: bool) -> None:
+    """Hand ``supervisor`` the start's should_retry where the release keeps it: ``_should_retry``, read by
+    ``final_state``, came in 1.1.2; before, the supervisor has no such attribute (its ``final_state`` never
+    retries a failed exit) and cannot take one."""
+    if since("1.1.2"):
+        supervisor._should_retry = should_retry
+
+
 def since_1_2_0_child_started_arguments() -> dict:
     """``ActivitySubprocess._on_child_started`` takes ``sentry_integration`` since 1.2.0 (keywords only)."""
     return {"sentry_integration": ""} if since("1.2.0") else {}

@@ -46,11 +46,11 @@ import structlog
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
-from impl.releases.adapters import (request_for_handle_requests, require_the_models_heartbeat_budget,
+from impl.releases.adapters import (model_state, request_for_handle_requests, require_the_models_heartbeat_budget,
                                     since_1_0_3_length_prefixed_frames, since_1_0_4_overtime_threshold,
+                                    since_1_1_2_should_retry,
                                     since_1_2_0_child_started_arguments, since_1_2_0_defer_queue,
-                                    since_1_3_0_process_tracker,
-                                    supervisor_reference)
+                                    since_1_3_0_process_tracker, supervisor_reference, supervisor_state)
 from impl.server.model_client import RecordingClient, error_name
 from impl.wire import codec
 from model.scenario import Fault, Heartbeat, IgnoreSigterm, Observation, Overtime, Scenario, Send
@@ -243,7 +243,7 @@ def run(scenario: Scenario) -> Observation:
     row = client.task_instances.server.row
     return Observation(
         exit_code=sup._exit_code,
-        final_state=str(getattr(sup.final_state, "value", sup.final_state)),
+        final_state=model_state(sup.final_state),
         calls=tuple(client.task_instances.calls),
         replies=tuple(child.replies),
         row=row.state,
@@ -280,7 +280,7 @@ class AirflowServerRun:
         self.last = attempt.close()
         return Observation(
             exit_code=sup._exit_code,
-            final_state=str(getattr(sup.final_state, "value", sup.final_state)),
+            final_state=model_state(sup.final_state),
             calls=calls,
             replies=tuple(child.replies),
             row=observed_row(self.last.row_after),
@@ -306,7 +306,7 @@ def raw_rate_probe(scenario: Scenario, client=None) -> str:
     to measure the rate the design quotes (every call succeeds, nothing recorded).
     """
     sup, _ = _supervisor(scenario, client or RecordingClient(scenario))
-    sup._should_retry = scenario.context.should_retry
+    since_1_1_2_should_retry(sup, scenario.context.should_retry)
     for event in scenario.events:
         if isinstance(event, Send):
             msg = ActivitySubprocess.decoder.validate_python(codec.terminal_body(event.frame, event.state))
@@ -325,15 +325,15 @@ def raw_rate_probe(scenario: Scenario, client=None) -> str:
 def decide_final_state(exit_code: int, terminal_state: str | None, should_retry: bool) -> str:
     """The real ``ActivitySubprocess.final_state`` on these inputs alone (no attempt lived): its decision table.
 
-    ``terminal_state`` is a state's value or ``SERVER_TERMINATED``, held as the supervisor holds it
-    (a ``TaskInstanceState`` member, or the module's constant).
+    ``terminal_state`` is a state as the model spells it, held as the supervisor holds it (``supervisor_state``:
+    a ``TaskInstanceState`` member, or the release's ``SERVER_TERMINATED``); the decision comes back in the
+    model's spelling.
     """
     sup = ActivitySubprocess.__new__(ActivitySubprocess)
-    sup._exit_code, sup._should_retry = exit_code, should_retry
-    sup._terminal_state = (airflow_supervisor.SERVER_TERMINATED if terminal_state == airflow_supervisor.SERVER_TERMINATED
-                           else None if terminal_state is None else airflow_supervisor.TaskInstanceState(terminal_state))
-    state = sup.final_state
-    return str(getattr(state, "value", state))
+    sup._exit_code = exit_code
+    since_1_1_2_should_retry(sup, should_retry)
+    sup._terminal_state = supervisor_state(terminal_state)
+    return model_state(sup.final_state)
 
 
 def target(name: str, server: str | None = None):
