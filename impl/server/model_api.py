@@ -11,7 +11,8 @@ calls in the order they arrived, and the answer the next heartbeat gets.
 
 The *control channel* is a plain TCP socket on which the scripted runtime (stdlib only)
 performs the scenario's events that are not frames, in order and in lockstep: ``arm`` a
-fault, make a ``heartbeat`` fall due with a given answer, run the success ``overtime`` out.
+fault, make a ``heartbeat`` fall due with a given answer, run the success ``overtime`` out,
+say it now ignores SIGTERM (``ignore_sigterm``: the supervisor's ``runtime_ignores_sigterm``).
 Frames are length-prefixed msgpack maps, as on the comm channel; each is acknowledged once done.
 The channel acts on the attempt registered under the runtime's token through its ``attach``,
 ``arm`` and ``heartbeat_due``: a model ``Attempt`` here, or the real server's attempt that
@@ -327,6 +328,9 @@ class _ControlHandler(socketserver.BaseRequestHandler):
         if op == "overtime":
             if sup._task_end_time_monotonic is not None:
                 sup._task_end_time_monotonic = time.monotonic() - BACKDATE
+            return {"ok": True}
+        if op == "ignore_sigterm":  # the runtime traps SIGTERM from now on: its kill need not wait long to escalate
+            sup.runtime_ignores_sigterm = True
             return {"ok": True}
         return {"ok": False, "error": f"unknown op {op!r}"}
 

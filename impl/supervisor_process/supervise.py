@@ -24,9 +24,9 @@ What is arranged, and why the observation still equals the in-process one:
   length while the attempt runs (the first-iteration heartbeat included). A ``heartbeat`` or
   ``overtime`` event is performed by a scripted runtime over its control channel, which runs
   that one clock out (``impl.server.model_api``).
-- *Escalation.* A kill's wait before it escalates to the next signal is ``ESCALATION_DELAY``, not
-  Airflow's 5 s (``QuickEscalation``): a runtime that ignores SIGTERM (``ignore sigterm``) still
-  ends by the SIGKILL the escalation sends, sooner.
+- *Escalation.* Once a runtime says it ignores SIGTERM (``ignore sigterm``), a kill's wait before it
+  escalates to the next signal is ``ESCALATION_DELAY``, not Airflow's 5 s (``QuickEscalation``): it
+  still ends by the SIGKILL the escalation sends, sooner.
 - *Exit watch.* A pidfd of the launched process is registered in the supervisor's selector,
   so the loop wakes when the process ends instead of at its next timeout, which the
   stretched clocks put minutes away. It changes when the exit is noticed, not what is done.
@@ -78,10 +78,10 @@ STRETCHED = 10**9
 LOST_READ_TIMEOUT = 0.02
 #: Every other call: generous, so that a loaded machine never times a real answer out.
 CALL_TIMEOUT = 30.0
-#: The supervisor's wait before it escalates a kill's signal (Airflow's: 5 s): long enough for a process that does
-#: not ignore the signal to die of it and be seen dead, short beside the attempt's deadline. It changes when the
-#: SIGKILL comes, not whether.
-ESCALATION_DELAY = 0.5
+#: The supervisor's wait before it escalates a kill's signal (Airflow's: 5 s) once the runtime said it ignores
+#: SIGTERM: short beside the runtime's own exit after ``IGNORED_SIGTERM_GRACE``. It changes when the SIGKILL
+#: comes, not whether.
+ESCALATION_DELAY = 0.05
 #: How long a scripted runtime that ignored SIGTERM lives on before its own exit, when no SIGKILL comes.
 IGNORED_SIGTERM_GRACE = 3.0
 #: An attempt that has not ended by then is ended by the harness (SIGKILL), and says so.
@@ -104,10 +104,15 @@ def client_class(tries: int) -> type[Client]:
 
 
 class QuickEscalation(_PopenActivitySubprocess):
-    """The real ``_PopenActivitySubprocess``, its kill escalating after ``ESCALATION_DELAY`` instead of Airflow's 5 s."""
+    """The real ``_PopenActivitySubprocess``; once its runtime said it ignores SIGTERM (``runtime_ignores_sigterm``,
+    set over the control channel), its kill escalates after ``ESCALATION_DELAY`` instead of Airflow's 5 s. A
+    runtime that dies of the signal is seen dead at once either way."""
 
-    def kill(self, signal_to_send=signal.SIGINT, escalation_delay=None, force=False):
-        return super().kill(signal_to_send, ESCALATION_DELAY, force)
+    runtime_ignores_sigterm = False
+
+    def kill(self, signal_to_send=signal.SIGINT, escalation_delay=5.0, force=False):
+        return super().kill(signal_to_send, ESCALATION_DELAY if self.runtime_ignores_sigterm else escalation_delay,
+                            force)
 
 
 class Harness:

@@ -69,7 +69,8 @@ def compile_scenario(scenario: Scenario) -> dict:
         elif isinstance(event, Overtime):
             steps += [["control", {"op": "overtime"}], ["sync", 2]]
         elif isinstance(event, IgnoreSigterm):
-            steps.append(["ignore_sigterm", supervise.IGNORED_SIGTERM_GRACE, scenario.exit_code])
+            steps += [["ignore_sigterm", supervise.IGNORED_SIGTERM_GRACE, scenario.exit_code],
+                      ["control", {"op": "ignore_sigterm"}]]
         else:
             raise TypeError(f"unknown event {event!r}")
     steps.append(["exit", scenario.exit_code])
