@@ -70,8 +70,8 @@ def failure_answered_with_retry_exactly_when_should_retry(run, observed):
 
 
 def fail_exception_never_retries(run, observed):
-    """AirflowFailException, AirflowSensorTimeout and AirflowTaskTerminated never ask for a retry
-    (raised by the task, or by its outcome's handler)."""
+    """AirflowFailException, AirflowSensorTimeout and AirflowTaskTerminated never ask for a retry (raised by
+    the task, or by its outcome's handler), nor does a DAG run to trigger that exists already (``met_never_retry``)."""
     if not met_never_retry(run, observed):
         return ()
     if any(s.frame.frame == "RetryTask" for s in observed.sent) or observed.state == UP_FOR_RETRY:
