@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from impl.frontdoor.exhaustive import IN_PROCESS_TARGETS, check_in_scope
+from impl.frontdoor.exhaustive import check_in_scope
 from impl.frontdoor.findings import FINDINGS
 from impl.frontdoor.report import check_conformance
 from impl.frontdoor.scenarios import EXIT_CODES, machine_for, run_machine
@@ -59,8 +59,9 @@ def test_every_small_scenario(target, record_property):
     """Every scenario of up to ``DEFAULT_DEPTH`` events over the whole alphabet (de-duplicated by the model's
     state, ``impl/frontdoor/exhaustive.py``): conformance and every invariant, the known findings counted.
     Complete where Hypothesis samples: three failed heartbeats in a row, say, are always in scope."""
-    if target.name not in IN_PROCESS_TARGETS:
-        pytest.skip(f"the exhaustive scope is checked in process ({', '.join(IN_PROCESS_TARGETS)}); on {target.name} "
+    if not target.in_process:
+        pytest.skip(f"the exhaustive scope is checked in process (model, airflow-inproc on the model server); on "
+                    f"{target.name} "
                     f"run: finalstate check --target {target.name} --exhaustive N")
     found = check_in_scope(target)
     record_property("exhaustive scope", f"depth {found.depth}: {found.scenarios} scenarios, {found.states} model "

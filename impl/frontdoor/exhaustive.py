@@ -45,9 +45,6 @@ HEARTBEAT_DEPTH = model_supervisor.MAX_FAILED_HEARTBEATS + 2
 EXITS = (0, 1, -9)
 #: The largest scope checked by default: airflow-inproc checks it in under a minute here, with 2 workers.
 DEFAULT_DEPTH = 3
-#: The targets fast enough to check the default scope inside a property run (the others run thousands of
-#: times slower: a real process per scenario; ``finalstate check --exhaustive N`` still runs them).
-IN_PROCESS_TARGETS = ("model", "airflow-inproc")
 
 
 @attrs.frozen

@@ -30,7 +30,7 @@ class WrongKindOfTarget(TargetUnavailable):
     """The target exists but checks another side; the properties of the kind asked for do not apply to it."""
 
 
-#: ``Target.attempts_per_step`` of the targets that live an attempt in process, in well under a millisecond.
+#: ``Target.attempts_per_step`` of the targets that live an attempt in process (``Target.in_process``).
 IN_PROCESS_ATTEMPTS_PER_STEP = 10
 
 
@@ -46,9 +46,15 @@ class Target:
     #: A supervisor target's ``final_state`` decision alone, ``(exit_code, terminal_state, should_retry) -> state``,
     #: where the target can call it without living an attempt (checked on its whole domain); None elsewhere.
     final_state: Callable[[int, str | None, bool], str] | None = None
-    #: How many attempts a supervisor search draws per step of its machine, at most (``scenarios.machine_for``):
-    #: more where an attempt costs little, so that Hypothesis's cost per example is spread over more of them.
-    attempts_per_step: int = 1
+    #: Lives an attempt in process in well under a millisecond (``model``; ``airflow-inproc`` on the model server):
+    #: its searches draw several attempts per machine step, and its properties check the exhaustive scope.
+    in_process: bool = False
+
+    @property
+    def attempts_per_step(self) -> int:
+        """How many attempts a supervisor search draws per step of its machine, at most (``scenarios.machine_for``):
+        more where an attempt costs little, so that Hypothesis's cost per example is spread over more of them."""
+        return IN_PROCESS_ATTEMPTS_PER_STEP if self.in_process else 1
 
 
 @attrs.frozen
@@ -114,7 +120,7 @@ def model_target(kind: str = "supervisor") -> Target:
     """The ``model`` target of ``kind``: the model checked against itself, so only its invariants can fail."""
     run = {"supervisor": model_supervisor.run, "runtime": model_runtime.python_runtime,
            "coordinator": model_runtime.coordinator_attempt}[kind]
-    return Target("model", run, run, kind=kind, attempts_per_step=IN_PROCESS_ATTEMPTS_PER_STEP)
+    return Target("model", run, run, kind=kind, in_process=True)
 
 
 def known_targets() -> str:

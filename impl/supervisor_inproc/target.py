@@ -338,13 +338,11 @@ def decide_final_state(exit_code: int, terminal_state: str | None, should_retry:
 
 def target(name: str, server: str | None = None):
     """The ``airflow-inproc`` target on ``server`` (None: ``$FINALSTATE_SERVER``, default ``model``); see the module."""
-    from impl.frontdoor.registry import (IN_PROCESS_ATTEMPTS_PER_STEP, Target, TargetUnavailable, chosen_server,
-                                         require_real_server)
+    from impl.frontdoor.registry import Target, TargetUnavailable, chosen_server, require_real_server
 
     since_1_0_3_length_prefixed_frames()
     if chosen_server(server) == "model":
-        return Target(name, run, reference=supervisor_reference(), final_state=decide_final_state,
-                      attempts_per_step=IN_PROCESS_ATTEMPTS_PER_STEP)
+        return Target(name, run, reference=supervisor_reference(), final_state=decide_final_state, in_process=True)
     require_real_server(name)
     from impl.server.airflow_api import ServerUnavailable
 
