@@ -102,19 +102,18 @@ class ScriptedProcess(_TRACKING.base):
             return
         self.exit_code = -int(s)
 
-    @property
     def silenced(self) -> bool:
-        """Alive after ignoring a SIGTERM: nothing more arrives from it (its own exit once the grace is over)."""
-        if self.sigterm_ignored_at is None or self.exit_code is not None:
-            return False
-        if time.monotonic() - self.sigterm_ignored_at > IGNORED_SIGTERM_GRACE:
+        """Alive after ignoring a SIGTERM: nothing more arrives from it (until its own exit, after the grace)."""
+        self._exit_once_the_grace_is_over()
+        return self.exit_code is None and self.sigterm_ignored_at is not None
+
+    def _exit_once_the_grace_is_over(self) -> None:
+        if (self.exit_code is None and self.sigterm_ignored_at is not None
+                and time.monotonic() - self.sigterm_ignored_at > IGNORED_SIGTERM_GRACE):
             self.exit_code = self.exit_when_ignored
-            return False
-        return True
 
     def wait(self, timeout: float | None) -> int:
-        if self.exit_code is None:
-            self.silenced  # noqa: B018  the grace may be over: then it has exited
+        self._exit_once_the_grace_is_over()
         if self.exit_code is None:
             raise _TRACKING.timed_out(timeout)
         return self.exit_code
@@ -162,7 +161,7 @@ class ScriptedSelector:
 
     def select(self, timeout=None):
         sup = self.supervisor
-        if self.process.exit_code is not None or self.process.silenced:
+        if self.process.exit_code is not None or self.process.silenced():
             return []  # dead, or silent after ignoring SIGTERM: nothing more arrives
         now = time.monotonic()
         sup._last_heartbeat_attempt = now  # no heartbeat falls due unless the event says so
