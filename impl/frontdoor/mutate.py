@@ -416,6 +416,10 @@ _FS, _HB, _HBF = ("ActivitySubprocess.final_state", "ActivitySubprocess._send_he
                   "ActivitySubprocess._handle_heartbeat_failures")
 _OVERTIME = "ActivitySubprocess._handle_process_overtime_if_needed"
 EQUIVALENT: dict[str, str] = {
+    f"{_HB} | DeleteStatement | self._last_successful_heartbeat = time.monotonic() => pass":
+        "in the specified release the stamp of the last successful heartbeat is read only by _monitor_subprocess, "
+        "for how long its select may sleep (HEARTBEAT_TIMEOUT - 0.75 x its age): stale, the loop wakes more often, "
+        "and no decision about the terminal state, the calls or the kills reads it",
     f"{_SEND} | ConditionTrue | elif isinstance(msg, AwaitInputTask): => elif True:":
         "every caller passes one of the five terminal messages, so the last elif is reached only by an AwaitInputTask",
     f"{_REPLAY} | ConditionFalse | if msg is None: => if False:":

@@ -158,13 +158,15 @@ class ScriptedSelector:
         self.supervisor = supervisor
         self.requests = supervisor.handle_requests(_QUIET)
         next(self.requests)
+        # No heartbeat falls due unless an event says so: the interval starts now (an attempt lasts far less),
+        # and from then on only the supervisor's own stamp after each heartbeat moves it.
+        supervisor._last_heartbeat_attempt = time.monotonic()
 
     def select(self, timeout=None):
         sup = self.supervisor
         if self.process.exit_code is not None or self.process.silenced():
             return []  # dead, or silent after ignoring SIGTERM: nothing more arrives
         now = time.monotonic()
-        sup._last_heartbeat_attempt = now  # no heartbeat falls due unless the event says so
         if not self.events:
             self.process.exit_code = self.exit_code
             return []
