@@ -45,6 +45,13 @@ FRAME_TYPES = (
 #: A request frame that is no terminal state: ``MaskSecret`` (the supervisor masks the value in its logs and
 #: answers), standing for every other request the runtime sends while it runs.
 NON_TERMINAL_FRAMES = ("MaskSecret",)
+#: The rendered map index every frame that has one carries (the task runner's rendering of the task's
+#: ``map_index_template``): the supervisor keeps it and passes it on in its succeed, retry and finish calls.
+RENDERED_MAP_INDEX = "finalstate-0"
+#: The frames that carry it (``_handle_request`` keeps it from each).
+FRAMES_WITH_MAP_INDEX = frozenset({"TaskState", "SucceedTask", "RetryTask", "DeferTask", "AwaitInputTask"})
+#: The calls that pass it on.
+CALLS_WITH_MAP_INDEX = frozenset({"succeed", "retry", "finish"})
 #: The states a ``TaskState`` frame may carry (``comms.TaskState.state``).
 TASK_STATE_STATES = (FAILED, SKIPPED, REMOVED)
 
@@ -285,6 +292,7 @@ class Observation:
     ``row`` is the server row's state at the end; ``row_gone`` the status the server
     answers for it once it has taken the TI away (404/409/410), else ``None``.
     ``raised`` names what the supervisor raised out of ``wait()``, if anything.
+    ``rendered_map_index`` is what the last succeed, retry or finish request carried (None: none did).
     ``harness`` is set only when the harness running a real process had to step in (the
     attempt never started, or ran past its deadline and was killed): it says what happened.
     """
@@ -297,6 +305,7 @@ class Observation:
     row_gone: int | None = None
     raised: str | None = None
     harness: str | None = None
+    rendered_map_index: str | None = None
 
     def to_lines(self) -> list[str]:
         lines = [
@@ -309,6 +318,8 @@ class Observation:
         ]
         if self.raised:
             lines.append(f"raised={self.raised}")
+        if self.rendered_map_index is not None:
+            lines.append(f"rendered_map_index={self.rendered_map_index}")
         if self.harness:
             lines.append(f"harness: {self.harness}")
         return lines

@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import attrs
 
+from model import client
+from model.release import SPECIFIED, Release
 from model.scenario import (
     AWAITING_INPUT,
+    CALLS_WITH_MAP_INDEX,
+    DEFAULT_EXECUTION_API_RETRIES,
     DEFERRED,
     FAILED,
+    FRAMES_WITH_MAP_INDEX,
     HEARTBEAT_OK,
+    NON_TERMINAL_FRAMES,
+    RENDERED_MAP_INDEX,
     SERVER_TERMINATED,
     SUCCESS,
     TIMEOUT,
@@ -26,16 +33,12 @@ from model.scenario import (
     ApiCall,
     Fault,
     Heartbeat,
-    NON_TERMINAL_FRAMES,
     IgnoreSigterm,
     Observation,
     Overtime,
     Scenario,
     Send,
 )
-from model import client
-from model.release import SPECIFIED, Release
-from model.scenario import DEFAULT_EXECUTION_API_RETRIES
 from model.server import OK, Server
 
 #: ``supervisor.STATES_SENT_DIRECTLY``: final states for which no closing ``finish`` call is made.
@@ -103,6 +106,10 @@ class Supervisor:
     execution_api_retries: int = DEFAULT_EXECUTION_API_RETRIES
     #: The process ignores SIGTERM (``IgnoreSigterm``).
     ignores_sigterm: bool = False
+    #: ``_rendered_map_index``: kept from the last frame that carries one; and what the last call that passes it
+    #: on carried (``Observation.rendered_map_index``).
+    rendered_map_index: str | None = None
+    map_index_sent: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -111,7 +118,8 @@ class Supervisor:
     def call(self, name: str, state: str | None = None) -> tuple[Supervisor, int | str]:
         """One client call: its tries on the server, each recorded; the last answer."""
         server, calls, status = client.call(self.server, name, state, self.execution_api_retries)
-        return attrs.evolve(self, server=server, calls=(*self.calls, *calls)), status
+        sent = self.rendered_map_index if name in CALLS_WITH_MAP_INDEX else self.map_index_sent
+        return attrs.evolve(self, server=server, calls=(*self.calls, *calls), map_index_sent=sent), status
 
     def reply(self, ok: bool) -> Supervisor:
         if ok and not self.release.answers_every_request:
@@ -152,6 +160,8 @@ def handle_request(sup: Supervisor, frame: Send) -> Supervisor:
         return sup.reply(True)
     if frame.frame not in sup.release.terminal_frames:
         return sup
+    if frame.frame in FRAMES_WITH_MAP_INDEX:
+        sup = attrs.evolve(sup, rendered_map_index=RENDERED_MAP_INDEX)
     if frame.frame in FRAMES_ENDING_TASK:
         sup = attrs.evolve(sup, task_ended=True, overtime_elapsed=False)  # _task_end_time_monotonic = now
     if frame.frame == "TaskState":
@@ -244,4 +254,5 @@ def run(scenario: Scenario, release: Release = SPECIFIED) -> Observation:
         row=row.state,
         row_gone=row.gone,
         raised=sup.raised,
+        rendered_map_index=sup.map_index_sent,
     )

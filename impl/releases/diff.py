@@ -49,6 +49,7 @@ DECISIONS: dict[str, tuple[str, ...]] = {
     "final state": ("final_state", "state"),
     "row": ("row", "row_gone"),
     "calls made": ("calls", "replies", "sent", "retry_delay_seconds", "retry_reason"),
+    "rendered map index sent": ("rendered_map_index",),
     "exit": ("exit_code", "raised", "harness"),
     "target error": ("error",),
 }

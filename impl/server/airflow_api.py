@@ -56,6 +56,7 @@ from airflow.sdk.api.client import Client
 
 from impl.releases.adapters import since_1_4_0_client_retry, since_1_4_0_http_library
 from impl.server.postgres import LOCAL, SERVER_DB_ENV, SQLITE, LocalPostgres, PostgresUnavailable, alive
+from impl.server.model_api import requested
 
 BUILD_DIR = Path(__file__).resolve().parents[2] / "build" / "server"
 DAG_ID = "finalstate"
@@ -130,6 +131,7 @@ class Exchange:
     what the app answered, None when the request never reached it. They differ for an injected
     5xx (the app never saw it) and a lost answer (the app answered, the client never heard).
     ``state`` is the state a ``finish`` asks for (``failed``, ``skipped``, ...); None for any other call.
+    ``rendered_map_index`` is what the request body carried as one (None: nothing).
     """
 
     call: int
@@ -141,6 +143,7 @@ class Exchange:
     error: str | None = None
     server_status: int | None = None
     state: str | None = None
+    rendered_map_index: str | None = None
 
     def to_text(self) -> str:
         seen = str(self.status) if self.status is not None else self.error
@@ -181,7 +184,7 @@ def call_name(method: str, path: str, content: bytes | None) -> str:
     parts = path.strip("/").split("/")
     action = parts[-1] if parts else ""
     if _is_state_update(method, parts):
-        return _STATE_CALLS.get(_requested_state(content), "finish")
+        return _STATE_CALLS.get(requested(content, "state"), "finish")
     return _ACTION_CALLS.get((method, action), action)
 
 
@@ -189,19 +192,12 @@ def finish_state(method: str, path: str, content: bytes | None) -> str | None:
     """The state a ``finish`` request asks for (``failed``, ``skipped``, ...); None for any other request."""
     if not _is_state_update(method, path.strip("/").split("/")):
         return None
-    state = _requested_state(content)
+    state = requested(content, "state")
     return None if state in _STATE_CALLS else state
 
 
 def _is_state_update(method: str, parts: list[str]) -> bool:
     return method == "PATCH" and "task-instances" in parts and parts[-1] == "state"
-
-
-def _requested_state(content: bytes | None) -> str | None:
-    try:
-        return json.loads(content or b"{}").get("state")
-    except (ValueError, AttributeError):
-        return None
 
 
 # -- the client side -----------------------------------------------------------------------------
@@ -255,7 +251,8 @@ class ExchangeTransport(_http.BaseTransport):
     def handle_request(self, request: _http.Request) -> _http.Response:
         name = call_name(request.method, request.url.path, request.content)
         record = dict(call=self.call, attempt=self.attempt, method=request.method, path=request.url.path, name=name,
-                      state=finish_state(request.method, request.url.path, request.content))
+                      state=finish_state(request.method, request.url.path, request.content),
+                      rendered_map_index=requested(request.content, "rendered_map_index"))
         fault = self._fault_for(name)
         if fault is not None and fault.kind != "lost":
             if fault.kind == "5xx":

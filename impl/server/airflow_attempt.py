@@ -39,7 +39,7 @@ import attrs
 
 from impl.server.airflow_api import (AirflowServer, Attempt, Exchange, RowState, TransportFault, active_server,
                                      quiet_logs)
-from model.scenario import (FAILED, HEARTBEAT_ERROR, HEARTBEAT_GONE, HEARTBEAT_NO_ANSWER, RUNNING, TIMEOUT, ApiCall, Fault,
+from model.scenario import (CALLS_WITH_MAP_INDEX, FAILED, HEARTBEAT_ERROR, HEARTBEAT_GONE, HEARTBEAT_NO_ANSWER, RUNNING, TIMEOUT, ApiCall, Fault,
                             RunContext)
 from model.server import client_status
 
@@ -142,6 +142,11 @@ class AirflowAttempt:
             self.server.mark(run_id, FAILED)
         else:
             self.server.clear(run_id)
+
+    def map_index_sent(self) -> str | None:
+        """What the last succeed, retry or finish request carried as ``rendered_map_index``."""
+        sent = [e.rendered_map_index for e in self.client.exchanges if e.name in CALLS_WITH_MAP_INDEX]
+        return sent[-1] if sent else None
 
     def calls(self) -> tuple[ApiCall, ...]:
         """One ``ApiCall`` per request, with the status the client saw (see the module)."""

@@ -43,7 +43,7 @@ import msgpack
 
 from impl.releases.adapters import model_release
 from model.server import CONFLICT, OK, Server, client_status
-from model.scenario import HEARTBEAT_NO_ANSWER, TIMEOUT, ApiCall, Fault, RunContext
+from model.scenario import CALLS_WITH_MAP_INDEX, HEARTBEAT_NO_ANSWER, TIMEOUT, ApiCall, Fault, RunContext
 
 API_PREFIX = "/execution/"
 #: How far a clock is run out: beyond any threshold the harness configures.
@@ -61,6 +61,14 @@ STATE_CALLS = {
 }
 
 
+def requested(body: bytes | None, field: str):
+    """A field of a JSON request body (None when the body has none, or is no JSON object)."""
+    try:
+        return json.loads(body or b"{}").get(field)
+    except (ValueError, AttributeError):
+        return None
+
+
 def route(method: str, path: str, body: bytes | None) -> tuple[str, str, str | None] | None:
     """``(ti_id, call name, state)`` of an Execution API request, as ``Server.call`` names them; else None."""
     if not path.startswith(API_PREFIX):
@@ -76,10 +84,7 @@ def route(method: str, path: str, body: bytes | None) -> tuple[str, str, str | N
     if method == "PATCH" and action == "skip-downstream":
         return ti_id, "skip_downstream_tasks", None
     if method == "PATCH" and action == "state":
-        try:
-            state = json.loads(body or b"{}").get("state")
-        except (ValueError, AttributeError):
-            return None
+        state = requested(body, "state")
         if state in STATE_CALLS:
             return ti_id, STATE_CALLS[state], None
         return ti_id, "finish", state
@@ -111,6 +116,8 @@ class Attempt:
     server: Server
     calls: list[ApiCall] = attrs.field(factory=list)
     heartbeat_answer: int | str = 200
+    #: What the last succeed, retry or finish request carried as ``rendered_map_index``.
+    map_index_sent: str | None = None
     runtime_pid: int | None = None
     supervisor: object = None
     attached: threading.Event = attrs.field(factory=threading.Event)
@@ -231,6 +238,8 @@ class _APIHandler(BaseHTTPRequestHandler):
             return self._answer(HTTPStatus.NOT_FOUND, {"detail": {"reason": "not_found", "message": self.path}})
         _, name, state = routed
         with attempt.lock:
+            if name in CALLS_WITH_MAP_INDEX:
+                attempt.map_index_sent = requested(body, "rendered_map_index")
             if name == "start":
                 attempt.server, status = attempt.server.start()
             elif name == "heartbeat":

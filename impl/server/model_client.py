@@ -62,6 +62,8 @@ class RecordingTaskInstances:
         self.tries = scenario.execution_api_retries
         self.server = Server.queued(scenario.context, release=model_release())  # the installed release's server
         self.calls: list[ApiCall] = []
+        #: What the last succeed, retry or finish call carried as ``rendered_map_index``.
+        self.map_index_sent: str | None = None
         self.heartbeat_answer = 200
 
     def arm(self, fault: Fault) -> None:
@@ -89,13 +91,16 @@ class RecordingTaskInstances:
         self._answer(*client.heartbeat(self.server, self.heartbeat_answer, self.tries))
 
     def finish(self, id, state, when=None, rendered_map_index=None, **_newer) -> None:
+        self.map_index_sent = rendered_map_index
         self._call("finish", model_state(state))
 
     def succeed(self, id, when=None, task_outlets=None, outlet_events=None, rendered_map_index=None, **_newer) -> None:
+        self.map_index_sent = rendered_map_index
         self._call("succeed")
 
     def retry(self, id, end_date=None, rendered_map_index=None, retry_delay_seconds=None, retry_reason=None,
               **_newer) -> None:
+        self.map_index_sent = rendered_map_index
         self._call("retry")
 
     def defer(self, id, msg, **_newer) -> None:

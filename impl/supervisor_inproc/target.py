@@ -250,6 +250,7 @@ def run(scenario: Scenario) -> Observation:
         row=row.state,
         row_gone=row.gone,
         raised=raised,
+        rendered_map_index=client.task_instances.map_index_sent,
     )
 
 
@@ -287,6 +288,7 @@ class AirflowServerRun:
             row=observed_row(self.last.row_after),
             row_gone=attempt.gone,
             raised=raised,
+            rendered_map_index=attempt.map_index_sent(),
         )
 
     def close(self) -> None:

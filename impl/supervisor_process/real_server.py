@@ -56,11 +56,12 @@ class RealAttempt:
         if self.supervisor is None or not self.supervisor._terminal_state:
             self.real.heartbeat_due(answer)
 
-    def finish(self) -> tuple[tuple[ApiCall, ...], str, int | None]:
-        """The calls, the row as read back, and the status the world made the server answer; releases the client."""
-        calls = self.real.calls()
+    def finish(self) -> tuple[tuple[ApiCall, ...], str, int | None, str | None]:
+        """The calls, the row as read back, the status the world made the server answer and the rendered map index
+        the last call that passes one on carried; releases the client."""
+        calls, map_index_sent = self.real.calls(), self.real.map_index_sent()
         self.record = self.real.close()
-        return calls, observed_row(self.record.row_after), self.real.gone
+        return calls, observed_row(self.record.row_after), self.real.gone, map_index_sent
 
 
 class RealServerSide:

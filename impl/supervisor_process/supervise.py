@@ -285,12 +285,13 @@ def supervise_command(command: Sequence[str], context: RunContext = RunContext()
 
 
 def _server_side(attempt) -> tuple:
-    """The calls, the row state and ``row_gone`` of the attempt (and its client released, on the real server)."""
+    """The calls, the row state, ``row_gone`` and the rendered map index sent of the attempt (and its client released,
+    on the real server)."""
     finish = getattr(attempt, "finish", None)
     if finish is not None:  # the real server: impl.supervisor_process.real_server.RealAttempt
         return finish()
     row = attempt.server.row
-    return tuple(attempt.calls), row.state, row.gone
+    return tuple(attempt.calls), row.state, row.gone, attempt.map_index_sent
 
 
 def _supervise(attempt, client, context: RunContext, command: list[str], task_id: str, deadline: float,
@@ -335,7 +336,7 @@ def _supervise(attempt, client, context: RunContext, command: list[str], task_id
     with attempt.lock:  # a lost answer: applied on the server before the client gave up
         attempt.lock.wait_for(lambda: not attempt.lost_in_flight, timeout=10)
     notes += attempt.unexpected
-    calls, row, row_gone = _server_side(attempt)
+    calls, row, row_gone, map_index_sent = _server_side(attempt)
     return Observation(
         exit_code=exit_code,
         final_state=final_state,
@@ -343,6 +344,7 @@ def _supervise(attempt, client, context: RunContext, command: list[str], task_id
         replies=tuple(comm.replies),
         row=row,
         row_gone=row_gone,
+        rendered_map_index=map_index_sent,
         raised=raised,
         harness="; ".join(notes) or None,
     )
@@ -384,7 +386,7 @@ def _not_started(attempt, error: Exception) -> Observation:
     if attempt.runtime_pid is not None:  # start()'s resource tracker terminated it; make sure
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(attempt.runtime_pid, signal.SIGKILL)
-    calls, row, row_gone = _server_side(attempt)
+    calls, row, row_gone, map_index_sent = _server_side(attempt)
     return Observation(
         exit_code=-signal.SIGTERM,  # _ResourceTracker terminates the process it could not start
         final_state="none",
@@ -392,6 +394,7 @@ def _not_started(attempt, error: Exception) -> Observation:
         replies=(),
         row=row,
         row_gone=row_gone,
+        rendered_map_index=map_index_sent,
         raised=error_name(error),
         harness=f"not started: {type(error).__name__}: {error}",
     )

@@ -22,6 +22,8 @@ from typing import Any
 import attrs
 import msgpack
 
+from model.scenario import FRAMES_WITH_MAP_INDEX, RENDERED_MAP_INDEX
+
 HEADER_SIZE = 4
 #: Frames longer than this are refused before their payload is read.
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
@@ -167,12 +169,12 @@ def terminal_body(frame: str, state: str | None = None, when: dt.datetime = _EPO
     ``_defer_task``, ``_await_input_task``, ``finalize``): a ``DeferTask`` or ``AwaitInputTask``
     always carries ``next_kwargs`` (the serialised ``kwargs or {}``), which the server requires as
     a dict. Each must pass Airflow's ``schema.json``, the supervisor's decoder and the server's
-    request model (``tests/test_bodies.py``).
+    request model (``tests/test_bodies.py``). Each frame that has a ``rendered_map_index`` carries
+    ``model.scenario.RENDERED_MAP_INDEX``, as a mapped task with a ``map_index_template`` would.
     """
     bodies = {
-        "TaskState": {"state": state, "end_date": when, "rendered_map_index": None},
-        "SucceedTask": {"state": "success", "end_date": when, "task_outlets": [], "outlet_events": [],
-                        "rendered_map_index": None},
+        "TaskState": {"state": state, "end_date": when},
+        "SucceedTask": {"state": "success", "end_date": when, "task_outlets": [], "outlet_events": []},
         "RetryTask": {"state": "up_for_retry", "end_date": when},
         "DeferTask": {"state": "deferred", "classpath": "finalstate.Trigger", "trigger_kwargs": {},
                       "trigger_timeout": None, "queue": None, "next_method": "execute_complete", "next_kwargs": {}},
@@ -182,4 +184,5 @@ def terminal_body(frame: str, state: str | None = None, when: dt.datetime = _EPO
         "SkipDownstreamTasks": {"tasks": ["downstream"]},
         "MaskSecret": {"value": "finalstate-secret", "name": None},  # a non-terminal request
     }
-    return {**bodies[frame], "type": frame}
+    carried = {"rendered_map_index": RENDERED_MAP_INDEX} if frame in FRAMES_WITH_MAP_INDEX else {}
+    return {**bodies[frame], **carried, "type": frame}
