@@ -78,3 +78,12 @@ def test_nothing_to_confirm_for_the_model_or_an_unchecked_failure():
         check_invariants(model, Scenario.from_text(finding.scenario), (getattr(model_invariants, finding.invariant),))
     assert confirm(caught.value) is None
     assert confirm(CheckFailed("no run attached")) is None
+
+
+def test_a_run_the_real_server_cannot_play_is_not_checked_and_says_why(inproc):
+    """A run context the real server never hands out (should_retry against the counts): said, not raised."""
+    with pytest.raises(CheckFailed) as caught:
+        check_invariants(inproc, Scenario.from_text("try_number=1 max_tries=0 should_retry=true; exit 1"),
+                         (model_invariants.no_task_instance_left_running,))
+    verdict = confirm(caught.value)
+    assert verdict.confirmed is None and "should_retry=true" in verdict.detail
