@@ -27,7 +27,7 @@ from impl.frontdoor.report import Disagreement, InvariantViolation, check_confor
 from model import supervisor as model_supervisor
 from model.invariants import SUPERVISOR_INVARIANTS
 from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER, HEARTBEAT_OK,
-                            Heartbeat, RunContext, Scenario)
+                            Heartbeat, IgnoreSigterm, RunContext, Scenario)
 
 #: Retries left, the last try, no retries, and should_retry disagreeing with the counts both ways.
 CONTEXTS = (RunContext.from_server(1, 1), RunContext.from_server(2, 1), RunContext.from_server(1, 0),
@@ -69,16 +69,18 @@ def _abstract(sup: model_supervisor.Supervisor, remaining: int) -> model_supervi
 
 
 def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS, tries=TRIES, alphabet=EVENTS,
-                        deduplicated: bool = True) -> Iterator[tuple[Scenario, object]]:
-    """Every scenario in scope (up to ``depth`` events of ``alphabet``), each with the abstract model state it reaches;
-    ``deduplicated`` False: every sequence, whatever state it reaches."""
+                        deduplicated: bool = True, prefix: tuple = ()) -> Iterator[tuple[Scenario, object]]:
+    """Every scenario in scope (``prefix``, then up to ``depth`` events of ``alphabet``), each with the abstract model
+    state it reaches; ``deduplicated`` False: every sequence, whatever state it reaches."""
     for context in contexts:
         frontier, seen = [], set()
         for n in tries:
             start = model_supervisor.start(Scenario(context, (), 0, n))
+            for event in prefix:
+                start = model_supervisor.monitor_step(start, event)
             if _abstract(start, depth) not in seen:
                 seen.add(_abstract(start, depth))
-                frontier.append(((), start))
+                frontier.append((tuple(prefix), start))
         for level in range(depth + 1):
             next_frontier = []
             for events, sup in frontier:
@@ -123,9 +125,12 @@ def _check_context(job) -> Coverage:
 
 
 def in_scope(depth: int, contexts=CONTEXTS) -> Iterator[tuple[Scenario, object]]:
-    """The scope: every scenario up to ``depth`` events, then every heartbeat sequence up to ``HEARTBEAT_DEPTH``."""
+    """The scope: every scenario up to ``depth`` events, then every heartbeat sequence up to ``HEARTBEAT_DEPTH``, from a
+    runtime that dies of SIGTERM and from one that ignores it (the failed-heartbeats kill must escalate)."""
     yield from enumerate_scenarios(depth, contexts)
-    yield from enumerate_scenarios(HEARTBEAT_DEPTH, contexts, alphabet=HEARTBEAT_EVENTS, deduplicated=False)
+    for prefix in ((), (IgnoreSigterm(),)):
+        yield from enumerate_scenarios(HEARTBEAT_DEPTH, contexts, alphabet=HEARTBEAT_EVENTS, deduplicated=False,
+                                       prefix=prefix)
 
 
 def check_in_scope(target, depth: int = DEFAULT_DEPTH, contexts=CONTEXTS, max_failures: int = 5) -> Coverage:
