@@ -567,8 +567,9 @@ def seed_coordinator_runtime(run: CoordinatorRun) -> RuntimeObservation:
 
 
 def to_scenario(context: RunContext, observed: RuntimeObservation) -> Scenario:
-    """The attempt the supervisor lives: the frames that got through, then the runtime's exit."""
-    return Scenario(context, observed.delivered, observed.exit_code)
+    """The attempt the supervisor lives: the frames that got through (carrying no rendered map index: the runtimes
+    modelled here run tasks that are not mapped), then the runtime's exit."""
+    return Scenario(context, observed.delivered, observed.exit_code, rendered_map_index=None)
 
 
 def compose(context: RunContext, observed: RuntimeObservation) -> Observation:

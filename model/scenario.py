@@ -162,12 +162,15 @@ class Scenario:
     If the supervisor kills the process first, the kill's signal is the exit instead.
     ``execution_api_retries`` is the worker's ``[workers] execution_api_retries``: how many times
     Airflow's client tries each request (``model.client``); Airflow's default unless said.
+    ``rendered_map_index`` is what the runtime's frames carry as one (``FRAMES_WITH_MAP_INDEX``): the scripted
+    runtimes send ``RENDERED_MAP_INDEX``; a runtime whose task is not mapped, none. Not in the text form.
     """
 
     context: RunContext = RunContext()
     events: tuple[Event, ...] = ()
     exit_code: int = 0
     execution_api_retries: int = attrs.field(default=DEFAULT_EXECUTION_API_RETRIES, validator=_at_least_one_try)
+    rendered_map_index: str | None = RENDERED_MAP_INDEX
 
     def to_text(self) -> str:
         """One line: ``try_number=1 max_tries=2 should_retry=true; send RetryTask; exit 1``.

@@ -24,7 +24,6 @@ from model.scenario import (
     FRAMES_WITH_MAP_INDEX,
     HEARTBEAT_OK,
     NON_TERMINAL_FRAMES,
-    RENDERED_MAP_INDEX,
     SERVER_TERMINATED,
     SUCCESS,
     TIMEOUT,
@@ -107,8 +106,9 @@ class Supervisor:
     #: The process ignores SIGTERM (``IgnoreSigterm``).
     ignores_sigterm: bool = False
     #: ``_rendered_map_index``: kept from the last frame that carries one; and what the last call that passes it
-    #: on carried (``Observation.rendered_map_index``).
+    #: on carried (``Observation.rendered_map_index``). The frames carry ``frames_map_index`` (the scenario's).
     rendered_map_index: str | None = None
+    frames_map_index: str | None = None
     map_index_sent: str | None = None
 
     @property
@@ -138,7 +138,8 @@ def start(scenario: Scenario, release: Release = SPECIFIED) -> Supervisor:
     """``_on_child_started``: ``task_instances.start`` turns the row RUNNING and brings should_retry."""
     tries = scenario.execution_api_retries
     server, calls, _ = client.request(Server.queued(scenario.context, release=release), Server.start, tries, "start")
-    return Supervisor(server, scenario.context.should_retry, calls=calls, release=release, execution_api_retries=tries)
+    return Supervisor(server, scenario.context.should_retry, calls=calls, release=release, execution_api_retries=tries,
+                      frames_map_index=scenario.rendered_map_index)
 
 
 def send_terminal_state_msg(sup: Supervisor, frame: Send) -> tuple[Supervisor, bool]:
@@ -161,7 +162,7 @@ def handle_request(sup: Supervisor, frame: Send) -> Supervisor:
     if frame.frame not in sup.release.terminal_frames:
         return sup
     if frame.frame in FRAMES_WITH_MAP_INDEX:
-        sup = attrs.evolve(sup, rendered_map_index=RENDERED_MAP_INDEX)
+        sup = attrs.evolve(sup, rendered_map_index=sup.frames_map_index)
     if frame.frame in FRAMES_ENDING_TASK:
         sup = attrs.evolve(sup, task_ended=True, overtime_elapsed=False)  # _task_end_time_monotonic = now
     if frame.frame == "TaskState":

@@ -150,6 +150,7 @@ class ScriptedSelector:
     def __init__(self, scenario: Scenario, process: ScriptedProcess, world):
         self.events = deque(scenario.events)
         self.exit_code = scenario.exit_code
+        self.rendered_map_index = scenario.rendered_map_index
         self.process = process
         self.world = world
         self.next_id = 1
@@ -187,7 +188,8 @@ class ScriptedSelector:
 
     def _deliver(self, event: Send) -> None:
         """Put one frame on the wire and hand it to the supervisor as its frame reader would."""
-        body = since_1_2_0_defer_queue(codec.terminal_body(event.frame, event.state))
+        body = since_1_2_0_defer_queue(codec.terminal_body(event.frame, event.state,
+                                                           rendered_map_index=self.rendered_map_index))
         data = codec.encode_request(codec.RequestFrame(self.next_id, body))
         self.next_id += 1
         self.requests.send(request_for_handle_requests(data, codec.HEADER_SIZE))

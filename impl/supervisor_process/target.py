@@ -59,7 +59,8 @@ def compile_scenario(scenario: Scenario) -> dict:
     next_id = 1
     for event in scenario.events:
         if isinstance(event, Send):
-            frame = codec.RequestFrame(next_id, codec.terminal_body(event.frame, event.state))
+            body = codec.terminal_body(event.frame, event.state, rendered_map_index=scenario.rendered_map_index)
+            frame = codec.RequestFrame(next_id, body)
             steps += [["send", codec.encode_request(frame), next_id], ["sync", 1]]
             next_id += 1
         elif isinstance(event, Fault):

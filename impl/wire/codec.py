@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import msgpack
 
-from model.scenario import FRAMES_WITH_MAP_INDEX, RENDERED_MAP_INDEX
+from model.scenario import FRAMES_WITH_MAP_INDEX
 
 HEADER_SIZE = 4
 #: Frames longer than this are refused before their payload is read.
@@ -162,19 +162,22 @@ def validate_body(body: dict[str, Any]) -> None:
 _EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
 
-def terminal_body(frame: str, state: str | None = None, when: dt.datetime = _EPOCH) -> dict[str, Any]:
+def terminal_body(frame: str, state: str | None = None, when: dt.datetime = _EPOCH,
+                  rendered_map_index: str | None = None) -> dict[str, Any]:
     """The body of one of the runtime's terminal frames, with the fields the Python task runner sets.
 
     As ``task_runner`` builds them (``_run_task_and_map_outcome``, ``_finalize_task_failure``,
     ``_defer_task``, ``_await_input_task``, ``finalize``): a ``DeferTask`` or ``AwaitInputTask``
     always carries ``next_kwargs`` (the serialised ``kwargs or {}``), which the server requires as
     a dict. Each must pass Airflow's ``schema.json``, the supervisor's decoder and the server's
-    request model (``tests/test_bodies.py``). Each frame that has a ``rendered_map_index`` carries
-    ``model.scenario.RENDERED_MAP_INDEX``, as a mapped task with a ``map_index_template`` would.
+    request model (``tests/test_bodies.py``). A ``rendered_map_index`` given is carried by each frame
+    that has one (``model.scenario.FRAMES_WITH_MAP_INDEX``), as a mapped task with a ``map_index_template``
+    sends it; without one the bodies are as a task that is not mapped sends them.
     """
     bodies = {
-        "TaskState": {"state": state, "end_date": when},
-        "SucceedTask": {"state": "success", "end_date": when, "task_outlets": [], "outlet_events": []},
+        "TaskState": {"state": state, "end_date": when, "rendered_map_index": None},
+        "SucceedTask": {"state": "success", "end_date": when, "task_outlets": [], "outlet_events": [],
+                        "rendered_map_index": None},
         "RetryTask": {"state": "up_for_retry", "end_date": when},
         "DeferTask": {"state": "deferred", "classpath": "finalstate.Trigger", "trigger_kwargs": {},
                       "trigger_timeout": None, "queue": None, "next_method": "execute_complete", "next_kwargs": {}},
@@ -184,5 +187,5 @@ def terminal_body(frame: str, state: str | None = None, when: dt.datetime = _EPO
         "SkipDownstreamTasks": {"tasks": ["downstream"]},
         "MaskSecret": {"value": "finalstate-secret", "name": None},  # a non-terminal request
     }
-    carried = {"rendered_map_index": RENDERED_MAP_INDEX} if frame in FRAMES_WITH_MAP_INDEX else {}
+    carried = {"rendered_map_index": rendered_map_index} if rendered_map_index and frame in FRAMES_WITH_MAP_INDEX else {}
     return {**bodies[frame], **carried, "type": frame}
