@@ -1,12 +1,12 @@
 """Exhaustive small scopes: every supervisor scenario up to N events, de-duplicated by the model's state.
 
 ``enumerate_scenarios(depth)`` walks the event sequences breadth first, from each run context of
-``CONTEXTS`` with each number of client tries of ``TRIES``: a prefix is extended by every event of the alphabet (every frame, fault, heartbeat
-answer and the overtime) only if the model's abstract state after it (``model.supervisor``'s
-``Supervisor`` less its history of calls and replies) has not been reached before; two prefixes
-that reach one state have the same futures in the model. Every prefix, with every exit of
-``EXITS``, is a scenario to check. ``check_exhaustively`` checks them all on a target, one run
-context per worker process:
+``CONTEXTS`` with each number of client tries of ``TRIES``: a prefix is extended by every event of
+the alphabet only if the model's abstract state after it (``model.supervisor``'s ``Supervisor``
+less its history of calls and replies) has not been reached before; two prefixes that reach one
+state have the same futures in the model. Every prefix, with every exit of ``EXITS``, is a scenario
+to check; ``in_scope`` adds every heartbeat sequence up to ``HEARTBEAT_DEPTH``, not de-duplicated.
+``check_exhaustively`` checks them all on a target, one run context per worker process:
 conformance with the model and every invariant (violations that a registered finding explains
 are counted, not failures). Hypothesis searches beyond this scope.
 """
@@ -78,8 +78,9 @@ def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS, tries=TRIES,
             start = model_supervisor.start(Scenario(context, (), 0, n))
             for event in prefix:
                 start = model_supervisor.monitor_step(start, event)
-            if _abstract(start, depth) not in seen:
-                seen.add(_abstract(start, depth))
+            key = _abstract(start, depth)
+            if key not in seen:
+                seen.add(key)
                 frontier.append((tuple(prefix), start))
         for level in range(depth + 1):
             next_frontier = []
