@@ -91,7 +91,7 @@ def client_status(status: int | str) -> int | str:
     return OK if isinstance(status, int) and 200 <= status < 300 else status
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # states are members of sets, hashed often
 class Row:
     """The live TI row.
 
@@ -121,7 +121,7 @@ class Row:
         return attrs.evolve(self, state=QUEUED, try_number=self.try_number + 1)
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # states are members of sets, hashed often
 class Server:
     """The row, the id the worker holds, the history of tries, and the faults armed; every method is pure.
 

@@ -85,7 +85,7 @@ def error_name(status: int | str) -> str:
     return "ReadTimeout" if status == TIMEOUT else f"ServerResponseError({status})"
 
 
-@attrs.frozen
+@attrs.frozen(cache_hash=True)  # states are members of sets, hashed often
 class Supervisor:
     """The fields of ``ActivitySubprocess`` that decide the terminal state, plus what was seen."""
 
@@ -243,8 +243,14 @@ def run(scenario: Scenario, release: Release = SPECIFIED) -> Observation:
         if not sup.alive:
             break
         sup = monitor_step(sup, event)
+    return close(sup, scenario.exit_code)
+
+
+def close(sup: Supervisor, exit_code: int) -> Observation:
+    """The end of an attempt whose events are over: the process exits with ``exit_code`` (unless a kill ended it
+    already), ``wait()`` closes, and what the attempt did is observed."""
     if sup.alive:
-        sup = attrs.evolve(sup, exit_code=scenario.exit_code)
+        sup = attrs.evolve(sup, exit_code=exit_code)
     sup = update_task_state_if_needed(sup)
     row = sup.server.row
     return Observation(

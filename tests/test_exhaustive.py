@@ -7,14 +7,15 @@ import attrs
 from impl.frontdoor import exhaustive
 from impl.frontdoor.exhaustive import CONTEXTS, EVENTS, EXITS, TRIES, check_exhaustively, enumerate_scenarios
 from impl.frontdoor.registry import model_target
+from model import supervisor as model_supervisor
 from model.supervisor import run as model_run
 
 
 def test_every_sequence_in_scope_is_checked_or_reaches_a_state_already_checked():
     """Completeness up to the model's state: a one- or two-event sequence is enumerated, or its prefix was not
     expanded because it reached a known state, or it reaches a state some enumerated scenario reaches."""
-    enumerated = {(s.context, s.execution_api_retries, s.events) for s, _ in enumerate_scenarios(2)}
-    states = {(s.context, state) for s, state in enumerate_scenarios(2)}
+    enumerated = {(s.context, s.execution_api_retries, s.events) for s, _, _ in enumerate_scenarios(2)}
+    states = {(s.context, state) for s, state, _ in enumerate_scenarios(2)}
     for context in CONTEXTS:
         for tries in TRIES:
             for first in EVENTS:
@@ -84,3 +85,10 @@ def test_a_target_that_forgets_a_successful_heartbeat_is_caught(monkeypatch):
     found = check_exhaustively("model", 1, workers=1, max_failures=1)
     assert found.failures and found.failures[0].startswith("DISAGREEMENT")
     assert "heartbeat 200" in found.failures[0]
+
+
+def test_the_enumerations_states_end_as_the_model_runs_each_scenario():
+    """The exhaustive check takes the model's expectation from the state the enumeration reached
+    (``model.supervisor.close``) instead of running the model again: the two agree on every scenario."""
+    for scenario, _, lived in exhaustive.in_scope(1):
+        assert model_supervisor.close(lived, scenario.exit_code) == model_run(scenario), scenario.to_text()

@@ -100,5 +100,5 @@ def target(name: str):
             raise UnknownTarget(str(e)) from None
         except FileNotFoundError as e:
             raise TargetUnavailable(str(e)) from None
-        return Target(name, runner(command), coordinator_attempt, close=helper.close, kind="coordinator")
-    return Target(name, python_runner(), coordinator_attempt, close=helper.close, kind="coordinator")
+        return Target(name, runner(command), reference=coordinator_attempt, close=helper.close, kind="coordinator")
+    return Target(name, python_runner(), reference=coordinator_attempt, close=helper.close, kind="coordinator")

@@ -26,6 +26,7 @@ from impl.frontdoor.scenarios import EVENTS
 from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_observation
 from model import supervisor as model_supervisor
 from model.invariants import SUPERVISOR_INVARIANTS
+from model.release import SPECIFIED, Release
 from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER, HEARTBEAT_OK,
                             Heartbeat, IgnoreSigterm, RunContext, Scenario)
 
@@ -69,24 +70,26 @@ def _abstract(sup: model_supervisor.Supervisor, remaining: int) -> model_supervi
 
 
 def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS, tries=TRIES, alphabet=EVENTS,
-                        deduplicated: bool = True, prefix: tuple = ()) -> Iterator[tuple[Scenario, object]]:
+                        deduplicated: bool = True, prefix: tuple = (), release: Release = SPECIFIED
+                        ) -> Iterator[tuple[Scenario, object, model_supervisor.Supervisor]]:
     """Every scenario in scope (``prefix``, then up to ``depth`` events of ``alphabet``), each with the abstract model
-    state it reaches; ``deduplicated`` False: every sequence, whatever state it reaches."""
+    state it reaches and the model's whole state once its events are over (``model.supervisor.close`` ends it);
+    ``deduplicated`` False: every sequence, whatever state it reaches. ``release``: the model's, as in ``run``."""
     for context in contexts:
         frontier, seen = [], set()
         for n in tries:
-            start = model_supervisor.start(Scenario(context, (), 0, n))
+            start = model_supervisor.start(Scenario(context, (), 0, n), release)
             for event in prefix:
                 start = model_supervisor.monitor_step(start, event)
             key = _abstract(start, depth)
             if key not in seen:
                 seen.add(key)
-                frontier.append((tuple(prefix), start))
+                frontier.append((tuple(prefix), start, key))
         for level in range(depth + 1):
             next_frontier = []
-            for events, sup in frontier:
+            for events, sup, key in frontier:
                 for code in exits:
-                    yield Scenario(context, events, code, sup.execution_api_retries), _abstract(sup, depth - level)
+                    yield Scenario(context, events, code, sup.execution_api_retries), key, sup
                 if level == depth or not sup.alive:
                     continue
                 for event in alphabet:
@@ -94,20 +97,27 @@ def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS, tries=TRIES,
                     key = _abstract(after, depth - level - 1)
                     if not deduplicated or key not in seen:
                         seen.add(key)
-                        next_frontier.append(((*events, event), after))
+                        next_frontier.append(((*events, event), after, key))
             frontier = next_frontier
 
 
 def check_exhaustively(target_name: str, depth: int = DEFAULT_DEPTH, workers: int = 2,
                        max_failures: int = 5) -> Coverage:
-    """Check every scenario in scope on the target, one run context per task, ``workers`` processes at once."""
+    """Check every scenario in scope on the target, ``workers`` processes at once.
+
+    Each run context is split into ``workers`` shares (every ``workers``-th scenario), so that five contexts keep two
+    workers equally busy; each share enumerates its context again, a small part of the cost of checking it.
+    """
     began = time.monotonic()
-    jobs = [(target_name, context, depth, max_failures) for context in CONTEXTS]
+    load_target(target_name).close()  # a bad name fails here, once; and the workers fork with Airflow imported
+    shares = max(1, workers)
+    jobs = [(target_name, context, depth, max_failures, (share, shares))
+            for context in CONTEXTS for share in range(shares)]
     if workers > 1:
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            parts = list(pool.map(_check_context, jobs))
+            parts = list(pool.map(_check_share, jobs))
     else:
-        parts = [_check_context(job) for job in jobs]
+        parts = [_check_share(job) for job in jobs]
     explained: dict[str, int] = {}
     for part in parts:
         for key, n in part.explained.items():
@@ -116,38 +126,46 @@ def check_exhaustively(target_name: str, depth: int = DEFAULT_DEPTH, workers: in
                     explained, tuple(f for p in parts for f in p.failures)[:max_failures])
 
 
-def _check_context(job) -> Coverage:
-    target_name, context, depth, max_failures = job
+def _check_share(job) -> Coverage:
+    target_name, context, depth, max_failures, share = job
     target = load_target(target_name)
     try:
-        return check_in_scope(target, depth, (context,), max_failures)
+        return check_in_scope(target, depth, (context,), max_failures, share)
     finally:
         target.close()
 
 
-def in_scope(depth: int, contexts=CONTEXTS) -> Iterator[tuple[Scenario, object]]:
+def in_scope(depth: int, contexts=CONTEXTS, release: Release = SPECIFIED
+             ) -> Iterator[tuple[Scenario, object, model_supervisor.Supervisor]]:
     """The scope: every scenario up to ``depth`` events, then every heartbeat sequence up to ``HEARTBEAT_DEPTH``, from a
     runtime that dies of SIGTERM and from one that ignores it (the failed-heartbeats kill must escalate)."""
-    yield from enumerate_scenarios(depth, contexts)
+    yield from enumerate_scenarios(depth, contexts, release=release)
     for prefix in ((), (IgnoreSigterm(),)):
         yield from enumerate_scenarios(HEARTBEAT_DEPTH, contexts, alphabet=HEARTBEAT_EVENTS, deduplicated=False,
-                                       prefix=prefix)
+                                       prefix=prefix, release=release)
 
 
-def check_in_scope(target, depth: int = DEFAULT_DEPTH, contexts=CONTEXTS, max_failures: int = 5) -> Coverage:
+def check_in_scope(target, depth: int = DEFAULT_DEPTH, contexts=CONTEXTS, max_failures: int = 5,
+                   share: tuple[int, int] = (0, 1)) -> Coverage:
     """Check every scenario of ``contexts`` in scope (``in_scope``) on a loaded ``target``, in this process:
-    conformance with the model, then every invariant, known findings counted (``explained``)."""
+    conformance with the model (for ``target.release``, as the enumeration left it), then every invariant, known
+    findings counted (``explained``). ``share`` (k, n): only every n-th scenario, from the k-th on; ``states``
+    counts the distinct abstract states of the whole scope in the first share, and is 0 in the others."""
     began = time.monotonic()
     known = tuple(f for f in FINDINGS if target.name in f.targets)
     explained: dict[str, int] = {}
     failures: list[str] = []
     states: set = set()
     count = 0
-    for scenario, state in in_scope(depth, contexts):
+    first, every = share
+    for index, (scenario, state, lived) in enumerate(in_scope(depth, contexts, target.release)):
+        if first == 0:
+            states.add(state)
+        if index % every != first:
+            continue
         count += 1
-        states.add(state)
         try:
-            observed = check_conformance(target, scenario)
+            observed = check_conformance(target, scenario, model_supervisor.close(lived, scenario.exit_code))
             check_observation(target, scenario, observed, SUPERVISOR_INVARIANTS, known,
                               lambda f: explained.__setitem__(f.id, explained.get(f.id, 0) + 1))
         except (Disagreement, InvariantViolation) as failure:

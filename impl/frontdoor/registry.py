@@ -9,6 +9,7 @@ listing the known ones.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Callable
 
@@ -17,6 +18,7 @@ import attrs
 from impl.frontdoor.kinds import KINDS
 from model import runtime as model_runtime
 from model import supervisor as model_supervisor
+from model.release import SPECIFIED, Release
 
 class UnknownTarget(LookupError):
     pass
@@ -40,7 +42,12 @@ class Target:
 
     name: str
     run: Callable
-    reference: Callable = model_supervisor.run
+    #: The task-sdk release whose by-design behaviour the model follows for this target (``model.release``).
+    release: Release = SPECIFIED
+    #: A supervisor target's reference: ``model.supervisor.run`` for ``release``.
+    reference: Callable = attrs.field(
+        default=attrs.Factory(lambda self: functools.partial(model_supervisor.run, release=self.release),
+                              takes_self=True))
     close: Callable[[], None] = lambda: None
     kind: str = "supervisor"
     #: A supervisor target's ``final_state`` decision alone, ``(exit_code, terminal_state, should_retry) -> state``,
@@ -120,7 +127,7 @@ def model_target(kind: str = "supervisor") -> Target:
     """The ``model`` target of ``kind``: the model checked against itself, so only its invariants can fail."""
     run = {"supervisor": model_supervisor.run, "runtime": model_runtime.python_runtime,
            "coordinator": model_runtime.coordinator_attempt}[kind]
-    return Target("model", run, run, kind=kind, in_process=True)
+    return Target("model", run, reference=run, kind=kind, in_process=True)
 
 
 def known_targets() -> str:

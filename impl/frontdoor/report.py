@@ -85,9 +85,11 @@ def violation_report(target: str, run, observation, found, notes: list[str] = ()
     ])
 
 
-def check_conformance(target, run):
-    """Raise ``Disagreement`` unless the target observes what its reference model does; return the observation."""
-    expected, observed = target.reference(run), target.run(run)
+def check_conformance(target, run, expected=None):
+    """Raise ``Disagreement`` unless the target observes what its reference model does (``expected``, when the
+    caller has it already); return the observation."""
+    expected = target.reference(run) if expected is None else expected
+    observed = target.run(run)
     if expected != observed:
         raise Disagreement(disagreement_report(target.name, run, expected, observed), Checked(target, run))
     return observed

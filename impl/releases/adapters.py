@@ -97,19 +97,12 @@ def _request_decoder():
     return msgspec.msgpack.Decoder(_RequestFrame)
 
 
+@functools.lru_cache(maxsize=None)  # asked for by every attempt in process
 def model_release():
     """The installed release as the model takes it (``model.release.Release``); the model's own when none is."""
     from model.release import SPECIFIED, Release
 
     return Release.parse(str(INSTALLED)) if INSTALLED.release[0] else SPECIFIED
-
-
-def supervisor_reference():
-    """The model a supervisor target must agree with: ``model.supervisor.run`` for the installed release."""
-    from model import supervisor
-
-    return functools.partial(supervisor.run, release=model_release())
-
 
 
 def require_the_models_heartbeat_budget(configured: int) -> None:

@@ -46,11 +46,11 @@ import structlog
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
-from impl.releases.adapters import (model_state, request_for_handle_requests, require_the_models_heartbeat_budget,
+from impl.releases.adapters import (model_release, model_state, request_for_handle_requests, require_the_models_heartbeat_budget,
                                     since_1_0_3_length_prefixed_frames, since_1_0_4_overtime_threshold,
                                     since_1_1_2_should_retry,
                                     since_1_2_0_child_started_arguments, since_1_2_0_defer_queue,
-                                    since_1_3_0_process_tracker, supervisor_reference, supervisor_state)
+                                    since_1_3_0_process_tracker, supervisor_state)
 from impl.server.model_client import RecordingClient, error_name
 from impl.wire import codec
 from model.scenario import Fault, Heartbeat, IgnoreSigterm, Observation, Overtime, Scenario, Send
@@ -347,7 +347,7 @@ def target(name: str, server: str | None = None):
 
     since_1_0_3_length_prefixed_frames()
     if chosen_server(server) == "model":
-        return Target(name, run, reference=supervisor_reference(), final_state=decide_final_state, in_process=True)
+        return Target(name, run, release=model_release(), final_state=decide_final_state, in_process=True)
     require_real_server(name)
     from impl.server.airflow_api import ServerUnavailable
 
@@ -355,4 +355,4 @@ def target(name: str, server: str | None = None):
         real = AirflowServerRun()
     except ServerUnavailable as e:  # its database does not connect or migrate (--server-db): say so, no traceback
         raise TargetUnavailable(f"{name} with --server airflow: {e}") from None
-    return Target(name, real, reference=supervisor_reference(), close=real.close, final_state=decide_final_state)
+    return Target(name, real, release=model_release(), close=real.close, final_state=decide_final_state)

@@ -43,7 +43,7 @@ import uuid
 
 import msgpack
 
-from impl.releases.adapters import before_1_4_0_httpx_client, supervisor_reference
+from impl.releases.adapters import before_1_4_0_httpx_client, model_release
 from impl.supervisor_process import helper, supervise
 from impl.supervisor_process.real_server import RealAttempt
 from impl.supervisor_process.census import census
@@ -161,9 +161,9 @@ def target(name: str, server: str | None = None):
     from impl.frontdoor.registry import Target, TargetUnavailable, chosen_server, require_real_server
 
     if chosen_server(server) == "model":
-        return Target(name, run, reference=supervisor_reference(), close=helper.close)
+        return Target(name, run, release=model_release(), close=helper.close)
     require_real_server(name)
     unsupported = before_1_4_0_httpx_client("the real server binding")
     if unsupported:  # known before the first attempt starts the server in the helper
         raise TargetUnavailable(f"{name} with --server airflow: {unsupported}")
-    return Target(name, RealServerRun(), reference=supervisor_reference(), close=helper.close)
+    return Target(name, RealServerRun(), release=model_release(), close=helper.close)

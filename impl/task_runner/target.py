@@ -371,4 +371,4 @@ def target(name: str):
     from impl.frontdoor.registry import Target
     from model.runtime import python_runtime
 
-    return Target(name, run, python_runtime, kind="runtime")
+    return Target(name, run, reference=python_runtime, kind="runtime")
