@@ -47,8 +47,22 @@ def cmd_check(args) -> int:
     report = [f"--junit-xml={args.junit_xml}", "-o", "junit_logging=no"] if args.junit_xml else []
     server = [f"--server={args.server}"] if args.server else []
     return pytest.main([properties, f"--target={args.target}", f"--hypothesis-profile={args.profile}", *server,
+                        *_xdist(args.workers),
                         "-p", "impl.frontdoor.timing", "-p", "no:cacheprovider", "--hypothesis-show-statistics",
                         *report, *args.pytest_args])
+
+
+def _xdist(workers: int) -> list[str]:
+    """pytest's arguments for ``workers`` processes (pytest-xdist; each its own server and database on
+    ``--server airflow``); none for one, or where pytest-xdist is not installed (said on stderr)."""
+    import importlib.util
+
+    if workers <= 1:
+        return []
+    if importlib.util.find_spec("xdist") is None:
+        print("finalstate: pytest-xdist is not installed here: the properties run in one process", file=sys.stderr)
+        return []
+    return [f"--numprocesses={workers}"]
 
 
 def _check_exhaustively(args) -> int:
@@ -259,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--exhaustive", type=int, metavar="N", nargs="?", const=-1,
                        help="instead of the Hypothesis search, check every supervisor scenario of up to N events "
                             "(default N: the largest the in-process target checks within a minute)")
-    check.add_argument("--workers", type=int, default=2, help="processes for --exhaustive")
+    check.add_argument("--workers", type=int, default=2, help="processes: pytest-xdist workers for the search, or "
+                       "the workers of --exhaustive (1: all in this process)")
     check.add_argument("--server", choices=SERVERS, help="what answers the supervisor targets' Execution API calls: "
                        "model (model.server, the default) or airflow (the real Execution API of apache-airflow-core, "
                        f"Airflow's client with its default retries); passed to pytest, which sets {SERVER_ENV}")
