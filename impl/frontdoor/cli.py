@@ -69,7 +69,7 @@ def _check_exhaustively(args) -> int:
     from impl.frontdoor.exhaustive import (CONTEXTS, DEFAULT_DEPTH, EVENTS, EXITS, HEARTBEAT_DEPTH, TRIES,
                                            check_exhaustively)
 
-    _load(args.target).close()
+    _load(args.target).close()  # a bad name fails here, once; and the workers fork with the target imported
     depth = args.exhaustive if args.exhaustive >= 0 else DEFAULT_DEPTH
     print(f"every scenario of up to {depth} events ({len(EVENTS)} events, {len(CONTEXTS)} run contexts, "
           f"execution_api_retries {' and '.join(map(str, TRIES))}, {len(EXITS)} exits), de-duplicated by the model's state, "

@@ -109,7 +109,6 @@ def check_exhaustively(target_name: str, depth: int = DEFAULT_DEPTH, workers: in
     workers equally busy; each share enumerates its context again, a small part of the cost of checking it.
     """
     began = time.monotonic()
-    load_target(target_name).close()  # a bad name fails here, once; and the workers fork with Airflow imported
     shares = max(1, workers)
     jobs = [(target_name, context, depth, max_failures, (share, shares))
             for context in CONTEXTS for share in range(shares)]
