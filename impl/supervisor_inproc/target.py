@@ -46,9 +46,9 @@ import structlog
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
-from impl.releases.adapters import (model_release, model_state, request_for_handle_requests, require_the_models_heartbeat_budget,
-                                    since_1_0_3_length_prefixed_frames, since_1_0_4_overtime_threshold,
-                                    since_1_1_2_should_retry,
+from impl.releases.adapters import (model_release, model_state, request_for_handle_requests,
+                                    require_the_models_heartbeat_budget, since_1_0_3_length_prefixed_frames,
+                                    since_1_0_4_overtime_threshold, since_1_1_2_should_retry,
                                     since_1_2_0_child_started_arguments, since_1_2_0_defer_queue,
                                     since_1_3_0_process_tracker, supervisor_state)
 from impl.server.model_client import RecordingClient, error_name
