@@ -18,7 +18,7 @@ from hypothesis import currently_in_test_context, event, given, reject
 from hypothesis.statistics import collector, describe_statistics
 
 import impl.frontdoor.profiles  # noqa: F401  registers the profiles
-from impl.frontdoor.findings import Finding, findings_on
+from impl.frontdoor.findings import Finding, findings_on, installed_release
 from impl.frontdoor.kinds import KINDS, outcome
 from impl.frontdoor.registry import (DEFAULT_TARGET, SERVER_ENV, SERVERS, TargetUnavailable, UnknownTarget, check_name,
                                      load_target)
@@ -164,15 +164,26 @@ def searching(target, invariant, kind: str | None = None):
     return lambda run: counted(check_invariants(target, run, (invariant,), known, count_known))
 
 
+def expect_the_finding(request, finding: Finding, raises: type[BaseException]) -> None:
+    """Mark the running test of ``finding``'s own run: a strict expected failure (``raises``) while the bug stands
+    on the installed release, so a fix makes it fail and the finding is retired or given its ``fixed_in``; from its
+    ``fixed_in`` on, an ordinary test that its run no longer breaks the invariant, recorded as ``fixed finding``
+    (which ``finalstate matrix`` reads)."""
+    if finding.stands_on(installed_release()):
+        request.applymarker(pytest.mark.xfail(strict=True, raises=raises, reason=finding.headline))
+    else:
+        request.node.user_properties.append(("fixed finding", finding.id))
+
+
 def assert_reproduces(request, target, finding: Finding) -> None:
-    """A finding's own minimal run, as a strict expected failure: it must break its invariant on ``target``
-    until upstream fixes it (then this fails, and the finding is retired). Skipped where it is about others."""
+    """A finding's own minimal run, as a strict expected failure (``expect_the_finding``): it must break its
+    invariant on ``target`` until upstream fixes it. Skipped where it is about others."""
     if target.name not in finding.targets:
         pytest.skip(f"{finding.id} is about {', '.join(finding.targets)}")
     kind = KINDS[finding.kind]
     invariant = next(i for i in kind.invariants if i.__name__ == finding.invariant)
     run = kind.parse(finding.scenario)
-    request.applymarker(pytest.mark.xfail(strict=True, raises=InvariantViolation, reason=finding.headline))
+    expect_the_finding(request, finding, InvariantViolation)
     try:
         check_invariants(target, run, (invariant,))
     except NotImplementedError as e:  # this target's server backend cannot play the finding's run

@@ -11,6 +11,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from impl.frontdoor.findings import LIFECYCLE_FINDINGS, findings_on
 from impl.frontdoor.lifecycle import life_machine, pairings_for, replay_life
 from model.lifecycle import LIFECYCLE_INVARIANTS, life_violations
+from properties.conftest import expect_the_finding
 
 
 def pytest_generate_tests(metafunc):
@@ -34,7 +35,7 @@ def test_lifecycle_finding_still_reproduces(pairing, finding, request):
     """A lifecycle finding's minimal life, as a strict expected failure: it breaks its invariant until fixed."""
     if pairing.unavailable or pairing.name not in finding.targets:
         pytest.skip(f"{finding.id} is about {', '.join(finding.targets)}")
-    request.applymarker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=finding.headline))
+    expect_the_finding(request, finding, AssertionError)
     invariant = next(i for i in LIFECYCLE_INVARIANTS if i.__name__ == finding.invariant)
     life = replay_life(pairing, finding.scenario)
     assert not life_violations(life, (invariant,)), "\n".join(life.to_lines())

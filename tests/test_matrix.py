@@ -47,6 +47,28 @@ def test_pytests_own_strict_outcomes_map_to_the_findings(tmp_path):
     assert counts == {"passed": 0, "failed": 2, "skipped": 0, "xfailed": 1}
 
 
+def test_a_fixed_findings_ordinary_test_reads_fixed_or_back(tmp_path):
+    """On a release from a finding's ``fixed_in`` on, its test is an ordinary one carrying the ``fixed finding``
+    property (``properties/conftest.expect_the_finding``): passing, the finding is fixed there; failing, it is back,
+    and new on that release."""
+    tests = tmp_path / "test_fixed.py"
+    tests.write_text(textwrap.dedent("""
+        def test_holds(request):
+            request.node.user_properties.append(("fixed finding", "F13"))
+
+        def test_broken_again(request):
+            request.node.user_properties.append(("fixed finding", "F12"))
+            assert False, "VIOLATION on somewhere: F12's run again"
+    """))
+    junit = tmp_path / "junit.xml"
+    subprocess.run([sys.executable, "-m", "pytest", str(tests), f"--junit-xml={junit}", "-p", "no:cacheprovider",
+                    "-q"], cwd=tmp_path, capture_output=True)
+    findings, new, _, counts = read_junit(junit)
+    assert findings == {"F13": FIXED, "F12": REPRODUCES}
+    assert len(new) == 1 and new[0][0].endswith("test_broken_again")
+    assert counts == {"passed": 1, "failed": 1, "skipped": 0, "xfailed": 0}
+
+
 def test_xfail_reasons_are_read_with_the_registry_of_the_checkout_that_ran(tmp_path):
     """A cell run on another checkout (``--checkout``) carries that checkout's headlines: read with its registry,
     a finding whose headline was reworded since is still the same finding."""
@@ -80,8 +102,11 @@ def test_a_real_cell_reads_each_findings_outcome(real_cell):
     checked_here = {f.id for f in ALL_FINDINGS if {"airflow-inproc", "model-runtime+airflow-inproc"} & set(f.targets)}
     assert set(real_cell.findings) == checked_here
     verdicts = list(real_cell.findings.values())
+    fixed_before = {f.id for f in ALL_FINDINGS if f.fixed_in} & checked_here  # ordinary tests here: they pass
     assert real_cell.counts["xfailed"] == verdicts.count(REPRODUCES)
-    assert real_cell.counts["failed"] == verdicts.count(FIXED) + len(real_cell.new)
+    assert real_cell.counts["failed"] == verdicts.count(FIXED) - len(fixed_before) + len(real_cell.new)
+    assert real_cell.counts["passed"] == len(fixed_before)
+    assert all(real_cell.findings[f] == FIXED for f in fixed_before)
     assert REPRODUCES in verdicts  # the pinned release has its findings (F1 among them)
     assert real_cell.findings["F1"] == REPRODUCES
 

@@ -165,7 +165,8 @@ def cmd_findings(args) -> int:
     try:
         discovered = discover(target, per_invariant=args.per_invariant, profile=settings.get_profile(args.profile))
         text = report(target, discovered, _sdk_version())
-        stale = [f.id for f in FINDINGS if target.name in f.targets and replay(target, f) is None]
+        stale = [f.id for f in FINDINGS if target.name in f.targets and f.stands_on(target.release)
+                 and replay(target, f) is None]
     finally:
         target.close()
     if args.server == "airflow":  # the search ran on the fast model server; the findings are re-shown on the real one

@@ -151,7 +151,7 @@ def check_in_scope(target, depth: int = DEFAULT_DEPTH, contexts=CONTEXTS, max_fa
     findings counted (``explained``). ``share`` (k, n): only every n-th scenario, from the k-th on; ``states``
     counts the distinct abstract states of the whole scope in the first share, and is 0 in the others."""
     began = time.monotonic()
-    known = tuple(f for f in FINDINGS if target.name in f.targets)
+    known = tuple(f for f in FINDINGS if target.name in f.targets and f.stands_on(target.release))
     explained: dict[str, int] = {}
     failures: list[str] = []
     states: set = set()

@@ -14,9 +14,11 @@ import attrs
 
 from model.client import as_seen
 from model.invariants import frames_received
+from model.release import Release
 from model.runtime import NEVER_RETRIED_FAILURES, TERMINAL_FRAMES
 from model.scenario import (FAILED, HEARTBEAT_GONE, RUNNING, SUCCESS, TIMEOUT, UP_FOR_RETRY, Observation, Overtime,
                             Scenario)
+from model.server import CONFLICT
 
 SUPERVISOR_TARGETS = ("model", "airflow-inproc", "airflow-process")
 
@@ -39,10 +41,17 @@ class Finding:
     signature: Callable[[object, object], bool] | None = attrs.field(default=None, eq=False)
     #: The invariants this cause breaks; ``invariant`` first.
     also_breaks: tuple[str, ...] = ()
+    #: The task-sdk release that fixed it (its apache-airflow-core with it), None while it stands. From that
+    #: release on its run must no longer break the invariant (a regression test), and its signature explains nothing.
+    fixed_in: str | None = None
 
     @property
     def explains(self) -> tuple[str, ...]:
         return (self.invariant, *self.also_breaks)
+
+    def stands_on(self, release: Release) -> bool:
+        """Whether the bug is still there on ``release`` (a ``model.release.Release``): not fixed by then."""
+        return self.fixed_in is None or release.version < Release.parse(self.fixed_in).version
 
     def explains_violation(self, invariant: str, run, observation) -> bool:
         """Is a violation of ``invariant`` in this run this finding (its cause), not another bug?"""
@@ -130,6 +139,13 @@ def _replay_after_server_terminated(s: Scenario, o: Observation) -> bool:
     """F8's cause: after a heartbeat the server refused (404/409/410), the pending call's replay still ran."""
     gone = next((i for i, c in enumerate(o.calls) if c.name == "heartbeat" and c.status in HEARTBEAT_GONE), None)
     return gone is not None and any(c.name in _DIRECT_CALLS for c in o.calls[gone + 1:])
+
+def _resend_refused(s: Scenario, o: Observation) -> bool:
+    """F13's cause: a call whose answer was lost is sent again (the client's next try, or the supervisor's replay)
+    and refused with 409, the server having applied the first."""
+    return any(a.name == b.name != "heartbeat" and a.status == TIMEOUT and b.status == CONFLICT
+               for a, b in zip(o.calls, o.calls[1:]))
+
 
 FINDINGS: tuple[Finding, ...] = (
     Finding(
@@ -239,6 +255,17 @@ FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess._send_terminal_state_msg / _replay_pending_terminal_state_msg resend a retry to the "
         "TI id the retry itself archived, and take the 404 for a failed call; final_state then reads the exit code",
         signature=_applied_retry_refused, also_breaks=("failure_never_recorded_as_success",),
+    ),
+    Finding(
+        "F13", "no_second_transition",
+        "try_number=1 max_tries=0 should_retry=false; fault defer lost; send DeferTask; exit 0",
+        "a terminal call whose answer is lost is sent again (the client's retry, then the supervisor's replay) and "
+        "refused with 409 by a server that applied it: the attempt is reported SUCCESS while the row is DEFERRED "
+        "(with Airflow's default client retries; fixed with apache-airflow-core 3.3.0)",
+        "the Execution API's ti_update_state (apache-airflow-core before 3.3.0) refuses any update of a row that is "
+        "not RUNNING, the state it already holds included; ActivitySubprocess._send_terminal_state_msg then counts "
+        "the call failed and final_state reads the exit code",
+        signature=_resend_refused, also_breaks=("server_row_agrees_with_final_state",), fixed_in="1.3.0",
     ),
 )
 
@@ -412,12 +439,17 @@ WIRE_FINDINGS: tuple[Finding, ...] = (
 ALL_FINDINGS = FINDINGS + RUNTIME_FINDINGS + LIFECYCLE_FINDINGS + WIRE_FINDINGS
 
 
-def finding_for(kind: str, target: str, invariant: str) -> Finding | None:
-    """The registered finding of ``invariant`` on ``target`` (a target or lifecycle pairing name), for properties of ``kind``."""
-    return next((f for f in ALL_FINDINGS if f.kind == kind and f.invariant == invariant and target in f.targets), None)
+def findings_on(kind: str, target: str, invariant: str, registry: tuple[Finding, ...] = ALL_FINDINGS,
+                release: Release | None = None) -> tuple[Finding, ...]:
+    """Every registered finding whose cause can break ``invariant`` on ``target``, for properties of ``kind``, and
+    that stands on ``release`` (default: the installed one): a fixed bug that comes back is a new violation."""
+    release = installed_release() if release is None else release
+    return tuple(f for f in registry if f.kind == kind and invariant in f.explains and target in f.targets
+                 and f.stands_on(release))
 
 
-def findings_on(kind: str, target: str, invariant: str, registry: tuple[Finding, ...] = ALL_FINDINGS
-                ) -> tuple[Finding, ...]:
-    """Every registered finding whose cause can break ``invariant`` on ``target``, for properties of ``kind``."""
-    return tuple(f for f in registry if f.kind == kind and invariant in f.explains and target in f.targets)
+def installed_release() -> Release:
+    """The installed task-sdk release as the model takes it (the model's own when none is installed)."""
+    from impl.releases.adapters import model_release
+
+    return model_release()

@@ -105,7 +105,7 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
         lines += [f"## {finding.id}: {finding.headline}", "",
                   f"- invariant: `{finding.invariant}`",
                   f"- responsible upstream: {finding.upstream}",
-                  f"- status on this run: {'reproduces' if now else 'NO LONGER REPRODUCES — upstream fixed it, or the model changed'}",
+                  f"- status on this run: {_status(finding, target, now)}",
                   "", "Scenario (minimal, as the checker shrank it):", "", "```", trace(Scenario.from_text(finding.scenario))]
         if now:
             lines += [observation_block("recorded", now.observation), "```", "", "What the invariant expected:", ""]
@@ -122,7 +122,7 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
                   f"- minimal scenario: `{finding.scenario}`",
                   f"- responsible upstream: {finding.upstream}", ""]
     def cause(c: Counterexample) -> str:
-        found = next((f for f in FINDINGS if target.name in f.targets
+        found = next((f for f in FINDINGS if target.name in f.targets and f.stands_on(target.release)
                       and f.explains_violation(c.invariant, c.scenario, c.observation)), None)
         return f"{found.id}" if found else "NEW"
 
@@ -194,3 +194,12 @@ def _on_real(real_target, finding: Finding, invariant, scenario: Scenario) -> st
     verdict = ("reproduces" if explained else "breaks the invariant by another cause") if broke else "does not hold"
     return (f"{verdict}: {on_real.final_state}, row {on_real.row}" + (f", raised {on_real.raised}" if on_real.raised else "")
             + f"; calls {', '.join(map(str, on_real.calls))}")
+
+
+def _status(finding, target, now) -> str:
+    """Whether ``finding`` reproduced on this run (``now``), as the release run makes it expected to."""
+    if finding.stands_on(target.release):
+        return "reproduces" if now else "NO LONGER REPRODUCES — upstream fixed it, or the model changed"
+    if now:
+        return f"REPRODUCES AGAIN, although fixed in {finding.fixed_in}: a regression"
+    return f"fixed in {finding.fixed_in}: does not reproduce on this release, as expected (see Across releases)"
