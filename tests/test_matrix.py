@@ -12,8 +12,8 @@ import pytest
 
 from impl.frontdoor.findings import ALL_FINDINGS, FINDINGS
 from impl.releases.environments import UnknownRelease, python_for
-from impl.releases.matrix import (FIXED, NOT_APPLICABLE, NOT_RUN, REPRODUCES, Cell, findings_section, history, read_junit,
-                                  run_cell, table, update_findings, verdict)
+from impl.releases.matrix import (FIXED, NOT_APPLICABLE, NOT_RUN, REPRODUCES, Cell, cell_arguments, findings_section,
+                                  history, read_junit, run_cell, table, update_findings, verdict)
 from impl.supervisor_process.census import children_running
 
 F1 = next(f for f in FINDINGS if f.id == "F1")
@@ -67,6 +67,13 @@ def test_a_fixed_findings_ordinary_test_reads_fixed_or_back(tmp_path):
     assert findings == {"F13": FIXED, "F12": REPRODUCES}
     assert len(new) == 1 and new[0][0].endswith("test_broken_again")
     assert counts == {"passed": 1, "failed": 1, "skipped": 0, "xfailed": 0}
+
+
+def test_properties_that_take_no_target_run_once_per_release():
+    targets = ("airflow-inproc", "airflow-task-runner")
+    assert cell_arguments("airflow-inproc", targets, ("-x",)) == ("-x",)
+    assert cell_arguments("airflow-task-runner", targets, ("-x",)) == (
+        "-x", "--deselect", "properties/test_server_conformance.py")
 
 
 def test_xfail_reasons_are_read_with_the_registry_of_the_checkout_that_ran(tmp_path):

@@ -260,6 +260,17 @@ def _kill(process: subprocess.Popen) -> None:
 
 #: ``--findings-only``: each cell runs only the findings' own tests, not the searches (so it finds nothing new).
 FINDINGS_ONLY = ("-k", "finding_still_reproduces")
+#: Properties that take no target (they check the release's server, whatever ``--target`` says): a release's
+#: first target cell runs them, its other cells would only repeat them.
+ONCE_PER_RELEASE = ("properties/test_server_conformance.py",)
+
+
+def cell_arguments(target: str, targets: tuple[str, ...], pytest_args: tuple[str, ...]) -> tuple[str, ...]:
+    """A cell's pytest arguments: ``pytest_args``, and for every target but a release's first, the properties
+    that take no target deselected (``ONCE_PER_RELEASE``)."""
+    if target == targets[0]:
+        return pytest_args
+    return (*pytest_args, *(arg for path in ONCE_PER_RELEASE for arg in ("--deselect", path)))
 
 
 def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TARGETS, profile: str = "ci",
@@ -282,8 +293,8 @@ def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TAR
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
     try:
-        futures = {pool.submit(run_cell, r, t, profile, python_for, out, timeout, pytest_args, started,
-                               checkout): (r, t) for r, t in jobs}
+        futures = {pool.submit(run_cell, r, t, profile, python_for, out, timeout,
+                               cell_arguments(t, targets, pytest_args), started, checkout): (r, t) for r, t in jobs}
         cells = {}
         for future in concurrent.futures.as_completed(futures):
             cell = future.result()
@@ -396,7 +407,9 @@ def table(cells: list[Cell], profile: str, findings_only: bool = False) -> str:
         lines.append(f"| {c.release} | {c.target} | {status} | {c.seconds:.0f} s | {c.examples or '—'} | {rate} | "
                      f"{n.get('passed', '—')} | {n.get('failed', '—')} | {n.get('xfailed', '—')} | "
                      f"{n.get('skipped', '—')} |")
-    lines += ["", "Examples are Hypothesis test cases (a supervisor example lives up to five attempts in a row).",
+    lines += ["", "Examples are Hypothesis test cases (a supervisor example lives up to five attempts in a row). "
+              f"Properties that take no target ({', '.join(ONCE_PER_RELEASE)}) run in each release's "
+              f"{targets[0]} cell only.",
               "", "## Findings × releases", "",
               "reproduces: its strict expected failure failed as expected; fixed: it passed (strict XPASS); "
               "error: its own run raised something else (listed below); unsupported: the target cannot run on this "
