@@ -17,6 +17,7 @@ from hypothesis import settings
 
 from impl.frontdoor.findings import FINDINGS, LIFECYCLE_FINDINGS, RUNTIME_FINDINGS, WIRE_FINDINGS, Finding
 from impl.frontdoor.report import InvariantViolation, observation_block, replay_command, trace
+from impl.releases.environments import last_release_before
 from impl.frontdoor.scenarios import machine_for, run_machine
 from model.invariants import SUPERVISOR_INVARIANTS, Invariant, violations
 from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Observation, Scenario
@@ -94,8 +95,9 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
         f"# finalstate findings — target `{target.name}`, apache-airflow-task-sdk {sdk_version}",
         "",
         f"Generated {dt.date.today().isoformat()} by `finalstate findings --target {target.name}`.",
-        "Each finding is an invariant of the design that the pinned release breaks; its property is a",
-        "strict expected failure until upstream fixes it. Observations below were computed by this run.",
+        "Each finding is an invariant of the design that the pinned release breaks (or, where it says fixed in,",
+        "that older releases broke); its property is a strict expected failure on every release it stands on.",
+        "Observations below were computed by this run.",
         "",
     ]
     for finding in FINDINGS:
@@ -112,7 +114,13 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
             lines += [f"- {m}" for m in now.messages]
         else:
             lines += ["```"]
-        lines += ["", f"Replay: `{replay_command(target.name, Scenario.from_text(finding.scenario))}`", ""]
+        command = replay_command(target.name, Scenario.from_text(finding.scenario))
+        if finding.stands_on(target.release):
+            lines += ["", f"Replay: `{command}`", ""]
+        else:
+            stood = last_release_before(finding.fixed_in)
+            command = command.replace("finalstate replay", f"finalstate replay --release {stood}", 1)
+            lines += ["", f"Replay on {stood}, a release it stands on: `{command}`", ""]
     lines += ["## Runtime, lifecycle and wire findings", "",
               "Not supervisor scenarios, so not replayed by this command; each is a strict expected failure",
               "of its property and is replayed by the `*_finding_still_reproduces` test beside it.", ""]

@@ -114,6 +114,16 @@ RELEASES: dict[str, Release] = {
 }
 
 
+def last_release_before(version: str) -> str:
+    """The newest final release in ``RELEASES`` older than ``version`` (a finding's ``fixed_in``): one it stands on."""
+    from packaging.version import Version
+
+    older = [r for r, release in RELEASES.items() if not release.prerelease and Version(r) < Version(version)]
+    if not older:
+        raise UnknownRelease(f"no known task-sdk release is older than {version}")
+    return max(older, key=Version)
+
+
 def python_for(spec: str) -> Path:
     """The python of the environment for ``spec`` (a release, ``installed`` or ``src:PATH``), built once.
 
