@@ -50,12 +50,15 @@ def frames_received(scenario: Scenario, observation: Observation) -> tuple[Send,
 
     A frame the supervisor's release cannot decode (``AwaitInputTask`` before 1.3.0) gets no reply and makes no
     call, so before pairing replies with frames, a frame that makes a call of its own (``DIRECT_FRAMES``,
-    ``SkipDownstreamTasks``) is set aside when no call of that name was made.
+    ``SkipDownstreamTasks``) is set aside when no call of that name was made. A ``wait()`` that raised before it
+    saw the exit (``exit_code`` None: a release before 1.2.2 whose call got no answer) read one frame more, the one
+    whose handling raised, and answered it nothing.
     """
     called = {c.name for c in observation.calls}
     read = [e for e in scenario.events
             if isinstance(e, Send) and _CALL_OF_FRAME.get(e.frame, "") in ("", *called)]
-    return tuple(read[: len(observation.replies)])
+    unanswered = 1 if observation.exit_code is None and observation.raised else 0
+    return tuple(read[: len(observation.replies) + unanswered])
 
 
 def last_terminal_frame(scenario: Scenario, observation: Observation) -> Send | None:
@@ -67,13 +70,13 @@ def runtime_reported_failure(scenario: Scenario, observation: Observation) -> bo
     """The runtime never claimed success, and its last word was a failure.
 
     That is: no SucceedTask frame, and either its last terminal frame is TaskState(failed)
-    or RetryTask, or it sent no terminal frame and exited non-zero.
+    or RetryTask, or it sent no terminal frame and exited non-zero (an exit the supervisor never saw, None, is none).
     """
     if any(f.frame == "SucceedTask" for f in frames_received(scenario, observation)):
         return False
     last = last_terminal_frame(scenario, observation)
     if last is None:
-        return observation.exit_code != 0
+        return observation.exit_code not in (0, None)
     return last.frame == "RetryTask" or (last.frame == "TaskState" and last.state == FAILED)
 
 
@@ -84,7 +87,7 @@ def _recorded(observation: Observation) -> dict[str, str]:
 def up_for_retry_only_from_retry_frame_or_nonzero_exit_with_should_retry(scenario, observation):
     """The seed's rule: UP_FOR_RETRY comes only from a RetryTask frame, or a non-zero exit while should_retry."""
     sent_retry = any(f.frame == "RetryTask" for f in frames_received(scenario, observation))
-    allowed = sent_retry or (observation.exit_code != 0 and scenario.context.should_retry)
+    allowed = sent_retry or (observation.exit_code not in (0, None) and scenario.context.should_retry)
     return tuple(
         Violation("up_for_retry_only_from_retry_frame_or_nonzero_exit_with_should_retry",
                   f"{where} is up_for_retry with no RetryTask frame received, exit {observation.exit_code}, "

@@ -6,7 +6,9 @@ Two runtimes are modelled.
   as it is: ``python_runtime(run)`` follows ``main`` → ``run`` → ``_run_task_and_map_outcome`` →
   ``_handle_current_task_failed`` / ``_handle_handler_failure`` → ``_finalize_task_failure``, with
   the task's retry policy (``_evaluate_retry_policy``) and the fail-closed exit when the terminal
-  frame cannot be sent.
+  frame cannot be sent. ``python_runtime(run, release)`` follows another release's runner where
+  they differ (``model.release.Release``: retry policies since 1.3.0, the fail-closed exit since
+  1.2.2, the handler-failure path since 1.3.1, ...).
 - A coordinator-mode runtime (the Go SDK's ``pkg/execution/task_runner.go`` as the seed,
   apache/airflow#67797, describes it): ``coordinator_runtime(run, retry_branch=...)``. With
   ``retry_branch=False`` it is the seed's bug (every failure is ``TaskState(failed)``); with
@@ -23,6 +25,7 @@ from __future__ import annotations
 import attrs
 
 from model import supervisor
+from model.release import SPECIFIED, Release
 from model.scenario import (
     AWAITING_INPUT,
     DEFERRED,
@@ -324,12 +327,20 @@ class RuntimeObservation:
 #: ``sys.exit(2)`` on a ``KeyboardInterrupt`` that reached it.
 EXIT_OK, EXIT_FAIL_CLOSED, EXIT_INTERRUPTED = 0, 1, 2
 EXIT_TOP_LEVEL_ERROR = 1
+#: Before 1.1.7 (``Release.reschedules_a_startup_without_its_dag``) ``parse`` exits 1 itself on a DAG not found.
+EXIT_DAG_NOT_FOUND = 1
+#: A process killed by SIGTERM (15), counted as the scenario counts a signal kill: minus the signal's number.
+EXIT_KILLED_BY_SIGTERM = -15
 #: ``_finalize_task_failure`` keeps the first 500 characters of a policy's reason.
 RETRY_REASON_LIMIT = 500
 
 
 class _Interrupted(Exception):
     """A ``KeyboardInterrupt`` leaving ``run`` (the model's stand-in; it never leaves this module)."""
+
+
+class _Killed(Exception):
+    """SIGTERM killing the task's process, which no handler of the runner catches (the model's stand-in)."""
 
 
 class _Raised(Exception):
@@ -385,46 +396,61 @@ def handle_current_task_failed(context: RunContext, policy: Policy | None) -> _D
     return finalize_task_failure(context, policy.delay, policy.reason, delay_is_timedelta=policy.action == "retry")
 
 
-def handle_handler_failure(run: RuntimeRun, error: _Raised) -> _Decision:
+def handle_handler_failure(run: RuntimeRun, error: _Raised, release: Release = SPECIFIED) -> _Decision:
     """``_handle_handler_failure``: an exception that never retries stays FAILED; any other goes through
-    ``_handle_current_task_failed``, and if that raises too, the try fails closed as plain FAILED."""
+    ``_handle_current_task_failed``, and if that raises too, the try fails closed as plain FAILED.
+    (Since 1.3.1, ``Release.catches_a_failing_outcome_handler``; ``python_runtime`` says what happens before.)"""
     if error.never_retry:
         return _failed()
     try:
-        return handle_current_task_failed(run.context, run.policy)
+        return _fails_the_task(run, release)
     except _Raised:
         return _failed()
 
 
-def _fails_the_task(run: RuntimeRun) -> _Decision:
+def consulted_policy(run: RuntimeRun, release: Release = SPECIFIED) -> Policy | None:
+    """The retry policy the runner consults on a failure: the task's, where the release has retry policies
+    (``Release.has_retry_policies``); none before, where no task can have one."""
+    return run.policy if release.has_retry_policies else None
+
+
+def _fails_the_task(run: RuntimeRun, release: Release = SPECIFIED) -> _Decision:
     """An exception of the try's own code (or of a send it makes) caught by ``_run_task_and_map_outcome``'s
     failure handlers: ``_handle_current_task_failed``, whose own error goes on to ``run``."""
-    return handle_current_task_failed(run.context, run.policy)
+    return handle_current_task_failed(run.context, consulted_policy(run, release))
 
 
-def run_task_and_map_outcome(run: RuntimeRun, send) -> _Decision:
+def run_task_and_map_outcome(run: RuntimeRun, send, release: Release = SPECIFIED) -> _Decision:
     """``_run_task_and_map_outcome``: the XCom keys cleared, the task executed, its map index rendered,
-    its outcome mapped to a terminal frame.
+    its outcome mapped to a terminal frame, as ``release``'s runner does it.
 
     ``send`` is the channel: it returns whether the request got through. A send that raises before
     the task runs (GetXCom, DeleteXCom) or after it (SetRenderedMapIndex, which replaces the task's
     own exception when it fails) is a failure of the task, caught by ``except BaseException``. A
     handler that raises (SkipDownstreamTasks unsendable, a trigger that cannot be serialized) raises
     ``_Raised`` for ``run``.
+
+    Where releases differ: a SIGTERM with no handler of the runner to catch it (before 1.0.4) kills the
+    process (``_Killed``); the rendered map index is sent only since 1.2.0; before 1.2.0 a deferral whose
+    kwargs serde cannot take defers all the same (DeferTask writes such a value as its text).
     """
     if XCOM_KEYS_TO_CLEAR in run.features:
         if not (send(Request("GetXCom")) and send(Request("DeleteXCom"))):
-            return _fails_the_task(run)
+            return _fails_the_task(run, release)
+    if SIGTERM in run.features and not release.calls_on_kill_on_sigterm:
+        raise _Killed()
     outcome = run.outcome
-    if (MAP_INDEX_TEMPLATE in run.features and outcome in (RETURN, *EXCEPTION_OUTCOMES)
-            and not send(Request("SetRenderedMapIndex"))):
-        return _fails_the_task(run)
+    if (MAP_INDEX_TEMPLATE in run.features and release.sends_the_rendered_map_index
+            and outcome in (RETURN, *EXCEPTION_OUTCOMES) and not send(Request("SetRenderedMapIndex"))):
+        return _fails_the_task(run, release)
     if outcome == RETURN:
         return _Decision(Send("SucceedTask"), SUCCESS)
     if outcome == "DownstreamTasksSkipped":
         if send(Send("SkipDownstreamTasks")):
             return _Decision(Send("SucceedTask"), SUCCESS)
         raise _Raised()
+    if outcome == "TaskDeferredUnserializable" and not release.serializes_deferral_kwargs:
+        return _Decision(Send("DeferTask"), DEFERRED)
     if outcome in HANDLER_RAISES:
         raise _Raised(never_retry=outcome in NEVER_RETRIED_FAILURES)
     if outcome in TRIGGER_DAG_RUN_OUTCOMES:
@@ -439,7 +465,7 @@ def run_task_and_map_outcome(run: RuntimeRun, send) -> _Decision:
         return _Decision(Send("RescheduleTask"), UP_FOR_RESCHEDULE)
     if outcome in NEVER_RETRIED_FAILURES:
         return _failed()
-    return _fails_the_task(run)
+    return _fails_the_task(run, release)
 
 
 def handle_trigger_dag_run(outcome: str, send) -> _Decision:
@@ -457,28 +483,38 @@ def handle_trigger_dag_run(outcome: str, send) -> _Decision:
     return _Decision(Send("SucceedTask"), SUCCESS)
 
 
-def task_runs(run: RuntimeRun) -> bool:
-    """Whether the task's ``execute`` is reached: startup did not reschedule, the log channel and the
-    XCom clearing went through."""
-    requests = [Request("ResendLoggingFD")] if FORK_EXEC in run.features else []
+def task_runs(run: RuntimeRun, release: Release = SPECIFIED) -> bool:
+    """Whether the task's ``execute`` is reached: startup found the DAG, the log channel (asked for by
+    ``release``'s runner, ``Release.asks_for_the_log_channel_after_fork_exec``) and the XCom clearing went
+    through."""
+    asks = FORK_EXEC in run.features and release.asks_for_the_log_channel_after_fork_exec
+    requests = [Request("ResendLoggingFD")] if asks else []
     if XCOM_KEYS_TO_CLEAR in run.features:
         requests += [Request("GetXCom"), Request("DeleteXCom")]
     return STARTUP_RESCHEDULE not in run.features and all(delivers(run.comms, r) for r in requests)
 
 
-def python_runtime(run: RuntimeRun) -> RuntimeObservation:
-    """``task_runner.main`` for one try: startup, ``run``, ``finalize``, the exit. The channel is closed
-    on the way out, whatever happened.
+def python_runtime(run: RuntimeRun, release: Release = SPECIFIED) -> RuntimeObservation:
+    """``task_runner.main`` for one try: startup, ``run``, ``finalize``, the exit, as ``release``'s runner
+    does them (1.3.2, the specified release, unless told). The channel is closed on the way out, whatever
+    happened.
 
-    Startup first: started by fork+exec, ``main`` asks for the log channel (ResendLoggingFD); a DAG
-    not found yet makes ``parse`` reschedule, and ``main`` sends RescheduleTask and exits 0 without
-    running the task. An ``Exception`` there (the channel broke) reaches ``main``: exit 1.
+    Startup first: started by fork+exec, ``main`` asks for the log channel (ResendLoggingFD, 1.2.2-1.3.x);
+    a DAG not found yet makes ``parse`` reschedule, and ``main`` sends RescheduleTask and exits 0 without
+    running the task (before 1.1.7 ``parse`` exits 1 itself). An ``Exception`` there (the channel broke)
+    reaches ``main``: exit 1.
 
     ``run`` (with ``_handle_handler_failure`` for a handler that raised) sends the terminal frame from
     its ``finally``; if that send raises and the state is FAILED or UP_FOR_RETRY it marks the TI so
     that ``main`` exits 1 after ``finalize`` (fail closed). Any other state whose send failed still
     exits 0. A ``KeyboardInterrupt`` escaping ``run`` sends nothing more and ``main`` exits 2.
     A SIGTERM while the task runs calls ``on_kill`` once; one to a child the task forked is ignored there.
+
+    Before 1.3.1 a handler that raised, and before 1.2.2 a terminal send that raised, take their error out
+    of ``run``: nothing more is sent, ``run`` decides no state, and ``main`` exits 1 (a top-level error).
+    Before 1.0.4 a SIGTERM kills the task's process, and a child it forked (exit -15). A retry policy is
+    consulted only since 1.3.0 (``consulted_policy``); a try with one, on an earlier release, is not one
+    that release can have (the bindings refuse it), and the model answers it as if the task had none.
     """
     sent: list[Sent] = []
 
@@ -487,28 +523,47 @@ def python_runtime(run: RuntimeRun) -> RuntimeObservation:
         sent.append(Sent(request, ok))
         return ok
 
+    runs = task_runs(run, release)
+    killed = SIGTERM in run.features and not release.calls_on_kill_on_sigterm
+
     def ended(state: str | None, exit_code: int, decision: _Decision | None = None) -> RuntimeObservation:
         return RuntimeObservation(
             tuple(sent), state, exit_code,
             decision.delay if decision else None, decision.reason if decision else None,
-            on_kill_calls=int(SIGTERM in run.features and task_runs(run)), channel_closed=True,
-            forked_child_exit=0 if FORKED_CHILD in run.features and task_runs(run) else None,
+            on_kill_calls=int(SIGTERM in run.features and runs and not killed), channel_closed=True,
+            forked_child_exit=_forked_child_exit(release) if FORKED_CHILD in run.features and runs and not killed
+            else None,
         )
 
-    if FORK_EXEC in run.features and not send(Request("ResendLoggingFD")):
+    if (FORK_EXEC in run.features and release.asks_for_the_log_channel_after_fork_exec
+            and not send(Request("ResendLoggingFD"))):
         return ended(None, EXIT_TOP_LEVEL_ERROR)
     if STARTUP_RESCHEDULE in run.features:
+        if not release.reschedules_a_startup_without_its_dag:
+            return ended(None, EXIT_DAG_NOT_FOUND)
         return ended(None, EXIT_OK if send(Send("RescheduleTask")) else EXIT_TOP_LEVEL_ERROR)
     try:
         try:
-            decision = run_task_and_map_outcome(run, send)
+            decision = run_task_and_map_outcome(run, send, release)
         except _Raised as error:
-            decision = handle_handler_failure(run, error)
+            if not release.catches_a_failing_outcome_handler:
+                return ended(None, EXIT_TOP_LEVEL_ERROR)
+            decision = handle_handler_failure(run, error, release)
     except _Interrupted:
         return ended(None, EXIT_INTERRUPTED)
+    except _Killed:
+        return ended(None, EXIT_KILLED_BY_SIGTERM)
     delivered = send(decision.frame)
+    if not delivered and not release.fails_closed_on_an_unsent_outcome:
+        return ended(None, EXIT_TOP_LEVEL_ERROR)
     fail_closed = not delivered and decision.state in (FAILED, UP_FOR_RETRY)
     return ended(decision.state, EXIT_FAIL_CLOSED if fail_closed else EXIT_OK, decision)
+
+
+def _forked_child_exit(release: Release) -> int:
+    """How the child the task forked leaves after its SIGTERM: it exits 0 where it inherited the runner's
+    handler (which does nothing outside the runner's own process), and dies of the signal before 1.0.4."""
+    return 0 if release.calls_on_kill_on_sigterm else EXIT_KILLED_BY_SIGTERM
 
 
 # -- coordinator-mode runtimes (the seed) --------------------------------------------------------

@@ -31,6 +31,9 @@ UP_FOR_RESCHEDULE = "up_for_reschedule"
 DEFERRED = "deferred"
 AWAITING_INPUT = "awaiting_input"
 SERVER_TERMINATED = "SERVER_TERMINATED"
+#: An observation's final state when ``wait()`` raised before it saw the process exit: no final state was decided
+#: (``final_state`` is not valid before the process has finished).
+NO_FINAL_STATE = "none"
 
 #: The runtime's terminal and near-terminal frames, by their ``type`` discriminator.
 FRAME_TYPES = (

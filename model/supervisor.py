@@ -1,12 +1,18 @@
-"""The supervisor's terminal-state logic, as it is in apache-airflow-task-sdk 1.3.2 (by default).
+"""The supervisor's terminal-state logic, as it is in each apache-airflow-task-sdk release (1.3.2 by default).
 
 Each function here mirrors a method of ``airflow.sdk.execution_time.supervisor.ActivitySubprocess``
 (named in its docstring), bugs included: conformance is checked against this model, the
-design's promises against ``model.invariants``. Entry points:
+design's promises against ``model.invariants``. Where releases differ, the function asks the
+release's trait (``model.release.Release``), which names the release that brought the difference.
+Entry points:
 
 - ``final_state(exit_code, terminal_state, should_retry, release=SPECIFIED)``: what the supervisor reports.
 - ``run(scenario, release=SPECIFIED)``: the whole attempt, from ``start`` to the end of ``wait()``,
-  as ``release`` does it where releases differ by design (``model.release``: 1.3.2 by default).
+  as ``release`` does it (``model.release``: 1.3.2 by default).
+
+An *outcome* is a terminal frame the supervisor reports with a call of its own (SucceedTask, RetryTask,
+DeferTask, RescheduleTask, AwaitInputTask; since 1.4.0 a TaskState too, by ``finish``); its frame is
+*pending* while the call has not answered 2xx (since 1.2.2), and its state is *held* in ``terminal_state``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from model.scenario import (
     FAILED,
     FRAMES_WITH_MAP_INDEX,
     HEARTBEAT_OK,
+    NO_FINAL_STATE,
     NON_TERMINAL_FRAMES,
     SERVER_TERMINATED,
     SUCCESS,
@@ -38,7 +45,7 @@ from model.scenario import (
     Scenario,
     Send,
 )
-from model.server import OK, Server
+from model.server import CONFLICT, GONE, NOT_FOUND, OK, Server
 
 #: ``supervisor.STATES_SENT_DIRECTLY``: final states for which no closing ``finish`` call is made.
 STATES_SENT_DIRECTLY = frozenset({DEFERRED, AWAITING_INPUT, UP_FOR_RESCHEDULE, UP_FOR_RETRY, SUCCESS, SERVER_TERMINATED})
@@ -61,6 +68,9 @@ DIRECT_FRAMES = {
 }
 #: Frames that set ``_task_end_time_monotonic`` (and so start the success-overtime clock).
 FRAMES_ENDING_TASK = frozenset({"TaskState", "SucceedTask", "RetryTask"})
+#: The refusals of ``finish(SERVER_TERMINATED)`` the supervisor takes quietly
+#: (``Release.acknowledges_server_termination``).
+TERMINATION_REFUSALS = frozenset({NOT_FOUND, CONFLICT, GONE})
 
 
 def final_state(exit_code: int, terminal_state: str | None, should_retry: bool, release: Release = SPECIFIED) -> str:
@@ -96,6 +106,8 @@ class Supervisor:
     task_ended: bool = False
     overtime_elapsed: bool = False
     failed_heartbeats: int = 0
+    #: The answer of the heartbeat that fell due and was not sent yet (None: none is due).
+    heartbeat_overdue: int | str | None = None
     exit_code: int | None = None
     calls: tuple[ApiCall, ...] = ()
     replies: tuple[str, ...] = ()
@@ -113,7 +125,8 @@ class Supervisor:
 
     @property
     def alive(self) -> bool:
-        return self.exit_code is None
+        """The process runs and ``_monitor_subprocess`` still serves it (a monitor loop that raised serves nothing)."""
+        return self.exit_code is None and self.raised is None
 
     def call(self, name: str, state: str | None = None) -> tuple[Supervisor, int | str]:
         """One client call: its tries on the server, each recorded; the last answer."""
@@ -142,48 +155,112 @@ def start(scenario: Scenario, release: Release = SPECIFIED) -> Supervisor:
                       frames_map_index=scenario.rendered_map_index)
 
 
-def send_terminal_state_msg(sup: Supervisor, frame: Send) -> tuple[Supervisor, bool]:
-    """``_send_terminal_state_msg``: the frame is pending until its dedicated call returns 2xx."""
-    name, state = DIRECT_FRAMES[frame.frame]
-    sup, status = attrs.evolve(sup, pending=frame).call(name)
-    if status != OK:
-        return sup, False
-    return attrs.evolve(sup, terminal_state=state, pending=None), True
+def outcome_call(frame: Send) -> tuple[str, str]:
+    """The call that reports an outcome frame and the state the frame stands for: its dedicated call
+    (``DIRECT_FRAMES``), or for a TaskState ``finish`` with the frame's own state."""
+    return ("finish", frame.state) if frame.frame == "TaskState" else DIRECT_FRAMES[frame.frame]
+
+
+def send_terminal_state_msg(sup: Supervisor, frame: Send) -> tuple[Supervisor, int | str | None]:
+    """``_send_terminal_state_msg``: the outcome's call; the supervisor after it, and the failure the call raised
+    (its status; None when it raised nothing).
+
+    The state is held once the call answered 2xx, or from the start where the release holds an undelivered outcome
+    (``Release.holds_an_undelivered_outcome``); the frame is pending until then where the release keeps one
+    (``Release.keeps_an_undelivered_outcome``). Since 1.4.0 a 409 is no failure but SERVER_TERMINATED
+    (``Release.conflict_means_server_terminated``), and once that is held nothing is sent
+    (``Release.server_termination_is_final``).
+    """
+    release = sup.release
+    if release.server_termination_is_final and sup.terminal_state == SERVER_TERMINATED:
+        return sup, None
+    name, state = outcome_call(frame)
+    if release.holds_an_undelivered_outcome:
+        sup = attrs.evolve(sup, terminal_state=state)
+    if release.keeps_an_undelivered_outcome:
+        sup = attrs.evolve(sup, pending=frame)
+    sup, status = sup.call(name, state if name == "finish" else None)
+    if status == OK:
+        return attrs.evolve(sup, terminal_state=state, pending=None), None
+    if status == CONFLICT and release.conflict_means_server_terminated:
+        return attrs.evolve(sup, terminal_state=SERVER_TERMINATED, pending=None), None
+    return sup, status
+
+
+def answer(sup: Supervisor, failure: int | str | None) -> Supervisor:
+    """What ``handle_requests`` does once a request was handled: reply ok, or an error for the call that failed.
+
+    Before 1.2.2 only a ``ServerResponseError`` is answered (``Release.answers_a_transport_error``): a call whose
+    answer never came (``TIMEOUT``, a ``ReadTimeout``) escapes the monitor loop, so ``wait()`` raises it, no reply.
+    """
+    if failure is None:
+        return sup.reply(True)
+    if failure == TIMEOUT and not sup.release.answers_a_transport_error:
+        return attrs.evolve(sup, raised=error_name(failure))
+    return sup.reply(False)
 
 
 def handle_request(sup: Supervisor, frame: Send) -> Supervisor:
-    """``_handle_request`` for the terminal frames, and the reply ``handle_requests`` sends back.
+    """``_handle_request`` for the frames of the model's alphabet, and the answer ``handle_requests`` sends back.
 
-    A frame the release does not know fails ``handle_requests``' decoder: logged, nothing else. A non-terminal
-    request is answered and changes nothing here.
+    A non-terminal request is answered and changes nothing here. A terminal frame the release does not know
+    (``Release.terminal_frames``) fails ``handle_requests``' decoder: logged, nothing else. A frame held for close
+    (``Release.held_for_close``: a TaskState; since 1.4.0 a RetryTask too) makes no call: its state is held, and
+    since 1.4.0 the frame itself is pending, to be delivered at close (``update_task_state_if_needed``); once
+    SERVER_TERMINATED is final (``Release.server_termination_is_final``) such a frame changes nothing. Any other
+    outcome makes its call (``send_terminal_state_msg``).
     """
+    release = sup.release
     if frame.frame in NON_TERMINAL_FRAMES:
         return sup.reply(True)
-    if frame.frame not in sup.release.terminal_frames:
+    if frame.frame not in release.terminal_frames:
         return sup
+    if frame.frame == "SkipDownstreamTasks":
+        sup, status = sup.call("skip_downstream_tasks")
+        return answer(sup, None if status == OK else status)
+    held_for_close = frame.frame in release.held_for_close
+    if held_for_close and release.server_termination_is_final and sup.terminal_state == SERVER_TERMINATED:
+        return sup.reply(True)
     if frame.frame in FRAMES_WITH_MAP_INDEX:
         sup = attrs.evolve(sup, rendered_map_index=sup.frames_map_index)
     if frame.frame in FRAMES_ENDING_TASK:
         sup = attrs.evolve(sup, task_ended=True, overtime_elapsed=False)  # _task_end_time_monotonic = now
-    if frame.frame == "TaskState":
-        # No API call: the closing finish() in update_task_state_if_needed reports it.
-        return attrs.evolve(sup, terminal_state=frame.state).reply(True)
-    if frame.frame == "SkipDownstreamTasks":
-        sup, status = sup.call("skip_downstream_tasks")
-        return sup.reply(status == OK)
-    sup, delivered = send_terminal_state_msg(sup, frame)
-    return sup.reply(delivered)
+    if held_for_close:
+        pending = frame if release.delivers_a_held_outcome_itself else sup.pending
+        return attrs.evolve(sup, terminal_state=outcome_call(frame)[1], pending=pending).reply(True)
+    return answer(*send_terminal_state_msg(sup, frame))
 
 
-def send_heartbeat_if_needed(sup: Supervisor, answer: int) -> Supervisor:
-    """``_send_heartbeat_if_needed``: none once a terminal state is known; 404/409/410 kill the task
-    (the release's ``heartbeat_gone``: 410 since 1.2.2)."""
-    if sup.terminal_state:
+def sends_heartbeats(sup: Supervisor) -> bool:
+    """Whether ``_send_heartbeat_if_needed`` sends a heartbeat that is due: while no state is held; since 1.4.0 also
+    while the held outcome is pending, unless SERVER_TERMINATED is held (``Release.heartbeats_while_undelivered``)."""
+    if not sup.terminal_state:
+        return True
+    return (sup.release.heartbeats_while_undelivered and sup.terminal_state != SERVER_TERMINATED
+            and sup.pending is not None)
+
+
+def send_heartbeat_if_needed(sup: Supervisor) -> Supervisor:
+    """``_send_heartbeat_if_needed``, at each wake-up: the heartbeat that is due (``heartbeat_overdue``), if the
+    supervisor sends one now (``sends_heartbeats``); 404/409/410 kill the task and hold SERVER_TERMINATED (the
+    release's ``heartbeat_gone``: 410 since 1.2.1), which since 1.4.0 discards the pending outcome
+    (``Release.server_termination_is_final``).
+
+    A heartbeat not sent stays due, and goes at the first wake-up that sends one: only a release that heartbeats
+    while an outcome is undelivered ever gets there (a 1.4.0 supervisor whose delivered SucceedTask is followed by a
+    TaskState); any other holds a state from then on, and the due heartbeat is forgotten.
+    """
+    if sup.heartbeat_overdue is None:
         return sup
-    server, calls, status = client.heartbeat(sup.server, answer, sup.execution_api_retries)
-    sup = attrs.evolve(sup, server=server, calls=(*sup.calls, *calls))
+    if not sends_heartbeats(sup):
+        later = sup.release.heartbeats_while_undelivered and sup.terminal_state != SERVER_TERMINATED
+        return sup if later else attrs.evolve(sup, heartbeat_overdue=None)
+    tries = sup.execution_api_retries if sup.release.retries_heartbeats else 1
+    server, calls, status = client.heartbeat(sup.server, sup.heartbeat_overdue, tries)
+    sup = attrs.evolve(sup, server=server, calls=(*sup.calls, *calls), heartbeat_overdue=None)
     if status in sup.release.heartbeat_gone:
-        return attrs.evolve(sup.kill(), terminal_state=SERVER_TERMINATED)
+        pending = None if sup.release.server_termination_is_final else sup.pending
+        return attrs.evolve(sup.kill(), terminal_state=SERVER_TERMINATED, pending=pending)
     if status == HEARTBEAT_OK:
         return attrs.evolve(sup, failed_heartbeats=0)
     sup = attrs.evolve(sup, failed_heartbeats=sup.failed_heartbeats + 1)
@@ -202,14 +279,26 @@ def handle_process_overtime_if_needed(sup: Supervisor) -> Supervisor:
 
 
 def update_task_state_if_needed(sup: Supervisor) -> Supervisor:
-    """``update_task_state_if_needed``: replay a pending direct call, else ``finish`` an indirect state.
+    """``update_task_state_if_needed``: deliver a pending outcome, else ``finish`` a state not sent directly.
 
-    The replay swallows its own failure (``_replay_pending_terminal_state_msg``); a failing
-    ``finish`` propagates out of ``wait()``.
+    A pending outcome is sent again (``_replay_pending_terminal_state_msg``, which swallows its own failure); since
+    1.4.0 a frame held for close is delivered by its own call, whose failure propagates out of ``wait()``
+    (``Release.delivers_a_held_outcome_itself``). Since 1.4.0 a SERVER_TERMINATED held then, or already, is
+    acknowledged (``acknowledge_server_termination``). Otherwise the final state, unless sent directly
+    (``STATES_SENT_DIRECTLY``), goes to ``finish``, whose failure propagates out of ``wait()``.
     """
+    release = sup.release
     if sup.pending is not None:
-        sup, _ = send_terminal_state_msg(sup, sup.pending)
-        return sup
+        if sup.pending.frame in release.held_for_close:
+            sup, failure = send_terminal_state_msg(sup, sup.pending)
+            if failure is not None:
+                return attrs.evolve(sup, raised=error_name(failure))
+        else:
+            sup, _ = send_terminal_state_msg(sup, sup.pending)
+        if not (release.acknowledges_server_termination and sup.terminal_state == SERVER_TERMINATED):
+            return sup
+    if release.acknowledges_server_termination and sup.terminal_state == SERVER_TERMINATED:
+        return acknowledge_server_termination(sup)
     state = final_state(sup.exit_code, sup.terminal_state, sup.should_retry, sup.release)
     if state in STATES_SENT_DIRECTLY:
         return sup
@@ -217,19 +306,32 @@ def update_task_state_if_needed(sup: Supervisor) -> Supervisor:
     return sup if status == OK else attrs.evolve(sup, raised=error_name(status))
 
 
+def acknowledge_server_termination(sup: Supervisor) -> Supervisor:
+    """Since 1.4.0 (``Release.acknowledges_server_termination``): the pending outcome dropped,
+    ``finish(SERVER_TERMINATED)``; a 404, 409 or 410 refusal is taken quietly, any other failure propagates out of
+    ``wait()``."""
+    sup, status = attrs.evolve(sup, pending=None).call("finish", SERVER_TERMINATED)
+    if status == OK or status in TERMINATION_REFUSALS:
+        return sup
+    return attrs.evolve(sup, raised=error_name(status))
+
+
 def monitor_step(sup: Supervisor, event) -> Supervisor:
-    """One wake-up of ``_monitor_subprocess``: the event, then the heartbeat and overtime checks."""
+    """One wake-up of ``_monitor_subprocess``: the event (a heartbeat event: one falls due), then the heartbeat and
+    overtime checks."""
     if isinstance(event, Fault):
         sup = attrs.evolve(sup, server=sup.server.arm(event))
     elif isinstance(event, Send):
         sup = handle_request(sup, event)
     elif isinstance(event, Heartbeat):
-        sup = send_heartbeat_if_needed(sup, event.answer)
+        sup = attrs.evolve(sup, heartbeat_overdue=event.answer)
     elif isinstance(event, Overtime):
         sup = attrs.evolve(sup, overtime_elapsed=sup.task_ended)
     elif isinstance(event, IgnoreSigterm):
         sup = attrs.evolve(sup, ignores_sigterm=True)
-    return handle_process_overtime_if_needed(sup)
+    if not sup.alive:  # a monitor loop that raised goes no further
+        return sup
+    return handle_process_overtime_if_needed(send_heartbeat_if_needed(sup))
 
 
 def run(scenario: Scenario, release: Release = SPECIFIED) -> Observation:
@@ -248,14 +350,22 @@ def run(scenario: Scenario, release: Release = SPECIFIED) -> Observation:
 
 def close(sup: Supervisor, exit_code: int) -> Observation:
     """The end of an attempt whose events are over: the process exits with ``exit_code`` (unless a kill ended it
-    already), ``wait()`` closes, and what the attempt did is observed."""
-    if sup.alive:
-        sup = attrs.evolve(sup, exit_code=exit_code)
-    sup = update_task_state_if_needed(sup)
+    already), ``wait()`` closes, and what the attempt did is observed.
+
+    A monitor loop that raised (``answer``: before 1.2.2) ends ``wait()`` there: no exit was seen (None), no final
+    state decided (``NO_FINAL_STATE``), no closing call made.
+    """
+    if sup.raised is not None:
+        decided = NO_FINAL_STATE
+    else:
+        if sup.alive:
+            sup = attrs.evolve(sup, exit_code=exit_code)
+        sup = update_task_state_if_needed(sup)
+        decided = final_state(sup.exit_code, sup.terminal_state, sup.should_retry, sup.release)
     row = sup.server.row
     return Observation(
         exit_code=sup.exit_code,
-        final_state=final_state(sup.exit_code, sup.terminal_state, sup.should_retry, sup.release),
+        final_state=decided,
         calls=sup.calls,
         replies=sup.replies,
         row=row.state,

@@ -45,7 +45,7 @@ BAD_RUNTIMES = {
 SAYS = {
     "exits before connecting": "not started: RuntimeError: process exited with 0 before connecting",
     "never connects": "not started",
-    "connects, sends garbage": "the supervisor raised before the process ended",
+    "connects, sends garbage": "DecodeError",  # raised out of wait() before the exit: the harness reaps the process
     "never exits": "deadline",
 }
 

@@ -162,12 +162,12 @@ def test_a_run_the_server_cannot_play_is_rejected_in_a_search_and_an_error_elsew
     from hypothesis import strategies as st
     from hypothesis.errors import Unsatisfiable
 
-    from properties.conftest import _playable_only
+    from impl.frontdoor.scenarios import playable_only
 
     def unplayable(run):
         raise Unsupported("--server airflow: this run context; not supported by the real server backend")
 
-    run = _playable_only(unplayable)
+    run = playable_only(unplayable)
     with pytest.raises(Unsupported, match="not supported"):  # outside a search: the error, as it was
         run("a run")
 

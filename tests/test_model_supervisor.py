@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model.scenario import Scenario
+from model.release import Release
+from model.scenario import NO_FINAL_STATE, Scenario
 from model.supervisor import final_state, run
 
 # scenario -> (exit_code, final_state, row, calls after start, replies, raised)
@@ -107,3 +108,106 @@ def test_hand_checked(text):
 ])
 def test_final_state_table(exit_code, terminal, should_retry, expected):
     assert final_state(exit_code, terminal, should_retry) == expected
+
+
+# -- each release as it is: one trait of model.release.Release at a time, on the releases either side of its change.
+#    Every case here was replayed on the real supervisor of both releases (airflow-inproc) and agrees.
+
+def _seen(text: str, release: str) -> tuple:
+    """(exit_code, final_state, row, calls after start, replies, raised) of the model of ``release``."""
+    observed = run(Scenario.from_text(text), Release.parse(release))
+    return (observed.exit_code, observed.final_state, observed.row, ", ".join(map(str, observed.calls[1:])),
+            ", ".join(observed.replies), observed.raised)
+
+
+def test_since_1_2_2_a_failed_outcome_call_is_kept_and_made_again_at_close():
+    """``keeps_an_undelivered_outcome`` (apache/airflow#66574): 1.2.1 forgets the failed call, the row stays RUNNING."""
+    text = "try_number=1 max_tries=0 execution_api_retries=1; fault succeed transient; send SucceedTask; exit 0"
+    assert _seen(text, "1.2.1") == (0, "success", "running", "succeed->500", "error", None)
+    assert _seen(text, "1.2.2") == (0, "success", "success", "succeed->500, succeed->200", "error", None)
+
+
+def test_an_undelivered_outcome_is_held_before_1_2_2_and_again_since_1_4_0():
+    """``holds_an_undelivered_outcome``: a held state starts the overtime kill, so a SucceedTask whose call failed is
+    killed on overtime by 1.2.1 and 1.4.0, not by 1.2.2-1.3.x (which hold nothing until the call answers 2xx)."""
+    text = ("try_number=1 max_tries=0 execution_api_retries=1; fault succeed permanent; send SucceedTask; overtime; "
+            "exit 0")
+    assert _seen(text, "1.2.1") == (-15, "failed", "failed", "succeed->500, finish(failed)->200", "error", None)
+    assert _seen(text, "1.2.2") == (0, "success", "running", "succeed->500, succeed->500", "error", None)
+    assert _seen(text, "1.3.2") == _seen(text, "1.2.2")
+    assert _seen(text, "1.4.0b2") == (-15, "failed", "running", "succeed->500, succeed->500", "error", None)
+
+
+def test_before_1_2_2_a_call_that_got_no_answer_escapes_wait_before_the_exit():
+    """``answers_a_transport_error`` (apache/airflow#66572): 1.2.1's ``wait()`` raises the ReadTimeout out of its
+    monitor loop, with no reply, no exit seen and no final state decided; 1.2.2 answers it with an error."""
+    text = "try_number=1 max_tries=0 execution_api_retries=1; fault succeed lost; send SucceedTask; exit 0"
+    assert _seen(text, "1.2.1") == (None, NO_FINAL_STATE, "success", "succeed->timeout", "", "ReadTimeout")
+    assert _seen(text, "1.2.2") == (0, "success", "success", "succeed->timeout, succeed->409", "error", None)
+    skip = ("try_number=1 max_tries=1 execution_api_retries=1; fault skip_downstream_tasks lost; "
+            "send SkipDownstreamTasks; exit 1")
+    assert _seen(skip, "1.1.2") == (None, NO_FINAL_STATE, "running", "skip_downstream_tasks->timeout", "",
+                                    "ReadTimeout")
+    assert _seen(skip, "1.2.2") == (1, "up_for_retry", "running", "skip_downstream_tasks->timeout", "error", None)
+
+
+def test_since_1_4_0_a_retry_is_held_for_close_and_delivered_by_its_own_call():
+    """``held_for_close`` and ``delivers_a_held_outcome_itself``: 1.3.2 makes the retry call at once; 1.4.0 at close,
+    where its failure raises from ``wait()``."""
+    text = "try_number=1 max_tries=2 execution_api_retries=1; send RetryTask; fault retry permanent; exit 0"
+    assert _seen(text, "1.3.2") == (0, "up_for_retry", "up_for_retry", "retry->200", "ok", None)
+    assert _seen(text, "1.4.0b2") == (0, "up_for_retry", "running", "retry->500", "ok", "ServerResponseError(500)")
+
+
+def test_since_1_4_0_a_task_state_is_finished_with_its_own_state_whatever_the_exit():
+    """``delivers_a_held_outcome_itself``: 1.3.2 reports a TaskState by ``finish(final_state)``, none for the
+    UP_FOR_RETRY a failed exit makes of it; 1.4.0 sends ``finish(failed)`` (and still decides UP_FOR_RETRY)."""
+    text = "try_number=1 max_tries=2; send TaskState failed; exit 1"
+    assert _seen(text, "1.3.2") == (1, "up_for_retry", "running", "", "ok", None)
+    assert _seen(text, "1.4.0b2") == (1, "up_for_retry", "failed", "finish(failed)->200", "ok", None)
+
+
+def test_since_1_4_0_a_conflict_is_server_terminated_final_and_acknowledged():
+    """``conflict_means_server_terminated``, ``server_termination_is_final``, ``acknowledges_server_termination``:
+    1.3.2 answers the refused defer with an error, replays it at close and takes the later TaskState; 1.4.0 holds
+    SERVER_TERMINATED, ignores the TaskState and says ``finish(SERVER_TERMINATED)``, its refusal taken quietly."""
+    text = "try_number=1 max_tries=0; send SucceedTask; send DeferTask; send TaskState failed; exit 0"
+    assert _seen(text, "1.3.2") == (0, "failed", "success", "succeed->200, defer->409, defer->409", "ok, error, ok",
+                                    None)
+    assert _seen(text, "1.4.0b2") == (0, "SERVER_TERMINATED", "success",
+                                      "succeed->200, defer->409, finish(SERVER_TERMINATED)->409", "ok, ok, ok", None)
+
+
+def test_since_1_4_0_a_heartbeat_refusal_discards_the_undelivered_outcome():
+    """``server_termination_is_final``: 1.3.2 (holding nothing, the call failed) keeps the failed succeed over the
+    heartbeat's SERVER_TERMINATED and replays it at close; 1.4.0 (heartbeating while the succeed is undelivered)
+    drops it for ``finish(SERVER_TERMINATED)``."""
+    text = ("try_number=1 max_tries=0 execution_api_retries=1; fault succeed permanent; send SucceedTask; "
+            "heartbeat 404; exit 0")
+    assert _seen(text, "1.3.2") == (-15, "SERVER_TERMINATED", "deleted", "succeed->500, heartbeat->404, succeed->500",
+                                    "error", None)
+    assert _seen(text, "1.4.0b2") == (-15, "SERVER_TERMINATED", "deleted",
+                                      "succeed->500, heartbeat->404, finish(SERVER_TERMINATED)->404", "error", None)
+
+
+def test_since_1_4_0_heartbeats_go_on_while_the_held_outcome_is_undelivered():
+    """``heartbeats_while_undelivered``: 1.3.2 sends none once a TaskState is held; 1.4.0 does until close. A heartbeat
+    that fell due while none is sent goes at the first wake-up that sends one (the TaskState after a delivered
+    SucceedTask), and its refusal ends the attempt SERVER_TERMINATED."""
+    held = "try_number=1 max_tries=0; send TaskState failed; heartbeat 200; exit 0"
+    assert _seen(held, "1.3.2") == (0, "failed", "failed", "finish(failed)->200", "ok", None)
+    assert _seen(held, "1.4.0b2") == (0, "failed", "failed", "heartbeat->200, finish(failed)->200", "ok", None)
+    overdue = "try_number=1 max_tries=0; send SucceedTask; heartbeat 200; send TaskState failed; exit 0"
+    assert _seen(overdue, "1.3.2") == (0, "failed", "success", "succeed->200, finish(failed)->409", "ok, ok",
+                                       "ServerResponseError(409)")
+    assert _seen(overdue, "1.4.0b2") == (-15, "SERVER_TERMINATED", "success",
+                                         "succeed->200, heartbeat->409, finish(SERVER_TERMINATED)->409", "ok, ok", None)
+
+
+def test_since_1_2_1_a_heartbeat_on_a_cleared_try_is_410_and_means_server_terminated():
+    """``answers_gone`` and ``heartbeat_gone`` (apache/airflow#61631): core 3.2.0 answers 404 for the archived try,
+    3.2.1 answers 410, and the 1.2.1 supervisor takes it as SERVER_TERMINATED."""
+    text = "try_number=1 max_tries=2; heartbeat 410; exit 0"
+    assert _seen(text, "1.2.0") == (-15, "SERVER_TERMINATED", "restarting", "heartbeat->404", "", None)
+    assert _seen(text, "1.2.1") == (-15, "SERVER_TERMINATED", "restarting", "heartbeat->410", "", None)
+    assert not {410} & set(Release.parse("1.2.0").heartbeat_gone) and 410 in Release.parse("1.2.1").heartbeat_gone

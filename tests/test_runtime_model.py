@@ -10,6 +10,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from impl.frontdoor.findings import RUNTIME_FINDINGS
 from impl.frontdoor.report import InvariantViolation
 from model.lifecycle import Life, Try, failing_try_with_retries_left_ends_up_for_retry, life_violations
+from model.release import SPECIFIED, Release
 from model.runtime import (
     CoordinatorRun,
     Policy,
@@ -18,6 +19,7 @@ from model.runtime import (
     coordinator_runtime,
     python_runtime,
     seed_coordinator_runtime,
+    task_runs,
     to_scenario,
 )
 from model.runtime_invariants import met_failure, runtime_violations
@@ -119,6 +121,99 @@ def test_policy_retry_cannot_extend_past_the_budget_and_reason_is_truncated():
     assert sent(last) == ["TaskState(failed)"]
     left = python_runtime(RuntimeRun(RETRIES_LEFT, "ValueError", Policy("retry", 5, "r" * 600)))
     assert (left.retry_delay_seconds, len(left.retry_reason)) == (5.0, 500)
+
+
+# -- the task runner of earlier releases (``model.release.Release``'s runtime traits) --------------------
+
+def on(release: str, text: str):
+    """The model's try on ``release``: (frames sent, state, exit code)."""
+    observed = python_runtime(RuntimeRun.from_text(f"try_number=1 max_tries=1; {text}"), Release.parse(release))
+    return [str(s) for s in observed.sent], observed.state, observed.exit_code
+
+
+def test_the_runtime_traits_change_at_the_release_that_brought_them():
+    traits = {  # trait: (last release without it, first release with it)
+        "has_retry_policies": ("1.2.2", "1.3.0"),
+        "fails_closed_on_an_unsent_outcome": ("1.2.1", "1.2.2"),
+        "catches_a_failing_outcome_handler": ("1.3.0", "1.3.1"),
+        "calls_on_kill_on_sigterm": ("1.0.3", "1.0.4"),
+        "reschedules_a_startup_without_its_dag": ("1.1.6", "1.1.7"),
+        "sends_the_rendered_map_index": ("1.1.8", "1.2.0"),
+        "serializes_deferral_kwargs": ("1.1.8", "1.2.0"),
+        "asks_for_the_log_channel_after_fork_exec": ("1.2.1", "1.2.2"),
+    }
+    for trait, (before, since) in traits.items():
+        assert (getattr(Release.parse(before), trait), getattr(Release.parse(since), trait)) == (False, True), trait
+        assert getattr(SPECIFIED, trait), trait
+    assert not Release.parse("1.4.0b2").asks_for_the_log_channel_after_fork_exec  # the channel is inherited since 1.4.0
+
+
+def test_before_1_3_0_no_retry_policy_is_consulted():
+    assert on("1.2.2", "task raises ValueError; policy fail; comms ok") == (["RetryTask"], UP_FOR_RETRY, 0)
+    assert on("1.3.0", "task raises ValueError; policy fail; comms ok") == (["TaskState(failed)"], FAILED, 0)
+
+
+def test_before_1_2_2_an_unsent_outcome_leaves_run_and_main_exits_1_whatever_it_was():
+    """apache/airflow#66573: before it, the send's error leaves run's finally; main exits 1 on a top-level error."""
+    assert on("1.2.1", "task raises AirflowSkipException; policy none; comms terminal_send_fails") == (
+        ["TaskState(skipped) [send failed]"], None, 1)
+    assert on("1.2.1", "task returns; policy none; comms terminal_send_fails") == (
+        ["SucceedTask [send failed]"], None, 1)
+    assert on("1.2.2", "task raises AirflowSkipException; policy none; comms terminal_send_fails") == (
+        ["TaskState(skipped) [send failed]"], "skipped", 0)
+    assert on("1.2.2", "task raises AirflowFailException; policy none; comms terminal_send_fails") == (
+        ["TaskState(failed) [send failed]"], FAILED, 1)
+
+
+def test_before_1_3_1_a_failing_outcome_handler_leaves_run_with_nothing_sent():
+    """apache/airflow#70719: before it, an error raised inside an except clause of run escapes it."""
+    for text in ("task raises TaskDeferred(serialize=AirflowFailException); policy none; comms ok",
+                 "task raises DownstreamTasksSkipped; policy none; comms every_send_fails",
+                 "task raises DagRunTriggerException; policy none; comms every_send_fails"):
+        assert on("1.3.0", text)[1:] == (None, 1), text
+        assert on("1.3.1", text)[1] in (FAILED, UP_FOR_RETRY), text
+    # the failure path raising itself (a RETRY with a plain number of seconds, finding R3) too
+    assert on("1.3.0", "task raises ValueError; policy retry_int_delay delay=5; comms ok") == ([], None, 1)
+    assert on("1.3.1", "task raises ValueError; policy retry_int_delay delay=5; comms ok") == (
+        ["TaskState(failed)"], FAILED, 0)
+
+
+def test_before_1_0_4_sigterm_kills_the_task_process_and_a_child_it_forked():
+    run = RuntimeRun(RETRIES_LEFT, "return", features={"sigterm", "forked_child", "xcom_keys_to_clear"})
+    killed = python_runtime(run, Release.parse("1.0.3"))
+    assert ([str(s) for s in killed.sent], killed.state, killed.exit_code) == (["GetXCom", "DeleteXCom"], None, -15)
+    assert (killed.on_kill_calls, killed.forked_child_exit) == (0, None)  # dead before it forks
+    child = python_runtime(RuntimeRun(RETRIES_LEFT, "return", features={"forked_child"}), Release.parse("1.0.3"))
+    assert (child.forked_child_exit, child.exit_code) == (-15, 0)
+    survives = python_runtime(run, Release.parse("1.0.4"))
+    assert (survives.on_kill_calls, survives.forked_child_exit, survives.state) == (1, 0, "success")
+
+
+def test_before_1_1_7_a_dag_not_found_at_startup_exits_1_without_rescheduling():
+    assert on("1.1.6", "task returns; policy none; comms ok; with startup_reschedule") == ([], None, 1)
+    assert on("1.1.7", "task returns; policy none; comms ok; with startup_reschedule") == (["RescheduleTask"], None, 0)
+
+
+def test_before_1_2_0_the_rendered_map_index_is_not_sent_on_its_own():
+    text = "task raises AirflowFailException; policy none; comms every_send_fails; with map_index_template"
+    assert on("1.1.8", text) == (["TaskState(failed) [send failed]"], None, 1)  # no R4 before 1.2.0
+    assert on("1.2.0", "task returns; policy none; comms ok; with map_index_template") == (
+        ["SetRenderedMapIndex", "SucceedTask"], "success", 0)
+
+
+def test_before_1_2_0_a_deferral_serde_cannot_take_still_defers():
+    text = "task raises TaskDeferredUnserializable; policy none; comms ok"
+    assert on("1.1.8", text) == (["DeferTask"], "deferred", 0)
+    assert on("1.2.0", text) == ([], None, 1)  # serde raises in the handler, and there is no #70719 yet
+    assert on("1.3.1", text) == (["RetryTask"], UP_FOR_RETRY, 0)
+
+
+def test_the_log_channel_is_asked_for_after_fork_exec_from_1_2_2_until_1_4_0():
+    text = "task returns; policy none; comms ok; with fork_exec"
+    assert on("1.2.1", text)[0] == on("1.4.0b2", text)[0] == ["SucceedTask"]
+    assert on("1.2.2", text)[0] == ["ResendLoggingFD", "SucceedTask"]
+    run = RuntimeRun(RETRIES_LEFT, "ValueError", comms="every_send_fails", features={"fork_exec"})
+    assert task_runs(run, Release.parse("1.2.1")) and not task_runs(run)
 
 
 @given(runtime_runs)

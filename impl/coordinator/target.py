@@ -93,6 +93,7 @@ def _supervise_python_runtime(runtime: str, context, outcome: str) -> Observatio
 def target(name: str):
     from impl.frontdoor.registry import Target, TargetUnavailable, UnknownTarget
 
+    supervise.require_command_supervisor()  # before task-sdk 1.3.0 no supervisor launches a runtime command
     if name.startswith(CMD_PREFIX):
         try:
             command = parse_command(name)

@@ -76,6 +76,12 @@ def confirm(failure: AssertionError) -> Confirmation | None:
         observed = real.run(where.run)
     except NotImplementedError as e:  # airflow_attempt.Unsupported: a run the real server cannot play
         return Confirmation(None, str(e))
+    except RuntimeError as e:  # a server started with the first run (airflow-process) that cannot start here
+        from impl.server.airflow_api import ServerUnavailable
+
+        if not isinstance(e, ServerUnavailable):
+            raise
+        return Confirmation(None, f"{where.target.name} with --server airflow: {e}")
     if isinstance(failure, Disagreement):
         expected = real.reference(where.run)
         if expected != observed:

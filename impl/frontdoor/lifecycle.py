@@ -30,7 +30,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from impl.frontdoor.registry import TargetUnavailable, load_target
 from impl.frontdoor.report import InvariantViolation, explained, replay_command
-from impl.frontdoor.scenarios import policies
+from impl.frontdoor.scenarios import playable_only, policies
+from impl.releases.adapters import model_release
 from model import runtime as model_runtime
 from model import supervisor as model_supervisor
 from model.lifecycle import Life, Try, life_violations
@@ -167,7 +168,8 @@ def _pairings(target_name: str) -> list[Pairing]:
             except TargetUnavailable:
                 continue
             if kind == "runtime":
-                return [python_pairing(f"{target_name}+model", loaded.run, model_supervisor.run)]
+                return [python_pairing(f"{target_name}+model", playable_only(loaded.run),
+                                       functools.partial(model_supervisor.run, release=model_release()))]
             return [coordinator_pairing(target_name, once_per_session(loaded.run))]
         return [Pairing(target_name, st.nothing(), lambda c, d: None, unavailable=str(not_supervisor))]
 

@@ -11,7 +11,7 @@ import functools
 import random
 from typing import Callable
 
-from hypothesis import settings, strategies as st, target
+from hypothesis import currently_in_test_context, event, reject, settings, strategies as st, target
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from model.runtime import (COMMS_MODES, COORDINATOR_OUTCOMES, FEATURES, FORKED_CHILD, PYTHON_OUTCOMES, RETURN,
@@ -234,3 +234,24 @@ def corpus(n: int, seed: int = 20261124) -> list[Scenario]:
                      tuple(event() for _ in range(rng.randint(0, 6))),
                      rng.choice([0, 0, 1, 3, 137, 255, -9, -15, -11, -6, -2]))
             for _ in range(n)]
+
+
+def playable_only(run):
+    """``run``, where a run the target cannot play is rejected with its reason instead of failing.
+
+    A target raises ``NotImplementedError`` for a run it cannot play: on ``--server airflow``, a run context
+    whose should_retry is not what the real server hands out (``impl.server.airflow_attempt.Unsupported``); on
+    ``airflow-task-runner``, a run its release cannot have, such as a retry policy before 1.3.0. Inside a search
+    Hypothesis rejects that example and counts the reason as an event (``--hypothesis-show-statistics`` lists
+    it); anywhere else the error goes on, with its message.
+    """
+    def run_or_reject(example):
+        try:
+            return run(example)
+        except NotImplementedError as e:
+            if not currently_in_test_context():
+                raise
+            event("not playable here (rejected)", str(e).split(";")[0])
+            reject()
+
+    return run_or_reject

@@ -188,22 +188,129 @@ def since_1_2_0_defer_queue(body: dict) -> dict:
     return body
 
 
-def before_1_4_0_httpx_client(what: str) -> str | None:
-    """Why ``what`` cannot drive the installed release's ``Client``, or None: since 1.4.0 the ``Client`` is
-    built on httpx2 with its retry on ``_request_with_retry``. The exchange client of the real-server binding
-    follows it (``since_1_4_0_client_retry``, ``since_1_4_0_http_library``; in process it answers there),
-    but the uvicorn-served app of ``LoopbackServer`` is still reached through an httpx pool."""
-    if since("1.4.0"):
-        return (f"apache-airflow-task-sdk {INSTALLED}'s Client is built on httpx2 (since 1.4.0); "
-                f"{what} drives the httpx Client of earlier releases")
-    return None
-
-
 def since_1_0_4_overtime_threshold(supervisor) -> float:
-    """``task_success_overtime`` as the supervisor reads it: the module's ``TASK_OVERTIME_THRESHOLD`` since
-    1.0.4, a class attribute of ``ActivitySubprocess`` before."""
+    """``task_success_overtime`` as the supervisor reads it: ``TASK_OVERTIME_THRESHOLD`` where it lives
+    (``since_1_0_4_overtime_owner``)."""
+    return since_1_0_4_overtime_owner(type(supervisor)).TASK_OVERTIME_THRESHOLD
+
+
+@attrs.frozen
+class RealProcessSupervisor:
+    """How the installed release supervises a real task process: ``base``, the supervisor class an attempt starts;
+    ``launches_commands``, whether its ``start`` launches a runtime command (``start(command=[...],
+    startup_timeout=...)``, the runtime connecting back over TCP) or forks and runs a callable in the child
+    (``start(target=...)``, the child's requests on a socketpair at its fd 0)."""
+
+    base: type
+    launches_commands: bool
+
+
+def since_1_3_0_command_supervisor() -> RealProcessSupervisor:
+    """The real-process supervisor: since 1.3.0 ``airflow.sdk.coordinators._subprocess._PopenActivitySubprocess``,
+    which launches a runtime command; before, ``ActivitySubprocess`` itself, whose ``start`` forks and runs its
+    ``target`` in the child (``WatchedSubprocess.start``, ``_fork_main``)."""
+    if since("1.3.0"):
+        from airflow.sdk.coordinators._subprocess import _PopenActivitySubprocess
+
+        return RealProcessSupervisor(_PopenActivitySubprocess, True)
+    from airflow.sdk.execution_time.supervisor import ActivitySubprocess
+
+    return RealProcessSupervisor(ActivitySubprocess, False)
+
+
+def since_1_0_6_mask_secret_no_op() -> dict:
+    """The body of a request the supervisor answers and that changes nothing of the attempt: ``MaskSecret`` with an
+    empty value since 1.0.6 (it exists since then); before, ``GetVariable`` of a key no server has (the supervisor
+    asks the Execution API, which answers 404, and answers the runtime ``VARIABLE_NOT_FOUND``; no task-instance
+    call is made). A frame the release cannot decode would get no answer at all."""
+    if since("1.0.6"):
+        return {"type": "MaskSecret", "value": "", "name": None}
+    return {"type": "GetVariable", "key": "finalstate-no-op"}
+
+
+def since_1_0_4_overtime_owner(supervisor_class: type):
+    """Where ``TASK_OVERTIME_THRESHOLD`` lives, to be set (``since_1_0_4_overtime_threshold`` reads it): the
+    supervisor module since 1.0.4, ``supervisor_class`` (a class attribute of ``ActivitySubprocess``) before."""
     if since("1.0.4"):
         from airflow.sdk.execution_time import supervisor as airflow_supervisor
 
-        return airflow_supervisor.TASK_OVERTIME_THRESHOLD
-    return supervisor.TASK_OVERTIME_THRESHOLD
+        return airflow_supervisor
+    return supervisor_class
+
+
+def since_1_0_6_dag_run_state(dag_run: dict) -> dict:
+    """The ``DagRun`` of a ``TIRunContext`` answer has a ``state`` since 1.0.6; before, the release's model forbids
+    the key (``extra="forbid"``), so an answer meant for an older client leaves it out."""
+    return dag_run if since("1.0.6") else {k: v for k, v in dag_run.items() if k != "state"}
+
+
+def since_1_2_0_dag_run_partition_key(dag_run: dict) -> dict:
+    """The ``DagRun`` of a ``TIRunContext`` answer has a ``partition_key`` since 1.2.0; before, the release's model
+    forbids the key, so an answer meant for an older client leaves it out."""
+    return dag_run if since("1.2.0") else {k: v for k, v in dag_run.items() if k != "partition_key"}
+
+
+def since_1_4_0_heartbeat_due(supervisor) -> bool:
+    """Whether ``supervisor``'s ``_send_heartbeat_if_needed`` sends a heartbeat that falls due now, read from its own
+    fields (the world arranges a heartbeat's answer only for one that is sent): none once it holds a terminal state;
+    since 1.4.0 one while its outcome is still undelivered (``_pending_terminal_state_msg``), unless it holds
+    SERVER_TERMINATED."""
+    from model.scenario import SERVER_TERMINATED
+
+    held = supervisor._terminal_state
+    if not held:
+        return True
+    if not since("1.4.0"):
+        return False
+    return model_state(held) != SERVER_TERMINATED and supervisor._pending_terminal_state_msg is not None
+
+
+@attrs.frozen
+class RetryPolicies:
+    """The retry-policy API a task's ``retry_policy`` is written against: the class a policy extends and the decision
+    its ``evaluate`` answers."""
+
+    base: type
+    decision: type
+
+
+def since_1_3_0_retry_policy() -> RetryPolicies | None:
+    """Retry policies (``airflow.sdk.definitions.retry_policy``, AIP-105): since 1.3.0; None before, where an operator
+    takes no ``retry_policy`` and the task runner consults none (a try with a policy is not one that release can
+    have)."""
+    if not since("1.3.0"):
+        return None
+    from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
+
+    return RetryPolicies(RetryPolicy, RetryDecision)
+
+
+def since_1_2_0_task_exceptions():
+    """The module of the exceptions the task runner maps a task's end by (``AirflowException``,
+    ``AirflowFailException``, ``AirflowSkipException``, ``TaskDeferred``, ``DagRunTriggerException``, ...):
+    ``airflow.sdk.exceptions`` since 1.2.0; before, apache-airflow-core's ``airflow.exceptions`` (the SDK's own module
+    then held ``AirflowRuntimeError`` and ``ErrorType``, which stay there)."""
+    import importlib
+
+    return importlib.import_module("airflow.sdk.exceptions" if since("1.2.0") else "airflow.exceptions")
+
+
+def since_1_3_0_task_awaiting_input() -> type | None:
+    """``TaskAwaitingInput`` (a task pausing for a person's input, answered with ``AwaitInputTask``): since 1.3.0;
+    None before, where no task can raise it."""
+    return since_1_2_0_task_exceptions().TaskAwaitingInput if since("1.3.0") else None
+
+
+def since_1_0_4_sigterm_handler() -> bool:
+    """Whether the installed task runner's ``run`` installs a SIGTERM handler (``_on_term``, which calls the task's
+    ``on_kill``): since 1.0.4; before, SIGTERM keeps the process's default disposition and kills it."""
+    return since("1.0.4")
+
+
+def since_1_1_7_startup_reschedule(reschedule_date) -> BaseException:
+    """What the installed ``parse`` raises for a DAG not found at startup, with reschedules left: since 1.1.7
+    ``AirflowRescheduleException`` (``_maybe_reschedule_startup_failure``), which ``main`` answers with
+    RescheduleTask; before, ``SystemExit(1)`` (``parse`` exits 1 itself, having logged the DAG as not found)."""
+    if since("1.1.7"):
+        return since_1_2_0_task_exceptions().AirflowRescheduleException(reschedule_date=reschedule_date)
+    return SystemExit(1)

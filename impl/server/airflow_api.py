@@ -51,7 +51,6 @@ import uuid
 from pathlib import Path
 
 import attrs
-import httpx
 from airflow.sdk.api.client import Client
 
 from impl.releases.adapters import since_1_4_0_client_retry, since_1_4_0_http_library
@@ -375,11 +374,6 @@ class AirflowServer:
         global _active
         if self._started:
             return self
-        from impl.releases.adapters import before_1_4_0_httpx_client
-
-        unsupported = before_1_4_0_httpx_client("the real server binding")
-        if unsupported:
-            raise ServerUnavailable(unsupported)
         if self.db_url not in (SQLITE, LOCAL):
             probe(self.db_url)  # before anything global changes
         with _lock:
@@ -782,7 +776,7 @@ class LoopbackServer:
             time.sleep(0.005)
         port = self._server.servers[0].sockets[0].getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}/execution/"
-        self._pool = httpx.HTTPTransport()
+        self._pool = _http.HTTPTransport()  # the library the installed Client is built on (httpx2 since 1.4.0)
         try:
             with self.client(attempts=1) as client:
                 _warm_up(client)

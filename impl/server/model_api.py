@@ -41,7 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import attrs
 import msgpack
 
-from impl.releases.adapters import model_release
+from impl.releases.adapters import (model_release, model_state, since_1_0_6_dag_run_state,
+                                    since_1_2_0_dag_run_partition_key)
 from model.server import CONFLICT, OK, Server, client_status
 from model.scenario import CALLS_WITH_MAP_INDEX, HEARTBEAT_NO_ANSWER, TIMEOUT, ApiCall, Fault, RunContext
 
@@ -87,20 +88,22 @@ def route(method: str, path: str, body: bytes | None) -> tuple[str, str, str | N
         state = requested(body, "state")
         if state in STATE_CALLS:
             return ti_id, STATE_CALLS[state], None
-        return ti_id, "finish", state
+        return ti_id, "finish", model_state(state)  # SERVER_TERMINATED as the model spells it, on every release
     return None
 
 
 def run_context_json(context: RunContext) -> bytes:
-    """A ``TIRunContext`` body for ``PATCH /run``, with the scenario's counts and should_retry."""
+    """A ``TIRunContext`` body for ``PATCH /run``, with the scenario's counts and should_retry, in the fields the
+    installed release's client accepts."""
     now = "2026-01-01T00:00:00Z"
+    dag_run = {
+        "dag_id": "finalstate", "run_id": "manual__finalstate", "logical_date": now,
+        "data_interval_start": now, "data_interval_end": now, "run_after": now, "start_date": now,
+        "end_date": None, "clear_number": 0, "run_type": "manual", "state": "running", "conf": {},
+        "consumed_asset_events": [], "partition_key": None,
+    }
     return json.dumps({
-        "dag_run": {
-            "dag_id": "finalstate", "run_id": "manual__finalstate", "logical_date": now,
-            "data_interval_start": now, "data_interval_end": now, "run_after": now, "start_date": now,
-            "end_date": None, "clear_number": 0, "run_type": "manual", "state": "running", "conf": {},
-            "consumed_asset_events": [], "partition_key": None,
-        },
+        "dag_run": since_1_2_0_dag_run_partition_key(since_1_0_6_dag_run_state(dag_run)),
         "task_reschedule_count": 0,
         "max_tries": context.max_tries,
         "should_retry": context.should_retry,

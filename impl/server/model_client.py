@@ -88,7 +88,8 @@ class RecordingTaskInstances:
         return _run_context(self.context)
 
     def heartbeat(self, id, pid, **_newer) -> None:
-        self._answer(*client.heartbeat(self.server, self.heartbeat_answer, self.tries))
+        tries = self.tries if model_release().retries_heartbeats else 1  # the release's Client, as the model has it
+        self._answer(*client.heartbeat(self.server, self.heartbeat_answer, tries))
 
     def finish(self, id, state, when=None, rendered_map_index=None, **_newer) -> None:
         self.map_index_sent = rendered_map_index
@@ -116,9 +117,23 @@ class RecordingTaskInstances:
         self._call("skip_downstream_tasks")
 
 
+class NoVariables:
+    """``client.variables`` of a server that has none: ``get`` answers as Airflow's client does for a 404, with the
+    ``VARIABLE_NOT_FOUND`` error it hands back to the runtime (``GetVariable`` is the no-op request of the releases
+    before ``MaskSecret``: ``impl.releases.adapters.since_1_0_6_mask_secret_no_op``). Not recorded: an observation
+    holds the task-instance calls."""
+
+    def get(self, key: str):
+        from airflow.sdk.exceptions import ErrorType
+        from airflow.sdk.execution_time.comms import ErrorResponse
+
+        return ErrorResponse(error=ErrorType.VARIABLE_NOT_FOUND, detail={"key": key})
+
+
 class RecordingClient:
     def __init__(self, scenario: Scenario):
         self.task_instances = RecordingTaskInstances(scenario)
+        self.variables = NoVariables()
 
 
 def error_name(e: Exception) -> str:

@@ -48,12 +48,14 @@ from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 from impl.releases.adapters import (model_release, model_state, request_for_handle_requests,
                                     require_the_models_heartbeat_budget, since_1_0_3_length_prefixed_frames,
-                                    since_1_0_4_overtime_threshold, since_1_1_2_should_retry,
-                                    since_1_2_0_child_started_arguments, since_1_2_0_defer_queue,
-                                    since_1_3_0_process_tracker, supervisor_state)
+                                    since_1_0_4_overtime_threshold, since_1_0_6_mask_secret_no_op,
+                                    since_1_1_2_should_retry, since_1_2_0_child_started_arguments,
+                                    since_1_2_0_defer_queue, since_1_3_0_process_tracker, since_1_4_0_heartbeat_due,
+                                    supervisor_state)
 from impl.server.model_client import RecordingClient, error_name
 from impl.wire import codec
-from model.scenario import Fault, Heartbeat, IgnoreSigterm, Observation, Overtime, Scenario, Send
+from model.scenario import (NO_FINAL_STATE, NON_TERMINAL_FRAMES, Fault, Heartbeat, IgnoreSigterm, Observation,
+                            Overtime, Scenario, Send)
 
 # The supervisor logs every frame and every refused call; in a checker running thousands of
 # scenarios that is noise and time. Its loggers are structlog proxies, so this reaches them.
@@ -154,6 +156,9 @@ class ScriptedSelector:
         self.process = process
         self.world = world
         self.next_id = 1
+        #: The answer of the heartbeat that fell due and was not sent yet: the world is told it only once the
+        #: supervisor will send it (a 1.4.0 supervisor holding a delivered outcome sends none until another is held).
+        self.overdue = None
 
     def attach(self, supervisor: ActivitySubprocess) -> None:
         self.supervisor = supervisor
@@ -177,19 +182,24 @@ class ScriptedSelector:
         elif isinstance(event, Fault):
             self.world.arm(event)
         elif isinstance(event, Heartbeat):
-            if not sup._terminal_state:  # else _send_heartbeat_if_needed sends none
-                self.world.heartbeat_due(event.answer)
+            self.overdue = event.answer
             sup._last_heartbeat_attempt = now - airflow_supervisor.MIN_HEARTBEAT_INTERVAL - 1
         elif isinstance(event, Overtime) and sup._task_end_time_monotonic is not None:
             sup._task_end_time_monotonic = now - since_1_0_4_overtime_threshold(sup) - 1
         elif isinstance(event, IgnoreSigterm):
             self.process.ignores_sigterm = True
+        if self.overdue is not None and since_1_4_0_heartbeat_due(sup):  # this wake-up sends the heartbeat due
+            self.world.heartbeat_due(self.overdue)
+            self.overdue = None
         return []
 
     def _deliver(self, event: Send) -> None:
         """Put one frame on the wire and hand it to the supervisor as its frame reader would."""
-        body = since_1_2_0_defer_queue(codec.terminal_body(event.frame, event.state,
-                                                           rendered_map_index=self.rendered_map_index))
+        if event.frame in NON_TERMINAL_FRAMES:  # a request answered that changes nothing, as the release has one
+            body = since_1_0_6_mask_secret_no_op()
+        else:
+            body = since_1_2_0_defer_queue(codec.terminal_body(event.frame, event.state,
+                                                               rendered_map_index=self.rendered_map_index))
         data = codec.encode_request(codec.RequestFrame(self.next_id, body))
         self.next_id += 1
         self.requests.send(request_for_handle_requests(data, codec.HEADER_SIZE))
@@ -228,6 +238,12 @@ def _supervisor(scenario: Scenario, client, world=None, ti_id: uuid.UUID = TI_ID
     return sup, child
 
 
+def _decided(sup: ActivitySubprocess) -> str:
+    """The supervisor's ``final_state`` in the model's spelling; ``NO_FINAL_STATE`` when ``wait()`` raised before it saw
+    the process exit (``final_state`` is not valid then, and 1.1.2-1.1.3's raises ``TypeError`` on it)."""
+    return NO_FINAL_STATE if sup._exit_code is None else model_state(sup.final_state)
+
+
 def _live(sup: ActivitySubprocess, ti) -> str | None:
     """Start the attempt and run the real ``wait()``; what it raised, by name (part of what it did)."""
     sup._on_child_started(ti=ti, dag_rel_path="dag.py", bundle_info=None, **since_1_2_0_child_started_arguments())
@@ -246,7 +262,7 @@ def run(scenario: Scenario) -> Observation:
     row = client.task_instances.server.row
     return Observation(
         exit_code=sup._exit_code,
-        final_state=model_state(sup.final_state),
+        final_state=_decided(sup),
         calls=tuple(client.task_instances.calls),
         replies=tuple(child.replies),
         row=row.state,
@@ -284,7 +300,7 @@ class AirflowServerRun:
         self.last = attempt.close()
         return Observation(
             exit_code=sup._exit_code,
-            final_state=model_state(sup.final_state),
+            final_state=_decided(sup),
             calls=calls,
             replies=tuple(child.replies),
             row=observed_row(self.last.row_after),

@@ -31,6 +31,7 @@ def census() -> dict:
         "sockets": sockets,
         "threads": threading.active_count(),
         "closed_for_supervisor": supervise.closed_for_supervisor(),
+        "killed_for_supervisor": supervise.killed_for_supervisor(),
     }
 
 

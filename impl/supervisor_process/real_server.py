@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 
+from impl.releases.adapters import since_1_4_0_heartbeat_due
 from impl.server.airflow_api import LoopbackServer
 from impl.server.airflow_attempt import AirflowAttempt, AttemptRecord, observed_row, open_server
 from model.scenario import ApiCall, Fault, RunContext
@@ -52,8 +53,9 @@ class RealAttempt:
         self.real.arm(fault)
 
     def heartbeat_due(self, answer: int) -> None:
-        """As airflow-inproc: the world acts only when the supervisor will send the heartbeat (no terminal state yet)."""
-        if self.supervisor is None or not self.supervisor._terminal_state:
+        """As airflow-inproc: the world acts only when the supervisor will send the heartbeat
+        (``since_1_4_0_heartbeat_due``: no terminal state held yet, or since 1.4.0 an outcome not delivered yet)."""
+        if self.supervisor is None or since_1_4_0_heartbeat_due(self.supervisor):
             self.real.heartbeat_due(answer)
 
     def finish(self) -> tuple[tuple[ApiCall, ...], str, int | None, str | None]:

@@ -46,22 +46,22 @@ import tempfile
 import threading
 import uuid
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import structlog
 from airflow.sdk.api.client import Client
 from airflow.sdk.api.datamodels._generated import TaskInstance
-from airflow.sdk.coordinators._subprocess import _PopenActivitySubprocess
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 
-from impl.releases.adapters import (require_the_models_heartbeat_budget, since_1_4_0_client_retry,
-                                    since_1_4_0_http_library)
+from impl.releases.adapters import (missing, model_state, require_the_models_heartbeat_budget,
+                                    since_1_0_4_overtime_owner, since_1_3_0_command_supervisor,
+                                    since_1_4_0_client_retry, since_1_4_0_http_library)
 from impl.server.model_api import ExecutionAPIFake
 from impl.server.model_client import error_name
 from impl.wire import codec
 from impl.wire.launcher import ForkServer, build_launcher
 from impl.wire.scripted_runtime import SYNC_ID_BASE
-from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Observation, RunContext
+from model.scenario import DEFAULT_EXECUTION_API_RETRIES, NO_FINAL_STATE, Observation, RunContext
 
 structlog.configure(
     wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
@@ -92,6 +92,9 @@ DEFAULT_STARTUP_TIMEOUT = 10.0
 REAL_SERVER_START_BUDGET = 600.0
 
 require_the_models_heartbeat_budget(airflow_supervisor.MAX_FAILED_HEARTBEATS)
+#: The installed release's real-process supervisor: ``_PopenActivitySubprocess`` (a runtime command) since 1.3.0,
+#: ``ActivitySubprocess`` forking a callable before (``since_1_3_0_command_supervisor``).
+SUPERVISOR = since_1_3_0_command_supervisor()
 
 
 @functools.lru_cache(maxsize=None)
@@ -103,16 +106,22 @@ def client_class(tries: int) -> type[Client]:
     return type(f"ClientTrying{tries}", (Client,), {method: retried})
 
 
-class QuickEscalation(_PopenActivitySubprocess):
-    """The real ``_PopenActivitySubprocess``; once its runtime said it ignores SIGTERM (``runtime_ignores_sigterm``,
-    set over the control channel), its kill escalates after ``ESCALATION_DELAY`` instead of Airflow's 5 s. A
-    runtime that dies of the signal is seen dead at once either way."""
+class QuickEscalation(SUPERVISOR.base):
+    """The real ``_PopenActivitySubprocess`` (``ActivitySubprocess`` before 1.3.0); once its runtime said it ignores
+    SIGTERM (``runtime_ignores_sigterm``, set over the control channel), its kill escalates after
+    ``ESCALATION_DELAY`` instead of Airflow's 5 s. A runtime that dies of the signal is seen dead at once either
+    way. ``starting`` is the supervisor whose ``start`` ran last (what a ``start`` that raised leaves behind)."""
 
     runtime_ignores_sigterm = False
+    starting = None
 
     def kill(self, signal_to_send=signal.SIGINT, escalation_delay=5.0, force=False):
         return super().kill(signal_to_send, ESCALATION_DELAY if self.runtime_ignores_sigterm else escalation_delay,
                             force)
+
+    def _on_child_started(self, **kwargs):
+        QuickEscalation.starting = self
+        return super()._on_child_started(**kwargs)
 
 
 class Harness:
@@ -129,6 +138,8 @@ class Harness:
         self.lock = threading.Lock()
         #: Sockets the supervisor left open when ``wait()`` raised, closed by the harness (finding W4).
         self.closed_for_supervisor = 0
+        #: Processes the supervisor abandoned when ``wait()`` raised before they ended, killed and reaped by the harness.
+        self.killed_for_supervisor = 0
         self._real = None
         #: The attempt ``supervise_command`` opened last (its real server's record, when it has one).
         self.last_attempt = None
@@ -192,6 +203,12 @@ def start_real_server() -> None:
     harness().real_server()
 
 
+def killed_for_supervisor() -> int:
+    """Processes the supervisor abandoned when ``wait()`` raised before they ended, killed and reaped by this
+    process's harness."""
+    return _harness.killed_for_supervisor if _harness else 0
+
+
 def closed_for_supervisor() -> int:
     """Sockets the supervisor left open when ``wait()`` raised, closed by this process's harness (finding W4)."""
     return _harness.closed_for_supervisor if _harness else 0
@@ -249,13 +266,21 @@ class ExitWatch:
 
 @contextlib.contextmanager
 def stretched_clocks():
-    saved = airflow_supervisor.MIN_HEARTBEAT_INTERVAL, airflow_supervisor.TASK_OVERTIME_THRESHOLD
+    overtime = since_1_0_4_overtime_owner(QuickEscalation)
+    saved = airflow_supervisor.MIN_HEARTBEAT_INTERVAL, overtime.TASK_OVERTIME_THRESHOLD
     airflow_supervisor.MIN_HEARTBEAT_INTERVAL = STRETCHED
-    airflow_supervisor.TASK_OVERTIME_THRESHOLD = STRETCHED
+    overtime.TASK_OVERTIME_THRESHOLD = STRETCHED
     try:
         yield
     finally:
-        airflow_supervisor.MIN_HEARTBEAT_INTERVAL, airflow_supervisor.TASK_OVERTIME_THRESHOLD = saved
+        airflow_supervisor.MIN_HEARTBEAT_INTERVAL, overtime.TASK_OVERTIME_THRESHOLD = saved
+
+
+def require_command_supervisor() -> None:
+    """``TargetUnavailable`` naming the release unless its supervisor launches runtime commands (since 1.3.0)."""
+    if not SUPERVISOR.launches_commands:
+        raise missing("airflow.sdk.coordinators (_PopenActivitySubprocess, which launches a runtime command; "
+                      "its ActivitySubprocess only forks and runs a Python callable)", "1.3.0")
 
 
 def supervise_command(command: Sequence[str], context: RunContext = RunContext(), *, task_id: str = "task",
@@ -269,17 +294,41 @@ def supervise_command(command: Sequence[str], context: RunContext = RunContext()
     real row (its own id). The TI handed to the runtime has ``task_id``; the supervisor's client tries
     each request ``execution_api_retries`` times (Airflow's default unless said). Returns within about
     ``deadline + startup_timeout`` seconds whatever the runtime does; the observation's
-    ``harness`` says when the harness had to step in (deadline kill, never started, the
-    supervisor raising before the process ended). On ``airflow`` a run context the real server
-    cannot hand out raises ``impl.server.airflow_attempt.Unsupported``.
+    ``harness`` says when the harness had to step in (deadline kill, never started). When ``wait()`` raises
+    before it saw the process end, the observation is what the supervisor saw (no exit code, no final state,
+    what it raised); the harness then kills and reaps the process (``census``: ``killed_for_supervisor``).
+    On ``airflow`` a run context the real server
+    cannot hand out raises ``impl.server.airflow_attempt.Unsupported``. Before 1.3.0 the release has no
+    supervisor that launches a command: ``TargetUnavailable`` naming it (``since_1_3_0_command_supervisor``).
     """
+    require_command_supervisor()
+    return _attempt(list(command), context, task_id=task_id, ti_id=ti_id, server=server,
+                    execution_api_retries=execution_api_retries, deadline=deadline, startup_timeout=startup_timeout)
+
+
+def supervise_forked(target: Callable[[], None], context: RunContext = RunContext(), *, task_id: str = "task",
+                     ti_id: uuid.UUID | None = None, server: str = "model",
+                     execution_api_retries: int = DEFAULT_EXECUTION_API_RETRIES,
+                     deadline: float = DEFAULT_DEADLINE) -> Observation:
+    """``supervise_command`` for a release before 1.3.0: the real ``ActivitySubprocess.start(target=...)`` forks
+    this process and runs ``target`` in the child (Airflow's ``_fork_main``: signals reset, logs over the JSON
+    channel, the requests socketpair at fd 0, stdout and stderr on theirs), the real ``wait()`` supervises it.
+    ``target`` must end the child itself (``os._exit``), as the task runner's ``main`` does; ``_fork_main``
+    turns a return into exit 0. Bounded as ``supervise_command`` is (a fork has no startup timeout)."""
+    return _attempt(target, context, task_id=task_id, ti_id=ti_id, server=server,
+                    execution_api_retries=execution_api_retries, deadline=deadline,
+                    startup_timeout=DEFAULT_STARTUP_TIMEOUT)
+
+
+def _attempt(launch, context: RunContext, *, task_id: str, ti_id: uuid.UUID | None, server: str,
+             execution_api_retries: int, deadline: float, startup_timeout: float) -> Observation:
     h = harness()
     token = str(ti_id or uuid.uuid4())
     with h.lock:
         attempt = h.last_attempt = h.open(token, context, server, execution_api_retries)
         client = getattr(attempt, "client", None) or h.client(execution_api_retries)  # the real server's: its own
         try:
-            return _supervise(attempt, client, context, list(command), task_id, deadline, startup_timeout)
+            return _supervise(attempt, client, context, launch, task_id, deadline, startup_timeout)
         finally:
             h.api.close_attempt(token)
 
@@ -294,20 +343,29 @@ def _server_side(attempt) -> tuple:
     return tuple(attempt.calls), row.state, row.gone, attempt.map_index_sent
 
 
-def _supervise(attempt, client, context: RunContext, command: list[str], task_id: str, deadline: float,
+def _start(ti, client, launch, startup_timeout: float):
+    """The real ``start``: of a command (``_PopenActivitySubprocess``), or forking a callable (before 1.3.0)."""
+    common = dict(what=ti, dag_rel_path="dag.py", bundle_info=None, client=client, logger=_QUIET,
+                  subprocess_logs_to_stdout=False)
+    if callable(launch):
+        return QuickEscalation.start(target=launch, **common)
+    return QuickEscalation.start(command=launch, startup_timeout=startup_timeout, **common)
+
+
+def _supervise(attempt, client, context: RunContext, launch, task_id: str, deadline: float,
                startup_timeout: float) -> Observation:
     h = harness()
     ti = TaskInstance(id=uuid.UUID(attempt.ti_id), task_id=task_id, dag_id="finalstate", run_id="manual__finalstate",
                       try_number=context.try_number, dag_version_id=uuid.UUID(int=0))
     notes: list[str] = []
     with stretched_clocks():
+        QuickEscalation.starting = None
         try:
-            sup = QuickEscalation.start(
-                what=ti, dag_rel_path="dag.py", bundle_info=None, client=client, logger=_QUIET,
-                command=command, startup_timeout=startup_timeout, subprocess_logs_to_stdout=False,
-            )
+            sup = _start(ti, client, launch, startup_timeout)
         except Exception as e:
-            return _not_started(attempt, e)
+            return _not_started(attempt, e, QuickEscalation.starting)
+        finally:
+            QuickEscalation.starting = None
         comm = RecordingComm(sup.stdin)
         sup.stdin = comm
         watch = ExitWatch(sup.pid)
@@ -325,14 +383,15 @@ def _supervise(attempt, client, context: RunContext, command: list[str], task_id
             timer.cancel()
             watch.close()
     _reap_runtime(attempt, sup)
-    exit_code, final_state = sup._exit_code, str(getattr(sup.final_state, "value", sup.final_state))
-    if exit_code is None:  # wait() raised before the process ended: nobody else will end and reap it
-        exit_code = _kill_and_reap(sup)
-        final_state = "none"
-        notes.append(f"the supervisor raised before the process ended; the harness killed and reaped it "
-                     f"(exit {exit_code})")
+    if sup._exit_code is not None:  # before 1.3.0 psutil's: a signal's is a ``Negsignal`` member
+        exit_code, final_state = int(sup._exit_code), model_state(sup.final_state)
+    else:  # wait() raised before it saw the process end: no exit seen, no final state decided (as the model has it)
+        exit_code, final_state = None, NO_FINAL_STATE
     if raised is not None:  # not part of the attempt: kept out of the observation, counted in census()
         h.closed_for_supervisor += _close_leftovers(sup)
+        if exit_code is None:  # the process the supervisor abandoned: nobody else will end and reap it
+            _kill_and_reap(sup)
+            h.killed_for_supervisor += 1
     with attempt.lock:  # a lost answer: applied on the server before the client gave up
         attempt.lock.wait_for(lambda: not attempt.lost_in_flight, timeout=10)
     notes += attempt.unexpected
@@ -366,8 +425,10 @@ def _reap_runtime(attempt, sup) -> None:
 
 
 def _close_leftovers(sup) -> int:
-    """What ``wait()`` closes on its way out when it does not raise: the connections and the two servers."""
-    left = [sock for sock in (*sup._open_sockets, sup._comm_server, sup._logs_server) if sock.fileno() != -1]
+    """What ``wait()`` closes on its way out when it does not raise: the connections and the two servers (a forking
+    supervisor, before 1.3.0, has no servers)."""
+    servers = [getattr(sup, name, None) for name in ("_comm_server", "_logs_server")]
+    left = [sock for sock in (*sup._open_sockets, *servers) if sock is not None and sock.fileno() != -1]
     for sock in left:
         sock.close()
     sup._open_sockets.clear()
@@ -378,17 +439,25 @@ def _close_leftovers(sup) -> int:
 def _kill_and_reap(sup) -> int:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(sup.pid, signal.SIGKILL)
-    return sup._process.wait(10)
+    return int(sup._process.wait(10))
 
 
-def _not_started(attempt, error: Exception) -> Observation:
-    """``start()`` raised: no supervisor to ask; what the server saw, and why."""
-    if attempt.runtime_pid is not None:  # start()'s resource tracker terminated it; make sure
+def _not_started(attempt, error: Exception, sup=None) -> Observation:
+    """``start()`` raised: no supervisor to ask; what the server saw, and why.
+
+    ``sup``: the supervisor ``start`` made before it raised, if any. A forking one (before 1.3.0) killed its child
+    with SIGKILL and reaped it, and leaves its sockets open: closed here."""
+    exit_code = -signal.SIGTERM  # _ResourceTracker terminates the process it could not start
+    if sup is not None and not SUPERVISOR.launches_commands:
+        exit_code = sup._exit_code if sup._exit_code is not None else _kill_and_reap(sup)
+        _close_leftovers(sup)
+        sup.selector.close()
+    elif attempt.runtime_pid is not None:  # start()'s resource tracker terminated it; make sure
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(attempt.runtime_pid, signal.SIGKILL)
     calls, row, row_gone, map_index_sent = _server_side(attempt)
     return Observation(
-        exit_code=-signal.SIGTERM,  # _ResourceTracker terminates the process it could not start
+        exit_code=exit_code,
         final_state="none",
         calls=calls,
         replies=(),

@@ -33,35 +33,64 @@ Two ways to launch (``spawn=``): ``exec`` runs ``python impl/wire/scripted_runti
 runs the tiny compiled ``impl/wire/launcher.c``, which connects, hands its sockets to a
 pre-started fork server and stands in for the forked child (signals forwarded, exit status
 mirrored). The supervisor cannot tell the difference; the benchmark measures both.
+
+Before task-sdk 1.3.0 there is no supervisor that launches a command (``since_1_3_0_command_supervisor``):
+the only spawn is ``target``, the release's own ``ActivitySubprocess.start(target=...)``, which forks the
+process the attempts run in and runs the scripted runtime in the child (``scripted_runtime.forked_child``)
+on the requests socketpair that Airflow's ``_fork_main`` put at its fd 0 (``supervise.supervise_forked``).
+Before 1.0.6 the runtime's no-op frame is ``GetVariable`` (no ``MaskSecret`` yet: ``since_1_0_6_mask_secret_no_op``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import uuid
 
 import msgpack
 
-from impl.releases.adapters import before_1_4_0_httpx_client, model_release
+from impl.releases.adapters import model_release, since_1_0_6_mask_secret_no_op, since_1_2_0_defer_queue
 from impl.supervisor_process import helper, supervise
 from impl.supervisor_process.real_server import RealAttempt
 from impl.supervisor_process.census import census
 from impl.wire import codec
 from impl.wire.launcher import SCRIPTED_RUNTIME
-from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, Fault, Heartbeat, IgnoreSigterm, Observation, Overtime,
-                            RunContext, Scenario, Send)
+from impl.wire.scripted_runtime import forked_child
+from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, NON_TERMINAL_FRAMES, Fault, Heartbeat, IgnoreSigterm,
+                            Observation, Overtime, RunContext, Scenario, Send)
+
+
+@functools.lru_cache(maxsize=None)
+def decoded_request_types() -> frozenset[str]:
+    """The body ``type``s the installed supervisor decodes: the members of its release's ``comms.ToSupervisor``
+    (``AwaitInputTask`` is one since 1.3.0). A frame of another type fails ``handle_requests``' decoder, which
+    logs it and answers nothing."""
+    import typing
+
+    from airflow.sdk.execution_time.comms import ToSupervisor
+
+    union = typing.get_args(ToSupervisor)[0]
+    return frozenset(member.model_fields["type"].default for member in typing.get_args(union))
 
 
 def compile_scenario(scenario: Scenario) -> dict:
-    """The runtime's script for ``scenario``: its frames pre-encoded, each event followed by its lockstep."""
+    """The runtime's script for ``scenario``: its frames pre-encoded, each event followed by its lockstep (a frame
+    the installed supervisor cannot decode is written, not answered)."""
     steps: list[list] = []
     next_id = 1
     for event in scenario.events:
         if isinstance(event, Send):
-            body = codec.terminal_body(event.frame, event.state, rendered_map_index=scenario.rendered_map_index)
+            if event.frame in NON_TERMINAL_FRAMES:  # a request answered that changes nothing, as the release has one
+                body = since_1_0_6_mask_secret_no_op()
+            else:
+                body = since_1_2_0_defer_queue(codec.terminal_body(event.frame, event.state,
+                                                                   rendered_map_index=scenario.rendered_map_index))
             frame = codec.RequestFrame(next_id, body)
-            steps += [["send", codec.encode_request(frame), next_id], ["sync", 1]]
+            if body["type"] in decoded_request_types():
+                steps += [["send", codec.encode_request(frame), next_id], ["sync", 1]]
+            else:  # the supervisor's decoder refuses it, logs it and goes on: no answer to await
+                steps += [["raw", codec.encode_request(frame)], ["sync", 1]]
             next_id += 1
         elif isinstance(event, Fault):
             steps.append(["control", {"op": "arm", "call": event.call, "kind": event.kind}])
@@ -75,7 +104,7 @@ def compile_scenario(scenario: Scenario) -> dict:
         else:
             raise TypeError(f"unknown event {event!r}")
     steps.append(["exit", scenario.exit_code])
-    return {"connect": True, "steps": steps}
+    return {"connect": True, "steps": steps, "sync_body": since_1_0_6_mask_secret_no_op()}
 
 
 def supervise_script(script: dict, context: RunContext = RunContext(), *, spawn: str | None = None,
@@ -85,7 +114,8 @@ def supervise_script(script: dict, context: RunContext = RunContext(), *, spawn:
     """Run one scripted runtime (``impl.wire.scripted_runtime``) under the real supervisor, where attempts run.
 
     The control address and token are filled in here. ``spawn`` is ``fork`` (the default when
-    the launcher could be built) or ``exec``; ``server`` ``model`` or ``airflow`` (see the module);
+    the launcher could be built) or ``exec``, or before 1.3.0 ``target`` (the only one there; see the module);
+    ``server`` ``model`` or ``airflow`` (see the module);
     ``execution_api_retries`` the tries of each request by the supervisor's client.
     Bounded as ``supervise.supervise_command`` is.
     """
@@ -110,13 +140,26 @@ def _supervise_script(script: dict, context: RunContext, *, spawn: str | None, s
     script_path = h.workdir / f"{ti_id}.script"
     script_path.write_bytes(msgpack.packb({**script, "control": list(h.api.control_address), "token": str(ti_id)},
                                           use_bin_type=True))
+    if not supervise.SUPERVISOR.launches_commands:  # before 1.3.0: the supervisor forks, the child runs the script
+        if spawn not in (None, "target"):
+            supervise.require_command_supervisor()
+        try:
+            observed = supervise.supervise_forked(functools.partial(forked_child, str(script_path)), context,
+                                                  ti_id=ti_id, server=server,
+                                                  execution_api_retries=execution_api_retries, deadline=deadline)
+            attempt = h.last_attempt
+            return observed, attempt.record if isinstance(attempt, RealAttempt) else None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                script_path.unlink()
     spawn = spawn or ("fork" if h.fork_server else "exec")
     if spawn == "exec":
         command = [sys.executable, "-I", str(SCRIPTED_RUNTIME), f"--script={script_path}"]
     elif spawn == "fork" and h.fork_server:
         command = h.fork_server.command(script_path)
     else:
-        raise ValueError(f"spawn is 'fork' (needs a C compiler for impl/wire/launcher.c) or 'exec', not {spawn!r}")
+        raise ValueError(f"spawn is 'fork' (needs a C compiler for impl/wire/launcher.c) or 'exec' "
+                         f"('target' before task-sdk 1.3.0), not {spawn!r}")
     try:
         observed = supervise.supervise_command(command, context, ti_id=ti_id, server=server,
                                                execution_api_retries=execution_api_retries, deadline=deadline,
@@ -156,14 +199,12 @@ def stats() -> dict:
 def target(name: str, server: str | None = None):
     """The ``airflow-process`` target on ``server`` (None: ``$FINALSTATE_SERVER``, default ``model``); see the module.
 
-    Loading it starts nothing: the helper, and on ``airflow`` the real server, start with the first attempt.
+    Loading it starts nothing: the helper, and on ``airflow`` the real server, start with the first attempt (a
+    server that cannot start raises ``impl.server.airflow_api.ServerUnavailable`` there, naming why).
     """
-    from impl.frontdoor.registry import Target, TargetUnavailable, chosen_server, require_real_server
+    from impl.frontdoor.registry import Target, chosen_server, require_real_server
 
     if chosen_server(server) == "model":
         return Target(name, run, release=model_release(), close=helper.close)
     require_real_server(name)
-    unsupported = before_1_4_0_httpx_client("the real server binding")
-    if unsupported:  # known before the first attempt starts the server in the helper
-        raise TargetUnavailable(f"{name} with --server airflow: {unsupported}")
     return Target(name, RealServerRun(), release=model_release(), close=helper.close)

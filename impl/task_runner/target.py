@@ -20,12 +20,19 @@ process from ``execute`` (and, for ``forked_child``, in a child ``execute`` fork
 ``_AIRFLOW_FORK_EXEC=1`` in the environment.
 
 Example plugins (and so their listeners) are switched off: ``AIRFLOW__CORE__LOAD_EXAMPLES=False``.
+
+On any release since 1.0.3 (``impl.releases.adapters``: the exceptions' module, what ``parse`` raises for a DAG
+not found, retry policies), checked against the model of that release (``model_release``). A try the installed
+release cannot have is refused with ``NotPlayable`` naming why (a ``NotImplementedError``: a search rejects it):
+a retry policy or ``TaskAwaitingInput`` before 1.3.0, and a SIGTERM before 1.0.4, whose runner installs no
+handler (the signal would kill the checker itself).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import io
 import logging
 import os
@@ -37,22 +44,7 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 import structlog  # noqa: E402
 from airflow.sdk import DAG, BaseOperator  # noqa: E402
 from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext  # noqa: E402
-from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy  # noqa: E402
-from airflow.sdk.exceptions import (  # noqa: E402
-    AirflowException,
-    DagRunTriggerException,
-    AirflowFailException,
-    AirflowRescheduleException,
-    AirflowRuntimeError,
-    AirflowSensorTimeout,
-    AirflowSkipException,
-    AirflowTaskTerminated,
-    AirflowTaskTimeout,
-    DownstreamTasksSkipped,
-    ErrorType,
-    TaskAwaitingInput,
-    TaskDeferred,
-)
+from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType  # noqa: E402
 from airflow.sdk.execution_time import task_runner as airflow_task_runner  # noqa: E402
 from airflow.sdk.execution_time.comms import (  # noqa: E402
     BundleInfo,
@@ -78,6 +70,35 @@ from model.runtime import (  # noqa: E402
     Sent,
 )
 from model.scenario import Send  # noqa: E402
+from impl.releases.adapters import (  # noqa: E402
+    INSTALLED,
+    model_release,
+    since_1_0_3_length_prefixed_frames,
+    since_1_0_4_sigterm_handler,
+    since_1_0_6_dag_run_state,
+    since_1_1_7_startup_reschedule,
+    since_1_2_0_dag_run_partition_key,
+    since_1_2_0_task_exceptions,
+    since_1_3_0_retry_policy,
+    since_1_3_0_task_awaiting_input,
+)
+
+#: The exceptions a task ends by, from where the installed runner takes them (``since_1_2_0_task_exceptions``).
+_EXCEPTIONS = since_1_2_0_task_exceptions()
+AirflowException = _EXCEPTIONS.AirflowException
+AirflowFailException = _EXCEPTIONS.AirflowFailException
+AirflowRescheduleException = _EXCEPTIONS.AirflowRescheduleException
+AirflowSensorTimeout = _EXCEPTIONS.AirflowSensorTimeout
+AirflowSkipException = _EXCEPTIONS.AirflowSkipException
+AirflowTaskTerminated = _EXCEPTIONS.AirflowTaskTerminated
+AirflowTaskTimeout = _EXCEPTIONS.AirflowTaskTimeout
+DagRunTriggerException = _EXCEPTIONS.DagRunTriggerException
+DownstreamTasksSkipped = _EXCEPTIONS.DownstreamTasksSkipped
+TaskDeferred = _EXCEPTIONS.TaskDeferred
+#: None before 1.3.0.
+TaskAwaitingInput = since_1_3_0_task_awaiting_input()
+#: The retry-policy API; None before 1.3.0.
+RETRY_POLICIES = since_1_3_0_retry_policy()
 
 structlog.configure(
     wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
@@ -140,19 +161,20 @@ def _raise(outcome: str) -> None:
 def _trigger_dag_run(skip_when_already_exists: bool) -> DagRunTriggerException:
     """What TriggerDagRunOperator raises to have a run triggered, without waiting for it."""
     return DagRunTriggerException(
-        trigger_dag_id="finalstate_triggered", dag_run_id="finalstate_triggered_run", conf=None,
+        trigger_dag_id="finalstate_triggered", dag_run_id="finalstate_triggered_run", conf=None, logical_date=None,
         reset_dag_run=False, skip_when_already_exists=skip_when_already_exists, wait_for_completion=False,
         allowed_states=["success"], failed_states=["failed"], poke_interval=1, deferrable=False,
     )
 
 
-class ScriptedPolicy(RetryPolicy):
-    """A retry policy that answers as the run says."""
+class ScriptedPolicy(RETRY_POLICIES.base if RETRY_POLICIES else object):
+    """A retry policy that answers as the run says (made only where the release has retry policies)."""
 
     def __init__(self, policy: Policy):
         self.policy = policy
 
-    def evaluate(self, exception, try_number, max_tries, context=None) -> RetryDecision:
+    def evaluate(self, exception, try_number, max_tries, context=None):
+        RetryDecision = RETRY_POLICIES.decision
         action = self.policy.action
         if action == "raises":
             raise RuntimeError("finalstate: the retry policy itself fails")
@@ -261,8 +283,8 @@ class RecordingChannel:
             frame = Send(name, str(getattr(state, "value", state)) if state is not None else None)
         fails = self.comms == "every_send_fails" or (self.comms == "terminal_send_fails" and name in TERMINAL_FRAMES)
         self.sent.append(Sent(frame, not fails))
-        if name == "RetryTask":
-            self.retry = (msg.retry_delay_seconds, msg.retry_reason)
+        if name == "RetryTask":  # a delay and a reason only since 1.3.0 (retry policies)
+            self.retry = (getattr(msg, "retry_delay_seconds", None), getattr(msg, "retry_reason", None))
         if fails:
             raise BrokenPipeError("finalstate: the supervisor channel is broken")
         if name == "GetXCom":
@@ -275,11 +297,11 @@ class RecordingChannel:
 def startup_details(run: RuntimeRun) -> StartupDetails:
     """The ``StartupDetails`` the supervisor would hand this try."""
     c = run.context
-    dag_run = DagRun(
+    dag_run = DagRun(**since_1_2_0_dag_run_partition_key(since_1_0_6_dag_run_state(dict(
         dag_id=DAG_ID, run_id=RUN_ID, logical_date=_NOW, data_interval_start=_NOW, data_interval_end=_NOW,
         run_after=_NOW, start_date=_NOW, end_date=None, run_type="manual", state="running",
         consumed_asset_events=[], partition_key=None,
-    )
+    ))))
     ti = TaskInstance(id=uuid.UUID(int=1), task_id=TASK_ID, dag_id=DAG_ID, run_id=RUN_ID,
                       try_number=c.try_number, map_index=-1, dag_version_id=uuid.UUID(int=2))
     return StartupDetails(
@@ -292,18 +314,36 @@ def startup_details(run: RuntimeRun) -> StartupDetails:
 
 
 def _task(run: RuntimeRun, killed, child_exited) -> BaseOperator:
+    policy = {} if RETRY_POLICIES is None else {"retry_policy": ScriptedPolicy(run.policy) if run.policy else None}
     with DAG(DAG_ID, schedule=None):
         return ScriptedOperator(
-            task_id=TASK_ID, outcome=run.outcome, retries=run.context.max_tries,
-            retry_policy=ScriptedPolicy(run.policy) if run.policy else None,
+            task_id=TASK_ID, outcome=run.outcome, retries=run.context.max_tries, **policy,
             map_index_template="{{ %s }}" % MAP_INDEX_LABEL if MAP_INDEX_TEMPLATE in run.features else None,
             sigterm=SIGTERM in run.features, killed=killed,
             child_exited=child_exited if FORKED_CHILD in run.features else None,
         )
 
 
+class NotPlayable(NotImplementedError):
+    """A try the installed release cannot have, or this target cannot play in process; the message says why."""
+
+
+def refuse_what_the_release_cannot_have(run: RuntimeRun) -> None:
+    """Raise ``NotPlayable`` for a try the installed release cannot have (or that would kill the checker)."""
+    sdk = f"apache-airflow-task-sdk {INSTALLED}"
+    if run.policy is not None and RETRY_POLICIES is None:
+        raise NotPlayable(f"{sdk} has no retry policies (airflow.sdk.definitions.retry_policy came in 1.3.0); "
+                          f"no task of it can have policy {run.policy.to_text()}")
+    if run.outcome == "TaskAwaitingInput" and TaskAwaitingInput is None:
+        raise NotPlayable(f"{sdk} has no TaskAwaitingInput (it came in 1.3.0); no task of it can raise it")
+    if SIGTERM in run.features and not since_1_0_4_sigterm_handler():
+        raise NotPlayable(f"{sdk}'s task runner installs no SIGTERM handler (it came in 1.0.4); the signal would kill "
+                          "the checker's own process (the model says the task's process dies of it)")
+
+
 def run(runtime_run: RuntimeRun) -> RuntimeObservation:
     """One try through the real ``task_runner.main``; observe the frames, the state, the exit code."""
+    refuse_what_the_release_cannot_have(runtime_run)
     channel = RecordingChannel(startup_details(runtime_run), runtime_run.comms,
                                dag_run_exists=runtime_run.outcome.startswith("DagRunTriggerException(exists"))
     on_kill_calls: list[None] = []
@@ -314,8 +354,8 @@ def run(runtime_run: RuntimeRun) -> RuntimeObservation:
 
     def parse(what, log):
         if STARTUP_RESCHEDULE in runtime_run.features:
-            # What the real parse raises (_maybe_reschedule_startup_failure) for a DAG not found yet.
-            raise AirflowRescheduleException(reschedule_date=_NOW + dt.timedelta(minutes=1))
+            # What the real parse raises for a DAG not found yet (since 1.1.7 _maybe_reschedule_startup_failure).
+            raise since_1_1_7_startup_reschedule(_NOW + dt.timedelta(minutes=1))
         return airflow_task_runner.RuntimeTaskInstance.model_construct(
             **what.ti.model_dump(exclude_unset=True), task=task, bundle_instance=_Bundle(),
             _ti_context_from_server=what.ti_context, max_tries=what.ti_context.max_tries,
@@ -371,4 +411,7 @@ def target(name: str):
     from impl.frontdoor.registry import Target
     from model.runtime import python_runtime
 
-    return Target(name, run, reference=python_runtime, kind="runtime")
+    since_1_0_3_length_prefixed_frames()
+    release = model_release()
+    return Target(name, run, release=release, reference=functools.partial(python_runtime, release=release),
+                  kind="runtime")

@@ -13,6 +13,8 @@ script of any size costs one short argument. Its map:
 ``control``  ``[host, port]`` of the harness's control channel, or nil
 ``token``    the attempt's identifier on that channel (the TI id)
 ``connect``  false: never connect to ``--comm``/``--logs`` (then hang)
+``sync_body``  the body of the no-op frame of ``sync`` steps (default: ``MaskSecret`` with an empty value; a release
+              without ``MaskSecret`` is given another)
 ``python_runtime``  instead of steps, the path of a Python runtime file whose ``serve(comm, logs,
               started)`` runs one try on the handed sockets (fork path only; e.g. the reference runtime)
 ``steps``    a list of ``[op, ...]`` performed in order:
@@ -130,6 +132,7 @@ class Runtime:
         self.logs = logs
         self.control: socket.socket | None = None
         self.next_sync = SYNC_ID_BASE
+        self.sync_body = script.get("sync_body") or _SYNC_BODY
 
     def log(self, text: str, level: str = "info") -> None:
         if self.logs is not None:
@@ -171,7 +174,7 @@ class Runtime:
     def op_sync(self, count: int) -> None:
         for _ in range(count):
             self.next_sync += 1
-            self.comm.sendall(_frame([self.next_sync, _SYNC_BODY, None]))
+            self.comm.sendall(_frame([self.next_sync, self.sync_body, None]))
             self.await_response(self.next_sync)
         if self.launcher is not None:
             # A signal the supervisor sent the launcher before answering is forwarded to us
@@ -274,6 +277,20 @@ def perform(script: dict, comm: socket.socket | None, logs: socket.socket | None
     except (ProtocolError, OSError, ValueError, msgpack.UnpackException) as e:
         print(f"finalstate runtime: {type(e).__name__}: {e}", file=sys.stderr)
         die(PROTOCOL_ERROR_EXIT)
+
+
+def forked_child(script_path: str) -> None:
+    """Run the script at ``script_path`` as the child a supervisor forked (``ActivitySubprocess.start(target=...)``
+    before task-sdk 1.3.0): Airflow's ``_fork_main`` has put the requests socketpair at fd 0, so that is the comm
+    socket; there is no ``--logs`` connection (the child's log channel is Airflow's own). Never returns."""
+    _no_core_dumps()
+    try:
+        script = load_script(script_path)
+        comm = socket.socket(fileno=os.dup(0))
+    except (OSError, ValueError, msgpack.UnpackException) as e:
+        print(f"finalstate runtime: {type(e).__name__}: {e}", file=sys.stderr)
+        die(PROTOCOL_ERROR_EXIT)
+    perform(script, comm if script.get("connect", True) else None, None)
 
 
 def main(argv: list[str] | None = None) -> None:
