@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from hypothesis import currently_in_test_context, event, given, reject
+from hypothesis import event, given
 from hypothesis.statistics import collector, describe_statistics
 
 import impl.frontdoor.profiles  # noqa: F401  registers the profiles
@@ -23,6 +23,7 @@ from impl.frontdoor.kinds import KINDS, outcome
 from impl.frontdoor.registry import (DEFAULT_TARGET, SERVER_ENV, SERVERS, TargetUnavailable, UnknownTarget, check_name,
                                      load_target)
 from impl.frontdoor.report import InvariantViolation, check_invariants
+from impl.frontdoor.scenarios import playable_only
 from impl.server.postgres import SERVER_DB_ENV
 
 
@@ -85,30 +86,8 @@ def _loaded(target_name: str, kind: str):
         loaded = load_target(target_name, kind)
     except TargetUnavailable as e:
         pytest.skip(f"target {target_name}: {e}")
-    yield loaded if loaded.run is loaded.reference else attrs.evolve(loaded, run=_playable_only(loaded.run))
+    yield loaded if loaded.run is loaded.reference else attrs.evolve(loaded, run=playable_only(loaded.run))
     loaded.close()
-
-
-def _playable_only(run):
-    """``run``, where a run the target cannot play is rejected with its reason instead of failing.
-
-    A target raises ``NotImplementedError`` (``impl.server.airflow_attempt.Unsupported``) for a
-    run its server backend cannot play: on ``--server airflow``, a run context whose should_retry
-    is not what the real server hands out. Inside a search Hypothesis rejects that example and
-    counts the reason as an event (``--hypothesis-show-statistics`` lists it); anywhere else the
-    error goes on, with its message.
-    """
-    def run_or_reject(example):
-        try:
-            return run(example)
-        except NotImplementedError as e:
-            if not currently_in_test_context():
-                raise
-            event("not playable here (rejected)", str(e).split(";")[0])
-            reject()
-
-    return run_or_reject
-
 
 @pytest.fixture(scope="session")
 def target(target_name):
@@ -164,28 +143,31 @@ def searching(target, invariant, kind: str | None = None):
     return lambda run: counted(check_invariants(target, run, (invariant,), known, count_known))
 
 
-def expect_the_finding(request, finding: Finding, raises: type[BaseException]) -> None:
-    """Mark the running test of ``finding``'s own run: a strict expected failure (``raises``) while the bug stands
-    on the installed release, so a fix makes it fail and the finding is retired or given its ``fixed_in``; from its
-    ``fixed_in`` on, an ordinary test that its run no longer breaks the invariant, recorded as ``fixed finding``
-    (which ``finalstate matrix`` reads)."""
+def expect_the_finding(request, finding: Finding, raises: type[BaseException]) -> bool:
+    """Mark the running test of ``finding``'s own run and say whether the bug stands on the installed release. While
+    it stands: a strict expected failure (``raises``), so a fix makes it fail and the finding is retired or given its
+    ``fixed_in``. Where it does not (from its ``fixed_in`` on, before its ``introduced_in``): an ordinary test that its
+    cause no longer shows, recorded as ``finding absent`` (which ``finalstate matrix`` reads)."""
     if finding.stands_on(installed_release()):
         request.applymarker(pytest.mark.xfail(strict=True, raises=raises, reason=finding.headline))
-    else:
-        request.node.user_properties.append(("fixed finding", finding.id))
+        return True
+    request.node.user_properties.append(("finding absent", finding.id))
+    return False
 
 
 def assert_reproduces(request, target, finding: Finding) -> None:
     """A finding's own minimal run, as a strict expected failure (``expect_the_finding``): it must break its
-    invariant on ``target`` until upstream fixes it. Skipped where it is about others."""
+    invariant on ``target`` while the bug stands; where it does not, the run may break the invariant only for a
+    cause another finding standing here explains. Skipped where it is about others."""
     if target.name not in finding.targets:
         pytest.skip(f"{finding.id} is about {', '.join(finding.targets)}")
     kind = KINDS[finding.kind]
     invariant = next(i for i in kind.invariants if i.__name__ == finding.invariant)
     run = kind.parse(finding.scenario)
-    expect_the_finding(request, finding, InvariantViolation)
+    stands = expect_the_finding(request, finding, InvariantViolation)
+    others = () if stands else findings_on(finding.kind, target.name, invariant.__name__)
     try:
-        check_invariants(target, run, (invariant,))
+        check_invariants(target, run, (invariant,), others)
     except NotImplementedError as e:  # this target's server backend cannot play the finding's run
         pytest.skip(f"{finding.id} on {target.name}: {e}")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from impl.frontdoor.findings import ALL_FINDINGS, FINDINGS
+from impl.frontdoor.findings import ALL_FINDINGS, FINDINGS, installed_release
 from impl.releases.environments import UnknownRelease, python_for
 from impl.releases.matrix import (FIXED, NOT_APPLICABLE, NOT_RUN, REPRODUCES, Cell, cell_arguments, findings_section,
                                   history, read_junit, run_cell, table, update_findings, verdict)
@@ -48,16 +48,16 @@ def test_pytests_own_strict_outcomes_map_to_the_findings(tmp_path):
 
 
 def test_a_fixed_findings_ordinary_test_reads_fixed_or_back(tmp_path):
-    """On a release from a finding's ``fixed_in`` on, its test is an ordinary one carrying the ``fixed finding``
+    """On a release from a finding's ``fixed_in`` on, its test is an ordinary one carrying the ``finding absent``
     property (``properties/conftest.expect_the_finding``): passing, the finding is fixed there; failing, it is back,
     and new on that release."""
     tests = tmp_path / "test_fixed.py"
     tests.write_text(textwrap.dedent("""
         def test_holds(request):
-            request.node.user_properties.append(("fixed finding", "F13"))
+            request.node.user_properties.append(("finding absent", "F13"))
 
         def test_broken_again(request):
-            request.node.user_properties.append(("fixed finding", "F12"))
+            request.node.user_properties.append(("finding absent", "F12"))
             assert False, "VIOLATION on somewhere: F12's run again"
     """))
     junit = tmp_path / "junit.xml"
@@ -109,11 +109,11 @@ def test_a_real_cell_reads_each_findings_outcome(real_cell):
     checked_here = {f.id for f in ALL_FINDINGS if {"airflow-inproc", "model-runtime+airflow-inproc"} & set(f.targets)}
     assert set(real_cell.findings) == checked_here
     verdicts = list(real_cell.findings.values())
-    fixed_before = {f.id for f in ALL_FINDINGS if f.fixed_in} & checked_here  # ordinary tests here: they pass
+    absent = {f.id for f in ALL_FINDINGS if not f.stands_on(installed_release())} & checked_here  # ordinary tests
     assert real_cell.counts["xfailed"] == verdicts.count(REPRODUCES)
-    assert real_cell.counts["failed"] == verdicts.count(FIXED) - len(fixed_before) + len(real_cell.new)
-    assert real_cell.counts["passed"] == len(fixed_before)
-    assert all(real_cell.findings[f] == FIXED for f in fixed_before)
+    assert real_cell.counts["failed"] == verdicts.count(FIXED) - len(absent) + len(real_cell.new)
+    assert real_cell.counts["passed"] == len(absent)
+    assert all(real_cell.findings[f] == FIXED for f in absent)
     assert REPRODUCES in verdicts  # the pinned release has its findings (F1 among them)
     assert real_cell.findings["F1"] == REPRODUCES
 

@@ -44,14 +44,28 @@ class Finding:
     #: The task-sdk release that fixed it (its apache-airflow-core with it), None while it stands. From that
     #: release on its run must no longer break the invariant (a regression test), and its signature explains nothing.
     fixed_in: str | None = None
+    #: The task-sdk release that brought it, where that is newer than the pinned one (a pre-release's new bug);
+    #: before it, as from ``fixed_in`` on, its run must not break the invariant.
+    introduced_in: str | None = None
 
     @property
     def explains(self) -> tuple[str, ...]:
         return (self.invariant, *self.also_breaks)
 
+    @property
+    def shown_on(self) -> str | None:
+        """A release to show a finding that does not stand on the pinned one: the first it came in, or the last
+        before its fix (``impl.releases.environments.release_standing_for``); None for one that stands there."""
+        if self.introduced_in is None and self.fixed_in is None:
+            return None
+        from impl.releases.environments import release_standing_for
+
+        return release_standing_for(self.introduced_in, self.fixed_in)
+
     def stands_on(self, release: Release) -> bool:
-        """Whether the bug is still there on ``release`` (a ``model.release.Release``): not fixed by then."""
-        return self.fixed_in is None or release.version < Release.parse(self.fixed_in).version
+        """Whether the bug is there on ``release`` (a ``model.release.Release``): brought by then, not yet fixed."""
+        brought = self.introduced_in is None or release.version >= Release.parse(self.introduced_in).version
+        return brought and (self.fixed_in is None or release.version < Release.parse(self.fixed_in).version)
 
     def explains_violation(self, invariant: str, run, observation) -> bool:
         """Is a violation of ``invariant`` in this run this finding (its cause), not another bug?"""
@@ -145,6 +159,18 @@ def _resend_refused(s: Scenario, o: Observation) -> bool:
     and refused with 409, the server having applied the first."""
     return any(a.name == b.name != "heartbeat" and a.status == TIMEOUT and b.status == CONFLICT
                for a, b in zip(o.calls, o.calls[1:]))
+
+
+def _escaped_wait(s: Scenario, o: Observation) -> bool:
+    """F14's cause: a transport error out of a request's handling left ``wait()`` before it saw the exit."""
+    return o.exit_code is None and o.raised == "ReadTimeout"
+
+
+def _held_state_delivered_against_the_exit(s: Scenario, o: Observation) -> bool:
+    """F15's cause: the state a TaskState held was delivered by its own finish() whatever the exit, and final_state
+    read the non-zero exit."""
+    return (o.exit_code not in (0, None) and o.row_gone is None and o.row != o.final_state
+            and any(c.name == "finish" and c.status == 200 and c.state == o.row for c in _seen(s, o)))
 
 
 FINDINGS: tuple[Finding, ...] = (
@@ -266,6 +292,27 @@ FINDINGS: tuple[Finding, ...] = (
         "not RUNNING, the state it already holds included; ActivitySubprocess._send_terminal_state_msg then counts "
         "the call failed and final_state reads the exit code",
         signature=_resend_refused, also_breaks=("server_row_agrees_with_final_state",), fixed_in="1.3.0",
+    ),
+    Finding(
+        "F14", "no_task_instance_left_running",
+        "try_number=1 max_tries=0 should_retry=false execution_api_retries=1; send TaskState failed; "
+        "fault skip_downstream_tasks lost; send SkipDownstreamTasks; exit 1",
+        "a request whose answer never came (a transport error, not an error status) escapes wait() before it has "
+        "seen the process exit: no final state, no closing call, the TI stays RUNNING (under "
+        "execution_api_retries=1; fixed in 1.2.2)",
+        "ActivitySubprocess.handle_requests answers only a ServerResponseError with an error reply; any other "
+        "exception from _handle_request ends the request generator and leaves _monitor_subprocess, so wait() raises",
+        signature=_escaped_wait, also_breaks=("server_row_agrees_with_final_state",), fixed_in="1.2.2",
+    ),
+    Finding(
+        "F15", "server_row_agrees_with_final_state",
+        "try_number=1 max_tries=1 should_retry=true; send TaskState failed; exit -9",
+        "a TaskState is delivered by its own finish() at close whatever the exit, while final_state reads the "
+        "non-zero exit: the row ends as the frame said (here FAILED), the attempt is reported UP_FOR_RETRY "
+        "(new in 1.4.0b2)",
+        "ActivitySubprocess.update_task_state_if_needed (1.4.0b2) sends the held TaskState with finish(); "
+        "final_state still maps a non-zero exit under should_retry to UP_FOR_RETRY",
+        signature=_held_state_delivered_against_the_exit, introduced_in="1.4.0",
     ),
 )
 

@@ -17,7 +17,6 @@ from hypothesis import settings
 
 from impl.frontdoor.findings import FINDINGS, LIFECYCLE_FINDINGS, RUNTIME_FINDINGS, WIRE_FINDINGS, Finding
 from impl.frontdoor.report import InvariantViolation, observation_block, replay_command, trace
-from impl.releases.environments import last_release_before
 from impl.frontdoor.scenarios import machine_for, run_machine
 from model.invariants import SUPERVISOR_INVARIANTS, Invariant, violations
 from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Observation, Scenario
@@ -118,7 +117,7 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
         if finding.stands_on(target.release):
             lines += ["", f"Replay: `{command}`", ""]
         else:
-            stood = last_release_before(finding.fixed_in)
+            stood = finding.shown_on
             command = command.replace("finalstate replay", f"finalstate replay --release {stood}", 1)
             lines += ["", f"Replay on {stood}, a release it stands on: `{command}`", ""]
     lines += ["## Runtime, lifecycle and wire findings", "",
@@ -208,6 +207,8 @@ def _status(finding, target, now) -> str:
     """Whether ``finding`` reproduced on this run (``now``), as the release run makes it expected to."""
     if finding.stands_on(target.release):
         return "reproduces" if now else "NO LONGER REPRODUCES — upstream fixed it, or the model changed"
+    bounds = ", ".join(f"{what} {release}" for what, release in (("introduced in", finding.introduced_in),
+                                                                   ("fixed in", finding.fixed_in)) if release)
     if now:
-        return f"REPRODUCES AGAIN, although fixed in {finding.fixed_in}: a regression"
-    return f"fixed in {finding.fixed_in}: does not reproduce on this release, as expected (see Across releases)"
+        return f"REPRODUCES here although {bounds}: a regression, or an earlier cause"
+    return f"{bounds}: does not reproduce on this release, as expected (see Across releases)"

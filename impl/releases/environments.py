@@ -114,13 +114,20 @@ RELEASES: dict[str, Release] = {
 }
 
 
-def last_release_before(version: str) -> str:
-    """The newest final release in ``RELEASES`` older than ``version`` (a finding's ``fixed_in``): one it stands on."""
+def release_standing_for(introduced_in: str | None, fixed_in: str | None) -> str:
+    """A known release (``RELEASES``) a finding with these bounds stands on, to show it there: the first one from
+    ``introduced_in`` (a pre-release counts as its release: 1.4.0b2 for 1.4.0), else the newest final release before
+    ``fixed_in``."""
     from packaging.version import Version
 
-    older = [r for r, release in RELEASES.items() if not release.prerelease and Version(r) < Version(version)]
+    if introduced_in is not None:
+        brought = [r for r in RELEASES if Version(Version(r).base_version) >= Version(introduced_in)]
+        if brought:
+            return min(brought, key=Version)
+        raise UnknownRelease(f"no known task-sdk release is {introduced_in} or newer")
+    older = [r for r, release in RELEASES.items() if not release.prerelease and Version(r) < Version(fixed_in)]
     if not older:
-        raise UnknownRelease(f"no known task-sdk release is older than {version}")
+        raise UnknownRelease(f"no known task-sdk release is older than {fixed_in}")
     return max(older, key=Version)
 
 

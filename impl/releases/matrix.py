@@ -9,7 +9,7 @@ as CI runs it, ``<python_for(release)> -m pytest properties/ --target T --hypoth
 
 * a registered finding (``impl.frontdoor.findings.ALL_FINDINGS``) is *reproduced* where its strict
   expected failure failed as expected (XFAIL), *fixed* where it passed (the strict XPASS failure, or,
-  on a release from its ``fixed_in`` on, its ordinary test passed with the ``fixed finding`` property),
+  on a release from its ``fixed_in`` on, its ordinary test passed with the ``finding absent`` property),
   and *not applicable* where its test was skipped or not run (the target does not check it). A
   test is tied to its finding by the xfail's reason, which is the finding's headline: exactly what
   ``properties/conftest.assert_reproduces`` and the wire properties mark, never a guess from names;
@@ -84,6 +84,10 @@ UPSTREAM: dict[str, str] = {
            f"on the RTIF endpoint only) and [#73554]({_AF}/pull/73554) (open: keep attempt UUIDs and try numbers aligned)",
     "F13": f"reported: [#63183]({_AF}/issues/63183) (a duplicate SUCCESS update refused 409); fixed by "
            f"[#63355]({_AF}/pull/63355) (merged: the server answers 200 for the state the row already holds)",
+    "F14": f"fixed by [#66572]({_AF}/pull/66572) (merged, in task-sdk 1.2.2: a transport error is answered "
+           f"with an error reply)",
+    "F15": "apparently new (on the pre-release 1.4.0b2 only, with the held-outcome delivery of "
+           f"[#73249]({_AF}/pull/73249))",
     "R1": f"reported: [#67266]({_AF}/pull/67266) (closed unmerged: 'Recover SKIPPED state when supervisor IPC fails on "
           f"terminal-state send'); the fail-closed exit of [#66573]({_AF}/pull/66573) covers only FAILED/UP_FOR_RETRY",
     "R2": f"apparently new (a side effect of [#66573]({_AF}/pull/66573)'s fail-closed exit)",
@@ -141,7 +145,7 @@ def read_junit(path: Path, headlines: dict[str, str] | None = None) -> tuple[dic
     counts = {"passed": 0, "failed": 0, "skipped": 0, "xfailed": 0}
     for case in root.iter("testcase"):
         test = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
-        fixed = next((p.get("value") for p in case.iter("property") if p.get("name") == "fixed finding"), None)
+        fixed = next((p.get("value") for p in case.iter("property") if p.get("name") == "finding absent"), None)
         problem = next((c for c in case if c.tag in ("failure", "error")), None)
         skipped = next((c for c in case if c.tag == "skipped"), None)
         if problem is not None:
@@ -154,7 +158,7 @@ def read_junit(path: Path, headlines: dict[str, str] | None = None) -> tuple[dic
                 continue
             first = next((line.strip() for line in message.splitlines() if line.strip()), problem.tag)
             new.append((test, first[:300]))
-            if fixed is not None:  # a fixed finding's run broke its invariant again: it is back, and new here
+            if fixed is not None:  # its run broke the invariant where the finding does not stand: back, and new here
                 findings[fixed] = REPRODUCES
                 continue
             own = _FINDING_TEST.search(case.get("name", ""))
@@ -178,7 +182,7 @@ def read_junit(path: Path, headlines: dict[str, str] | None = None) -> tuple[dic
                 findings.setdefault(finding.id, UNSUPPORTED)
         else:
             counts["passed"] += 1
-            if fixed is not None:  # a finding's own run on a release from its fixed_in on: it holds there
+            if fixed is not None:  # a finding's own run where it does not stand (fixed, or not brought yet): absent
                 findings.setdefault(fixed, FIXED)
     examples = 0
     for prop in root.iter("property"):
