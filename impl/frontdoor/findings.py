@@ -155,10 +155,11 @@ def _replay_after_server_terminated(s: Scenario, o: Observation) -> bool:
     return gone is not None and any(c.name in _DIRECT_CALLS for c in o.calls[gone + 1:])
 
 def _resend_refused(s: Scenario, o: Observation) -> bool:
-    """F13's cause: a call whose answer was lost is sent again (the client's next try, or the supervisor's replay)
-    and refused with 409, the server having applied the first."""
-    return any(a.name == b.name != "heartbeat" and a.status == TIMEOUT and b.status == CONFLICT
-               for a, b in zip(o.calls, o.calls[1:]))
+    """F13's cause: a call whose answer was lost is sent again (a later try of the client's, or the supervisor's
+    replay) and refused with 409, the server having applied the first."""
+    return any(a.name != "heartbeat" and a.status == TIMEOUT
+               and any(b.name == a.name and b.state == a.state and b.status == CONFLICT for b in o.calls[i + 1:])
+               for i, a in enumerate(o.calls))
 
 
 def _escaped_wait(s: Scenario, o: Observation) -> bool:
@@ -167,10 +168,10 @@ def _escaped_wait(s: Scenario, o: Observation) -> bool:
 
 
 def _held_state_delivered_against_the_exit(s: Scenario, o: Observation) -> bool:
-    """F15's cause: the state a TaskState held was delivered by its own finish() whatever the exit, and final_state
-    read the non-zero exit."""
+    """F15's cause: the state a TaskState held reached the row by its own finish() (answered, or applied with the
+    answer lost) whatever the exit, and final_state read the non-zero exit."""
     return (o.exit_code not in (0, None) and o.row_gone is None and o.row != o.final_state
-            and any(c.name == "finish" and c.status == 200 and c.state == o.row for c in _seen(s, o)))
+            and any(c.name == "finish" and c.state == o.row for c in o.calls))
 
 
 FINDINGS: tuple[Finding, ...] = (
