@@ -209,6 +209,9 @@ def _status(finding, target, now) -> str:
         return "reproduces" if now else "NO LONGER REPRODUCES — upstream fixed it, or the model changed"
     bounds = ", ".join(f"{what} {release}" for what, release in (("introduced in", finding.introduced_in),
                                                                    ("fixed in", finding.fixed_in)) if release)
-    if now:
-        return f"REPRODUCES here although {bounds}: a regression, or an earlier cause"
-    return f"{bounds}: does not reproduce on this release, as expected (see Across releases)"
+    others = [f.id for f in FINDINGS if f.stands_on(target.release) and target.name in f.targets
+              and now and f.explains_violation(finding.invariant, now.scenario, now.observation)]
+    if now and not others:
+        return f"REPRODUCES here although {bounds}: a regression"
+    also = f"; its run breaks `{finding.invariant}` here only for {', '.join(others)}'s cause" if others else ""
+    return f"{bounds}: does not reproduce on this release, as expected (see Across releases){also}"

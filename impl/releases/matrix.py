@@ -415,7 +415,8 @@ def table(cells: list[Cell], profile: str, findings_only: bool = False) -> str:
               f"Properties that take no target ({', '.join(ONCE_PER_RELEASE)}) run in each release's "
               f"{targets[0]} cell only.",
               "", "## Findings × releases", "",
-              "reproduces: its strict expected failure failed as expected; fixed: it passed (strict XPASS); "
+              "reproduces: its strict expected failure failed as expected; fixed: its run did not break the invariant "
+              "(a strict XPASS, or the passing ordinary test of a finding registered as absent there); "
               "error: its own run raised something else (listed below); unsupported: the target cannot run on this "
               "release (the skip says why); n/a: its test is not about these targets; not in this run: the run "
               "predates the finding (run the matrix again); crashed / overran / env "
