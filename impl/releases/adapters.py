@@ -168,6 +168,14 @@ def model_state(state) -> str | None:
     return SERVER_TERMINATED if value == since_1_4_0_server_terminated() else value
 
 
+def decided_final_state(supervisor) -> str:
+    """The supervisor's ``final_state`` as the model spells it; ``NO_FINAL_STATE`` when ``wait()`` raised before it saw
+    the process exit (``final_state`` is not valid then, and 1.1.2-1.1.3's raises ``TypeError`` on it)."""
+    from model.scenario import NO_FINAL_STATE
+
+    return NO_FINAL_STATE if supervisor._exit_code is None else model_state(supervisor.final_state)
+
+
 def supervisor_state(state: str | None):
     """A state as the model spells it, held as the installed supervisor holds it: a ``TaskInstanceState`` member,
     or the release's ``SERVER_TERMINATED`` (``since_1_4_0_server_terminated``); None stays None."""
@@ -314,3 +322,15 @@ def since_1_1_7_startup_reschedule(reschedule_date) -> BaseException:
     if since("1.1.7"):
         return since_1_2_0_task_exceptions().AirflowRescheduleException(reschedule_date=reschedule_date)
     return SystemExit(1)
+
+
+def request_body(frame: str, state: str | None, rendered_map_index: str | None) -> dict:
+    """The body of a scenario's ``send`` as the installed release takes it: a non-terminal request is the release's
+    no-op (``since_1_0_6_mask_secret_no_op``), a terminal frame its body without fields the release forbids
+    (``since_1_2_0_defer_queue``)."""
+    from impl.wire import codec
+    from model.scenario import NON_TERMINAL_FRAMES
+
+    if frame in NON_TERMINAL_FRAMES:
+        return since_1_0_6_mask_secret_no_op()
+    return since_1_2_0_defer_queue(codec.terminal_body(frame, state, rendered_map_index=rendered_map_index))

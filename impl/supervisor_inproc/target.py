@@ -46,16 +46,14 @@ import structlog
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
-from impl.releases.adapters import (model_release, model_state, request_for_handle_requests,
-                                    require_the_models_heartbeat_budget, since_1_0_3_length_prefixed_frames,
-                                    since_1_0_4_overtime_threshold, since_1_0_6_mask_secret_no_op,
+from impl.releases.adapters import (decided_final_state, model_release, model_state, request_body,
+                                    request_for_handle_requests, require_the_models_heartbeat_budget,
+                                    since_1_0_3_length_prefixed_frames, since_1_0_4_overtime_threshold,
                                     since_1_1_2_should_retry, since_1_2_0_child_started_arguments,
-                                    since_1_2_0_defer_queue, since_1_3_0_process_tracker, since_1_4_0_heartbeat_due,
-                                    supervisor_state)
+                                    since_1_3_0_process_tracker, since_1_4_0_heartbeat_due, supervisor_state)
 from impl.server.model_client import RecordingClient, error_name
 from impl.wire import codec
-from model.scenario import (NO_FINAL_STATE, NON_TERMINAL_FRAMES, Fault, Heartbeat, IgnoreSigterm, Observation,
-                            Overtime, Scenario, Send)
+from model.scenario import Fault, Heartbeat, IgnoreSigterm, Observation, Overtime, Scenario, Send
 
 # The supervisor logs every frame and every refused call; in a checker running thousands of
 # scenarios that is noise and time. Its loggers are structlog proxies, so this reaches them.
@@ -195,11 +193,7 @@ class ScriptedSelector:
 
     def _deliver(self, event: Send) -> None:
         """Put one frame on the wire and hand it to the supervisor as its frame reader would."""
-        if event.frame in NON_TERMINAL_FRAMES:  # a request answered that changes nothing, as the release has one
-            body = since_1_0_6_mask_secret_no_op()
-        else:
-            body = since_1_2_0_defer_queue(codec.terminal_body(event.frame, event.state,
-                                                               rendered_map_index=self.rendered_map_index))
+        body = request_body(event.frame, event.state, self.rendered_map_index)
         data = codec.encode_request(codec.RequestFrame(self.next_id, body))
         self.next_id += 1
         self.requests.send(request_for_handle_requests(data, codec.HEADER_SIZE))
@@ -238,12 +232,6 @@ def _supervisor(scenario: Scenario, client, world=None, ti_id: uuid.UUID = TI_ID
     return sup, child
 
 
-def _decided(sup: ActivitySubprocess) -> str:
-    """The supervisor's ``final_state`` in the model's spelling; ``NO_FINAL_STATE`` when ``wait()`` raised before it saw
-    the process exit (``final_state`` is not valid then, and 1.1.2-1.1.3's raises ``TypeError`` on it)."""
-    return NO_FINAL_STATE if sup._exit_code is None else model_state(sup.final_state)
-
-
 def _live(sup: ActivitySubprocess, ti) -> str | None:
     """Start the attempt and run the real ``wait()``; what it raised, by name (part of what it did)."""
     sup._on_child_started(ti=ti, dag_rel_path="dag.py", bundle_info=None, **since_1_2_0_child_started_arguments())
@@ -262,7 +250,7 @@ def run(scenario: Scenario) -> Observation:
     row = client.task_instances.server.row
     return Observation(
         exit_code=sup._exit_code,
-        final_state=_decided(sup),
+        final_state=decided_final_state(sup),
         calls=tuple(client.task_instances.calls),
         replies=tuple(child.replies),
         row=row.state,
@@ -300,7 +288,7 @@ class AirflowServerRun:
         self.last = attempt.close()
         return Observation(
             exit_code=sup._exit_code,
-            final_state=_decided(sup),
+            final_state=decided_final_state(sup),
             calls=calls,
             replies=tuple(child.replies),
             row=observed_row(self.last.row_after),

@@ -53,7 +53,7 @@ from airflow.sdk.api.client import Client
 from airflow.sdk.api.datamodels._generated import TaskInstance
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 
-from impl.releases.adapters import (missing, model_state, require_the_models_heartbeat_budget,
+from impl.releases.adapters import (decided_final_state, missing, require_the_models_heartbeat_budget,
                                     since_1_0_4_overtime_owner, since_1_3_0_command_supervisor,
                                     since_1_4_0_client_retry, since_1_4_0_http_library)
 from impl.server.model_api import ExecutionAPIFake
@@ -61,7 +61,7 @@ from impl.server.model_client import error_name
 from impl.wire import codec
 from impl.wire.launcher import ForkServer, build_launcher
 from impl.wire.scripted_runtime import SYNC_ID_BASE
-from model.scenario import DEFAULT_EXECUTION_API_RETRIES, NO_FINAL_STATE, Observation, RunContext
+from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Observation, RunContext
 
 structlog.configure(
     wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
@@ -383,10 +383,9 @@ def _supervise(attempt, client, context: RunContext, launch, task_id: str, deadl
             timer.cancel()
             watch.close()
     _reap_runtime(attempt, sup)
-    if sup._exit_code is not None:  # before 1.3.0 psutil's: a signal's is a ``Negsignal`` member
-        exit_code, final_state = int(sup._exit_code), model_state(sup.final_state)
-    else:  # wait() raised before it saw the process end: no exit seen, no final state decided (as the model has it)
-        exit_code, final_state = None, NO_FINAL_STATE
+    # before 1.3.0 psutil's exit code: a signal's is a ``Negsignal`` member; None: wait() raised before the exit
+    exit_code = None if sup._exit_code is None else int(sup._exit_code)
+    final_state = decided_final_state(sup)
     if raised is not None:  # not part of the attempt: kept out of the observation, counted in census()
         h.closed_for_supervisor += _close_leftovers(sup)
         if exit_code is None:  # the process the supervisor abandoned: nobody else will end and reap it

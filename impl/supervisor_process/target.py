@@ -50,15 +50,15 @@ import uuid
 
 import msgpack
 
-from impl.releases.adapters import model_release, since_1_0_6_mask_secret_no_op, since_1_2_0_defer_queue
+from impl.releases.adapters import model_release, request_body, since_1_0_6_mask_secret_no_op
 from impl.supervisor_process import helper, supervise
 from impl.supervisor_process.real_server import RealAttempt
 from impl.supervisor_process.census import census
 from impl.wire import codec
 from impl.wire.launcher import SCRIPTED_RUNTIME
 from impl.wire.scripted_runtime import forked_child
-from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, NON_TERMINAL_FRAMES, Fault, Heartbeat, IgnoreSigterm,
-                            Observation, Overtime, RunContext, Scenario, Send)
+from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, Fault, Heartbeat, IgnoreSigterm, Observation, Overtime,
+                            RunContext, Scenario, Send)
 
 
 @functools.lru_cache(maxsize=None)
@@ -81,11 +81,7 @@ def compile_scenario(scenario: Scenario) -> dict:
     next_id = 1
     for event in scenario.events:
         if isinstance(event, Send):
-            if event.frame in NON_TERMINAL_FRAMES:  # a request answered that changes nothing, as the release has one
-                body = since_1_0_6_mask_secret_no_op()
-            else:
-                body = since_1_2_0_defer_queue(codec.terminal_body(event.frame, event.state,
-                                                                   rendered_map_index=scenario.rendered_map_index))
+            body = request_body(event.frame, event.state, scenario.rendered_map_index)
             frame = codec.RequestFrame(next_id, body)
             if body["type"] in decoded_request_types():
                 steps += [["send", codec.encode_request(frame), next_id], ["sync", 1]]
