@@ -258,6 +258,12 @@ def since_1_2_0_dag_run_partition_key(dag_run: dict) -> dict:
     return dag_run if since("1.2.0") else {k: v for k, v in dag_run.items() if k != "partition_key"}
 
 
+def dag_run_fields(dag_run: dict) -> dict:
+    """A ``DagRun``'s fields as the installed release's model accepts them (``since_1_0_6_dag_run_state``,
+    ``since_1_2_0_dag_run_partition_key``)."""
+    return since_1_2_0_dag_run_partition_key(since_1_0_6_dag_run_state(dag_run))
+
+
 def since_1_4_0_heartbeat_due(supervisor) -> bool:
     """Whether ``supervisor``'s ``_send_heartbeat_if_needed`` sends a heartbeat that falls due now, read from its own
     fields (the world arranges a heartbeat's answer only for one that is sent): none once it holds a terminal state;

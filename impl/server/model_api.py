@@ -41,8 +41,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import attrs
 import msgpack
 
-from impl.releases.adapters import (model_release, model_state, since_1_0_6_dag_run_state,
-                                    since_1_2_0_dag_run_partition_key)
+from impl.releases.adapters import dag_run_fields, model_release, model_state
 from model.server import CONFLICT, OK, Server, client_status
 from model.scenario import CALLS_WITH_MAP_INDEX, HEARTBEAT_NO_ANSWER, TIMEOUT, ApiCall, Fault, RunContext
 
@@ -103,7 +102,7 @@ def run_context_json(context: RunContext) -> bytes:
         "consumed_asset_events": [], "partition_key": None,
     }
     return json.dumps({
-        "dag_run": since_1_2_0_dag_run_partition_key(since_1_0_6_dag_run_state(dag_run)),
+        "dag_run": dag_run_fields(dag_run),
         "task_reschedule_count": 0,
         "max_tries": context.max_tries,
         "should_retry": context.should_retry,

@@ -72,12 +72,11 @@ from model.runtime import (  # noqa: E402
 from model.scenario import Send  # noqa: E402
 from impl.releases.adapters import (  # noqa: E402
     INSTALLED,
+    dag_run_fields,
     model_release,
     since_1_0_3_length_prefixed_frames,
     since_1_0_4_sigterm_handler,
-    since_1_0_6_dag_run_state,
     since_1_1_7_startup_reschedule,
-    since_1_2_0_dag_run_partition_key,
     since_1_2_0_task_exceptions,
     since_1_3_0_retry_policy,
     since_1_3_0_task_awaiting_input,
@@ -297,11 +296,11 @@ class RecordingChannel:
 def startup_details(run: RuntimeRun) -> StartupDetails:
     """The ``StartupDetails`` the supervisor would hand this try."""
     c = run.context
-    dag_run = DagRun(**since_1_2_0_dag_run_partition_key(since_1_0_6_dag_run_state(dict(
+    dag_run = DagRun(**dag_run_fields(dict(
         dag_id=DAG_ID, run_id=RUN_ID, logical_date=_NOW, data_interval_start=_NOW, data_interval_end=_NOW,
         run_after=_NOW, start_date=_NOW, end_date=None, run_type="manual", state="running",
         consumed_asset_events=[], partition_key=None,
-    ))))
+    )))
     ti = TaskInstance(id=uuid.UUID(int=1), task_id=TASK_ID, dag_id=DAG_ID, run_id=RUN_ID,
                       try_number=c.try_number, map_index=-1, dag_version_id=uuid.UUID(int=2))
     return StartupDetails(
