@@ -87,7 +87,8 @@ UPSTREAM: dict[str, str] = {
     "F14": f"fixed by [#66572]({_AF}/pull/66572) (merged, in task-sdk 1.2.2: a transport error is answered "
            f"with an error reply)",
     "F15": "apparently new (on the pre-release 1.4.0b2 only, with the held-outcome delivery of "
-           f"[#73249]({_AF}/pull/73249))",
+           f"[#73249]({_AF}/pull/73249)); related: [#73142]({_AF}/pull/73142) (open: a confirmed terminal "
+           "state before the exit code), not in 1.4.0b2",
     "R1": f"reported: [#67266]({_AF}/pull/67266) (closed unmerged: 'Recover SKIPPED state when supervisor IPC fails on "
           f"terminal-state send'); the fail-closed exit of [#66573]({_AF}/pull/66573) covers only FAILED/UP_FOR_RETRY",
     "R2": f"apparently new (a side effect of [#66573]({_AF}/pull/66573)'s fail-closed exit)",
