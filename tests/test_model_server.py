@@ -146,3 +146,14 @@ def test_since_core_3_4_the_world_of_a_heartbeat_410_is_a_clear_then_the_heartbe
     """A clear alone leaves the running try live (its heartbeat would be 409): the scheduler archives it."""
     server, status = Server.queued(RunContext(1, 1), release=CORE_3_4).start()[0].heartbeat(410)
     assert (status, server.row.state, server.row.try_number, server.row.gone) == (410, None, 2, 410)
+
+
+def test_an_observed_row_with_no_state_is_spelled_as_the_real_server_binding_reads_it():
+    """Since core 3.4 a supervisor attempt can leave a live row with no state (a heartbeat 410's world completes the
+    restart): the model's observation and the real server's (``observed_row``) both say ``none``."""
+    from model.scenario import NO_STATE, Scenario
+    from model.supervisor import run
+
+    observed = run(Scenario.from_text("try_number=1 max_tries=1; heartbeat 410; exit 0"), CORE_3_4)
+    assert (observed.row, observed.row_gone) == (NO_STATE, 410)
+    assert str(observed.calls[-1]) == "finish(SERVER_TERMINATED)->200"

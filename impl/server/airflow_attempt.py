@@ -39,11 +39,11 @@ from __future__ import annotations
 
 import attrs
 
-from impl.releases.adapters import since_1_4_0_restart_completed_by_the_scheduler
+from impl.releases.adapters import model_state, since_1_4_0_restart_completed_by_the_scheduler
 from impl.server.airflow_api import (AirflowServer, Attempt, Exchange, RowState, TransportFault, active_server,
                                      quiet_logs)
-from model.scenario import (CALLS_WITH_MAP_INDEX, FAILED, HEARTBEAT_ERROR, HEARTBEAT_GONE, HEARTBEAT_NO_ANSWER, RUNNING, TIMEOUT, ApiCall, Fault,
-                            RunContext)
+from model.scenario import (CALLS_WITH_MAP_INDEX, FAILED, HEARTBEAT_ERROR, HEARTBEAT_GONE, HEARTBEAT_NO_ANSWER, NO_STATE,
+                            RUNNING, TIMEOUT, ApiCall, Fault, RunContext)
 from model.server import client_status
 
 #: Scenario fault kinds → what the transport does (``TransportFault`` kind, how many requests: None = all).
@@ -167,10 +167,12 @@ class AirflowAttempt:
 
 def _api_call(exchange: Exchange) -> ApiCall:
     status = TIMEOUT if exchange.status is None else client_status(exchange.status)
-    return ApiCall(exchange.name, status, exchange.state)
+    return ApiCall(exchange.name, status, model_state(exchange.state))  # the release's server_terminated as the model's
 
 
 def observed_row(row: RowState | None) -> str:
-    """``Observation.row`` of a real row: its state, ``deleted`` once gone, ``none`` for a row with no state."""
-    return DELETED if row is None else str(row.state).lower()
+    """``Observation.row`` of a real row: its state, ``deleted`` once gone, ``NO_STATE`` for a row with no state."""
+    if row is None:
+        return DELETED
+    return NO_STATE if row.state is None else str(row.state).lower()
 
