@@ -81,6 +81,47 @@ class Release:
         return self.version >= (1, 3, 0)
 
     @property
+    def numbers_a_try_when_archiving(self) -> bool:
+        """Whether archiving a try gives its successor the next try number at once: since core 3.4.0 (task-sdk 1.4.0,
+        apache/airflow#73554, "Keep task attempt UUIDs and try numbers aligned"). ``prepare_db_for_next_try`` archives
+        (id, N) and makes the live row (a new id, N + 1), which the scheduler's ``schedule_tis`` queues as it is; a
+        clear archives no try that has not run (no state, or UP_FOR_RETRY: its successor is the allocated one), and
+        gives the live row ``max_tries = try_number - 1 + retries``. Before, the live row keeps N under its new id and
+        ``schedule_tis`` adds one (not after a reschedule); a clear archives the try whatever its state (each try number
+        once) and gives ``max_tries = try_number + retries``."""
+        return self.version >= (1, 4, 0)
+
+    @property
+    def restarts_a_cleared_try_once_stopped(self) -> bool:
+        """Whether a user's clear leaves a RUNNING try live until it has stopped: since core 3.4.0 (task-sdk 1.4.0,
+        apache/airflow#73554). The TI is RESTARTING under the same id and try number (clearing it again changes
+        nothing), ``ti_run`` refuses it (409, whoever asks), and it is archived, its successor numbered with no state
+        and ``max_tries = try_number + retries`` (``complete_restart``), once its worker reports it stopped
+        (``takes_stop_reports``) or the scheduler's heartbeat timeout finds it. Before, the clear archives the try at
+        once: the live row is RESTARTING under a new id, any worker may start it (and may always retry), and the
+        heartbeat timeout makes it UP_FOR_RETRY."""
+        return self.version >= (1, 4, 0)
+
+    @property
+    def takes_stop_reports(self) -> bool:
+        """Whether ``ti_update_state`` takes ``finish(SERVER_TERMINATED)``, a worker's report that the try the server
+        told to stop has stopped (Execution API 2026-10-30, ``AddStoppedTaskReport``): since core 3.4.0 (task-sdk 1.4.0,
+        apache/airflow#73554; its supervisor sends it, ``acknowledges_server_termination``). 204 on an archived try's
+        id; on the live row 409 unless the worker (host and pid) that started it reports; then a RESTARTING try's
+        restart is completed (``restarts_a_cleared_try_once_stopped``), a finished row (success, failed, skipped,
+        upstream_failed, removed) is left as it is with 204, and any other state is 409. Before, the server has no such
+        state, and no supervisor sends it."""
+        return self.version >= (1, 4, 0)
+
+    @property
+    def answers_gone_to_an_archived_change(self) -> bool:
+        """Whether a request that changes something (``ti_run``, a state update, ``ti_skip_downstream``) on an archived
+        try's id is answered 410 Gone, as a heartbeat is (``answers_gone``): since core 3.4.0, to a client speaking
+        Execution API 2026-10-30, task-sdk 1.4.0's (``IdentifyArchivedTaskStateUpdates``; ``require_auth`` asks that
+        the id is in the working set). Before, 404 like any id that is not live."""
+        return self.version >= (1, 4, 0)
+
+    @property
     def answers_every_request(self) -> bool:
         """Since 1.0.3 (length-prefixed frames with ids) every request is answered; before (JSON lines),
         a request was answered only when its handler had something to send: an error, for a terminal frame."""

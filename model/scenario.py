@@ -31,6 +31,9 @@ UP_FOR_RESCHEDULE = "up_for_reschedule"
 DEFERRED = "deferred"
 AWAITING_INPUT = "awaiting_input"
 SERVER_TERMINATED = "SERVER_TERMINATED"
+#: An observation's row when the live row has no state (a cleared TI, or since core 3.4 one whose restart was
+#: completed, waiting for the scheduler): spelled as the real server's row reads.
+NO_STATE = "none"
 #: An observation's final state when ``wait()`` raised before it saw the process exit: no final state was decided
 #: (``final_state`` is not valid before the process has finished).
 NO_FINAL_STATE = "none"
@@ -295,7 +298,7 @@ class Observation:
     """What one target made of one scenario.
 
     ``replies`` has one entry per frame the supervisor received: ``ok`` or ``error``.
-    ``row`` is the server row's state at the end; ``row_gone`` the status the server
+    ``row`` is the server row's state at the end (``NO_STATE`` for none); ``row_gone`` the status the server
     answers for it once it has taken the TI away (404/409/410), else ``None``.
     ``raised`` names what the supervisor raised out of ``wait()``, if anything.
     ``rendered_map_index`` is what the last succeed, retry or finish request carried (None: none did).
@@ -307,7 +310,7 @@ class Observation:
     final_state: str
     calls: tuple[ApiCall, ...]
     replies: tuple[str, ...]
-    row: str
+    row: str = attrs.field(converter=lambda state: NO_STATE if state is None else state)  # no state: ``NO_STATE``
     row_gone: int | None = None
     raised: str | None = None
     harness: str | None = None

@@ -1,34 +1,49 @@
 """The task instance row on the Execution API server, under the server's rules.
 
-Specifies apache-airflow-core 3.3.2 (the release apache-airflow-task-sdk 1.3.2 installs):
-``airflow/api_fastapi/execution_api/routes/task_instances.py`` (``ti_run``,
-``ti_update_state``, ``ti_heartbeat``, ``ti_skip_downstream``) and the server-side actors that
-move the row under a running task. ``properties/test_server_conformance.py`` checks this
-model against that release's app on a real database, request by request; where they differ,
-the real server is right.
+Specifies apache-airflow-core 3.3.2 (the release apache-airflow-task-sdk 1.3.2 installs) by default, and the
+core of any other release handed to it (``Server.release``; the server release pairs with the task-sdk release,
+core 3.4.0 with task-sdk 1.4.0, checked on 3.4.0b2): ``airflow/api_fastapi/execution_api/routes/task_instances.py``
+(``ti_run``, ``ti_update_state``, ``ti_heartbeat``, ``ti_skip_downstream``) and the server-side actors that move the
+row under a running task. Each difference between server releases is one trait of ``model.release.Release``, named
+below where a rule depends on it. ``properties/test_server_conformance.py`` checks this model against the installed
+release's app on a real database, request by request; where they differ, the real server is right.
+
+Tries. Each try of the TI has its own id; archiving a try (``prepare_db_for_next_try``: a retry, a clear, the
+heartbeat timeout) moves it to the TI's history and gives the live row a new id. The live row keeps the archived
+try's number until the scheduler queues it again (core 3.3), or takes the next number at once, which the scheduler
+then keeps (since core 3.4.0, ``Release.numbers_a_try_when_archiving``).
 
 The worker's requests, on the TI id it holds (``Server.held``):
 
-- ``start`` (``PATCH .../run``): QUEUED or RESTARTING → RUNNING, 200, and the run context
-  (``should_retry``: always after RESTARTING, else ``max_tries != 0 and try_number <= max_tries``);
-  a repeated start by the same worker (same pid) of its RUNNING TI is 200 again; any other
-  state is 409;
+- ``start`` (``PATCH .../run``): QUEUED → RUNNING, 200, and the run context (``should_retry``:
+  ``max_tries != 0 and try_number <= max_tries``); RESTARTING → RUNNING too, always with ``should_retry``, where a
+  clear archives a running try at once (before core 3.4.0; since, RESTARTING is refused:
+  ``Release.restarts_a_cleared_try_once_stopped``); a repeated start by the same worker (same pid) of its RUNNING
+  TI is 200 again; any other state is 409;
 - a state update (succeed, retry, defer, reschedule, await_input, finish): the requested state
   already held is 200 (even if the row is not RUNNING; since core 3.3.0, ``Release.accepts_repeated_state``:
-  the server of an older release, ``Server.release``, refuses it as below); else a row not RUNNING is 409; else the
-  row takes the new state, 204. A retry archives the try: the live row gets a new id, the
-  worker's id now names history. The server does not check the retry budget;
+  the server of an older release refuses it as below); else a row not RUNNING is 409; else the
+  row takes the new state, 204. A retry archives the try: the worker's id now names history. The server does not
+  check the retry budget;
+- a stop report (``finish(SERVER_TERMINATED)``, since core 3.4.0: ``Release.takes_stop_reports``): 204 on an
+  archived try's id; on the live row 409 unless the worker that started it reports, then a RESTARTING try's restart
+  is completed (archived; the successor has no state and ``max_tries`` its last try plus the task's retries), a
+  finished row is left as it is (204), any other state is 409;
 - ``heartbeat`` (``PUT .../heartbeat``): 204 while the TI is RUNNING under the worker's pid;
   409 if another pid holds it or it is not RUNNING;
 - ``skip_downstream_tasks``: 204 whatever the row's state (it touches other rows only);
-- an id no longer live is 404, but a heartbeat on an id in the TI's history is 410 (Gone).
+- an id no longer live is 404; a heartbeat on an archived try's id is 410 (Gone, since core 3.2.1:
+  ``Release.answers_gone``), and so is a start, a state update or skip-downstream (since core 3.4.0, to task-sdk
+  1.4.0's client: ``Release.answers_gone_to_an_archived_change``).
 
 The actors (on the live row, whatever id it has; nothing happens to a deleted row):
-``mark`` (a user sets the state), ``clear`` (a user clears it: the try is archived, a RUNNING
-TI becomes RESTARTING, any other loses its state and gets ``max_tries = try_number + retries``),
-``delete``, ``heartbeat_timeout`` (the scheduler fails a RUNNING or RESTARTING TI: UP_FOR_RETRY
-if eligible, archiving a RUNNING try, else FAILED) and ``requeue`` (the scheduler queues a
-schedulable TI: a new try, or the same one after a reschedule).
+``mark`` (a user sets the state), ``clear`` (a user clears it: a RUNNING TI becomes RESTARTING, its try archived
+at once before core 3.4.0, left live until it stops since; any other loses its state and gets ``max_tries`` =
+the last try that ran + retries, its try archived first, except since core 3.4.0 a try that has not run: no state
+or UP_FOR_RETRY), ``delete`` (the TI and its history), ``heartbeat_timeout`` (the scheduler fails a RUNNING or
+RESTARTING TI: UP_FOR_RETRY if eligible, archiving a RUNNING try, else FAILED; since core 3.4.0 a RESTARTING try's
+restart is completed instead) and ``requeue`` (the scheduler queues a schedulable TI: a new try, or the same one after
+a reschedule; since core 3.4.0 the number archiving gave it).
 
 Statuses are the HTTP statuses the app answers; ``client_status`` is what Airflow's client
 makes of them (any 2xx: no error), which is what an observation records.
@@ -36,6 +51,7 @@ makes of them (any 2xx: no error), which is what an observation records.
 It also carries the faults a scenario injects, so that every target's fake server
 answers from this one place: ``Server.call`` is the whole of the supervisor's side.
 """
+
 
 from __future__ import annotations
 
@@ -50,7 +66,10 @@ from model.scenario import (
     HEARTBEAT_GONE,
     HEARTBEAT_NO_ANSWER,
     QUEUED,
+    REMOVED,
     RUNNING,
+    SERVER_TERMINATED,
+    SKIPPED,
     SUCCESS,
     TIMEOUT,
     UP_FOR_RESCHEDULE,
@@ -74,6 +93,10 @@ RESTARTING = "restarting"
 DELETED = "deleted"
 #: The states the scheduler's ``DagRun.schedule_tis`` queues (None: a cleared TI with no state).
 SCHEDULABLE = (None, UP_FOR_RETRY, UP_FOR_RESCHEDULE)
+#: A TI state no task sends: the scheduler fails a task whose upstream failed.
+UPSTREAM_FAILED = "upstream_failed"
+#: ``TerminalTIState``: the states in which a try is finished (a stop report leaves them as they are).
+FINISHED = frozenset({SUCCESS, FAILED, SKIPPED, UPSTREAM_FAILED, REMOVED})
 
 OK = 200
 NO_CONTENT = 204
@@ -127,7 +150,8 @@ class Server:
 
     ``history`` holds ``(try_number, ti_id)`` per archived try: the first archive of a try is
     recorded, a later one of the same try is not (``TaskInstanceHistory.record_ti``), so that id
-    is then in neither table. ``context`` is the run context the last successful ``start``
+    is then in neither table (since core 3.4.0 every archive is of a try number of its own, kept in
+    ``task_instance`` out of the working set). ``context`` is the run context the last successful ``start``
     handed out (None before).
     """
 
@@ -159,23 +183,34 @@ class Server:
         return self if self.row.state == DELETED else attrs.evolve(self, held=self.row.ti_id)
 
     def start(self, pid: int = WORKER) -> tuple[Server, int]:
-        """``ti_run``: QUEUED or RESTARTING → RUNNING (200, ``context`` set); the same pid's repeat is 200."""
+        """``ti_run``: QUEUED → RUNNING (200, ``context`` set), and RESTARTING too where a cleared try is archived at
+        once (not ``Release.restarts_a_cleared_try_once_stopped``); the same pid's repeat is 200."""
         if not self.held_is_live:
-            return self, NOT_FOUND
+            return self, self._not_live()
         row = self.row
         repeated = row.state == RUNNING and row.pid == pid
-        if not repeated and row.state not in (QUEUED, RESTARTING):
+        startable = (QUEUED,) if self.release.restarts_a_cleared_try_once_stopped else (QUEUED, RESTARTING)
+        if not repeated and row.state not in startable:
             return self, CONFLICT
         should_retry = row.state == RESTARTING or server_should_retry(row.try_number, row.max_tries)
         context = RunContext(row.try_number, row.max_tries, should_retry)
         return attrs.evolve(self, row=attrs.evolve(row, state=RUNNING, pid=pid), context=context), OK
 
+    @property
+    def held_is_archived(self) -> bool:
+        """The worker's id names an archived try (one the TI's history still holds)."""
+        return any(ti_id == self.held for _, ti_id in self.history)
+
+    def _not_live(self) -> int:
+        """A change (start, state update, skip-downstream) on an id that is not live: 410 for an archived try's id
+        since core 3.4.0 (``Release.answers_gone_to_an_archived_change``), else 404."""
+        return GONE if self.held_is_archived and self.release.answers_gone_to_an_archived_change else NOT_FOUND
+
     def heartbeat_from(self, pid: int = WORKER) -> tuple[Server, int]:
         """``ti_heartbeat``: 204 for the RUNNING TI of ``pid``; 409 elsewhere or not running; once not live, 410 for
-        an archived try's id (since core 3.2.2, ``Release.answers_gone``), else 404."""
+        an archived try's id (since core 3.2.1, ``Release.answers_gone``), else 404."""
         if not self.held_is_live:
-            archived = any(ti_id == self.held for _, ti_id in self.history)
-            return self, GONE if archived and self.release.answers_gone else NOT_FOUND
+            return self, GONE if self.held_is_archived and self.release.answers_gone else NOT_FOUND
         if self.row.pid != pid or self.row.state != RUNNING:
             return self, CONFLICT
         return self, NO_CONTENT
@@ -184,9 +219,11 @@ class Server:
         """The supervisor's heartbeat, with the world arranged so that the server answers ``answer``.
 
         For the TI while RUNNING: 404 a user deletes it first, 409 a user marks it failed, 410 a
-        user clears it (as ``impl.server.airflow_attempt`` arranges the real world); 500 is an
-        error in front of the app; ``timeout`` no answer (the request never reaches the app). Then
-        the heartbeat itself; a 404/409/410 is recorded on the row as ``gone``.
+        user clears it, and where a cleared try stays live until it stops
+        (``Release.restarts_a_cleared_try_once_stopped``) the scheduler's heartbeat timeout then
+        completes its restart, archiving it (as ``impl.server.airflow_attempt`` arranges the real
+        world); 500 is an error in front of the app; ``timeout`` no answer (the request never
+        reaches the app). Then the heartbeat itself; a 404/409/410 is recorded on the row as ``gone``.
         """
         if answer == HEARTBEAT_ERROR:
             return self, SERVER_ERROR
@@ -200,20 +237,23 @@ class Server:
                 world = self.mark(FAILED)
             elif answer == GONE:
                 world = self.clear()
+                if self.release.restarts_a_cleared_try_once_stopped:
+                    world = world.heartbeat_timeout()
         server, status = world.heartbeat_from(WORKER)
         if status in HEARTBEAT_GONE:
             server = attrs.evolve(server, row=attrs.evolve(server.row, gone=status))
         return server, status
 
-    def call(self, name: str, state: str | None = None) -> tuple[Server, int | str]:
+    def call(self, name: str, state: str | None = None, pid: int = WORKER) -> tuple[Server, int | str]:
         """A state-changing or side call by the supervisor; returns the new server and the status.
 
         ``name`` is the client method (``succeed``, ``retry``, ``finish``, ...); ``state`` is
-        the state ``finish`` asks for. Armed faults apply first, in the order armed.
+        the state ``finish`` asks for; ``pid`` the worker's, which a stop report carries. Armed
+        faults apply first, in the order armed.
         """
         at = next((i for i, f in enumerate(self.faults) if f.call == name), None)
         if at is None:
-            return self._apply(name, state)
+            return self._apply(name, state, pid)
         fault = self.faults[at]
         if fault.kind == "permanent":
             return self, SERVER_ERROR
@@ -221,13 +261,15 @@ class Server:
         disarmed = attrs.evolve(self, faults=self.faults[:at] + self.faults[at + 1:])
         if fault.kind == "transient":
             return disarmed, SERVER_ERROR
-        applied, _ = disarmed._apply(name, state)  # "lost": done on the server, answer never arrives
+        applied, _ = disarmed._apply(name, state, pid)  # "lost": done on the server, answer never arrives
         return applied, TIMEOUT
 
-    def _apply(self, name: str, state: str | None) -> tuple[Server, int]:
+    def _apply(self, name: str, state: str | None, pid: int = WORKER) -> tuple[Server, int]:
         """``ti_update_state`` (``ti_skip_downstream`` for ``skip_downstream_tasks``) on the held id."""
+        if name == "finish" and state == SERVER_TERMINATED and self.release.takes_stop_reports:
+            return self._stop_report(pid)
         if not self.held_is_live:
-            return self, NOT_FOUND
+            return self, self._not_live()
         target = state if name == "finish" else CALL_STATES.get(name)
         if target is None:  # skip_downstream_tasks touches other rows only
             return self, NO_CONTENT
@@ -238,6 +280,19 @@ class Server:
         moved = attrs.evolve(self, row=attrs.evolve(self.row, state=target))
         return (moved._archived() if target == UP_FOR_RETRY else moved), NO_CONTENT
 
+    def _stop_report(self, pid: int) -> tuple[Server, int]:
+        """``finish(SERVER_TERMINATED)``: the worker ``pid`` reports that the try it was told to stop has stopped
+        (``Release.takes_stop_reports``). 204 on an archived try's id, 404 on an id in neither table; on the live row
+        409 unless ``pid`` started it, then a RESTARTING try's restart is completed, a finished row is left as it is
+        (204), and any other state is 409."""
+        if not self.held_is_live:
+            return self, NO_CONTENT if self.held_is_archived else NOT_FOUND
+        if self.row.pid != pid:
+            return self, CONFLICT
+        if self.row.state == RESTARTING:
+            return self._restart_completed(), NO_CONTENT
+        return self, NO_CONTENT if self.row.state in FINISHED else CONFLICT
+
     # -- the actors on the live row
 
     def mark(self, state: str) -> Server:
@@ -245,14 +300,25 @@ class Server:
         return self._live(lambda row: attrs.evolve(row, state=state))
 
     def clear(self) -> Server:
-        """A user clears the TI (``clear_task_instances``): the try is archived, then RUNNING → RESTARTING,
-        anything else → no state with ``max_tries = try_number + retries``."""
-        if self.row.state == DELETED:
+        """A user clears the TI (``clear_task_instances``).
+
+        A RUNNING try becomes RESTARTING: archived at once before core 3.4.0; since, left live (and a RESTARTING one
+        as it is) until it stops (``Release.restarts_a_cleared_try_once_stopped``). Any other TI loses its state, with
+        ``max_tries`` the last try that ran plus the task's retries, its try archived first: whatever its state before
+        core 3.4.0, since only a try that ran (not one with no state or UP_FOR_RETRY:
+        ``Release.numbers_a_try_when_archiving``).
+        """
+        state = self.row.state
+        if state == DELETED:
             return self
+        if self.release.restarts_a_cleared_try_once_stopped and state in (RUNNING, RESTARTING):
+            return self.mark(RESTARTING)
+        if self.release.numbers_a_try_when_archiving and state in (None, UP_FOR_RETRY):
+            return self._reset()
         server = self._archived()
-        if self.row.state == RUNNING:
-            return server._live(lambda row: attrs.evolve(row, state=RESTARTING))
-        return server._live(lambda row: attrs.evolve(row, state=None, max_tries=row.try_number + row.task_retries))
+        if state == RUNNING:
+            return server.mark(RESTARTING)
+        return server._reset()
 
     def delete(self) -> Server:
         """A user deletes the TI: no live row, and its history goes with it (the foreign key cascades),
@@ -264,23 +330,29 @@ class Server:
     def heartbeat_timeout(self) -> Server:
         """The scheduler's task-heartbeat timeout on a RUNNING or RESTARTING TI (``TaskInstance.handle_failure``).
 
-        Eligible to retry (RESTARTING, or the task has retries and ``try_number <= max_tries``):
-        UP_FOR_RETRY, a RUNNING try archived first; else FAILED. Any other state: untouched.
+        A RESTARTING try whose clear left it live until it stopped (``Release.restarts_a_cleared_try_once_stopped``)
+        has its restart completed (``complete_restart``). Otherwise, eligible to retry (RESTARTING, or the task has
+        retries and ``try_number <= max_tries``): UP_FOR_RETRY, a RUNNING try archived first; else FAILED. Any other
+        state: untouched.
         """
         row = self.row
         if row.state not in (RUNNING, RESTARTING):
             return self
+        if row.state == RESTARTING and self.release.restarts_a_cleared_try_once_stopped:
+            return self._restart_completed()
         if not (row.state == RESTARTING or (row.task_retries and row.try_number <= row.max_tries)):
             return self.mark(FAILED)
         server = self._archived() if row.state == RUNNING else self
         return server.mark(UP_FOR_RETRY)
 
     def requeue(self) -> Server:
-        """The scheduler queues a schedulable TI (``DagRun.schedule_tis``): a new try, except after a reschedule."""
+        """The scheduler queues a schedulable TI (``DagRun.schedule_tis``): a new try, except after a reschedule; since
+        core 3.4.0 the try number archiving allocated (``Release.numbers_a_try_when_archiving``)."""
         row = self.row
         if row.state not in SCHEDULABLE:
             return self
-        try_number = row.try_number if row.state == UP_FOR_RESCHEDULE else row.try_number + 1
+        same = row.state == UP_FOR_RESCHEDULE or self.release.numbers_a_try_when_archiving
+        try_number = row.try_number if same else row.try_number + 1
         return self._live(lambda r: attrs.evolve(r, state=QUEUED, try_number=try_number))
 
     def _live(self, change) -> Server:
@@ -289,8 +361,21 @@ class Server:
         return attrs.evolve(self, row=change(self.row))
 
     def _archived(self) -> Server:
-        """``prepare_db_for_next_try``: the try goes to history unless already there; the row takes the next id."""
+        """``prepare_db_for_next_try``: the try goes to history unless already there; the row takes the next id, and
+        since core 3.4.0 the next try number (``Release.numbers_a_try_when_archiving``)."""
+        row = self.row
         history = self.history
-        if all(try_number != self.row.try_number for try_number, _ in history):
-            history = history | {(self.row.try_number, self.row.ti_id)}
-        return attrs.evolve(self, history=history, row=attrs.evolve(self.row, ti_id=self.row.ti_id + 1))
+        if all(try_number != row.try_number for try_number, _ in history):
+            history = history | {(row.try_number, row.ti_id)}
+        try_number = row.try_number + 1 if self.release.numbers_a_try_when_archiving else row.try_number
+        return attrs.evolve(self, history=history, row=attrs.evolve(row, ti_id=row.ti_id + 1, try_number=try_number))
+
+    def _reset(self) -> Server:
+        """The live row of a cleared TI: no state, ``max_tries`` the last try that ran (the row's own, or the one
+        before it where archiving numbers the next try) plus the task's retries."""
+        ran = self.row.try_number - 1 if self.release.numbers_a_try_when_archiving else self.row.try_number
+        return self._live(lambda row: attrs.evolve(row, state=None, max_tries=ran + row.task_retries))
+
+    def _restart_completed(self) -> Server:
+        """``complete_restart`` of a RESTARTING try that has stopped: archived, its successor reset (``_reset``)."""
+        return self._archived()._reset()

@@ -202,10 +202,16 @@ def test_a_frame_the_release_cannot_decode_does_not_hide_the_frames_after_it():
 
 
 def test_the_server_conformance_alphabet_is_the_releases():
+    """``await_input`` only where ``AwaitInputTask`` is known (1.3.0); a stop report only where the server takes one
+    (``takes_stop_reports``: 1.4.0)."""
     from impl.server.conformance import ALPHABET, Call, alphabet_of
+    from model.scenario import SERVER_TERMINATED
 
+    stop_reports = {Call("finish", SERVER_TERMINATED, 1), Call("finish", SERVER_TERMINATED, 2)}
     assert Call("await_input") in alphabet_of(SPECIFIED)
-    assert set(ALPHABET) - set(alphabet_of(Release.parse("1.2.2"))) == {Call("await_input")}
+    assert set(ALPHABET) - set(alphabet_of(SPECIFIED)) == stop_reports
+    assert set(ALPHABET) - set(alphabet_of(Release.parse("1.2.2"))) == {Call("await_input")} | stop_reports
+    assert set(alphabet_of(Release.parse("1.4.0b2"))) == set(ALPHABET)
 
 
 def test_the_3_2_cores_execution_api_app_builds_in_its_environment():

@@ -340,3 +340,51 @@ def request_body(frame: str, state: str | None, rendered_map_index: str | None) 
     if frame in NON_TERMINAL_FRAMES:
         return since_1_0_6_mask_secret_no_op()
     return since_1_2_0_defer_queue(codec.terminal_body(frame, state, rendered_map_index=rendered_map_index))
+
+
+def since_1_4_0_delete_every_attempt(session, ti) -> None:
+    """A user deletes ``ti`` as the public API's ``delete_task_instance`` does: since 1.4.0 (apache-airflow-core
+    3.4.0, where an archived try is a row of ``task_instance`` itself, out of the working set)
+    ``TaskInstance.delete_attempts``, every try of the task at once; before, ``session.delete`` of the live row, whose
+    ``task_instance_history`` rows the foreign key takes with it."""
+    if not since("1.4.0"):
+        session.delete(ti)
+        return
+    type(ti).delete_attempts(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id, map_index=ti.region_index,
+                             region_id=ti.region_id, session=session)
+
+
+def since_1_4_0_purge_without_heartbeats(found, *, executor, job_id: int, timeout: int, session) -> None:
+    """What the scheduler does with the TIs it ``found`` without a heartbeat, one ``BaseExecutor`` ``executor`` told:
+    since 1.4.0 (apache-airflow-core 3.4.0) ``SchedulerJobRunner._purge_task_instances_without_heartbeats`` fails each
+    itself (``handle_failure``; a RESTARTING one's restart completed, ``complete_restart``) and then tells the
+    executor; before, it only tells the executor the TI failed (``change_state``), and ``process_executor_events``,
+    run after it, fails the TI. The runner is the scheduler's own class, with no job loop: only what the purge
+    reads is set (its logger, the timeout, the DAG bag, one executor, no multi-team)."""
+    from airflow.utils.state import TaskInstanceState
+
+    if not since("1.4.0"):
+        for ti in found:
+            executor.change_state(ti.key, TaskInstanceState.FAILED, remove_running=True)
+        return
+    from types import SimpleNamespace
+
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.dagbag import DBDagBag
+
+    runner = object.__new__(SchedulerJobRunner)
+    runner.job = SimpleNamespace(id=job_id)
+    runner._task_instance_heartbeat_timeout_secs = timeout
+    runner.scheduler_dag_bag = DBDagBag()
+    runner._multi_team = False
+    runner.executor = executor
+    runner.executors = [executor]
+    runner._purge_task_instances_without_heartbeats(list(found), session=session)
+
+
+def since_1_4_0_restart_completed_by_the_scheduler() -> bool:
+    """Whether a user's clear leaves a RUNNING TI's try live (RESTARTING, its id and try number kept) until the try is
+    known to have stopped: since 1.4.0 (apache-airflow-core 3.4.0, apache/airflow#73554), so the world that makes the
+    server answer a heartbeat 410 (an archived try's id) is a clear and then the scheduler's heartbeat timeout on the
+    RESTARTING TI (``complete_restart``); before, the clear archives the try at once."""
+    return since("1.4.0")

@@ -53,7 +53,8 @@ from pathlib import Path
 import attrs
 from airflow.sdk.api.client import Client
 
-from impl.releases.adapters import since_1_4_0_client_retry, since_1_4_0_http_library
+from impl.releases.adapters import (since_1_4_0_client_retry, since_1_4_0_delete_every_attempt,
+                                    since_1_4_0_http_library, since_1_4_0_purge_without_heartbeats)
 from impl.server.postgres import LOCAL, SERVER_DB_ENV, SQLITE, LocalPostgres, PostgresUnavailable, alive
 from impl.server.model_api import requested
 
@@ -680,11 +681,12 @@ class AirflowServer:
             clear_task_instances([_live_ti(session, run_id)], session, DagRunState.QUEUED)
 
     def delete(self, run_id: str) -> None:
-        """A user deletes the TI, as the public API's ``delete_task_instance`` does (``session.delete``)."""
+        """A user deletes the TI, as the public API's ``delete_task_instance`` does (its tries with it:
+        ``since_1_4_0_delete_every_attempt``)."""
         from airflow.utils.session import create_session
 
         with create_session() as session:
-            session.delete(_live_ti(session, run_id))
+            since_1_4_0_delete_every_attempt(session, _live_ti(session, run_id))
 
     def heartbeat_timeout(self, run_id: str) -> RowState | None:
         """The scheduler's task-heartbeat timeout strikes the TI; returns its row afterwards.
@@ -692,11 +694,12 @@ class AirflowServer:
         Time is moved, not waited: the TI's ``last_heartbeat_at`` is set back beyond
         ``[scheduler] task_instance_heartbeat_timeout``. Then the scheduler's own pieces run:
         ``SchedulerJobRunner._find_task_instances_without_heartbeats`` finds it (as this
-        scheduler's job), the executor is told it failed (``BaseExecutor.change_state``, as
-        ``_purge_task_instances_without_heartbeats`` does), and
-        ``SchedulerJobRunner.process_executor_events`` reacts (``ti.handle_failure``: UP_FOR_RETRY
-        when the task has retries and the try is within max_tries, else FAILED). Left out: the
-        callback request to the DAG processor (it runs user callbacks; these DAGs have none) and stats.
+        scheduler's job), ``_purge_task_instances_without_heartbeats`` strikes it as the installed release
+        does (``since_1_4_0_purge_without_heartbeats``: the executor is told it failed, and since core 3.4
+        the TI is failed there and then), and ``SchedulerJobRunner.process_executor_events`` reacts
+        (``ti.handle_failure``: UP_FOR_RETRY when the task has retries and the try is within max_tries,
+        else FAILED; since core 3.4 a RESTARTING TI's restart completed). Left out: the callback request
+        to the DAG processor (it runs user callbacks; these DAGs have none) and stats.
         A TI that is not RUNNING or RESTARTING is not touched.
         """
         from types import SimpleNamespace
@@ -707,7 +710,6 @@ class AirflowServer:
         from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
         from airflow.models.dagbag import DBDagBag
         from airflow.utils.session import create_session
-        from airflow.utils.state import TaskInstanceState
 
         timeout = conf.getint("scheduler", "task_instance_heartbeat_timeout")
         with create_session() as session:
@@ -720,9 +722,8 @@ class AirflowServer:
         executor = _executor(BaseExecutor)
         with create_session() as session:
             found = SchedulerJobRunner._find_task_instances_without_heartbeats(runner, session=session)
-            for ti in found:
-                if ti.run_id == run_id:
-                    executor.change_state(ti.key, TaskInstanceState.FAILED, remove_running=True)
+            since_1_4_0_purge_without_heartbeats([ti for ti in found if ti.run_id == run_id], executor=executor,
+                                                 job_id=SCHEDULER_JOB_ID, timeout=timeout, session=session)
         with create_session() as session:
             SchedulerJobRunner.process_executor_events(executor=executor, job_id=SCHEDULER_JOB_ID,
                                                        scheduler_dag_bag=DBDagBag(), session=session)
@@ -1066,6 +1067,9 @@ def _executor(base):
 
         def sync(self) -> None:
             pass
+
+        def send_callback(self, request) -> None:
+            pass  # the DAG processor's callbacks run user code; these DAGs have none
 
     return _Nothing()
 

@@ -22,9 +22,11 @@ The events (``fault`` and ``heartbeat`` arm, before the call they are about):
   timeout``: every try of it times out connecting (it never reaches the app);
 - ``heartbeat 404`` / ``409`` / ``410``: the world, by airflow-core's own code, just before the
   heartbeat: a user deletes the TI (404), marks it failed (409), clears it (410: the try is
-  archived). Only while the row is RUNNING, as ``model.server`` acts only on its RUNNING TI;
-  otherwise the heartbeat meets the row as it is. ``row_gone`` is the status of the last
-  heartbeat the server refused with 404/409/410, whoever made it refuse (``gone``).
+  archived; since core 3.4 a cleared running try stays live until it stops, so the scheduler's
+  heartbeat timeout then completes its restart: ``since_1_4_0_restart_completed_by_the_scheduler``).
+  Only while the row is RUNNING, as ``model.server`` acts only on its RUNNING TI; otherwise the
+  heartbeat meets the row as it is. ``row_gone`` is the status of the last heartbeat the server
+  refused with 404/409/410, whoever made it refuse (``gone``).
 
 The calls. One ``ApiCall(name, status, state)`` per HTTP request (each try of a client call), as
 ``model.client`` records them, named as ``model.server`` names them, with the status the client
@@ -37,10 +39,11 @@ from __future__ import annotations
 
 import attrs
 
+from impl.releases.adapters import model_state, since_1_4_0_restart_completed_by_the_scheduler
 from impl.server.airflow_api import (AirflowServer, Attempt, Exchange, RowState, TransportFault, active_server,
                                      quiet_logs)
-from model.scenario import (CALLS_WITH_MAP_INDEX, FAILED, HEARTBEAT_ERROR, HEARTBEAT_GONE, HEARTBEAT_NO_ANSWER, RUNNING, TIMEOUT, ApiCall, Fault,
-                            RunContext)
+from model.scenario import (CALLS_WITH_MAP_INDEX, FAILED, HEARTBEAT_ERROR, HEARTBEAT_GONE, HEARTBEAT_NO_ANSWER, NO_STATE,
+                            RUNNING, TIMEOUT, ApiCall, Fault, RunContext)
 from model.server import client_status
 
 #: Scenario fault kinds → what the transport does (``TransportFault`` kind, how many requests: None = all).
@@ -142,6 +145,8 @@ class AirflowAttempt:
             self.server.mark(run_id, FAILED)
         else:
             self.server.clear(run_id)
+            if since_1_4_0_restart_completed_by_the_scheduler():  # the cleared try is still live: archive it
+                self.server.heartbeat_timeout(run_id)
 
     def map_index_sent(self) -> str | None:
         """What the last succeed, retry or finish request carried as ``rendered_map_index``."""
@@ -162,10 +167,12 @@ class AirflowAttempt:
 
 def _api_call(exchange: Exchange) -> ApiCall:
     status = TIMEOUT if exchange.status is None else client_status(exchange.status)
-    return ApiCall(exchange.name, status, exchange.state)
+    return ApiCall(exchange.name, status, model_state(exchange.state))  # the release's server_terminated as the model's
 
 
 def observed_row(row: RowState | None) -> str:
-    """``Observation.row`` of a real row: its state, ``deleted`` once gone, ``none`` for a row with no state."""
-    return DELETED if row is None else str(row.state).lower()
+    """``Observation.row`` of a real row: its state, ``deleted`` once gone, ``NO_STATE`` for a row with no state."""
+    if row is None:
+        return DELETED
+    return NO_STATE if row.state is None else str(row.state).lower()
 

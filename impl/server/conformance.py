@@ -21,8 +21,9 @@ import datetime as dt
 import attrs
 from hypothesis import strategies as st
 
+from impl.releases.adapters import supervisor_state
 from model.release import SPECIFIED, Release
-from model.scenario import FAILED, REMOVED, SKIPPED, SUCCESS, RunContext
+from model.scenario import FAILED, REMOVED, SERVER_TERMINATED, SKIPPED, SUCCESS, RunContext
 from model.server import DELETED, Server
 
 
@@ -64,13 +65,16 @@ class Heartbeat:
 
 @attrs.frozen
 class Call:
-    """A state update (or skip-downstream) on the held id, named as ``Server.call`` names it."""
+    """A state update (or skip-downstream) on the held id, named as ``Server.call`` names it; ``pid``, the worker's,
+    matters only to a stop report (``finish(SERVER_TERMINATED)``, which carries it)."""
 
     name: str
     state: str | None = None
+    pid: int = 1
 
     def __str__(self) -> str:
-        return f"{self.name}({self.state})" if self.state else self.name
+        text = f"{self.name}({self.state})" if self.state else self.name
+        return text + (f" pid={self.pid}" if self.state == SERVER_TERMINATED else "")
 
 
 @attrs.frozen
@@ -97,6 +101,7 @@ ALPHABET: tuple[Step, ...] = (
     Call("defer"), Call("reschedule"), Call("await_input"), Call("finish", SKIPPED), Call("finish", REMOVED),
     Call("skip_downstream_tasks"), Start(1, fresh=False), Start(2), Start(2, fresh=False), Heartbeat(2),
     Act("mark", FAILED), Act("mark", SUCCESS), Act("clear"), Act("delete"), Act("heartbeat_timeout"), Act("requeue"),
+    Call("finish", SERVER_TERMINATED, 1), Call("finish", SERVER_TERMINATED, 2),
 )
 
 
@@ -113,10 +118,16 @@ openings = st.builds(Opening, st.integers(1, 3), st.integers(0, 3), st.integers(
 
 def alphabet_of(release: Release = SPECIFIED) -> tuple[Step, ...]:
     """``ALPHABET`` as ``release`` has it: a state update whose frame the release does not know is no request its
-    client can make (``await_input`` came with ``AwaitInputTask`` in 1.3.0; core 3.2 has no route for it either)."""
-    return tuple(step for step in ALPHABET
-                 if not (isinstance(step, Call) and step.name in _FRAMES
-                         and _FRAMES[step.name] not in release.terminal_frames))
+    client can make (``await_input`` came with ``AwaitInputTask`` in 1.3.0; core 3.2 has no route for it either),
+    nor is a stop report before the server takes one (``Release.takes_stop_reports``: 1.4.0)."""
+    def known(step: Step) -> bool:
+        if not isinstance(step, Call):
+            return True
+        if step.state == SERVER_TERMINATED:
+            return release.takes_stop_reports
+        return step.name not in _FRAMES or _FRAMES[step.name] in release.terminal_frames
+
+    return tuple(filter(known, ALPHABET))
 
 
 @st.composite
@@ -173,7 +184,7 @@ def play_model(case: Case, release: Release = SPECIFIED) -> tuple[Seen, ...]:
         elif isinstance(step, Heartbeat):
             server, status = server.heartbeat_from(step.pid)
         elif isinstance(step, Call):
-            server, status = server.call(step.name, step.state)
+            server, status = server.call(step.name, step.state, step.pid)
         elif step.actor == "mark":
             server = server.mark(step.state)
         else:
@@ -212,6 +223,8 @@ def _request(client, step: Step, ti_id):
         tis.succeed(ti_id, _now(), [], [], None)
     elif step.name == "retry":
         tis.retry(ti_id, _now(), None)
+    elif step.name == "finish" and step.state == SERVER_TERMINATED:
+        tis.finish(ti_id, supervisor_state(step.state), _now(), None, pid=step.pid)
     elif step.name == "finish":
         tis.finish(ti_id, step.state, _now(), None)
     else:
