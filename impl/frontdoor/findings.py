@@ -242,6 +242,7 @@ FINDINGS: tuple[Finding, ...] = (
         "_send_terminal_state_msg sets _terminal_state on success, replacing SERVER_TERMINATED; final_state "
         "then sees a non-zero exit",
         signature=_replay_after_server_terminated, also_breaks=("server_row_agrees_with_final_state",),
+        fixed_in="1.4.0",  # apache/airflow#73249: a held SERVER_TERMINATED is final, nothing replayed over it
     ),
     Finding(
         "F9", "no_task_instance_left_running",
@@ -282,6 +283,7 @@ FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess._send_terminal_state_msg / _replay_pending_terminal_state_msg resend a retry to the "
         "TI id the retry itself archived, and take the 404 for a failed call; final_state then reads the exit code",
         signature=_applied_retry_refused, also_breaks=("failure_never_recorded_as_success",),
+        fixed_in="1.4.0",  # apache/airflow#73249: the RetryTask is held for close, its UP_FOR_RETRY survives
     ),
     Finding(
         "F13", "no_second_transition",
