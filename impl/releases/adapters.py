@@ -381,10 +381,3 @@ def since_1_4_0_purge_without_heartbeats(found, *, executor, job_id: int, timeou
     runner.executors = [executor]
     runner._purge_task_instances_without_heartbeats(list(found), session=session)
 
-
-def since_1_4_0_restart_completed_by_the_scheduler() -> bool:
-    """Whether a user's clear leaves a RUNNING TI's try live (RESTARTING, its id and try number kept) until the try is
-    known to have stopped: since 1.4.0 (apache-airflow-core 3.4.0, apache/airflow#73554), so the world that makes the
-    server answer a heartbeat 410 (an archived try's id) is a clear and then the scheduler's heartbeat timeout on the
-    RESTARTING TI (``complete_restart``); before, the clear archives the try at once."""
-    return since("1.4.0")

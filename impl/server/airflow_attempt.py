@@ -23,7 +23,7 @@ The events (``fault`` and ``heartbeat`` arm, before the call they are about):
 - ``heartbeat 404`` / ``409`` / ``410``: the world, by airflow-core's own code, just before the
   heartbeat: a user deletes the TI (404), marks it failed (409), clears it (410: the try is
   archived; since core 3.4 a cleared running try stays live until it stops, so the scheduler's
-  heartbeat timeout then completes its restart: ``since_1_4_0_restart_completed_by_the_scheduler``).
+  heartbeat timeout then completes its restart: ``Release.restarts_a_cleared_try_once_stopped``).
   Only while the row is RUNNING, as ``model.server`` acts only on its RUNNING TI; otherwise the
   heartbeat meets the row as it is. ``row_gone`` is the status of the last heartbeat the server
   refused with 404/409/410, whoever made it refuse (``gone``).
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import attrs
 
-from impl.releases.adapters import model_state, since_1_4_0_restart_completed_by_the_scheduler
+from impl.releases.adapters import model_release, model_state
 from impl.server.airflow_api import (AirflowServer, Attempt, Exchange, RowState, TransportFault, active_server,
                                      quiet_logs)
 from model.scenario import (CALLS_WITH_MAP_INDEX, FAILED, HEARTBEAT_ERROR, HEARTBEAT_GONE, HEARTBEAT_NO_ANSWER, NO_STATE,
@@ -145,7 +145,7 @@ class AirflowAttempt:
             self.server.mark(run_id, FAILED)
         else:
             self.server.clear(run_id)
-            if since_1_4_0_restart_completed_by_the_scheduler():  # the cleared try is still live: archive it
+            if model_release().restarts_a_cleared_try_once_stopped:  # the cleared try is still live: archive it
                 self.server.heartbeat_timeout(run_id)
 
     def map_index_sent(self) -> str | None:
