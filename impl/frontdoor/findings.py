@@ -14,7 +14,7 @@ import attrs
 
 from model.client import as_seen
 from model.invariants import frames_received
-from model.release import Release
+from model.release import SPECIFIED, Release
 from model.runtime import NEVER_RETRIED_FAILURES, TERMINAL_FRAMES
 from model.scenario import (FAILED, HEARTBEAT_GONE, RUNNING, SUCCESS, TIMEOUT, UP_FOR_RETRY, Observation, Overtime,
                             Scenario)
@@ -44,8 +44,8 @@ class Finding:
     #: The task-sdk release that fixed it (its apache-airflow-core with it), None while it stands. From that
     #: release on its run must no longer break the invariant (a regression test), and its signature explains nothing.
     fixed_in: str | None = None
-    #: The task-sdk release that brought it, where that is newer than the pinned one (a pre-release's new bug);
-    #: before it, as from ``fixed_in`` on, its run must not break the invariant.
+    #: The task-sdk release that brought it (None: every release checked has it, from 1.0.0); before it, as from
+    #: ``fixed_in`` on, its run must not break the invariant. Newer than the pinned release for a pre-release's new bug.
     introduced_in: str | None = None
 
     @property
@@ -56,7 +56,7 @@ class Finding:
     def shown_on(self) -> str | None:
         """A release to show a finding that does not stand on the pinned one: the first it came in, or the last
         before its fix (``impl.releases.environments.release_standing_for``); None for one that stands there."""
-        if self.introduced_in is None and self.fixed_in is None:
+        if self.stands_on(SPECIFIED):
             return None
         from impl.releases.environments import release_standing_for
 
@@ -190,6 +190,8 @@ FINDINGS: tuple[Finding, ...] = (
         f"{_CLOSE}: final_state is UP_FOR_RETRY from the exit code, which is in STATES_SENT_DIRECTLY, "
         "so no retry() or finish() call is made (the comment there says finish() should handle it)",
         signature=_left_running_by_skip(UP_FOR_RETRY), also_breaks=("server_row_agrees_with_final_state",),
+        # Its exit 1 is UP_FOR_RETRY from 1.1.4 (Release.retries_after_exit); before, FAILED, which finish() reports.
+        introduced_in="1.1.4",
     ),
     Finding(
         "F3", "no_task_instance_left_running",
@@ -216,6 +218,9 @@ FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess._replay_pending_terminal_state_msg succeeds on the server, but final_state "
         "looks only at the non-zero exit (the Python task runner's fail-closed exit after a failed send)",
         signature=_failed_call_reached_the_server,
+        # The replay came in 1.2.2 (Release.keeps_an_undelivered_outcome); before, the failed call is forgotten and
+        # finish(FAILED) reports the exit.
+        introduced_in="1.2.2",
     ),
     Finding(
         "F6", "retries_within_budget",
@@ -242,6 +247,9 @@ FINDINGS: tuple[Finding, ...] = (
         "_send_terminal_state_msg sets _terminal_state on success, replacing SERVER_TERMINATED; final_state "
         "then sees a non-zero exit",
         signature=_replay_after_server_terminated, also_breaks=("server_row_agrees_with_final_state",),
+        # Before 1.2.2 the lost answer escapes wait() (F14); in 1.2.2 the replay is refused 409 by the server, which
+        # takes a repeated state only from core 3.3.0 (Release.accepts_repeated_state): SERVER_TERMINATED stands.
+        introduced_in="1.3.0",
     ),
     Finding(
         "F9", "no_task_instance_left_running",
@@ -272,6 +280,8 @@ FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess._send_terminal_state_msg keeps a timed-out call pending as if it had not happened; "
         "nothing asks the server what it holds before the next call",
         signature=_refused_after_lost_answer, also_breaks=("server_row_agrees_with_final_state",),
+        # Before 1.2.2 the lost answer escapes wait() (F14: Release.answers_a_transport_error): no later frame is read.
+        introduced_in="1.2.2",
     ),
     Finding(
         "F12", "server_row_agrees_with_final_state",
@@ -282,6 +292,9 @@ FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess._send_terminal_state_msg / _replay_pending_terminal_state_msg resend a retry to the "
         "TI id the retry itself archived, and take the 404 for a failed call; final_state then reads the exit code",
         signature=_applied_retry_refused, also_breaks=("failure_never_recorded_as_success",),
+        # Before 1.2.2 the supervisor holds UP_FOR_RETRY from the call on, answered or not
+        # (Release.holds_an_undelivered_outcome): reported UP_FOR_RETRY, as the row is.
+        introduced_in="1.2.2",
     ),
     Finding(
         "F13", "no_second_transition",
