@@ -196,6 +196,13 @@ class Release:
         return self.version >= (1, 3, 0)
 
     @property
+    def closes_the_channel_on_exit(self) -> bool:
+        """Whether ``main`` closes its channel's socket on the way out, whatever happened: since 1.0.3, a bug fix (the
+        child-side socket cleanup of apache/airflow#51180, for supervisors that waited for ever on an EOF they had
+        missed, with the channel of #51699). Before, the socket is left open until the process exits."""
+        return self.version >= (1, 0, 3)
+
+    @property
     def fails_closed_on_an_unsent_outcome(self) -> bool:
         """Whether ``run`` survives a terminal frame whose send raised, and has ``main`` exit 1 after ``finalize`` when
         that frame was FAILED or UP_FOR_RETRY (any other state exits 0): since 1.2.2, a bug fix (apache/airflow#66573).

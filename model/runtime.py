@@ -497,7 +497,7 @@ def task_runs(run: RuntimeRun, release: Release = SPECIFIED) -> bool:
 def python_runtime(run: RuntimeRun, release: Release = SPECIFIED) -> RuntimeObservation:
     """``task_runner.main`` for one try: startup, ``run``, ``finalize``, the exit, as ``release``'s runner
     does them (1.3.2, the specified release, unless told). The channel is closed on the way out, whatever
-    happened.
+    happened (since 1.0.3: ``Release.closes_the_channel_on_exit``).
 
     Startup first: started by fork+exec, ``main`` asks for the log channel (ResendLoggingFD, 1.2.2-1.3.x);
     a DAG not found yet makes ``parse`` reschedule, and ``main`` sends RescheduleTask and exits 0 without
@@ -530,7 +530,8 @@ def python_runtime(run: RuntimeRun, release: Release = SPECIFIED) -> RuntimeObse
         return RuntimeObservation(
             tuple(sent), state, exit_code,
             decision.delay if decision else None, decision.reason if decision else None,
-            on_kill_calls=int(SIGTERM in run.features and runs and not killed), channel_closed=True,
+            on_kill_calls=int(SIGTERM in run.features and runs and not killed),
+            channel_closed=release.closes_the_channel_on_exit,
             forked_child_exit=_forked_child_exit(release) if FORKED_CHILD in run.features and runs and not killed
             else None,
         )

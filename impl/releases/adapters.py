@@ -106,12 +106,19 @@ class RequestsWire:
         return codec.FrameReplies() if self.framed else codec.LineReplies()
 
     @property
-    def without_sockets(self) -> dict:
+    def supervisor_without_sockets(self) -> dict:
         """The constructor arguments of a supervisor whose task process has no sockets (the in-process target): none
         with frames, where ``wait()`` waits for the sockets it registered (``_open_sockets``); before, the descriptor
         its runtime writes requests to (``requests_fd``) and no open socket to count down (``num_open_sockets``: 4 by
         default, and ``wait()`` waits until it reaches 0)."""
         return {} if self.framed else {"requests_fd": -1, "num_open_sockets": 0}
+
+    @property
+    def startup_without_sockets(self) -> dict:
+        """What ``StartupDetails`` says of the channel to a runtime whose channel is a stand-in (the task-runner
+        target): nothing with frames, where requests and answers share the runtime's fd 0; before, the descriptor to
+        write requests to (``requests_fd``, required), none here."""
+        return {} if self.framed else {"requests_fd": -1}
 
 
 def since_1_0_3_length_prefixed_frames() -> RequestsWire:

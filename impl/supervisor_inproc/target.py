@@ -21,7 +21,7 @@ The wire is the installed release's (``since_1_0_3_length_prefixed_frames``): ea
 writes it (a length-prefixed msgpack frame, or before 1.0.3 a JSON line) and handed to ``handle_requests`` as the
 release's reader hands it; what the runtime is told is recorded per request (``RequestsWire.replies``; before 1.0.3 a
 frame handled with nothing to send back is ``unanswered``). A supervisor of a release before 1.0.3 is constructed as
-one whose process has no sockets (``RequestsWire.without_sockets``), as the stand-in selector registers none.
+one whose process has no sockets (``RequestsWire.supervisor_without_sockets``), as the stand-in selector registers none.
 
 The server. ``target(name, server=None)`` chooses what answers the supervisor: ``server`` or,
 when None, the environment variable ``FINALSTATE_SERVER`` (``registry.SERVER_ENV``, which
@@ -239,7 +239,7 @@ def _supervisor(scenario: Scenario, client, world=None, ti_id: uuid.UUID = TI_ID
     process, child = ScriptedProcess(scenario.exit_code), ChildEnd()
     selector = ScriptedSelector(scenario, process, world or client.task_instances)
     sup = QuickEscalation(id=ti_id, pid=process.pid, process=process, stdin=child, process_log=_QUIET,
-                          client=client, selector=selector, **_WIRE.without_sockets)
+                          client=client, selector=selector, **_WIRE.supervisor_without_sockets)
     selector.attach(sup)
     return sup, child
 
