@@ -384,6 +384,9 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess.final_state takes exit 0 with no terminal state as SUCCESS (the comment in "
         "run() says these need a separate fix in final_state)",
         RUNTIME_TARGETS, "runtime", _unsent_non_failure_exits_0,
+        # The fail-closed exit came in 1.2.2 (Release.fails_closed_on_an_unsent_outcome); before, any unsent outcome
+        # leaves run and main exits 1, which the supervisor records FAILED.
+        introduced_in="1.2.2",
     ),
     Finding(
         "R2", "failed_decision_never_recorded_up_for_retry",
@@ -394,6 +397,8 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "should_retry, so the runtime's no-retry decision (AirflowFailException, AirflowSensorTimeout, "
         "AirflowTaskTerminated, a retry policy's FAIL) is lost",
         RUNTIME_TARGETS, "runtime", _unsent_failed_exits_1_while_should_retry,
+        # Before 1.2.2 the unsent outcome leaves run with no state decided (Release.fails_closed_on_an_unsent_outcome).
+        introduced_in="1.2.2",
     ),
     Finding(
         "R3", "failure_answered_with_retry_exactly_when_should_retry",
@@ -406,6 +411,9 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "way and fails closed to TaskState(failed) (_evaluate_retry_policy falls back to the default only when "
         "evaluate itself raises)",
         RUNTIME_TARGETS, "runtime", _int_delay_fails_closed,
+        # In 1.3.0 (the first with retry policies) the failure path's error leaves run with no frame sent; the fail
+        # closed TaskState(failed) came in 1.3.1 (Release.catches_a_failing_outcome_handler).
+        introduced_in="1.3.1",
     ),
     Finding(
         "R4", "fail_exception_never_retries",
@@ -418,6 +426,8 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "branch (the comment there means the rendering error not to mask the task's)",
         RUNTIME_TARGETS, "runtime", _map_index_send_masks_the_exception,
         also_breaks=("failure_answered_with_retry_exactly_when_should_retry",),
+        # SetRenderedMapIndex came in 1.2.0 (Release.sends_the_rendered_map_index); before, no request follows the task.
+        introduced_in="1.2.0",
     ),
 )
 
