@@ -127,13 +127,22 @@ def since_1_0_3_length_prefixed_frames() -> RequestsWire:
     return RequestsWire(framed=since("1.0.3"))
 
 
-def since_1_0_3_open_sockets(supervisor) -> list:
-    """The sockets ``supervisor`` still reads from: those it keeps since 1.0.3 (``_open_sockets``); before, it only
-    counts them (``_num_open_sockets``), and they are the file objects registered in its selector (a stand-in's too,
-    such as an exit watch, which the caller leaves out)."""
+def since_1_0_3_open_sockets(supervisor):
+    """A function answering, whenever asked, the sockets ``supervisor`` still reads from: those it keeps since 1.0.3
+    (``_open_sockets``); before, it only counts them (``_num_open_sockets``) and its ``wait()`` closes its selector
+    whatever happens, so they are the file objects registered in the selector when this is called (right after
+    ``start``; a stand-in's among them, such as an exit watch, is the caller's to leave out) that are not closed yet."""
     if since("1.0.3"):
-        return list(supervisor._open_sockets)
-    return [key.fileobj for key in supervisor.selector.get_map().values()]
+        return lambda: list(supervisor._open_sockets)
+    registered = [key.fileobj for key in supervisor.selector.get_map().values()]
+    return lambda: [sock for sock in registered if sock.fileno() != -1]
+
+
+def since_1_0_3_selector_entry(handler, on_close):
+    """What a file object is registered in the supervisor's selector with, to be served by ``_service_subprocess``:
+    ``(handler, on_close)`` since 1.0.3, ``on_close(fileobj)`` being called once the handler says it needs no more;
+    before, the handler alone (the loop then unregisters and closes the file object itself)."""
+    return (handler, on_close) if since("1.0.3") else handler
 
 
 @functools.lru_cache(maxsize=None)

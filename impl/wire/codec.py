@@ -190,12 +190,11 @@ class LineReplies:
     its handling raised (``handle_requests``' error reply), is its answer, ``ok`` or ``error`` (``decode_reply_line``;
     ``undecodable: why`` for a line that is not JSON); one whose handling returned with no line written is
     ``unanswered``; one whose handling raised and got no line, its error leaving ``handle_requests``, has no entry
-    (``wait()`` raises it: the one frame more that ``model.invariants.frames_received`` counts). The first line is
-    StartupDetails; lines answering the runtime's own no-op requests are not recorded."""
+    (``wait()`` raises it: the one frame more that ``model.invariants.frames_received`` counts). A line written before
+    any request (StartupDetails), or answering the runtime's own no-op requests, is not recorded."""
 
     def __init__(self):
         self.replies: list[str] = []
-        self._started = False
         self._scenario = False
         self._told = True
 
@@ -211,9 +210,6 @@ class LineReplies:
 
     def sent(self, data: bytes) -> None:
         """The supervisor wrote ``data`` to its runtime."""
-        if not self._started:
-            self._started = True
-            return
         if not self._scenario or self._told:
             return
         self._told = True
