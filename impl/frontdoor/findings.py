@@ -365,6 +365,12 @@ def _map_index_send_masks_the_exception(run, o) -> bool:
             and o.state == UP_FOR_RETRY)
 
 
+def _crash_with_retries_left_failed(life, _=None) -> bool:
+    """L3's cause: a failing try with retries left whose process exited non-zero, no RetryTask delivered, is FAILED."""
+    return any(t.retryable_failure and t.context.should_retry and t.observation.exit_code not in (0, None)
+               and t.observation.final_state == FAILED and t.observation.row_gone is None for t in life.tries)
+
+
 def _try_left_running_as(state: str):
     """L1/L2: a try the supervisor reported ``state`` left the row RUNNING (F2/F1 across tries)."""
     def signature(life, _=None) -> bool:
@@ -445,6 +451,8 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess.update_task_state_if_needed makes no call for UP_FOR_RETRY (STATES_SENT_DIRECTLY)",
         PYTHON_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(UP_FOR_RETRY),
         also_breaks=("no_try_leaves_row_running",),
+        # F2's: before 1.1.4 the exit 1 is FAILED, and finish() reports it (L3 there).
+        introduced_in="1.1.4",
     ),
     Finding(
         "L2", "no_try_leaves_row_running",
@@ -454,6 +462,16 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
         "supervisor finding F1 (final_state falls back to SUCCESS, in STATES_SENT_DIRECTLY, no call made); "
         "the task runner does not fail closed for SUCCESS",
         PYTHON_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(SUCCESS),
+    ),
+    Finding(
+        "L3", "failing_try_with_retries_left_ends_up_for_retry",
+        "retries=1 | task raises ValueError; policy none; comms terminal_send_fails",
+        "a failing try with retries left whose RetryTask cannot be sent exits 1 and is reported FAILED: the TI is "
+        "not retried (before 1.1.4)",
+        "ActivitySubprocess.final_state before task-sdk 1.1.4 makes any non-zero exit FAILED whatever the should_retry "
+        "the server gave at start (1.1.2-1.1.3 retry a signal-killed task only, apache/airflow#55767); finish(FAILED) "
+        "then ends the TI",
+        PYTHON_LIFECYCLE_PAIRINGS, "lifecycle", _crash_with_retries_left_failed, fixed_in="1.1.4",
     ),
 )
 
@@ -477,6 +495,8 @@ WIRE_FINDINGS: tuple[Finding, ...] = (
         "ValidationError; the exception leaves _service_subprocess and _monitor_subprocess, so wait() "
         "never reaches update_task_state_if_needed",
         PROCESS_TARGETS, "wire",
+        # Frames came in 1.0.3; before, a line the JSON-lines reader cannot decode is logged and passed over.
+        introduced_in="1.0.3",
     ),
     Finding(
         "W2", "every_request_is_answered",
@@ -494,6 +514,7 @@ WIRE_FINDINGS: tuple[Finding, ...] = (
         "reads one byte of payload (here: >10 s and 4 GB of memory for four bytes)",
         "supervisor.length_prefixed_frame_reader: memoryview(bytearray(length_needed)) with no limit",
         PROCESS_TARGETS, "wire",
+        introduced_in="1.0.3",  # no length prefix before: JSON lines
     ),
     Finding(
         "W4", "servers_closed_when_wait_raises",
@@ -503,6 +524,20 @@ WIRE_FINDINGS: tuple[Finding, ...] = (
         "_PopenActivitySubprocess.wait calls super().wait() and only then _close_unused_sockets(...), "
         "without try/finally",
         PROCESS_TARGETS, "wire",
+        # _PopenActivitySubprocess came in 1.3.0; the forking supervisor before it has no listening sockets, and its
+        # wait() has read every socket to its end before update_task_state_if_needed can raise.
+        introduced_in="1.3.0",
+    ),
+    Finding(
+        "W5", "answer_the_runtime_cannot_take_still_ends_the_attempt",
+        "take no more answers; write a request that has one (GetVariable); exit 0",
+        "an answer written to a runtime that can no longer take it (it has died, or shut its end) leaves wait() "
+        "waiting for ever after the process exited: no final state, no closing call, the worker hangs (before 1.0.3)",
+        "ActivitySubprocess._service_subprocess (task-sdk before 1.0.3) takes the BrokenPipeError of send_msg out of "
+        "the requests reader as the end of that socket (the catch of apache/airflow#49128) and closes it, but only the "
+        "reader's own EOF path calls _on_socket_closed: _num_open_sockets never reaches 0 and _monitor_subprocess "
+        "loops on. 1.0.3 tracks the sockets themselves (_open_sockets) and the loop removes one however it ended",
+        PROCESS_TARGETS, "wire", fixed_in="1.0.3",
     ),
 )
 
