@@ -285,16 +285,18 @@ FINDINGS: tuple[Finding, ...] = (
     ),
     Finding(
         "F12", "server_row_agrees_with_final_state",
-        "try_number=1 max_tries=1 should_retry=true; fault retry lost; send RetryTask; exit 0",
+        "try_number=1 max_tries=0 should_retry=false; fault retry lost; send RetryTask; exit 1",
         "a RetryTask whose answer is lost was applied: the retry archived the try under a new TI id, so the "
-        "client's resend and the supervisor's replay are refused 404; a runtime that then exits 0 is reported "
-        "SUCCESS while the row is UP_FOR_RETRY (with Airflow's default client retries, on the real server too)",
+        "client's resend (and since 1.2.2 the supervisor's replay) is refused 404; the attempt is then reported by "
+        "its exit (FAILED here; SUCCESS after exit 0 from 1.2.2) while the row is UP_FOR_RETRY (with Airflow's "
+        "default client retries)",
         "ActivitySubprocess._send_terminal_state_msg / _replay_pending_terminal_state_msg resend a retry to the "
         "TI id the retry itself archived, and take the 404 for a failed call; final_state then reads the exit code",
         signature=_applied_retry_refused, also_breaks=("failure_never_recorded_as_success",),
-        # Before 1.2.2 the supervisor holds UP_FOR_RETRY from the call on, answered or not
-        # (Release.holds_an_undelivered_outcome): reported UP_FOR_RETRY, as the row is.
-        introduced_in="1.2.2",
+        # The exit 1 is reported FAILED on every release before 1.4.0 (an exit 0 only from 1.2.2: before, the state is
+        # held from the call on, Release.holds_an_undelivered_outcome); 1.4.0 keeps the held UP_FOR_RETRY over a
+        # failed exit (Release.keeps_over_a_failed_exit, apache/airflow#73249).
+        fixed_in="1.4.0",
     ),
     Finding(
         "F13", "no_second_transition",
