@@ -464,6 +464,9 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
         "supervisor finding F1 (final_state falls back to SUCCESS, in STATES_SENT_DIRECTLY, no call made); "
         "the task runner does not fail closed for SUCCESS",
         PYTHON_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(SUCCESS),
+        # F1's, met by a SucceedTask that cannot be sent only once main exits 0 for it: the fail-closed exit of 1.2.2
+        # (Release.fails_closed_on_an_unsent_outcome); before, it exits 1 and finish(FAILED) ends the row.
+        introduced_in="1.2.2",
     ),
     Finding(
         "L3", "failing_try_with_retries_left_ends_up_for_retry",

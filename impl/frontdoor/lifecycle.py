@@ -6,9 +6,9 @@ Each ``--target`` gives one or more *pairings* of a runtime side and a superviso
 ``--target``                runtime side                                    supervisor side
 ==========================  ==============================================  ==========================
 ``model``                   ``model.runtime`` (Python; coordinator, fixed)  ``model.supervisor``
-a supervisor target         ``model.runtime`` (Python; coordinator, fixed)  that target (real)
-(``airflow-inproc``, ...)
-``airflow-task-runner``     the real task runner                            ``model.supervisor``
+a supervisor target         ``model.runtime`` of the target's release       that target (real)
+(``airflow-inproc``, ...)   (Python; coordinator, fixed)
+``airflow-task-runner``     the real task runner                            ``model.supervisor`` of its release
 ``reference-runtime``       the reference coordinator runtime, under the real ``_PopenActivitySubprocess``
 ==========================  ==============================================  ==========================
 
@@ -153,13 +153,15 @@ def _pairings(target_name: str) -> list[Pairing]:
                 coordinator_pairing("model-coordinator+model", coordinator_model_with(sup))]
     try:
         loaded = load_target(target_name, "supervisor")
+        # the task runner of the supervisor's own release, as the model has it
+        runtime = functools.partial(model_runtime.python_runtime, release=loaded.release)
         rows = RealRows.of(loaded)
         if rows is not None:
             on_rows = f"{target_name}, real rows"
-            return [python_pairing(f"model-runtime+{on_rows}", model_runtime.python_runtime, rows.supervise, rows),
+            return [python_pairing(f"model-runtime+{on_rows}", runtime, rows.supervise, rows),
                     coordinator_pairing(f"model-coordinator+{on_rows}", coordinator_model_with(rows.supervise), rows)]
         lived = once_per_session(loaded.run)
-        return [python_pairing(f"model-runtime+{target_name}", model_runtime.python_runtime, lived),
+        return [python_pairing(f"model-runtime+{target_name}", runtime, lived),
                 coordinator_pairing(f"model-coordinator+{target_name}", coordinator_model_with(lived))]
     except TargetUnavailable as not_supervisor:
         for kind in ("runtime", "coordinator"):
