@@ -408,6 +408,18 @@ def handle_handler_failure(run: RuntimeRun, error: _Raised, release: Release = S
         return _failed()
 
 
+def impossible_on(run: RuntimeRun, release: Release = SPECIFIED) -> str | None:
+    """Why ``release`` cannot have this try (None: it can): a task with a retry policy before 1.3.0
+    (``Release.has_retry_policies``), or one raising ``TaskAwaitingInput``, which came with ``AwaitInputTask``
+    (``Release.terminal_frames``). ``python_runtime`` still answers such a try (as if it had no policy; sending an
+    AwaitInputTask); whoever pairs it with a real side of that release leaves it out."""
+    if run.policy is not None and not release.has_retry_policies:
+        return f"task-sdk {release} has no retry policies (they came in 1.3.0)"
+    if run.outcome == "TaskAwaitingInput" and "AwaitInputTask" not in release.terminal_frames:
+        return f"task-sdk {release} has no TaskAwaitingInput (it came in 1.3.0)"
+    return None
+
+
 def consulted_policy(run: RuntimeRun, release: Release = SPECIFIED) -> Policy | None:
     """The retry policy the runner consults on a failure: the task's, where the release has retry policies
     (``Release.has_retry_policies``); none before, where no task can have one."""

@@ -35,6 +35,7 @@ from impl.releases.adapters import model_release
 from model import runtime as model_runtime
 from model import supervisor as model_supervisor
 from model.lifecycle import Life, Try, life_violations
+from model.release import Release
 from model.server import DELETED, Row
 from model.runtime import (COMMS_MODES, COORDINATOR_FAILURES, COORDINATOR_OUTCOMES, NEVER_RETRIED_FAILURES, PYTHON_OUTCOMES,
                            CoordinatorRun, RuntimeRun)
@@ -146,6 +147,19 @@ def once_per_session(run):
     return functools.lru_cache(maxsize=None)(run)
 
 
+class NotOnThisRelease(NotImplementedError):
+    """A try the supervisor target's release cannot have (``model.runtime.impossible_on``)."""
+
+
+def release_runtime(run: RuntimeRun, release: Release):
+    """The model's task runner of ``release``, the runtime side paired with a supervisor target of that release; a
+    try the release cannot have raises ``NotOnThisRelease`` (``playable_only`` rejects it in a search)."""
+    reason = model_runtime.impossible_on(run, release)
+    if reason is not None:
+        raise NotOnThisRelease(reason)
+    return model_runtime.python_runtime(run, release)
+
+
 def _pairings(target_name: str) -> list[Pairing]:
     if target_name == "model":
         sup = model_supervisor.run
@@ -153,8 +167,7 @@ def _pairings(target_name: str) -> list[Pairing]:
                 coordinator_pairing("model-coordinator+model", coordinator_model_with(sup))]
     try:
         loaded = load_target(target_name, "supervisor")
-        # the task runner of the supervisor's own release, as the model has it
-        runtime = functools.partial(model_runtime.python_runtime, release=loaded.release)
+        runtime = playable_only(functools.partial(release_runtime, release=loaded.release))
         rows = RealRows.of(loaded)
         if rows is not None:
             on_rows = f"{target_name}, real rows"

@@ -73,6 +73,7 @@ from model.runtime import (  # noqa: E402
     RuntimeObservation,
     RuntimeRun,
     Sent,
+    impossible_on,
 )
 from model.scenario import Send  # noqa: E402
 from impl.releases.adapters import (  # noqa: E402
@@ -349,11 +350,9 @@ class NotPlayable(NotImplementedError):
 def refuse_what_the_release_cannot_have(run: RuntimeRun) -> None:
     """Raise ``NotPlayable`` for a try the installed release cannot have (or that would kill the checker)."""
     sdk = f"apache-airflow-task-sdk {INSTALLED}"
-    if run.policy is not None and RETRY_POLICIES is None:
-        raise NotPlayable(f"{sdk} has no retry policies (airflow.sdk.definitions.retry_policy came in 1.3.0); "
-                          f"no task of it can have policy {run.policy.to_text()}")
-    if run.outcome == "TaskAwaitingInput" and TaskAwaitingInput is None:
-        raise NotPlayable(f"{sdk} has no TaskAwaitingInput (it came in 1.3.0); no task of it can raise it")
+    impossible = impossible_on(run, model_release())
+    if impossible is not None:
+        raise NotPlayable(f"{impossible}; no task of it can have this try ({run.to_text()})")
     if SIGTERM in run.features and not since_1_0_4_sigterm_handler():
         raise NotPlayable(f"{sdk}'s task runner installs no SIGTERM handler (it came in 1.0.4); the signal would kill "
                           "the checker's own process (the model says the task's process dies of it)")
