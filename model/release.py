@@ -123,9 +123,19 @@ class Release:
 
     @property
     def answers_every_request(self) -> bool:
-        """Since 1.0.3 (length-prefixed frames with ids) every request is answered; before (JSON lines),
-        a request was answered only when its handler had something to send: an error, for a terminal frame."""
+        """Whether the supervisor answers every request it handles, a terminal frame handled well included (with an
+        empty response frame): since 1.0.3, a design change (apache/airflow#51699: length-prefixed msgpack frames with
+        ids replaced JSON lines, so that every request could be told of its error). Before, it writes a line back
+        only when handling gave it something to send: the answer to a request that asks for something, or an error
+        for a call that failed; a terminal frame handled well is answered nothing (``UNANSWERED``)."""
         return self.version >= (1, 0, 3)
+
+    @property
+    def carries_the_rendered_map_index(self) -> bool:
+        """Whether the runtime's terminal frames carry the task's rendered ``map_index_template`` and the supervisor
+        passes it on in its succeed, retry and finish calls: since 1.0.1, by design (apache/airflow#49809, for #49224).
+        Before, no frame or call has the field (the frames' models forbid it): no call carries one."""
+        return self.version >= (1, 0, 1)
 
     @property
     def heartbeat_gone(self) -> tuple[int, ...]:
@@ -225,6 +235,13 @@ class Release:
         """Whether a task can have a ``retry_policy`` that the runner consults on a failure: since 1.3.0 (AIP-105,
         apache/airflow#65474). Before, there is no such thing: a try with a policy is not one the release can have."""
         return self.version >= (1, 3, 0)
+
+    @property
+    def closes_the_channel_on_exit(self) -> bool:
+        """Whether ``main`` closes its channel's socket on the way out, whatever happened: since 1.0.3, a bug fix (the
+        child-side socket cleanup of apache/airflow#51180, for supervisors that waited for ever on an EOF they had
+        missed, with the channel of #51699). Before, the socket is left open until the process exits."""
+        return self.version >= (1, 0, 3)
 
     @property
     def fails_closed_on_an_unsent_outcome(self) -> bool:

@@ -408,6 +408,18 @@ def handle_handler_failure(run: RuntimeRun, error: _Raised, release: Release = S
         return _failed()
 
 
+def impossible_on(run: RuntimeRun, release: Release = SPECIFIED) -> str | None:
+    """Why ``release`` cannot have this try (None: it can): a task with a retry policy before 1.3.0
+    (``Release.has_retry_policies``), or one raising ``TaskAwaitingInput``, which came with ``AwaitInputTask``
+    (``Release.terminal_frames``). ``python_runtime`` still answers such a try (as if it had no policy; sending an
+    AwaitInputTask); whoever pairs it with a real side of that release leaves it out."""
+    if run.policy is not None and not release.has_retry_policies:
+        return f"task-sdk {release} has no retry policies (they came in 1.3.0)"
+    if run.outcome == "TaskAwaitingInput" and "AwaitInputTask" not in release.terminal_frames:
+        return f"task-sdk {release} has no TaskAwaitingInput (it came in 1.3.0)"
+    return None
+
+
 def consulted_policy(run: RuntimeRun, release: Release = SPECIFIED) -> Policy | None:
     """The retry policy the runner consults on a failure: the task's, where the release has retry policies
     (``Release.has_retry_policies``); none before, where no task can have one."""
@@ -497,7 +509,7 @@ def task_runs(run: RuntimeRun, release: Release = SPECIFIED) -> bool:
 def python_runtime(run: RuntimeRun, release: Release = SPECIFIED) -> RuntimeObservation:
     """``task_runner.main`` for one try: startup, ``run``, ``finalize``, the exit, as ``release``'s runner
     does them (1.3.2, the specified release, unless told). The channel is closed on the way out, whatever
-    happened.
+    happened (since 1.0.3: ``Release.closes_the_channel_on_exit``).
 
     Startup first: started by fork+exec, ``main`` asks for the log channel (ResendLoggingFD, 1.2.2-1.3.x);
     a DAG not found yet makes ``parse`` reschedule, and ``main`` sends RescheduleTask and exits 0 without
@@ -530,7 +542,8 @@ def python_runtime(run: RuntimeRun, release: Release = SPECIFIED) -> RuntimeObse
         return RuntimeObservation(
             tuple(sent), state, exit_code,
             decision.delay if decision else None, decision.reason if decision else None,
-            on_kill_calls=int(SIGTERM in run.features and runs and not killed), channel_closed=True,
+            on_kill_calls=int(SIGTERM in run.features and runs and not killed),
+            channel_closed=release.closes_the_channel_on_exit,
             forked_child_exit=_forked_child_exit(release) if FORKED_CHILD in run.features and runs and not killed
             else None,
         )

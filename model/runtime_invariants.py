@@ -33,8 +33,13 @@ from model.scenario import FAILED, SUCCESS, UP_FOR_RETRY, Observation, RunContex
 def met_failure(run: RuntimeRun, observed: RuntimeObservation) -> bool:
     """The task ran and failed, or a request of the try other than its terminal frame failed (the
     XCom clearing before the task, the map-index update after it, the SkipDownstreamTasks of its
-    outcome's handler, the log channel at startup)."""
-    return (task_runs(run) and run.outcome in FAILURE_OUTCOMES) or bool(observed.failed_requests)
+    outcome's handler, the log channel at startup).
+
+    A deferral whose kwargs cannot be serialized fails where ``_defer_task`` serializes them (since 1.2.0:
+    ``model.release.Release.serializes_deferral_kwargs``); a runtime that sent its DeferTask all the same (an earlier
+    one, whose frame writes the value as its text) deferred the task, which did not fail."""
+    deferred = run.outcome == "TaskDeferredUnserializable" and any(s.frame.frame == "DeferTask" for s in observed.sent)
+    return (task_runs(run) and run.outcome in FAILURE_OUTCOMES and not deferred) or bool(observed.failed_requests)
 
 
 def met_never_retry(run: RuntimeRun, observed: RuntimeObservation) -> bool:

@@ -37,6 +37,9 @@ NO_STATE = "none"
 #: An observation's final state when ``wait()`` raised before it saw the process exit: no final state was decided
 #: (``final_state`` is not valid before the process has finished).
 NO_FINAL_STATE = "none"
+#: What the runtime was told for a frame the supervisor read and handled without sending anything back: a reply of
+#: the JSON-lines wire before task-sdk 1.0.3 (``model.release.Release.answers_every_request``).
+UNANSWERED = "unanswered"
 
 #: The runtime's terminal and near-terminal frames, by their ``type`` discriminator.
 FRAME_TYPES = (
@@ -297,7 +300,8 @@ class ApiCall:
 class Observation:
     """What one target made of one scenario.
 
-    ``replies`` has one entry per frame the supervisor received: ``ok`` or ``error``.
+    ``replies`` has one entry per frame the supervisor received: ``ok`` or ``error`` (``unanswered`` before 1.0.3,
+    for a frame handled with nothing to send back).
     ``row`` is the server row's state at the end (``NO_STATE`` for none); ``row_gone`` the status the server
     answers for it once it has taken the TI away (404/409/410), else ``None``.
     ``raised`` names what the supervisor raised out of ``wait()``, if anything.

@@ -34,6 +34,7 @@ from model.scenario import (
     SERVER_TERMINATED,
     SUCCESS,
     TIMEOUT,
+    UNANSWERED,
     UP_FOR_RESCHEDULE,
     UP_FOR_RETRY,
     ApiCall,
@@ -135,9 +136,12 @@ class Supervisor:
         return attrs.evolve(self, server=server, calls=(*self.calls, *calls), map_index_sent=sent), status
 
     def reply(self, ok: bool) -> Supervisor:
+        """What ``handle_requests`` sends back for a terminal frame it handled: ``ok``, or ``error`` for a call that
+        failed; before 1.0.3 nothing for one handled well (``UNANSWERED``: ``Release.answers_every_request``)."""
+        said = "ok" if ok else "error"
         if ok and not self.release.answers_every_request:
-            return self
-        return attrs.evolve(self, replies=(*self.replies, "ok" if ok else "error"))
+            said = UNANSWERED
+        return attrs.evolve(self, replies=(*self.replies, said))
 
     def kill(self) -> Supervisor:
         """``kill(SIGTERM, force=True)``: the process dies of SIGTERM, or of the SIGKILL it escalates to when the
@@ -148,11 +152,13 @@ class Supervisor:
 
 
 def start(scenario: Scenario, release: Release = SPECIFIED) -> Supervisor:
-    """``_on_child_started``: ``task_instances.start`` turns the row RUNNING and brings should_retry."""
+    """``_on_child_started``: ``task_instances.start`` turns the row RUNNING and brings should_retry. The frames carry
+    the scenario's rendered map index where the release has one (``Release.carries_the_rendered_map_index``)."""
     tries = scenario.execution_api_retries
     server, calls, _ = client.request(Server.queued(scenario.context, release=release), Server.start, tries, "start")
+    carried = scenario.rendered_map_index if release.carries_the_rendered_map_index else None
     return Supervisor(server, scenario.context.should_retry, calls=calls, release=release, execution_api_retries=tries,
-                      frames_map_index=scenario.rendered_map_index)
+                      frames_map_index=carried)
 
 
 def outcome_call(frame: Send) -> tuple[str, str]:
@@ -203,7 +209,7 @@ def answer(sup: Supervisor, failure: int | str | None) -> Supervisor:
 def handle_request(sup: Supervisor, frame: Send) -> Supervisor:
     """``_handle_request`` for the frames of the model's alphabet, and the answer ``handle_requests`` sends back.
 
-    A non-terminal request is answered and changes nothing here. A terminal frame the release does not know
+    A non-terminal request is answered (it asks for something) and changes nothing here. A terminal frame the release does not know
     (``Release.terminal_frames``) fails ``handle_requests``' decoder: logged, nothing else. A frame held for close
     (``Release.held_for_close``: a TaskState; since 1.4.0 a RetryTask too) makes no call: its state is held, and
     since 1.4.0 the frame itself is pending, to be delivered at close (``update_task_state_if_needed``); once
@@ -211,8 +217,8 @@ def handle_request(sup: Supervisor, frame: Send) -> Supervisor:
     outcome makes its call (``send_terminal_state_msg``).
     """
     release = sup.release
-    if frame.frame in NON_TERMINAL_FRAMES:
-        return sup.reply(True)
+    if frame.frame in NON_TERMINAL_FRAMES:  # it asks for something: answered on every release
+        return attrs.evolve(sup, replies=(*sup.replies, "ok"))
     if frame.frame not in release.terminal_frames:
         return sup
     if frame.frame == "SkipDownstreamTasks":

@@ -105,3 +105,54 @@ def test_any_bytes_decode_or_are_refused_cleanly(data):
         codec.decode_request(data)
     except codec.FrameError:
         pass
+
+
+# -- JSON lines (the wire before task-sdk 1.0.3) and what the runtime is told per request ---------------------------
+
+@pytest.mark.parametrize("frame", FRAME_TYPES)
+def test_a_request_line_is_what_the_supervisors_decoder_reads(frame):
+    """Each terminal body as one JSON line (as a 1.0.x runtime writes it) decodes with the supervisor's own decoder,
+    ``validate_json`` as 1.0.x's ``handle_requests`` calls it (datetimes in ISO 8601)."""
+    from airflow.sdk.execution_time.supervisor import ActivitySubprocess
+
+    from impl.releases.adapters import request_body
+
+    line = codec.encode_request_line(request_body(frame, "failed", None))
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    try:
+        decoded = ActivitySubprocess.decoder.validate_json(line)
+    except Exception:  # a frame the installed release does not know (AwaitInputTask before 1.3.0)
+        from impl.supervisor_process.target import decoded_request_types
+
+        assert frame not in decoded_request_types()
+    else:
+        assert decoded.type == frame
+
+
+def test_a_reply_line_is_an_error_only_for_a_failed_request():
+    failed = b'{"error":"API_SERVER_ERROR","detail":{"status_code":500},"type":"ErrorResponse"}\n'
+    not_found = b'{"error":"VARIABLE_NOT_FOUND","detail":{"key":"k"},"type":"ErrorResponse"}\n'
+    assert codec.decode_reply_line(failed).error and codec.decode_reply_line(failed).id is None
+    assert codec.decode_reply_line(not_found).body["error"] == "VARIABLE_NOT_FOUND"
+    with pytest.raises(codec.FrameError, match="not JSON"):
+        codec.decode_reply_line(b"\xc1\n")
+
+
+def test_line_replies_follow_the_requests_as_the_supervisor_handles_them():
+    """One entry per scenario request handled: its line's verdict, ``unanswered`` when none came, none at all when
+    its handling raised with nothing written; the lines of StartupDetails and of the runtime's no-op are not replies."""
+    failed = b'{"error":"API_SERVER_ERROR","type":"ErrorResponse"}\n'
+    replies = codec.LineReplies()
+    replies.sent(b'{"type":"StartupDetails"}\n')
+    replies.handling(scenario=True)          # a TaskState: nothing to send
+    replies.handled()
+    replies.handling(scenario=True)          # a call that failed: handle_requests answers the error
+    replies.sent(failed)
+    replies.handling(scenario=False)         # the lockstep's no-op, answered
+    replies.sent(b'{"error":"VARIABLE_NOT_FOUND","type":"ErrorResponse"}\n')
+    replies.handled()
+    replies.handling(scenario=True)          # a GetVariable of the scenario's: answered
+    replies.sent(b'{"type":"VariableResult","key":"k"}\n')
+    replies.handled()
+    replies.handling(scenario=True)          # a call whose handling raised out of handle_requests
+    assert replies.replies == ["unanswered", "error", "ok"]

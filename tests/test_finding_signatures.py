@@ -67,7 +67,9 @@ def test_the_model_has_no_violation_the_known_findings_do_not_explain():
 def test_a_finding_explains_no_other_findings_scenario_by_accident():
     """Signatures are narrow: no finding's signature explains the headline violation of another's run
     unless the two share a cause (listed)."""
-    shared = {("F5", "F7"), ("F8", "F7"), ("F8", "F5")}  # a replay or a kill is one more way to a delivered state ignored
+    # a replay or a kill is one more way to a delivered state ignored; an applied retry refused 404 is a call counted
+    # failed that moved the row
+    shared = {("F5", "F7"), ("F8", "F7"), ("F8", "F5"), ("F12", "F5")}
     for finding in FINDINGS:
         scenario = KINDS["supervisor"].parse(finding.scenario)
         release = SPECIFIED if finding.shown_on is None else Release.parse(finding.shown_on)  # one it stands on

@@ -120,6 +120,24 @@ def _seen(text: str, release: str) -> tuple:
             ", ".join(observed.replies), observed.raised)
 
 
+def test_before_1_0_3_a_frame_handled_with_nothing_to_send_is_answered_nothing():
+    """``answers_every_request`` (apache/airflow#51699): on JSON lines the supervisor writes a line only when it has
+    something to send (an error; the answer to a request that asks for something); a frame handled well is
+    ``unanswered``, one entry still per frame read."""
+    text = ("try_number=1 max_tries=0 execution_api_retries=1; send SkipDownstreamTasks; fault defer transient; "
+            "send DeferTask; send MaskSecret; send TaskState failed; exit 0")
+    calls = "skip_downstream_tasks->200, defer->500, finish(failed)->200"
+    assert _seen(text, "1.0.2") == (0, "failed", "failed", calls, "unanswered, error, ok, unanswered", None)
+    assert _seen(text, "1.0.3") == (0, "failed", "failed", calls, "ok, error, ok, ok", None)
+
+
+def test_since_1_0_1_the_calls_pass_the_rendered_map_index_on():
+    """``carries_the_rendered_map_index`` (apache/airflow#49809): 1.0.0's frames and calls have no such field."""
+    text = "try_number=1 max_tries=0; send SucceedTask; exit 0"
+    assert run(Scenario.from_text(text), Release.parse("1.0.0")).rendered_map_index is None
+    assert run(Scenario.from_text(text), Release.parse("1.0.1")).rendered_map_index == "finalstate-0"
+
+
 def test_since_1_2_2_a_failed_outcome_call_is_kept_and_made_again_at_close():
     """``keeps_an_undelivered_outcome`` (apache/airflow#66574): 1.2.1 forgets the failed call, the row stays RUNNING."""
     text = "try_number=1 max_tries=0 execution_api_retries=1; fault succeed transient; send SucceedTask; exit 0"

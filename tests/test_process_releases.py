@@ -56,11 +56,12 @@ def in_release(release: str, code: str, *args: str, timeout: float = 600, **env)
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
 
 
-@pytest.mark.parametrize("release", ["1.0.3", "1.1.8", "1.2.2"])
+@pytest.mark.parametrize("release", ["1.0.0", "1.0.2", "1.0.3", "1.1.8", "1.2.2"])
 def test_the_forking_supervisor_of_a_release_before_1_3_0_runs_the_scripted_runtime(release):
-    """The real ``ActivitySubprocess.start(target=...)`` forks, the child speaks the frames on its fd 0, ``wait()``
-    reaps it: the same observation as the release's model (1.0.3: no ``MaskSecret`` yet, its no-op is
-    ``GetVariable``; ``AwaitInputTask`` is not decoded before 1.3.0, so it goes unanswered)."""
+    """The real ``ActivitySubprocess.start(target=...)`` forks, the child speaks the release's wire on its fd 0,
+    ``wait()`` reaps it: the same observation as the release's model (1.0.3: no ``MaskSecret`` yet, its no-op is
+    ``GetVariable``; ``AwaitInputTask`` is not decoded before 1.3.0, so it goes unanswered; before 1.0.3 JSON lines, the
+    requests written to the descriptor StartupDetails names, a frame handled with nothing to send ``unanswered``)."""
     done = in_release(release, _CHECK, *SCENARIOS)
     assert done.returncode == 0, done.stderr[-3000:]
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")]

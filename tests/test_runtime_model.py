@@ -137,6 +137,7 @@ def test_the_runtime_traits_change_at_the_release_that_brought_them():
         "fails_closed_on_an_unsent_outcome": ("1.2.1", "1.2.2"),
         "catches_a_failing_outcome_handler": ("1.3.0", "1.3.1"),
         "calls_on_kill_on_sigterm": ("1.0.3", "1.0.4"),
+        "closes_the_channel_on_exit": ("1.0.2", "1.0.3"),
         "reschedules_a_startup_without_its_dag": ("1.1.6", "1.1.7"),
         "sends_the_rendered_map_index": ("1.1.8", "1.2.0"),
         "serializes_deferral_kwargs": ("1.1.8", "1.2.0"),

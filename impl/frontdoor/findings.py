@@ -14,7 +14,7 @@ import attrs
 
 from model.client import as_seen
 from model.invariants import frames_received
-from model.release import Release
+from model.release import SPECIFIED, Release
 from model.runtime import NEVER_RETRIED_FAILURES, TERMINAL_FRAMES
 from model.scenario import (FAILED, HEARTBEAT_GONE, RUNNING, SUCCESS, TIMEOUT, UP_FOR_RETRY, Observation, Overtime,
                             Scenario)
@@ -44,8 +44,8 @@ class Finding:
     #: The task-sdk release that fixed it (its apache-airflow-core with it), None while it stands. From that
     #: release on its run must no longer break the invariant (a regression test), and its signature explains nothing.
     fixed_in: str | None = None
-    #: The task-sdk release that brought it, where that is newer than the pinned one (a pre-release's new bug);
-    #: before it, as from ``fixed_in`` on, its run must not break the invariant.
+    #: The task-sdk release that brought it (None: every release checked has it, from 1.0.0); before it, as from
+    #: ``fixed_in`` on, its run must not break the invariant. Newer than the pinned release for a pre-release's new bug.
     introduced_in: str | None = None
 
     @property
@@ -56,7 +56,7 @@ class Finding:
     def shown_on(self) -> str | None:
         """A release to show a finding that does not stand on the pinned one: the first it came in, or the last
         before its fix (``impl.releases.environments.release_standing_for``); None for one that stands there."""
-        if self.introduced_in is None and self.fixed_in is None:
+        if self.stands_on(SPECIFIED):
             return None
         from impl.releases.environments import release_standing_for
 
@@ -190,6 +190,8 @@ FINDINGS: tuple[Finding, ...] = (
         f"{_CLOSE}: final_state is UP_FOR_RETRY from the exit code, which is in STATES_SENT_DIRECTLY, "
         "so no retry() or finish() call is made (the comment there says finish() should handle it)",
         signature=_left_running_by_skip(UP_FOR_RETRY), also_breaks=("server_row_agrees_with_final_state",),
+        # Its exit 1 is UP_FOR_RETRY from 1.1.4 (Release.retries_after_exit); before, FAILED, which finish() reports.
+        introduced_in="1.1.4",
     ),
     Finding(
         "F3", "no_task_instance_left_running",
@@ -216,6 +218,9 @@ FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess._replay_pending_terminal_state_msg succeeds on the server, but final_state "
         "looks only at the non-zero exit (the Python task runner's fail-closed exit after a failed send)",
         signature=_failed_call_reached_the_server,
+        # The replay came in 1.2.2 (Release.keeps_an_undelivered_outcome); before, the failed call is forgotten and
+        # finish(FAILED) reports the exit.
+        introduced_in="1.2.2",
     ),
     Finding(
         "F6", "retries_within_budget",
@@ -243,6 +248,9 @@ FINDINGS: tuple[Finding, ...] = (
         "then sees a non-zero exit",
         signature=_replay_after_server_terminated, also_breaks=("server_row_agrees_with_final_state",),
         fixed_in="1.4.0",  # apache/airflow#73249: a held SERVER_TERMINATED is final, nothing replayed over it
+        # Before 1.2.2 the lost answer escapes wait() (F14); in 1.2.2 the replay is refused 409 by the server, which
+        # takes a repeated state only from core 3.3.0 (Release.accepts_repeated_state): SERVER_TERMINATED stands.
+        introduced_in="1.3.0",
     ),
     Finding(
         "F9", "no_task_instance_left_running",
@@ -273,17 +281,23 @@ FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess._send_terminal_state_msg keeps a timed-out call pending as if it had not happened; "
         "nothing asks the server what it holds before the next call",
         signature=_refused_after_lost_answer, also_breaks=("server_row_agrees_with_final_state",),
+        # Before 1.2.2 the lost answer escapes wait() (F14: Release.answers_a_transport_error): no later frame is read.
+        introduced_in="1.2.2",
     ),
     Finding(
         "F12", "server_row_agrees_with_final_state",
-        "try_number=1 max_tries=1 should_retry=true; fault retry lost; send RetryTask; exit 0",
+        "try_number=1 max_tries=0 should_retry=false; fault retry lost; send RetryTask; exit 1",
         "a RetryTask whose answer is lost was applied: the retry archived the try under a new TI id, so the "
-        "client's resend and the supervisor's replay are refused 404; a runtime that then exits 0 is reported "
-        "SUCCESS while the row is UP_FOR_RETRY (with Airflow's default client retries, on the real server too)",
+        "client's resend (and since 1.2.2 the supervisor's replay) is refused 404; the attempt is then reported by "
+        "its exit (FAILED here; SUCCESS after exit 0 from 1.2.2) while the row is UP_FOR_RETRY (with Airflow's "
+        "default client retries)",
         "ActivitySubprocess._send_terminal_state_msg / _replay_pending_terminal_state_msg resend a retry to the "
         "TI id the retry itself archived, and take the 404 for a failed call; final_state then reads the exit code",
         signature=_applied_retry_refused, also_breaks=("failure_never_recorded_as_success",),
-        fixed_in="1.4.0",  # apache/airflow#73249: the RetryTask is held for close, its UP_FOR_RETRY survives
+        # The exit 1 is reported FAILED on every release before 1.4.0 (an exit 0 only from 1.2.2: before, the state is
+        # held from the call on, Release.holds_an_undelivered_outcome); 1.4.0 keeps the held UP_FOR_RETRY over a
+        # failed exit (Release.keeps_over_a_failed_exit, apache/airflow#73249).
+        fixed_in="1.4.0",
     ),
     Finding(
         "F13", "no_second_transition",
@@ -354,6 +368,12 @@ def _map_index_send_masks_the_exception(run, o) -> bool:
             and o.state == UP_FOR_RETRY)
 
 
+def _crash_with_retries_left_failed(life, _=None) -> bool:
+    """L3's cause: a failing try with retries left whose process exited non-zero, no RetryTask delivered, is FAILED."""
+    return any(t.retryable_failure and t.context.should_retry and t.observation.exit_code not in (0, None)
+               and t.observation.final_state == FAILED and t.observation.row_gone is None for t in life.tries)
+
+
 def _try_left_running_as(state: str):
     """L1/L2: a try the supervisor reported ``state`` left the row RUNNING (F2/F1 across tries)."""
     def signature(life, _=None) -> bool:
@@ -373,6 +393,9 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess.final_state takes exit 0 with no terminal state as SUCCESS (the comment in "
         "run() says these need a separate fix in final_state)",
         RUNTIME_TARGETS, "runtime", _unsent_non_failure_exits_0,
+        # The fail-closed exit came in 1.2.2 (Release.fails_closed_on_an_unsent_outcome); before, any unsent outcome
+        # leaves run and main exits 1, which the supervisor records FAILED.
+        introduced_in="1.2.2",
     ),
     Finding(
         "R2", "failed_decision_never_recorded_up_for_retry",
@@ -383,6 +406,8 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "should_retry, so the runtime's no-retry decision (AirflowFailException, AirflowSensorTimeout, "
         "AirflowTaskTerminated, a retry policy's FAIL) is lost",
         RUNTIME_TARGETS, "runtime", _unsent_failed_exits_1_while_should_retry,
+        # Before 1.2.2 the unsent outcome leaves run with no state decided (Release.fails_closed_on_an_unsent_outcome).
+        introduced_in="1.2.2",
     ),
     Finding(
         "R3", "failure_answered_with_retry_exactly_when_should_retry",
@@ -395,6 +420,9 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "way and fails closed to TaskState(failed) (_evaluate_retry_policy falls back to the default only when "
         "evaluate itself raises)",
         RUNTIME_TARGETS, "runtime", _int_delay_fails_closed,
+        # In 1.3.0 (the first with retry policies) the failure path's error leaves run with no frame sent; the fail
+        # closed TaskState(failed) came in 1.3.1 (Release.catches_a_failing_outcome_handler).
+        introduced_in="1.3.1",
     ),
     Finding(
         "R4", "fail_exception_never_retries",
@@ -407,6 +435,8 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "branch (the comment there means the rendering error not to mask the task's)",
         RUNTIME_TARGETS, "runtime", _map_index_send_masks_the_exception,
         also_breaks=("failure_answered_with_retry_exactly_when_should_retry",),
+        # SetRenderedMapIndex came in 1.2.0 (Release.sends_the_rendered_map_index); before, no request follows the task.
+        introduced_in="1.2.0",
     ),
 )
 
@@ -424,6 +454,8 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess.update_task_state_if_needed makes no call for UP_FOR_RETRY (STATES_SENT_DIRECTLY)",
         PYTHON_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(UP_FOR_RETRY),
         also_breaks=("no_try_leaves_row_running",),
+        # F2's: before 1.1.4 the exit 1 is FAILED, and finish() reports it (L3 there).
+        introduced_in="1.1.4",
     ),
     Finding(
         "L2", "no_try_leaves_row_running",
@@ -433,6 +465,19 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
         "supervisor finding F1 (final_state falls back to SUCCESS, in STATES_SENT_DIRECTLY, no call made); "
         "the task runner does not fail closed for SUCCESS",
         PYTHON_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(SUCCESS),
+        # F1's, met by a SucceedTask that cannot be sent only once main exits 0 for it: the fail-closed exit of 1.2.2
+        # (Release.fails_closed_on_an_unsent_outcome); before, it exits 1 and finish(FAILED) ends the row.
+        introduced_in="1.2.2",
+    ),
+    Finding(
+        "L3", "failing_try_with_retries_left_ends_up_for_retry",
+        "retries=1 | task raises ValueError; policy none; comms terminal_send_fails",
+        "a failing try with retries left whose RetryTask cannot be sent exits 1 and is reported FAILED: the TI is "
+        "not retried (before 1.1.4)",
+        "ActivitySubprocess.final_state before task-sdk 1.1.4 makes any non-zero exit FAILED whatever the should_retry "
+        "the server gave at start (1.1.2-1.1.3 retry a signal-killed task only, apache/airflow#55767); finish(FAILED) "
+        "then ends the TI",
+        PYTHON_LIFECYCLE_PAIRINGS, "lifecycle", _crash_with_retries_left_failed, fixed_in="1.1.4",
     ),
 )
 
@@ -456,6 +501,8 @@ WIRE_FINDINGS: tuple[Finding, ...] = (
         "ValidationError; the exception leaves _service_subprocess and _monitor_subprocess, so wait() "
         "never reaches update_task_state_if_needed",
         PROCESS_TARGETS, "wire",
+        # Frames came in 1.0.3; before, a line the JSON-lines reader cannot decode is logged and passed over.
+        introduced_in="1.0.3",
     ),
     Finding(
         "W2", "every_request_is_answered",
@@ -473,6 +520,7 @@ WIRE_FINDINGS: tuple[Finding, ...] = (
         "reads one byte of payload (here: >10 s and 4 GB of memory for four bytes)",
         "supervisor.length_prefixed_frame_reader: memoryview(bytearray(length_needed)) with no limit",
         PROCESS_TARGETS, "wire",
+        introduced_in="1.0.3",  # no length prefix before: JSON lines
     ),
     Finding(
         "W4", "servers_closed_when_wait_raises",
@@ -482,6 +530,20 @@ WIRE_FINDINGS: tuple[Finding, ...] = (
         "_PopenActivitySubprocess.wait calls super().wait() and only then _close_unused_sockets(...), "
         "without try/finally",
         PROCESS_TARGETS, "wire",
+        # _PopenActivitySubprocess came in 1.3.0; the forking supervisor before it has no listening sockets, and its
+        # wait() has read every socket to its end before update_task_state_if_needed can raise.
+        introduced_in="1.3.0",
+    ),
+    Finding(
+        "W5", "answer_the_runtime_cannot_take_still_ends_the_attempt",
+        "take no more answers; write a request that has one (GetVariable); exit 0",
+        "an answer written to a runtime that can no longer take it (it has died, or shut its end) leaves wait() "
+        "waiting for ever after the process exited: no final state, no closing call, the worker hangs (before 1.0.3)",
+        "ActivitySubprocess._service_subprocess (task-sdk before 1.0.3) takes the BrokenPipeError of send_msg out of "
+        "the requests reader as the end of that socket (the catch of apache/airflow#49128) and closes it, but only the "
+        "reader's own EOF path calls _on_socket_closed: _num_open_sockets never reaches 0 and _monitor_subprocess "
+        "loops on. 1.0.3 tracks the sockets themselves (_open_sockets) and the loop removes one however it ended",
+        PROCESS_TARGETS, "wire", fixed_in="1.0.3",
     ),
 )
 

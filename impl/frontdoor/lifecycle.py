@@ -6,9 +6,9 @@ Each ``--target`` gives one or more *pairings* of a runtime side and a superviso
 ``--target``                runtime side                                    supervisor side
 ==========================  ==============================================  ==========================
 ``model``                   ``model.runtime`` (Python; coordinator, fixed)  ``model.supervisor``
-a supervisor target         ``model.runtime`` (Python; coordinator, fixed)  that target (real)
-(``airflow-inproc``, ...)
-``airflow-task-runner``     the real task runner                            ``model.supervisor``
+a supervisor target         ``model.runtime`` of the target's release       that target (real)
+(``airflow-inproc``, ...)   (Python; coordinator, fixed)
+``airflow-task-runner``     the real task runner                            ``model.supervisor`` of its release
 ``reference-runtime``       the reference coordinator runtime, under the real ``_PopenActivitySubprocess``
 ==========================  ==============================================  ==========================
 
@@ -35,6 +35,7 @@ from impl.releases.adapters import model_release
 from model import runtime as model_runtime
 from model import supervisor as model_supervisor
 from model.lifecycle import Life, Try, life_violations
+from model.release import Release
 from model.server import DELETED, Row
 from model.runtime import (COMMS_MODES, COORDINATOR_FAILURES, COORDINATOR_OUTCOMES, NEVER_RETRIED_FAILURES, PYTHON_OUTCOMES,
                            CoordinatorRun, RuntimeRun)
@@ -146,6 +147,19 @@ def once_per_session(run):
     return functools.lru_cache(maxsize=None)(run)
 
 
+class NotOnThisRelease(NotImplementedError):
+    """A try the supervisor target's release cannot have (``model.runtime.impossible_on``)."""
+
+
+def release_runtime(run: RuntimeRun, release: Release):
+    """The model's task runner of ``release``, the runtime side paired with a supervisor target of that release; a
+    try the release cannot have raises ``NotOnThisRelease`` (``playable_only`` rejects it in a search)."""
+    reason = model_runtime.impossible_on(run, release)
+    if reason is not None:
+        raise NotOnThisRelease(reason)
+    return model_runtime.python_runtime(run, release)
+
+
 def _pairings(target_name: str) -> list[Pairing]:
     if target_name == "model":
         sup = model_supervisor.run
@@ -153,13 +167,14 @@ def _pairings(target_name: str) -> list[Pairing]:
                 coordinator_pairing("model-coordinator+model", coordinator_model_with(sup))]
     try:
         loaded = load_target(target_name, "supervisor")
+        runtime = playable_only(functools.partial(release_runtime, release=loaded.release))
         rows = RealRows.of(loaded)
         if rows is not None:
             on_rows = f"{target_name}, real rows"
-            return [python_pairing(f"model-runtime+{on_rows}", model_runtime.python_runtime, rows.supervise, rows),
+            return [python_pairing(f"model-runtime+{on_rows}", runtime, rows.supervise, rows),
                     coordinator_pairing(f"model-coordinator+{on_rows}", coordinator_model_with(rows.supervise), rows)]
         lived = once_per_session(loaded.run)
-        return [python_pairing(f"model-runtime+{target_name}", model_runtime.python_runtime, lived),
+        return [python_pairing(f"model-runtime+{target_name}", runtime, lived),
                 coordinator_pairing(f"model-coordinator+{target_name}", coordinator_model_with(lived))]
     except TargetUnavailable as not_supervisor:
         for kind in ("runtime", "coordinator"):

@@ -6,7 +6,8 @@ this checkout (editable) with one release, or with a source checkout of apache/a
 ``adapters`` holds one small function or value per private API that differs between releases,
 each named by the release that introduced the difference and selected by the installed version.
 
-May import: ``model`` (and the standard library, attrs, Airflow in ``adapters``). The bindings
+May import: ``model`` (and the standard library, attrs, Airflow in ``adapters``, and ``wire``'s codec there: the
+requests wire of each release). The bindings
 import ``adapters``; ``frontdoor`` imports ``environments``. ``environments`` imports no Airflow.
 
 Across releases, on top of the front door: ``observe`` (a worker observing runs on one target of

@@ -16,6 +16,8 @@ from importlib.metadata import PackageNotFoundError, version
 import attrs
 from packaging.version import Version
 
+from impl.wire import codec
+
 try:
     #: The installed apache-airflow-task-sdk release, as its metadata says.
     INSTALLED = Version(version("apache-airflow-task-sdk"))
@@ -75,18 +77,72 @@ def since_1_2_0_child_started_arguments() -> dict:
     return {"sentry_integration": ""} if since("1.2.0") else {}
 
 
-def since_1_0_3_length_prefixed_frames() -> None:
-    """Since 1.0.3 supervisor and runtime speak length-prefixed msgpack frames with ids (``_RequestFrame``);
-    before, JSON lines (and ``wait()`` counts open sockets): the bindings drive frames, so raise
-    ``TargetUnavailable`` naming the release on an older one."""
-    if not since("1.0.3"):
-        raise missing("length-prefixed msgpack frames (_RequestFrame); its supervisor speaks JSON lines, "
-                      "which finalstate's bindings do not drive", "1.0.3")
+@attrs.frozen
+class RequestsWire:
+    """How the installed supervisor and its runtime talk over the requests channel: ``framed``, length-prefixed
+    msgpack frames with ids (``_RequestFrame``, ``_ResponseFrame``), each request answered by one response frame; else
+    JSON lines, a request being its body on one line, written to the descriptor ``StartupDetails.requests_fd`` names,
+    and the supervisor writing a line back (to the runtime's stdin) only when handling gave it something to send."""
+
+    framed: bool
+
+    def request(self, request_id: int, body: dict) -> bytes:
+        """One request as the runtime writes it (the id goes only into a frame)."""
+        if self.framed:
+            return codec.encode_request(codec.RequestFrame(request_id, body))
+        return codec.encode_request_line(body)
+
+    def handed_to_handle_requests(self, data: bytes):
+        """What the supervisor's reader hands ``handle_requests`` for one whole request: the ``_RequestFrame`` msgspec
+        decodes (``length_prefixed_frame_reader``), or the line itself (``make_buffered_socket_reader``)."""
+        if self.framed:
+            return _request_decoder().decode(data[codec.HEADER_SIZE:])
+        return data
+
+    def replies(self):
+        """A recorder of what the runtime is told for each request (``impl.wire.codec.FrameReplies`` or
+        ``LineReplies``): it is told the bytes the supervisor writes (``sent``) and, before each, which request the
+        supervisor decoded (``handling``)."""
+        return codec.FrameReplies() if self.framed else codec.LineReplies()
+
+    @property
+    def supervisor_without_sockets(self) -> dict:
+        """The constructor arguments of a supervisor whose task process has no sockets (the in-process target): none
+        with frames, where ``wait()`` waits for the sockets it registered (``_open_sockets``); before, the descriptor
+        its runtime writes requests to (``requests_fd``) and no open socket to count down (``num_open_sockets``: 4 by
+        default, and ``wait()`` waits until it reaches 0)."""
+        return {} if self.framed else {"requests_fd": -1, "num_open_sockets": 0}
+
+    @property
+    def startup_without_sockets(self) -> dict:
+        """What ``StartupDetails`` says of the channel to a runtime whose channel is a stand-in (the task-runner
+        target): nothing with frames, where requests and answers share the runtime's fd 0; before, the descriptor to
+        write requests to (``requests_fd``, required), none here."""
+        return {} if self.framed else {"requests_fd": -1}
 
 
-def request_for_handle_requests(frame_bytes: bytes, header_size: int):
-    """What ``handle_requests`` is sent for one request: the ``_RequestFrame`` decoded from our codec's bytes."""
-    return _request_decoder().decode(frame_bytes[header_size:])
+def since_1_0_3_length_prefixed_frames() -> RequestsWire:
+    """The installed release's requests wire: length-prefixed msgpack frames with ids since 1.0.3 (apache/airflow#51699,
+    backported as #51924); JSON lines before."""
+    return RequestsWire(framed=since("1.0.3"))
+
+
+def since_1_0_3_open_sockets(supervisor):
+    """A function answering, whenever asked, the sockets ``supervisor`` still reads from: those it keeps since 1.0.3
+    (``_open_sockets``); before, it only counts them (``_num_open_sockets``) and its ``wait()`` closes its selector
+    whatever happens, so they are the file objects registered in the selector when this is called (right after
+    ``start``; a stand-in's among them, such as an exit watch, is the caller's to leave out) that are not closed yet."""
+    if since("1.0.3"):
+        return lambda: list(supervisor._open_sockets)
+    registered = [key.fileobj for key in supervisor.selector.get_map().values()]
+    return lambda: [sock for sock in registered if sock.fileno() != -1]
+
+
+def since_1_0_3_selector_entry(handler, on_close):
+    """What a file object is registered in the supervisor's selector with, to be served by ``_service_subprocess``:
+    ``(handler, on_close)`` since 1.0.3, ``on_close(fileobj)`` being called once the handler says it needs no more;
+    before, the handler alone (the loop then unregisters and closes the file object itself)."""
+    return (handler, on_close) if since("1.0.3") else handler
 
 
 @functools.lru_cache(maxsize=None)
@@ -185,7 +241,18 @@ def supervisor_state(state: str | None):
 
     if state is None:
         return None
-    return supervisor.SERVER_TERMINATED if state == SERVER_TERMINATED else supervisor.TaskInstanceState(state)
+    return supervisor.SERVER_TERMINATED if state == SERVER_TERMINATED else since_1_0_1_task_instance_state(state)
+
+
+def since_1_0_1_task_instance_state(state: str):
+    """``state`` (a TI state's value) as the installed supervisor holds one: a ``TaskInstanceState`` member since 1.0.1;
+    before, a ``TerminalTIState`` member for a terminal state and an ``IntermediateTIState`` one for any other."""
+    from airflow.sdk.api.datamodels import _generated
+
+    if since("1.0.1"):
+        return _generated.TaskInstanceState(state)
+    terminal = {member.value for member in _generated.TerminalTIState}
+    return _generated.TerminalTIState(state) if state in terminal else _generated.IntermediateTIState(state)
 
 
 def since_1_2_0_defer_queue(body: dict) -> dict:
@@ -330,16 +397,22 @@ def since_1_1_7_startup_reschedule(reschedule_date) -> BaseException:
     return SystemExit(1)
 
 
+def since_1_0_1_rendered_map_index(body: dict) -> dict:
+    """The terminal frames carry a ``rendered_map_index`` since 1.0.1; before, no frame has one (``SucceedTask`` and
+    ``RetryTask`` forbid the key), so a body meant for an older supervisor leaves it out."""
+    return body if since("1.0.1") else {k: v for k, v in body.items() if k != "rendered_map_index"}
+
+
 def request_body(frame: str, state: str | None, rendered_map_index: str | None) -> dict:
     """The body of a scenario's ``send`` as the installed release takes it: a non-terminal request is the release's
     no-op (``since_1_0_6_mask_secret_no_op``), a terminal frame its body without fields the release forbids
-    (``since_1_2_0_defer_queue``)."""
-    from impl.wire import codec
+    (``since_1_2_0_defer_queue``, ``since_1_0_1_rendered_map_index``)."""
     from model.scenario import NON_TERMINAL_FRAMES
 
     if frame in NON_TERMINAL_FRAMES:
         return since_1_0_6_mask_secret_no_op()
-    return since_1_2_0_defer_queue(codec.terminal_body(frame, state, rendered_map_index=rendered_map_index))
+    body = codec.terminal_body(frame, state, rendered_map_index=rendered_map_index)
+    return since_1_0_1_rendered_map_index(since_1_2_0_defer_queue(body))
 
 
 def since_1_4_0_delete_every_attempt(session, ti) -> None:

@@ -94,10 +94,15 @@ UPSTREAM: dict[str, str] = {
     "R2": f"apparently new (a side effect of [#66573]({_AF}/pull/66573)'s fail-closed exit)",
     "L1": "apparently new (F2 across tries)",
     "L2": "see F1 and R1 (F1 across tries)",
+    "L3": f"fixed in 1.1.4 (a non-zero exit with should_retry is UP_FOR_RETRY); [#55767]({_AF}/pull/55767) (in 1.1.2) "
+          "did it for a signal-killed task only",
     "W1": "apparently new",
     "W2": f"related: [#46426]({_AF}/issues/46426) (open: 'every request should have a response'), not this case",
     "W3": "apparently new",
     "W4": f"apparently new (the unguarded close came with [#67635]({_AF}/pull/67635))",
+    "W5": f"apparently new; the catch that skips the count came with [#49128]({_AF}/pull/49128); gone in 1.0.3, whose "
+          f"loop tracks the sockets themselves (with [#51180]({_AF}/pull/51180), lingering supervisors, "
+          f"[#50500]({_AF}/issues/50500))",
 }
 
 

@@ -12,7 +12,9 @@ calls in the order they arrived, and the answer the next heartbeat gets.
 The *control channel* is a plain TCP socket on which the scripted runtime (stdlib only)
 performs the scenario's events that are not frames, in order and in lockstep: ``arm`` a
 fault, make a ``heartbeat`` fall due with a given answer, run the success ``overtime`` out,
-say it now ignores SIGTERM (``ignore_sigterm``: the supervisor's ``runtime_ignores_sigterm``).
+say it now ignores SIGTERM (``ignore_sigterm``: the supervisor's ``runtime_ignores_sigterm``), or wait until the
+supervisor's loop, woken from outside, has run its checks on the clocks as they are now (``settle``: the supervisor's
+``settle``, a lockstep that writes nothing to the runtime, for the JSON-lines wire before task-sdk 1.0.3).
 Frames are length-prefixed msgpack maps, as on the comm channel; each is acknowledged once done.
 The channel acts on the attempt registered under the runtime's token through its ``attach``,
 ``arm`` and ``heartbeat_due``: a model ``Attempt`` here, or the real server's attempt that
@@ -48,6 +50,8 @@ from model.scenario import CALLS_WITH_MAP_INDEX, HEARTBEAT_NO_ANSWER, TIMEOUT, A
 API_PREFIX = "/execution/"
 #: How far a clock is run out: beyond any threshold the harness configures.
 BACKDATE = 4.0e9
+#: How long ``settle`` waits for the supervisor's loop to run its checks, at most.
+SETTLE_BUDGET = 10.0
 #: How long the handler of a ``lost`` call keeps its connection open, at most.
 LOST_HOLD = 30.0
 
@@ -316,7 +320,10 @@ class _ControlHandler(socketserver.BaseRequestHandler):
             except Exception as e:  # tell the runtime; it exits with its protocol-error code
                 reply = {"ok": False, "error": f"{type(e).__name__}: {e}"}
             data = msgpack.packb(reply)
-            sock.sendall(len(data).to_bytes(4, "big") + data)
+            try:
+                sock.sendall(len(data).to_bytes(4, "big") + data)
+            except OSError:  # the runtime is gone (killed while it waited, as a settle may be): nobody to tell
+                return
 
     def perform(self, message: dict) -> dict:
         attempt = self.api.attempts.get(message.get("token"))
@@ -343,6 +350,10 @@ class _ControlHandler(socketserver.BaseRequestHandler):
         if op == "ignore_sigterm":  # the runtime traps SIGTERM from now on: its kill need not wait long to escalate
             sup.runtime_ignores_sigterm = True
             return {"ok": True}
+        if op == "settle":  # the loop, woken from outside, has run its checks on the clocks as they are now
+            if sup.settle(SETTLE_BUDGET):
+                return {"ok": True}
+            return {"ok": False, "error": f"the supervisor's loop did not run its checks within {SETTLE_BUDGET:g}s"}
         return {"ok": False, "error": f"unknown op {op!r}"}
 
 

@@ -15,7 +15,13 @@ Nothing of the supervisor is re-implemented here. The real ``wait()`` runs the r
 - the Execution API client: ``impl.server.model_client`` answers from ``model.server.Server``
   (the server's rules and the scenario's faults), tried as Airflow's client tries, raising what
   Airflow's client raises, and records every try;
-- the child's socket: response frames are decoded to learn what the runtime was told.
+- the child's socket: what the supervisor writes is decoded to learn what the runtime was told.
+
+The wire is the installed release's (``since_1_0_3_length_prefixed_frames``): each frame is encoded as its runtime
+writes it (a length-prefixed msgpack frame, or before 1.0.3 a JSON line) and handed to ``handle_requests`` as the
+release's reader hands it; what the runtime is told is recorded per request (``RequestsWire.replies``; before 1.0.3 a
+frame handled with nothing to send back is ``unanswered``). A supervisor of a release before 1.0.3 is constructed as
+one whose process has no sockets (``RequestsWire.supervisor_without_sockets``), as the stand-in selector registers none.
 
 The server. ``target(name, server=None)`` chooses what answers the supervisor: ``server`` or,
 when None, the environment variable ``FINALSTATE_SERVER`` (``registry.SERVER_ENV``, which
@@ -47,10 +53,10 @@ from airflow.sdk.execution_time import supervisor as airflow_supervisor
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 from impl.releases.adapters import (decided_final_state, model_release, model_state, request_body,
-                                    request_for_handle_requests, require_the_models_heartbeat_budget,
-                                    since_1_0_3_length_prefixed_frames, since_1_0_4_overtime_threshold,
-                                    since_1_1_2_should_retry, since_1_2_0_child_started_arguments,
-                                    since_1_3_0_process_tracker, since_1_4_0_heartbeat_due, supervisor_state)
+                                    require_the_models_heartbeat_budget, since_1_0_3_length_prefixed_frames,
+                                    since_1_0_4_overtime_threshold, since_1_1_2_should_retry,
+                                    since_1_2_0_child_started_arguments, since_1_3_0_process_tracker,
+                                    since_1_4_0_heartbeat_due, supervisor_state)
 from impl.server.model_client import RecordingClient, error_name
 from impl.wire import codec
 from model.scenario import Fault, Heartbeat, IgnoreSigterm, Observation, Overtime, Scenario, Send
@@ -63,6 +69,8 @@ structlog.configure(
 )
 _QUIET = structlog.get_logger("finalstate")
 _TRACKING = since_1_3_0_process_tracker()
+#: How the installed supervisor and its runtime talk: frames since 1.0.3, JSON lines before.
+_WIRE = since_1_0_3_length_prefixed_frames()
 TI_ID = uuid.UUID(int=1)
 #: The supervisor's wait before it escalates a kill's signal (Airflow's: 5 s), in process: the scripted process
 #: dies at once of any signal it does not ignore.
@@ -120,21 +128,18 @@ class ScriptedProcess(_TRACKING.base):
 
 
 class ChildEnd:
-    """The child's end of the comms socket: reads the supervisor's response frames.
-
-    The first frame is StartupDetails, which is no reply to anything.
-    """
+    """The child's end of the comms socket: records what the runtime is told for each frame (``RequestsWire.replies``;
+    the first write, StartupDetails, is no reply to anything)."""
 
     def __init__(self):
-        self.replies: list[str] = []
-        self.started = False
+        self.recorded = _WIRE.replies()
+
+    @property
+    def replies(self) -> list[str]:
+        return self.recorded.replies
 
     def sendall(self, data: bytes) -> None:
-        if not self.started:
-            self.started = True
-            return
-        frame = codec.decode_response(bytes(data))
-        self.replies.append("error" if frame.error else "ok")
+        self.recorded.sent(data)
 
     def close(self) -> None:
         pass
@@ -193,10 +198,9 @@ class ScriptedSelector:
 
     def _deliver(self, event: Send) -> None:
         """Put one frame on the wire and hand it to the supervisor as its frame reader would."""
-        body = request_body(event.frame, event.state, self.rendered_map_index)
-        data = codec.encode_request(codec.RequestFrame(self.next_id, body))
+        data = _WIRE.request(self.next_id, request_body(event.frame, event.state, self.rendered_map_index))
         self.next_id += 1
-        self.requests.send(request_for_handle_requests(data, codec.HEADER_SIZE))
+        self.requests.send(_WIRE.handed_to_handle_requests(data))
 
     def register(self, *args, **kwargs):
         raise AssertionError("the in-process target registers no file objects")
@@ -212,10 +216,18 @@ class ScriptedSelector:
 
 
 class QuickEscalation(ActivitySubprocess):
-    """The real ``ActivitySubprocess``, its kill escalating after ``ESCALATION_DELAY`` instead of Airflow's 5 s."""
+    """The real ``ActivitySubprocess``, its kill escalating after ``ESCALATION_DELAY`` instead of Airflow's 5 s; the
+    child end is told of each request it decoded before handling it (what is written back next answers that one)."""
 
     def kill(self, signal_to_send=signal.SIGINT, escalation_delay=None, force=False):
         return super().kill(signal_to_send, ESCALATION_DELAY, force)
+
+    def _handle_request(self, msg, log, *request_id):
+        recorded = self.stdin.recorded
+        recorded.handling(scenario=True)
+        result = super()._handle_request(msg, log, *request_id)
+        recorded.handled()
+        return result
 
 
 def _supervisor(scenario: Scenario, client, world=None, ti_id: uuid.UUID = TI_ID
@@ -227,7 +239,7 @@ def _supervisor(scenario: Scenario, client, world=None, ti_id: uuid.UUID = TI_ID
     process, child = ScriptedProcess(scenario.exit_code), ChildEnd()
     selector = ScriptedSelector(scenario, process, world or client.task_instances)
     sup = QuickEscalation(id=ti_id, pid=process.pid, process=process, stdin=child, process_log=_QUIET,
-                          client=client, selector=selector)
+                          client=client, selector=selector, **_WIRE.supervisor_without_sockets)
     selector.attach(sup)
     return sup, child
 
@@ -349,7 +361,6 @@ def target(name: str, server: str | None = None):
     """The ``airflow-inproc`` target on ``server`` (None: ``$FINALSTATE_SERVER``, default ``model``); see the module."""
     from impl.frontdoor.registry import Target, TargetUnavailable, chosen_server, require_real_server
 
-    since_1_0_3_length_prefixed_frames()
     if chosen_server(server) == "model":
         return Target(name, run, release=model_release(), final_state=decide_final_state, in_process=True)
     require_real_server(name)

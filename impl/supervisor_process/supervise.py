@@ -42,8 +42,10 @@ import os
 import selectors
 import shutil
 import signal
+import socket
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Callable, Sequence
@@ -54,13 +56,14 @@ from airflow.sdk.api.datamodels._generated import TaskInstance
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 
 from impl.releases.adapters import (decided_final_state, missing, require_the_models_heartbeat_budget,
-                                    since_1_0_4_overtime_owner, since_1_3_0_command_supervisor,
-                                    since_1_4_0_client_retry, since_1_4_0_http_library)
+                                    since_1_0_3_length_prefixed_frames, since_1_0_3_open_sockets,
+                                    since_1_0_3_selector_entry, since_1_0_4_overtime_owner,
+                                    since_1_3_0_command_supervisor, since_1_4_0_client_retry,
+                                    since_1_4_0_http_library)
 from impl.server.model_api import ExecutionAPIFake
 from impl.server.model_client import error_name
-from impl.wire import codec
 from impl.wire.launcher import ForkServer, build_launcher
-from impl.wire.scripted_runtime import SYNC_ID_BASE
+from impl.wire.scripted_runtime import SYNC_VARIABLE
 from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Observation, RunContext
 
 structlog.configure(
@@ -86,6 +89,10 @@ ESCALATION_DELAY = 0.05
 IGNORED_SIGTERM_GRACE = 3.0
 #: An attempt that has not ended by then is ended by the harness (SIGKILL), and says so.
 DEFAULT_DEADLINE = 15.0
+#: How often ``settle`` looks whether the loop has run its checks.
+SETTLE_POLL = 0.0005
+#: A ``wait()`` still going this long after the deadline kill is ended by the harness (``StuckWaitEnder``).
+STUCK_WAIT_GRACE = 5.0
 DEFAULT_STARTUP_TIMEOUT = 10.0
 #: Starting the real server: a database copy (or, the first time, Airflow's migrations) and the app's
 #: warm-up; seconds on an idle machine, over a minute on a loaded one. Bounded all the same.
@@ -95,6 +102,8 @@ require_the_models_heartbeat_budget(airflow_supervisor.MAX_FAILED_HEARTBEATS)
 #: The installed release's real-process supervisor: ``_PopenActivitySubprocess`` (a runtime command) since 1.3.0,
 #: ``ActivitySubprocess`` forking a callable before (``since_1_3_0_command_supervisor``).
 SUPERVISOR = since_1_3_0_command_supervisor()
+#: How the installed supervisor and its runtime talk: frames since 1.0.3, JSON lines before.
+WIRE = since_1_0_3_length_prefixed_frames()
 
 
 @functools.lru_cache(maxsize=None)
@@ -114,10 +123,45 @@ class QuickEscalation(SUPERVISOR.base):
 
     runtime_ignores_sigterm = False
     starting = None
+    #: How many wake-ups of the monitor loop have run their checks (heartbeat, overtime), and what wakes the loop up
+    #: from outside (``LoopWaker``, set by the harness): ``settle``.
+    checks_done = 0
+    waker = None
 
     def kill(self, signal_to_send=signal.SIGINT, escalation_delay=5.0, force=False):
         return super().kill(signal_to_send, ESCALATION_DELAY if self.runtime_ignores_sigterm else escalation_delay,
                             force)
+
+    def _handle_request(self, msg, log, *request_id):
+        """The real handling, the recording comm told of each request first (what is written next answers it) and
+        whether it is one of the scenario's, not the scripted runtime's lockstep no-op (on JSON lines, a
+        ``GetVariable`` of ``SYNC_VARIABLE``)."""
+        recorded = self.stdin.recorded
+        recorded.handling(scenario=getattr(msg, "key", None) != SYNC_VARIABLE)
+        result = super()._handle_request(msg, log, *request_id)
+        recorded.handled()
+        return result
+
+    def _handle_process_overtime_if_needed(self):
+        """The last check of a wake-up whose process is alive (after the heartbeat's): counted in ``checks_done``."""
+        super()._handle_process_overtime_if_needed()
+        self.checks_done += 1
+
+    def settle(self, budget: float) -> bool:
+        """Return once two wake-ups of the monitor loop, each woken by the harness, have run their checks (the second
+        starts after this was called, so it reads every clock as it is now), or the process has ended; False if
+        ``budget`` seconds went by first. Nothing is written to the runtime: no request is in flight if the checks
+        kill it (the scripted runtime's lockstep after a clock event on JSON lines, where an answer written to a
+        runtime that has died leaves a supervisor before 1.0.3 waiting for ever: finding W5)."""
+        until = time.monotonic() + budget
+        for _ in range(2):
+            seen = self.checks_done
+            self.waker.poke()
+            while self.checks_done == seen and self._exit_code is None:
+                if time.monotonic() > until:
+                    return False
+                time.sleep(SETTLE_POLL)
+        return True
 
     def _on_child_started(self, **kwargs):
         QuickEscalation.starting = self
@@ -222,24 +266,46 @@ def close_harness() -> None:
 
 
 class RecordingComm:
-    """The supervisor's end of the comm socket, recording the answer to each scenario frame."""
+    """The supervisor's end of the comm socket, recording what the runtime is told for each scenario frame (the
+    installed wire's recorder, ``RequestsWire.replies``; the lockstep's no-op frames are not counted)."""
 
     def __init__(self, sock):
         self._sock = sock
-        self.replies: list[str] = []
+        self.recorded = WIRE.replies()
+
+    @property
+    def replies(self) -> list[str]:
+        return self.recorded.replies
 
     def sendall(self, data) -> None:
-        try:
-            frame = codec.decode_response(bytes(data))
-        except codec.FrameError as e:
-            self.replies.append(f"undecodable: {e}")
-        else:
-            if 0 < frame.id < SYNC_ID_BASE:
-                self.replies.append("error" if frame.error else "ok")
+        self.recorded.sent(data)
         self._sock.sendall(data)
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
+
+
+class LoopWaker:
+    """A socket pair whose one end is registered in the supervisor's selector: a byte written to the other wakes the
+    monitor loop, which reads it and otherwise has nothing to do, then runs its checks as at any wake-up (``settle``).
+    It changes when the loop wakes, not what it does."""
+
+    def __init__(self):
+        self.inside, self.outside = socket.socketpair()
+
+    def register(self, selector) -> None:
+        def drain(sock):
+            sock.recv(4096)
+            return True
+
+        selector.register(self.inside, selectors.EVENT_READ, since_1_0_3_selector_entry(drain, lambda _sock: None))
+
+    def poke(self) -> None:
+        self.outside.send(b"!")
+
+    def close(self) -> None:
+        self.inside.close()
+        self.outside.close()
 
 
 class ExitWatch:
@@ -261,7 +327,7 @@ class ExitWatch:
             with contextlib.suppress(KeyError, ValueError):
                 selector.unregister(watch)
 
-        selector.register(self, selectors.EVENT_READ, (lambda watch: False, on_close))
+        selector.register(self, selectors.EVENT_READ, since_1_0_3_selector_entry(lambda watch: False, on_close))
 
 
 @contextlib.contextmanager
@@ -368,26 +434,35 @@ def _supervise(attempt, client, context: RunContext, launch, task_id: str, deadl
             QuickEscalation.starting = None
         comm = RecordingComm(sup.stdin)
         sup.stdin = comm
+        open_sockets = since_1_0_3_open_sockets(sup)
         watch = ExitWatch(sup.pid)
         watch.register(sup.selector)
+        sup.waker = LoopWaker()
+        sup.waker.register(sup.selector)
         attempt.attach(sup)
-        timer = threading.Timer(deadline, _deadline, (attempt, sup, deadline, notes))
-        timer.daemon = True
-        timer.start()
+        waker = StuckWaitEnder(sup, notes)
+        timers = [threading.Timer(deadline, _deadline, (attempt, sup, deadline, notes)),
+                  threading.Timer(deadline + STUCK_WAIT_GRACE, waker.end)]
+        for timer in timers:
+            timer.daemon = True
+            timer.start()
         raised = None
         try:
             sup.wait()
         except Exception as e:  # the supervisor raising is part of what it did
             raised = error_name(e)
         finally:
-            timer.cancel()
+            for timer in timers:
+                timer.cancel()
             watch.close()
+            sup.waker.close()
+            waker.close()
     _reap_runtime(attempt, sup)
     # before 1.3.0 psutil's exit code: a signal's is a ``Negsignal`` member; None: wait() raised before the exit
     exit_code = None if sup._exit_code is None else int(sup._exit_code)
     final_state = decided_final_state(sup)
     if raised is not None:  # not part of the attempt: kept out of the observation, counted in census()
-        h.closed_for_supervisor += _close_leftovers(sup)
+        h.closed_for_supervisor += _close_leftovers(sup, open_sockets)
         if exit_code is None:  # the process the supervisor abandoned: nobody else will end and reap it
             _kill_and_reap(sup)
             h.killed_for_supervisor += 1
@@ -408,6 +483,44 @@ def _supervise(attempt, client, context: RunContext, launch, task_id: str, deadl
     )
 
 
+class WaitEnded(Exception):
+    """Raised into a ``wait()`` that outlived its attempt's deadline by ``STUCK_WAIT_GRACE`` (``StuckWaitEnder``)."""
+
+
+class StuckWaitEnder:
+    """Ends a ``wait()`` still going ``STUCK_WAIT_GRACE`` after the deadline kill: one that waits for ever (a supervisor
+    before 1.0.3 whose count of open sockets never reaches 0, finding W5). It registers a socket in the supervisor's
+    selector and makes it readable: the loop wakes and its handler raises ``WaitEnded`` out of ``wait()``, which the
+    observation records, with a note saying the harness stepped in. A ``wait()`` that ends by itself never meets it."""
+
+    def __init__(self, sup, notes: list[str]):
+        self.sup = sup
+        self.notes = notes
+        self.pair: tuple = ()
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def end(self) -> None:
+        def handler(_sock):
+            raise WaitEnded("the harness ended a wait() that outlived its attempt's deadline")
+
+        with self.lock:
+            if self.closed:  # wait() ended meanwhile
+                return
+            self.notes.append(f"wait() was still going {STUCK_WAIT_GRACE:g}s after the deadline; the harness ended "
+                              "it (WaitEnded)")
+            self.pair = socket.socketpair()
+            self.sup.selector.register(self.pair[0], selectors.EVENT_READ,
+                                       since_1_0_3_selector_entry(handler, lambda _sock: None))
+            self.pair[1].send(b"!")
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            for sock in self.pair:
+                sock.close()
+
+
 def _deadline(attempt, sup, deadline: float, notes: list[str]) -> None:
     notes.append(f"deadline: the attempt was still going after {deadline:g}s; the harness killed the runtime (SIGKILL)")
     for pid in {attempt.runtime_pid, sup.pid} - {None}:
@@ -423,14 +536,16 @@ def _reap_runtime(attempt, sup) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _close_leftovers(sup) -> int:
-    """What ``wait()`` closes on its way out when it does not raise: the connections and the two servers (a forking
-    supervisor, before 1.3.0, has no servers)."""
+def _close_leftovers(sup, open_sockets) -> int:
+    """What ``wait()`` closes on its way out when it does not raise: the connections (``open_sockets()``, from
+    ``since_1_0_3_open_sockets``; the exit watch left out) and the two servers (a forking supervisor, before 1.3.0,
+    has no servers)."""
     servers = [getattr(sup, name, None) for name in ("_comm_server", "_logs_server")]
-    left = [sock for sock in (*sup._open_sockets, *servers) if sock is not None and sock.fileno() != -1]
+    left = [sock for sock in (*open_sockets(), *servers)
+            if sock is not None and not isinstance(sock, ExitWatch) and sock is not sup.waker.inside
+            and sock.fileno() != -1]
     for sock in left:
         sock.close()
-    sup._open_sockets.clear()
     sup.stdin.close()
     return len(left)
 
@@ -449,7 +564,7 @@ def _not_started(attempt, error: Exception, sup=None) -> Observation:
     exit_code = -signal.SIGTERM  # _ResourceTracker terminates the process it could not start
     if sup is not None and not SUPERVISOR.launches_commands:
         exit_code = sup._exit_code if sup._exit_code is not None else _kill_and_reap(sup)
-        _close_leftovers(sup)
+        _close_leftovers(sup, since_1_0_3_open_sockets(sup))
         sup.selector.close()
     elif attempt.runtime_pid is not None:  # start()'s resource tracker terminated it; make sure
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -39,6 +39,9 @@ the only spawn is ``target``, the release's own ``ActivitySubprocess.start(targe
 process the attempts run in and runs the scripted runtime in the child (``scripted_runtime.forked_child``)
 on the requests socketpair that Airflow's ``_fork_main`` put at its fd 0 (``supervise.supervise_forked``).
 Before 1.0.6 the runtime's no-op frame is ``GetVariable`` (no ``MaskSecret`` yet: ``since_1_0_6_mask_secret_no_op``).
+Before 1.0.3 the child speaks JSON lines (``since_1_0_3_length_prefixed_frames``): it reads StartupDetails and the
+supervisor's lines on its fd 0, writes its requests to the descriptor StartupDetails names, and its lockstep asks for a
+variable of its own (``lockstep``); what it is told per frame is recorded as the supervisor handles each request.
 """
 
 from __future__ import annotations
@@ -54,9 +57,8 @@ from impl.releases.adapters import model_release, request_body, since_1_0_6_mask
 from impl.supervisor_process import helper, supervise
 from impl.supervisor_process.real_server import RealAttempt
 from impl.supervisor_process.census import census
-from impl.wire import codec
 from impl.wire.launcher import SCRIPTED_RUNTIME
-from impl.wire.scripted_runtime import forked_child
+from impl.wire.scripted_runtime import SYNC_VARIABLE, forked_child
 from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, Fault, Heartbeat, IgnoreSigterm, Observation, Overtime,
                             RunContext, Scenario, Send)
 
@@ -74,33 +76,55 @@ def decoded_request_types() -> frozenset[str]:
     return frozenset(member.model_fields["type"].default for member in typing.get_args(union))
 
 
+def lockstep() -> dict:
+    """The script's keys for its lockstep on the installed wire (``since_1_0_3_length_prefixed_frames``): on frames,
+    the release's no-op request, answered by its id; on JSON lines, which carry no ids, a ``GetVariable`` of
+    ``SYNC_VARIABLE`` (which no server has), told apart by its answer: the ``VARIABLE_NOT_FOUND`` that names it."""
+    if supervise.WIRE.framed:
+        return {"wire": "frames", "sync_body": since_1_0_6_mask_secret_no_op()}
+    return {"wire": "lines", "sync_body": {"type": "GetVariable", "key": SYNC_VARIABLE},
+            "sync_answer": {"type": "ErrorResponse", "error": "VARIABLE_NOT_FOUND", "detail": {"key": SYNC_VARIABLE}}}
+
+
+def clock_lockstep() -> list[list]:
+    """The steps after a clock was run out, until a wake-up has acted on it (its checks may kill the process). On
+    frames, two round trips: the second is answered by the next wake-up. On JSON lines, ``settle`` on the control
+    channel, which wakes the loop without writing to the runtime: a request in flight while the checks kill the process
+    would be answered to a runtime that has died, and a supervisor before 1.0.3 then waits for ever (finding W5)."""
+    if supervise.WIRE.framed:
+        return [["sync", 2]]
+    return [["control", {"op": "settle"}]]
+
+
 def compile_scenario(scenario: Scenario) -> dict:
-    """The runtime's script for ``scenario``: its frames pre-encoded, each event followed by its lockstep (a frame
-    the installed supervisor cannot decode is written, not answered)."""
+    """The runtime's script for ``scenario``: its frames pre-encoded on the installed wire, each event followed by
+    its lockstep. A frame is awaited by its id; one the installed supervisor cannot decode is written, not answered,
+    and so is every request on JSON lines, answered with a line only when there is something to send (the lockstep
+    after it reads what came)."""
     steps: list[list] = []
     next_id = 1
     for event in scenario.events:
         if isinstance(event, Send):
             body = request_body(event.frame, event.state, scenario.rendered_map_index)
-            frame = codec.RequestFrame(next_id, body)
-            if body["type"] in decoded_request_types():
-                steps += [["send", codec.encode_request(frame), next_id], ["sync", 1]]
-            else:  # the supervisor's decoder refuses it, logs it and goes on: no answer to await
-                steps += [["raw", codec.encode_request(frame)], ["sync", 1]]
+            data = supervise.WIRE.request(next_id, body)
+            if supervise.WIRE.framed and body["type"] in decoded_request_types():
+                steps += [["send", data, next_id], ["sync", 1]]
+            else:
+                steps += [["raw", data], ["sync", 1]]
             next_id += 1
         elif isinstance(event, Fault):
             steps.append(["control", {"op": "arm", "call": event.call, "kind": event.kind}])
         elif isinstance(event, Heartbeat):
-            steps += [["control", {"op": "heartbeat", "answer": event.answer}], ["sync", 2]]
+            steps += [["control", {"op": "heartbeat", "answer": event.answer}], *clock_lockstep()]
         elif isinstance(event, Overtime):
-            steps += [["control", {"op": "overtime"}], ["sync", 2]]
+            steps += [["control", {"op": "overtime"}], *clock_lockstep()]
         elif isinstance(event, IgnoreSigterm):
             steps += [["ignore_sigterm", supervise.IGNORED_SIGTERM_GRACE, scenario.exit_code],
                       ["control", {"op": "ignore_sigterm"}]]
         else:
             raise TypeError(f"unknown event {event!r}")
     steps.append(["exit", scenario.exit_code])
-    return {"connect": True, "steps": steps, "sync_body": since_1_0_6_mask_secret_no_op()}
+    return {"connect": True, "steps": steps, **lockstep()}
 
 
 def supervise_script(script: dict, context: RunContext = RunContext(), *, spawn: str | None = None,
@@ -109,7 +133,8 @@ def supervise_script(script: dict, context: RunContext = RunContext(), *, spawn:
                      startup_timeout: float = supervise.DEFAULT_STARTUP_TIMEOUT) -> Observation:
     """Run one scripted runtime (``impl.wire.scripted_runtime``) under the real supervisor, where attempts run.
 
-    The control address and token are filled in here. ``spawn`` is ``fork`` (the default when
+    The control address and token are filled in here, and the installed wire with its lockstep (``lockstep``)
+    unless the script says otherwise. ``spawn`` is ``fork`` (the default when
     the launcher could be built) or ``exec``, or before 1.3.0 ``target`` (the only one there; see the module);
     ``server`` ``model`` or ``airflow`` (see the module);
     ``execution_api_retries`` the tries of each request by the supervisor's client.
@@ -134,8 +159,8 @@ def _supervise_script(script: dict, context: RunContext, *, spawn: str | None, s
     h = supervise.harness()
     ti_id = uuid.uuid4()
     script_path = h.workdir / f"{ti_id}.script"
-    script_path.write_bytes(msgpack.packb({**script, "control": list(h.api.control_address), "token": str(ti_id)},
-                                          use_bin_type=True))
+    script = {**lockstep(), **script, "control": list(h.api.control_address), "token": str(ti_id)}  # the wire's own
+    script_path.write_bytes(msgpack.packb(script, use_bin_type=True))
     if not supervise.SUPERVISOR.launches_commands:  # before 1.3.0: the supervisor forks, the child runs the script
         if spawn not in (None, "target"):
             supervise.require_command_supervisor()

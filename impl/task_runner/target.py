@@ -8,7 +8,10 @@ are stood in for:
 - the supervisor channel (``SUPERVISOR_COMMS``, made by ``main`` through ``CommsDecoder``): a
   recording channel that hands out the generated ``StartupDetails``, records every request sent
   and answers the ones that need an answer (GetXCom: no value) as the supervisor would; its
-  sends raise ``BrokenPipeError`` as the run's ``comms`` mode says; its socket records its closing;
+  sends raise ``BrokenPipeError`` as the run's ``comms`` mode says; its socket records its closing.
+  It speaks both of the runner's comms: ``send`` (a request and its answer) since 1.0.3, and before,
+  over JSON lines, ``send_request`` (the request alone) and ``get_message`` (the next line written
+  back: StartupDetails, then the answer of each request that has one), under the ``lock`` the callers hold;
 - ``parse`` (the DAG bundle and DAG-file loading): returns a ``RuntimeTaskInstance`` whose task
   is a generated operator that ends as the run's outcome says, with the run's retry policy (or,
   for ``startup_reschedule``, raises what the real ``parse`` raises for a DAG not found yet);
@@ -21,8 +24,8 @@ process from ``execute`` (and, for ``forked_child``, in a child ``execute`` fork
 
 Example plugins (and so their listeners) are switched off: ``AIRFLOW__CORE__LOAD_EXAMPLES=False``.
 
-On any release since 1.0.3 (``impl.releases.adapters``: the exceptions' module, what ``parse`` raises for a DAG
-not found, retry policies), checked against the model of that release (``model_release``). A try the installed
+On any release (``impl.releases.adapters``: the exceptions' module, what ``parse`` raises for a DAG not found, retry
+policies, what ``StartupDetails`` says of the channel), checked against the model of that release (``model_release``). A try the installed
 release cannot have is refused with ``NotPlayable`` naming why (a ``NotImplementedError``: a search rejects it):
 a retry policy or ``TaskAwaitingInput`` before 1.3.0, and a SIGTERM before 1.0.4, whose runner installs no
 handler (the signal would kill the checker itself).
@@ -37,7 +40,9 @@ import io
 import logging
 import os
 import signal
+import threading
 import uuid
+from collections import deque
 
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
@@ -68,6 +73,7 @@ from model.runtime import (  # noqa: E402
     RuntimeObservation,
     RuntimeRun,
     Sent,
+    impossible_on,
 )
 from model.scenario import Send  # noqa: E402
 from impl.releases.adapters import (  # noqa: E402
@@ -254,7 +260,8 @@ class RecordingSocket:
 class RecordingChannel:
     """``SUPERVISOR_COMMS``: hands out the startup message; records each send, raising as ``comms`` says,
     and answers as the supervisor does: GetXCom with no value, TriggerDagRun with OK or, when the run
-    exists already, the DAGRUN_ALREADY_EXISTS error."""
+    exists already, the DAGRUN_ALREADY_EXISTS error. Since 1.0.3 ``send`` answers at once; before, ``send_request``
+    queues the answer of a request that has one (a line written back) for ``get_message``."""
 
     def __init__(self, startup: StartupDetails, comms: str, dag_run_exists: bool = False):
         self.startup = startup
@@ -263,6 +270,9 @@ class RecordingChannel:
         self.socket = RecordingSocket()
         self.sent: list[Sent] = []
         self.retry: tuple[float | None, str | None] = (None, None)
+        #: Before 1.0.3: the lines written back and not read yet, StartupDetails first.
+        self.lines: deque = deque([startup])
+        self.lock = threading.Lock()
 
     def __getitem__(self, _types):  # ``CommsDecoder[ToTask, ToSupervisor](log=log)``
         return self
@@ -292,6 +302,16 @@ class RecordingChannel:
             return ErrorResponse(error=ErrorType.DAGRUN_ALREADY_EXISTS) if self.dag_run_exists else OKResponse(ok=True)
         return None
 
+    def send_request(self, log, msg) -> None:
+        """Before 1.0.3: write the request; the supervisor writes a line back only for one that has an answer."""
+        answer = self.send(msg)
+        if answer is not None:
+            self.lines.append(answer)
+
+    def get_message(self):
+        """Before 1.0.3: the next line the supervisor wrote back (there is one whenever the runner reads)."""
+        return self.lines.popleft()
+
 
 def startup_details(run: RuntimeRun) -> StartupDetails:
     """The ``StartupDetails`` the supervisor would hand this try."""
@@ -308,7 +328,7 @@ def startup_details(run: RuntimeRun) -> StartupDetails:
         start_date=_NOW, ti_context=TIRunContext(
             dag_run=dag_run, max_tries=c.max_tries, should_retry=c.should_retry,
             xcom_keys_to_clear=["finalstate"] if XCOM_KEYS_TO_CLEAR in run.features else []),
-        sentry_integration="",
+        sentry_integration="", **since_1_0_3_length_prefixed_frames().startup_without_sockets,
     )
 
 
@@ -330,11 +350,9 @@ class NotPlayable(NotImplementedError):
 def refuse_what_the_release_cannot_have(run: RuntimeRun) -> None:
     """Raise ``NotPlayable`` for a try the installed release cannot have (or that would kill the checker)."""
     sdk = f"apache-airflow-task-sdk {INSTALLED}"
-    if run.policy is not None and RETRY_POLICIES is None:
-        raise NotPlayable(f"{sdk} has no retry policies (airflow.sdk.definitions.retry_policy came in 1.3.0); "
-                          f"no task of it can have policy {run.policy.to_text()}")
-    if run.outcome == "TaskAwaitingInput" and TaskAwaitingInput is None:
-        raise NotPlayable(f"{sdk} has no TaskAwaitingInput (it came in 1.3.0); no task of it can raise it")
+    impossible = impossible_on(run, model_release())
+    if impossible is not None:
+        raise NotPlayable(f"{impossible}; no task of it can have this try ({run.to_text()})")
     if SIGTERM in run.features and not since_1_0_4_sigterm_handler():
         raise NotPlayable(f"{sdk}'s task runner installs no SIGTERM handler (it came in 1.0.4); the signal would kill "
                           "the checker's own process (the model says the task's process dies of it)")
@@ -410,7 +428,6 @@ def target(name: str):
     from impl.frontdoor.registry import Target
     from model.runtime import python_runtime
 
-    since_1_0_3_length_prefixed_frames()
     release = model_release()
     return Target(name, run, release=release, reference=functools.partial(python_runtime, release=release),
                   kind="runtime")

@@ -7,6 +7,11 @@ ours, also take a two-field array from runtimes that leave the last one out. Bod
 with a ``type`` discriminator and are checked against the ``schema.json`` Airflow
 publishes (``airflow/sdk/execution_time/schema``).
 
+Before task-sdk 1.0.3 the wire was JSON lines (apache/airflow#51699 replaced it): a request is its
+body as one line of JSON, and the supervisor writes a line back only when handling the request gave
+it something to send, with no id to pair it (``encode_request_line``, ``decode_reply_line``). What
+the runtime was told for each request is recorded by ``FrameReplies`` or ``LineReplies``.
+
 Only msgpack is needed to encode and decode; schema validation loads the installed
 task-sdk's ``schema.json`` (and ``jsonschema``) the first time it is asked for.
 """
@@ -22,7 +27,8 @@ from typing import Any
 import attrs
 import msgpack
 
-from model.scenario import FRAMES_WITH_MAP_INDEX
+from impl.wire.scripted_runtime import SYNC_ID_BASE
+from model.scenario import FRAMES_WITH_MAP_INDEX, UNANSWERED
 
 HEADER_SIZE = 4
 #: Frames longer than this are refused before their payload is read.
@@ -42,7 +48,8 @@ class RequestFrame:
 
 @attrs.frozen
 class ResponseFrame:
-    id: int
+    #: None for a JSON line (before task-sdk 1.0.3), which carries no id.
+    id: int | None
     body: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
 
@@ -105,6 +112,113 @@ def decode_response(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> Response
 def _describe(value: Any) -> str:
     text = repr(value)
     return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+# -- JSON lines: the wire before task-sdk 1.0.3 ------------------------------------------------
+
+#: The error a supervisor before 1.0.3 answers a request whose handling failed with (``ErrorType.API_SERVER_ERROR``:
+#: its runtime's ``get_message`` raises it). Any other line answers a request (``VARIABLE_NOT_FOUND`` included).
+FAILED_REQUEST = "API_SERVER_ERROR"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {_describe(value)}")
+
+
+def encode_request_line(body: dict[str, Any]) -> bytes:
+    """One request as a runtime before task-sdk 1.0.3 writes it (``send_request``: ``model_dump_json`` and a
+    newline): its body as one line of JSON, datetimes in ISO 8601."""
+    return json.dumps(body, default=_json_default, separators=(",", ":")).encode() + b"\n"
+
+
+def decode_line(data: bytes) -> dict[str, Any]:
+    """One line of JSON holding an object; ``FrameError`` says what else it was."""
+    try:
+        value = json.loads(bytes(data))
+    except ValueError as e:
+        raise FrameError(f"a line that is not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise FrameError(f"a line is a JSON object, got {_describe(value)}")
+    return value
+
+
+def decode_reply_line(data: bytes) -> ResponseFrame:
+    """One line a supervisor before task-sdk 1.0.3 wrote to its runtime, as a response frame with no id: an
+    ``ErrorResponse`` whose error is ``FAILED_REQUEST`` is the error; any other line the body."""
+    body = decode_line(data)
+    if body.get("type") == "ErrorResponse" and body.get("error") == FAILED_REQUEST:
+        return ResponseFrame(None, error=body)
+    return ResponseFrame(None, body=body)
+
+
+# -- what the runtime was told, request by request ---------------------------------------------
+
+
+class FrameReplies:
+    """What the runtime was told for each of the scenario's requests, read from the response frames the supervisor
+    wrote (since task-sdk 1.0.3): ``ok`` or ``error`` for each answer to an id the scenario's frames use (from 1 up to
+    ``SYNC_ID_BASE``: id 0 is StartupDetails, higher ids the runtime's own no-op requests). A write that is no response
+    frame is recorded as ``undecodable: why``. Each answer names its request, so ``handling`` and ``handled`` tell
+    nothing more."""
+
+    def __init__(self):
+        self.replies: list[str] = []
+
+    def handling(self, scenario: bool) -> None:
+        """The supervisor decoded a request and hands it to ``_handle_request`` (``scenario``: one of the scenario's)."""
+
+    def handled(self) -> None:
+        """``_handle_request`` returned (it did not raise) for the request last handed to it."""
+
+    def sent(self, data: bytes) -> None:
+        """The supervisor wrote ``data`` to its runtime."""
+        try:
+            frame = decode_response(bytes(data))
+        except FrameError as e:
+            self.replies.append(f"undecodable: {e}")
+        else:
+            if 0 < frame.id < SYNC_ID_BASE:
+                self.replies.append("error" if frame.error else "ok")
+
+
+class LineReplies:
+    """What the runtime was told for each of the scenario's requests, read from the JSON lines the supervisor wrote
+    (before task-sdk 1.0.3). No id pairs a line with its request, and a request handled with nothing to send gets no
+    line, so the requests are followed as the supervisor handles them: the line written while one is handled, or once
+    its handling raised (``handle_requests``' error reply), is its answer, ``ok`` or ``error`` (``decode_reply_line``;
+    ``undecodable: why`` for a line that is not JSON); one whose handling returned with no line written is
+    ``unanswered``; one whose handling raised and got no line, its error leaving ``handle_requests``, has no entry
+    (``wait()`` raises it: the one frame more that ``model.invariants.frames_received`` counts). A line written before
+    any request (StartupDetails), or answering the runtime's own no-op requests, is not recorded."""
+
+    def __init__(self):
+        self.replies: list[str] = []
+        self._scenario = False
+        self._told = True
+
+    def handling(self, scenario: bool) -> None:
+        """The supervisor decoded a request and hands it to ``_handle_request`` (``scenario``: one of the scenario's)."""
+        self._scenario, self._told = scenario, False
+
+    def handled(self) -> None:
+        """``_handle_request`` returned (it did not raise) for the request last handed to it."""
+        if self._scenario and not self._told:
+            self.replies.append(UNANSWERED)
+        self._told = True
+
+    def sent(self, data: bytes) -> None:
+        """The supervisor wrote ``data`` to its runtime."""
+        if not self._scenario or self._told:
+            return
+        self._told = True
+        try:
+            line = decode_reply_line(data)
+        except FrameError as e:
+            self.replies.append(f"undecodable: {e}")
+        else:
+            self.replies.append("error" if line.error else "ok")
 
 
 # -- schema validation -----------------------------------------------------------------------

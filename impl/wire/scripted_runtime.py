@@ -15,18 +15,27 @@ script of any size costs one short argument. Its map:
 ``connect``  false: never connect to ``--comm``/``--logs`` (then hang)
 ``sync_body``  the body of the no-op frame of ``sync`` steps (default: ``MaskSecret`` with an empty value; a release
               without ``MaskSecret`` is given another)
+``wire``     ``frames`` (the default): length-prefixed msgpack frames with ids on the comm socket; ``lines``: JSON
+              lines (a task-sdk release before 1.0.3, as a forked child): the first line on the comm socket is
+              StartupDetails, whose ``requests_fd`` is where requests go; a line comes back on the comm socket only
+              for a request the supervisor had something to send for, with no id
+``sync_answer``  on ``lines``: the fields of the line that answers ``sync_body`` (the supervisor writes one for it)
 ``python_runtime``  instead of steps, the path of a Python runtime file whose ``serve(comm, logs,
               started)`` runs one try on the handed sockets (fork path only; e.g. the reference runtime)
 ``steps``    a list of ``[op, ...]`` performed in order:
 
 - ``["send", frame_bytes, request_id]``: write one whole request frame, await its response
-  (the response's id must match), log what came back;
+  (the response's id must match), log what came back (``frames`` only);
 - ``["sync", n]``: ``n`` round trips of a no-op frame (``MaskSecret`` with an empty value,
   which the supervisor answers and otherwise ignores) -- after the n-th answer, every
-  earlier wake-up of the supervisor's monitor loop has finished, checks included;
+  earlier wake-up of the supervisor's monitor loop has finished, checks included (on ``lines``
+  the lines before each answer, which answer earlier requests, are read and passed over);
 - ``["control", message]``: one request on the control channel, await its acknowledgement;
-- ``["raw", data]``: write bytes as they are (garbage, partial frames), await nothing;
-- ``["read"]``: await one response frame; ``["close"]``: close the comm socket;
+- ``["raw", data]``: write bytes as they are where requests go (garbage, partial frames, a JSON line), await
+  nothing;
+- ``["read"]``: await one response frame (a line, on ``lines``); ``["close"]``: close the socket requests go to;
+  ``["shutdown_reads"]``: take no more answers (the comm socket shut for reading: what the supervisor writes to it
+  then fails, as to a runtime that has gone);
 - ``["log", text]``: one JSON log line on the logs channel;
 - ``["sleep", seconds]``; ``["hang"]``: sleep until killed;
 - ``["ignore_sigterm", grace, code]``: from now on a SIGTERM leaves the process alive and doing
@@ -69,7 +78,11 @@ import time
 import msgpack
 
 PROTOCOL_ERROR_EXIT = 70
+#: The ids of ``sync`` frames start above it: the scenario's frames are numbered below.
 SYNC_ID_BASE = 1 << 30
+#: On JSON lines, which carry no ids, the ``sync`` no-op asks for this variable, which no server has: its answer
+#: names it, and the supervisor's side tells the no-op apart from the scenario's requests by it.
+SYNC_VARIABLE = "finalstate-sync"
 _SYNC_BODY = {"type": "MaskSecret", "value": "", "name": None}
 
 
@@ -122,17 +135,34 @@ def connect(address: tuple[str, int]) -> socket.socket:
     return sock
 
 
+def read_line(sock: socket.socket, buffer: bytearray) -> bytes:
+    """One line from ``sock`` (its newline dropped); ``buffer`` keeps what was read past it."""
+    while (end := buffer.find(b"\n")) == -1:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ProtocolError("the supervisor closed the comm socket")
+        buffer += chunk
+    line = bytes(buffer[:end])
+    del buffer[: end + 1]
+    return line
+
+
 class Runtime:
-    """One attempt's runtime side: the comm, logs and control connections and the script."""
+    """One attempt's runtime side: the comm (and, on JSON lines, requests), logs and control connections and the
+    script."""
 
     def __init__(self, script: dict, comm: socket.socket | None, logs: socket.socket | None, launcher=None):
         self.script = script
         self.launcher = launcher
         self.comm = comm
+        #: Where requests go: the comm socket, or on JSON lines the descriptor StartupDetails names.
+        self.requests = comm
         self.logs = logs
         self.control: socket.socket | None = None
         self.next_sync = SYNC_ID_BASE
         self.sync_body = script.get("sync_body") or _SYNC_BODY
+        self.lines = script.get("wire") == "lines"
+        self.pending = bytearray()  # JSON lines read past the last one taken
 
     def log(self, text: str, level: str = "info") -> None:
         if self.logs is not None:
@@ -155,8 +185,21 @@ class Runtime:
             raise ProtocolError(f"awaited the response to {request_id}, got one to {frame[0]}")
         return frame
 
+    def read_line(self) -> dict:
+        line = json.loads(read_line(self.comm, self.pending))
+        if not isinstance(line, dict):
+            raise ProtocolError(f"a line from the supervisor is no JSON object: {line!r:.80}")
+        return line
+
     def run(self) -> None:
-        if self.comm is not None:
+        if self.comm is not None and self.lines:
+            startup = self.read_line()
+            if startup.get("type") != "StartupDetails":
+                raise ProtocolError(f"the first line must be StartupDetails, got {startup.get('type')!r}")
+            if not isinstance(startup.get("requests_fd"), int):
+                raise ProtocolError("StartupDetails names no requests_fd to write requests to")
+            self.requests = socket.socket(fileno=startup["requests_fd"])
+        elif self.comm is not None:
             startup = read_frame(self.comm)
             if startup[0] != 0:
                 raise ProtocolError(f"the first frame must be StartupDetails (id 0), got id {startup[0]}")
@@ -173,6 +216,12 @@ class Runtime:
 
     def op_sync(self, count: int) -> None:
         for _ in range(count):
+            if self.lines:
+                self.requests.sendall(json.dumps(self.sync_body).encode() + b"\n")
+                answer = self.script["sync_answer"]
+                while any(line.get(k) != v for line in [self.read_line()] for k, v in answer.items()):
+                    pass  # a line answering an earlier request
+                continue
             self.next_sync += 1
             self.comm.sendall(_frame([self.next_sync, self.sync_body, None]))
             self.await_response(self.next_sync)
@@ -187,13 +236,16 @@ class Runtime:
         self.call_control(message)
 
     def op_raw(self, data: bytes) -> None:
-        self.comm.sendall(data)
+        self.requests.sendall(data)
 
     def op_read(self) -> None:
-        read_frame(self.comm)
+        self.read_line() if self.lines else read_frame(self.comm)
 
     def op_close(self) -> None:
-        self.comm.close()
+        self.requests.close()
+
+    def op_shutdown_reads(self) -> None:
+        self.comm.shutdown(socket.SHUT_RD)
 
     def op_log(self, text: str) -> None:
         self.log(text)
