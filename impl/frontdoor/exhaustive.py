@@ -25,6 +25,7 @@ from impl.frontdoor.registry import load_target
 from impl.frontdoor.scenarios import EVENTS
 from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_observation
 from model import supervisor as model_supervisor
+from model.frozen import replace
 from model.invariants import SUPERVISOR_INVARIANTS
 from model.release import SPECIFIED, Release
 from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER, HEARTBEAT_OK,
@@ -66,7 +67,7 @@ def _abstract(sup: model_supervisor.Supervisor, remaining: int) -> model_supervi
     that behaves alike from here on, the closing call included.
     """
     tries = min(sup.execution_api_retries, len(sup.server.faults) + remaining + 1)
-    return attrs.evolve(sup, calls=(), replies=(), execution_api_retries=tries)
+    return replace(sup, calls=(), replies=(), execution_api_retries=tries)
 
 
 def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS, tries=TRIES, alphabet=EVENTS,
