@@ -6,7 +6,8 @@ the alphabet only if the model's abstract state after it (``model.supervisor``'s
 less its history of calls and replies) has not been reached before; two prefixes that reach one
 state have the same futures in the model. Every prefix, with every exit of ``EXITS``, is a scenario
 to check; ``in_scope`` adds every heartbeat sequence up to ``HEARTBEAT_DEPTH``, not de-duplicated.
-``check_exhaustively`` checks them all on a target, one run context per worker process:
+``check_exhaustively`` checks them all on a target, in worker processes (each run context whole
+where the contexts divide evenly between the workers, split between them where not: ``shares``):
 conformance with the model and every invariant (violations that a registered finding explains
 are counted, not failures). Hypothesis searches beyond this scope.
 """
