@@ -86,6 +86,8 @@ def _recorded(observation: Observation) -> dict[str, str]:
 
 def up_for_retry_only_from_retry_frame_or_nonzero_exit_with_should_retry(scenario, observation):
     """The seed's rule: UP_FOR_RETRY comes only from a RetryTask frame, or a non-zero exit while should_retry."""
+    if UP_FOR_RETRY not in _recorded(observation).values():
+        return ()  # nothing recorded up_for_retry: no frame to look for
     sent_retry = any(f.frame == "RetryTask" for f in frames_received(scenario, observation))
     allowed = sent_retry or (observation.exit_code not in (0, None) and scenario.context.should_retry)
     return tuple(
@@ -99,7 +101,7 @@ def up_for_retry_only_from_retry_frame_or_nonzero_exit_with_should_retry(scenari
 
 def failure_never_recorded_as_success(scenario, observation):
     """A failed attempt is never recorded SUCCESS, by the supervisor or on the server."""
-    if not runtime_reported_failure(scenario, observation):
+    if SUCCESS not in _recorded(observation).values() or not runtime_reported_failure(scenario, observation):
         return ()
     return tuple(
         Violation("failure_never_recorded_as_success", f"{where} is success although the runtime reported failure")

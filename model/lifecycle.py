@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import attrs
 
+from model.frozen import replace
 from model.invariants import Violation
 from model.scenario import (
     AWAITING_INPUT,
@@ -87,13 +88,13 @@ class Life:
         try carries it: then the server's try accounting is what the invariants check)."""
         o = tried.observation
         if tried.row_after is not None:
-            return attrs.evolve(self, row=attrs.evolve(tried.row_after, gone=o.row_gone), tries=(*self.tries, tried))
-        row = attrs.evolve(self.row, state=o.row, gone=o.row_gone)
+            return replace(self, row=replace(tried.row_after, gone=o.row_gone), tries=(*self.tries, tried))
+        row = replace(self.row, state=o.row, gone=o.row_gone)
         if o.row_gone is None and o.row == UP_FOR_RETRY:
             row = row.next_try()
         elif o.row_gone is None and o.row in RESUMED:
-            row = attrs.evolve(row, state=QUEUED)
-        return attrs.evolve(self, row=row, tries=(*self.tries, tried))
+            row = replace(row, state=QUEUED)
+        return replace(self, row=row, tries=(*self.tries, tried))
 
     @property
     def tries_made(self) -> int:

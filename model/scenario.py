@@ -19,6 +19,8 @@ from typing import Union
 
 import attrs
 
+from model.frozen import replace
+
 # TaskInstanceState values, spelled as Airflow spells them on the wire.
 QUEUED = "queued"
 RUNNING = "running"
@@ -214,7 +216,7 @@ class Scenario:
         if len(words) != 2 or words[0] != "exit":
             raise ValueError(f"a scenario ends with 'exit CODE', not {exit_part!r}")
         scenario = cls(context, tuple(_parse_event(p) for p in event_parts), _parse_int(words[1], exit_part))
-        return scenario if retries is None else attrs.evolve(scenario, execution_api_retries=retries)
+        return scenario if retries is None else replace(scenario, execution_api_retries=retries)
 
 
 def _event_text(event: Event) -> str:

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import attrs
 
+from model.frozen import replace
 from model.release import SPECIFIED, Release
 from model.scenario import (
     AWAITING_INPUT,
@@ -141,7 +142,7 @@ class Row:
         """The row the scheduler queues after UP_FOR_RETRY: the same TI, one try later."""
         if self.state != UP_FOR_RETRY:
             raise ValueError(f"only an up_for_retry row is queued for another try, not {self.state}")
-        return attrs.evolve(self, state=QUEUED, try_number=self.try_number + 1)
+        return replace(self, state=QUEUED, try_number=self.try_number + 1)
 
 
 @attrs.frozen(cache_hash=True)  # states are members of sets, hashed often
@@ -174,13 +175,13 @@ class Server:
         return self.row.state != DELETED and self.held == self.row.ti_id
 
     def arm(self, fault: Fault) -> Server:
-        return attrs.evolve(self, faults=(*self.faults, fault))
+        return replace(self, faults=(*self.faults, fault))
 
     # -- the worker's requests
 
     def fresh_worker(self) -> Server:
         """A new worker is handed the live TI: from now on requests carry the live row's id."""
-        return self if self.row.state == DELETED else attrs.evolve(self, held=self.row.ti_id)
+        return self if self.row.state == DELETED else replace(self, held=self.row.ti_id)
 
     def start(self, pid: int = WORKER) -> tuple[Server, int]:
         """``ti_run``: QUEUED → RUNNING (200, ``context`` set), and RESTARTING too where a cleared try is archived at
@@ -194,7 +195,7 @@ class Server:
             return self, CONFLICT
         should_retry = row.state == RESTARTING or server_should_retry(row.try_number, row.max_tries)
         context = RunContext(row.try_number, row.max_tries, should_retry)
-        return attrs.evolve(self, row=attrs.evolve(row, state=RUNNING, pid=pid), context=context), OK
+        return replace(self, row=replace(row, state=RUNNING, pid=pid), context=context), OK
 
     @property
     def held_is_archived(self) -> bool:
@@ -241,7 +242,7 @@ class Server:
                     world = world.heartbeat_timeout()
         server, status = world.heartbeat_from(WORKER)
         if status in HEARTBEAT_GONE:
-            server = attrs.evolve(server, row=attrs.evolve(server.row, gone=status))
+            server = replace(server, row=replace(server.row, gone=status))
         return server, status
 
     def call(self, name: str, state: str | None = None, pid: int = WORKER) -> tuple[Server, int | str]:
@@ -258,7 +259,7 @@ class Server:
         if fault.kind == "permanent":
             return self, SERVER_ERROR
         # By position: two equal faults armed are two faults (each disarms once), even as one object.
-        disarmed = attrs.evolve(self, faults=self.faults[:at] + self.faults[at + 1:])
+        disarmed = replace(self, faults=self.faults[:at] + self.faults[at + 1:])
         if fault.kind == "transient":
             return disarmed, SERVER_ERROR
         applied, _ = disarmed._apply(name, state, pid)  # "lost": done on the server, answer never arrives
@@ -277,7 +278,7 @@ class Server:
             return self, OK
         if self.row.state != RUNNING:
             return self, CONFLICT
-        moved = attrs.evolve(self, row=attrs.evolve(self.row, state=target))
+        moved = replace(self, row=replace(self.row, state=target))
         return (moved._archived() if target == UP_FOR_RETRY else moved), NO_CONTENT
 
     def _stop_report(self, pid: int) -> tuple[Server, int]:
@@ -297,7 +298,7 @@ class Server:
 
     def mark(self, state: str) -> Server:
         """A user marks the TI ``state`` (``set_task_instance_state``)."""
-        return self._live(lambda row: attrs.evolve(row, state=state))
+        return self._live(lambda row: replace(row, state=state))
 
     def clear(self) -> Server:
         """A user clears the TI (``clear_task_instances``).
@@ -325,7 +326,7 @@ class Server:
         so every id it had answers 404, a heartbeat on an archived one too."""
         if self.row.state == DELETED:
             return self
-        return attrs.evolve(self, row=attrs.evolve(self.row, state=DELETED), history=frozenset())
+        return replace(self, row=replace(self.row, state=DELETED), history=frozenset())
 
     def heartbeat_timeout(self) -> Server:
         """The scheduler's task-heartbeat timeout on a RUNNING or RESTARTING TI (``TaskInstance.handle_failure``).
@@ -353,12 +354,12 @@ class Server:
             return self
         same = row.state == UP_FOR_RESCHEDULE or self.release.numbers_a_try_when_archiving
         try_number = row.try_number if same else row.try_number + 1
-        return self._live(lambda r: attrs.evolve(r, state=QUEUED, try_number=try_number))
+        return self._live(lambda r: replace(r, state=QUEUED, try_number=try_number))
 
     def _live(self, change) -> Server:
         if self.row.state == DELETED:
             return self
-        return attrs.evolve(self, row=change(self.row))
+        return replace(self, row=change(self.row))
 
     def _archived(self) -> Server:
         """``prepare_db_for_next_try``: the try goes to history unless already there; the row takes the next id, and
@@ -368,13 +369,13 @@ class Server:
         if all(try_number != row.try_number for try_number, _ in history):
             history = history | {(row.try_number, row.ti_id)}
         try_number = row.try_number + 1 if self.release.numbers_a_try_when_archiving else row.try_number
-        return attrs.evolve(self, history=history, row=attrs.evolve(row, ti_id=row.ti_id + 1, try_number=try_number))
+        return replace(self, history=history, row=replace(row, ti_id=row.ti_id + 1, try_number=try_number))
 
     def _reset(self) -> Server:
         """The live row of a cleared TI: no state, ``max_tries`` the last try that ran (the row's own, or the one
         before it where archiving numbers the next try) plus the task's retries."""
         ran = self.row.try_number - 1 if self.release.numbers_a_try_when_archiving else self.row.try_number
-        return self._live(lambda row: attrs.evolve(row, state=None, max_tries=ran + row.task_retries))
+        return self._live(lambda row: replace(row, state=None, max_tries=ran + row.task_retries))
 
     def _restart_completed(self) -> Server:
         """``complete_restart`` of a RESTARTING try that has stopped: archived, its successor reset (``_reset``)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import attrs
 
 from model import client
+from model.frozen import replace
 from model.release import SPECIFIED, Release
 from model.scenario import (
     AWAITING_INPUT,
@@ -133,7 +134,7 @@ class Supervisor:
         """One client call: its tries on the server, each recorded; the last answer."""
         server, calls, status = client.call(self.server, name, state, self.execution_api_retries)
         sent = self.rendered_map_index if name in CALLS_WITH_MAP_INDEX else self.map_index_sent
-        return attrs.evolve(self, server=server, calls=(*self.calls, *calls), map_index_sent=sent), status
+        return replace(self, server=server, calls=(*self.calls, *calls), map_index_sent=sent), status
 
     def reply(self, ok: bool) -> Supervisor:
         """What ``handle_requests`` sends back for a terminal frame it handled: ``ok``, or ``error`` for a call that
@@ -141,14 +142,14 @@ class Supervisor:
         said = "ok" if ok else "error"
         if ok and not self.release.answers_every_request:
             said = UNANSWERED
-        return attrs.evolve(self, replies=(*self.replies, said))
+        return replace(self, replies=(*self.replies, said))
 
     def kill(self) -> Supervisor:
         """``kill(SIGTERM, force=True)``: the process dies of SIGTERM, or of the SIGKILL it escalates to when the
         process ignores SIGTERM; a no-op once the process has exited."""
         if not self.alive:
             return self
-        return attrs.evolve(self, exit_code=SIGKILL_EXIT if self.ignores_sigterm else SIGTERM_EXIT)
+        return replace(self, exit_code=SIGKILL_EXIT if self.ignores_sigterm else SIGTERM_EXIT)
 
 
 def start(scenario: Scenario, release: Release = SPECIFIED) -> Supervisor:
@@ -182,14 +183,14 @@ def send_terminal_state_msg(sup: Supervisor, frame: Send) -> tuple[Supervisor, i
         return sup, None
     name, state = outcome_call(frame)
     if release.holds_an_undelivered_outcome:
-        sup = attrs.evolve(sup, terminal_state=state)
+        sup = replace(sup, terminal_state=state)
     if release.keeps_an_undelivered_outcome:
-        sup = attrs.evolve(sup, pending=frame)
+        sup = replace(sup, pending=frame)
     sup, status = sup.call(name, state if name == "finish" else None)
     if status == OK:
-        return attrs.evolve(sup, terminal_state=state, pending=None), None
+        return replace(sup, terminal_state=state, pending=None), None
     if status == CONFLICT and release.conflict_means_server_terminated:
-        return attrs.evolve(sup, terminal_state=SERVER_TERMINATED, pending=None), None
+        return replace(sup, terminal_state=SERVER_TERMINATED, pending=None), None
     return sup, status
 
 
@@ -202,7 +203,7 @@ def answer(sup: Supervisor, failure: int | str | None) -> Supervisor:
     if failure is None:
         return sup.reply(True)
     if failure == TIMEOUT and not sup.release.answers_a_transport_error:
-        return attrs.evolve(sup, raised=error_name(failure))
+        return replace(sup, raised=error_name(failure))
     return sup.reply(False)
 
 
@@ -218,7 +219,7 @@ def handle_request(sup: Supervisor, frame: Send) -> Supervisor:
     """
     release = sup.release
     if frame.frame in NON_TERMINAL_FRAMES:  # it asks for something: answered on every release
-        return attrs.evolve(sup, replies=(*sup.replies, "ok"))
+        return replace(sup, replies=(*sup.replies, "ok"))
     if frame.frame not in release.terminal_frames:
         return sup
     if frame.frame == "SkipDownstreamTasks":
@@ -228,12 +229,12 @@ def handle_request(sup: Supervisor, frame: Send) -> Supervisor:
     if held_for_close and release.server_termination_is_final and sup.terminal_state == SERVER_TERMINATED:
         return sup.reply(True)
     if frame.frame in FRAMES_WITH_MAP_INDEX:
-        sup = attrs.evolve(sup, rendered_map_index=sup.frames_map_index)
+        sup = replace(sup, rendered_map_index=sup.frames_map_index)
     if frame.frame in FRAMES_ENDING_TASK:
-        sup = attrs.evolve(sup, task_ended=True, overtime_elapsed=False)  # _task_end_time_monotonic = now
+        sup = replace(sup, task_ended=True, overtime_elapsed=False)  # _task_end_time_monotonic = now
     if held_for_close:
         pending = frame if release.delivers_a_held_outcome_itself else sup.pending
-        return attrs.evolve(sup, terminal_state=outcome_call(frame)[1], pending=pending).reply(True)
+        return replace(sup, terminal_state=outcome_call(frame)[1], pending=pending).reply(True)
     return answer(*send_terminal_state_msg(sup, frame))
 
 
@@ -260,16 +261,16 @@ def send_heartbeat_if_needed(sup: Supervisor) -> Supervisor:
         return sup
     if not sends_heartbeats(sup):
         later = sup.release.heartbeats_while_undelivered and sup.terminal_state != SERVER_TERMINATED
-        return sup if later else attrs.evolve(sup, heartbeat_overdue=None)
+        return sup if later else replace(sup, heartbeat_overdue=None)
     tries = sup.execution_api_retries if sup.release.retries_heartbeats else 1
     server, calls, status = client.heartbeat(sup.server, sup.heartbeat_overdue, tries)
-    sup = attrs.evolve(sup, server=server, calls=(*sup.calls, *calls), heartbeat_overdue=None)
+    sup = replace(sup, server=server, calls=(*sup.calls, *calls), heartbeat_overdue=None)
     if status in sup.release.heartbeat_gone:
         pending = None if sup.release.server_termination_is_final else sup.pending
-        return attrs.evolve(sup.kill(), terminal_state=SERVER_TERMINATED, pending=pending)
+        return replace(sup.kill(), terminal_state=SERVER_TERMINATED, pending=pending)
     if status == HEARTBEAT_OK:
-        return attrs.evolve(sup, failed_heartbeats=0)
-    sup = attrs.evolve(sup, failed_heartbeats=sup.failed_heartbeats + 1)
+        return replace(sup, failed_heartbeats=0)
+    sup = replace(sup, failed_heartbeats=sup.failed_heartbeats + 1)
     return sup.kill() if sup.failed_heartbeats >= sup.release.max_failed_heartbeats else sup
 
 
@@ -298,7 +299,7 @@ def update_task_state_if_needed(sup: Supervisor) -> Supervisor:
         if sup.pending.frame in release.held_for_close:
             sup, failure = send_terminal_state_msg(sup, sup.pending)
             if failure is not None:
-                return attrs.evolve(sup, raised=error_name(failure))
+                return replace(sup, raised=error_name(failure))
         else:
             sup, _ = send_terminal_state_msg(sup, sup.pending)
         if not (release.acknowledges_server_termination and sup.terminal_state == SERVER_TERMINATED):
@@ -309,32 +310,32 @@ def update_task_state_if_needed(sup: Supervisor) -> Supervisor:
     if state in STATES_SENT_DIRECTLY:
         return sup
     sup, status = sup.call("finish", state)
-    return sup if status == OK else attrs.evolve(sup, raised=error_name(status))
+    return sup if status == OK else replace(sup, raised=error_name(status))
 
 
 def acknowledge_server_termination(sup: Supervisor) -> Supervisor:
     """Since 1.4.0 (``Release.acknowledges_server_termination``): the pending outcome dropped,
     ``finish(SERVER_TERMINATED)``; a 404, 409 or 410 refusal is taken quietly, any other failure propagates out of
     ``wait()``."""
-    sup, status = attrs.evolve(sup, pending=None).call("finish", SERVER_TERMINATED)
+    sup, status = replace(sup, pending=None).call("finish", SERVER_TERMINATED)
     if status == OK or status in TERMINATION_REFUSALS:
         return sup
-    return attrs.evolve(sup, raised=error_name(status))
+    return replace(sup, raised=error_name(status))
 
 
 def monitor_step(sup: Supervisor, event) -> Supervisor:
     """One wake-up of ``_monitor_subprocess``: the event (a heartbeat event: one falls due), then the heartbeat and
     overtime checks."""
     if isinstance(event, Fault):
-        sup = attrs.evolve(sup, server=sup.server.arm(event))
+        sup = replace(sup, server=sup.server.arm(event))
     elif isinstance(event, Send):
         sup = handle_request(sup, event)
     elif isinstance(event, Heartbeat):
-        sup = attrs.evolve(sup, heartbeat_overdue=event.answer)
+        sup = replace(sup, heartbeat_overdue=event.answer)
     elif isinstance(event, Overtime):
-        sup = attrs.evolve(sup, overtime_elapsed=sup.task_ended)
+        sup = replace(sup, overtime_elapsed=sup.task_ended)
     elif isinstance(event, IgnoreSigterm):
-        sup = attrs.evolve(sup, ignores_sigterm=True)
+        sup = replace(sup, ignores_sigterm=True)
     if not sup.alive:  # a monitor loop that raised goes no further
         return sup
     return handle_process_overtime_if_needed(send_heartbeat_if_needed(sup))
@@ -365,7 +366,7 @@ def close(sup: Supervisor, exit_code: int) -> Observation:
         decided = NO_FINAL_STATE
     else:
         if sup.alive:
-            sup = attrs.evolve(sup, exit_code=exit_code)
+            sup = replace(sup, exit_code=exit_code)
         sup = update_task_state_if_needed(sup)
         decided = final_state(sup.exit_code, sup.terminal_state, sup.should_retry, sup.release)
     row = sup.server.row

@@ -92,3 +92,22 @@ def test_the_enumerations_states_end_as_the_model_runs_each_scenario():
     (``model.supervisor.close``) instead of running the model again: the two agree on every scenario."""
     for scenario, _, lived in exhaustive.in_scope(1):
         assert model_supervisor.close(lived, scenario.exit_code) == model_run(scenario), scenario.to_text()
+
+
+def test_the_shares_cover_every_context_once_and_split_only_the_ones_left_over():
+    for workers in range(1, 8):
+        jobs = exhaustive.shares(CONTEXTS, workers)
+        for context in CONTEXTS:
+            parts = sorted(share for c, share in jobs if c == context)
+            assert parts == [(k, parts[0][1]) for k in range(parts[0][1])], (workers, context, parts)
+        split = [c for c, (_, n) in jobs if n > 1]
+        assert len(set(split)) == len(CONTEXTS) % workers
+        assert all(n == 1 for _, (_, n) in jobs[:len(jobs) - len(split)])  # the whole ones first, the split ones last
+    assert [share for _, share in exhaustive.shares(CONTEXTS, 2)] == [(0, 1)] * 4 + [(0, 2), (1, 2)]
+
+
+def test_two_workers_check_what_one_checks():
+    """The same scenarios, states and findings however the scope is shared out (depth 1: cheap)."""
+    one, two = (check_exhaustively("model", 1, workers=w) for w in (1, 2))
+    assert (one.scenarios, one.states, one.explained, one.failures) == (two.scenarios, two.states, two.explained,
+                                                                        two.failures)

@@ -6,7 +6,8 @@ the alphabet only if the model's abstract state after it (``model.supervisor``'s
 less its history of calls and replies) has not been reached before; two prefixes that reach one
 state have the same futures in the model. Every prefix, with every exit of ``EXITS``, is a scenario
 to check; ``in_scope`` adds every heartbeat sequence up to ``HEARTBEAT_DEPTH``, not de-duplicated.
-``check_exhaustively`` checks them all on a target, one run context per worker process:
+``check_exhaustively`` checks them all on a target, in worker processes (each run context whole
+where the contexts divide evenly between the workers, split between them where not: ``shares``):
 conformance with the model and every invariant (violations that a registered finding explains
 are counted, not failures). Hypothesis searches beyond this scope.
 """
@@ -25,6 +26,7 @@ from impl.frontdoor.registry import load_target
 from impl.frontdoor.scenarios import EVENTS
 from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_observation
 from model import supervisor as model_supervisor
+from model.frozen import replace
 from model.invariants import SUPERVISOR_INVARIANTS
 from model.release import SPECIFIED, Release
 from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER, HEARTBEAT_OK,
@@ -66,7 +68,7 @@ def _abstract(sup: model_supervisor.Supervisor, remaining: int) -> model_supervi
     that behaves alike from here on, the closing call included.
     """
     tries = min(sup.execution_api_retries, len(sup.server.faults) + remaining + 1)
-    return attrs.evolve(sup, calls=(), replies=(), execution_api_retries=tries)
+    return replace(sup, calls=(), replies=(), execution_api_retries=tries)
 
 
 def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS, tries=TRIES, alphabet=EVENTS,
@@ -103,15 +105,9 @@ def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS, tries=TRIES,
 
 def check_exhaustively(target_name: str, depth: int = DEFAULT_DEPTH, workers: int = 2,
                        max_failures: int = 5) -> Coverage:
-    """Check every scenario in scope on the target, ``workers`` processes at once.
-
-    Each run context is split into ``workers`` shares (every ``workers``-th scenario), so that five contexts keep two
-    workers equally busy; each share enumerates its context again, a small part of the cost of checking it.
-    """
+    """Check every scenario in scope on the target, ``workers`` processes at once (the jobs: ``shares``)."""
     began = time.monotonic()
-    shares = max(1, workers)
-    jobs = [(target_name, context, depth, max_failures, (share, shares))
-            for context in CONTEXTS for share in range(shares)]
+    jobs = [(target_name, context, depth, max_failures, share) for context, share in shares(CONTEXTS, workers)]
     if workers > 1:
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             parts = list(pool.map(_check_share, jobs))
@@ -123,6 +119,21 @@ def check_exhaustively(target_name: str, depth: int = DEFAULT_DEPTH, workers: in
             explained[key] = explained.get(key, 0) + n
     return Coverage(sum(p.scenarios for p in parts), sum(p.states for p in parts), depth, time.monotonic() - began,
                     explained, tuple(f for p in parts for f in p.failures)[:max_failures])
+
+
+def shares(contexts: tuple, workers: int) -> list[tuple[RunContext, tuple[int, int]]]:
+    """How the contexts are shared out between ``workers`` processes: ``(context, (k, n))``, every n-th scenario of the
+    context from the k-th on (``check_in_scope``'s ``share``), in the order the workers take them.
+
+    A context is checked whole as far as the contexts divide evenly between the workers; each one left over is split
+    into one share per worker, last, so that the workers end together (five contexts on two: four whole, one in two
+    halves). A share enumerates its whole context again to find its scenarios, about a tenth of the cost of checking
+    them all, so a context is split only where the workers would otherwise wait.
+    """
+    workers = max(1, workers)
+    whole = len(contexts) - len(contexts) % workers
+    return ([(context, (0, 1)) for context in contexts[:whole]]
+            + [(context, (k, workers)) for context in contexts[whole:] for k in range(workers)])
 
 
 def _check_share(job) -> Coverage:

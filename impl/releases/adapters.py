@@ -25,6 +25,7 @@ except PackageNotFoundError:  # the bindings import Airflow themselves, and say 
     INSTALLED = Version("0")
 
 
+@functools.lru_cache(maxsize=None)  # asked for by every attempt in process; INSTALLED never changes
 def since(release: str) -> bool:
     """Whether the installed task-sdk is ``release`` or newer; a pre-release counts as its release (1.4.0b2 as 1.4.0)."""
     return INSTALLED.release >= Version(release).release
@@ -204,6 +205,7 @@ def since_1_4_0_http_library():
     return importlib.import_module("httpx2" if since("1.4.0") else "httpx")
 
 
+@functools.lru_cache(maxsize=None)  # asked for by every state an attempt in process reports
 def since_1_4_0_server_terminated() -> str:
     """``SERVER_TERMINATED`` as the installed supervisor spells it: ``"server_terminated"`` (the value of
     ``TerminalStateNonSuccess.SERVER_TERMINATED``) since 1.4.0, the module's own ``"SERVER_TERMINATED"`` before,

@@ -50,6 +50,19 @@ def _run_context(context: RunContext) -> TIRunContext:
     )
 
 
+@functools.lru_cache(maxsize=None)
+def _queued(context: RunContext) -> Server:
+    """The row the server holds for a run context before the attempt starts (the installed release's server)."""
+    return Server.queued(context, release=model_release())
+
+
+@functools.lru_cache(maxsize=None)
+def _started(server: Server, tries: int) -> tuple[Server, tuple[ApiCall, ...], int | str]:
+    """``task_instances.start`` on ``server``, tried ``tries`` times: a pure function of the two, asked for by every
+    attempt in process with one of a few servers (``_queued``), so answered once for each."""
+    return client.request(server, Server.start, tries, "start")
+
+
 class RecordingTaskInstances:
     """``client.task_instances``, answering from the server model and recording each call.
 
@@ -60,7 +73,7 @@ class RecordingTaskInstances:
     def __init__(self, scenario: Scenario):
         self.context = scenario.context
         self.tries = scenario.execution_api_retries
-        self.server = Server.queued(scenario.context, release=model_release())  # the installed release's server
+        self.server = _queued(scenario.context)
         self.calls: list[ApiCall] = []
         #: What the last succeed, retry or finish call carried as ``rendered_map_index``.
         self.map_index_sent: str | None = None
@@ -84,7 +97,7 @@ class RecordingTaskInstances:
         self._answer(*client.call(self.server, name, state, self.tries))
 
     def start(self, id, pid, when, **_newer) -> TIRunContext:
-        self._answer(*client.request(self.server, Server.start, self.tries, "start"))
+        self._answer(*_started(self.server, self.tries))
         return _run_context(self.context)
 
     def heartbeat(self, id, pid, **_newer) -> None:
