@@ -70,6 +70,22 @@ def test_runtime_that_never_exits_is_killed_at_the_deadline(spawn):
 
 
 @pytest.mark.parametrize("spawn", PATHS)
+def test_a_runtime_killed_by_the_escalation_ends_when_killed_not_when_it_would_have_exited(spawn):
+    """A runtime that ignores SIGTERM dies of the escalation's SIGKILL at once, on the fork path too (where the
+    SIGKILL meets the launcher, which cannot forward it): the attempt does not wait out the runtime's own exit,
+    here set beyond the deadline."""
+    scenario = Scenario.from_text("ignore sigterm; heartbeat 404; exit 0")
+    script = process.compile_scenario(scenario)
+    for step in script["steps"]:
+        if step[0] == "ignore_sigterm":
+            step[1] = 600.0  # the runtime's own exit, were it not killed: far beyond the deadline
+    observation, elapsed = timed(script, context=scenario.context, spawn=spawn, deadline=30.0)
+    assert observation.harness is None, observation.to_lines()
+    assert observation == model.run(scenario), "\n".join(observation.to_lines())
+    assert elapsed < 30
+
+
+@pytest.mark.parametrize("spawn", PATHS)
 def test_runtime_that_closes_the_socket_early_then_exits(spawn):
     observation, elapsed = timed({"steps": [["close"], ["sleep", 0.1], ["exit", 2]]}, spawn=spawn, deadline=5.0)
     assert elapsed < 8 and observation.harness is None

@@ -122,6 +122,14 @@ class RowState:
 
 
 @attrs.frozen
+class LiveTI:
+    """The live TaskInstance of a run: its id (the id of this try) and its row."""
+
+    id: uuid.UUID
+    row: RowState
+
+
+@attrs.frozen
 class Exchange:
     """One HTTP request of the client and what became of it.
 
@@ -611,18 +619,24 @@ class AirflowServer:
 
     def row(self, run_id: str) -> RowState | None:
         """The live TI row of ``run_id``: state, try_number, max_tries; None once deleted."""
+        live = self.live(run_id)
+        return None if live is None else live.row
+
+    def live(self, run_id: str) -> LiveTI | None:
+        """The live TI of ``run_id`` in one read: its id and its row; None once deleted."""
         from airflow.models.taskinstance import TaskInstance as TI
         from airflow.utils.session import create_session
         from sqlalchemy import select
 
         with create_session() as session:
             found = session.execute(
-                select(TI.state, TI.try_number, TI.max_tries).where(TI.run_id == run_id, TI.task_id == TASK_ID)
+                select(TI.id, TI.state, TI.try_number, TI.max_tries).where(TI.run_id == run_id, TI.task_id == TASK_ID)
             ).one_or_none()
         if found is None:
             return None
-        state, try_number, max_tries = found
-        return RowState(None if state is None else str(getattr(state, "value", state)), try_number, max_tries)
+        ti_id, state, try_number, max_tries = found
+        return LiveTI(ti_id, RowState(None if state is None else str(getattr(state, "value", state)), try_number,
+                                      max_tries))
 
     def reset(self) -> None:
         """Empty the tables attempts write (``ATTEMPT_TABLES``): the rows are then as the template has them.
@@ -641,12 +655,8 @@ class AirflowServer:
 
     def ti_id(self, run_id: str) -> uuid.UUID | None:
         """The live TI's id (it changes each time a try is archived); None once deleted."""
-        from airflow.models.taskinstance import TaskInstance as TI
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
-
-        with create_session() as session:
-            return session.scalar(select(TI.id).where(TI.run_id == run_id, TI.task_id == TASK_ID))
+        live = self.live(run_id)
+        return None if live is None else live.id
 
     # -- the actors: airflow-core's own code on the live row
 

@@ -232,27 +232,31 @@ def _request(client, step: Step, ti_id):
 
 
 def play_real(server, case: Case) -> tuple[Seen, ...]:
-    """The case on ``server`` (a started ``impl.server.airflow_api.AirflowServer``), on a run of its own."""
+    """The case on ``server`` (a started ``impl.server.airflow_api.AirflowServer``), on a run of its own.
+
+    The live TI is read once per step, after it (``AirflowServer.live``): nothing but the step moves the row, so
+    that read is also what the next step starts from (whether there is a row to act on, the id a fresh worker
+    is handed)."""
     from airflow.sdk.api.client import ServerResponseError
     from airflow.sdk.exceptions import TaskAlreadyRunningError
 
     o = case.opening
     attempt = server.open_attempt(o.try_number, o.max_tries, retries=o.retries, start=False)
-    run_id, held = attempt.run_id, attempt.ti_id
+    run_id, held, live_id = attempt.run_id, attempt.ti_id, attempt.ti_id
     client = server.client(attempts=1)
     seen = []
     try:
         for step in case.steps:
             status = context = None
             if isinstance(step, Act):
-                if server.row(run_id) is not None:  # nothing to act on once deleted
+                if live_id is not None:  # nothing to act on once deleted
                     if step.actor == "mark":
                         server.mark(run_id, step.state)
                     else:
                         getattr(server, step.actor)(run_id)
             else:
                 if isinstance(step, Start) and step.fresh:
-                    held = server.ti_id(run_id) or held
+                    held = live_id or held
                 try:
                     handed = _request(client, step, held)
                 except (ServerResponseError, TaskAlreadyRunningError):
@@ -260,9 +264,10 @@ def play_real(server, case: Case) -> tuple[Seen, ...]:
                 status = client.exchanges[-1].status
                 if isinstance(step, Start) and handed is not None:
                     context = (handed.should_retry, handed.max_tries)
-            row = server.row(run_id)
-            seen.append(Seen(status, None if row is None else (row.state, row.try_number, row.max_tries),
-                             server.ti_id(run_id) == held, context))
+            live = server.live(run_id)
+            live_id = None if live is None else live.id
+            row = None if live is None else (live.row.state, live.row.try_number, live.row.max_tries)
+            seen.append(Seen(status, row, live_id == held, context))
     finally:
         server.release(client)
     return tuple(seen)

@@ -139,12 +139,22 @@ class Attempt:
     def arm(self, fault: Fault) -> None:
         """From now on ``fault`` applies (``Server.arm``)."""
         with self.lock:
+            self._settle(f"arm {fault.call} {fault.kind}")
             self.server = self.server.arm(fault)
 
     def heartbeat_due(self, answer: int) -> None:
         """The next heartbeat is answered ``answer``."""
         with self.lock:
+            self._settle(f"heartbeat {answer}")
             self.heartbeat_answer = answer
+
+    def _settle(self, what: str) -> None:
+        """Hold a change of the world (under ``lock``) until every request the client gave up on as lost has been
+        applied: the server decides how to answer one when it arrives, and the client may have given up on it,
+        and gone on, before it did."""
+        if not self.lock.wait_for(lambda: not self.lost_in_flight, timeout=10):
+            self.unexpected.append(f"{what}: an earlier lost call never reached the server")
+            self.lost_in_flight = 0
 
 
 class ExecutionAPIFake:

@@ -77,8 +77,11 @@ _QUIET = structlog.wrap_logger(structlog.ReturnLogger(), processors=[],
 
 #: Beyond the length of any attempt: no clock runs out unless an event runs it out.
 STRETCHED = 10**9
-#: How long the client waits for an answer the server will not send (a ``lost`` fault).
-LOST_READ_TIMEOUT = 0.02
+#: How long the client waits for an answer the server will not send (a ``lost`` fault, a heartbeat left unanswered):
+#: it only sets when the client gives up, and a heartbeat left unanswered is waited for once per try of the client.
+#: The order of calls does not hang on it (``ExecutionAPIFake.request_hook`` holds the next request back until the
+#: server has applied the lost one).
+LOST_READ_TIMEOUT = 0.001
 #: Every other call: generous, so that a loaded machine never times a real answer out.
 CALL_TIMEOUT = 30.0
 #: The supervisor's wait before it escalates a kill's signal (Airflow's: 5 s) once the runtime said it ignores

@@ -10,6 +10,7 @@
  * the child's stand-in, as far as the supervisor can tell:
  *
  *   - a signal sent to it (the supervisor's kill: SIGTERM, SIGINT, ...) is forwarded to the child;
+ *     killed by one it cannot forward (SIGKILL), it hangs up on the fork server, which kills the child;
  *   - when the fork server reports the child's exit status it ends the same way: the same
  *     exit code, or death by the same signal;
  *   - it keeps its copies of the comm and logs sockets until the child has received

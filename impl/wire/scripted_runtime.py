@@ -370,39 +370,64 @@ def zygote(path: str) -> None:
     Per launcher: receive ``script path`` and four descriptors, fork, tell the launcher the
     child's pid (``P<pid>\\n``), and when the child ends, its exit status (``X<code>\\n``,
     ``subprocess``-style: negative for a signal).
+
+    A launcher that hangs up while its child lives was killed by a signal it cannot forward
+    (the supervisor's SIGKILL): the process it stands for is dead, so the child is killed
+    (SIGKILL) too, as a runtime launched directly would have been, and its sockets close now
+    rather than when it would have ended by itself (a runtime that ignores SIGTERM: seconds later).
     """
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(64)
     children: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, launcher connection)
+    launchers: dict[int, int] = {}  # launcher connection's fd -> its child's pidfd
     stdin = sys.stdin.fileno()
+    poller = select.poll()
+    poller.register(server, select.POLLIN)
+    poller.register(stdin, select.POLLIN)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     while True:
-        ready, _, _ = select.select([server, stdin, *children], [], [])
-        for fd in ready:
+        for fd, _ in poller.poll():
             if fd == stdin:
                 if not os.read(stdin, 4096):
                     _zygote_shutdown(server, path, children)
                     return
-            elif fd is server:
+            elif fd == server.fileno():
                 conn, _ = server.accept()
                 child = _fork_child(server, conn, children)
                 if child is not None:
                     pid, pidfd = child
                     children[pidfd] = (pid, conn)
+                    launchers[conn.fileno()] = pidfd
+                    poller.register(pidfd, select.POLLIN)
+                    poller.register(conn, select.POLLRDHUP)  # its hang-up only: the bytes are the child's
                 else:
                     conn.close()
-            else:
+            elif fd in children:
                 pid, conn = children.pop(fd)
                 _, status = os.waitpid(pid, 0)
+                poller.unregister(fd)
                 os.close(fd)
+                if launchers.pop(conn.fileno(), None) is not None:
+                    poller.unregister(conn)
                 try:
                     conn.sendall(b"X%d\n" % os.waitstatus_to_exitcode(status))
                 except OSError:
                     pass  # the launcher is gone (killed): nobody to tell
                 conn.close()
+            elif fd in launchers and _hung_up(fd):  # the launcher died before its child: kill it (reaped when it ends)
+                poller.unregister(fd)
+                pid, _ = children[launchers.pop(fd)]
+                os.kill(pid, signal.SIGKILL)  # not reaped yet, so the pid is still the child's
+
+
+def _hung_up(fd: int) -> bool:
+    """Whether the peer of socket ``fd`` has hung up, now (an event of an earlier poll may be stale)."""
+    check = select.poll()
+    check.register(fd, select.POLLRDHUP)
+    return bool(check.poll(0))
 
 
 def _fork_child(server: socket.socket, conn: socket.socket, children: dict) -> tuple[int, int] | None:
