@@ -32,3 +32,14 @@ def test_replies_come_from_the_response_frames_on_the_wire():
     observed = inproc.run(Scenario.from_text(
         "execution_api_retries=1; fault retry transient; send RetryTask; send RetryTask; exit 0"))
     assert observed.replies == ("error", "ok")
+
+
+def test_a_stalled_wake_up_sends_no_heartbeat_the_scenario_does_not_have(monkeypatch):
+    """A loaded machine may stall the supervisor's loop past ``MIN_HEARTBEAT_INTERVAL``: no heartbeat falls due for that,
+    only for a scenario's heartbeat event (each wake-up here takes a minute by the clock the supervisor reads)."""
+    clock = iter(range(0, 10**6, 60))
+    monkeypatch.setattr(inproc.time, "monotonic", lambda: float(next(clock)))
+    scenario = Scenario.from_text("send MaskSecret; heartbeat 200; send MaskSecret; send SucceedTask; exit 0")
+    observed = inproc.run(scenario)
+    assert [c.name for c in observed.calls].count("heartbeat") == 1
+    assert observed == model_run(scenario)

@@ -145,6 +145,13 @@ class ChildEnd:
         pass
 
 
+#: The supervisor's last heartbeat attempt and its task's end as the selector keeps them between the events that run
+#: those clocks out: no heartbeat and no overtime falls due unless an event says so, however long a stalled wake-up
+#: takes on a loaded machine (``time.monotonic() - NEVER_DUE`` is never past ``MIN_HEARTBEAT_INTERVAL`` or
+#: ``TASK_OVERTIME_THRESHOLD``).
+NEVER_DUE = float("inf")
+
+
 class ScriptedSelector:
     """The monitor loop's selector: each ``select()`` is a wake-up that delivers the next event.
 
@@ -162,17 +169,18 @@ class ScriptedSelector:
         #: The answer of the heartbeat that fell due and was not sent yet: the world is told it only once the
         #: supervisor will send it (a 1.4.0 supervisor holding a delivered outcome sends none until another is held).
         self.overdue = None
+        #: Whether an overtime event ran out the supervisor's overtime (from then on it stays run out).
+        self.overtime_ran_out = False
 
     def attach(self, supervisor: ActivitySubprocess) -> None:
         self.supervisor = supervisor
         self.requests = supervisor.handle_requests(_QUIET)
         next(self.requests)
-        # No heartbeat falls due unless an event says so: the interval starts now (an attempt lasts far less),
-        # and from then on only the supervisor's own stamp after each heartbeat moves it.
-        supervisor._last_heartbeat_attempt = time.monotonic()
+        supervisor._last_heartbeat_attempt = NEVER_DUE
 
     def select(self, timeout=None):
         sup = self.supervisor
+        self._hold_clocks()
         if self.process.exit_code is not None or self.process.silenced():
             return []  # dead, or silent after ignoring SIGTERM: nothing more arrives
         now = time.monotonic()
@@ -188,13 +196,25 @@ class ScriptedSelector:
             self.overdue = event.answer
             sup._last_heartbeat_attempt = now - airflow_supervisor.MIN_HEARTBEAT_INTERVAL - 1
         elif isinstance(event, Overtime) and sup._task_end_time_monotonic is not None:
+            self.overtime_ran_out = True
             sup._task_end_time_monotonic = now - since_1_0_4_overtime_threshold(sup) - 1
         elif isinstance(event, IgnoreSigterm):
             self.process.ignores_sigterm = True
         if self.overdue is not None and since_1_4_0_heartbeat_due(sup):  # this wake-up sends the heartbeat due
             self.world.heartbeat_due(self.overdue)
             self.overdue = None
+        elif not isinstance(event, Heartbeat):
+            self._hold_clocks()  # a frame just handled may have stamped the task's end
         return []
+
+    def _hold_clocks(self) -> None:
+        """Put the supervisor's own stamps (after a heartbeat it sent, at the terminal state it took) out of reach
+        of the wall clock, unless an event ran that clock out: only the events make a heartbeat or overtime due."""
+        sup = self.supervisor
+        if self.overdue is None:
+            sup._last_heartbeat_attempt = NEVER_DUE
+        if sup._task_end_time_monotonic is not None and not self.overtime_ran_out:
+            sup._task_end_time_monotonic = NEVER_DUE
 
     def _deliver(self, event: Send) -> None:
         """Put one frame on the wire and hand it to the supervisor as its frame reader would."""
