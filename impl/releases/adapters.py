@@ -429,27 +429,21 @@ def since_1_4_0_delete_every_attempt(session, ti) -> None:
                              region_id=ti.region_id, session=session)
 
 
-def since_1_4_0_purge_without_heartbeats(found, *, executor, job_id: int, timeout: int, session) -> None:
-    """What the scheduler does with the TIs it ``found`` without a heartbeat, one ``BaseExecutor`` ``executor`` told:
-    since 1.4.0 (apache-airflow-core 3.4.0) ``SchedulerJobRunner._purge_task_instances_without_heartbeats`` fails each
-    itself (``handle_failure``; a RESTARTING one's restart completed, ``complete_restart``) and then tells the
-    executor; before, it only tells the executor the TI failed (``change_state``), and ``process_executor_events``,
-    run after it, fails the TI. The runner is the scheduler's own class, with no job loop: only what the purge
-    reads is set (its logger, the timeout, the DAG bag, one executor, no multi-team)."""
+def since_1_4_0_purge_without_heartbeats(runner, found, *, executor, session) -> None:
+    """What the scheduler ``runner`` (a ``SchedulerJobRunner`` with its job and heartbeat timeout set) does with the
+    TIs it ``found`` without a heartbeat, one ``BaseExecutor`` ``executor`` told: since 1.4.0 (apache-airflow-core
+    3.4.0) ``SchedulerJobRunner._purge_task_instances_without_heartbeats`` fails each itself (``handle_failure``; a
+    RESTARTING one's restart completed, ``complete_restart``) and then tells the executor, reading the runner's DAG
+    bag and executors, set here (one executor, no multi-team); before, it only tells the executor the TI failed
+    (``change_state``), and ``process_executor_events``, run after it, fails the TI."""
     from airflow.utils.state import TaskInstanceState
 
     if not since("1.4.0"):
         for ti in found:
             executor.change_state(ti.key, TaskInstanceState.FAILED, remove_running=True)
         return
-    from types import SimpleNamespace
-
-    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
     from airflow.models.dagbag import DBDagBag
 
-    runner = object.__new__(SchedulerJobRunner)
-    runner.job = SimpleNamespace(id=job_id)
-    runner._task_instance_heartbeat_timeout_secs = timeout
     runner.scheduler_dag_bag = DBDagBag()
     runner._multi_team = False
     runner.executor = executor

@@ -714,7 +714,6 @@ class AirflowServer:
         """
         from types import SimpleNamespace
 
-        import structlog
         from airflow.configuration import conf
         from airflow.executors.base_executor import BaseExecutor
         from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
@@ -726,14 +725,16 @@ class AirflowServer:
             ti = _live_ti(session, run_id)
             ti.queued_by_job_id = SCHEDULER_JOB_ID
             ti.last_heartbeat_at = _now() - datetime.timedelta(seconds=timeout + 1)
-        runner = SimpleNamespace(log=structlog.get_logger("finalstate.scheduler"),
-                                 _task_instance_heartbeat_timeout_secs=timeout,
-                                 job=SimpleNamespace(id=SCHEDULER_JOB_ID))
+        # The scheduler's own class with no job loop: only what the two steps read is set (their logger is the
+        # class's own; the purge's DAG bag and executors are set by since_1_4_0_purge_without_heartbeats).
+        runner = object.__new__(SchedulerJobRunner)
+        runner.job = SimpleNamespace(id=SCHEDULER_JOB_ID)
+        runner._task_instance_heartbeat_timeout_secs = timeout
         executor = _executor(BaseExecutor)
         with create_session() as session:
-            found = SchedulerJobRunner._find_task_instances_without_heartbeats(runner, session=session)
-            since_1_4_0_purge_without_heartbeats([ti for ti in found if ti.run_id == run_id], executor=executor,
-                                                 job_id=SCHEDULER_JOB_ID, timeout=timeout, session=session)
+            found = runner._find_task_instances_without_heartbeats(session=session)
+            since_1_4_0_purge_without_heartbeats(runner, [ti for ti in found if ti.run_id == run_id],
+                                                 executor=executor, session=session)
         with create_session() as session:
             SchedulerJobRunner.process_executor_events(executor=executor, job_id=SCHEDULER_JOB_ID,
                                                        scheduler_dag_bag=DBDagBag(), session=session)
