@@ -290,7 +290,7 @@ FINDINGS: tuple[Finding, ...] = (
         "a RetryTask whose answer is lost was applied: the retry archived the try under a new TI id, so the "
         "client's resend (and since 1.2.2 the supervisor's replay) is refused 404; the attempt is then reported by "
         "its exit (FAILED here; SUCCESS after exit 0 from 1.2.2) while the row is UP_FOR_RETRY (with Airflow's "
-        "default client retries)",
+        "default client retries, on the real server too)",
         "ActivitySubprocess._send_terminal_state_msg / _replay_pending_terminal_state_msg resend a retry to the "
         "TI id the retry itself archived, and take the 404 for a failed call; final_state then reads the exit code",
         signature=_applied_retry_refused, also_breaks=("failure_never_recorded_as_success",),
