@@ -15,7 +15,7 @@ from hypothesis import settings
 
 import impl.frontdoor.profiles  # noqa: F401  registers the profiles
 from impl.frontdoor.mutate import ENV as MUTANT_ENV
-from impl.releases.diff import Side, WorkerFailed, diff, report
+from impl.releases.diff import Side, WorkerFailed, changed_decisions, diff, report, signature
 from impl.releases.environments import NotACheckout, UnknownRelease
 from impl.supervisor_process.census import children_running
 
@@ -75,6 +75,20 @@ def test_a_worker_that_cannot_start_is_named():
     broken = Side("installed", ((MUTANT_ENV, f"{SUPERVISOR}=/nonexistent/supervisor.py"),))
     with pytest.raises(WorkerFailed, match=r"side installed \(FINALSTATE_MUTANT=supervisor.py\)"):
         diff(Side("installed"), broken, "airflow-inproc", SHORT)
+
+
+def test_replies_to_the_runtime_are_a_decision_of_their_own():
+    """1.0.2 → 1.0.3's one change: a terminal frame handled well is answered where it was left unanswered. It is
+    reported as what the supervisor answered the runtime, not as calls it made; a longer run parting at the
+    same reply is the same change."""
+    calls = [["succeed", "ok"]]
+    before = {"observation": {"final_state": "success", "calls": calls, "replies": ["unanswered"]}}
+    after = {"observation": {"final_state": "success", "calls": calls, "replies": ["ok"]}}
+    longer = {"observation": {"final_state": "success", "calls": calls, "replies": ["ok", "ok"]}}
+    assert changed_decisions(before, after) == ("replies to the runtime",)
+    assert (signature("replies to the runtime", before, after)
+            == signature("replies to the runtime", before, longer)
+            == ("replies to the runtime", "replies", '"unanswered"', '"ok"'))
 
 
 def test_bad_sides_are_refused_by_name(tmp_path):

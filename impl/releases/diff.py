@@ -48,11 +48,14 @@ ROOT = Path(__file__).resolve().parents[2]
 DECISIONS: dict[str, tuple[str, ...]] = {
     "final state": ("final_state", "state"),
     "row": ("row", "row_gone"),
-    "calls made": ("calls", "replies", "sent", "retry_delay_seconds", "retry_reason"),
+    "calls made": ("calls", "sent", "retry_delay_seconds", "retry_reason"),
+    "replies to the runtime": ("replies",),
     "rendered map index sent": ("rendered_map_index",),
     "exit": ("exit_code", "raised", "harness"),
     "target error": ("error",),
 }
+#: The decisions made of sequences: two differences in one are the same change where they part at the same place.
+SEQUENCES = ("calls made", "replies to the runtime")
 #: A worker that takes longer than this for one run is stuck: it is killed and named.
 RUN_DEADLINE = 120.0
 #: How long a worker may take to import its release and load the target.
@@ -184,10 +187,10 @@ def changed_decisions(a: dict, b: dict) -> tuple[str, ...]:
 
 def signature(decision: str, a: dict, b: dict) -> tuple:
     """What makes two differences in ``decision`` the same kind of change: each side's value of it; for the
-    calls made, the first call on which they part (so a longer run with the same change is not new)."""
+    calls made and the replies, the first item on which they part (so a longer run with the same change is not new)."""
     fa, fb = _fields(a), _fields(b)
     names = [f for f in DECISIONS.get(decision, (decision,)) if f in fa or f in fb]
-    if decision == "calls made":
+    if decision in SEQUENCES:
         for name in names:
             xs, ys = fa.get(name) or [], fb.get(name) or []
             if xs != ys:
