@@ -185,13 +185,15 @@ FINDINGS: tuple[Finding, ...] = (
     ),
     Finding(
         "F2", "no_task_instance_left_running",
-        "try_number=1 max_tries=1 should_retry=true; exit 1",
-        "a crash while should_retry is reported UP_FOR_RETRY but the TI stays RUNNING",
+        "try_number=1 max_tries=1 should_retry=true; exit -9",
+        "a task that crashes or is killed while should_retry is reported UP_FOR_RETRY but the TI stays RUNNING",
         f"{_CLOSE}: final_state is UP_FOR_RETRY from the exit code, which is in STATES_SENT_DIRECTLY, "
         "so no retry() or finish() call is made (the comment there says finish() should handle it)",
         signature=_left_running_by_skip(UP_FOR_RETRY), also_breaks=("server_row_agrees_with_final_state",),
-        # Its exit 1 is UP_FOR_RETRY from 1.1.4 (Release.retries_after_exit); before, FAILED, which finish() reports.
-        introduced_in="1.1.4",
+        # A kill (exit -9: the OOM killer's SIGKILL) is UP_FOR_RETRY from 1.1.2, any non-zero exit from 1.1.4
+        # (Release.retries_after_exit); before 1.1.2 both are FAILED, which finish() reports. So the kill is the run
+        # that stands on every release the bug is on: the search shrinks to it on 1.1.2-1.1.3, to exit 1 from 1.1.4.
+        introduced_in="1.1.2",
     ),
     Finding(
         "F3", "no_task_instance_left_running",

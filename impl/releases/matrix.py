@@ -68,7 +68,8 @@ UPSTREAM: dict[str, str] = {
     "F1": f"apparently new as a report of its own; its mechanism (exit 0, no terminal state, SUCCESS is in "
           f"STATES_SENT_DIRECTLY, no call, TI RUNNING) is spelled out in [#67266]({_AF}/pull/67266) (closed "
           f"unmerged), a fix for R1",
-    "F2": "apparently new",
+    "F2": f"apparently new; it came with [#55767]({_AF}/pull/55767) (in 1.1.2: a signal-killed task with should_retry "
+          "is UP_FOR_RETRY, a state no call then reports), and 1.1.4 made every non-zero exit so",
     "F3": f"apparently new ([#66574]({_AF}/pull/66574), merged, recovers failed direct calls, not a failed finish())",
     "F4": f"reported with F7: the fix proposed in [#73142]({_AF}/pull/73142) (open) names the overtime SIGTERM case",
     "F5": "apparently new",
