@@ -91,6 +91,16 @@ def test_replies_to_the_runtime_are_a_decision_of_their_own():
             == ("replies to the runtime", "replies", '"unanswered"', '"ok"'))
 
 
+def test_a_changed_retry_delay_is_a_change_in_the_calls_by_its_values():
+    """A RetryTask sent alike on both sides with another delay: the delay is no sequence, so its two values make
+    the change (it once made the signature raise)."""
+    before = {"observation": {"sent": ["RetryTask"], "retry_delay_seconds": 10.0, "retry_reason": None}}
+    after = {"observation": {"sent": ["RetryTask"], "retry_delay_seconds": 0.0, "retry_reason": None}}
+    assert changed_decisions(before, after) == ("calls made",)
+    assert signature("calls made", before, after) == (
+        "calls made", '["RetryTask"]', "10.0", "null", '["RetryTask"]', "0.0", "null")
+
+
 def test_bad_sides_are_refused_by_name(tmp_path):
     with pytest.raises(UnknownRelease, match="'9.9.9'"):
         diff(Side("9.9.9"), Side("installed"), "airflow-inproc", SHORT)

@@ -54,8 +54,6 @@ DECISIONS: dict[str, tuple[str, ...]] = {
     "exit": ("exit_code", "raised", "harness"),
     "target error": ("error",),
 }
-#: The decisions made of sequences: two differences in one are the same change where they part at the same place.
-SEQUENCES = ("calls made", "replies to the runtime")
 #: A worker that takes longer than this for one run is stuck: it is killed and named.
 RUN_DEADLINE = 120.0
 #: How long a worker may take to import its release and load the target.
@@ -186,17 +184,17 @@ def changed_decisions(a: dict, b: dict) -> tuple[str, ...]:
 
 
 def signature(decision: str, a: dict, b: dict) -> tuple:
-    """What makes two differences in ``decision`` the same kind of change: each side's value of it; for the
-    calls made and the replies, the first item on which they part (so a longer run with the same change is not new)."""
+    """What makes two differences in ``decision`` the same kind of change: each side's value of it; where they
+    differ in a sequence (the calls, the frames sent, the replies), the first item on which they part (so a longer
+    run with the same change is not new)."""
     fa, fb = _fields(a), _fields(b)
     names = [f for f in DECISIONS.get(decision, (decision,)) if f in fa or f in fb]
-    if decision in SEQUENCES:
-        for name in names:
-            xs, ys = fa.get(name) or [], fb.get(name) or []
-            if xs != ys:
-                at = next((i for i, (x, y) in enumerate(zip(xs, ys)) if x != y), min(len(xs), len(ys)))
-                part = lambda seq: json.dumps(seq[at]) if at < len(seq) else "(nothing)"  # noqa: E731
-                return decision, name, part(xs), part(ys)
+    for name in names:
+        xs, ys = fa.get(name) or [], fb.get(name) or []
+        if xs != ys and isinstance(xs, list) and isinstance(ys, list):
+            at = next((i for i, (x, y) in enumerate(zip(xs, ys)) if x != y), min(len(xs), len(ys)))
+            part = lambda seq: json.dumps(seq[at]) if at < len(seq) else "(nothing)"  # noqa: E731
+            return decision, name, part(xs), part(ys)
     return (decision, *(json.dumps(fa.get(n)) for n in names), *(json.dumps(fb.get(n)) for n in names))
 
 
