@@ -1,20 +1,15 @@
 """The runtime's side: for a task outcome and a run context, the frames it sends and its exit code.
 
-Two runtimes are modelled.
+The Python task runner of apache-airflow-task-sdk 1.3.2 (``airflow.sdk.execution_time.task_runner``), as it
+is: ``python_runtime(run)`` follows ``main`` → ``run`` → ``_run_task_and_map_outcome`` →
+``_handle_current_task_failed`` / ``_handle_handler_failure`` → ``_finalize_task_failure``, with the task's
+retry policy (``_evaluate_retry_policy``) and the fail-closed exit when the terminal frame cannot be sent.
+``python_runtime(run, release)`` follows another release's runner where they differ
+(``model.release.Release``: retry policies since 1.3.0, the fail-closed exit since 1.2.2, the handler-failure
+path since 1.3.1, ...). Coordinator-mode runtimes, which meet the supervisor's world as they run, are
+``model.coordinator``.
 
-- The Python task runner of apache-airflow-task-sdk 1.3.2 (``airflow.sdk.execution_time.task_runner``),
-  as it is: ``python_runtime(run)`` follows ``main`` → ``run`` → ``_run_task_and_map_outcome`` →
-  ``_handle_current_task_failed`` / ``_handle_handler_failure`` → ``_finalize_task_failure``, with
-  the task's retry policy (``_evaluate_retry_policy``) and the fail-closed exit when the terminal
-  frame cannot be sent. ``python_runtime(run, release)`` follows another release's runner where
-  they differ (``model.release.Release``: retry policies since 1.3.0, the fail-closed exit since
-  1.2.2, the handler-failure path since 1.3.1, ...).
-- A coordinator-mode runtime (the Go SDK's ``pkg/execution/task_runner.go`` as the seed,
-  apache/airflow#67797, describes it): ``coordinator_runtime(run, retry_branch=...)``. With
-  ``retry_branch=False`` it is the seed's bug (every failure is ``TaskState(failed)``); with
-  ``retry_branch=True`` it does the seed's four steps right.
-
-Both answer a ``RuntimeObservation``: every frame handed to the supervisor channel, in order,
+It answers a ``RuntimeObservation``: every frame handed to the supervisor channel, in order,
 with whether it got through; the state the runtime decided; and the process exit code. The
 frames are ``model.scenario.Send`` values, so ``to_scenario`` turns a runtime's answer into the
 ``Scenario`` the supervisor lives (``model.supervisor.run``), and ``compose`` does both.
@@ -30,7 +25,6 @@ from model.scenario import (
     AWAITING_INPUT,
     DEFERRED,
     FAILED,
-    REMOVED,
     SKIPPED,
     SUCCESS,
     UP_FOR_RESCHEDULE,
@@ -39,6 +33,7 @@ from model.scenario import (
     RunContext,
     Scenario,
     Send,
+    settings_text,
 )
 
 # -- what the task's code does (Python runtime) ----------------------------------------------
@@ -190,7 +185,7 @@ class RuntimeRun:
         """One line: ``try_number=1 max_tries=1 should_retry=true; task raises AirflowException; policy fail; comms ok``,
         then ``; with FEATURE ...`` if it has any."""
         return "; ".join([
-            _context_text(self.context),
+            settings_text(self.context),
             "task returns" if self.outcome == RETURN else f"task raises {self.outcome}",
             f"policy {self.policy.to_text() if self.policy else 'none'}",
             f"comms {self.comms}",
@@ -222,10 +217,6 @@ class RuntimeRun:
             return cls(**fields)
         except ValueError as e:
             raise ValueError(f"bad runtime run {text!r}: {e}") from None
-
-
-def _context_text(c: RunContext) -> str:
-    return f"try_number={c.try_number} max_tries={c.max_tries} should_retry={str(c.should_retry).lower()}"
 
 
 def _parse_policy(words: list[str], part: str) -> Policy:
@@ -579,58 +570,6 @@ def _forked_child_exit(release: Release) -> int:
     return 0 if release.calls_on_kill_on_sigterm else EXIT_KILLED_BY_SIGTERM
 
 
-# -- coordinator-mode runtimes (the seed) --------------------------------------------------------
-
-#: What a coordinator-mode task does: returns, returns an error, panics; or the runtime cannot
-#: start it (the TI id in StartupDetails is not a UUID; no task is registered under its task_id).
-COORDINATOR_OUTCOMES = ("success", "error", "panic", "bad_ti_id", "unknown_task")
-COORDINATOR_FAILURES = ("error", "panic")
-
-
-@attrs.frozen
-class CoordinatorRun:
-    """One try of a coordinator-mode task: the run context and what its task does."""
-
-    context: RunContext = RunContext()
-    outcome: str = attrs.field(default="success", validator=attrs.validators.in_(COORDINATOR_OUTCOMES))
-
-    def to_text(self) -> str:
-        """One line: ``try_number=1 max_tries=1 should_retry=true; task error``."""
-        return f"{_context_text(self.context)}; task {self.outcome}"
-
-    @classmethod
-    def from_text(cls, text: str) -> CoordinatorRun:
-        head, sep, tail = text.partition(";")
-        words = tail.split()
-        if not sep or len(words) != 2 or words[0] != "task":
-            raise ValueError(f"a coordinator run reads 'CONTEXT; task OUTCOME', not {text!r}")
-        return cls(Scenario.from_text(f"{head}; exit 0").context, words[1])
-
-
-def coordinator_runtime(run: CoordinatorRun, retry_branch: bool = True) -> RuntimeObservation:
-    """A coordinator-mode runtime's answer, then exit 0.
-
-    As the seed reads ``go-sdk/pkg/execution/task_runner.go``: success → SucceedTask; an unknown
-    task → TaskState(removed); a malformed TI id → TaskState(failed); a task error or panic →
-    TaskState(failed). The seed's fix adds the retry branch: an error or panic → RetryTask when
-    ``ti_context.should_retry``, else TaskState(failed) (as ``_finalize_task_failure``).
-    """
-    if run.outcome == "success":
-        frame, state = Send("SucceedTask"), SUCCESS
-    elif run.outcome == "unknown_task":
-        frame, state = Send("TaskState", REMOVED), REMOVED
-    elif run.outcome in COORDINATOR_FAILURES and retry_branch and run.context.should_retry:
-        frame, state = Send("RetryTask"), UP_FOR_RETRY
-    else:
-        frame, state = Send("TaskState", FAILED), FAILED
-    return RuntimeObservation((Sent(frame),), state, EXIT_OK)
-
-
-def seed_coordinator_runtime(run: CoordinatorRun) -> RuntimeObservation:
-    """The seed's bug (apache/airflow#67797): no retry branch."""
-    return coordinator_runtime(run, retry_branch=False)
-
-
 # -- composition with the supervisor ----------------------------------------------------------
 
 
@@ -643,13 +582,3 @@ def to_scenario(context: RunContext, observed: RuntimeObservation) -> Scenario:
 def compose(context: RunContext, observed: RuntimeObservation) -> Observation:
     """What the supervisor (``model.supervisor.run``) records of a runtime's try."""
     return supervisor.run(to_scenario(context, observed))
-
-
-def decided_failure(outcome: str) -> bool:
-    """Whether a Python task outcome is a failure of the task (the runtime must not report success)."""
-    return outcome in FAILURE_OUTCOMES
-
-
-def coordinator_attempt(run: CoordinatorRun, retry_branch: bool = True) -> Observation:
-    """What a coordinator-mode try ends as, end to end: the coordinator runtime, then the supervisor, in the model."""
-    return compose(run.context, coordinator_runtime(run, retry_branch))

@@ -6,9 +6,10 @@ Two families, both returning ``Violation`` values like ``model.invariants``:
   runner (``model.runtime.RuntimeRun`` / ``RuntimeObservation``). Some look only at what the
   runtime sent; the last two ask what the supervisor records of it (``model.runtime.compose``,
   the supervisor model), because a runtime's exit code only means something to a supervisor.
-- ``ATTEMPT_INVARIANTS``: ``(context, failed, observation) -> violations`` for one attempt seen
-  end to end (runtime and supervisor): the seed's acceptance criteria, used for coordinator-mode
-  runtimes and by the lifecycle machine.
+- ``COORDINATOR_INVARIANTS``: ``(run, observation) -> violations`` for one try of a coordinator-mode
+  runtime seen end to end (``model.coordinator.CoordinatorRun`` and the supervisor's ``Observation``):
+  the seed's acceptance criteria, and the fail-closed exit that keeps a failure from being lost when the
+  supervisor could not take it.
 
 They hold of the design, not of any release; where the pinned release breaks one, that is a
 finding (``properties/findings.py``).
@@ -27,7 +28,8 @@ from model.runtime import (
     compose,
     task_runs,
 )
-from model.scenario import FAILED, SUCCESS, UP_FOR_RETRY, Observation, RunContext
+from model.coordinator import CoordinatorRun
+from model.scenario import FAILED, SUCCESS, UP_FOR_RETRY, Observation
 
 
 def met_failure(run: RuntimeRun, observed: RuntimeObservation) -> bool:
@@ -132,30 +134,51 @@ def runtime_violations(run: RuntimeRun, observed: RuntimeObservation, invariants
     return tuple(v for check in invariants for v in check(run, observed))
 
 
-# -- one attempt end to end: the seed's acceptance criteria ---------------------------------------
+# -- a coordinator-mode runtime's try, end to end (model.coordinator) -------------------------------
 
 
-def failure_with_retries_left_ends_up_for_retry(context: RunContext, failed: bool, observation: Observation):
-    """A failing try whose TI has retries left (should_retry) is recorded UP_FOR_RETRY, not FAILED."""
-    if failed and context.should_retry and observation.final_state != UP_FOR_RETRY:
+def _taken(observation: Observation) -> bool:
+    """The supervisor took the runtime's terminal frame: it answered it, and without an error."""
+    return observation.replies[-1:] == ("ok",)
+
+
+def failure_with_retries_left_ends_up_for_retry(run: CoordinatorRun, observation: Observation):
+    """The seed's first criterion: a failing task whose TI has retries left (should_retry), once the supervisor took
+    its terminal frame, is recorded UP_FOR_RETRY, not FAILED."""
+    if run.failure and run.context.should_retry and _taken(observation) and observation.final_state != UP_FOR_RETRY:
         return (Violation("failure_with_retries_left_ends_up_for_retry",
                           f"task fails → {observation.final_state.upper()}, expected UP_FOR_RETRY "
                           f"(should_retry=true, server row {observation.row})"),)
     return ()
 
 
-def failure_without_retries_ends_failed(context: RunContext, failed: bool, observation: Observation):
-    """A failing try whose TI has no retries left (not should_retry) is recorded FAILED."""
-    if failed and not context.should_retry and observation.final_state != FAILED:
+def failure_without_retries_ends_failed(run: CoordinatorRun, observation: Observation):
+    """The seed's second criterion: a failing task whose TI has no retries left (not should_retry), once the
+    supervisor took its terminal frame, is recorded FAILED."""
+    if run.failure and not run.context.should_retry and _taken(observation) and observation.final_state != FAILED:
         return (Violation("failure_without_retries_ends_failed",
                           f"task fails → {observation.final_state.upper()}, expected FAILED "
                           f"(should_retry=false, server row {observation.row})"),)
     return ()
 
 
-ATTEMPT_INVARIANTS = (failure_with_retries_left_ends_up_for_retry, failure_without_retries_ends_failed)
+def failure_not_taken_fails_closed(run: CoordinatorRun, observation: Observation):
+    """A failing task whose terminal frame the supervisor did not take (it answered with an error, or not at all)
+    never exits 0: exit 0 lets the supervisor record the attempt from what it holds (SUCCESS when it holds nothing),
+    as Airflow's Python task runner knows since task-sdk 1.2.2, which exits 1 then (apache/airflow#66573)."""
+    if not run.failure or observation.exit_code != 0 or _taken(observation):
+        return ()
+    told = observation.replies[-1] if observation.replies else "no answer"
+    return (Violation("failure_not_taken_fails_closed",
+                      f"task fails, its terminal frame was not taken (the supervisor answered: {told}), and the "
+                      f"runtime exited 0: the attempt is recorded {observation.final_state.upper()}, "
+                      f"server row {observation.row}"),)
 
 
-def attempt_violations(context: RunContext, failed: bool, observation: Observation,
-                       invariants=ATTEMPT_INVARIANTS) -> tuple[Violation, ...]:
-    return tuple(v for check in invariants for v in check(context, failed, observation))
+COORDINATOR_INVARIANTS = (failure_with_retries_left_ends_up_for_retry, failure_without_retries_ends_failed,
+                          failure_not_taken_fails_closed)
+
+
+def coordinator_violations(run: CoordinatorRun, observation: Observation,
+                           invariants=COORDINATOR_INVARIANTS) -> tuple[Violation, ...]:
+    return tuple(v for check in invariants for v in check(run, observation))

@@ -188,12 +188,8 @@ class Scenario:
 
         A setting other than Airflow's default joins the first part: ``... should_retry=true execution_api_retries=1``.
         """
-        c = self.context
-        settings = f"try_number={c.try_number} max_tries={c.max_tries} should_retry={str(c.should_retry).lower()}"
-        if self.execution_api_retries != DEFAULT_EXECUTION_API_RETRIES:
-            settings += f" execution_api_retries={self.execution_api_retries}"
-        parts = [settings]
-        parts += [_event_text(e) for e in self.events]
+        parts = [settings_text(self.context, self.execution_api_retries)]
+        parts += [event_text(e) for e in self.events]
         parts.append(f"exit {self.exit_code}")
         return "; ".join(parts)
 
@@ -210,16 +206,26 @@ class Scenario:
         parts = [p.strip() for p in text.replace("\n", ";").split(";") if p.strip()]
         if not parts:
             raise ValueError("empty scenario")
-        context, retries = _parse_settings(parts.pop(0)) if "=" in parts[0] else (RunContext(), None)
+        context, retries = parse_settings(parts.pop(0)) if "=" in parts[0] else (RunContext(), None)
         *event_parts, exit_part = parts or ["exit 0"]
         words = exit_part.split()
         if len(words) != 2 or words[0] != "exit":
             raise ValueError(f"a scenario ends with 'exit CODE', not {exit_part!r}")
-        scenario = cls(context, tuple(_parse_event(p) for p in event_parts), _parse_int(words[1], exit_part))
+        scenario = cls(context, tuple(parse_event(p) for p in event_parts), _parse_int(words[1], exit_part))
         return scenario if retries is None else replace(scenario, execution_api_retries=retries)
 
 
-def _event_text(event: Event) -> str:
+def settings_text(context: RunContext, execution_api_retries: int = DEFAULT_EXECUTION_API_RETRIES) -> str:
+    """The first part of a run's text: the run context, and ``execution_api_retries`` where it is not Airflow's default."""
+    text = (f"try_number={context.try_number} max_tries={context.max_tries} "
+            f"should_retry={str(context.should_retry).lower()}")
+    if execution_api_retries != DEFAULT_EXECUTION_API_RETRIES:
+        text += f" execution_api_retries={execution_api_retries}"
+    return text
+
+
+def event_text(event: Event) -> str:
+    """One event as a run's text writes it (``parse_event`` reads it back)."""
     if isinstance(event, Send):
         return f"send {event.frame}" + (f" {event.state}" if event.state else "")
     if isinstance(event, Fault):
@@ -238,7 +244,7 @@ def _parse_int(word: str, part: str) -> int:
         raise ValueError(f"{word!r} is not an integer in {part!r}") from None
 
 
-def _parse_settings(part: str) -> tuple[RunContext, int | None]:
+def parse_settings(part: str) -> tuple[RunContext, int | None]:
     """The first part: the run context, and ``execution_api_retries`` if it is given (None: not given)."""
     fields = {}
     for item in part.split():
@@ -258,7 +264,8 @@ def _parse_settings(part: str) -> tuple[RunContext, int | None]:
     return RunContext(**fields), retries
 
 
-def _parse_event(part: str) -> Event:
+def parse_event(part: str) -> Event:
+    """One event of ``event_text``'s form; ``ValueError`` naming the part and the events there are."""
     verb, *args = part.split()
     try:
         if verb == "send" and len(args) in (1, 2):

@@ -11,17 +11,8 @@ from impl.frontdoor.findings import RUNTIME_FINDINGS
 from impl.frontdoor.report import InvariantViolation
 from model.lifecycle import Life, Try, failing_try_with_retries_left_ends_up_for_retry, life_violations
 from model.release import SPECIFIED, Release
-from model.runtime import (
-    CoordinatorRun,
-    Policy,
-    RuntimeRun,
-    compose,
-    coordinator_runtime,
-    python_runtime,
-    seed_coordinator_runtime,
-    task_runs,
-    to_scenario,
-)
+from model.coordinator import CoordinatorRun, coordinator_attempt, seed_coordinator_attempt
+from model.runtime import Policy, RuntimeRun, python_runtime, task_runs, to_scenario
 from model.runtime_invariants import met_failure, runtime_violations
 from model.scenario import FAILED, UP_FOR_RETRY, RunContext, Send
 from impl.frontdoor.scenarios import runtime_runs
@@ -222,15 +213,6 @@ def test_runtime_run_text_round_trips(run):
     assert RuntimeRun.from_text(run.to_text()) == run
 
 
-def test_coordinator_runtimes_fixed_and_seed():
-    error = CoordinatorRun(RETRIES_LEFT, "error")
-    assert coordinator_runtime(error).delivered == (Send("RetryTask"),)
-    assert seed_coordinator_runtime(error).delivered == (Send("TaskState", FAILED),)
-    assert compose(error.context, coordinator_runtime(error)).final_state == UP_FOR_RETRY
-    assert compose(error.context, seed_coordinator_runtime(error)).final_state == FAILED
-    assert CoordinatorRun.from_text(error.to_text()) == error
-
-
 def test_to_scenario_keeps_only_delivered_frames():
     run = RuntimeRun(RETRIES_LEFT, "AirflowException", comms="terminal_send_fails")
     assert to_scenario(run.context, python_runtime(run)).to_text() == "try_number=1 max_tries=1 should_retry=true; exit 1"
@@ -249,21 +231,18 @@ def test_runtime_findings_hold_of_the_model(finding):
 def test_life_moves_to_the_next_try_on_up_for_retry():
     life = Life.new(1)
     context = life.next_context()
-    observation = compose(context, coordinator_runtime(CoordinatorRun(context, "error")))
+    observation = coordinator_attempt(CoordinatorRun(context, "error"))
     life = life.record(Try(context, "task error", True, observation))
     assert (life.row.state, life.row.try_number, life.next_context()) == ("queued", 2, LAST_TRY)
     context = life.next_context()
-    life = life.record(Try(context, "task error", True, compose(context, coordinator_runtime(CoordinatorRun(context, "error")))))
+    life = life.record(Try(context, "task error", True, coordinator_attempt(CoordinatorRun(context, "error"))))
     assert life.over and life.row.state == FAILED and not life_violations(life)
 
 
 def test_lifecycle_machine_catches_the_seed_coordinator_model():
     from impl.frontdoor.lifecycle import coordinator_pairing, life_machine
-    from model import supervisor
 
-    def seed_end_to_end(run):
-        return supervisor.run(to_scenario(run.context, seed_coordinator_runtime(run)))
-
-    machine = life_machine(coordinator_pairing("seed-model", seed_end_to_end), (failing_try_with_retries_left_ends_up_for_retry,))
+    machine = life_machine(coordinator_pairing("seed-model", seed_coordinator_attempt),
+                           (failing_try_with_retries_left_ends_up_for_retry,))
     with pytest.raises(InvariantViolation, match="try 1 of max_tries=1 failed with retries left"):
         run_state_machine_as_test(machine)

@@ -34,8 +34,8 @@ def _load(name: str, kind: str = "supervisor"):
 def cmd_check(args) -> int:
     if args.exhaustive is not None:
         if args.server == "airflow":
-            raise SystemExit("finalstate: --exhaustive enumerates scenarios on the model server (thousands a second); "
-                             "run the Hypothesis search (no --exhaustive) with --server airflow")
+            raise SystemExit("finalstate: --exhaustive enumerates runs on the model server; run the Hypothesis search "
+                             "(no --exhaustive) with --server airflow")
         return _check_exhaustively(args)
     import importlib.util
 
@@ -66,22 +66,45 @@ def _xdist(workers: int) -> list[str]:
 
 
 def _check_exhaustively(args) -> int:
-    from impl.frontdoor.exhaustive import (CONTEXTS, DEFAULT_DEPTH, EVENTS, EXITS, HEARTBEAT_DEPTH, TRIES,
-                                           check_exhaustively)
+    from impl.frontdoor.exhaustive import SCOPES, check_exhaustively
 
-    _load(args.target).close()  # a bad name fails here, once; and the workers fork with the target imported
-    depth = args.exhaustive if args.exhaustive >= 0 else DEFAULT_DEPTH
-    print(f"every scenario of up to {depth} events ({len(EVENTS)} events, {len(CONTEXTS)} run contexts, "
-          f"execution_api_retries {' and '.join(map(str, TRIES))}, {len(EXITS)} exits), de-duplicated by the model's state, "
-          f"and every sequence of up to {HEARTBEAT_DEPTH} heartbeat answers, on {args.target}...", flush=True)
-    found = check_exhaustively(args.target, depth, workers=args.workers)
-    print(f"{found.scenarios} scenarios checked, {found.states} distinct model states, in {found.seconds:.1f}s")
+    kind = _kind_of_target(args.target)  # a bad name fails here, once; and the workers fork with the target imported
+    scope = SCOPES[kind]
+    depth = args.exhaustive if args.exhaustive >= 0 else scope.default_depth
+    print(f"{scope.describe(depth)}, on {args.target}...", flush=True)
+    found = check_exhaustively(args.target, depth, workers=args.workers, kind=kind)
+    print(f"{found.scenarios} {'scenarios' if kind == 'supervisor' else 'runs'} checked, {found.states} distinct "
+          f"{'model states' if kind == 'supervisor' else 'model decisions'}, in {found.seconds:.1f}s")
     print("violations explained by known findings: "
           + (", ".join(f"{k} {v}" for k, v in sorted(found.explained.items())) or "none"))
     for failure in found.failures:
         print(failure)
-    print(f"{len(found.failures)} scenario(s) failed" if found.failures else "no disagreement, no unexplained violation")
+    print(f"{len(found.failures)} run(s) failed" if found.failures else "no disagreement, no unexplained violation")
     return 1 if found.failures else 0
+
+
+def _kind_of_target(name: str) -> str:
+    """The kind of run ``name`` checks (the first it takes, for the model), loading it once; exits naming a bad one."""
+    from impl.frontdoor.registry import WrongKindOfTarget
+
+    for kind in ("supervisor", "runtime", "coordinator"):
+        try:
+            _load_or_wrong_kind(name, kind).close()
+            return kind
+        except WrongKindOfTarget:
+            continue
+    raise SystemExit(f"finalstate: {name} checks no kind of run this checker has")
+
+
+def _load_or_wrong_kind(name: str, kind: str):
+    from impl.frontdoor.registry import WrongKindOfTarget
+
+    try:
+        return load_target(name, kind)
+    except WrongKindOfTarget:
+        raise
+    except (UnknownTarget, TargetUnavailable) as e:
+        raise SystemExit(f"finalstate: {e}") from None
 
 
 def cmd_replay(args) -> int:
@@ -118,18 +141,19 @@ def _print_replay(name: str, kind, run, expected, observed, record=None) -> int:
         print(f"  {line}")
     if record is not None:
         print("  real Execution API (--server airflow):", *(f"    {line}" for line in record.to_lines()), sep="\n")
-    if observed != expected:
+    agree = kind.agree(expected, observed)
+    if not agree:
         if record is not None:
             print("(on --server airflow a disagreement is a difference between model.server and the real "
                   "Execution API server, not between the model and the supervisor)")
-        print(disagreement_report(name, run, expected, observed))
+        print(disagreement_report(name, run, expected, observed, kind.name))
     else:
         print(observation_block(f"{name} (agrees with the model)", observed))
     found = kind.violations(run, observed, kind.invariants)
     print("violations:" if found else "violations: none")
     for v in found:
         print(f"  - {v}")
-    return 1 if found or observed != expected else 0
+    return 1 if found or not agree else 0
 
 
 def _replay_life(args) -> int:
@@ -165,7 +189,7 @@ def cmd_findings(args) -> int:
     try:
         discovered = discover(target, per_invariant=args.per_invariant, profile=settings.get_profile(args.profile))
         text = report(target, discovered, _sdk_version())
-        stale = [f.id for f in FINDINGS if target.name in f.targets and f.stands_on(target.release)
+        stale = [f.id for f in FINDINGS if f.about(target.name) and f.stands_on(target.release)
                  and replay(target, f) is None]
     finally:
         target.close()
@@ -272,8 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--junit-xml", metavar="PATH", help="also write pytest's JUnit XML report there (each failure's "
                                                             "message holds the shrunk scenario and its replay command)")
     check.add_argument("--exhaustive", type=int, metavar="N", nargs="?", const=-1,
-                       help="instead of the Hypothesis search, check every supervisor scenario of up to N events "
-                            "(default N: the largest the in-process target checks within a minute)")
+                       help="instead of the Hypothesis search, check every run of the target's kind up to size N: a "
+                            "supervisor's scenarios of up to N events (default: the largest airflow-inproc checks "
+                            "within a minute), the task runner's tries with up to N features at once (default 1), a "
+                            "coordinator runtime's tries with up to N events of its world (default 1)")
     check.add_argument("--workers", type=int, default=2, help="processes: pytest-xdist workers for the search, or "
                        "the workers of --exhaustive (1: all in this process)")
     check.add_argument("--server", choices=SERVERS, help="what answers the supervisor targets' Execution API calls: "

@@ -16,6 +16,7 @@ from typing import Callable
 import attrs
 
 from impl.frontdoor.kinds import KINDS
+from model import coordinator as model_coordinator
 from model import runtime as model_runtime
 from model import supervisor as model_supervisor
 from model.release import SPECIFIED, Release
@@ -126,7 +127,7 @@ def require_real_server(name: str) -> None:
 def model_target(kind: str = "supervisor") -> Target:
     """The ``model`` target of ``kind``: the model checked against itself, so only its invariants can fail."""
     run = {"supervisor": model_supervisor.run, "runtime": model_runtime.python_runtime,
-           "coordinator": model_runtime.coordinator_attempt}[kind]
+           "coordinator": model_coordinator.coordinator_attempt}[kind]
     return Target("model", run, reference=run, kind=kind, in_process=True)
 
 

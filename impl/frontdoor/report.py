@@ -58,13 +58,9 @@ def observation_block(title: str, observation) -> str:
     return "\n".join([f"  {title}:", *(f"    {line}" for line in observation.to_lines())])
 
 
-def differing_fields(a, b) -> list[str]:
-    return [f.name for f in attrs.fields(type(a)) if getattr(a, f.name) != getattr(b, f.name)]
-
-
-def disagreement_report(target: str, run, model, real) -> str:
+def disagreement_report(target: str, run, model, real, kind: str = "supervisor") -> str:
     return "\n".join([
-        f"DISAGREEMENT: model and {target} differ in {', '.join(differing_fields(model, real))}",
+        f"DISAGREEMENT: model and {target} differ in {', '.join(KINDS[kind].differing(model, real))}",
         f"replay: {replay_command(target, run)}",
         "scenario:",
         trace(run),
@@ -90,8 +86,8 @@ def check_conformance(target, run, expected=None):
     caller has it already); return the observation."""
     expected = target.reference(run) if expected is None else expected
     observed = target.run(run)
-    if expected != observed:
-        raise Disagreement(disagreement_report(target.name, run, expected, observed), Checked(target, run))
+    if not KINDS[target.kind].agree(expected, observed):
+        raise Disagreement(disagreement_report(target.name, run, expected, observed, target.kind), Checked(target, run))
     return observed
 
 
