@@ -144,15 +144,15 @@ def test_line_replies_follow_the_requests_as_the_supervisor_handles_them():
     failed = b'{"error":"API_SERVER_ERROR","type":"ErrorResponse"}\n'
     replies = codec.LineReplies()
     replies.sent(b'{"type":"StartupDetails"}\n')
-    replies.handling(scenario=True)          # a TaskState: nothing to send
+    replies.handling(own=True)          # a TaskState: nothing to send
     replies.handled()
-    replies.handling(scenario=True)          # a call that failed: handle_requests answers the error
+    replies.handling(own=True)          # a call that failed: handle_requests answers the error
     replies.sent(failed)
-    replies.handling(scenario=False)         # the lockstep's no-op, answered
+    replies.handling(own=False)         # the lockstep's no-op, answered
     replies.sent(b'{"error":"VARIABLE_NOT_FOUND","type":"ErrorResponse"}\n')
     replies.handled()
-    replies.handling(scenario=True)          # a GetVariable of the scenario's: answered
+    replies.handling(own=True)          # a GetVariable of the scenario's: answered
     replies.sent(b'{"type":"VariableResult","key":"k"}\n')
     replies.handled()
-    replies.handling(scenario=True)          # a call whose handling raised out of handle_requests
+    replies.handling(own=True)          # a call whose handling raised out of handle_requests
     assert replies.replies == ["unanswered", "error", "ok"]

@@ -5,11 +5,19 @@ runtime's command with ``--comm``/``--logs`` through the real ``_PopenActivitySu
 it the real StartupDetails (the TI's ``task_id`` is the run's outcome, as ``runtimes/README.md``
 says; the run context comes from the Execution API), the real ``wait()`` handles its terminal
 frame and its exit, and the real ``final_state`` and ``update_task_state_if_needed`` close the
-attempt. The command is an argv list, never a shell line.
+attempt. The run's world (faults, heartbeat answers and the server's actions behind them, a trapped
+SIGTERM, the success overtime) is performed around the runtime by the harness
+(``impl.supervisor_process.world``). The command is an argv list, never a shell line.
+
+The server. As for the supervisor targets (``target(name, server=None)``: ``server`` or, when None,
+``$FINALSTATE_SERVER``, default ``model``): ``model.server`` behind a fake of the Execution API, or the real
+Execution API of apache-airflow-core on a real database (``--server airflow``), each try its own DagRun and
+TI; a run context the real server cannot hand out is not playable there (``Unsupported``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shlex
@@ -20,8 +28,10 @@ from typing import Sequence
 
 import msgpack
 
+from impl.releases.adapters import model_release
 from impl.supervisor_process import helper, supervise
-from model.runtime import CoordinatorRun, coordinator_attempt
+from impl.supervisor_process.world import World
+from model.coordinator import CoordinatorRun, coordinator_attempt
 from model.scenario import Observation
 
 REFERENCE_RUNTIME = Path(__file__).resolve().parent / "reference_runtime.py"
@@ -59,26 +69,33 @@ def parse_command(name: str) -> list[str]:
     return [found if "/" in program else program, *argv[1:]]
 
 
-def runner(command: Sequence[str]):
+def runner(command: Sequence[str], server: str = "model"):
     """``CoordinatorRun -> Observation`` for the runtime ``command``, each try in a fresh process."""
     command = list(command)
 
     def run(coordinator_run: CoordinatorRun) -> Observation:
-        return helper.in_helper(supervise.supervise_command, command, coordinator_run.context,
-                                task_id=coordinator_run.outcome)
+        return helper.in_helper(supervise.supervise_command, command, coordinator_run.context, **_try(coordinator_run,
+                                                                                                     server))
     return run
 
 
-def python_runner(runtime: Path = REFERENCE_RUNTIME):
+def python_runner(runtime: Path = REFERENCE_RUNTIME, server: str = "model"):
     """``CoordinatorRun -> Observation`` for the Python runtime file ``runtime`` (it has ``serve(comm, logs,
     started)``), on the fork path where there is one: forked from a server that imported it once, behind the
     launcher, instead of a fresh interpreter per try. The supervisor cannot tell the difference."""
     def run(coordinator_run: CoordinatorRun) -> Observation:
-        return helper.in_helper(_supervise_python_runtime, str(runtime), coordinator_run.context, coordinator_run.outcome)
+        return helper.in_helper(_supervise_python_runtime, str(runtime), coordinator_run.context,
+                                **_try(coordinator_run, server))
     return run
 
 
-def _supervise_python_runtime(runtime: str, context, outcome: str) -> Observation:
+def _try(run: CoordinatorRun, server: str) -> dict:
+    """``supervise_command``'s keywords for one try: the task, the world, the server and the client's tries."""
+    return dict(task_id=run.outcome, world=World(run.while_running, run.after_frame), server=server,
+                execution_api_retries=run.execution_api_retries)
+
+
+def _supervise_python_runtime(runtime: str, context, **keywords) -> Observation:
     h = supervise.harness()
     if h.fork_server is None:
         command = reference_command(Path(runtime))
@@ -87,13 +104,29 @@ def _supervise_python_runtime(runtime: str, context, outcome: str) -> Observatio
         if not script.exists():
             script.write_bytes(msgpack.packb({"python_runtime": runtime}))
         command = h.fork_server.command(script)
-    return supervise.supervise_command(command, context, task_id=outcome)
+    return supervise.supervise_command(command, context, **keywords)
 
 
-def target(name: str):
-    from impl.frontdoor.registry import Target, TargetUnavailable, UnknownTarget
+class RealServerRunner:
+    """A runner on the real Execution API (``--server airflow``): the server starts apart, with a budget of its own
+    (an attempt's budget is for the attempt)."""
+
+    def __init__(self, run):
+        self._run = run
+
+    def __call__(self, coordinator_run: CoordinatorRun) -> Observation:
+        helper.in_helper(supervise.start_real_server, budget=supervise.REAL_SERVER_START_BUDGET)
+        return self._run(coordinator_run)
+
+
+def target(name: str, server: str | None = None):
+    """The target ``name`` on ``server`` (see the module); loading it starts nothing."""
+    from impl.frontdoor.registry import Target, TargetUnavailable, UnknownTarget, chosen_server, require_real_server
 
     supervise.require_command_supervisor()  # before task-sdk 1.3.0 no supervisor launches a runtime command
+    server = chosen_server(server)
+    if server == "airflow":
+        require_real_server(name)
     if name.startswith(CMD_PREFIX):
         try:
             command = parse_command(name)
@@ -101,5 +134,10 @@ def target(name: str):
             raise UnknownTarget(str(e)) from None
         except FileNotFoundError as e:
             raise TargetUnavailable(str(e)) from None
-        return Target(name, runner(command), reference=coordinator_attempt, close=helper.close, kind="coordinator")
-    return Target(name, python_runner(), reference=coordinator_attempt, close=helper.close, kind="coordinator")
+        run = runner(command, server)
+    else:
+        run = python_runner(server=server)
+    release = model_release()
+    return Target(name, RealServerRunner(run) if server == "airflow" else run, release=release,
+                  reference=functools.partial(coordinator_attempt, release=release), close=helper.close,
+                  kind="coordinator")

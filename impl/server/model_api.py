@@ -336,35 +336,41 @@ class _ControlHandler(socketserver.BaseRequestHandler):
                 return
 
     def perform(self, message: dict) -> dict:
-        attempt = self.api.attempts.get(message.get("token"))
-        if attempt is None:
-            return {"ok": False, "error": "unknown attempt"}
-        op = message.get("op")
-        if op == "hello":
-            attempt.runtime_pid = message["pid"]
+        return perform(self.api.attempts.get(message.get("token")), message)
+
+
+def perform(attempt, message: dict) -> dict:
+    """One operation of the world on ``attempt`` (see the module): what a scripted runtime asks for on its control
+    channel, and what the harness does itself around a runtime it does not script
+    (``impl.supervisor_process.world``). Answers ``{"ok": True}``, or ``{"ok": False, "error": why}``."""
+    if attempt is None:
+        return {"ok": False, "error": "unknown attempt"}
+    op = message.get("op")
+    if op == "hello":
+        attempt.runtime_pid = message["pid"]
+        return {"ok": True}
+    if op == "arm":
+        attempt.arm(Fault(message["call"], message["kind"]))
+        return {"ok": True}
+    if not attempt.attached.wait(10):
+        return {"ok": False, "error": "the supervisor never started"}
+    sup = attempt.supervisor
+    if op == "heartbeat":
+        attempt.heartbeat_due(message["answer"])
+        sup._last_heartbeat_attempt = time.monotonic() - BACKDATE
+        return {"ok": True}
+    if op == "overtime":
+        if sup._task_end_time_monotonic is not None:
+            sup._task_end_time_monotonic = time.monotonic() - BACKDATE
+        return {"ok": True}
+    if op == "ignore_sigterm":  # the runtime traps SIGTERM from now on: its kill need not wait long to escalate
+        sup.runtime_ignores_sigterm = True
+        return {"ok": True}
+    if op == "settle":  # the loop, woken from outside, has run its checks on the clocks as they are now
+        if sup.settle(SETTLE_BUDGET):
             return {"ok": True}
-        if op == "arm":
-            attempt.arm(Fault(message["call"], message["kind"]))
-            return {"ok": True}
-        if not attempt.attached.wait(10):
-            return {"ok": False, "error": "the supervisor never started"}
-        sup = attempt.supervisor
-        if op == "heartbeat":
-            attempt.heartbeat_due(message["answer"])
-            sup._last_heartbeat_attempt = time.monotonic() - BACKDATE
-            return {"ok": True}
-        if op == "overtime":
-            if sup._task_end_time_monotonic is not None:
-                sup._task_end_time_monotonic = time.monotonic() - BACKDATE
-            return {"ok": True}
-        if op == "ignore_sigterm":  # the runtime traps SIGTERM from now on: its kill need not wait long to escalate
-            sup.runtime_ignores_sigterm = True
-            return {"ok": True}
-        if op == "settle":  # the loop, woken from outside, has run its checks on the clocks as they are now
-            if sup.settle(SETTLE_BUDGET):
-                return {"ok": True}
-            return {"ok": False, "error": f"the supervisor's loop did not run its checks within {SETTLE_BUDGET:g}s"}
-        return {"ok": False, "error": f"unknown op {op!r}"}
+        return {"ok": False, "error": f"the supervisor's loop did not run its checks within {SETTLE_BUDGET:g}s"}
+    return {"ok": False, "error": f"unknown op {op!r}"}
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:

@@ -244,7 +244,7 @@ class QuickEscalation(ActivitySubprocess):
 
     def _handle_request(self, msg, log, *request_id):
         recorded = self.stdin.recorded
-        recorded.handling(scenario=True)
+        recorded.handling(own=True, request_id=request_id[0] if request_id else None)
         result = super()._handle_request(msg, log, *request_id)
         recorded.handled()
         return result

@@ -63,7 +63,9 @@ from impl.releases.adapters import (decided_final_state, missing, require_the_mo
 from impl.server.model_api import ExecutionAPIFake
 from impl.server.model_client import error_name
 from impl.wire.launcher import ForkServer, build_launcher
-from impl.wire.scripted_runtime import SYNC_VARIABLE
+from impl.supervisor_process.world import Arrangement, Hold, RuntimeWatch, World, WorldDriver
+from impl.wire.scripted_runtime import SYNC_ID_BASE, SYNC_VARIABLE
+from model.invariants import TERMINAL_FRAMES
 from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Observation, RunContext
 
 structlog.configure(
@@ -88,6 +90,8 @@ CALL_TIMEOUT = 30.0
 #: SIGTERM: short beside the runtime's own exit after ``IGNORED_SIGTERM_GRACE``. It changes when the SIGKILL
 #: comes, not whether.
 ESCALATION_DELAY = 0.05
+#: The same, for a runtime whose SIGTERM the harness withholds (``world``): nothing can come of it meanwhile.
+WITHHELD_ESCALATION_DELAY = 0.001
 #: How long a scripted runtime that ignored SIGTERM lives on before its own exit, when no SIGKILL comes.
 IGNORED_SIGTERM_GRACE = 3.0
 #: An attempt that has not ended by then is ended by the harness (SIGKILL), and says so.
@@ -122,27 +126,59 @@ class QuickEscalation(SUPERVISOR.base):
     """The real ``_PopenActivitySubprocess`` (``ActivitySubprocess`` before 1.3.0); once its runtime said it ignores
     SIGTERM (``runtime_ignores_sigterm``, set over the control channel), its kill escalates after
     ``ESCALATION_DELAY`` instead of Airflow's 5 s. A runtime that dies of the signal is seen dead at once either
-    way. ``starting`` is the supervisor whose ``start`` ran last (what a ``start`` that raised leaves behind)."""
+    way. ``starting`` is the supervisor whose ``start`` ran last (what a ``start`` that raised leaves behind);
+    ``arranged`` how the next one is set up (``world.Arrangement``: its comm, what it holds back, SIGTERM)."""
 
     runtime_ignores_sigterm = False
     starting = None
+    arranged = Arrangement()
     #: How many wake-ups of the monitor loop have run their checks (heartbeat, overtime), and what wakes the loop up
     #: from outside (``LoopWaker``, set by the harness): ``settle``.
     checks_done = 0
     waker = None
+    #: Requests handed to ``_handle_request``, and frames the supervisor read but could not decode (it answers those
+    #: nothing); whether it has signalled its process (a kill).
+    requests_handled = 0
+    frames_not_taken = 0
+    signalled = False
 
     def kill(self, signal_to_send=signal.SIGINT, escalation_delay=5.0, force=False):
-        return super().kill(signal_to_send, ESCALATION_DELAY if self.runtime_ignores_sigterm else escalation_delay,
-                            force)
+        if self.arranged.withhold_sigterm:  # nothing can come of a SIGTERM withheld: escalate at once
+            escalation_delay = WITHHELD_ESCALATION_DELAY
+        elif self.runtime_ignores_sigterm:
+            escalation_delay = ESCALATION_DELAY
+        return super().kill(signal_to_send, escalation_delay, force)
+
+    def _signal_subprocess(self, sig):
+        """The real signalling, noted; withheld for SIGTERM from a runtime that traps it (``world``)."""
+        self.signalled = True
+        if sig == signal.SIGTERM and self.arranged.withhold_sigterm:
+            return
+        return super()._signal_subprocess(sig)
+
+    def handle_requests(self, log):
+        """The real request handler, each request handed on as the reader hands it; one that does not reach
+        ``_handle_request`` (it could not be decoded: logged, answered nothing) is counted in ``frames_not_taken``."""
+        handler = super().handle_requests(log)
+        next(handler)
+        while True:
+            request = yield
+            seen = self.requests_handled
+            handler.send(request)
+            if self.requests_handled == seen:
+                self.frames_not_taken += 1
 
     def _handle_request(self, msg, log, *request_id):
-        """The real handling, the recording comm told of each request first (what is written next answers it) and
-        whether it is one of the scenario's, not the scripted runtime's lockstep no-op (on JSON lines, a
-        ``GetVariable`` of ``SYNC_VARIABLE``)."""
-        recorded = self.stdin.recorded
-        recorded.handling(scenario=getattr(msg, "key", None) != SYNC_VARIABLE)
+        """The real handling, the recording comm told of each request first (what is written next answers it):
+        whether it is the runtime's own (not a scripted runtime's lockstep no-op: on frames an id from
+        ``SYNC_ID_BASE``, on JSON lines a ``GetVariable`` of ``SYNC_VARIABLE``), and a terminal one."""
+        self.requests_handled += 1
+        request = request_id[0] if request_id else None
+        lockstep = getattr(msg, "key", None) == SYNC_VARIABLE or (request is not None and request >= SYNC_ID_BASE)
+        own = not (self.arranged.scripted and lockstep)
+        self.stdin.handling(own, request, terminal=own and type(msg).__name__ in TERMINAL_FRAMES)
         result = super()._handle_request(msg, log, *request_id)
-        recorded.handled()
+        self.stdin.recorded.handled()
         return result
 
     def _handle_process_overtime_if_needed(self):
@@ -167,7 +203,11 @@ class QuickEscalation(SUPERVISOR.base):
         return True
 
     def _on_child_started(self, **kwargs):
+        """The real start, through the harness's comm (``RecordingComm``), which holds StartupDetails back where the
+        arrangement says so."""
         QuickEscalation.starting = self
+        self.arranged = type(self).arranged
+        self.stdin = RecordingComm(self.stdin, self.arranged)
         return super()._on_child_started(**kwargs)
 
 
@@ -269,23 +309,53 @@ def close_harness() -> None:
 
 
 class RecordingComm:
-    """The supervisor's end of the comm socket, recording what the runtime is told for each scenario frame (the
-    installed wire's recorder, ``RequestsWire.replies``; the lockstep's no-op frames are not counted)."""
+    """The supervisor's end of the comm socket, recording what the runtime is told for each of its own requests (the
+    installed wire's recorder, ``RequestsWire.replies``), writing through a ``world.Hold``: StartupDetails, and the
+    answer to the runtime's first terminal frame, wait there where the arrangement says (``world``).
+    ``terminal_answered`` is set once that answer has been written (or held)."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, arranged: Arrangement = Arrangement()):
         self._sock = sock
         self.recorded = WIRE.replies()
+        self.hold = Hold(sock, arranged.hold_startup)
+        self._hold_answer = arranged.hold_terminal_answer
+        self._terminal: int | None = None
+        self.terminal_answered = threading.Event()
 
     @property
     def replies(self) -> list[str]:
         return self.recorded.replies
 
+    def handling(self, own: bool, request_id: int | None, terminal: bool) -> None:
+        """The supervisor hands a request to ``_handle_request``: the runtime's own or not, and a terminal frame."""
+        self.recorded.handling(own, request_id)
+        if terminal and self._terminal is None and not self.terminal_answered.is_set():
+            self._terminal = request_id if request_id is not None else -1
+
     def sendall(self, data) -> None:
         self.recorded.sent(data)
-        self._sock.sendall(data)
+        if self._terminal is not None and _answers(data, self._terminal):
+            self._terminal = None
+            if self._hold_answer:
+                self.hold.hold()
+            self.terminal_answered.set()
+        self.hold.sendall(data)
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
+
+
+def _answers(data, request_id: int) -> bool:
+    """Whether ``data`` is the supervisor's answer to request ``request_id`` (-1: a request of the JSON-lines wire,
+    which carries no id: the next line answers it)."""
+    if request_id == -1:
+        return True
+    from impl.wire.codec import FrameError, decode_response
+
+    try:
+        return decode_response(bytes(data)).id == request_id
+    except FrameError:
+        return False
 
 
 class LoopWaker:
@@ -355,8 +425,12 @@ def require_command_supervisor() -> None:
 def supervise_command(command: Sequence[str], context: RunContext = RunContext(), *, task_id: str = "task",
                       ti_id: uuid.UUID | None = None, server: str = "model",
                       execution_api_retries: int = DEFAULT_EXECUTION_API_RETRIES, deadline: float = DEFAULT_DEADLINE,
-                      startup_timeout: float = DEFAULT_STARTUP_TIMEOUT) -> Observation:
+                      startup_timeout: float = DEFAULT_STARTUP_TIMEOUT, world: World | None = None) -> Observation:
     """One attempt of ``command`` (plus ``--comm``/``--logs``) under the real supervisor, and what it recorded.
+
+    ``world``: what the harness performs around a runtime it does not script (``impl.supervisor_process.world``:
+    the world while its task runs and after its terminal frame; every request of such a runtime is its own); None
+    for the harness's scripted runtime, which performs its own world over the control channel.
 
     ``ti_id``, if given, is the attempt's token: a scripted runtime's control channel knows its
     attempt by it; on the ``model`` server it is also the TI's id, on ``airflow`` the TI is the
@@ -372,7 +446,8 @@ def supervise_command(command: Sequence[str], context: RunContext = RunContext()
     """
     require_command_supervisor()
     return _attempt(list(command), context, task_id=task_id, ti_id=ti_id, server=server,
-                    execution_api_retries=execution_api_retries, deadline=deadline, startup_timeout=startup_timeout)
+                    execution_api_retries=execution_api_retries, deadline=deadline, startup_timeout=startup_timeout,
+                    world=world)
 
 
 def supervise_forked(target: Callable[[], None], context: RunContext = RunContext(), *, task_id: str = "task",
@@ -390,14 +465,15 @@ def supervise_forked(target: Callable[[], None], context: RunContext = RunContex
 
 
 def _attempt(launch, context: RunContext, *, task_id: str, ti_id: uuid.UUID | None, server: str,
-             execution_api_retries: int, deadline: float, startup_timeout: float) -> Observation:
+             execution_api_retries: int, deadline: float, startup_timeout: float,
+             world: World | None = None) -> Observation:
     h = harness()
     token = str(ti_id or uuid.uuid4())
     with h.lock:
         attempt = h.last_attempt = h.open(token, context, server, execution_api_retries)
         client = getattr(attempt, "client", None) or h.client(execution_api_retries)  # the real server's: its own
         try:
-            return _supervise(attempt, client, context, launch, task_id, deadline, startup_timeout)
+            return _supervise(attempt, client, context, launch, task_id, deadline, startup_timeout, world)
         finally:
             h.api.close_attempt(token)
 
@@ -422,27 +498,32 @@ def _start(ti, client, launch, startup_timeout: float):
 
 
 def _supervise(attempt, client, context: RunContext, launch, task_id: str, deadline: float,
-               startup_timeout: float) -> Observation:
+               startup_timeout: float, world: World | None = None) -> Observation:
     h = harness()
     ti = TaskInstance(id=uuid.UUID(attempt.ti_id), task_id=task_id, dag_id="finalstate", run_id="manual__finalstate",
                       try_number=context.try_number, dag_version_id=uuid.UUID(int=0))
     notes: list[str] = []
     with stretched_clocks():
         QuickEscalation.starting = None
+        QuickEscalation.arranged = Arrangement() if world is None else world.arrangement()
         try:
             sup = _start(ti, client, launch, startup_timeout)
         except Exception as e:
             return _not_started(attempt, e, QuickEscalation.starting)
         finally:
             QuickEscalation.starting = None
-        comm = RecordingComm(sup.stdin)
-        sup.stdin = comm
+            QuickEscalation.arranged = Arrangement()
+        comm = sup.stdin
         open_sockets = since_1_0_3_open_sockets(sup)
         watch = ExitWatch(sup.pid)
         watch.register(sup.selector)
         sup.waker = LoopWaker()
         sup.waker.register(sup.selector)
         attempt.attach(sup)
+        driver = None
+        if world is not None:
+            driver = WorldDriver(world, sup, attempt, comm, RuntimeWatch(sup.pid), notes)
+            driver.start()
         waker = StuckWaitEnder(sup, notes)
         timers = [threading.Timer(deadline, _deadline, (attempt, sup, deadline, notes)),
                   threading.Timer(deadline + STUCK_WAIT_GRACE, waker.end)]
@@ -457,6 +538,11 @@ def _supervise(attempt, client, context: RunContext, launch, task_id: str, deadl
         finally:
             for timer in timers:
                 timer.cancel()
+            if driver is not None:
+                driver.stop()
+                if driver.error is not None:
+                    notes.append(f"the harness could not perform the world: {type(driver.error).__name__}: "
+                                 f"{driver.error}")
             watch.close()
             sup.waker.close()
             waker.close()

@@ -27,7 +27,6 @@ from typing import Any
 import attrs
 import msgpack
 
-from impl.wire.scripted_runtime import SYNC_ID_BASE
 from model.scenario import FRAMES_WITH_MAP_INDEX, UNANSWERED
 
 HEADER_SIZE = 4
@@ -157,30 +156,37 @@ def decode_reply_line(data: bytes) -> ResponseFrame:
 
 
 class FrameReplies:
-    """What the runtime was told for each of the scenario's requests, read from the response frames the supervisor
-    wrote (since task-sdk 1.0.3): ``ok`` or ``error`` for each answer to an id the scenario's frames use (from 1 up to
-    ``SYNC_ID_BASE``: id 0 is StartupDetails, higher ids the runtime's own no-op requests). A write that is no response
-    frame is recorded as ``undecodable: why``. Each answer names its request, so ``handling`` and ``handled`` tell
-    nothing more."""
+    """What the runtime was told for each of its own requests, read from the response frames the supervisor wrote
+    (since task-sdk 1.0.3): ``ok`` or ``error`` for the answer to each request handed to ``_handle_request``, by the
+    id the runtime gave it, whatever that id is (a runtime may reuse StartupDetails' 0). A scripted runtime's lockstep
+    requests are not its own (``handling`` is told). A write while an answer is awaited that is no response frame is
+    recorded as ``undecodable: why``."""
 
     def __init__(self):
         self.replies: list[str] = []
+        self._awaited: int | None = None
 
-    def handling(self, scenario: bool) -> None:
-        """The supervisor decoded a request and hands it to ``_handle_request`` (``scenario``: one of the scenario's)."""
+    def handling(self, own: bool, request_id: int | None = None) -> None:
+        """The supervisor decoded a request and hands it to ``_handle_request`` (``own``: one of the runtime's own,
+        not a scripted runtime's lockstep); its answer is the next response frame with ``request_id``."""
+        self._awaited = request_id if own else None
 
     def handled(self) -> None:
         """``_handle_request`` returned (it did not raise) for the request last handed to it."""
 
     def sent(self, data: bytes) -> None:
         """The supervisor wrote ``data`` to its runtime."""
+        if self._awaited is None:
+            return
         try:
             frame = decode_response(bytes(data))
         except FrameError as e:
             self.replies.append(f"undecodable: {e}")
-        else:
-            if 0 < frame.id < SYNC_ID_BASE:
-                self.replies.append("error" if frame.error else "ok")
+            self._awaited = None
+            return
+        if frame.id == self._awaited:
+            self.replies.append("error" if frame.error else "ok")
+            self._awaited = None
 
 
 class LineReplies:
@@ -198,9 +204,10 @@ class LineReplies:
         self._scenario = False
         self._told = True
 
-    def handling(self, scenario: bool) -> None:
-        """The supervisor decoded a request and hands it to ``_handle_request`` (``scenario``: one of the scenario's)."""
-        self._scenario, self._told = scenario, False
+    def handling(self, own: bool, request_id: int | None = None) -> None:
+        """The supervisor decoded a request and hands it to ``_handle_request`` (``own``: one of the runtime's own, not
+        a scripted runtime's lockstep; lines carry no ids)."""
+        self._scenario, self._told = own, False
 
     def handled(self) -> None:
         """``_handle_request`` returned (it did not raise) for the request last handed to it."""
