@@ -4,17 +4,29 @@
 // runtimes/README.md, the same one impl/coordinator/reference_runtime.py
 // implements in Python.
 //
-//	go-runtime [--pre-fix] --comm=HOST:PORT --logs=HOST:PORT
+//	go-runtime [FLAGS] --comm=HOST:PORT --logs=HOST:PORT
 //
 // One try: connect to --comm, then --logs; read StartupDetails; run the task
 // registered under the TI's task_id; send one terminal frame; wait for the
-// supervisor's answer; exit. --pre-fix reproduces apache/airflow#67797 (no
-// retry branch: every failure is TaskState(failed), and the exit is always 0).
+// supervisor's answer; exit (1 when a failure's frame was not taken: fail
+// closed). The flags reproduce what runtimes do differently, each as a real
+// SDK does it (runtimes/README.md, "Checking your SDK"):
+//
+//	--frame-id=reuse   send the terminal frame with StartupDetails' id (0), not id+1
+//	--end-date=rfc3339 write end_date as an RFC 3339 string in whole seconds, not a msgpack timestamp
+//	--retry-reason     add retry_reason (the error's text) to RetryTask
+//	--log-lines        write JSON log lines on --logs
+//	--lookup-first     look the task up before validating the TI id
+//	--no-fail-closed   exit 0 once the terminal frame is written, never reading the answer
+//	--pre-fix          apache/airflow#67797: no retry branch (every failure is
+//	                   TaskState(failed)), and no answer read (implies --no-fail-closed)
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -27,13 +39,24 @@ const (
 	exitUsage      = 2  // bad command line
 	exitProtocol   = 70 // the first frame is not a usable StartupDetails (EX_SOFTWARE)
 	dialTimeout    = 10 * time.Second
-	usage          = "usage: go-runtime [--pre-fix] --comm=HOST:PORT --logs=HOST:PORT"
+	usage          = "usage: go-runtime [--pre-fix] [--no-fail-closed] [--frame-id=next|reuse] [--end-date=timestamp|rfc3339] " +
+		"[--retry-reason] [--log-lines] [--lookup-first] --comm=HOST:PORT --logs=HOST:PORT"
 )
 
 type options struct {
-	comm, logs string
-	preFix     bool
+	comm, logs   string
+	preFix       bool
+	noFailClosed bool
+	reuseID      bool // --frame-id=reuse
+	rfc3339      bool // --end-date=rfc3339
+	retryReason  bool
+	logLines     bool
+	lookupFirst  bool
 }
+
+// failsClosed says whether the runtime waits for the supervisor's answer to
+// its terminal frame (and exits 1 when a failure was not taken).
+func (o options) failsClosed() bool { return !o.noFailClosed && !o.preFix }
 
 func main() { os.Exit(run(os.Args[1:])) }
 
@@ -51,20 +74,35 @@ func run(args []string) int {
 }
 
 // parseArgs accepts --comm=HOST:PORT and --logs=HOST:PORT (each exactly once,
-// in any order) and --pre-fix; anything else is a usage error.
+// in any order) and the flags above; anything else is a usage error.
 func parseArgs(args []string) (opts options, help bool, err error) {
 	seen := map[string]bool{}
+	switches := map[string]*bool{"--pre-fix": &opts.preFix, "--no-fail-closed": &opts.noFailClosed,
+		"--retry-reason": &opts.retryReason, "--log-lines": &opts.logLines, "--lookup-first": &opts.lookupFirst}
+	choices := map[string]struct {
+		set     *bool
+		off, on string
+	}{"--frame-id": {&opts.reuseID, "next", "reuse"}, "--end-date": {&opts.rfc3339, "timestamp", "rfc3339"}}
 	for _, arg := range args {
 		name, value, hasValue := strings.Cut(arg, "=")
 		if seen[name] {
 			return opts, false, fmt.Errorf("%s given twice", name)
 		}
 		seen[name] = true
+		if flag, ok := switches[arg]; ok {
+			*flag = true
+			continue
+		}
+		if choice, ok := choices[name]; ok && hasValue {
+			if value != choice.off && value != choice.on {
+				return opts, false, fmt.Errorf("%s is %s or %s, not %q", name, choice.off, choice.on, value)
+			}
+			*choice.set = value == choice.on
+			continue
+		}
 		switch {
 		case arg == "-h" || arg == "--help":
 			return opts, true, nil
-		case arg == "--pre-fix":
-			opts.preFix = true
 		case hasValue && (name == "--comm" || name == "--logs"):
 			if _, port, err := net.SplitHostPort(value); err != nil || port == "" {
 				return opts, false, fmt.Errorf("%s wants HOST:PORT, got %q", name, value)
@@ -84,6 +122,19 @@ func parseArgs(args []string) (opts options, help bool, err error) {
 	return opts, false, nil
 }
 
+// logger writes JSON log lines on --logs with --log-lines, as the supervisor
+// reads them (timestamp, level, event); nothing otherwise.
+type logger struct{ out io.Writer }
+
+func (l logger) log(level, event string) {
+	if l.out == nil {
+		return
+	}
+	line, _ := json.Marshal(map[string]string{"timestamp": time.Now().UTC().Format(time.RFC3339Nano),
+		"level": level, "event": event, "logger": "go-runtime"})
+	l.out.Write(append(line, '\n'))
+}
+
 // try runs one try against the supervisor and returns the exit status.
 func try(opts options) int {
 	comm, err := net.DialTimeout("tcp", opts.comm, dialTimeout)
@@ -97,7 +148,12 @@ func try(opts options) int {
 		fmt.Fprintf(os.Stderr, "go-runtime: cannot connect to --logs: %v\n", err)
 		return exitFailClosed
 	}
-	defer logs.Close() // nothing is logged: the socket is only held open for the try
+	defer logs.Close()
+	log := logger{}
+	if opts.logLines {
+		log.out = logs
+	}
+	log.log("debug", "connected")
 
 	startup, err := readFrame(comm)
 	if errors.Is(err, errBroken) {
@@ -110,13 +166,28 @@ func try(opts options) int {
 	var body any
 	var failure bool
 	if err == nil {
-		body, failure, err = execute(startup.body, opts.preFix, time.Now)
+		body, failure, err = execute(startup.body, opts, time.Now)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "go-runtime: %v\n", err)
 		return exitProtocol
 	}
-	if deliver(comm, startup.id+1, body) || !failure || opts.preFix {
+	if failure {
+		log.log("error", "task failed")
+	}
+	id := startup.id + 1
+	if opts.reuseID {
+		id = startup.id
+	}
+	if !opts.failsClosed() { // as the Go SDK's Serve: write the result, read nothing back
+		if err := writeRequest(comm, id, body); err != nil {
+			fmt.Fprintf(os.Stderr, "go-runtime: sending the task's result: %v\n", err)
+			return exitFailClosed
+		}
+		log.log("debug", "task execution complete")
+		return exitOK
+	}
+	if deliver(comm, id, body) || !failure {
 		return exitOK
 	}
 	return exitFailClosed
@@ -197,36 +268,45 @@ func decodeRunContext(startup map[string]any) (runContext, error) {
 
 // execute maps one StartupDetails body to the terminal body, and says whether
 // it reports a failure (TaskState(failed) or RetryTask).
-func execute(startup map[string]any, preFix bool, now func() time.Time) (body any, failure bool, err error) {
+func execute(startup map[string]any, opts options, now func() time.Time) (body any, failure bool, err error) {
 	ti, ok := asMap(startup["ti"])
 	if !ok || ti == nil {
 		return nil, false, fmt.Errorf("StartupDetails.ti is %T, not a map", startup["ti"])
 	}
 	var rc runContext
-	if !preFix { // the seed's bug: the run context is never read
+	if !opts.preFix { // the seed's bug: the run context is never read
 		if rc, err = decodeRunContext(startup); err != nil {
 			return nil, false, err
 		}
 	}
+	end := func() any { return endDate(now(), opts.rfc3339) }
 	taskID, _ := ti["task_id"].(string)
 	tiID, _ := ti["id"].(string)
 	if taskID == badTIID {
 		tiID = "not-a-uuid:" + tiID
 	}
-	if !isUUID(tiID) {
-		return taskState("failed", now()), true, nil
-	}
 	t, registered := tasks[taskID]
+	if opts.lookupFirst && !registered { // as the Go SDK's RunTask: the lookup comes first
+		return taskState("removed", end()), false, nil
+	}
+	if !isUUID(tiID) {
+		return taskState("failed", end()), true, nil
+	}
 	if !registered {
-		return taskState("removed", now()), false, nil
+		return taskState("removed", end()), false, nil
 	}
-	if runTask(t) == nil {
-		return succeedTask(now()), false, nil
+	taskErr := runTask(t)
+	if taskErr == nil {
+		return succeedTask(end()), false, nil
 	}
-	if !preFix && rc.shouldRetry {
-		return retryTask(now()), true, nil
+	if !opts.preFix && rc.shouldRetry {
+		reason := ""
+		if opts.retryReason {
+			reason = taskErr.Error()
+		}
+		return retryTask(end(), reason), true, nil
 	}
-	return taskState("failed", now()), true, nil
+	return taskState("failed", end()), true, nil
 }
 
 // runTask runs t, turning a panic into an error: a panic is a failure of the task.

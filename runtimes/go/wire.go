@@ -132,36 +132,45 @@ func asMap(v any) (map[string]any, bool) {
 // values. Struct fields encode as a msgpack map in declaration order.
 
 type taskStateBody struct {
-	State   string    `msgpack:"state"`
-	EndDate time.Time `msgpack:"end_date"`
-	Type    string    `msgpack:"type"`
+	State   string `msgpack:"state"`
+	EndDate any    `msgpack:"end_date"`
+	Type    string `msgpack:"type"`
 }
 
 type succeedTaskBody struct {
-	State        string    `msgpack:"state"`
-	EndDate      time.Time `msgpack:"end_date"`
-	TaskOutlets  []any     `msgpack:"task_outlets"`
-	OutletEvents []any     `msgpack:"outlet_events"`
-	Type         string    `msgpack:"type"`
+	State        string `msgpack:"state"`
+	EndDate      any    `msgpack:"end_date"`
+	TaskOutlets  []any  `msgpack:"task_outlets"`
+	OutletEvents []any  `msgpack:"outlet_events"`
+	Type         string `msgpack:"type"`
 }
 
 type retryTaskBody struct {
-	State   string    `msgpack:"state"`
-	EndDate time.Time `msgpack:"end_date"`
-	Type    string    `msgpack:"type"`
+	State       string `msgpack:"state"`
+	EndDate     any    `msgpack:"end_date"`
+	RetryReason string `msgpack:"retry_reason,omitempty"`
+	Type        string `msgpack:"type"`
 }
 
-// wireTime is a timestamp Airflow's datetime can hold: UTC, whole microseconds.
-func wireTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
-
-func taskState(state string, end time.Time) taskStateBody {
-	return taskStateBody{State: state, EndDate: wireTime(end), Type: "TaskState"}
+// endDate is what end_date carries: a timestamp Airflow's datetime can hold
+// (UTC, whole microseconds; the msgpack timestamp extension on the wire), or
+// with rfc3339 the string a pre-#68554 Go SDK wrote (whole seconds, "Z").
+func endDate(t time.Time, rfc3339 bool) any {
+	if rfc3339 {
+		return t.UTC().Format(time.RFC3339)
+	}
+	return t.UTC().Truncate(time.Microsecond)
 }
 
-func succeedTask(end time.Time) succeedTaskBody {
-	return succeedTaskBody{State: "success", EndDate: wireTime(end), TaskOutlets: []any{}, OutletEvents: []any{}, Type: "SucceedTask"}
+func taskState(state string, end any) taskStateBody {
+	return taskStateBody{State: state, EndDate: end, Type: "TaskState"}
 }
 
-func retryTask(end time.Time) retryTaskBody {
-	return retryTaskBody{State: "up_for_retry", EndDate: wireTime(end), Type: "RetryTask"}
+func succeedTask(end any) succeedTaskBody {
+	return succeedTaskBody{State: "success", EndDate: end, TaskOutlets: []any{}, OutletEvents: []any{}, Type: "SucceedTask"}
+}
+
+// retryTask is the RetryTask body; a non-empty reason is sent as retry_reason.
+func retryTask(end any, reason string) retryTaskBody {
+	return retryTaskBody{State: "up_for_retry", EndDate: end, RetryReason: reason, Type: "RetryTask"}
 }

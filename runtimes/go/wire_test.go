@@ -20,13 +20,13 @@ var golden = []struct {
 	body any
 	hex  string
 }{
-	{"TaskState(failed)", taskState("failed", when),
+	{"TaskState(failed)", taskState("failed", endDate(when, false)),
 		"00000033930183a57374617465a66661696c6564a8656e645f64617465d7ffbc1d78806a09b5f0a474797065a95461736b5374617465c0"},
-	{"TaskState(removed)", taskState("removed", when),
+	{"TaskState(removed)", taskState("removed", endDate(when, false)),
 		"00000034930183a57374617465a772656d6f766564a8656e645f64617465d7ffbc1d78806a09b5f0a474797065a95461736b5374617465c0"},
-	{"SucceedTask", succeedTask(when),
+	{"SucceedTask", succeedTask(endDate(when, false)),
 		"00000053930185a57374617465a773756363657373a8656e645f64617465d7ffbc1d78806a09b5f0ac7461736b5f6f75746c65747390ad6f75746c65745f6576656e747390a474797065ab537563636565645461736bc0"},
-	{"RetryTask", retryTask(when),
+	{"RetryTask", retryTask(endDate(when, false), ""),
 		"00000039930183a57374617465ac75705f666f725f7265747279a8656e645f64617465d7ffbc1d78806a09b5f0a474797065a952657472795461736bc0"},
 }
 
@@ -65,21 +65,25 @@ func TestReadFrame(t *testing.T) {
 
 func TestExecute(t *testing.T) {
 	now := func() time.Time { return when }
+	at := endDate(when, false)
 	const id = "0f8fad5b-d9cb-469f-a165-70867728950e"
 	cases := []struct {
 		taskID      string
 		shouldRetry bool
-		preFix      bool
+		opts        options
 		want        any
 		failure     bool
 	}{
-		{"success", true, false, succeedTask(when), false},
-		{"error", true, false, retryTask(when), true},
-		{"panic", true, false, retryTask(when), true},
-		{"error", false, false, taskState("failed", when), true},
-		{"panic", true, true, taskState("failed", when), true},
-		{"other", true, false, taskState("removed", when), false},
-		{"bad_ti_id", true, false, taskState("failed", when), true},
+		{"success", true, options{}, succeedTask(at), false},
+		{"error", true, options{}, retryTask(at, ""), true},
+		{"panic", true, options{}, retryTask(at, ""), true},
+		{"error", false, options{}, taskState("failed", at), true},
+		{"panic", true, options{preFix: true}, taskState("failed", at), true},
+		{"other", true, options{}, taskState("removed", at), false},
+		{"bad_ti_id", true, options{}, taskState("failed", at), true},
+		{"bad_ti_id", true, options{lookupFirst: true}, taskState("removed", at), false},
+		{"error", true, options{retryReason: true}, retryTask(at, "the task returned an error"), true},
+		{"success", true, options{rfc3339: true}, succeedTask("2026-05-17T12:34:56Z"), false},
 	}
 	for _, c := range cases {
 		startup := map[string]any{
@@ -87,9 +91,28 @@ func TestExecute(t *testing.T) {
 			"ti":         map[string]any{"id": id, "task_id": c.taskID, "try_number": int64(1)},
 			"ti_context": map[string]any{"should_retry": c.shouldRetry, "max_tries": int64(1)},
 		}
-		got, failure, err := execute(startup, c.preFix, now)
+		got, failure, err := execute(startup, c.opts, now)
 		if err != nil || !reflect.DeepEqual(got, c.want) || failure != c.failure {
-			t.Errorf("%s should_retry=%v pre-fix=%v: got %+v %v %v", c.taskID, c.shouldRetry, c.preFix, got, failure, err)
+			t.Errorf("%s should_retry=%v %+v: got %+v %v %v", c.taskID, c.shouldRetry, c.opts, got, failure, err)
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	addr := []string{"--comm=127.0.0.1:1", "--logs=127.0.0.1:2"}
+	opts, _, err := parseArgs(append([]string{"--frame-id=reuse", "--end-date=rfc3339", "--log-lines", "--lookup-first",
+		"--no-fail-closed", "--retry-reason"}, addr...))
+	want := options{comm: "127.0.0.1:1", logs: "127.0.0.1:2", reuseID: true, rfc3339: true, logLines: true,
+		lookupFirst: true, noFailClosed: true, retryReason: true}
+	if err != nil || opts != want || opts.failsClosed() {
+		t.Errorf("got %+v %v", opts, err)
+	}
+	if opts, _, _ := parseArgs(append([]string{"--pre-fix"}, addr...)); opts.failsClosed() {
+		t.Error("--pre-fix must not fail closed (the Go SDK before the fix read no answer)")
+	}
+	for _, bad := range [][]string{{"--frame-id=other"}, {"--end-date"}, {"--log-lines", "--log-lines"}, {"--nope"}} {
+		if _, _, err := parseArgs(append(bad, addr...)); err == nil {
+			t.Errorf("%v: accepted", bad)
 		}
 	}
 }
@@ -113,8 +136,8 @@ func TestDecodeRealStartupDetails(t *testing.T) {
 	if err != nil || rc != (runContext{shouldRetry: true, maxTries: 1}) {
 		t.Errorf("run context %+v %v", rc, err)
 	}
-	body, failure, err := execute(f.body, false, func() time.Time { return when })
-	if err != nil || failure || !reflect.DeepEqual(body, succeedTask(when)) {
+	body, failure, err := execute(f.body, options{}, func() time.Time { return when })
+	if err != nil || failure || !reflect.DeepEqual(body, succeedTask(endDate(when, false))) {
 		t.Errorf("execute: %+v %v %v", body, failure, err)
 	}
 }
