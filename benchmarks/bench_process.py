@@ -86,7 +86,7 @@ GO_RUNTIME = Path(__file__).resolve().parent.parent / "build" / "runtimes" / "go
 def _coordinator_for(seconds: float, offset: int, result):
     from impl.coordinator.target import runner
     from impl.supervisor_process import helper
-    from model.runtime import COORDINATOR_OUTCOMES, CoordinatorRun
+    from model.coordinator import COORDINATOR_OUTCOMES, CoordinatorRun
     from model.scenario import RunContext
 
     run = runner([str(GO_RUNTIME)])

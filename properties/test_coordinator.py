@@ -1,29 +1,54 @@
-"""Coordinator-mode runtimes end to end: a runtime under the real supervisor, against the model.
+"""Coordinator-mode runtimes end to end, in their supervisor's world: a runtime under the real supervisor, against the model.
 
 Run against ``--target reference-runtime``, ``--target 'cmd:PROGRAM ARGS...'`` (any runtime that keeps
-``runtimes/README.md``), or ``--target model`` (the fixed coordinator runtime model composed with the
-supervisor model). The attempt invariants are the seed's acceptance criteria (apache/airflow#67797):
-a failing task whose TI has retries left is recorded UP_FOR_RETRY, not FAILED; one without is
-recorded FAILED.
+``runtimes/README.md``), or ``--target model`` (the contract's runtime, ``model.coordinator``, composed with the
+supervisor model). Each try meets a world drawn with it: faults on its terminal call, heartbeat answers and the
+server's actions behind them, a trapped SIGTERM, the success overtime. The invariants are the seed's acceptance
+criteria (apache/airflow#67797: a failing task whose TI has retries left is recorded UP_FOR_RETRY, not FAILED; one
+without is recorded FAILED) and the fail-closed exit that keeps a failure the supervisor could not take from being
+recorded as something else.
 """
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import event
 
+from impl.frontdoor.findings import COORDINATOR_FINDINGS
 from impl.frontdoor.report import check_conformance
-from impl.frontdoor.scenarios import coordinator_runs
-from model.runtime_invariants import ATTEMPT_INVARIANTS
-from properties.conftest import counted, holds_for_all, searching, skip_the_model
+from impl.frontdoor.scenarios import coordinator_runs, world_met
+from model.runtime_invariants import COORDINATOR_INVARIANTS
+from properties.conftest import assert_reproduces, assert_scope_holds, counted, holds_for_all, searching, skip_the_model
+
+
+def _met(run, observed):
+    for what in world_met(run, observed):
+        event("the world met", what)
+    return observed
 
 
 def test_coordinator_conformance(coordinator_target):
-    """The runtime under the real supervisor records what the model (runtime + supervisor) says."""
+    """The runtime under the real supervisor records what the model (runtime + supervisor) says, in what decides
+    the attempt."""
     skip_the_model(coordinator_target)
-    holds_for_all(coordinator_runs, lambda run: counted(check_conformance(coordinator_target, run)))
+    holds_for_all(coordinator_runs, lambda run: _met(run, counted(check_conformance(coordinator_target, run))))
 
 
-@pytest.mark.parametrize("invariant", ATTEMPT_INVARIANTS, ids=lambda i: i.__name__)
+@pytest.mark.parametrize("invariant", COORDINATOR_INVARIANTS, ids=lambda i: i.__name__)
 def test_coordinator_invariant(coordinator_target, invariant):
-    """The seed's acceptance criteria, on every generated try."""
-    holds_for_all(coordinator_runs, searching(coordinator_target, invariant))
+    """The seed's acceptance criteria and the fail-closed exit, on every generated try."""
+    check = searching(coordinator_target, invariant)
+    holds_for_all(coordinator_runs, lambda run: _met(run, check(run)))
+
+
+def test_every_small_try(coordinator_target, record_property):
+    """Every try of the coordinator scope (each outcome with each event of its world, a trapped SIGTERM, the overtime,
+    every run context and number of client tries: ``impl.frontdoor.exhaustive.coordinator_scope``): conformance and
+    every invariant. Complete where the search samples."""
+    assert_scope_holds(coordinator_target, record_property)
+
+
+@pytest.mark.parametrize("finding", COORDINATOR_FINDINGS, ids=lambda f: f.id)
+def test_coordinator_finding_still_reproduces(coordinator_target, finding, request):
+    """A coordinator finding's minimal run still breaks its invariant on the runtime it is about."""
+    assert_reproduces(request, coordinator_target, finding)

@@ -19,17 +19,20 @@ pytest.importorskip("airflow.sdk", reason="cmd: targets run under the real super
 
 from impl.coordinator.target import reference_command  # noqa: E402
 from impl.frontdoor.registry import TargetUnavailable, UnknownTarget, load_target  # noqa: E402
-from impl.frontdoor.report import InvariantViolation, check_invariants  # noqa: E402
+from impl.frontdoor.exhaustive import check_in_scope  # noqa: E402
+from impl.frontdoor.kinds import KINDS  # noqa: E402
+from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_invariants  # noqa: E402
 from impl.frontdoor.scenarios import coordinator_runs  # noqa: E402
 from impl.supervisor_process import helper, supervise  # noqa: E402
 from impl.supervisor_process.census import census  # noqa: E402
-from model.runtime import COORDINATOR_OUTCOMES, CoordinatorRun  # noqa: E402
-from model.runtime_invariants import ATTEMPT_INVARIANTS  # noqa: E402
+from model.coordinator import COORDINATOR_OUTCOMES, CoordinatorRun  # noqa: E402
+from model.runtime_invariants import COORDINATOR_INVARIANTS, failure_not_taken_fails_closed  # noqa: E402
 from model.scenario import RunContext  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_RUNTIME = ROOT / "build" / "runtimes" / "go-runtime"
 SEED_FIXTURE = ROOT / "tests" / "fixtures" / "seed_runtime.py"
+UNDECODABLE_FIXTURE = ROOT / "tests" / "fixtures" / "undecodable_runtime.py"
 RETRIES_LEFT = RunContext.from_server(1, 1)
 
 #: Runtimes that misbehave, as argv lists: each connects as the convention says, then does its one thing.
@@ -121,7 +124,7 @@ def test_the_checker_finds_the_seeds_bug_and_shrinks_it(seed, capsys):
               suppress_health_check=[HealthCheck.too_slow])
     @given(coordinator_runs)
     def retries_honoured(run):
-        check_invariants(target, run, ATTEMPT_INVARIANTS)
+        check_invariants(target, run, COORDINATOR_INVARIANTS)
 
     with pytest.raises(InvariantViolation) as caught:
         retries_honoured()
@@ -137,4 +140,71 @@ def test_the_fixed_go_runtime_does_what_the_model_says_for_every_outcome():
     for context in (RETRIES_LEFT, RunContext.from_server(2, 1)):
         for outcome in COORDINATOR_OUTCOMES:
             run = CoordinatorRun(context, outcome)
-            assert target.run(run) == target.reference(run), run.to_text()
+            assert KINDS["coordinator"].agree(target.reference(run), target.run(run)), run.to_text()
+
+
+#: What real SDKs do that the supervisor takes alike (runtimes/README.md, "Checking your SDK"), one flag each.
+ACCEPTED_FLAGS = ["--frame-id=reuse", "--end-date=rfc3339", "--log-lines", "--lookup-first", "--retry-reason",
+                  "--frame-id=reuse --end-date=rfc3339 --log-lines --lookup-first --retry-reason"]
+
+
+@pytest.mark.parametrize("flags", ACCEPTED_FLAGS)
+def test_what_the_supervisor_takes_alike_is_no_disagreement(flags):
+    """Each real-SDK behaviour the supervisor accepts, on every outcome, run context, number of client tries, trapped
+    SIGTERM and overtime (the coordinator scope with no other event of the world): conformance and every invariant."""
+    go_runtime_or_skip()
+    target = load_target(f"cmd:{GO_RUNTIME} {flags}", "coordinator")
+    found = check_in_scope(target, depth=0)
+    assert found.scenarios == 80 and not found.failures, "\n\n".join(found.failures)
+
+
+def test_a_runtime_that_does_not_fail_closed_is_caught_with_the_fault_on_its_terminal_call(capsys):
+    """--no-fail-closed is the Go SDK's Serve: it writes its result and exits 0, never reading the answer. A failure
+    whose RetryTask the supervisor cannot deliver is then recorded as a success; the search shrinks to that fault."""
+    go_runtime_or_skip()
+    target = load_target(f"cmd:{GO_RUNTIME} --no-fail-closed", "coordinator")
+
+    @settings(max_examples=300, derandomize=True, database=None, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(coordinator_runs)
+    def fails_closed(run):
+        check_invariants(target, run, (failure_not_taken_fails_closed,))
+
+    with pytest.raises(InvariantViolation) as caught:
+        fails_closed()
+    report = str(caught.value)
+    with capsys.disabled():
+        print(f"\nthe checker on the Go runtime with --no-fail-closed, minimal counterexample:\n"
+              f"{textwrap.indent(report, '  ')}")
+    assert "failure_not_taken_fails_closed" in report
+    assert "try_number=1 max_tries=1 should_retry=true; fault retry permanent; task error" in report
+
+
+def test_a_frame_the_supervisor_cannot_decode_ends_the_try_within_a_second():
+    """A TaskState(up_for_retry) is no frame the supervisor decodes: it answers nothing, and the runtime waiting for that
+    answer is ended by the harness at once, with the reason, instead of at the attempt's deadline."""
+    target = load_target(f"cmd:{sys.executable} -I {UNDECODABLE_FIXTURE}", "coordinator")
+    start = time.monotonic()
+    observed = target.run(CoordinatorRun(RETRIES_LEFT, "error"))
+    assert time.monotonic() - start < 5.0
+    assert "could not decode a frame of the runtime's" in observed.harness
+    assert (observed.exit_code, observed.replies) == (-9, ())
+
+
+def test_the_checker_gives_the_undecodable_frames_counterexample_in_under_two_minutes(capsys):
+    target = load_target(f"cmd:{sys.executable} -I {UNDECODABLE_FIXTURE}", "coordinator")
+    start = time.monotonic()
+
+    @settings(max_examples=300, derandomize=True, database=None, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(coordinator_runs)
+    def conforms(run):
+        check_conformance(target, run)
+
+    with pytest.raises(Disagreement) as caught:
+        conforms()
+    took = time.monotonic() - start
+    with capsys.disabled():
+        print(f"\nthe undecodable frame's counterexample, found and shrunk in {took:.0f}s:\n"
+              f"{textwrap.indent(str(caught.value), '  ')}")
+    assert took < 120 and "try_number=1 max_tries=1 should_retry=true; task error" in str(caught.value)

@@ -19,7 +19,7 @@ from airflow.sdk.execution_time.comms import BundleInfo, RetryTask, StartupDetai
 from impl.coordinator import reference_runtime  # noqa: E402
 from impl.coordinator.target import reference_command, runner  # noqa: E402
 from impl.wire import codec  # noqa: E402
-from model.runtime import CoordinatorRun  # noqa: E402
+from model.coordinator import CoordinatorRun  # noqa: E402
 from model.scenario import FAILED, UP_FOR_RETRY, RunContext  # noqa: E402
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

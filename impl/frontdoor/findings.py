@@ -8,6 +8,7 @@ the properties both read this table; a new finding is one more row in it.
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Callable
 
 import attrs
@@ -66,6 +67,11 @@ class Finding:
         """Whether the bug is there on ``release`` (a ``model.release.Release``): brought by then, not yet fixed."""
         brought = self.introduced_in is None or release.version >= Release.parse(self.introduced_in).version
         return brought and (self.fixed_in is None or release.version < Release.parse(self.fixed_in).version)
+
+    def about(self, target: str) -> bool:
+        """Whether this finding is about ``target`` (or pairing): named in ``targets``, or matching one of its
+        patterns (``cmd:*``: every coordinator-mode program a user points the checker at)."""
+        return any(fnmatch.fnmatchcase(target, pattern) for pattern in self.targets)
 
     def explains_violation(self, invariant: str, run, observation) -> bool:
         """Is a violation of ``invariant`` in this run this finding (its cause), not another bug?"""
@@ -446,6 +452,19 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
 PYTHON_LIFECYCLE_PAIRINGS = ("model-runtime+model", "airflow-task-runner+model", "model-runtime+airflow-inproc",
                              "model-runtime+airflow-process", "model-runtime+airflow-inproc, real rows")
 
+#: The lifecycle pairings whose runtime side is a coordinator-mode runtime in its world (``model.coordinator``): the
+#: model's, paired with a supervisor; or a runtime under check, paired with the real supervisor (``cmd:*``).
+COORDINATOR_LIFECYCLE_PAIRINGS = ("model-coordinator+model", "model-coordinator+airflow-inproc",
+                                  "model-coordinator+airflow-process", "model-coordinator+airflow-inproc, real rows",
+                                  "reference-runtime", "cmd:*")
+
+
+def _finish_failed_left_running(life, _=None) -> bool:
+    """L6's cause (F3 across tries): a try whose closing finish() failed left the row running."""
+    return any(t.observation.row == RUNNING and t.observation.row_gone is None
+               and any(c.name == "finish" and c.status != 200 for c in t.observation.calls) for t in life.tries)
+
+
 LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
     Finding(
         "L1", "failing_try_with_retries_left_ends_up_for_retry",
@@ -481,9 +500,64 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
         "then ends the TI",
         PYTHON_LIFECYCLE_PAIRINGS, "lifecycle", _crash_with_retries_left_failed, fixed_in="1.1.4",
     ),
+    Finding(
+        "L4", "failing_try_with_retries_left_ends_up_for_retry",
+        "retries=1 | fault retry permanent; task error",
+        "a failing coordinator try whose RetryTask the supervisor cannot deliver exits 1 (it fails closed); the "
+        "supervisor reports UP_FOR_RETRY but the row stays RUNNING, so the TI is never retried (likewise a try the "
+        "supervisor kills while should_retry: too many failed heartbeats, the success overtime)",
+        "the runtime's fail-closed exit meets supervisor findings F9 and F2: "
+        "ActivitySubprocess.update_task_state_if_needed replays the failed retry() and, it failing again, makes no "
+        "call for UP_FOR_RETRY (STATES_SENT_DIRECTLY)",
+        COORDINATOR_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(UP_FOR_RETRY),
+        also_breaks=("no_try_leaves_row_running",), introduced_in="1.1.4",
+    ),
+    Finding(
+        "L5", "no_try_leaves_row_running",
+        "retries=0 | fault succeed permanent; task success",
+        "a succeeding coordinator try whose SucceedTask the supervisor cannot deliver is reported SUCCESS, and the "
+        "row stays RUNNING",
+        "supervisor findings F9 and F1: the failed succeed() is replayed at close and fails again; final_state falls "
+        "back to SUCCESS on exit 0, which is in STATES_SENT_DIRECTLY, so no call reports it",
+        COORDINATOR_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(SUCCESS), introduced_in="1.2.2",
+    ),
+    Finding(
+        "L6", "last_failing_try_ends_failed",
+        "retries=0 | fault finish permanent; task error",
+        "a failing coordinator try with no retries left whose closing finish(failed) fails leaves the row RUNNING: "
+        "the TI is never failed",
+        "supervisor finding F3: ActivitySubprocess.update_task_state_if_needed does not retry a failed finish()",
+        COORDINATOR_LIFECYCLE_PAIRINGS, "lifecycle", _finish_failed_left_running,
+        also_breaks=("no_try_leaves_row_running",),
+    ),
 )
 
 
+
+
+# -- coordinator-mode runtimes (properties/test_coordinator.py) ---------------------------------------------------
+# A coordinator finding's ``scenario`` is a ``model.coordinator.CoordinatorRun``; its target is a runtime of this
+# project's that does what an SDK's runtime does (runtimes/README.md), since the SDKs cannot be built here.
+
+#: The Go runtime doing what the Go SDK's ``Serve`` does with its terminal frame (``runtimes/go``: --no-fail-closed).
+GO_SDK_SHAPED = ("cmd:build/runtimes/go-runtime --no-fail-closed",)
+
+COORDINATOR_FINDINGS: tuple[Finding, ...] = (
+    Finding(
+        "C1", "failure_not_taken_fails_closed",
+        "try_number=1 max_tries=1 should_retry=true; fault retry permanent; task error",
+        "a coordinator runtime that does not fail closed turns a failed task into SUCCESS when the supervisor cannot "
+        "deliver its RetryTask: it exits 0 once the frame is written, and the supervisor records the attempt SUCCESS "
+        "while the row stays RUNNING (a lost answer instead: SUCCESS while the server retries the task; on the real "
+        "Execution API with Airflow's default client retries)",
+        "go-sdk/pkg/execution/server.go, Serve: after RunTask it writes the terminal frame (comm.SendRequest on "
+        "StartupDetails' id) and returns nil without reading the supervisor's answer, so the bundle's main exits 0; "
+        "ActivitySubprocess.final_state then takes exit 0 as the state it holds (none: SUCCESS). The Python task "
+        "runner exits 1 there (task_runner.run/main, apache/airflow#66573); the Java SDK's CoordinatorComm.communicate "
+        "throws on the error answer and the JVM exits 1",
+        GO_SDK_SHAPED, "coordinator",
+    ),
+)
 
 
 # -- the wire, as only real processes can exercise it (properties/test_process_wire.py) ----------
@@ -550,7 +624,7 @@ WIRE_FINDINGS: tuple[Finding, ...] = (
 )
 
 
-ALL_FINDINGS = FINDINGS + RUNTIME_FINDINGS + LIFECYCLE_FINDINGS + WIRE_FINDINGS
+ALL_FINDINGS = FINDINGS + RUNTIME_FINDINGS + LIFECYCLE_FINDINGS + COORDINATOR_FINDINGS + WIRE_FINDINGS
 
 
 def findings_on(kind: str, target: str, invariant: str, registry: tuple[Finding, ...] = ALL_FINDINGS,
@@ -558,7 +632,7 @@ def findings_on(kind: str, target: str, invariant: str, registry: tuple[Finding,
     """Every registered finding whose cause can break ``invariant`` on ``target``, for properties of ``kind``, and
     that stands on ``release`` (default: the installed one): a fixed bug that comes back is a new violation."""
     release = installed_release() if release is None else release
-    return tuple(f for f in registry if f.kind == kind and invariant in f.explains and target in f.targets
+    return tuple(f for f in registry if f.kind == kind and invariant in f.explains and f.about(target)
                  and f.stands_on(release))
 
 

@@ -30,20 +30,24 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from impl.frontdoor.registry import TargetUnavailable, load_target
 from impl.frontdoor.report import InvariantViolation, explained, replay_command
-from impl.frontdoor.scenarios import playable_only, policies
+from impl.frontdoor.kinds import kind_of
+from impl.frontdoor.scenarios import coordinator_runs, playable_only, policies
 from impl.releases.adapters import model_release
+from model import coordinator as model_coordinator
 from model import runtime as model_runtime
 from model import supervisor as model_supervisor
 from model.lifecycle import Life, Try, life_violations
 from model.release import Release
 from model.server import DELETED, Row
-from model.runtime import (COMMS_MODES, COORDINATOR_FAILURES, COORDINATOR_OUTCOMES, NEVER_RETRIED_FAILURES, PYTHON_OUTCOMES,
-                           CoordinatorRun, RuntimeRun)
+from model.coordinator import CoordinatorRun
+from model.release import SPECIFIED
+from model.runtime import COMMS_MODES, NEVER_RETRIED_FAILURES, PYTHON_OUTCOMES, RuntimeRun
 from model.runtime_invariants import met_failure
 from model.scenario import UP_FOR_RESCHEDULE, UP_FOR_RETRY, RunContext
 
 python_tries = st.tuples(st.sampled_from(PYTHON_OUTCOMES), policies, st.sampled_from(COMMS_MODES))
-coordinator_tries = st.sampled_from(COORDINATOR_OUTCOMES)
+#: A coordinator try in its world (``scenarios.coordinator_runs``); its run context is the life's, set as it is lived.
+coordinator_tries = coordinator_runs
 #: A TI's ``retries``.
 RETRIES = st.integers(0, 3)
 
@@ -116,16 +120,25 @@ def python_pairing(name: str, runtime, supervise, rows: RealRows | None = None) 
 
 
 def coordinator_pairing(name: str, end_to_end, rows: RealRows | None = None) -> Pairing:
-    def attempt(context: RunContext, outcome) -> Try:
-        observation = end_to_end(CoordinatorRun(context, outcome))
-        return Try(context, f"task {outcome}", outcome in COORDINATOR_FAILURES, observation,
-                   f"exit {observation.exit_code}", rows.row_after() if rows else None)
+    def attempt(context: RunContext, drawn: CoordinatorRun) -> Try:
+        run = attrs.evolve(drawn, context=context)
+        observation = end_to_end(run)
+        return Try(context, coordinator_met(run), run.failure, observation, f"exit {observation.exit_code}",
+                   rows.row_after() if rows else None)
     return Pairing(name, coordinator_tries, attempt, rows=rows)
 
 
-def coordinator_model_with(supervise):
+def coordinator_met(run: CoordinatorRun) -> str:
+    """What a coordinator try met, as a life's trace writes it: its run's text without the run context (the life's),
+    the client's tries kept where they are not Airflow's default."""
+    settings, rest = run.to_text().split("; ", 1)
+    return "; ".join([*(w for w in settings.split() if w.startswith("execution_api_retries=")), rest])
+
+
+def coordinator_model_with(supervise, release=SPECIFIED):
+    """The model's coordinator runtime (the contract's) against a supervisor side (``release``'s)."""
     def end_to_end(run: CoordinatorRun):
-        return supervise(model_runtime.to_scenario(run.context, model_runtime.coordinator_runtime(run)))
+        return supervise(model_coordinator.coordinator_scenario(run, release=release))
     return end_to_end
 
 
@@ -173,10 +186,11 @@ def _pairings(target_name: str) -> list[Pairing]:
         if rows is not None:
             on_rows = f"{target_name}, real rows"
             return [python_pairing(f"model-runtime+{on_rows}", runtime, rows.supervise, rows),
-                    coordinator_pairing(f"model-coordinator+{on_rows}", coordinator_model_with(rows.supervise), rows)]
+                    coordinator_pairing(f"model-coordinator+{on_rows}",
+                                        coordinator_model_with(rows.supervise, loaded.release), rows)]
         lived = once_per_session(loaded.run)
         return [python_pairing(f"model-runtime+{target_name}", runtime, lived),
-                coordinator_pairing(f"model-coordinator+{target_name}", coordinator_model_with(lived))]
+                coordinator_pairing(f"model-coordinator+{target_name}", coordinator_model_with(lived, loaded.release))]
     except TargetUnavailable as not_supervisor:
         for kind in ("runtime", "coordinator"):
             try:
@@ -248,8 +262,8 @@ def replay_life(pairing: Pairing, text: str) -> Life:
         pairing.rows.open(life.retries)
     for spec in tries:
         context = life.next_context()
-        if spec.startswith("task ") and spec.split()[1] in COORDINATOR_OUTCOMES and ";" not in spec:
-            drawn = spec.split()[1]
+        if kind_of(spec) == "coordinator":
+            drawn = CoordinatorRun.from_text(spec)
         else:
             run = RuntimeRun.from_text(f"try_number=1 max_tries=0; {spec}")
             drawn = (run.outcome, run.policy, run.comms)

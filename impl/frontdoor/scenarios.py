@@ -14,8 +14,9 @@ from typing import Callable
 from hypothesis import currently_in_test_context, event, reject, settings, strategies as st, target
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from model.runtime import (COMMS_MODES, COORDINATOR_OUTCOMES, FEATURES, FORKED_CHILD, PYTHON_OUTCOMES, RETURN,
-                           STARTUP_RESCHEDULE, CoordinatorRun, Policy, RuntimeRun)
+from model.coordinator import COORDINATOR_OUTCOMES, TERMINAL_CALLS, CoordinatorRun
+from model.runtime import (COMMS_MODES, FEATURES, FORKED_CHILD, PYTHON_OUTCOMES, RETURN, STARTUP_RESCHEDULE, Policy,
+                           RuntimeRun)
 from model.scenario import (
     DEFAULT_EXECUTION_API_RETRIES,
     FAULT_KINDS,
@@ -23,6 +24,7 @@ from model.scenario import (
     FRAME_TYPES,
     HEARTBEAT_ANSWERS,
     HEARTBEAT_ERROR,
+    HEARTBEAT_GONE,
     HEARTBEAT_NO_ANSWER,
     NON_TERMINAL_FRAMES,
     TASK_STATE_STATES,
@@ -207,7 +209,48 @@ outcomes = st.sampled_from((RETURN,) * 5 + PYTHON_OUTCOMES)
 #: channel, no features.
 runtime_runs = st.builds(RuntimeRun, run_contexts, outcomes, runtime_policies,
                          st.sampled_from(COMMS_MODES), features)
-coordinator_runs = st.builds(CoordinatorRun, run_contexts, st.sampled_from(COORDINATOR_OUTCOMES))
+#: What the world does while a coordinator task runs: a fault on a call its terminal frame makes, or a heartbeat
+#: answered (404/409/410: the server's own action behind it, a TI deleted, marked or cleared). Drawn as one string
+#: over an alphabet of one character each, as an attempt's events are; shrinks towards fewer and earlier ones.
+COORDINATOR_WORLD: tuple[Event, ...] = (*(Fault(c, k) for c in TERMINAL_CALLS for k in FAULT_KINDS),
+                                        *(Heartbeat(a) for a in HEARTBEAT_ANSWERS))
+_COORDINATOR_ALPHABET = "".join(chr(_FIRST_EVENT_CHAR + i) for i in range(len(COORDINATOR_WORLD)))
+_ONE_IN_FOUR = st.sampled_from((False,) * 3 + (True,))
+
+
+def _coordinator_run(setting: tuple[RunContext, int], traps_sigterm: bool, world: str, outcome: str,
+                     overtime: bool) -> CoordinatorRun:
+    context, tries = setting
+    while_running = ((IgnoreSigterm(),) if traps_sigterm else ()) + tuple(
+        COORDINATOR_WORLD[ord(c) - _FIRST_EVENT_CHAR] for c in world)
+    return CoordinatorRun(context, outcome, while_running, (Overtime(),) if overtime else (), tries)
+
+
+#: One try of a coordinator-mode task in its supervisor's world: the run context and the client's tries, a runtime
+#: that traps SIGTERM (one in eight), up to four events of the world while the task runs, the task's outcome, the
+#: success overtime after its frame (one in four). Shrinks towards Airflow's default tries, a consistent context,
+#: no world, a task that succeeds.
+coordinator_runs = st.builds(_coordinator_run, st.sampled_from(SETTINGS), _ONE_IN_EIGHT,
+                             st.text(_COORDINATOR_ALPHABET, max_size=4), st.sampled_from(COORDINATOR_OUTCOMES),
+                             _ONE_IN_FOUR)
+
+
+def world_met(run: CoordinatorRun, observed) -> tuple[str, ...]:
+    """What of its world a coordinator try met, by the calls the supervisor made: for Hypothesis's statistics."""
+    met = []
+    terminal = [c for c in observed.calls if c.name in TERMINAL_CALLS]
+    if any(c.status != 200 for c in terminal):
+        met.append("a terminal call failed (a fault hit it)")
+    heartbeats = [c.status for c in observed.calls if c.name == "heartbeat"]
+    if any(status not in HEARTBEAT_GONE for status in heartbeats):
+        met.append("a heartbeat was answered")
+    if any(status in HEARTBEAT_GONE for status in heartbeats):
+        met.append("a server-side action (TI deleted, marked or cleared) stopped the task")
+    if any(isinstance(e, IgnoreSigterm) for e in run.while_running) and (observed.exit_code or 0) < 0:
+        met.append("a runtime that traps SIGTERM was killed")
+    if run.after_frame and observed.replies and (observed.exit_code or 0) < 0:
+        met.append("the success overtime killed the runtime after its frame")
+    return tuple(met)
 #: A run of each single-shot kind (the supervisor's attempts come from ``machine_for``).
 RUNS = {"runtime": runtime_runs, "coordinator": coordinator_runs}
 

@@ -15,7 +15,8 @@ from typing import Iterable
 import attrs
 from hypothesis import settings
 
-from impl.frontdoor.findings import FINDINGS, LIFECYCLE_FINDINGS, RUNTIME_FINDINGS, WIRE_FINDINGS, Finding
+from impl.frontdoor.findings import (COORDINATOR_FINDINGS, FINDINGS, LIFECYCLE_FINDINGS, RUNTIME_FINDINGS,
+                                     WIRE_FINDINGS, Finding)
 from impl.frontdoor.report import InvariantViolation, observation_block, replay_command, trace
 from impl.frontdoor.scenarios import machine_for, run_machine
 from model.invariants import SUPERVISOR_INVARIANTS, Invariant, violations
@@ -100,7 +101,7 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
         "",
     ]
     for finding in FINDINGS:
-        if target.name not in finding.targets:
+        if not finding.about(target.name):
             continue
         now = replay(target, finding)
         lines += [f"## {finding.id}: {finding.headline}", "",
@@ -120,16 +121,16 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
             stood = finding.shown_on
             command = command.replace("finalstate replay", f"finalstate replay --release {stood}", 1)
             lines += ["", f"Replay on {stood}, a release it stands on: `{command}`", ""]
-    lines += ["## Runtime, lifecycle and wire findings", "",
+    lines += ["## Runtime, lifecycle, coordinator and wire findings", "",
               "Not supervisor scenarios, so not replayed by this command; each is a strict expected failure",
               "of its property and is replayed by the `*_finding_still_reproduces` test beside it.", ""]
-    for finding in RUNTIME_FINDINGS + LIFECYCLE_FINDINGS + WIRE_FINDINGS:
+    for finding in RUNTIME_FINDINGS + LIFECYCLE_FINDINGS + COORDINATOR_FINDINGS + WIRE_FINDINGS:
         lines += [f"### {finding.id}: {finding.headline}", "",
                   f"- invariant: `{finding.invariant}` ({finding.kind}); targets: {', '.join(finding.targets)}",
                   f"- minimal scenario: `{finding.scenario}`",
                   f"- responsible upstream: {finding.upstream}", ""]
     def cause(c: Counterexample) -> str:
-        found = next((f for f in FINDINGS if target.name in f.targets and f.stands_on(target.release)
+        found = next((f for f in FINDINGS if f.about(target.name) and f.stands_on(target.release)
                       and f.explains_violation(c.invariant, c.scenario, c.observation)), None)
         return f"{found.id}" if found else "NEW"
 
@@ -171,7 +172,7 @@ def on_the_real_server(real_target, findings=FINDINGS) -> list[str]:
              "row after the heartbeat timeout |",
              "|---|---|---|---|---|"]
     for finding in findings:
-        if real_target.name not in finding.targets:
+        if not finding.about(real_target.name):
             continue
         scenario = Scenario.from_text(finding.scenario)
         invariant = next(i for i in SUPERVISOR_INVARIANTS if i.__name__ == finding.invariant)
@@ -209,7 +210,7 @@ def _status(finding, target, now) -> str:
         return "reproduces" if now else "NO LONGER REPRODUCES — upstream fixed it, or the model changed"
     bounds = ", ".join(f"{what} {release}" for what, release in (("introduced in", finding.introduced_in),
                                                                    ("fixed in", finding.fixed_in)) if release)
-    others = [f.id for f in FINDINGS if f.stands_on(target.release) and target.name in f.targets
+    others = [f.id for f in FINDINGS if f.stands_on(target.release) and f.about(target.name)
               and now and f.explains_violation(finding.invariant, now.scenario, now.observation)]
     if now and not others:
         return f"REPRODUCES here although {bounds}: a regression"

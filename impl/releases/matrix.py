@@ -184,7 +184,7 @@ def read_junit(path: Path, headlines: dict[str, str] | None = None) -> tuple[dic
             # that target cannot run on this release.
             own = _FINDING_TEST.search(case.get("name", ""))
             finding = _BY_ID.get(own.group(2)) if own else None
-            if (finding is not None and own.group(1) in finding.targets
+            if (finding is not None and finding.about(own.group(1))
                     and (skipped.get("message") or "").startswith("target ")):
                 findings.setdefault(finding.id, UNSUPPORTED)
         else:
