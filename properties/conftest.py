@@ -159,7 +159,7 @@ def assert_reproduces(request, target, finding: Finding) -> None:
     """A finding's own minimal run, as a strict expected failure (``expect_the_finding``): it must break its
     invariant on ``target`` while the bug stands; where it does not, the run may break the invariant only for a
     cause another finding standing here explains. Skipped where it is about others."""
-    if target.name not in finding.targets:
+    if not finding.about(target.name):
         pytest.skip(f"{finding.id} is about {', '.join(finding.targets)}")
     kind = KINDS[finding.kind]
     invariant = next(i for i in kind.invariants if i.__name__ == finding.invariant)
@@ -170,6 +170,18 @@ def assert_reproduces(request, target, finding: Finding) -> None:
         check_invariants(target, run, (invariant,), others)
     except NotImplementedError as e:  # this target's server backend cannot play the finding's run
         pytest.skip(f"{finding.id} on {target.name}: {e}")
+
+
+def assert_scope_holds(target, record_property) -> None:
+    """The complete small scope of the target's kind (``impl.frontdoor.exhaustive``), in this process: no disagreement
+    and no violation a known finding does not explain; its figures recorded on the test."""
+    from impl.frontdoor.exhaustive import check_in_scope
+
+    found = check_in_scope(target)
+    record_property("exhaustive scope", f"depth {found.depth}: {found.scenarios} runs, {found.states} model "
+                                        f"decisions, {found.seconds:.1f}s")
+    assert not found.failures, f"{len(found.failures)} of {found.scenarios} runs failed:\n\n" + \
+        "\n\n".join(found.failures)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -14,7 +14,7 @@ from impl.frontdoor.findings import RUNTIME_FINDINGS
 from impl.frontdoor.report import check_conformance
 from impl.frontdoor.scenarios import runtime_runs
 from model.runtime_invariants import RUNTIME_INVARIANTS
-from properties.conftest import assert_reproduces, counted, holds_for_all, searching, skip_the_model
+from properties.conftest import assert_reproduces, assert_scope_holds, counted, holds_for_all, searching, skip_the_model
 
 
 def test_runtime_conformance(runtime_target):
@@ -28,6 +28,13 @@ def test_runtime_invariant(runtime_target, invariant):
     """One runtime invariant of the design, on every generated try, on the target's own answer: the
     known findings are counted, and any other violation fails."""
     holds_for_all(runtime_runs, searching(runtime_target, invariant))
+
+
+def test_every_small_try(runtime_target, record_property):
+    """Every try of the task runner's small scope (outcome × retry policy × run context × channel × a feature,
+    ``impl.frontdoor.exhaustive.runtime_scope``): conformance and every runtime invariant, the known findings counted.
+    Complete where the search samples: every policy meets every failure."""
+    assert_scope_holds(runtime_target, record_property)
 
 
 @pytest.mark.parametrize("finding", RUNTIME_FINDINGS, ids=lambda f: f.id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from impl.frontdoor.exhaustive import check_in_scope
 from impl.frontdoor.findings import FINDINGS
 from impl.frontdoor.report import check_conformance
 from impl.frontdoor.scenarios import EXIT_CODES, machine_for, run_machine
@@ -18,7 +17,7 @@ from model.invariants import SUPERVISOR_INVARIANTS
 from model.scenario import (AWAITING_INPUT, DEFERRED, FAILED, REMOVED, SERVER_TERMINATED, SKIPPED, SUCCESS, UP_FOR_RESCHEDULE,
                             UP_FOR_RETRY)
 from model.supervisor import final_state
-from properties.conftest import assert_reproduces, counted, searching, skip_the_model
+from properties.conftest import assert_reproduces, assert_scope_holds, counted, searching, skip_the_model
 
 
 def test_conformance(target):
@@ -63,11 +62,7 @@ def test_every_small_scenario(target, record_property):
         pytest.skip(f"the exhaustive scope is checked in process (model, airflow-inproc on the model server); on "
                     f"{target.name} "
                     f"run: finalstate check --target {target.name} --exhaustive N")
-    found = check_in_scope(target)
-    record_property("exhaustive scope", f"depth {found.depth}: {found.scenarios} scenarios, {found.states} model "
-                                        f"states, {found.seconds:.1f}s")
-    assert not found.failures, f"{len(found.failures)} of {found.scenarios} scenarios failed:\n\n" + \
-        "\n\n".join(found.failures)
+    assert_scope_holds(target, record_property)
 
 
 @pytest.mark.parametrize("finding", FINDINGS, ids=lambda f: f.id)

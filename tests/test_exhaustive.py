@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import attrs
+import pytest
 
 from impl.frontdoor import exhaustive
 from impl.frontdoor.exhaustive import CONTEXTS, EVENTS, EXITS, TRIES, check_exhaustively, enumerate_scenarios
@@ -65,7 +66,7 @@ def test_a_target_that_differs_on_one_scenario_is_caught(monkeypatch):
             return attrs.evolve(observed, final_state="success")
         return observed
 
-    monkeypatch.setattr(exhaustive, "load_target", lambda name: attrs.evolve(model, run=off_by_one))
+    monkeypatch.setattr(exhaustive, "load_target", lambda name, kind: attrs.evolve(model, run=off_by_one))
     found = check_exhaustively("model", 2, workers=1, max_failures=1)
     assert len(found.failures) >= 1 and found.failures[0].startswith("DISAGREEMENT")
 
@@ -81,7 +82,7 @@ def test_a_target_that_forgets_a_successful_heartbeat_is_caught(monkeypatch):
         without_successes = tuple(e for e in scenario.events if e != Heartbeat(HEARTBEAT_OK))
         return model_run(attrs.evolve(scenario, events=without_successes))
 
-    monkeypatch.setattr(exhaustive, "load_target", lambda name: attrs.evolve(model, run=never_resets))
+    monkeypatch.setattr(exhaustive, "load_target", lambda name, kind: attrs.evolve(model, run=never_resets))
     found = check_exhaustively("model", 1, workers=1, max_failures=1)
     assert found.failures and found.failures[0].startswith("DISAGREEMENT")
     assert "heartbeat 200" in found.failures[0]
@@ -111,3 +112,64 @@ def test_two_workers_check_what_one_checks():
     one, two = (check_exhaustively("model", 1, workers=w) for w in (1, 2))
     assert (one.scenarios, one.states, one.explained, one.failures) == (two.scenarios, two.states, two.explained,
                                                                         two.failures)
+
+
+def test_the_runtime_scope_has_every_policy_that_changes_a_decision_or_its_verdict():
+    """Every (context, outcome, channel, features) of the scope is there, and a policy is left out only where an earlier
+    one was decided and judged alike: R3's int delay, decided as a FAIL is, is kept for its verdict."""
+    from model.runtime import python_runtime
+    from model.runtime_invariants import runtime_violations
+
+    runs = [run for run, _, _ in exhaustive.runtime_scope(0)]
+    kept = {(r.context, r.outcome, r.comms, r.policy) for r in runs}
+    for context in CONTEXTS:
+        for run in (r for r in runs if r.context == context and r.policy is None):
+            for policy in exhaustive.SCOPE_POLICIES:
+                if (context, run.outcome, run.comms, policy) in kept:
+                    continue
+                other = attrs.evolve(run, policy=policy)
+                judged = (python_runtime(other), runtime_violations(other, python_runtime(other)))
+                assert any((python_runtime(k), runtime_violations(k, python_runtime(k))) == judged
+                           for k in runs if (k.context, k.outcome, k.comms) == (context, run.outcome, run.comms))
+    assert any(r.policy is not None and r.policy.action == "retry_int_delay" for r in runs)
+
+
+def test_the_coordinator_scope_meets_every_event_with_every_outcome():
+    """Every event of the world, with every outcome, from a runtime that traps SIGTERM and one that does not, is in
+    scope, or reaches a supervisor state a run in scope reaches (a heartbeat answered 200 changes nothing)."""
+    from impl.frontdoor.scenarios import COORDINATOR_WORLD
+    from model import supervisor
+    from model.coordinator import COORDINATOR_OUTCOMES
+    from model.scenario import IgnoreSigterm, Scenario
+
+    scope = list(exhaustive.coordinator_scope(1))
+    runs = {(r.context, r.execution_api_retries, r.while_running, r.outcome) for r, _, _ in scope}
+    states = {(r.context, key) for r, (key, _, _), _ in scope}
+    for context in CONTEXTS:
+        for tries in exhaustive.TRIES:
+            for start in ((), (IgnoreSigterm(),)):
+                for event in COORDINATOR_WORLD:
+                    sup = supervisor.start(Scenario(context, (), 0, tries, rendered_map_index=None))
+                    for e in (*start, event):
+                        sup = supervisor.monitor_step(sup, e)
+                    for outcome in COORDINATOR_OUTCOMES:
+                        assert ((context, tries, (*start, event), outcome) in runs
+                                or (context, exhaustive._canonical(sup, 0)) in states), (context, tries, event)
+    assert len(scope) == len({r for r, _, _ in scope})
+
+
+@pytest.mark.parametrize("kind", ["runtime", "coordinator"])
+def test_the_model_passes_its_runtime_scopes(kind):
+    found = check_exhaustively("model", None, workers=1, kind=kind)
+    assert found.failures == () and found.scenarios > 1000
+
+
+def test_a_coordinator_runtime_that_does_not_fail_closed_is_caught_in_scope(monkeypatch):
+    from impl.frontdoor.registry import model_target as model_of
+    from model.coordinator import CoordinatorRuntime, coordinator_attempt
+
+    model = model_of("coordinator")
+    loose = attrs.evolve(model, run=lambda run: coordinator_attempt(run, CoordinatorRuntime(fails_closed=False)))
+    monkeypatch.setattr(exhaustive, "load_target", lambda name, kind: loose)
+    found = check_exhaustively("model", 1, workers=1, max_failures=100, kind="coordinator")
+    assert any("fault retry permanent" in f and "exit_code=0" in f for f in found.failures)

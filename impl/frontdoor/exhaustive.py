@@ -1,4 +1,10 @@
-"""Exhaustive small scopes: every supervisor scenario up to N events, de-duplicated by the model's state.
+"""Exhaustive small scopes: every run of a kind up to a small size, de-duplicated by the model's decision.
+
+Each kind of run has its scope (``SCOPES``): the supervisor's attempts (below), the Python task runner's tries
+(``runtime_scope``) and a coordinator runtime's tries in their world (``coordinator_scope``).
+``check_exhaustively`` / ``check_in_scope`` check a scope on a target of its kind.
+
+The supervisor's scope.
 
 ``enumerate_scenarios(depth)`` walks the event sequences breadth first, from each run context of
 ``CONTEXTS`` with each number of client tries of ``TRIES``: a prefix is extended by every event of
@@ -15,22 +21,28 @@ are counted, not failures). Hypothesis searches beyond this scope.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import multiprocessing
 import time
 from typing import Iterator
 
 import attrs
 
-from impl.frontdoor.findings import FINDINGS
+from typing import Callable
+
+from impl.frontdoor.findings import ALL_FINDINGS
+from impl.frontdoor.kinds import KINDS
 from impl.frontdoor.registry import load_target
-from impl.frontdoor.scenarios import EVENTS
+from impl.frontdoor.scenarios import COORDINATOR_WORLD, EVENTS
 from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_observation
 from model import supervisor as model_supervisor
+from model.coordinator import COORDINATOR_OUTCOMES, CoordinatorRun, coordinator_attempt
 from model.frozen import replace
-from model.invariants import SUPERVISOR_INVARIANTS
 from model.release import SPECIFIED, Release
+from model.runtime_invariants import runtime_violations
+from model.runtime import COMMS_MODES, FEATURES, PYTHON_OUTCOMES, Policy, RuntimeRun, impossible_on, python_runtime
 from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER, HEARTBEAT_OK,
-                            Heartbeat, IgnoreSigterm, RunContext, Scenario)
+                            Heartbeat, IgnoreSigterm, Overtime, RunContext, Scenario)
 
 #: Retries left, the last try, no retries, and should_retry disagreeing with the counts both ways.
 CONTEXTS = (RunContext.from_server(1, 1), RunContext.from_server(2, 1), RunContext.from_server(1, 0),
@@ -103,11 +115,13 @@ def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS, tries=TRIES,
             frontier = next_frontier
 
 
-def check_exhaustively(target_name: str, depth: int = DEFAULT_DEPTH, workers: int = 2,
-                       max_failures: int = 5) -> Coverage:
-    """Check every scenario in scope on the target, ``workers`` processes at once (the jobs: ``shares``)."""
+def check_exhaustively(target_name: str, depth: int | None = None, workers: int = 2,
+                       max_failures: int = 5, kind: str = "supervisor") -> Coverage:
+    """Check every run of ``kind``'s scope on the target, ``workers`` processes at once (the jobs: ``shares``);
+    ``depth`` None: the scope's default."""
     began = time.monotonic()
-    jobs = [(target_name, context, depth, max_failures, share) for context, share in shares(CONTEXTS, workers)]
+    depth = SCOPES[kind].default_depth if depth is None else depth
+    jobs = [(target_name, kind, context, depth, max_failures, share) for context, share in shares(CONTEXTS, workers)]
     if workers > 1:
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             parts = list(pool.map(_check_share, jobs))
@@ -137,8 +151,8 @@ def shares(contexts: tuple, workers: int) -> list[tuple[RunContext, tuple[int, i
 
 
 def _check_share(job) -> Coverage:
-    target_name, context, depth, max_failures, share = job
-    target = load_target(target_name)
+    target_name, kind, context, depth, max_failures, share = job
+    target = load_target(target_name, kind)
     try:
         return check_in_scope(target, depth, (context,), max_failures, share)
     finally:
@@ -155,28 +169,166 @@ def in_scope(depth: int, contexts=CONTEXTS, release: Release = SPECIFIED
                                        prefix=prefix, release=release)
 
 
-def check_in_scope(target, depth: int = DEFAULT_DEPTH, contexts=CONTEXTS, max_failures: int = 5,
+# -- the Python task runner's scope ---------------------------------------------------------------
+
+#: The retry policies of the task runner's scope: none, each action, and a RETRY bare, with a delay and a reason, and
+#: with the longest delay and a reason one past the 500 characters ``_finalize_task_failure`` keeps.
+SCOPE_POLICIES = (None, Policy("default"), Policy("fail"), Policy("raises"), Policy("interrupted"), Policy("retry"),
+                  Policy("retry", 0, "flaky"), Policy("retry", 3600, "r" * 600), Policy("retry_int_delay", 0))
+#: How many of the task's features (``model.runtime.FEATURES``) a try of the runtime scope meets at once, by default.
+RUNTIME_DEPTH = 1
+
+
+def runtime_scope(depth: int = RUNTIME_DEPTH, contexts=CONTEXTS, release: Release = SPECIFIED
+                  ) -> Iterator[tuple[RuntimeRun, object, object]]:
+    """Every try of the Python task runner in scope, with the model's decision (``python_runtime`` for ``release``),
+    twice: as the state that de-duplicates it and as what the target must answer.
+
+    The scope: every run context of ``contexts``, task outcome, channel mode, retry policy of ``SCOPE_POLICIES`` and
+    set of up to ``depth`` features. A try the release cannot have (``model.runtime.impossible_on``) is left out. Of
+    the policies of one (context, outcome, channel, features), only those are kept whose decision, or the invariants'
+    verdict on it, differs from an earlier one's: the runner consults its task's retry policy only on the failure
+    path, which is where the model's decision shows what the policy changed, and a runner that agrees with the model
+    on one of them is judged alike on the others. A runner that read its policy elsewhere would go unseen here; the
+    Hypothesis search draws every policy with every outcome.
+    """
+    feature_sets = [frozenset()]
+    for size in range(1, depth + 1):
+        feature_sets += [frozenset(c) for c in itertools.combinations(FEATURES, size)]
+    for context in contexts:
+        for outcome in PYTHON_OUTCOMES:
+            for comms in COMMS_MODES:
+                for features in feature_sets:
+                    decided = set()
+                    for policy in SCOPE_POLICIES:
+                        run = RuntimeRun(context, outcome, policy, comms, features)
+                        if impossible_on(run, release) is not None:
+                            continue
+                        decision = python_runtime(run, release)
+                        judged = (decision, runtime_violations(run, decision))
+                        if judged in decided:
+                            continue
+                        decided.add(judged)
+                        yield run, judged, decision
+
+
+# -- a coordinator runtime's scope ---------------------------------------------------------------------
+
+#: How many events of its world a coordinator try of the scope meets while its task runs, by default: each event
+#: once, with every outcome, run context, number of client tries, a runtime that traps SIGTERM or not, and the
+#: success overtime or not. ``finalstate check --exhaustive 2`` takes every pair (about ten times as many runs).
+COORDINATOR_DEPTH = 1
+
+
+def _canonical(sup: model_supervisor.Supervisor, remaining: int) -> model_supervisor.Supervisor:
+    """``_abstract``, the faults armed on different calls in one order: each call meets only its own, in the order
+    they were armed, so the order between calls changes nothing."""
+    sup = _abstract(sup, remaining)
+    return replace(sup, server=replace(sup.server, faults=tuple(sorted(sup.server.faults, key=lambda f: f.call))))
+
+
+def coordinator_scope(depth: int = COORDINATOR_DEPTH, contexts=CONTEXTS, release: Release = SPECIFIED
+                      ) -> Iterator[tuple[CoordinatorRun, object, object]]:
+    """Every coordinator try in scope, with the supervisor model's state before its task ends (what de-duplicates it)
+    and the model's attempt (``model.coordinator.coordinator_attempt`` for ``release``).
+
+    The world while the task runs is every sequence of up to ``depth`` events of ``scenarios.COORDINATOR_WORLD``, from
+    a runtime that traps SIGTERM and from one that does not, with each number of client tries of ``TRIES``; a
+    sequence is extended only from a supervisor state not reached before (faults on different calls taken in any
+    order as one): whatever the runtime then does, it is told the same and meets the same. Each is lived with every
+    outcome, with and without the success overtime after the frame.
+    """
+    for context in contexts:
+        for traps in (False, True):
+            start = (IgnoreSigterm(),) if traps else ()
+            seen: set = set()
+            frontier = []
+            for tries in TRIES:
+                sup = model_supervisor.start(Scenario(context, (), 0, tries, rendered_map_index=None), release)
+                for event in start:
+                    sup = model_supervisor.monitor_step(sup, event)
+                key = _canonical(sup, depth)
+                if key not in seen:
+                    seen.add(key)
+                    frontier.append((start, sup, key))
+            for level in range(depth + 1):
+                next_frontier = []
+                for events, sup, key in frontier:
+                    for outcome in COORDINATOR_OUTCOMES:
+                        for after in ((), (Overtime(),)):
+                            run = CoordinatorRun(context, outcome, events, after, sup.execution_api_retries)
+                            yield run, (key, outcome, after), coordinator_attempt(run, release=release)
+                    if level == depth or not sup.alive:
+                        continue
+                    for event in COORDINATOR_WORLD:
+                        after_event = model_supervisor.monitor_step(sup, event)
+                        key = _canonical(after_event, depth - level - 1)
+                        if key not in seen:
+                            seen.add(key)
+                            next_frontier.append(((*events, event), after_event, key))
+                frontier = next_frontier
+
+
+@attrs.frozen
+class Scope:
+    """A kind's complete small scope: ``runs(depth, contexts, release)`` yields ``(run, state, lived)``, ``expected``
+    makes what the target must observe of a run from what the model lived (``lived``), ``describe(depth)`` says what
+    the scope is."""
+
+    default_depth: int
+    runs: Callable[..., Iterator[tuple]]
+    expected: Callable[[object, object], object]
+    describe: Callable[[int], str]
+
+
+SCOPES: dict[str, Scope] = {
+    "supervisor": Scope(
+        DEFAULT_DEPTH, lambda depth, contexts, release: in_scope(depth, contexts, release),
+        lambda scenario, lived: model_supervisor.close(lived, scenario.exit_code),
+        lambda depth: f"every scenario of up to {depth} events ({len(EVENTS)} events, {len(CONTEXTS)} run contexts, "
+                      f"execution_api_retries {' and '.join(map(str, TRIES))}, {len(EXITS)} exits), de-duplicated by "
+                      f"the model's state, and every sequence of up to {HEARTBEAT_DEPTH} heartbeat answers"),
+    "runtime": Scope(
+        RUNTIME_DEPTH, runtime_scope, lambda run, lived: lived,
+        lambda depth: f"every try of the task runner: {len(PYTHON_OUTCOMES)} outcomes × {len(SCOPE_POLICIES)} retry "
+                      f"policies × {len(CONTEXTS)} run contexts × {len(COMMS_MODES)} channel modes × up to {depth} of "
+                      f"{len(FEATURES)} features, the policies de-duplicated by the model's decision and the invariants' verdict"),
+    "coordinator": Scope(
+        COORDINATOR_DEPTH, coordinator_scope, lambda run, lived: lived,
+        lambda depth: f"every coordinator try: {len(COORDINATOR_OUTCOMES)} outcomes × up to {depth} of "
+                      f"{len(COORDINATOR_WORLD)} events of its world while the task runs, a runtime trapping SIGTERM "
+                      f"or not, the overtime or not, {len(CONTEXTS)} run contexts, execution_api_retries "
+                      f"{' and '.join(map(str, TRIES))}, de-duplicated by the supervisor model's state"),
+}
+
+
+def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_failures: int = 5,
                    share: tuple[int, int] = (0, 1)) -> Coverage:
-    """Check every scenario of ``contexts`` in scope (``in_scope``) on a loaded ``target``, in this process:
-    conformance with the model (for ``target.release``, as the enumeration left it), then every invariant, known
-    findings counted (``explained``). ``share`` (k, n): only every n-th scenario, from the k-th on; ``states``
-    counts the distinct abstract states of the whole scope in the first share, and is 0 in the others."""
+    """Check every run of ``contexts`` in the scope of the target's kind (``SCOPES``; ``depth`` None: its default) on a
+    loaded ``target``, in this process: conformance with the model (for ``target.release``, as the enumeration left
+    it), then every invariant of the kind, known findings counted (``explained``). ``share`` (k, n): only every n-th
+    run, from the k-th on; ``states`` counts the distinct model states (decisions) of the whole scope in the first
+    share, and is 0 in the others."""
     began = time.monotonic()
-    known = tuple(f for f in FINDINGS if target.name in f.targets and f.stands_on(target.release))
+    scope = SCOPES[target.kind]
+    depth = scope.default_depth if depth is None else depth
+    invariants = KINDS[target.kind].invariants
+    known = tuple(f for f in ALL_FINDINGS if f.kind == target.kind and f.about(target.name)
+                  and f.stands_on(target.release))
     explained: dict[str, int] = {}
     failures: list[str] = []
     states: set = set()
     count = 0
     first, every = share
-    for index, (scenario, state, lived) in enumerate(in_scope(depth, contexts, target.release)):
+    for index, (run, state, lived) in enumerate(scope.runs(depth, contexts, target.release)):
         if first == 0:
             states.add(state)
         if index % every != first:
             continue
         count += 1
         try:
-            observed = check_conformance(target, scenario, model_supervisor.close(lived, scenario.exit_code))
-            check_observation(target, scenario, observed, SUPERVISOR_INVARIANTS, known,
+            observed = check_conformance(target, run, scope.expected(run, lived))
+            check_observation(target, run, observed, invariants, known,
                               lambda f: explained.__setitem__(f.id, explained.get(f.id, 0) + 1))
         except (Disagreement, InvariantViolation) as failure:
             failures.append(str(failure))
