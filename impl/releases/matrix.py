@@ -97,6 +97,12 @@ UPSTREAM: dict[str, str] = {
     "L2": "see F1 and R1 (F1 across tries)",
     "L3": f"fixed in 1.1.4 (a non-zero exit with should_retry is UP_FOR_RETRY); [#55767]({_AF}/pull/55767) (in 1.1.2) "
           "did it for a signal-killed task only",
+    "L4": "see F9 and F2 (across a coordinator runtime's tries)",
+    "L5": "see F9 and F1 (across a coordinator runtime's tries)",
+    "L6": "see F3 (across a coordinator runtime's tries)",
+    "C1": f"apparently new (searched 2026-12-06): the Go SDK's Serve never reads the answer to its terminal frame; "
+          f"[#68554]({_AF}/pull/68554), the fix of [#67797]({_AF}/issues/67797), added the retry branch, not a "
+          "fail-closed exit",
     "W1": "apparently new",
     "W2": f"related: [#46426]({_AF}/issues/46426) (open: 'every request should have a response'), not this case",
     "W3": "apparently new",
