@@ -455,8 +455,7 @@ PYTHON_LIFECYCLE_PAIRINGS = ("model-runtime+model", "airflow-task-runner+model",
 #: The lifecycle pairings whose runtime side is a coordinator-mode runtime in its world (``model.coordinator``): the
 #: model's, paired with a supervisor; or a runtime under check, paired with the real supervisor (``cmd:*``).
 COORDINATOR_LIFECYCLE_PAIRINGS = ("model-coordinator+model", "model-coordinator+airflow-inproc",
-                                  "model-coordinator+airflow-process", "model-coordinator+airflow-inproc, real rows",
-                                  "reference-runtime", "cmd:*")
+                                  "model-coordinator+airflow-inproc, real rows", "reference-runtime", "cmd:*")
 
 
 def _finish_failed_left_running(life, _=None) -> bool:

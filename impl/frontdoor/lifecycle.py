@@ -9,8 +9,14 @@ Each ``--target`` gives one or more *pairings* of a runtime side and a superviso
 a supervisor target         ``model.runtime`` of the target's release       that target (real)
 (``airflow-inproc``, ...)   (Python; coordinator, fixed)
 ``airflow-task-runner``     the real task runner                            ``model.supervisor`` of its release
-``reference-runtime``       the reference coordinator runtime, under the real ``_PopenActivitySubprocess``
+``reference-runtime``,      the runtime under check, in its world, under the real ``_PopenActivitySubprocess``
+``cmd:...``
 ==========================  ==============================================  ==========================
+
+A supervisor target over real processes (``airflow-process``) pairs with the model's task runner only: a
+coordinator's lives over real processes are those of a coordinator target, whose runtime is a real one too (its
+conformance with the model's, try by try, is checked by the coordinator properties), so a model coordinator
+scripted over the same supervisor would live the same lives less really, at the cost of a real process a try.
 
 The machine: a TI is queued with ``retries`` drawn; each step starts the next try with the
 server's run context, lets the runtime meet a drawn outcome, lets the supervisor record the end,
@@ -189,8 +195,11 @@ def _pairings(target_name: str) -> list[Pairing]:
                     coordinator_pairing(f"model-coordinator+{on_rows}",
                                         coordinator_model_with(rows.supervise, loaded.release), rows)]
         lived = once_per_session(loaded.run)
-        return [python_pairing(f"model-runtime+{target_name}", runtime, lived),
-                coordinator_pairing(f"model-coordinator+{target_name}", coordinator_model_with(lived, loaded.release))]
+        pairings = [python_pairing(f"model-runtime+{target_name}", runtime, lived)]
+        if loaded.in_process:  # over real processes, coordinator lives are the coordinator targets' own (below)
+            pairings.append(coordinator_pairing(f"model-coordinator+{target_name}",
+                                                coordinator_model_with(lived, loaded.release)))
+        return pairings
     except TargetUnavailable as not_supervisor:
         for kind in ("runtime", "coordinator"):
             try:

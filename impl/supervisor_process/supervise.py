@@ -87,11 +87,9 @@ LOST_READ_TIMEOUT = 0.001
 #: Every other call: generous, so that a loaded machine never times a real answer out.
 CALL_TIMEOUT = 30.0
 #: The supervisor's wait before it escalates a kill's signal (Airflow's: 5 s) once the runtime said it ignores
-#: SIGTERM: short beside the runtime's own exit after ``IGNORED_SIGTERM_GRACE``. It changes when the SIGKILL
-#: comes, not whether.
-ESCALATION_DELAY = 0.05
-#: The same, for a runtime whose SIGTERM the harness withholds (``world``): nothing can come of it meanwhile.
-WITHHELD_ESCALATION_DELAY = 0.001
+#: SIGTERM, or the harness withholds it from a runtime that traps it (``world``): nothing the runtime does can follow
+#: it, so the SIGKILL may come at once; it changes when the SIGKILL comes, not whether.
+ESCALATION_DELAY = 0.002
 #: How long a scripted runtime that ignored SIGTERM lives on before its own exit, when no SIGKILL comes.
 IGNORED_SIGTERM_GRACE = 3.0
 #: An attempt that has not ended by then is ended by the harness (SIGKILL), and says so.
@@ -141,11 +139,11 @@ class QuickEscalation(SUPERVISOR.base):
     requests_handled = 0
     frames_not_taken = 0
     signalled = False
+    #: Set when something a ``world.WorldDriver`` waits on happens (None: no driver).
+    changed = None
 
     def kill(self, signal_to_send=signal.SIGINT, escalation_delay=5.0, force=False):
-        if self.arranged.withhold_sigterm:  # nothing can come of a SIGTERM withheld: escalate at once
-            escalation_delay = WITHHELD_ESCALATION_DELAY
-        elif self.runtime_ignores_sigterm:
+        if self.runtime_ignores_sigterm or self.arranged.withhold_sigterm:
             escalation_delay = ESCALATION_DELAY
         return super().kill(signal_to_send, escalation_delay, force)
 
@@ -167,6 +165,8 @@ class QuickEscalation(SUPERVISOR.base):
             handler.send(request)
             if self.requests_handled == seen:
                 self.frames_not_taken += 1
+                if self.changed is not None:
+                    self.changed.set()
 
     def _handle_request(self, msg, log, *request_id):
         """The real handling, the recording comm told of each request first (what is written next answers it):
@@ -321,6 +321,8 @@ class RecordingComm:
         self._hold_answer = arranged.hold_terminal_answer
         self._terminal: int | None = None
         self.terminal_answered = threading.Event()
+        #: Set as well, when a ``world.WorldDriver`` waits on this comm.
+        self.changed: threading.Event | None = None
 
     @property
     def replies(self) -> list[str]:
@@ -339,6 +341,8 @@ class RecordingComm:
             if self._hold_answer:
                 self.hold.hold()
             self.terminal_answered.set()
+            if self.changed is not None:
+                self.changed.set()
         self.hold.sendall(data)
 
     def __getattr__(self, name):

@@ -163,11 +163,15 @@ class RuntimeWatch:
 
 class WorldDriver:
     """Performs ``world`` around the attempt of ``sup`` (a ``supervise.QuickEscalation``), on a thread of its own while
-    the supervisor's ``wait()`` runs: see the module. ``notes`` gets a line for each time the harness stepped in."""
+    the supervisor's ``wait()`` runs: see the module. ``notes`` gets a line for each time the harness stepped in.
+
+    It waits on ``changed``, which the comm sets when the runtime's terminal frame is answered, the supervisor when it
+    takes a frame it cannot decode, and ``stop`` when ``wait()`` is over."""
 
     def __init__(self, world: World, sup, attempt, comm, watch: RuntimeWatch, notes: list[str]):
         self.world, self.sup, self.attempt, self.comm, self.watch, self.notes = world, sup, attempt, comm, watch, notes
         self.done = threading.Event()
+        self.changed = comm.changed = sup.changed = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="finalstate-world", daemon=True)
 
@@ -177,6 +181,7 @@ class WorldDriver:
     def stop(self) -> None:
         """``wait()`` is over: stop waiting on it, and let go of anything still held."""
         self.done.set()
+        self.changed.set()
         self.thread.join(10)
         self.comm.hold.release()
         self.watch.close()
@@ -193,6 +198,12 @@ class WorldDriver:
         if not answer.get("ok"):
             raise RuntimeError(f"the world's {message['op']} failed: {answer.get('error')}")
 
+    def _next_change(self) -> bool:
+        """Wait for the next change (bounded: a missed one is looked for again); False once ``wait()`` is over."""
+        self.changed.wait(LOOK_INTERVAL * 100)
+        self.changed.clear()
+        return not self.done.is_set()
+
     def _live(self) -> None:
         for event in self.world.while_running:
             if isinstance(event, Fault):
@@ -203,23 +214,22 @@ class WorldDriver:
                 if self.sup.signalled:  # killed while its task ran: it never gets to end it
                     return
         self.comm.hold.release()
-        while not self.done.is_set():
+        while not self.comm.terminal_answered.is_set():
             if self.sup.frames_not_taken:
                 return self._unanswered()
-            if self.comm.terminal_answered.is_set() or self.watch.ended():
-                break
-            time.sleep(LOOK_INTERVAL)
-        if self.world.after_frame and self.comm.terminal_answered.is_set() and not self.done.is_set():
-            if self.watch.shows(SHOW_GRACE, self.done) == "waiting":
+            if not self._next_change():
+                return
+        if self.world.after_frame:
+            if self.watch.shows(SHOW_GRACE, self.done) == "waiting" and not self.done.is_set():
                 for event in self.world.after_frame:
                     if isinstance(event, Overtime):
                         self._do({"op": "overtime"})
                         self._do({"op": "settle"})
             self.comm.hold.release()
-        while not self.done.is_set() and not self.watch.ended():  # a frame it sends later goes unanswered too
-            if self.sup.frames_not_taken:
+        seen = self.sup.frames_not_taken
+        while self._next_change():  # a frame it sends later goes unanswered too
+            if self.sup.frames_not_taken > seen:
                 return self._unanswered()
-            time.sleep(LOOK_INTERVAL * 5)
 
     def _unanswered(self) -> None:
         """The supervisor took a frame it answers nothing: give the runtime until it shows it waits, then end it."""
