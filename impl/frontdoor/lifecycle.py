@@ -63,7 +63,7 @@ class Pairing:
     """A runtime side and a supervisor side: ``attempt(context, drawn) -> Try``."""
 
     name: str
-    tries: st.SearchStrategy
+    tries: st.SearchStrategy = attrs.field(repr=False)  # its repr runs to tens of kB
     attempt: Callable[[RunContext, object], Try]
     unavailable: str | None = None
     #: The ``--target`` it stands for, to replay a life with.
