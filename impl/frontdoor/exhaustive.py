@@ -229,8 +229,8 @@ def _canonical(sup: model_supervisor.Supervisor, remaining: int) -> model_superv
 
 def coordinator_scope(depth: int = COORDINATOR_DEPTH, contexts=CONTEXTS, release: Release = SPECIFIED
                       ) -> Iterator[tuple[CoordinatorRun, object, object]]:
-    """Every coordinator try in scope, with the supervisor model's state before its task ends (what de-duplicates it)
-    and the model's attempt (``model.coordinator.coordinator_attempt`` for ``release``).
+    """Every coordinator try in scope, with the model's attempt (``model.coordinator.coordinator_attempt`` for
+    ``release``), twice: as the decision counted and as what the target must observe.
 
     The world while the task runs is every sequence of up to ``depth`` events of ``scenarios.COORDINATOR_WORLD``, from
     a runtime that traps SIGTERM and from one that does not, with each number of client tries of ``TRIES``; a
@@ -257,7 +257,8 @@ def coordinator_scope(depth: int = COORDINATOR_DEPTH, contexts=CONTEXTS, release
                     for outcome in COORDINATOR_OUTCOMES:
                         for after in ((), (Overtime(),)):
                             run = CoordinatorRun(context, outcome, events, after, sup.execution_api_retries)
-                            yield run, (key, outcome, after), coordinator_attempt(run, release=release)
+                            attempt = coordinator_attempt(run, release=release)
+                            yield run, attempt, attempt
                     if level == depth or not sup.alive:
                         continue
                     for event in COORDINATOR_WORLD:

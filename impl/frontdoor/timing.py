@@ -3,7 +3,8 @@
 Load it with ``-p impl.frontdoor.timing`` (``finalstate check`` and ``scripts/test`` do). The
 run's header names the targets and the server that answers the supervisor targets (``--server``). A test
 that took longer than ``SLOW`` seconds gets a line as it finishes: how many tests are done, how
-long the run has gone on. Each test is charged to the target it ran on (its ``target_name``
+long the run has gone on; a property that failed gets its counterexample's headline and replay command at
+once, not only in the report at the end of the run. Each test is charged to the target it ran on (its ``target_name``
 parameter, or its lifecycle pairing), else to ``unit tests``; durations are summed across xdist
 workers, so with ``-n 2`` the figures add up to about twice the wall time.
 """
@@ -18,7 +19,7 @@ SLOW = 10.0
 _durations: dict[str, float] = defaultdict(float)
 _counts: dict[str, int] = defaultdict(int)
 _started = time.monotonic()
-_reporter = None
+_config = None
 
 
 def _target_of(item) -> str:
@@ -31,8 +32,8 @@ def _target_of(item) -> str:
 
 
 def pytest_configure(config):
-    global _reporter
-    _reporter = config.pluginmanager.get_plugin("terminalreporter")
+    global _config
+    _config = config
 
 
 def run_description(config) -> str:
@@ -63,10 +64,30 @@ def pytest_runtest_logreport(report):
     if report.when != "call":
         return
     _counts[target] += 1
-    if report.duration > SLOW and _reporter is not None:
-        done = sum(_counts.values())
-        _reporter.write_line(f"  [{done} done, {time.monotonic() - _started:.0f}s] {report.outcome} in "
-                             f"{report.duration:.0f}s: {report.nodeid}")
+    # Asked for here, not at configure time: the terminal reporter may be registered after this plugin.
+    _reporter = _config.pluginmanager.get_plugin("terminalreporter") if _config is not None else None
+    if _reporter is None:
+        return
+    done = f"  [{sum(_counts.values())} done, {time.monotonic() - _started:.0f}s]"
+    if report.failed:  # said now, not only at the end of a long run: what broke, and the command that replays it
+        found = _counterexample(report)
+        _reporter.write_line(f"{done} FAILED: {report.nodeid}" + "".join(f"\n      {line}" for line in found))
+    elif report.duration > SLOW:
+        _reporter.write_line(f"{done} {report.outcome} in {report.duration:.0f}s: {report.nodeid}")
+
+
+#: The lines of a checker's failure that say what broke and how to replay it.
+_HEADLINES = ("VIOLATION", "DISAGREEMENT", "replay: ")
+
+
+def _counterexample(report) -> list[str]:
+    """The headline and replay lines of a failed property's report (none for another failure)."""
+    found = []
+    for line in (getattr(report, "longreprtext", "") or "").splitlines():
+        at = min((i for i in map(line.find, _HEADLINES) if i >= 0), default=-1)  # after "E   impl...Disagreement: "
+        if at >= 0 and len(found) < 2:
+            found.append(line[at:].strip())
+    return found
 
 
 def pytest_terminal_summary(terminalreporter):
