@@ -8,10 +8,16 @@ Importing this module registers them and loads ``dev``; pytest's ``--hypothesis-
 run: a nightly job that keeps that directory between runs (a CI cache) replays yesterday's
 counterexamples before it searches. ``ci`` is derandomized (the same examples every run), which
 by Hypothesis's own rule means it remembers nothing. ``FINALSTATE_EXAMPLE_DB`` moves it (a path) or switches it
-off (``none``). For a team, Hypothesis itself offers the shared forms: ``GitHubArtifactDatabase``
-(read the database a CI workflow uploads as an artifact), ``ReadOnlyDatabase`` (replay, never
-write) and ``MultiplexedDatabase`` (a local one plus a shared one), set with
-``settings.register_profile(..., database=...)`` in a ``conftest.py`` of your own.
+off (``none``).
+
+*One search on many machines.* ``FINALSTATE_SHARED_EXAMPLE_DB=DIR`` adds a directory every run shares, on a file
+system the machines share (NFS, a mounted volume, or a directory a CI job syncs from and back to its cache): the
+database is then Hypothesis's ``MultiplexedDatabase`` of the local directory and the shared one, so each run
+writes what it finds to both and reads both, and a counterexample one machine found is replayed by every other
+before it searches. Both are ``DirectoryBasedExampleDatabase``: an example is a file of its own, written by an
+atomic rename, which Hypothesis keeps safe for any number of processes writing at once, on one machine or many; it
+needs nothing but a shared path. (``GitHubArtifactDatabase`` only reads, from a workflow's artifact, one way;
+``RedisExampleDatabase`` needs a Redis server and the ``hypothesis[redis]`` extra; neither is needed here.)
 """
 
 from __future__ import annotations
@@ -20,16 +26,21 @@ import os
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.database import DirectoryBasedExampleDatabase, MultiplexedDatabase
 
 PROFILES = ("dev", "ci", "nightly")
 DEFAULT_EXAMPLE_DB = Path(__file__).resolve().parents[2] / "build" / "hypothesis-examples"
 
 
 def example_database():
-    """The directory database ``FINALSTATE_EXAMPLE_DB`` names (default under ``build/``), or None for ``none``."""
+    """The directory database ``FINALSTATE_EXAMPLE_DB`` names (default under ``build/``), or None for ``none``; with the
+    shared one ``FINALSTATE_SHARED_EXAMPLE_DB`` names beside it where it is set (see the module)."""
     where = os.environ.get("FINALSTATE_EXAMPLE_DB", str(DEFAULT_EXAMPLE_DB))
-    return None if where.lower() == "none" else DirectoryBasedExampleDatabase(where)
+    local = None if where.lower() == "none" else DirectoryBasedExampleDatabase(where)
+    shared = os.environ.get("FINALSTATE_SHARED_EXAMPLE_DB")
+    if not shared:
+        return local
+    return MultiplexedDatabase(*filter(None, (local, DirectoryBasedExampleDatabase(shared))))
 
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

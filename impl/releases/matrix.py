@@ -20,6 +20,14 @@ A cell whose environment did not build, whose run crashed (no JUnit report, a py
 than 0 or 1) or overran is marked so in the table, never dropped. The Markdown goes to stdout and
 ``build/matrix.md``; the per-cell JSON beside it is what ``--update-findings`` reads to rewrite the
 "introduced in / fixed in" section of FINDINGS.md.
+
+Each cell's result is kept in a store (``impl.releases.store``, ``--store``, default ``build/matrix-store``) under
+the key of what it checked; a cell whose key is stored is taken from there and not run again (``--fresh`` runs
+every cell). As CI jobs (``ci/finalstate-nightly.yml``):
+
+    finalstate matrix --plan                                # the cells, as a job matrix: {"include": [...]}
+    finalstate matrix --cell 1.3.2:airflow-inproc --out DIR # one job: one cell, its record and JUnit report
+    finalstate matrix --merge DIR... [--update-findings FINDINGS.md]   # the table; a missing cell is named
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from typing import Callable
 import attrs
 
 from impl.frontdoor.findings import ALL_FINDINGS, Finding
+from impl.releases.store import DEFAULT_STORE, Store, cell_key
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build" / "matrix"
@@ -124,7 +133,7 @@ class Cell:
     seconds: float = 0.0
     #: finding id -> ``reproduces`` / ``fixed`` (findings whose test was skipped or not run are absent).
     findings: dict = attrs.field(factory=dict)
-    #: failures no finding accounts for: (test id, first line of the message).
+    #: failures no finding accounts for: (test id, first line of the message, the command that replays it or "").
     new: tuple = ()
     #: Hypothesis test cases the run's properties executed (from the statistics in the JUnit report).
     examples: int = 0
@@ -132,6 +141,10 @@ class Cell:
     #: The findings registered in the checkout the cell ran (``registered_findings``); None where unknown (a run
     #: saved before this was recorded).
     registered: tuple | None = None
+    #: What the cell checked (``impl.releases.store.cell_key``; empty where unknown), and whether this result was
+    #: taken from the store rather than run now.
+    key: str = ""
+    stored: bool = False
 
 
 _BY_HEADLINE = {f.headline: f for f in ALL_FINDINGS}
@@ -170,7 +183,8 @@ def read_junit(path: Path, headlines: dict[str, str] | None = None) -> tuple[dic
                 findings.setdefault(finding, FIXED)  # a reproduction on another test of the same cell wins
                 continue
             first = next((line.strip() for line in message.splitlines() if line.strip()), problem.tag)
-            new.append((test, first[:300]))
+            replay = next((line.strip() for line in whole.splitlines() if line.strip().startswith("replay: ")), "")
+            new.append((test, first[:300], replay.removeprefix("replay: ")))
             if fixed is not None:  # its run broke the invariant where the finding does not stand: back, and new here
                 findings[fixed] = REPRODUCES
                 continue
@@ -231,8 +245,7 @@ def run_cell(release: str, target: str, profile: str = "ci", python_for: Callabl
         python = python_for(release)
     except Exception as e:  # UnknownRelease, EnvironmentFailed, NotACheckout: the cell carries the message
         return Cell(release, target, "env failed", f"{type(e).__name__}: {e}", time.perf_counter() - started)
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{release}--{target}")
-    junit, log = out / f"{safe}.xml", out / f"{safe}.log"
+    junit, log = cell_file(out, release, target, ".xml"), cell_file(out, release, target, ".log")
     out.mkdir(parents=True, exist_ok=True)
     junit.unlink(missing_ok=True)
     command = [str(python), "-m", "pytest", str(checkout / "properties"), f"--target={target}",
@@ -267,6 +280,40 @@ def run_cell(release: str, target: str, profile: str = "ci", python_for: Callabl
                 None if registry is None else tuple(registry))
 
 
+def cell_file(directory: Path, release: str, target: str, suffix: str) -> Path:
+    """Where a cell's file of ``suffix`` goes in ``directory`` (its report, log, record)."""
+    return directory / (re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{release}--{target}") + suffix)
+
+
+def cell_for(release: str, target: str, profile: str = "ci", store: Store | None = None, fresh: bool = False,
+             python_for: Callable[[str], Path] | None = None, out: Path = BUILD, timeout: float = CELL_TIMEOUT,
+             pytest_args: tuple[str, ...] = (), on_start: Callable[[subprocess.Popen], None] = lambda process: None,
+             checkout: Path = ROOT) -> Cell:
+    """The cell's result: the one ``store`` holds under the cell's key (``impl.releases.store.cell_key``), unless
+    ``fresh``; else ``run_cell``, its result stored when it ran to the end (with its JUnit report, copied to
+    ``out`` when taken from the store). Never raises for an environment that does not build: the cell says so."""
+    if python_for is None:
+        from impl.releases.environments import python_for
+    started = time.perf_counter()
+    try:
+        python = python_for(release)
+        key = cell_key(release, target, profile, python, checkout, pytest_args)
+    except Exception as e:  # UnknownRelease, EnvironmentFailed, NotACheckout: the cell carries the message
+        return Cell(release, target, "env failed", f"{type(e).__name__}: {e}", time.perf_counter() - started)
+    junit = cell_file(out, release, target, ".xml")
+    if store is not None and not fresh:
+        stored = store.get(key)
+        if stored is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            junit.write_text(stored.get("junit", ""))
+            return cell_from(stored["cell"], stored=True, detail=f"stored under {key}")
+    cell = attrs.evolve(run_cell(release, target, profile, lambda _: python, out, timeout, pytest_args, on_start,
+                                 checkout), key=key)
+    if store is not None and cell.status == "ran":
+        store.put(key, {"cell": attrs.asdict(cell), "junit": junit.read_text(errors="replace")})
+    return cell
+
+
 def _kill(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, signal.SIGKILL)
@@ -293,8 +340,10 @@ def cell_arguments(target: str, targets: tuple[str, ...], pytest_args: tuple[str
 def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TARGETS, profile: str = "ci",
                workers: int = 2, python_for: Callable[[str], Path] | None = None, out: Path = BUILD,
                progress: Callable[[Cell], None] = lambda cell: None, pytest_args: tuple[str, ...] = (),
-               timeout: float = CELL_TIMEOUT, checkout: Path = ROOT) -> list[Cell]:
-    """Every ``releases`` × ``targets`` cell, ``workers`` at a time, in that order.
+               timeout: float = CELL_TIMEOUT, checkout: Path = ROOT, store: Store | None = None,
+               fresh: bool = False) -> list[Cell]:
+    """Every ``releases`` × ``targets`` cell, ``workers`` at a time, in that order; each taken from ``store`` where
+    it holds the cell's key, unless ``fresh`` (``cell_for``).
 
     On Ctrl-C (or any exception here) the cells not started are cancelled and the running ones killed
     (their whole process groups) before it propagates.
@@ -310,7 +359,7 @@ def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TAR
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
     try:
-        futures = {pool.submit(run_cell, r, t, profile, python_for, out, timeout,
+        futures = {pool.submit(cell_for, r, t, profile, store, fresh, python_for, out, timeout,
                                cell_arguments(t, targets, pytest_args), started, checkout): (r, t) for r, t in jobs}
         cells = {}
         for future in concurrent.futures.as_completed(futures):
@@ -442,7 +491,7 @@ def table(cells: list[Cell], profile: str, findings_only: bool = False) -> str:
                      + f" | {introduced} | {fixed} |")
     lines += ["", "## New on each release (failures no registered finding accounts for)", ""]
     for release in releases:
-        new = [(c.target, test, message) for c in cells if c.release == release for test, message in c.new]
+        new = [(c.target, test, message) for c in cells if c.release == release for test, message, *_ in c.new]
         broken = [c for c in cells if c.release == release and c.status != "ran"]
         if not new and not broken:
             lines.append(f"- **{release}**: none")
@@ -461,10 +510,13 @@ def save(cells: list[Cell], path: Path, profile: str, findings_only: bool) -> No
 def load(path: Path) -> tuple[list[Cell], str, bool]:
     """A saved run: its cells, profile, and whether it ran the findings' tests only."""
     saved = json.loads(path.read_text())
-    cells = [Cell(**{**c, "new": tuple(tuple(n) for n in c["new"]),
-                     "registered": None if c.get("registered") is None else tuple(c["registered"])})
-             for c in saved["cells"]]
-    return cells, saved["profile"], saved["findings_only"]
+    return [cell_from(c) for c in saved["cells"]], saved["profile"], saved["findings_only"]
+
+
+def cell_from(record: dict, **changes) -> Cell:
+    """A ``Cell`` from its JSON record (``attrs.asdict``), with ``changes``."""
+    return Cell(**{**record, "new": tuple(tuple(n) for n in record["new"]),
+                   "registered": None if record.get("registered") is None else tuple(record["registered"]), **changes})
 
 
 # -- FINDINGS.md ----------------------------------------------------------------------------------
@@ -517,35 +569,115 @@ def update_findings(path: Path, cells: list[Cell], findings_only: bool = False) 
 
 # -- the command -----------------------------------------------------------------------------------
 
+def planned(releases: tuple[str, ...], targets: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The cells of a matrix, in its order: every release × every target."""
+    return [(r, t) for r in releases for t in targets]
+
+
+def plan(releases: tuple[str, ...], targets: tuple[str, ...], profile: str, checkout: Path = ROOT) -> dict:
+    """The cells as a CI job matrix takes them (``strategy.matrix: ${{ fromJSON(...) }}``): ``{"include": [...]}``, a
+    job each, with its release, target, profile, its ``cell`` (``RELEASE:TARGET``, what ``--cell`` takes) and its
+    ``key`` where the release's environment is built here already (else null: the job computes it once it has
+    built it, as ``--cell`` does)."""
+    from impl.releases.environments import ENVS
+
+    include = []
+    for release, target in planned(releases, targets):
+        python = ENVS / release / "bin" / "python" if release != "installed" else ROOT / ".venv" / "bin" / "python"
+        key = None
+        if not release.startswith("src:") and python.exists():
+            key = cell_key(release, target, profile, python, checkout, cell_arguments(target, targets, ()))
+        include.append({"release": release, "target": target, "profile": profile, "cell": f"{release}:{target}",
+                        "key": key})
+    return {"include": include}
+
+
+def write_record(cell: Cell, out: Path) -> Path:
+    """The cell's result record in ``out`` (beside its JUnit report): what ``--merge`` reads."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = cell_file(out, cell.release, cell.target, ".json")
+    path.write_text(json.dumps({"cell": attrs.asdict(cell), "junit": cell_file(out, cell.release, cell.target,
+                                                                                ".xml").name}, indent=1))
+    return path
+
+
+def merge(directories: list[Path], releases: tuple[str, ...], targets: tuple[str, ...]) -> list[Cell]:
+    """The planned cells from the records ``--cell`` wrote in ``directories``; a planned cell with no record is
+    ``missing`` (named, never left out), and a record of a cell not planned is left out."""
+    found: dict[tuple[str, str], Cell] = {}
+    for directory in directories:
+        for path in sorted(Path(directory).glob("*.json")):
+            try:
+                cell = cell_from(json.loads(path.read_text())["cell"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise SystemExit(f"finalstate matrix --merge: {path} is not a cell's record ({type(e).__name__}: {e})")
+            found[(cell.release, cell.target)] = cell
+    where = ", ".join(map(str, directories))
+    return [found.get((r, t)) or Cell(r, t, "missing", f"no record of this cell in {where}") for r, t in
+            planned(releases, targets)]
+
+
+def _progress(started: float):
+    def progress(cell: Cell) -> None:
+        rate = f", {cell.examples / cell.seconds:.0f} examples/s" if cell.examples and cell.seconds else ""
+        how = f"stored, not run again ({cell.detail})" if cell.stored else f"{cell.status} in {cell.seconds:.0f}s{rate}"
+        print(f"  [{time.perf_counter() - started:5.0f}s] {cell.release} {cell.target}: {how}"
+              + ("" if cell.status == "ran" else f" — {cell.detail}"), flush=True)
+    return progress
+
+
 def cmd_matrix(args) -> int:
     from impl.releases.environments import RELEASES, UnknownRelease
 
     releases = tuple(r.strip() for r in args.releases.split(",") if r.strip()) if args.releases else tuple(RELEASES)
+    if args.airflow_src:
+        releases += (f"src:{Path(args.airflow_src).expanduser().resolve()}",)
+    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    planned_targets = targets  # a cell runs with the arguments it has in the whole matrix (cell_arguments)
+    if args.cell:
+        release, sep, target = args.cell.rpartition(":")
+        if not sep or not release or not target:
+            raise SystemExit(f"finalstate matrix --cell: {args.cell!r} is not RELEASE:TARGET (e.g. 1.3.2:airflow-inproc)")
+        releases, targets = (release,), (target,)
     unknown = [r for r in releases if r not in RELEASES and r != "installed" and not r.startswith("src:")]
     if unknown:
         known = ", ".join(RELEASES)
         raise SystemExit(f"finalstate matrix: {UnknownRelease(f'unknown task-sdk release(s) {unknown}; known: {known}')}")
-    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+    checkout = Path(args.checkout).resolve()
+    if args.plan:
+        print(json.dumps(plan(releases, targets, args.profile, checkout), indent=1))
+        return 0
+    store = Store(Path(args.store))
+    findings_only = args.findings_only
+    pytest_args = FINDINGS_ONLY if findings_only else ()
+    if args.cell:
+        out = Path(args.out if args.out != DEFAULT_OUT else BUILD / "cells")
+        started = time.perf_counter()
+        cell = cell_for(release, target, args.profile, store, args.fresh, out=out, timeout=args.cell_timeout,
+                        pytest_args=cell_arguments(target, planned_targets, pytest_args), checkout=checkout)
+        _progress(started)(cell)
+        print(f"wrote {write_record(cell, out)} and {cell_file(out, release, target, '.xml')} "
+              f"({time.perf_counter() - started:.1f}s)")
+        return 0 if cell.status == "ran" and not cell.new else 1
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cells_json = out.with_suffix(".json")
-    findings_only = args.findings_only
-    if args.from_json:
+    if args.merge:
+        cells = merge([Path(d) for d in args.merge], releases, targets)
+        save(cells, cells_json, args.profile, findings_only)
+    elif args.from_json:
         cells, args.profile, findings_only = load(Path(args.from_json))
     else:
         started = time.perf_counter()
-        print(f"{len(releases)} release(s) × {len(targets)} target(s), {args.workers} at a time, {args.profile} profile",
+        print(f"{len(releases)} release(s) × {len(targets)} target(s), {args.workers} at a time, {args.profile} profile; "
+              f"results stored in {store.directory}" + (" (--fresh: every cell run again)" if args.fresh else ""),
               flush=True)
-
-        def progress(cell: Cell) -> None:
-            rate = f", {cell.examples / cell.seconds:.0f} examples/s" if cell.examples and cell.seconds else ""
-            print(f"  [{time.perf_counter() - started:5.0f}s] {cell.release} {cell.target}: {cell.status} in "
-                  f"{cell.seconds:.0f}s{rate}" + ("" if cell.status == "ran" else f" — {cell.detail}"), flush=True)
-
-        cells = run_matrix(releases, targets, args.profile, args.workers, progress=progress,
-                           pytest_args=FINDINGS_ONLY if findings_only else (), timeout=args.cell_timeout,
-                           checkout=Path(args.checkout).resolve())
-        print(f"the whole matrix: {time.perf_counter() - started:.0f}s wall", flush=True)
+        cells = run_matrix(releases, targets, args.profile, args.workers, progress=_progress(started),
+                           pytest_args=pytest_args, timeout=args.cell_timeout, checkout=checkout, store=store,
+                           fresh=args.fresh)
+        ran = sum(1 for c in cells if not c.stored)
+        print(f"the whole matrix: {time.perf_counter() - started:.0f}s wall; {ran} cell(s) run, "
+              f"{len(cells) - ran} taken from the store", flush=True)
         save(cells, cells_json, args.profile, findings_only)
     text = table(cells, args.profile, findings_only)
     out.write_text(text)
@@ -557,15 +689,21 @@ def cmd_matrix(args) -> int:
     return 1 if any(c.status != "ran" for c in cells) else 0
 
 
+DEFAULT_OUT = str(ROOT / "build" / "matrix.md")
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     mx = subparsers.add_parser("matrix", help="every registered finding on every task-sdk release (and the new "
                                               "violations each shows): one checker run per release and target")
     mx.add_argument("--releases", help="comma-separated releases (default: every known one, see impl/releases)")
+    mx.add_argument("--airflow-src", metavar="PATH", help="also a checkout of apache/airflow (its task-sdk and "
+                                                           "airflow-core), as one more release column")
     mx.add_argument("--targets", default=",".join(DEFAULT_TARGETS), help="comma-separated targets")
     mx.add_argument("--profile", default="ci", choices=("dev", "ci", "nightly"))
     mx.add_argument("--workers", type=int, default=2, help="cells run at once")
-    mx.add_argument("--out", default=str(ROOT / "build" / "matrix.md"), help="the Markdown table (the cells' JSON "
-                                                                               "goes beside it)")
+    mx.add_argument("--out", default=DEFAULT_OUT, help="the Markdown table (the cells' JSON goes beside it); with "
+                                                       "--cell, the directory the cell's record and report go to "
+                                                       "(default build/matrix/cells)")
     mx.add_argument("--checkout", default=str(ROOT), metavar="PATH",
                     help="the finalstate checkout whose properties each cell runs (e.g. a git worktree of one commit, "
                          "so edits in progress do not leak in); default: this one")
@@ -574,7 +712,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     mx.add_argument("--findings-only", action="store_true",
                     help="run only each finding's own test per cell (seconds, not minutes): the findings × releases "
                          "table without the searches, so no new violation can show")
-    mx.add_argument("--from-json", metavar="PATH", help="rebuild the table from a saved run's JSON instead of running")
+    mx.add_argument("--store", default=str(DEFAULT_STORE), metavar="DIR",
+                    help="where cells' results are kept by the key of what they checked (impl/releases/store.py); a "
+                         "cell whose key is stored is not run again. A CI cache can carry it. Default: "
+                         "build/matrix-store")
+    mx.add_argument("--fresh", action="store_true", help="check every cell again, whatever the store holds (the new "
+                                                         "results are stored)")
+    how = mx.add_mutually_exclusive_group()
+    how.add_argument("--plan", action="store_true", help="print the cells as JSON a CI job matrix takes ({include: "
+                                                        "[...]}) and run nothing")
+    how.add_argument("--cell", metavar="RELEASE:TARGET", help="run one cell (or take it from the store) and write its "
+                                                              "record and JUnit report to --out")
+    how.add_argument("--merge", nargs="+", metavar="DIR", help="build the table (and with --update-findings, "
+                                                               "FINDINGS.md's section) from the records --cell wrote; "
+                                                               "a planned cell with no record is named missing")
+    how.add_argument("--from-json", metavar="PATH", help="rebuild the table from a saved run's JSON instead of running")
     mx.add_argument("--update-findings", metavar="FINDINGS.md", help="rewrite that file's 'Across releases' section "
                                                                      "from this table")
     mx.set_defaults(func=cmd_matrix)
