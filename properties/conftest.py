@@ -183,7 +183,8 @@ def assert_scope_holds(target, record_property) -> None:
                     "cannot hand out); with --server airflow the search checks what the real server can play")
     found = check_in_scope(target)
     record_property("exhaustive scope", f"depth {found.depth}: {found.scenarios} runs, {found.states} model "
-                                        f"decisions, {found.seconds:.1f}s")
+                                        f"decisions, {found.seconds:.1f}s"
+                    + "".join(f"; left out, {n} it cannot play: {why}" for why, n in found.unplayable.items()))
     assert not found.failures, f"{len(found.failures)} of {found.scenarios} runs failed:\n\n" + \
         "\n\n".join(found.failures)
 

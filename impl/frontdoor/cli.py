@@ -77,6 +77,8 @@ def _check_exhaustively(args) -> int:
           f"{'model states' if kind == 'supervisor' else 'model decisions'}, in {found.seconds:.1f}s")
     print("violations explained by known findings: "
           + (", ".join(f"{k} {v}" for k, v in sorted(found.explained.items())) or "none"))
+    for why, n in sorted(found.unplayable.items()):
+        print(f"left out, {n} run(s) this target cannot play: {why}")
     for failure in found.failures:
         print(failure)
     print(f"{len(found.failures)} run(s) failed" if found.failures else "no disagreement, no unexplained violation")

@@ -70,6 +70,9 @@ class Coverage:
     seconds: float
     explained: dict = attrs.field(factory=dict, eq=False)
     failures: tuple = ()
+    #: Runs the target cannot play, by why (its ``NotImplementedError``: a run the release's binding cannot live, such
+    #: as a SIGTERM to a task runner that installs no handler for it): left out, and counted.
+    unplayable: dict = attrs.field(factory=dict, eq=False)
 
 
 def _abstract(sup: model_supervisor.Supervisor, remaining: int) -> model_supervisor.Supervisor:
@@ -128,11 +131,13 @@ def check_exhaustively(target_name: str, depth: int | None = None, workers: int 
     else:
         parts = [_check_share(job) for job in jobs]
     explained: dict[str, int] = {}
+    unplayable: dict[str, int] = {}
     for part in parts:
-        for key, n in part.explained.items():
-            explained[key] = explained.get(key, 0) + n
+        for counted, into in ((part.explained, explained), (part.unplayable, unplayable)):
+            for key, n in counted.items():
+                into[key] = into.get(key, 0) + n
     return Coverage(sum(p.scenarios for p in parts), sum(p.states for p in parts), depth, time.monotonic() - began,
-                    explained, tuple(f for p in parts for f in p.failures)[:max_failures])
+                    explained, tuple(f for p in parts for f in p.failures)[:max_failures], unplayable)
 
 
 def shares(contexts: tuple, workers: int) -> list[tuple[RunContext, tuple[int, int]]]:
@@ -307,7 +312,8 @@ def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_fail
                    share: tuple[int, int] = (0, 1)) -> Coverage:
     """Check every run of ``contexts`` in the scope of the target's kind (``SCOPES``; ``depth`` None: its default) on a
     loaded ``target``, in this process: conformance with the model (for ``target.release``, as the enumeration left
-    it), then every invariant of the kind, known findings counted (``explained``). ``share`` (k, n): only every n-th
+    it), then every invariant of the kind, known findings counted (``explained``); a run the target cannot play is
+    left out and counted (``unplayable``). ``share`` (k, n): only every n-th
     run, from the k-th on; ``states`` counts the distinct model states (decisions) of the whole scope in the first
     share, and is 0 in the others."""
     began = time.monotonic()
@@ -317,6 +323,7 @@ def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_fail
     known = tuple(f for f in ALL_FINDINGS if f.kind == target.kind and f.about(target.name)
                   and f.stands_on(target.release))
     explained: dict[str, int] = {}
+    unplayable: dict[str, int] = {}
     failures: list[str] = []
     states: set = set()
     count = 0
@@ -331,8 +338,12 @@ def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_fail
             observed = check_conformance(target, run, scope.expected(run, lived))
             check_observation(target, run, observed, invariants, known,
                               lambda f: explained.__setitem__(f.id, explained.get(f.id, 0) + 1))
+        except NotImplementedError as why:
+            count -= 1
+            reason = str(why).split(";")[0]
+            unplayable[reason] = unplayable.get(reason, 0) + 1
         except (Disagreement, InvariantViolation) as failure:
             failures.append(str(failure))
             if len(failures) >= max_failures:
                 break
-    return Coverage(count, len(states), depth, time.monotonic() - began, explained, tuple(failures))
+    return Coverage(count, len(states), depth, time.monotonic() - began, explained, tuple(failures), unplayable)
