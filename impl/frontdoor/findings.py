@@ -464,6 +464,11 @@ def _finish_failed_left_running(life, _=None) -> bool:
                and any(c.name == "finish" and c.status != 200 for c in t.observation.calls) for t in life.tries)
 
 
+def _wait_escaped(life, _=None) -> bool:
+    """L8's cause (F14 across tries): a try's ``wait()`` raised a transport error before it saw the exit."""
+    return any(t.observation.exit_code is None and t.observation.raised == "ReadTimeout" for t in life.tries)
+
+
 LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
     Finding(
         "L1", "failing_try_with_retries_left_ends_up_for_retry",
@@ -516,9 +521,11 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
         "retries=0 | fault succeed permanent; task success",
         "a succeeding coordinator try whose SucceedTask the supervisor cannot deliver is reported SUCCESS, and the "
         "row stays RUNNING",
-        "supervisor findings F9 and F1: the failed succeed() is replayed at close and fails again; final_state falls "
-        "back to SUCCESS on exit 0, which is in STATES_SENT_DIRECTLY, so no call reports it",
-        COORDINATOR_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(SUCCESS), introduced_in="1.2.2",
+        "supervisor findings F9 and F1: the failed succeed() (since 1.2.2 replayed at close, failing again) leaves "
+        "SUCCESS as the final state on exit 0, which is in STATES_SENT_DIRECTLY, so no call reports it",
+        COORDINATOR_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(SUCCESS),
+        # Before 1.2.2 nothing is replayed, but the failed succeed() leaves SUCCESS held all the same (the state is
+        # held from the call on: Release.holds_an_undelivered_outcome), and F1's skip leaves the row RUNNING.
     ),
     Finding(
         "L6", "last_failing_try_ends_failed",
@@ -528,6 +535,26 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
         "supervisor finding F3: ActivitySubprocess.update_task_state_if_needed does not retry a failed finish()",
         COORDINATOR_LIFECYCLE_PAIRINGS, "lifecycle", _finish_failed_left_running,
         also_breaks=("no_try_leaves_row_running",),
+    ),
+    Finding(
+        "L7", "failing_try_with_retries_left_ends_up_for_retry",
+        "retries=1 | fault retry permanent; task error",
+        "a failing coordinator try with retries left whose RetryTask the supervisor cannot deliver exits 1 (it fails "
+        "closed) and is reported FAILED: the TI is not retried (before 1.1.4; L3's cause, met by a coordinator runtime)",
+        "ActivitySubprocess.final_state before task-sdk 1.1.4 makes any non-zero exit FAILED whatever the should_retry "
+        "the server gave at start; finish(FAILED) then ends the TI",
+        COORDINATOR_LIFECYCLE_PAIRINGS, "lifecycle", _crash_with_retries_left_failed, fixed_in="1.1.4",
+    ),
+    Finding(
+        "L8", "failing_try_with_retries_left_ends_up_for_retry",
+        "retries=1 | execution_api_retries=1; fault retry lost; task error",
+        "a coordinator try whose terminal call's answer is lost ends with no final state: wait() raises the transport "
+        "error before it has seen the exit, and the try is reported as nothing (under execution_api_retries=1; before "
+        "1.2.2; F14 across tries)",
+        "supervisor finding F14: ActivitySubprocess.handle_requests answers only a ServerResponseError; a ReadTimeout "
+        "leaves _monitor_subprocess, so wait() raises",
+        COORDINATOR_LIFECYCLE_PAIRINGS, "lifecycle", _wait_escaped,
+        also_breaks=("last_failing_try_ends_failed", "no_try_leaves_row_running"), fixed_in="1.2.2",
     ),
 )
 

@@ -109,6 +109,8 @@ UPSTREAM: dict[str, str] = {
     "L4": "see F9 and F2 (across a coordinator runtime's tries)",
     "L5": "see F9 and F1 (across a coordinator runtime's tries)",
     "L6": "see F3 (across a coordinator runtime's tries)",
+    "L7": "fixed in 1.1.4, as L3 (a coordinator runtime's fail-closed exit meets the same rule)",
+    "L8": f"fixed in 1.2.2, as F14 ([#66572]({_AF}/pull/66572))",
     "C1": f"apparently new (searched 2026-12-06): the Go SDK's Serve never reads the answer to its terminal frame; "
           f"[#68554]({_AF}/pull/68554), the fix of [#67797]({_AF}/issues/67797), added the retry branch, not a "
           "fail-closed exit",
@@ -183,8 +185,9 @@ def read_junit(path: Path, headlines: dict[str, str] | None = None) -> tuple[dic
                 findings.setdefault(finding, FIXED)  # a reproduction on another test of the same cell wins
                 continue
             first = next((line.strip() for line in message.splitlines() if line.strip()), problem.tag)
-            replay = next((line.strip() for line in whole.splitlines() if line.strip().startswith("replay: ")), "")
-            new.append((test, first[:300], replay.removeprefix("replay: ")))
+            replay = next((line.split("replay: ", 1)[1].strip() for line in whole.splitlines() if "replay: finalstate"
+                           in line), "")  # "E   replay: finalstate replay ..." in pytest's text
+            new.append((test, first[:300], replay))
             if fixed is not None:  # its run broke the invariant where the finding does not stand: back, and new here
                 findings[fixed] = REPRODUCES
                 continue
