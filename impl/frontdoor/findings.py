@@ -48,6 +48,9 @@ class Finding:
     #: The task-sdk release that brought it (None: every release checked has it, from 1.0.0); before it, as from
     #: ``fixed_in`` on, its run must not break the invariant. Newer than the pinned release for a pre-release's new bug.
     introduced_in: str | None = None
+    #: What was established beyond the minimal run (on the real server, in the SDKs' sources), in Markdown: the
+    #: report prints it under the finding.
+    details: str = ""
 
     @property
     def explains(self) -> tuple[str, ...]:
@@ -568,6 +571,31 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
 #: The Go runtime doing what the Go SDK's ``Serve`` does with its terminal frame (``runtimes/go``: --no-fail-closed).
 GO_SDK_SHAPED = ("cmd:build/runtimes/go-runtime --no-fail-closed",)
 
+_C1_DETAILS = """\
+C1 on the real Execution API (apache-airflow-core 3.3.2, SQLite, Airflow's default five tries of each request):
+`finalstate replay --server airflow --target 'cmd:build/runtimes/go-runtime --no-fail-closed'
+'try_number=1 max_tries=1 should_retry=true; fault retry permanent; task error'` records `PATCH .../run` 200, ten
+`PATCH .../state` (retry) 500 (the client's five tries, then the supervisor's replay at close), the runtime told
+`error`, exit 0, final state `success`, the row `running`. With `fault retry lost` instead (the retry applied, its
+answer lost; the resends 404): final state `success`, the row `up_for_retry`. The same runs with the runtime that fails
+closed (no flag) exit 1 and are recorded `up_for_retry`.
+
+Which SDK runtimes have C1's shape, read from their published sources in apache/airflow (the newest stored versions;
+neither SDK is served by the registries here, so neither was run):
+
+- **Go SDK: yes.** `go-sdk/pkg/execution/server.go`, `Serve`: in its `StartupDetails` case it calls `RunTask`, then
+  `comm.SendRequest(frame.ID, result)` and `return nil`, never reading the supervisor's answer; the bundle's `main`
+  (`log.Fatal` only on an error from `Serve`) exits 0 once the write succeeded, whatever the answer. Its own tests
+  (`TestServeStartupDetailsEndToEnd`) expect `Serve` to return nil without answering the terminal frame. Only a failed
+  write exits 1. (The Dag-parse path of the same `Serve` does wait for its answer.)
+- **Java SDK: no.** `java-sdk/sdk/src/main/kotlin/org/apache/airflow/sdk/execution/Comm.kt`,
+  `CoordinatorComm.handleIncoming` sends the task's result with `communicate`, which reads the answer and throws
+  `ApiError` on an `ErrorResponse`, a wrong id or no answer; it leaves `Server.serve` uncaught, and the JVM exits 1 (for
+  a SucceedTask too).
+- **Python task runner: no** since task-sdk 1.2.2 (`task_runner.run`/`main`, apache/airflow#66573), for FAILED and
+  UP_FOR_RETRY (R1 is what it leaves out).
+"""
+
 COORDINATOR_FINDINGS: tuple[Finding, ...] = (
     Finding(
         "C1", "failure_not_taken_fails_closed",
@@ -581,7 +609,7 @@ COORDINATOR_FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess.final_state then takes exit 0 as the state it holds (none: SUCCESS). The Python task "
         "runner exits 1 there (task_runner.run/main, apache/airflow#66573); the Java SDK's CoordinatorComm.communicate "
         "throws on the error answer and the JVM exits 1",
-        GO_SDK_SHAPED, "coordinator",
+        GO_SDK_SHAPED, "coordinator", details=_C1_DETAILS,
     ),
 )
 

@@ -125,10 +125,7 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
               "Not supervisor scenarios, so not replayed by this command; each is a strict expected failure",
               "of its property and is replayed by the `*_finding_still_reproduces` test beside it.", ""]
     for finding in RUNTIME_FINDINGS + LIFECYCLE_FINDINGS + COORDINATOR_FINDINGS + WIRE_FINDINGS:
-        lines += [f"### {finding.id}: {finding.headline}", "",
-                  f"- invariant: `{finding.invariant}` ({finding.kind}); targets: {', '.join(finding.targets)}",
-                  f"- minimal scenario: `{finding.scenario}`",
-                  f"- responsible upstream: {finding.upstream}", ""]
+        lines += other_finding_entry(finding)
     def cause(c: Counterexample) -> str:
         found = next((f for f in FINDINGS if f.about(target.name) and f.stands_on(target.release)
                       and f.explains_violation(c.invariant, c.scenario, c.observation)), None)
@@ -141,6 +138,16 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
     for c, mark in zip(discovered, causes):
         lines += [f"- [{mark}] `{c.invariant}`: `{c.scenario.to_text()}` — " + "; ".join(c.messages)]
     return "\n".join(lines) + "\n"
+
+
+def other_finding_entry(finding: Finding) -> list[str]:
+    """The report's lines for a finding that is not a supervisor scenario: what it breaks, its minimal run, its cause
+    upstream, and what else was established about it (``Finding.details``)."""
+    lines = [f"### {finding.id}: {finding.headline}", "",
+             f"- invariant: `{finding.invariant}` ({finding.kind}); targets: {', '.join(finding.targets)}",
+             f"- minimal scenario: `{finding.scenario}`",
+             f"- responsible upstream: {finding.upstream}", ""]
+    return lines + ([finding.details.strip(), ""] if finding.details else [])
 
 
 def on_the_real_server(real_target, findings=FINDINGS) -> list[str]:
