@@ -6,6 +6,7 @@
     finalstate targets
     finalstate check|replay|findings --server-db sqlite|local|URL ...   (the real server's database)
     finalstate check|replay|findings|targets --release 1.2.0 | --airflow-src PATH ...   (on another system under check)
+    finalstate export [--out DIR] [--all] [--findings F1,F8] [--check [--releases 1.2.2,1.4.0b2]]
     finalstate coverage --target airflow-inproc      (branch coverage of the real terminal-state code)
     finalstate mutate --target airflow-inproc        (mutation score of the checker on it)
 """
@@ -228,6 +229,38 @@ def cmd_targets(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """Write the findings' pytest modules (``impl.frontdoor.export``); with ``--check``, run them on each release in
+    an environment without finalstate and print the findings × releases table against the matrix."""
+    from impl.frontdoor import export
+    from impl.releases.adapters import INSTALLED, model_release
+    from impl.releases.environments import EnvironmentFailed, UnknownRelease
+
+    installed = model_release()
+    try:
+        chosen = tuple(export.find(i.strip()) for i in args.findings.split(",")) if args.findings else None
+        releases = tuple(r.strip() for r in args.releases.split(",")) if args.releases else (str(INSTALLED),)
+        results = export.export_all(installed, chosen or export.ALL_FINDINGS)
+        standing = tuple(r for r in results if args.all or chosen or r.finding.stands_on(installed))
+        out = Path(args.out)
+        export.write(standing, out)
+        for r in results:
+            if isinstance(r, export.NotExported):
+                print(f"{r.finding.id}: not exported: {r.reason}")
+            elif r not in standing:
+                print(f"{r.finding.id}: not exported: it does not stand on task-sdk {INSTALLED} (--all exports it)")
+            else:
+                print(f"{r.finding.id}: {out / r.name}")
+        if not args.check:
+            return 0
+        rows = export.check(out, releases)
+    except (export.UnknownFinding, export.CheckFailed, UnknownRelease, EnvironmentFailed) as e:
+        raise SystemExit(f"finalstate: {e}") from None
+    print()
+    print(export.table(rows))
+    return 0 if all(r.agrees for r in rows) else 1
+
+
 #: The switches that choose the system under check; the command is re-run in that system's environment without them.
 RELEASE_SWITCHES = ("--release", "--airflow-src")
 
@@ -339,6 +372,18 @@ def main(argv: list[str] | None = None) -> int:
     tgt = sub.add_parser("targets", help="list the known targets: kind, what runs, what each needs")
     _add_release_options(tgt)
     tgt.set_defaults(func=cmd_targets)
+
+    exp = sub.add_parser("export", help="write each finding standing on the installed release as a pytest module "
+                                        "that needs only Airflow and pytest (and --check them on releases)")
+    exp.add_argument("--out", default="exported", help="the directory the modules go to (its test_*.py replaced)")
+    exp.add_argument("--all", action="store_true", help="every exportable finding, standing on the installed release "
+                                                        "or not (its test then passes there: a regression test)")
+    exp.add_argument("--findings", metavar="F1,F8", help="only these findings (whether they stand or not)")
+    exp.add_argument("--check", action="store_true", help="then run the modules with pytest in an environment per "
+                     "release holding only that task-sdk (its airflow-core) and pytest, and compare with the matrix")
+    exp.add_argument("--releases", metavar="1.2.2,1.3.2", help="the releases --check runs on (default: the installed)")
+    _add_release_options(exp)
+    exp.set_defaults(func=cmd_export)
 
     from impl.frontdoor import coverage, mutate
 

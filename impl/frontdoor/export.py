@@ -1,0 +1,442 @@
+"""``finalstate export``: each registered finding as a pytest module an Airflow maintainer can paste.
+
+An exported module imports Airflow (task-sdk), pytest and the standard library only. It carries a short harness
+(``export_harness.py``, inlined) that drives the real ``ActivitySubprocess`` as Airflow's own supervisor tests do:
+a ``mock`` client answering as the Execution API would, the runtime's frames as ``comms`` classes handed to
+``handle_requests``, the heartbeat and the overtime as its monitor loop meets them, the process's exit, then the
+real ``wait()``. Its test is the finding's minimal run and one ``assert``: the finding's invariant, written out.
+
+The run is the finding's registered scenario (``Finding.scenario``); what finalstate's model makes of it on a
+release (``model.supervisor.run``) is written into the docstring. A module must fail on every release its finding
+stands on (``Finding.stands_on``) and pass on every other: ``check`` runs the modules in environments without
+finalstate and compares.
+
+A finding that cannot be exported gets a ``NotExported`` naming why; none is left out silently.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import attrs
+
+from impl.frontdoor.findings import ALL_FINDINGS, Finding
+from impl.wire import codec
+from model.client import as_seen
+from model.release import Release
+from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Fault, Heartbeat, Overtime, Scenario, Send
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Where the exported modules are kept in this repository (FINDINGS.md links to them).
+EXPORTED = ROOT / "exported"
+#: The environments ``check`` runs the modules in: a release and pytest, no finalstate.
+CLEAN_ENVS = ROOT / "build" / "export-envs"
+_HARNESS = Path(__file__).with_name("export_harness.py")
+_MARKER = "# --- harness ---\n"
+#: The earliest release the harness drives (length-prefixed frames, ``_RequestFrame``).
+EARLIEST = "1.0.3"
+#: A pytest run of the modules on one release that runs longer is stopped.
+CHECK_TIMEOUT_SECONDS = 600
+
+
+class UnknownFinding(ValueError):
+    """A finding id no registry has."""
+
+
+@attrs.frozen
+class Exported:
+    """One finding's module: ``name`` its file name, ``source`` its text."""
+
+    finding: Finding
+    name: str
+    source: str
+
+
+@attrs.frozen
+class NotExported:
+    """A finding with no module, and why."""
+
+    finding: Finding
+    reason: str
+
+
+@attrs.frozen
+class Invariant:
+    """An invariant as an exported test says it: the correct behaviour in words, and the assertion (code over
+    ``attempt``, an ``Attempt``) with a message a maintainer reads without knowing finalstate."""
+
+    correct: str
+    assertion: str
+
+
+_CALLS = "Calls (answers as the supervisor saw them): {attempt.calls}"
+
+INVARIANTS: dict[str, Invariant] = {
+    "no_task_instance_left_running": Invariant(
+        "once the attempt is over, the task instance has left RUNNING on the server (unless the server itself took it "
+        "away): whatever final state the supervisor decides, some call reports it.",
+        """assert attempt.row != "running" or attempt.gone is not None, (
+    f"The attempt is over (final_state={attempt.final_state}, exit {attempt.exit_code}, wait() raised "
+    f"{attempt.raised}), but no call reported it to the Execution API: the task instance stays RUNNING on the "
+    f"server and nothing will end it. """ + _CALLS + '")'),
+    "server_row_agrees_with_final_state": Invariant(
+        "the server's row ends in the state the supervisor reports as final_state (SERVER_TERMINATED: the server "
+        "took the task instance away).",
+        """agrees = attempt.gone is not None and (attempt.final_state == "server_terminated" or attempt.row == "running")
+if attempt.final_state != "server_terminated":
+    agrees = agrees or attempt.row == attempt.final_state
+assert agrees, (
+    f"The supervisor reports final_state={attempt.final_state}, but the Execution API holds the task instance as "
+    f"{attempt.row}: the worker and the server disagree on how the attempt ended. """ + _CALLS + '")'),
+    "no_second_transition": Invariant(
+        "the supervisor never asks for a transition of a task instance that has already left RUNNING (no call is "
+        "refused with 409 Conflict).",
+        """refused = [c for c in attempt.calls if c.name != "heartbeat" and c.status == 409]
+assert attempt.gone is not None or not refused, (
+    f"The supervisor asked to move a task instance that had already left RUNNING: {refused} refused with 409 "
+    f"Conflict (final_state={attempt.final_state}, row {attempt.row}, wait() raised {attempt.raised}). """
+        + _CALLS + '")'),
+    "retries_within_budget": Invariant(
+        "a try the server says must not be retried (should_retry false: no retries left) never goes UP_FOR_RETRY.",
+        """assert "up_for_retry" not in (attempt.final_state, attempt.row), (
+    f"A try with no retries left went UP_FOR_RETRY (final_state={attempt.final_state}, row {attempt.row}): the "
+    f"task instance retries past max_tries. """ + _CALLS + '")'),
+    "server_terminated_wins": Invariant(
+        "once a heartbeat is refused (404/409/410: the task must stop), the attempt ends SERVER_TERMINATED; nothing "
+        "later replaces it.",
+        """stop = [c for c in attempt.calls if c.name == "heartbeat" and c.status in (404, 409, 410)]
+assert not stop or attempt.final_state == "server_terminated", (
+    f"A heartbeat was refused ({stop[0] if stop else ''}): the server said the task must stop and the supervisor "
+    f"killed it, yet final_state is {attempt.final_state}, not SERVER_TERMINATED. """ + _CALLS + '")'),
+}
+
+#: Why each kind of finding other than the supervisor's is not exported (yet): named by the command.
+_NOT_EXPORTED_KINDS = {
+    "coordinator": "about a coordinator-mode runtime under check (the Go-SDK-shaped runtime of runtimes/go), not about "
+                   "an Airflow release: its test belongs to that runtime's suite, and no task-sdk release fixes it",
+    "runtime": "a finding of the real task runner (task_runner.run with a failing SUPERVISOR_COMMS); its export is "
+               "not written yet",
+    "lifecycle": "needs a real row across tries (the Execution API app in process on a migrated SQLite database); "
+                 "its export is not written yet",
+    "wire": "needs real processes and sockets (_PopenActivitySubprocess and a runtime writing raw bytes); its export "
+            "is not written yet",
+}
+#: Supervisor findings whose cause is the Execution API itself: a test with a stand-in server would only restate it.
+_SERVER_FINDINGS = {
+    "F13": "a finding of the Execution API (ti_update_state of apache-airflow-core before 3.3.0 refuses the state the "
+           "row already holds); its test needs the real app of such a core, in airflow-core's tests; not written yet",
+}
+
+
+def find(finding_id: str) -> Finding:
+    """The registered finding ``finding_id`` (any registry); ``UnknownFinding`` naming the known ones."""
+    for f in ALL_FINDINGS:
+        if f.id == finding_id:
+            return f
+    raise UnknownFinding(f"unknown finding {finding_id!r}; known: {', '.join(f.id for f in ALL_FINDINGS)}")
+
+
+def module_name(finding: Finding) -> str:
+    """``test_f8_server_terminated_wins.py``: the finding's id and the invariant its test asserts."""
+    return f"test_{finding.id.lower()}_{finding.invariant}.py"
+
+
+def export(finding: Finding, release: Release) -> Exported | NotExported:
+    """``finding``'s module, its docstring telling what the model makes of the run on ``release`` (or, where the
+    finding does not stand there, on a release it stands on); else why there is none."""
+    if finding.kind != "supervisor":
+        return NotExported(finding, _NOT_EXPORTED_KINDS[finding.kind])
+    if finding.id in _SERVER_FINDINGS:
+        return NotExported(finding, _SERVER_FINDINGS[finding.id])
+    scenario = Scenario.from_text(finding.scenario)
+    unsupported = _unsupported(finding, scenario)
+    if unsupported:
+        return NotExported(finding, unsupported)
+    return Exported(finding, module_name(finding), _module(finding, scenario, _shown_on(finding, release)))
+
+
+def export_all(release: Release, findings: tuple[Finding, ...] = ALL_FINDINGS
+               ) -> tuple[Exported | NotExported, ...]:
+    return tuple(export(f, release) for f in findings)
+
+
+def write(results: tuple[Exported | NotExported, ...], out: Path) -> None:
+    """Write each exported module into ``out`` (created), replacing any exported module there no longer exported."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("test_*.py"):
+        stale.unlink()
+    for r in results:
+        if isinstance(r, Exported):
+            (out / r.name).write_text(r.source)
+
+
+def _unsupported(finding: Finding, scenario: Scenario) -> str | None:
+    """Why the harness cannot play ``scenario`` faithfully, or None."""
+    if finding.invariant not in INVARIANTS:
+        return f"its invariant {finding.invariant} has no written-out assertion yet"
+    for e in scenario.events:
+        if isinstance(e, Heartbeat) and e.answer not in (200, 404, 409, 410):
+            return f"a heartbeat answered {e.answer} (its tries differ by release) is not played by the harness"
+        if not isinstance(e, (Send, Fault, Heartbeat, Overtime)):
+            return f"the harness does not play {type(e).__name__}"
+    if finding.invariant == "retries_within_budget" and (scenario.context.should_retry or not scenario.context.consistent):
+        return "retries_within_budget is asserted for a try the server (consistently) says has no retries left"
+    return None
+
+
+def _shown_on(finding: Finding, release: Release) -> Release:
+    from impl.releases.environments import release_standing_for
+
+    if finding.stands_on(release):
+        return release
+    return Release.parse(release_standing_for(finding.introduced_in, finding.fixed_in))
+
+
+def release_range(finding: Finding) -> str:
+    """The task-sdk releases ``finding`` stands on, in words."""
+    start = f"from {finding.introduced_in}" if finding.introduced_in else f"every release the test drives (from {EARLIEST})"
+    return f"{start}, fixed in {finding.fixed_in}" if finding.fixed_in else f"{start}, still on the newest"
+
+
+def _module(finding: Finding, scenario: Scenario, shown_on: Release) -> str:
+    from model import supervisor
+
+    observed = supervisor.run(scenario, shown_on)
+    calls = ", ".join(map(str, as_seen(observed.calls, scenario.execution_api_retries)))
+    frames = sorted({e.frame for e in scenario.events if isinstance(e, Send)})
+    invariant = INVARIANTS[finding.invariant]
+    name = module_name(finding)[:-3]
+    doc = "\n\n".join([
+        f"{finding.id}: {finding.headline}.",
+        f"Where: {finding.upstream}.",
+        f"Releases (apache-airflow-task-sdk): {release_range(finding)}. This test fails on those and passes on the "
+        "others: it is the fix's regression test.",
+        f"Correct behaviour ({finding.invariant}): {invariant.correct}",
+        f"The run (finalstate's minimal counterexample): {scenario.to_text()}. As finalstate's model of task-sdk "
+        f"{shown_on} has it, the supervisor's calls are {calls or 'none'}; its final_state is {observed.final_state} "
+        f"and the server's row {observed.row}.",
+        "Exported by `finalstate export` from finalstate's findings registry. It needs only "
+        "apache-airflow-task-sdk and pytest; its place in Airflow is task-sdk/tests/task_sdk/execution_time/.",
+    ])
+    body = textwrap.indent(invariant.assertion, "    ")
+    return "\n".join([
+        '"""' + "\n\n".join(textwrap.fill(p, 116) for p in doc.split("\n\n")) + '\n"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        f"from airflow.sdk.execution_time.comms import {', '.join(frames)}" if frames else "",
+        "",
+        _HARNESS.read_text().split(_MARKER, 1)[1].rstrip("\n"),
+        "",
+        "",
+        "def minimal_attempt() -> Attempt:",
+        f'    """{finding.id}\'s run: {scenario.to_text()}"""',
+        f"    api = ExecutionAPI(try_number={scenario.context.try_number}, max_tries={scenario.context.max_tries}, "
+        f"should_retry={scenario.context.should_retry}, tries={scenario.execution_api_retries})",
+        "    events = [",
+        *(f"        {_event(e)}," for e in scenario.events),
+        "    ]",
+        f"    return run_attempt(api, events, exit_code={scenario.exit_code})",
+        "",
+        "",
+        f"def {name}():",
+        "    attempt = minimal_attempt()",
+        body,
+        "",
+    ]).replace("\n\n\n\n", "\n\n\n")
+
+
+def _event(event) -> str:
+    """One scenario event as the harness's event tuple, a frame as its ``comms`` class."""
+    if isinstance(event, Fault):
+        return f"({'fault'!r}, {event.call!r}, {event.kind!r})"
+    if isinstance(event, Heartbeat):
+        return f"('heartbeat', {event.answer})"
+    if isinstance(event, Overtime):
+        return "('overtime',)"
+    return f"('send', {_frame(event)})"
+
+
+def _frame(send: Send) -> str:
+    """The frame as the Python task runner builds it (``codec.terminal_body``), fields at their defaults left out."""
+    body = codec.terminal_body(send.frame, send.state)
+    fields = {k: v for k, v in body.items() if k != "type" and v is not None and (k != "state" or send.frame == "TaskState")}
+    args = ", ".join(f"{k}={'NOW' if k.endswith('_date') else repr(v)}" for k, v in fields.items())
+    return f"{send.frame}({args})"
+
+
+# -- the check: every module on every release, in environments without finalstate --------------------------------
+
+def other_causes(finding: Finding, release: Release) -> tuple[str, ...]:
+    """The findings other than ``finding`` standing on ``release`` whose cause breaks ``finding``'s invariant in its
+    run there, as finalstate's model of that release has it (F2's for F15's run before 1.4.0, say). Where ``finding``
+    does not stand, the matrix excuses such a failure of its run (``properties.conftest.assert_reproduces``)."""
+    from impl.frontdoor.findings import findings_on
+    from model import invariants, supervisor
+
+    scenario = Scenario.from_text(finding.scenario)
+    observed = supervisor.run(scenario, release)
+    if not getattr(invariants, finding.invariant)(scenario, observed):
+        return ()
+    return tuple(f.id for f in findings_on("supervisor", "airflow-inproc", finding.invariant, release=release)
+                 if f.id != finding.id and f.explains_violation(finding.invariant, scenario, observed))
+
+
+def expected_outcome(finding: Finding, release: Release) -> str:
+    """What the matrix says of ``finding``'s test on ``release``: ``fails`` where it stands; where it does not,
+    ``passes``, or ``fails by F2`` where another finding standing there breaks the same invariant in its run."""
+    if finding.stands_on(release):
+        return "fails"
+    others = other_causes(finding, release)
+    return f"fails by {', '.join(others)}" if others else "passes"
+
+
+@attrs.frozen
+class Row:
+    """One finding on one release: what its test did (``fails``, ``passes``, or ``error: ...``) and what the
+    matrix says (``expected_outcome``)."""
+
+    finding: str
+    release: str
+    outcome: str
+    expected: str
+
+    @property
+    def agrees(self) -> bool:
+        return self.outcome == self.expected.split(" by ")[0]
+
+    @property
+    def cell(self) -> str:
+        return self.expected if self.agrees else f"**{self.outcome}** ✗ (matrix: {self.expected})"
+
+
+class CheckFailed(RuntimeError):
+    """The modules could not be run on a release (no environment, finalstate importable there, pytest overran)."""
+
+
+def clean_python_for(release: str) -> Path:
+    """The python of an environment with ``release`` (its apache-airflow-core, as ``RELEASES`` pairs them) and
+    pytest, and nothing of finalstate; built once with uv under ``build/export-envs``."""
+    from impl.releases.environments import RELEASES, UnknownRelease, _prerelease, _uv
+
+    known = RELEASES.get(release)
+    if known is None:
+        raise UnknownRelease(f"unknown task-sdk release {release!r}; known: {', '.join(RELEASES)}")
+    if Release.parse(release).version < Release.parse(EARLIEST).version:
+        raise CheckFailed(f"the exported modules drive task-sdk {EARLIEST} and later, not {release}")
+    env = CLEAN_ENVS / release
+    python = env / "bin" / "python"
+    stamp = env / "export-stamp"
+    wanted = " ".join(known.requirements + ("pytest",))
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    shutil.rmtree(env, ignore_errors=True)
+    _uv(release, "venv", "--quiet", "--python", str(Path(os.path.realpath(_base_python()))), str(env))
+    args = ["pip", "install", "--python", str(python), "--link-mode", "hardlink",
+            *(["--prerelease", "allow"] if _prerelease(release) else []), *known.requirements, "pytest"]
+    if known.overrides_core_pin:
+        (env / "overrides.txt").write_text(f"apache-airflow-task-sdk=={known.version}\n")
+        args += ["--overrides", str(env / "overrides.txt")]
+    _uv(release, *args)
+    stamp.write_text(wanted)
+    return python
+
+
+def _base_python() -> str:
+    import sys
+
+    return getattr(sys, "_base_executable", sys.executable)
+
+
+def _clean_environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+
+
+def _require_no_finalstate(python: Path, cwd: str) -> None:
+    probe = "import importlib.util as u, sys; sys.exit(1 if any(u.find_spec(m) for m in ('finalstate', 'impl', 'model')) else 0)"
+    if subprocess.run([str(python), "-c", probe], cwd=cwd, env=_clean_environ(), timeout=60).returncode:
+        raise CheckFailed(f"{python}: finalstate (impl or model) is importable there; the check needs an environment "
+                          "without it")
+
+
+def run_modules(out: Path, release: str) -> dict[str, str]:
+    """Run pytest on the modules in ``out`` in ``release``'s clean environment, from a directory outside this
+    checkout: each module's outcome (``fails``/``passes``/``error: ...``) by its file name."""
+    python = clean_python_for(release)
+    with tempfile.TemporaryDirectory(prefix="finalstate-export-") as cwd:
+        _require_no_finalstate(python, cwd)
+        junit = Path(cwd) / "junit.xml"
+        command = [str(python), "-m", "pytest", str(out.resolve()), "-q", "-p", "no:cacheprovider",
+                   f"--junitxml={junit}", "-o", "junit_family=xunit2"]
+        process = subprocess.Popen(command, cwd=cwd, env=_clean_environ(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            output, _ = process.communicate(timeout=CHECK_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.communicate()
+            raise CheckFailed(f"pytest of the exported modules on {release} ran over {CHECK_TIMEOUT_SECONDS}s") from None
+        if not junit.exists():
+            raise CheckFailed(f"pytest of the exported modules on {release} wrote no report:\n{output[-2000:]}")
+        return _outcomes(junit)
+
+
+def _outcomes(junit: Path) -> dict[str, str]:
+    outcomes = {}
+    for case in ElementTree.parse(junit).iter("testcase"):
+        module = case.get("classname", "").rsplit(".", 1)[-1] + ".py"
+        if case.find("failure") is not None:
+            outcomes[module] = "fails"
+        elif case.find("error") is not None:
+            outcomes[module] = "error: " + (case.find("error").get("message") or "")[:80]
+        elif case.find("skipped") is not None:
+            outcomes[module] = "skipped"
+        else:
+            outcomes[module] = "passes"
+    return outcomes
+
+
+def check(out: Path, releases: tuple[str, ...]) -> tuple[Row, ...]:
+    """Every module in ``out`` (an exported finding's) on every release: its outcome against the registry's."""
+    order = {f.id: i for i, f in enumerate(ALL_FINDINGS)}
+    found = {m.name: find(_finding_id(m.name)) for m in out.glob("test_*.py")}
+    modules = dict(sorted(found.items(), key=lambda item: order[item[1].id]))
+    if not modules:
+        raise CheckFailed(f"no exported modules in {out}; run finalstate export --out {out} first")
+    rows = []
+    for release in releases:
+        outcomes = run_modules(out, release)
+        for name, finding in modules.items():
+            rows.append(Row(finding.id, release, outcomes.get(name, "error: not run"),
+                            expected_outcome(finding, Release.parse(release))))
+    return tuple(rows)
+
+
+def _finding_id(module: str) -> str:
+    match = re.match(r"test_([a-z]\d+)_", module)
+    if match is None:
+        raise UnknownFinding(f"{module} is not an exported module's name (test_<finding>_<invariant>.py)")
+    return match.group(1).upper()
+
+
+def table(rows: tuple[Row, ...]) -> str:
+    """The findings × releases table: each cell the test's outcome (``fails by F2``: another finding's cause, which the
+    matrix excuses), marked ✗ with the matrix's word where they disagree."""
+    releases = list(dict.fromkeys(r.release for r in rows))
+    findings = list(dict.fromkeys(r.finding for r in rows))
+    cell = {(r.finding, r.release): r for r in rows}
+    lines = ["| finding | " + " | ".join(releases) + " |", "|---|" + "---|" * len(releases)]
+    for f in findings:
+        lines.append(f"| {f} | " + " | ".join(cell[(f, release)].cell for release in releases) + " |")
+    agreeing = sum(r.agrees for r in rows)
+    lines.append("")
+    lines.append(f"{agreeing} of {len(rows)} cells agree with the matrix (fails where the finding stands; where it "
+                 "does not, passes, or fails by another finding standing there)")
+    return "\n".join(lines)
