@@ -129,3 +129,12 @@ def test_the_table_marks_a_disagreement_and_reads_junit(tmp_path):
     text = export.table(rows)
     assert "| F8 | **passes** ✗ (matrix: fails) |" in text and "| F15 | fails by F2 |" in text
     assert "2 of 3 cells agree" in text
+
+
+def test_findings_md_links_each_finding_to_its_exported_test():
+    """Each finding's entry in FINDINGS.md carries its report line: a link that resolves, or why it has none."""
+    text = (export.ROOT / "FINDINGS.md").read_text()
+    for finding in ALL_FINDINGS:
+        assert export.report_line(finding) in text, f"FINDINGS.md lacks {finding.id}'s exported test line"
+    for module in MODULES:
+        assert (export.ROOT / export.EXPORTED.name / module.name).is_file()

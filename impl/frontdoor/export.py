@@ -146,18 +146,33 @@ def module_name(finding: Finding) -> str:
     return f"test_{finding.id.lower()}_{finding.invariant}.py"
 
 
+def not_exported_because(finding: Finding) -> str | None:
+    """Why ``finding`` has no exported module, or None when it has one."""
+    if finding.kind != "supervisor":
+        return _NOT_EXPORTED_KINDS[finding.kind]
+    if finding.id in _SERVER_FINDINGS:
+        return _SERVER_FINDINGS[finding.id]
+    return _unsupported(finding, Scenario.from_text(finding.scenario))
+
+
 def export(finding: Finding, release: Release) -> Exported | NotExported:
     """``finding``'s module, its docstring telling what the model makes of the run on ``release`` (or, where the
     finding does not stand there, on a release it stands on); else why there is none."""
-    if finding.kind != "supervisor":
-        return NotExported(finding, _NOT_EXPORTED_KINDS[finding.kind])
-    if finding.id in _SERVER_FINDINGS:
-        return NotExported(finding, _SERVER_FINDINGS[finding.id])
+    reason = not_exported_because(finding)
+    if reason:
+        return NotExported(finding, reason)
     scenario = Scenario.from_text(finding.scenario)
-    unsupported = _unsupported(finding, scenario)
-    if unsupported:
-        return NotExported(finding, unsupported)
     return Exported(finding, module_name(finding), _module(finding, scenario, _shown_on(finding, release)))
+
+
+def report_line(finding: Finding) -> str:
+    """The findings report's line linking ``finding`` to its module in ``exported/``, or saying why it has none."""
+    reason = not_exported_because(finding)
+    if reason:
+        return f"- exported test: none ({reason})"
+    path = f"{EXPORTED.name}/{module_name(finding)}"
+    return (f"- exported test: [{path}]({path}) (Airflow and pytest only; in Airflow's "
+            "task-sdk/tests/task_sdk/execution_time/; `finalstate export`)")
 
 
 def export_all(release: Release, findings: tuple[Finding, ...] = ALL_FINDINGS

@@ -15,6 +15,7 @@ from typing import Iterable
 import attrs
 from hypothesis import settings
 
+from impl.frontdoor.export import report_line
 from impl.frontdoor.findings import (COORDINATOR_FINDINGS, FINDINGS, LIFECYCLE_FINDINGS, RUNTIME_FINDINGS,
                                      WIRE_FINDINGS, Finding)
 from impl.frontdoor.report import InvariantViolation, observation_block, replay_command, trace
@@ -107,6 +108,7 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
         lines += [f"## {finding.id}: {finding.headline}", "",
                   f"- invariant: `{finding.invariant}`",
                   f"- responsible upstream: {finding.upstream}",
+                  report_line(finding),
                   f"- status on this run: {_status(finding, target, now)}",
                   "", "Scenario (minimal, as the checker shrank it):", "", "```", trace(Scenario.from_text(finding.scenario))]
         if now:
@@ -146,7 +148,7 @@ def other_finding_entry(finding: Finding) -> list[str]:
     lines = [f"### {finding.id}: {finding.headline}", "",
              f"- invariant: `{finding.invariant}` ({finding.kind}); targets: {', '.join(finding.targets)}",
              f"- minimal scenario: `{finding.scenario}`",
-             f"- responsible upstream: {finding.upstream}", ""]
+             f"- responsible upstream: {finding.upstream}", report_line(finding), ""]
     return lines + ([finding.details.strip(), ""] if finding.details else [])
 
 
