@@ -210,3 +210,23 @@ def pytest_runtest_makereport(item, call):
     text = "\n".join(v.to_text() for v in verdicts if v is not None)
     if text:
         report.sections.append(("finalstate: the counterexample on the real Execution API server", text))
+
+
+def pytest_runtest_logreport(report):
+    """Under pytest-xdist, each test's Hypothesis statistics into the JUnit report, as Hypothesis puts them there
+    without it (its plugin finds no JUnit writer in a worker, pytest-dev/pytest#7767): the matrix counts a cell's
+    examples from them. A report that came from a worker carries them (``_hypothesis_stats``) to the controller."""
+    stats = report.__dict__.get("_hypothesis_stats")
+    if report.when != "teardown" or stats is None or not hasattr(report, "node"):
+        return
+    import base64
+
+    xml = _junit_writer(report.node.config)
+    if xml is not None:
+        xml.add_global_property("hypothesis-statistics-" + report.nodeid, base64.b64encode(stats.encode()).decode())
+
+
+def _junit_writer(config):
+    from _pytest.junitxml import xml_key
+
+    return config.stash.get(xml_key, None)

@@ -236,11 +236,14 @@ def registered_findings(python: Path, checkout: Path) -> dict[str, str] | None:
 
 def run_cell(release: str, target: str, profile: str = "ci", python_for: Callable[[str], Path] | None = None,
              out: Path = BUILD, timeout: float = CELL_TIMEOUT, pytest_args: tuple[str, ...] = (),
-             on_start: Callable[[subprocess.Popen], None] = lambda process: None, checkout: Path = ROOT) -> Cell:
+             on_start: Callable[[subprocess.Popen], None] = lambda process: None, checkout: Path = ROOT,
+             cell_workers: int = 1) -> Cell:
     """Build (or reuse) ``release``'s environment and run the properties on ``target`` there (``pytest_args``
     added); never raises for a release that does not install or a run that crashes: the cell says so.
     ``on_start`` is handed the pytest process (its own process group) as it starts. ``checkout`` is the
-    finalstate checkout whose properties run (first on the path, so a worktree of one commit runs as it is)."""
+    finalstate checkout whose properties run (first on the path, so a worktree of one commit runs as it is).
+    ``cell_workers`` above 1 spreads the cell's tests over that many pytest-xdist workers (it changes how fast the
+    cell runs, not what it checks: each test's examples are the profile's, in whichever worker)."""
     if python_for is None:
         from impl.releases.environments import python_for
     started = time.perf_counter()
@@ -253,7 +256,8 @@ def run_cell(release: str, target: str, profile: str = "ci", python_for: Callabl
     junit.unlink(missing_ok=True)
     command = [str(python), "-m", "pytest", str(checkout / "properties"), f"--target={target}",
                f"--hypothesis-profile={profile}", f"--junit-xml={junit}", "-o", "junit_logging=no",
-               "-p", "no:cacheprovider", "-q", "--continue-on-collection-errors", "-o", f"faulthandler_timeout={min(STACK_DUMP_AFTER, max(5, int(timeout * 0.8)))}", *pytest_args]
+               "-p", "no:cacheprovider", "-q", "--continue-on-collection-errors", "-o", f"faulthandler_timeout={min(STACK_DUMP_AFTER, max(5, int(timeout * 0.8)))}", *pytest_args,
+               *(("-n", str(cell_workers), "--dist", "worksteal") if cell_workers > 1 else ())]
     run_started = time.perf_counter()
     with open(log, "w") as logfile:
         process = subprocess.Popen(command, cwd=checkout, stdout=logfile, stderr=subprocess.STDOUT,
@@ -288,13 +292,12 @@ def cell_file(directory: Path, release: str, target: str, suffix: str) -> Path:
     return directory / (re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{release}--{target}") + suffix)
 
 
-def cell_for(release: str, target: str, profile: str = "ci", store: Store | None = None, fresh: bool = False,
-             python_for: Callable[[str], Path] | None = None, out: Path = BUILD, timeout: float = CELL_TIMEOUT,
-             pytest_args: tuple[str, ...] = (), on_start: Callable[[subprocess.Popen], None] = lambda process: None,
-             checkout: Path = ROOT) -> Cell:
-    """The cell's result: the one ``store`` holds under the cell's key (``impl.releases.store.cell_key``), unless
-    ``fresh``; else ``run_cell``, its result stored when it ran to the end (with its JUnit report, copied to
-    ``out`` when taken from the store). Never raises for an environment that does not build: the cell says so."""
+def look_up(release: str, target: str, profile: str = "ci", store: Store | None = None, fresh: bool = False,
+            python_for: Callable[[str], Path] | None = None, out: Path = BUILD,
+            pytest_args: tuple[str, ...] = (), checkout: Path = ROOT) -> Cell | tuple[Path, str]:
+    """What is known of a cell before it runs: its result, if ``store`` holds the cell's key
+    (``impl.releases.store.cell_key``) and not ``fresh`` (its JUnit report copied to ``out``), or the environment
+    that did not build; else the python to run it with and its key."""
     if python_for is None:
         from impl.releases.environments import python_for
     started = time.perf_counter()
@@ -303,16 +306,28 @@ def cell_for(release: str, target: str, profile: str = "ci", store: Store | None
         key = cell_key(release, target, profile, python, checkout, pytest_args)
     except Exception as e:  # UnknownRelease, EnvironmentFailed, NotACheckout: the cell carries the message
         return Cell(release, target, "env failed", f"{type(e).__name__}: {e}", time.perf_counter() - started)
-    junit = cell_file(out, release, target, ".xml")
-    if store is not None and not fresh:
-        stored = store.get(key)
-        if stored is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            junit.write_text(stored.get("junit", ""))
-            return cell_from(stored["cell"], stored=True, detail=f"stored under {key}")
+    stored = None if store is None or fresh else store.get(key)
+    if stored is None:
+        return python, key
+    out.mkdir(parents=True, exist_ok=True)
+    cell_file(out, release, target, ".xml").write_text(stored.get("junit", ""))
+    return cell_from(stored["cell"], stored=True, detail=f"stored under {key}")
+
+
+def cell_for(release: str, target: str, profile: str = "ci", store: Store | None = None, fresh: bool = False,
+             python_for: Callable[[str], Path] | None = None, out: Path = BUILD, timeout: float = CELL_TIMEOUT,
+             pytest_args: tuple[str, ...] = (), on_start: Callable[[subprocess.Popen], None] = lambda process: None,
+             checkout: Path = ROOT, cell_workers: int = 1, known: Cell | tuple[Path, str] | None = None) -> Cell:
+    """The cell's result: ``look_up``'s (or ``known``, what it already said), else ``run_cell``'s, stored when it
+    ran to the end (with its JUnit report). Never raises for an environment that does not build: the cell says so."""
+    known = known or look_up(release, target, profile, store, fresh, python_for, out, pytest_args, checkout)
+    if isinstance(known, Cell):
+        return known
+    python, key = known
     cell = attrs.evolve(run_cell(release, target, profile, lambda _: python, out, timeout, pytest_args, on_start,
-                                 checkout), key=key)
+                                 checkout, cell_workers), key=key)
     if store is not None and cell.status == "ran":
+        junit = cell_file(out, release, target, ".xml")
         store.put(key, {"cell": attrs.asdict(cell), "junit": junit.read_text(errors="replace")})
     return cell
 
@@ -344,9 +359,13 @@ def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TAR
                workers: int = 2, python_for: Callable[[str], Path] | None = None, out: Path = BUILD,
                progress: Callable[[Cell], None] = lambda cell: None, pytest_args: tuple[str, ...] = (),
                timeout: float = CELL_TIMEOUT, checkout: Path = ROOT, store: Store | None = None,
-               fresh: bool = False) -> list[Cell]:
+               fresh: bool = False, cell_workers: int | None = None) -> list[Cell]:
     """Every ``releases`` × ``targets`` cell, ``workers`` at a time, in that order; each taken from ``store`` where
-    it holds the cell's key, unless ``fresh`` (``cell_for``).
+    it holds the cell's key, unless ``fresh`` (``look_up``), the others run (``cell_for``).
+
+    Each running cell gets ``cell_workers`` pytest-xdist workers; by default (None) every core when no more cells
+    are left to run than ``workers`` (a changed checkout among stored releases: the slower cell takes the cores the
+    quicker one leaves), else one.
 
     On Ctrl-C (or any exception here) the cells not started are cancelled and the running ones killed
     (their whole process groups) before it propagates.
@@ -362,9 +381,19 @@ def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TAR
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
     try:
+        known = dict(zip(jobs, pool.map(lambda job: look_up(*job, profile, store, fresh, python_for, out,
+                                                            cell_arguments(job[1], targets, pytest_args), checkout),
+                                        jobs)))
+        cells = {job: cell for job, cell in known.items() if isinstance(cell, Cell)}
+        left = [job for job in jobs if job not in cells]
+        if cell_workers is None:
+            cell_workers = (os.cpu_count() or 1) if len(left) <= workers else 1
         futures = {pool.submit(cell_for, r, t, profile, store, fresh, python_for, out, timeout,
-                               cell_arguments(t, targets, pytest_args), started, checkout): (r, t) for r, t in jobs}
-        cells = {}
+                               cell_arguments(t, targets, pytest_args), started, checkout, cell_workers,
+                               known[(r, t)]): (r, t) for r, t in left}
+        for job in jobs:
+            if job in cells:
+                progress(cells[job])
         for future in concurrent.futures.as_completed(futures):
             cell = future.result()
             cells[futures[future]] = cell
@@ -657,7 +686,8 @@ def cmd_matrix(args) -> int:
         out = Path(args.out if args.out != DEFAULT_OUT else BUILD / "cells")
         started = time.perf_counter()
         cell = cell_for(release, target, args.profile, store, args.fresh, out=out, timeout=args.cell_timeout,
-                        pytest_args=cell_arguments(target, planned_targets, pytest_args), checkout=checkout)
+                        pytest_args=cell_arguments(target, planned_targets, pytest_args), checkout=checkout,
+                        cell_workers=args.cell_workers or os.cpu_count() or 1)
         _progress(started)(cell)
         print(f"wrote {write_record(cell, out)} and {cell_file(out, release, target, '.xml')} "
               f"({time.perf_counter() - started:.1f}s)")
@@ -677,7 +707,7 @@ def cmd_matrix(args) -> int:
               flush=True)
         cells = run_matrix(releases, targets, args.profile, args.workers, progress=_progress(started),
                            pytest_args=pytest_args, timeout=args.cell_timeout, checkout=checkout, store=store,
-                           fresh=args.fresh)
+                           fresh=args.fresh, cell_workers=args.cell_workers)
         ran = sum(1 for c in cells if not c.stored)
         print(f"the whole matrix: {time.perf_counter() - started:.0f}s wall; {ran} cell(s) run, "
               f"{len(cells) - ran} taken from the store", flush=True)
@@ -710,6 +740,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     mx.add_argument("--checkout", default=str(ROOT), metavar="PATH",
                     help="the finalstate checkout whose properties each cell runs (e.g. a git worktree of one commit, "
                          "so edits in progress do not leak in); default: this one")
+    mx.add_argument("--cell-workers", type=int, metavar="N",
+                    help="pytest-xdist workers inside each cell (not part of its key: they change how fast it runs, "
+                         "not what it checks). Default: with --cell, every core (one CI job per cell); else every "
+                         "core when no more cells are left to run than --workers, one otherwise")
     mx.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT, metavar="SECONDS",
                     help="a cell running longer is killed and marked overran")
     mx.add_argument("--findings-only", action="store_true",
