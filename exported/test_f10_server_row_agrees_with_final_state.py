@@ -20,29 +20,28 @@ pytest; its place in Airflow is task-sdk/tests/task_sdk/execution_time/.
 
 from __future__ import annotations
 
-from airflow.sdk.execution_time.comms import SucceedTask, TaskState
-
 import dataclasses
-import inspect
 import re
 import uuid
 from datetime import datetime, timezone
 from unittest import mock
 
+from airflow.sdk.execution_time.supervisor import ActivitySubprocess
+import inspect
+
 import psutil
 from airflow.sdk.api.client import ServerResponseError
 from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
 from airflow.sdk.execution_time.comms import _RequestFrame
-from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 try:  # the client is built on httpx2 from task-sdk 1.4.0, on httpx before
     import httpx2 as httpx
 except ImportError:
     import httpx
+from airflow.sdk.execution_time.comms import SucceedTask, TaskState
 
 TI_ID = uuid.UUID("01970000-0000-7000-8000-000000000001")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
-_REQUEST = httpx.Request("PATCH", f"http://execution-api.invalid/task-instances/{TI_ID}/state")
 
 
 def _task_sdk_version() -> tuple[int, ...]:
@@ -51,15 +50,16 @@ def _task_sdk_version() -> tuple[int, ...]:
     return tuple(int(re.match(r"\d*", part).group() or 0) for part in version("apache-airflow-task-sdk").split(".")[:3])
 
 
-#: The Execution API released beside task-sdk 1.3.0 (apache-airflow-core 3.3.0) answers a state update asking for
-#: the state the row already holds with 200; before, 409 like any update of a row that is no longer RUNNING.
-REPEATED_STATE_IS_OK = _task_sdk_version() >= (1, 3, 0)
-
-
 def state_name(state) -> str | None:
     """A state as the supervisor holds or reports it (a ``TaskInstanceState``, or ``SERVER_TERMINATED`` in either
     spelling), as one lower-case string."""
     return None if state is None else str(getattr(state, "value", state)).lower()
+_REQUEST = httpx.Request("PATCH", f"http://execution-api.invalid/task-instances/{TI_ID}/state")
+
+
+#: The Execution API released beside task-sdk 1.3.0 (apache-airflow-core 3.3.0) answers a state update asking for
+#: the state the row already holds with 200; before, 409 like any update of a row that is no longer RUNNING.
+REPEATED_STATE_IS_OK = _task_sdk_version() >= (1, 3, 0)
 
 
 @dataclasses.dataclass
@@ -242,8 +242,7 @@ def run_attempt(api: ExecutionAPI, events: list, exit_code: int) -> Attempt:
     final = state_name(sup.final_state) if sup._exit_code is not None else None
     return Attempt(final, sup._exit_code, api.row, api.gone, api.calls, raised)
 
-
-def minimal_attempt() -> Attempt:
+def minimal_run() -> Attempt:
     """F10's run: try_number=1 max_tries=0 should_retry=false; send SucceedTask; send TaskState failed; exit 0"""
     api = ExecutionAPI(try_number=1, max_tries=0, should_retry=False, tries=5)
     events = [
@@ -254,7 +253,7 @@ def minimal_attempt() -> Attempt:
 
 
 def test_f10_server_row_agrees_with_final_state():
-    attempt = minimal_attempt()
+    attempt = minimal_run()
     if attempt.final_state == "server_terminated":  # then the server must have taken the task instance away
         agrees = attempt.gone is not None
     else:

@@ -15,6 +15,7 @@ from impl.releases.adapters import model_release
 from impl.releases.environments import UnknownRelease
 from model import supervisor
 from model.client import as_seen
+from model.runtime import TERMINAL_FRAMES, RuntimeRun, compose, python_runtime
 from model.release import SPECIFIED
 from model.scenario import Scenario
 
@@ -69,16 +70,35 @@ def test_a_module_imports_only_airflow_pytest_and_the_standard_library(module):
     assert module.finding.headline in " ".join(module.source.split())  # the docstring states the finding
 
 
-@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.finding.id)
+SUPERVISOR_MODULES = [m for m in MODULES if m.finding.kind == "supervisor"]
+RUNTIME_MODULES = [m for m in MODULES if m.finding.kind == "runtime"]
+
+
+@pytest.mark.parametrize("module", SUPERVISOR_MODULES, ids=lambda m: m.finding.id)
 def test_the_modules_client_sees_what_the_model_says(module, load):
     """The harness's mock client answers as finalstate's model of the installed release does: the same calls with
     the same answers, the same final state and row."""
     scenario = Scenario.from_text(module.finding.scenario)
     expected = supervisor.run(scenario, model_release())
-    attempt = load(module).minimal_attempt()
+    attempt = load(module).minimal_run()
     assert [str(c) for c in attempt.calls] == [str(c) for c in as_seen(expected.calls, scenario.execution_api_retries)]
     assert (attempt.final_state or "none") == expected.final_state.lower()
     assert attempt.row == expected.row
+
+
+@pytest.mark.parametrize("module", RUNTIME_MODULES, ids=lambda m: m.finding.id)
+def test_the_modules_task_runner_does_what_the_model_says(module, load):
+    """The real task runner in the harness sends, decides and exits as finalstate's model of the installed release
+    says, and the supervisor records its exit as the model composes it."""
+    run = RuntimeRun.from_text(module.finding.scenario)
+    expected = python_runtime(run, model_release())
+    attempt = load(module).minimal_run()
+    assert [(s.type, s.delivered) for s in attempt.sent] == [(s.frame.frame, s.delivered) for s in expected.sent]
+    assert (attempt.state, attempt.exit_code) == (expected.state, expected.exit_code)
+    if not any(s.delivered and s.frame.frame in TERMINAL_FRAMES for s in expected.sent):
+        assert attempt.recorded == compose(run.context, expected).final_state
+    else:
+        assert attempt.recorded is None
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.finding.id)
@@ -92,7 +112,8 @@ def test_a_test_fails_exactly_where_the_matrix_says(module, load):
     with pytest.raises(AssertionError) as failed:
         test()
     message = str(failed.value).split("\nassert")[0]
-    assert "Calls (answers as the supervisor saw them): [start->200" in message
+    assert ("Calls (answers as the supervisor saw them): [start->200" in message if module.finding.kind == "supervisor"
+            else "the task runner" in message.lower())
     assert "finalstate" not in message
 
 

@@ -24,6 +24,7 @@ import tempfile
 import textwrap
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from typing import Callable
 
 import attrs
 
@@ -39,7 +40,6 @@ EXPORTED = ROOT / "exported"
 #: The environments ``check`` runs the modules in: a release and pytest, no finalstate.
 CLEAN_ENVS = ROOT / "build" / "export-envs"
 _HARNESS = Path(__file__).with_name("export_harness.py")
-_MARKER = "# --- harness ---\n"
 #: The earliest release the harness drives (length-prefixed frames, ``_RequestFrame``).
 EARLIEST = "1.0.3"
 #: A pytest run of the modules on one release that runs longer is stopped.
@@ -113,14 +113,40 @@ assert attempt.gone is not None or not refused, (
 assert not stop or attempt.final_state == "server_terminated", (
     f"A heartbeat was refused ({stop[0] if stop else ''}): the server said the task must stop and the supervisor "
     f"killed it, yet final_state is {attempt.final_state}, not SERVER_TERMINATED. "\n    f"Calls (answers as the supervisor saw them): {attempt.calls}")"""),
+    "non_success_never_recorded_success": Invariant(
+        "a try the task runner decided is not a success (skipped, failed, up_for_retry, ...) is never recorded SUCCESS "
+        "by the supervisor, whether or not its terminal frame got through.",
+        """assert attempt.state in (None, "success") or attempt.recorded != "success", (
+    f"The task runner decided {attempt.state}, but its terminal frame never got through ({attempt.sent}) and it "
+    f"exited {attempt.exit_code}: the supervisor's final_state for that exit is success, so a task that did not "
+    f"succeed is recorded SUCCESS.")"""),
+    "failed_decision_never_recorded_up_for_retry": Invariant(
+        "a try the task runner decided FAILED (it must not be retried) is never recorded UP_FOR_RETRY by the "
+        "supervisor, whether or not its TaskState got through.",
+        """assert attempt.state != "failed" or attempt.recorded != "up_for_retry", (
+    f"The task runner decided failed (no retry), but its TaskState never got through ({attempt.sent}) and it exited "
+    f"{attempt.exit_code}: the supervisor's final_state for that exit, under should_retry, is up_for_retry, so the "
+    f"task is retried against its own decision.")"""),
+    "failure_answered_with_retry_exactly_when_should_retry": Invariant(
+        "a failure is answered with RetryTask exactly when should_retry, no retry policy says FAIL, and the exception "
+        "is not one that never retries.",
+        """must_retry = EXPECTED_RETRY  # WHY_RETRY
+terminal = [s for s in attempt.sent if s.type in TERMINAL_FRAMES]
+assert not terminal or (terminal[-1].type == "RetryTask") == must_retry, (
+    f"The failure must be answered with {'RetryTask' if must_retry else 'no RetryTask'} (WHY_RETRY), yet the "
+    f"task runner's terminal frame is {terminal[-1] if terminal else None} (it decided {attempt.state}).")"""),
+    "fail_exception_never_retries": Invariant(
+        "AirflowFailException (and AirflowSensorTimeout, AirflowTaskTerminated) never asks for a retry, whatever else "
+        "fails on the way.",
+        """assert not any(s.type == "RetryTask" for s in attempt.sent) and attempt.state != "up_for_retry", (
+    f"The task raised an exception that must never be retried, yet the task runner answered with a retry "
+    f"(it decided {attempt.state}; sent {attempt.sent}).")"""),
 }
 
-#: Why each kind of finding other than the supervisor's is not exported (yet): named by the command.
+#: Why each kind of finding the harness does not drive is not exported (yet): named by the command.
 _NOT_EXPORTED_KINDS = {
     "coordinator": "about a coordinator-mode runtime under check (the Go-SDK-shaped runtime of runtimes/go), not about "
                    "an Airflow release: its test belongs to that runtime's suite, and no task-sdk release fixes it",
-    "runtime": "a finding of the real task runner (task_runner.run with a failing SUPERVISOR_COMMS); its export is "
-               "not written yet",
     "lifecycle": "needs a real row across tries (the Execution API app in process on a migrated SQLite database); "
                  "its export is not written yet",
     "wire": "needs real processes and sockets (_PopenActivitySubprocess and a runtime writing raw bytes); its export "
@@ -148,11 +174,13 @@ def module_name(finding: Finding) -> str:
 
 def not_exported_because(finding: Finding) -> str | None:
     """Why ``finding`` has no exported module, or None when it has one."""
-    if finding.kind != "supervisor":
+    if finding.kind not in KINDS:
         return _NOT_EXPORTED_KINDS[finding.kind]
     if finding.id in _SERVER_FINDINGS:
         return _SERVER_FINDINGS[finding.id]
-    return _unsupported(finding, Scenario.from_text(finding.scenario))
+    if finding.invariant not in INVARIANTS:
+        return f"its invariant {finding.invariant} has no written-out assertion yet"
+    return KINDS[finding.kind].unsupported(finding, KINDS[finding.kind].parse(finding.scenario))
 
 
 def export(finding: Finding, release: Release) -> Exported | NotExported:
@@ -161,8 +189,7 @@ def export(finding: Finding, release: Release) -> Exported | NotExported:
     reason = not_exported_because(finding)
     if reason:
         return NotExported(finding, reason)
-    scenario = Scenario.from_text(finding.scenario)
-    return Exported(finding, module_name(finding), _module(finding, scenario, _shown_on(finding, release)))
+    return Exported(finding, module_name(finding), _module(finding, _shown_on(finding, release)))
 
 
 def report_line(finding: Finding) -> str:
@@ -190,10 +217,8 @@ def write(results: tuple[Exported | NotExported, ...], out: Path) -> None:
             (out / r.name).write_text(r.source)
 
 
-def _unsupported(finding: Finding, scenario: Scenario) -> str | None:
-    """Why the harness cannot play ``scenario`` faithfully, or None."""
-    if finding.invariant not in INVARIANTS:
-        return f"its invariant {finding.invariant} has no written-out assertion yet"
+def _unsupported_scenario(finding: Finding, scenario: Scenario) -> str | None:
+    """Why the supervisor harness cannot play ``scenario`` faithfully, or None."""
     for e in scenario.events:
         if isinstance(e, Heartbeat) and e.answer not in (200, 404, 409, 410):
             return f"a heartbeat answered {e.answer} (its tries differ by release) is not played by the harness"
@@ -201,6 +226,27 @@ def _unsupported(finding: Finding, scenario: Scenario) -> str | None:
             return f"the harness does not play {type(e).__name__}"
     if finding.invariant == "retries_within_budget" and (scenario.context.should_retry or not scenario.context.consistent):
         return "retries_within_budget is asserted for a try the server (consistently) says has no retries left"
+    return None
+
+
+#: How the runtime harness raises each exception a finding's task ends by, and the policies and features it plays.
+_TASK_ERRORS = ("AirflowSkipException", "AirflowFailException", "AirflowException")
+_CHANNEL = {"ok": None, "terminal_send_fails": "terminal", "every_send_fails": "every"}
+#: Invariants that judge what the supervisor records of the try's exit: only a try none of whose terminal frames got
+#: through is recorded by its exit alone (``final_state_for``).
+_RECORDED_BY_THE_EXIT = ("non_success_never_recorded_success", "failed_decision_never_recorded_up_for_retry")
+
+
+def _unsupported_try(finding: Finding, run) -> str | None:
+    """Why the runtime harness cannot play the try ``run`` faithfully, or None."""
+    if run.outcome not in _TASK_ERRORS:
+        return f"the harness does not raise {run.outcome}"
+    if run.policy is not None and run.policy.action != "retry_int_delay":
+        return f"the harness has no retry policy answering {run.policy.action}"
+    if set(run.features) - {"map_index_template"}:
+        return f"the harness does not play {', '.join(sorted(set(run.features) - {'map_index_template'}))}"
+    if finding.invariant in _RECORDED_BY_THE_EXIT and run.comms == "ok":
+        return "the supervisor's record is read from the exit alone, so the terminal frame must not get through"
     return None
 
 
@@ -218,14 +264,11 @@ def release_range(finding: Finding) -> str:
     return f"{start}, fixed in {finding.fixed_in}" if finding.fixed_in else f"{start}, still on the newest"
 
 
-def _module(finding: Finding, scenario: Scenario, shown_on: Release) -> str:
-    from model import supervisor
-
-    observed = supervisor.run(scenario, shown_on)
-    calls = ", ".join(map(str, as_seen(observed.calls, scenario.execution_api_retries)))
-    frames = sorted({e.frame for e in scenario.events if isinstance(e, Send)})
+def _module(finding: Finding, shown_on: Release) -> str:
+    """The module's text: its docstring, the harness (common, then the kind's), the finding's run and its test."""
+    kind = KINDS[finding.kind]
+    run = kind.parse(finding.scenario)
     invariant = INVARIANTS[finding.invariant]
-    name = module_name(finding)[:-3]
     doc = "\n\n".join([
         f"{finding.id}: {finding.headline}.",
         f"Where: {finding.upstream}.",
@@ -233,38 +276,159 @@ def _module(finding: Finding, scenario: Scenario, shown_on: Release) -> str:
         "others: it is the fix's regression test.",
         f"Correct behaviour ({finding.invariant}): {invariant.correct}",
         *_also_failing(finding),
-        f"The run (finalstate's minimal counterexample): {scenario.to_text()}. As finalstate's model of task-sdk "
-        f"{shown_on} has it, the supervisor's calls are {calls or 'none'}; its final_state is {observed.final_state} "
-        f"and the server's row {observed.row}.",
+        f"The run (finalstate's minimal counterexample): {run.to_text()}. As finalstate's model of task-sdk "
+        f"{shown_on} has it, {kind.described(run, kind.model_run(run, shown_on))}.",
         "Exported by `finalstate export` from finalstate's findings registry. It needs only "
         "apache-airflow-task-sdk and pytest; its place in Airflow is task-sdk/tests/task_sdk/execution_time/.",
     ])
-    body = textwrap.indent(invariant.assertion, "    ")
+    imports, code = _harness(finding.kind)
+    assertion = invariant.assertion.replace("EXPECTED_RETRY", repr(_retry_expected(run))).replace(
+        "WHY_RETRY", _why_retry(run)) if finding.kind == "runtime" else invariant.assertion
     return "\n".join([
         '"""' + "\n\n".join(textwrap.fill(p, 116) for p in doc.split("\n\n")) + '\n"""',
         "",
         "from __future__ import annotations",
         "",
-        f"from airflow.sdk.execution_time.comms import {', '.join(frames)}" if frames else "",
+        imports,
+        *kind.imports(run),
         "",
-        _HARNESS.read_text().split(_MARKER, 1)[1].rstrip("\n"),
+        code,
+        "",
+        *kind.body(finding, run),
         "",
         "",
-        "def minimal_attempt() -> Attempt:",
+        f"def {module_name(finding)[:-3]}():",
+        "    attempt = minimal_run()",
+        textwrap.indent(assertion, "    "),
+        "",
+    ])
+
+
+def _harness(kind: str) -> tuple[str, str]:
+    """The harness's imports and code for ``kind``: the common section's, then the kind's."""
+    sections = dict(re.findall(r"# --- (\w+: \w+) ---\n(.*?)(?=# --- |\Z)", _HARNESS.read_text(), re.S))
+    return tuple("\n".join(sections[f"{part}: {section}"].strip("\n") for section in ("common", kind))
+                 for part in ("imports", "code"))
+
+
+def _supervisor_imports(scenario: Scenario) -> list[str]:
+    frames = sorted({e.frame for e in scenario.events if isinstance(e, Send)})
+    return [f"from airflow.sdk.execution_time.comms import {', '.join(frames)}"] if frames else []
+
+
+def _supervisor_body(finding: Finding, scenario: Scenario) -> list[str]:
+    c = scenario.context
+    return [
+        "def minimal_run() -> Attempt:",
         f'    """{finding.id}\'s run: {scenario.to_text()}"""',
-        f"    api = ExecutionAPI(try_number={scenario.context.try_number}, max_tries={scenario.context.max_tries}, "
-        f"should_retry={scenario.context.should_retry}, tries={scenario.execution_api_retries})",
+        f"    api = ExecutionAPI(try_number={c.try_number}, max_tries={c.max_tries}, should_retry={c.should_retry}, "
+        f"tries={scenario.execution_api_retries})",
         "    events = [",
         *(f"        {_event(e)}," for e in scenario.events),
         "    ]",
         f"    return run_attempt(api, events, exit_code={scenario.exit_code})",
-        "",
-        "",
-        f"def {name}():",
-        "    attempt = minimal_attempt()",
-        body,
-        "",
-    ]).replace("\n\n\n\n", "\n\n\n")
+    ]
+
+
+def _supervisor_described(scenario: Scenario, observed) -> str:
+    calls = ", ".join(map(str, as_seen(observed.calls, scenario.execution_api_retries)))
+    return (f"the supervisor's calls are {calls or 'none'}; its final_state is {observed.final_state} and the "
+            f"server's row {observed.row}")
+
+
+def _runtime_imports(run) -> list[str]:
+    if run.policy is None:
+        return []
+    return ["", "import pytest", "",
+            'retry_policy = pytest.importorskip("airflow.sdk.definitions.retry_policy", '
+            'reason="retry policies came in task-sdk 1.3.0")']
+
+
+def _runtime_body(finding: Finding, run) -> list[str]:
+    c = run.context
+    policy = []
+    if run.policy is not None:  # retry_int_delay (_unsupported_try)
+        policy = ["class RetryWithDelayInSeconds(retry_policy.RetryPolicy):",
+                  '    """RETRY, its delay a plain number of seconds, as BaseOperator\'s retry_delay takes one."""',
+                  "",
+                  "    def evaluate(self, exception, try_number, max_tries, context=None):",
+                  f"        return retry_policy.RetryDecision.retry(delay={run.policy.delay})",
+                  "", ""]
+    return [
+        *policy,
+        "def minimal_run() -> Try:",
+        f'    """{finding.id}\'s run: {run.to_text()}"""',
+        f"    return run_try(exceptions.{run.outcome}(\"{finding.id}\"), try_number={c.try_number}, "
+        f"max_tries={c.max_tries}, should_retry={c.should_retry},",
+        f"                   failing={_CHANNEL[run.comms]!r}"
+        + (", retry_policy=RetryWithDelayInSeconds()" if run.policy else "")
+        + (', map_index_template="{{ label }}"' if "map_index_template" in run.features else "") + ")",
+    ]
+
+
+def _runtime_described(run, observed) -> str:
+    from model.runtime import compose
+
+    sent = ", ".join(map(str, observed.sent)) or "nothing"
+    return (f"the task runner sends {sent}, decides {observed.state} and exits {observed.exit_code}; the supervisor "
+            f"records {compose(run.context, observed).final_state}")
+
+
+def _retry_expected(run) -> bool:
+    """Whether the invariant asks the try's failure to be answered with RetryTask
+    (``failure_answered_with_retry_exactly_when_should_retry``)."""
+    from model.runtime import NEVER_RETRIED_FAILURES
+
+    return (run.context.should_retry and run.outcome not in NEVER_RETRIED_FAILURES
+            and not (run.policy is not None and run.policy.action == "fail"))
+
+
+def _why_retry(run) -> str:
+    answers = {"retry_int_delay": "RETRY (its delay a number of seconds)"}
+    policy = f"the retry policy answers {answers.get(run.policy.action, run.policy.action)}" if run.policy else "no retry policy"
+    return f"should_retry={run.context.should_retry}, the task raised {run.outcome}, {policy}"
+
+
+@attrs.frozen
+class ExportKind:
+    """How one kind of finding is exported: its run parsed, what finalstate's model makes of it on a release (and in
+    words), what the harness cannot play, the module's imports and functions for the run, and the target its matrix
+    cells are checked on."""
+
+    parse: Callable
+    model_run: Callable
+    described: Callable
+    unsupported: Callable
+    imports: Callable
+    body: Callable
+    target: str
+    invariants: str
+
+
+def _model_supervisor(scenario: Scenario, release: Release):
+    from model import supervisor
+
+    return supervisor.run(scenario, release)
+
+
+def _model_runtime(run, release: Release):
+    from model.runtime import python_runtime
+
+    return python_runtime(run, release)
+
+
+def _parse_try(text: str):
+    from model.runtime import RuntimeRun
+
+    return RuntimeRun.from_text(text)
+
+
+KINDS: dict[str, ExportKind] = {
+    "supervisor": ExportKind(Scenario.from_text, _model_supervisor, _supervisor_described, _unsupported_scenario,
+                             _supervisor_imports, _supervisor_body, "airflow-inproc", "model.invariants"),
+    "runtime": ExportKind(_parse_try, _model_runtime, _runtime_described, _unsupported_try, _runtime_imports,
+                          _runtime_body, "airflow-task-runner", "model.runtime_invariants"),
+}
 
 
 def _also_failing(finding: Finding) -> list[str]:
@@ -316,20 +480,28 @@ def other_causes(finding: Finding, release: Release) -> tuple[str, ...]:
     """The findings other than ``finding`` standing on ``release`` whose cause breaks ``finding``'s invariant in its
     run there, as finalstate's model of that release has it (F2's for F15's run before 1.4.0, say). Where ``finding``
     does not stand, the matrix excuses such a failure of its run (``properties.conftest.assert_reproduces``)."""
-    from impl.frontdoor.findings import findings_on
-    from model import invariants, supervisor
+    import importlib
 
-    scenario = Scenario.from_text(finding.scenario)
-    observed = supervisor.run(scenario, release)
-    if not getattr(invariants, finding.invariant)(scenario, observed):
+    from impl.frontdoor.findings import findings_on
+
+    kind = KINDS[finding.kind]
+    run = kind.parse(finding.scenario)
+    observed = kind.model_run(run, release)
+    if not getattr(importlib.import_module(kind.invariants), finding.invariant)(run, observed):
         return ()
-    return tuple(f.id for f in findings_on("supervisor", "airflow-inproc", finding.invariant, release=release)
-                 if f.id != finding.id and f.explains_violation(finding.invariant, scenario, observed))
+    return tuple(f.id for f in findings_on(finding.kind, kind.target, finding.invariant, release=release)
+                 if f.id != finding.id and f.explains_violation(finding.invariant, run, observed))
 
 
 def expected_outcome(finding: Finding, release: Release) -> str:
-    """What the matrix says of ``finding``'s test on ``release``: ``fails`` where it stands; where it does not,
-    ``passes``, or ``fails by F2`` where another finding standing there breaks the same invariant in its run."""
+    """What the matrix says of ``finding``'s test on ``release``: ``skipped`` where no task of that release can have
+    its run (a retry policy before 1.3.0); ``fails`` where it stands; where it does not, ``passes``, or ``fails by
+    F2`` where another finding standing there breaks the same invariant in its run."""
+    if finding.kind == "runtime":
+        from model.runtime import impossible_on
+
+        if impossible_on(KINDS["runtime"].parse(finding.scenario), release):
+            return "skipped"
     if finding.stands_on(release):
         return "fails"
     others = other_causes(finding, release)

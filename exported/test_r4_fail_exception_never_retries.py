@@ -1,0 +1,209 @@
+"""R4: AirflowFailException is answered with RetryTask when the map-index update after it cannot be sent.
+
+Where: task_runner._run_task_and_map_outcome: the except Exception around _execute_task re-renders the map index and
+sends SetRenderedMapIndex before re-raising; a send that raises replaces the task's exception, which then takes
+except BaseException (_handle_current_task_failed), not the never-retry branch (the comment there means the
+rendering error not to mask the task's).
+
+Releases (apache-airflow-task-sdk): from 1.2.0, still on the newest. This test fails on those and passes on the
+others: it is the fix's regression test.
+
+Correct behaviour (fail_exception_never_retries): AirflowFailException (and AirflowSensorTimeout,
+AirflowTaskTerminated) never asks for a retry, whatever else fails on the way.
+
+The run (finalstate's minimal counterexample): try_number=1 max_tries=1 should_retry=true; task raises
+AirflowFailException; policy none; comms every_send_fails; with map_index_template. As finalstate's model of task-
+sdk 1.3.2 has it, the task runner sends SetRenderedMapIndex [send failed], RetryTask [send failed], decides
+up_for_retry and exits 1; the supervisor records up_for_retry.
+
+Exported by `finalstate export` from finalstate's findings registry. It needs only apache-airflow-task-sdk and
+pytest; its place in Airflow is task-sdk/tests/task_sdk/execution_time/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+from datetime import datetime, timezone
+from unittest import mock
+
+from airflow.sdk.execution_time.supervisor import ActivitySubprocess
+import contextlib
+import importlib
+import io
+import signal
+
+from airflow.sdk import DAG, BaseOperator
+from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
+from airflow.sdk.execution_time import task_runner
+from airflow.sdk.execution_time.comms import BundleInfo, StartupDetails, XComResult
+
+TI_ID = uuid.UUID("01970000-0000-7000-8000-000000000001")
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _task_sdk_version() -> tuple[int, ...]:
+    from importlib.metadata import version
+
+    return tuple(int(re.match(r"\d*", part).group() or 0) for part in version("apache-airflow-task-sdk").split(".")[:3])
+
+
+def state_name(state) -> str | None:
+    """A state as the supervisor holds or reports it (a ``TaskInstanceState``, or ``SERVER_TERMINATED`` in either
+    spelling), as one lower-case string."""
+    return None if state is None else str(getattr(state, "value", state)).lower()
+#: The module of the exceptions a task ends by: the SDK's own from task-sdk 1.2.0, apache-airflow-core's before.
+exceptions = importlib.import_module("airflow.sdk.exceptions" if _task_sdk_version() >= (1, 2, 0) else "airflow.exceptions")
+TERMINAL_FRAMES = {"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask", "AwaitInputTask"}
+
+
+@dataclasses.dataclass
+class Sent:
+    """One request the task runner handed the supervisor channel, and whether it got through."""
+
+    type: str
+    state: "str | None"
+    delivered: bool
+
+    def __repr__(self) -> str:
+        return f"{self.type}({self.state or ''})" + ("" if self.delivered else " (send failed)")
+
+
+class SupervisorChannel:
+    """``SUPERVISOR_COMMS`` as ``main`` makes it (``CommsDecoder[...](log=...)``): it hands out ``startup``, records every
+    request, answers as the supervisor does (GetXCom: no value), and raises ``BrokenPipeError`` for the sends
+    ``failing`` says: "terminal" (the terminal frame's), "every" (all), None (none)."""
+
+    def __init__(self, startup: StartupDetails, failing: "str | None"):
+        self.startup, self.failing = startup, failing
+        self.sent: list[Sent] = []
+        self.socket = mock.MagicMock(name="socket")
+
+    def __getitem__(self, _types):
+        return self
+
+    def __call__(self, **_kwargs):
+        return self
+
+    def _get_response(self):
+        return self.startup
+
+    def send(self, msg):
+        fails = self.failing == "every" or (self.failing == "terminal" and msg.type in TERMINAL_FRAMES)
+        self.sent.append(Sent(msg.type, state_name(getattr(msg, "state", None)) if msg.type == "TaskState" else None,
+                              not fails))
+        if fails:
+            raise BrokenPipeError("the supervisor channel is broken")
+        return XComResult(key=msg.key, value=None) if msg.type == "GetXCom" else None
+
+
+class ScriptedOperator(BaseOperator):
+    """A task whose ``execute`` raises ``error`` (returns when None), after labelling its map index if it has a
+    ``map_index_template``."""
+
+    def __init__(self, *, error: "BaseException | None" = None, **kwargs):
+        super().__init__(**kwargs)
+        self.error = error
+
+    def execute(self, context):
+        if self.map_index_template:
+            context["label"] = "mapped"
+        if self.error is not None:
+            raise self.error
+
+
+def _model(model, **values):
+    """``model`` of ``values``, less the fields the installed release's model does not have."""
+    return model(**{k: v for k, v in values.items() if k in model.model_fields})
+
+
+def _startup(try_number: int, max_tries: int, should_retry: bool) -> StartupDetails:
+    dag_run = _model(DagRun, dag_id="exported", run_id="run", logical_date=NOW, data_interval_start=NOW,
+                     data_interval_end=NOW, run_after=NOW, start_date=NOW, end_date=None, run_type="manual",
+                     state="running", consumed_asset_events=[], partition_key=None)
+    ti = _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
+                map_index=-1, dag_version_id=uuid.UUID(int=2))
+    context = _model(TIRunContext, dag_run=dag_run, max_tries=max_tries, should_retry=should_retry, xcom_keys_to_clear=[])
+    return _model(StartupDetails, ti=ti, dag_rel_path="exported.py", bundle_info=BundleInfo(name="exported", version=None),
+                  start_date=NOW, ti_context=context, sentry_integration="")
+
+
+class _Bundle:
+    """The bundle as ``main``'s ``BundleVersionLock`` reads it: unversioned."""
+
+    name = "exported"
+    version = None
+
+
+def final_state_for(exit_code: int, should_retry: bool) -> str:
+    """The real supervisor's ``final_state`` for a task process that exited ``exit_code`` with no terminal state
+    delivered, under the ``should_retry`` the server gave at start."""
+    sup = ActivitySubprocess(id=TI_ID, pid=4242, process=mock.MagicMock(), stdin=mock.MagicMock(),
+                             process_log=mock.MagicMock(), client=mock.MagicMock(), selector=mock.MagicMock())
+    sup._exit_code = exit_code
+    if hasattr(sup, "_should_retry"):  # task-sdk 1.1.2 on; before, a non-zero exit is always FAILED
+        sup._should_retry = should_retry
+    return state_name(sup.final_state)
+
+
+@dataclasses.dataclass
+class Try:
+    """What came of one try of the real task runner: the state ``run`` decided, the exit ``main`` chose, every request
+    it sent, and what the supervisor's ``final_state`` records for that exit when no terminal frame got through (None
+    when one did: the supervisor then goes by the frame)."""
+
+    state: "str | None"
+    exit_code: int
+    sent: list
+    recorded: "str | None"
+
+
+def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, should_retry: bool,
+            failing: "str | None" = None, retry_policy=None, map_index_template: "str | None" = None) -> Try:
+    """One try through the real ``task_runner.main`` (startup, ``run``, ``finalize``, its ``sys.exit``): the task raises
+    ``error`` (returns when None); only the supervisor channel and the DAG file's parsing are stood in for."""
+    extra = {"retry_policy": retry_policy} if retry_policy is not None else {}
+    with DAG("exported", schedule=None):
+        task = ScriptedOperator(task_id="task", error=error, retries=max_tries, map_index_template=map_index_template,
+                                **extra)
+    channel = SupervisorChannel(_startup(try_number, max_tries, should_retry), failing)
+    decided = []
+    real_run = task_runner.run
+
+    def parse(what, log):
+        return task_runner.RuntimeTaskInstance.model_construct(
+            **what.ti.model_dump(exclude_unset=True), task=task, bundle_instance=_Bundle(),
+            _ti_context_from_server=what.ti_context, max_tries=what.ti_context.max_tries,
+            start_date=what.start_date, state="running", sentry_integration="")
+
+    def recording_run(ti, context, log):
+        result = real_run(ti, context, log)
+        decided.append(result[0])
+        return result
+
+    sigterm = signal.getsignal(signal.SIGTERM)  # the runner installs its own handler
+    exit_code = 0
+    try:
+        with mock.patch.multiple(task_runner, CommsDecoder=channel, parse=parse, run=recording_run), \
+                contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            task_runner.main()
+    except SystemExit as e:
+        exit_code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    state = state_name(decided[0]) if decided else None
+    through = any(s.delivered and s.type in TERMINAL_FRAMES for s in channel.sent)
+    return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry))
+
+def minimal_run() -> Try:
+    """R4's run: try_number=1 max_tries=1 should_retry=true; task raises AirflowFailException; policy none; comms every_send_fails; with map_index_template"""
+    return run_try(exceptions.AirflowFailException("R4"), try_number=1, max_tries=1, should_retry=True,
+                   failing='every', map_index_template="{{ label }}")
+
+
+def test_r4_fail_exception_never_retries():
+    attempt = minimal_run()
+    assert not any(s.type == "RetryTask" for s in attempt.sent) and attempt.state != "up_for_retry", (
+        f"The task raised an exception that must never be retried, yet the task runner answered with a retry "
+        f"(it decided {attempt.state}; sent {attempt.sent}).")
