@@ -21,6 +21,7 @@ import attrs
 
 from model import supervisor
 from model.release import SPECIFIED, Release
+from model.words import said_plainly
 from model.scenario import (
     AWAITING_INPUT,
     DEFERRED,
@@ -215,8 +216,8 @@ class RuntimeRun:
                                  "policy none|ACTION [delay=N] [reason=WORD], comms MODE, with FEATURE...")
         try:
             return cls(**fields)
-        except ValueError as e:
-            raise ValueError(f"bad runtime run {text!r}: {e}") from None
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"bad runtime run: {said_plainly(e)}") from None
 
 
 def _parse_policy(words: list[str], part: str) -> Policy:
@@ -224,13 +225,16 @@ def _parse_policy(words: list[str], part: str) -> Policy:
     kwargs: dict = {}
     for word in rest:
         key, sep, value = word.partition("=")
-        if key == "delay" and sep:
+        if key == "delay" and sep and value.isdigit():
             kwargs["delay"] = int(value)
         elif key == "reason" and sep:
             kwargs["reason"] = value
         else:
-            raise ValueError(f"bad policy word {word!r} in {part!r}")
-    return Policy(action, **kwargs)
+            raise ValueError(f"bad policy word {word!r} in {part!r}; a policy is ACTION [delay=N] [reason=WORD], N a whole number of seconds")
+    try:
+        return Policy(action, **kwargs)
+    except ValueError as e:
+        raise ValueError(f"bad policy {part!r}: {said_plainly(e)}") from None
 
 
 #: The runtime's requests that do not end the try (the supervisor answers them and carries on):

@@ -20,6 +20,7 @@ from typing import Union
 import attrs
 
 from model.frozen import replace
+from model.words import said_plainly
 
 # TaskInstanceState values, spelled as Airflow spells them on the wire.
 QUEUED = "queued"
@@ -279,7 +280,7 @@ def parse_event(part: str) -> Event:
         if verb == "ignore" and args == ["sigterm"]:
             return IgnoreSigterm()
     except (ValueError, TypeError) as e:
-        raise ValueError(f"bad event {part!r}: {e}") from None
+        raise ValueError(f"bad event {part!r}: {said_plainly(e)}") from None
     raise ValueError(f"unknown event {part!r}; events are: send FRAME [STATE], fault CALL KIND, heartbeat CODE|timeout, overtime, ignore sigterm")
 
 

@@ -160,16 +160,26 @@ def _print_replay(name: str, kind, run, expected, observed, record=None) -> int:
 
 
 def _replay_life(args) -> int:
-    from impl.frontdoor.lifecycle import pairings_for, replay_life
+    from impl.frontdoor.lifecycle import pairings_for, parse_life, replay_life
     from model.lifecycle import life_violations
 
+    try:
+        _, plays, _ = parse_life(args.scenario)
+        pairings = pairings_for(args.target)
+    except ValueError as e:
+        raise SystemExit(f"finalstate: bad scenario: {e}") from None
+    except UnknownTarget as e:
+        raise SystemExit(f"finalstate: {e}") from None
     failed = False
-    for pairing in pairings_for(args.target):
+    for pairing in pairings:
         if pairing.unavailable:
             raise SystemExit(f"finalstate: {pairing.name}: {pairing.unavailable}")
+        if pairing.plays != plays:
+            print(f"{pairing.name}: its runtime plays {pairing.plays} tries, this life's are {plays} tries")
+            continue
         try:
             life = replay_life(pairing, args.scenario)
-        except (ValueError, IndexError) as e:
+        except IndexError as e:
             print(f"{pairing.name}: this life does not apply ({e})")
             continue
         found = life_violations(life)

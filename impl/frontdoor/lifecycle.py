@@ -70,6 +70,8 @@ class Pairing:
     target: str = ""
     #: Lives on a real server's rows (``RealRows``): one TI row per life; None: the model's row accounting.
     rows: RealRows | None = None
+    #: The kind of try its runtime side plays: ``runtime`` (the Python task runner's) or ``coordinator``.
+    plays: str = "runtime"
 
 
 class RealRows:
@@ -131,7 +133,7 @@ def coordinator_pairing(name: str, end_to_end, rows: RealRows | None = None) -> 
         observation = end_to_end(run)
         return Try(context, coordinator_met(run), run.failure, observation, f"exit {observation.exit_code}",
                    rows.row_after() if rows else None)
-    return Pairing(name, coordinator_tries, attempt, rows=rows)
+    return Pairing(name, coordinator_tries, attempt, rows=rows, plays="coordinator")
 
 
 def coordinator_met(run: CoordinatorRun) -> str:
@@ -263,18 +265,34 @@ def life_machine(pairing: Pairing, invariants: tuple, known: tuple = ()) -> type
                 {"pairing": pairing, "checked": invariants, "known": known})
 
 
+def parse_life(text: str) -> tuple[int, str, tuple]:
+    """``retries=N | TRY | TRY ...`` read: the retries, the kind of its tries (``Pairing.plays``), and each try as
+    drawn (a ``CoordinatorRun``, or a Python runtime's outcome, policy and comms). ``ValueError`` names the part that
+    is wrong."""
+    head, *tries = [p.strip() for p in text.split("|")]
+    retries = head.removeprefix("retries=")
+    if retries == head or not retries.isdigit():
+        raise ValueError(f"a life begins with 'retries=N', N a whole number, not {head!r}")
+    kinds = {"coordinator" if kind_of(t) == "coordinator" else "runtime" for t in tries}
+    if len(kinds) != 1:
+        raise ValueError("a life has one or more tries after 'retries=N |', all of one runtime's kind "
+                         "(task returns/raises ...; or task success/error/...)")
+    return int(retries), kinds.pop(), tuple(map(_drawn, tries))
+
+
+def _drawn(spec: str):
+    if kind_of(spec) == "coordinator":
+        return CoordinatorRun.from_text(spec)
+    run = RuntimeRun.from_text(f"try_number=1 max_tries=0; {spec}")
+    return run.outcome, run.policy, run.comms
+
+
 def replay_life(pairing: Pairing, text: str) -> Life:
     """Live a finding's life again: ``retries=N | TRY | TRY ...`` (each TRY as the trace prints it)."""
-    head, *tries = [p.strip() for p in text.split("|")]
-    life = Life.new(int(head.removeprefix("retries=")))
+    retries, _, tries = parse_life(text)
+    life = Life.new(retries)
     if pairing.rows is not None:
         pairing.rows.open(life.retries)
-    for spec in tries:
-        context = life.next_context()
-        if kind_of(spec) == "coordinator":
-            drawn = CoordinatorRun.from_text(spec)
-        else:
-            run = RuntimeRun.from_text(f"try_number=1 max_tries=0; {spec}")
-            drawn = (run.outcome, run.policy, run.comms)
-        life = life.record(pairing.attempt(context, drawn))
+    for drawn in tries:
+        life = life.record(pairing.attempt(life.next_context(), drawn))
     return life
