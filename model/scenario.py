@@ -128,7 +128,7 @@ class Send:
         if (self.frame == "TaskState") != (self.state is not None):
             raise ValueError(f"{self.frame} frame cannot carry state={self.state!r}")
         if self.state is not None and self.state not in TASK_STATE_STATES:
-            raise ValueError(f"TaskState state must be one of {TASK_STATE_STATES}, not {self.state!r}")
+            raise ValueError(f"TaskState state {self.state!r} is not known; allowed: {', '.join(TASK_STATE_STATES)}")
 
 
 @attrs.frozen
