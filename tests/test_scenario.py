@@ -28,7 +28,7 @@ def test_context_may_be_left_out_and_should_retry_derived():
     ("", "empty scenario"),
     ("send RetryTask", "ends with 'exit CODE'"),
     ("send Nope; exit 0", "bad event 'send Nope'"),
-    ("send TaskState success; exit 0", "TaskState state must be one of"),
+    ("send TaskState success; exit 0", "TaskState state 'success' is not known; allowed: failed"),
     ("send RetryTask failed; exit 0", "cannot carry state"),
     ("fault start transient; exit 0", "bad event"),
     ("heartbeat 418; exit 0", "bad event"),
