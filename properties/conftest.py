@@ -213,9 +213,14 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_runtest_logreport(report):
-    """Under pytest-xdist, each test's Hypothesis statistics into the JUnit report, as Hypothesis puts them there
-    without it (its plugin finds no JUnit writer in a worker, pytest-dev/pytest#7767): the matrix counts a cell's
-    examples from them. A report that came from a worker carries them (``_hypothesis_stats``) to the controller."""
+    """What Hypothesis adds to a report beside the run under check, settled on the controller:
+
+    - under pytest-xdist, each test's Hypothesis statistics go into the JUnit report, as Hypothesis puts them there
+      without it (its plugin finds no JUnit writer in a worker, pytest-dev/pytest#7767): the matrix counts a cell's
+      examples from them;
+    - no patch offering to add the failing examples to the checker's own properties (``git apply
+      .hypothesis/patches/...``): the report's replay line is how a run under check is replayed."""
+    report.__dict__.pop("_hypothesis_failing_examples", None)
     stats = report.__dict__.get("_hypothesis_stats")
     if report.when != "teardown" or stats is None or not hasattr(report, "node"):
         return

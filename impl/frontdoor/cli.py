@@ -332,7 +332,7 @@ def _add_server_db_option(parser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="finalstate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="finalstate", description=__doc__.split("\n")[0].replace("``", ""))
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="run the checker (pytest properties/) against a target")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, MultiplexedDatabase
 
 PROFILES = ("dev", "ci", "nightly")
@@ -43,7 +43,10 @@ def example_database():
     return MultiplexedDatabase(*filter(None, (local, DirectoryBasedExampleDatabase(shared))))
 
 
-_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+#: No ``explain`` phase: the lines it reports as run only by failing examples are the checker's own (``impl/``,
+#: ``model/``), never the code under check, which runs in another process or is installed; a report shows the run.
+_COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+               phases=tuple(phase for phase in Phase if phase is not Phase.explain))
 #: While developing: quick and random; remembers.
 settings.register_profile("dev", max_examples=200, stateful_step_count=30, database=example_database(), **_COMMON)
 #: CI and the test command: the same examples every run, bounded.
