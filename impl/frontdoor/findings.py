@@ -461,6 +461,16 @@ COORDINATOR_LIFECYCLE_PAIRINGS = ("model-coordinator+model", "model-coordinator+
                                   "model-coordinator+airflow-inproc, real rows", "reference-runtime", "cmd:*")
 
 
+def _undelivered_success_left_running(life, _=None) -> bool:
+    """L5's cause (F9 and F1 across tries): a try whose succeed() the supervisor could not deliver left the row
+    running, whatever it reported: SUCCESS on the exit 0 (F1's skip), or, from 1.4.0b2, FAILED when the success
+    overtime killed it with no closing call (F9)."""
+    return _try_left_running_as(SUCCESS)(life) or any(
+        t.observation.row == RUNNING and t.observation.row_gone is None
+        and any(c.name == "succeed" and c.status != 200 for c in t.observation.calls)
+        and not any(c.name == "finish" for c in t.observation.calls) for t in life.tries)
+
+
 def _finish_failed_left_running(life, _=None) -> bool:
     """L6's cause (F3 across tries): a try whose closing finish() failed left the row running."""
     return any(t.observation.row == RUNNING and t.observation.row_gone is None
@@ -523,10 +533,13 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
         "L5", "no_try_leaves_row_running",
         "retries=0 | fault succeed permanent; task success",
         "a succeeding coordinator try whose SucceedTask the supervisor cannot deliver is reported SUCCESS, and the "
-        "row stays RUNNING",
+        "row stays RUNNING (from 1.4.0b2, when the success overtime kills it: reported FAILED, the row RUNNING all "
+        "the same)",
         "supervisor findings F9 and F1: the failed succeed() (since 1.2.2 replayed at close, failing again) leaves "
-        "SUCCESS as the final state on exit 0, which is in STATES_SENT_DIRECTLY, so no call reports it",
-        COORDINATOR_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(SUCCESS),
+        "SUCCESS as the final state on exit 0, which is in STATES_SENT_DIRECTLY, so no call reports it; from "
+        "1.4.0b2 the overtime runs from the held SUCCESS, and after its kill update_task_state_if_needed makes no "
+        "finish() either (F9)",
+        COORDINATOR_LIFECYCLE_PAIRINGS, "lifecycle", _undelivered_success_left_running,
         # Before 1.2.2 nothing is replayed, but the failed succeed() leaves SUCCESS held all the same (the state is
         # held from the call on: Release.holds_an_undelivered_outcome), and F1's skip leaves the row RUNNING.
     ),
