@@ -212,3 +212,33 @@ def test_ctrl_c_kills_the_running_cells(tmp_path):
         run_matrix(("installed", "9.9.9"), ("airflow-inproc",), out=tmp_path, progress=interrupt)
     assert len(seen[0]) == 1, "the installed release's run was going when the interrupt came"
     assert not _children_running_pytest(), "a cell outlived the interrupt"
+
+
+def test_a_terminated_matrix_leaves_no_cell_running(tmp_path):
+    """A cancelled CI job's SIGTERM stops ``finalstate matrix --cell`` as Ctrl-C does: the cell's pytest and its
+    xdist workers go with it."""
+    import signal
+    import time
+
+    import psutil
+
+    matrix = subprocess.Popen([sys.executable, "-m", "impl.releases.matrix", "--cell", "installed:airflow-inproc",
+                               "--out", str(tmp_path), "--store", str(tmp_path / "store"), "--cell-workers", "2"],
+                              cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        descendants: list[psutil.Process] = []
+        while time.monotonic() < deadline and not any(b"pytest" in " ".join(p.cmdline()).encode()
+                                                      for p in descendants if p.is_running()):
+            time.sleep(0.2)
+            descendants = psutil.Process(matrix.pid).children(recursive=True)
+        assert descendants, "the cell's pytest never started"
+        time.sleep(2)  # its xdist workers start
+        descendants = psutil.Process(matrix.pid).children(recursive=True)
+        matrix.send_signal(signal.SIGTERM)
+        assert matrix.wait(30) == 128 + signal.SIGTERM
+        gone, alive = psutil.wait_procs(descendants, timeout=10)
+        assert not alive, f"left running: {[p.cmdline() for p in alive]}"
+    finally:
+        if matrix.poll() is None:
+            matrix.kill()

@@ -658,8 +658,16 @@ def _progress(started: float):
     return progress
 
 
+def _stop_on_sigterm(signum, frame) -> None:
+    """A SIGTERM (a cancelled CI job, a ``kill``) stops the matrix as Ctrl-C does: the running cells' process groups
+    are killed on the way out, none left behind."""
+    raise SystemExit(128 + signum)
+
+
 def cmd_matrix(args) -> int:
     from impl.releases.environments import RELEASES, UnknownRelease
+
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     releases = tuple(r.strip() for r in args.releases.split(",") if r.strip()) if args.releases else tuple(RELEASES)
     if args.airflow_src:
