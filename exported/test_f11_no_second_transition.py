@@ -28,12 +28,12 @@ import uuid
 from datetime import datetime, timezone
 from unittest import mock
 
+from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 import inspect
 
 import psutil
 from airflow.sdk.api.client import ServerResponseError
-from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
 from airflow.sdk.execution_time.comms import _RequestFrame
 
 try:  # the client is built on httpx2 from task-sdk 1.4.0, on httpx before
@@ -56,6 +56,25 @@ def state_name(state) -> str | None:
     """A state as the supervisor holds or reports it (a ``TaskInstanceState``, or ``SERVER_TERMINATED`` in either
     spelling), as one lower-case string."""
     return None if state is None else str(getattr(state, "value", state)).lower()
+
+
+def _model(model, **values):
+    """``model`` of ``values``, less the fields the installed release's model does not have."""
+    return model(**{k: v for k, v in values.items() if k in model.model_fields})
+
+
+def run_context(max_tries: int, should_retry: bool) -> TIRunContext:
+    """The ``TIRunContext`` the Execution API hands out as the attempt starts (``task_instances.start``)."""
+    dag_run = _model(DagRun, dag_id="exported", run_id="run", logical_date=NOW, data_interval_start=NOW,
+                     data_interval_end=NOW, run_after=NOW, start_date=NOW, end_date=None, run_type="manual",
+                     state="running", consumed_asset_events=[], partition_key=None)
+    return _model(TIRunContext, dag_run=dag_run, max_tries=max_tries, should_retry=should_retry, xcom_keys_to_clear=[])
+
+
+def task_instance(try_number: int) -> TaskInstance:
+    """The task instance the attempt is of."""
+    return _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
+                  map_index=-1, dag_version_id=uuid.UUID(int=2))
 _REQUEST = httpx.Request("PATCH", f"http://execution-api.invalid/task-instances/{TI_ID}/state")
 
 
@@ -94,8 +113,7 @@ class ExecutionAPI:
 
     def __init__(self, *, try_number: int, max_tries: int, should_retry: bool, tries: int):
         self.try_number, self.tries = try_number, tries
-        self.context = TIRunContext.model_construct(dag_run=DagRun.model_construct(), max_tries=max_tries,
-                                                    should_retry=should_retry, start_date=None)
+        self.context = run_context(max_tries, should_retry)
         self.row, self.archived, self.gone = "running", False, None
         self.faults: dict[str, str] = {}
         self.heartbeat_answer = 200
@@ -229,7 +247,7 @@ def run_attempt(api: ExecutionAPI, events: list, exit_code: int) -> Attempt:
     selector.select.side_effect = wake_up
     sup = ActivitySubprocess(id=TI_ID, pid=process.pid, process=process, stdin=mock.MagicMock(name="stdin"),
                              process_log=mock.MagicMock(name="process_log"), client=api.client(), selector=selector)
-    started = {"ti": TaskInstance.model_construct(id=TI_ID, try_number=api.try_number), "dag_rel_path": "dag.py",
+    started = {"ti": task_instance(api.try_number), "dag_rel_path": "dag.py",
                "bundle_info": None}
     if "sentry_integration" in inspect.signature(sup._on_child_started).parameters:  # task-sdk 1.2.0 on
         started["sentry_integration"] = ""

@@ -27,6 +27,7 @@ import uuid
 from datetime import datetime, timezone
 from unittest import mock
 
+from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 import contextlib
 import importlib
@@ -34,7 +35,6 @@ import io
 import signal
 
 from airflow.sdk import DAG, BaseOperator
-from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
 from airflow.sdk.execution_time import task_runner
 from airflow.sdk.execution_time.comms import BundleInfo, StartupDetails, XComResult
 
@@ -56,6 +56,25 @@ def state_name(state) -> str | None:
     """A state as the supervisor holds or reports it (a ``TaskInstanceState``, or ``SERVER_TERMINATED`` in either
     spelling), as one lower-case string."""
     return None if state is None else str(getattr(state, "value", state)).lower()
+
+
+def _model(model, **values):
+    """``model`` of ``values``, less the fields the installed release's model does not have."""
+    return model(**{k: v for k, v in values.items() if k in model.model_fields})
+
+
+def run_context(max_tries: int, should_retry: bool) -> TIRunContext:
+    """The ``TIRunContext`` the Execution API hands out as the attempt starts (``task_instances.start``)."""
+    dag_run = _model(DagRun, dag_id="exported", run_id="run", logical_date=NOW, data_interval_start=NOW,
+                     data_interval_end=NOW, run_after=NOW, start_date=NOW, end_date=None, run_type="manual",
+                     state="running", consumed_asset_events=[], partition_key=None)
+    return _model(TIRunContext, dag_run=dag_run, max_tries=max_tries, should_retry=should_retry, xcom_keys_to_clear=[])
+
+
+def task_instance(try_number: int) -> TaskInstance:
+    """The task instance the attempt is of."""
+    return _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
+                  map_index=-1, dag_version_id=uuid.UUID(int=2))
 #: The module of the exceptions a task ends by: the SDK's own from task-sdk 1.2.0, apache-airflow-core's before.
 exceptions = importlib.import_module("airflow.sdk.exceptions" if _task_sdk_version() >= (1, 2, 0) else "airflow.exceptions")
 TERMINAL_FRAMES = {"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask", "AwaitInputTask"}
@@ -116,20 +135,10 @@ class ScriptedOperator(BaseOperator):
             raise self.error
 
 
-def _model(model, **values):
-    """``model`` of ``values``, less the fields the installed release's model does not have."""
-    return model(**{k: v for k, v in values.items() if k in model.model_fields})
-
-
 def _startup(try_number: int, max_tries: int, should_retry: bool) -> StartupDetails:
-    dag_run = _model(DagRun, dag_id="exported", run_id="run", logical_date=NOW, data_interval_start=NOW,
-                     data_interval_end=NOW, run_after=NOW, start_date=NOW, end_date=None, run_type="manual",
-                     state="running", consumed_asset_events=[], partition_key=None)
-    ti = _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
-                map_index=-1, dag_version_id=uuid.UUID(int=2))
-    context = _model(TIRunContext, dag_run=dag_run, max_tries=max_tries, should_retry=should_retry, xcom_keys_to_clear=[])
-    return _model(StartupDetails, ti=ti, dag_rel_path="exported.py", bundle_info=BundleInfo(name="exported", version=None),
-                  start_date=NOW, ti_context=context, sentry_integration="")
+    return _model(StartupDetails, ti=task_instance(try_number), dag_rel_path="exported.py",
+                  bundle_info=BundleInfo(name="exported", version=None), start_date=NOW,
+                  ti_context=run_context(max_tries, should_retry), sentry_integration="")
 
 
 class _Bundle:

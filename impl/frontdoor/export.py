@@ -113,6 +113,19 @@ assert attempt.gone is not None or not refused, (
 assert not stop or attempt.final_state == "server_terminated", (
     f"A heartbeat was refused ({stop[0] if stop else ''}): the server said the task must stop and the supervisor "
     f"killed it, yet final_state is {attempt.final_state}, not SERVER_TERMINATED. "\n    f"Calls (answers as the supervisor saw them): {attempt.calls}")"""),
+    "malformed_frame_still_ends_the_attempt": Invariant(
+        "a request frame the supervisor cannot decode does not end its supervision: wait() still sees the exit, "
+        "decides a final state and reports it.",
+        """assert attempt.raised is None and attempt.final_state is not None, (
+    f"A request frame the supervisor cannot decode made wait() raise {attempt.raised}: no final state was decided "
+    f"and nothing reported the attempt (client calls: {attempt.calls}), so the task instance stays RUNNING.")"""),
+    "every_request_is_answered": Invariant(
+        "every request frame gets a response frame (an error one when its body cannot be validated): a runtime "
+        "awaiting it never hangs.",
+        """assert attempt.exit_code != NO_ANSWER, (
+    f"The task process sent a request whose body fails validation and got no response within "
+    f"{ANSWER_WAIT_SECONDS} s: a runtime awaiting one, as every SDK's comms client does, hangs until something "
+    f"kills it.")"""),
     "non_success_never_recorded_success": Invariant(
         "a try the task runner decided is not a success (skipped, failed, up_for_retry, ...) is never recorded SUCCESS "
         "by the supervisor, whether or not its terminal frame got through.",
@@ -149,13 +162,18 @@ _NOT_EXPORTED_KINDS = {
                    "an Airflow release: its test belongs to that runtime's suite, and no task-sdk release fixes it",
     "lifecycle": "needs a real row across tries (the Execution API app in process on a migrated SQLite database); "
                  "its export is not written yet",
-    "wire": "needs real processes and sockets (_PopenActivitySubprocess and a runtime writing raw bytes); its export "
-            "is not written yet",
 }
-#: Supervisor findings whose cause is the Execution API itself: a test with a stand-in server would only restate it.
-_SERVER_FINDINGS = {
+#: Findings of an exported kind that are not exported all the same, and why.
+_NOT_EXPORTED = {
     "F13": "a finding of the Execution API (ti_update_state of apache-airflow-core before 3.3.0 refuses the state the "
-           "row already holds); its test needs the real app of such a core, in airflow-core's tests; not written yet",
+           "row already holds), not of the supervisor: a test with a stand-in server would only restate it; its test "
+           "needs the real app of such a core, in airflow-core's tests; not written yet",
+    "W3": "its run makes the supervisor allocate and zero 4 GiB: not a test to add to a suite; a bounded variant "
+          "(a length prefix over a limit the fix sets) is for the fix to write",
+    "W4": "needs _PopenActivitySubprocess launching a runtime command (task-sdk 1.3.0 on) and a count of its listening "
+          "sockets after wait() raised; not written yet",
+    "W5": f"fixed in 1.0.3, before the earliest release the harness drives ({EARLIEST}: its wire before was JSON "
+          "lines): its test would pass on every release it can run on",
 }
 
 
@@ -176,11 +194,15 @@ def not_exported_because(finding: Finding) -> str | None:
     """Why ``finding`` has no exported module, or None when it has one."""
     if finding.kind not in KINDS:
         return _NOT_EXPORTED_KINDS[finding.kind]
-    if finding.id in _SERVER_FINDINGS:
-        return _SERVER_FINDINGS[finding.id]
+    if finding.id in _NOT_EXPORTED:
+        return _NOT_EXPORTED[finding.id]
     if finding.invariant not in INVARIANTS:
         return f"its invariant {finding.invariant} has no written-out assertion yet"
-    return KINDS[finding.kind].unsupported(finding, KINDS[finding.kind].parse(finding.scenario))
+    try:
+        run = KINDS[finding.kind].parse(finding.scenario)
+    except ValueError as e:
+        return f"the harness does not play its run: {e}"
+    return KINDS[finding.kind].unsupported(finding, run)
 
 
 def export(finding: Finding, release: Release) -> Exported | NotExported:
@@ -276,10 +298,13 @@ def _module(finding: Finding, shown_on: Release) -> str:
         "others: it is the fix's regression test.",
         f"Correct behaviour ({finding.invariant}): {invariant.correct}",
         *_also_failing(finding),
-        f"The run (finalstate's minimal counterexample): {run.to_text()}. As finalstate's model of task-sdk "
-        f"{shown_on} has it, {kind.described(run, kind.model_run(run, shown_on))}.",
+        f"The run (finalstate's minimal counterexample): {run.to_text()}."
+        + (f" As finalstate's model of task-sdk {shown_on} has it, {kind.described(run, kind.model_run(run, shown_on))}."
+           if kind.model_run else ""),
         "Exported by `finalstate export` from finalstate's findings registry. It needs only "
-        "apache-airflow-task-sdk and pytest; its place in Airflow is task-sdk/tests/task_sdk/execution_time/.",
+        "apache-airflow-task-sdk and pytest; its place in Airflow is task-sdk/tests/task_sdk/execution_time/"
+        + (" (it forks the task process, as test_supervisor.py's tests of ActivitySubprocess.start do)."
+           if finding.kind == "wire" else "."),
     ])
     imports, code = _harness(finding.kind)
     assertion = invariant.assertion.replace("EXPECTED_RETRY", repr(_retry_expected(run))).replace(
@@ -390,19 +415,72 @@ def _why_retry(run) -> str:
 
 
 @attrs.frozen
+class WireScript:
+    """A task process's script in a wire finding's words: the bytes it writes on the requests channel once it has its
+    StartupDetails, whether it then awaits an answer, and its exit."""
+
+    text: str
+    writes: tuple[bytes, ...]
+    awaits: bool
+    exit_code: int
+
+    def to_text(self) -> str:
+        return self.text
+
+
+def _parse_wire(text: str) -> WireScript:
+    """``write HEX (...)``, ``write a frame with body {type: NAME}``, ``await its response``, ``exit N``, separated by
+    ``;``; ``ValueError`` naming a part the harness does not play."""
+    writes, awaits, exit_code = [], False, None
+    for part in (p.strip() for p in text.split(";")):
+        hex_write = re.fullmatch(r"write ([0-9a-f]+)( \(.*\))?( and nothing else)?", part)
+        frame_write = re.fullmatch(r"write a frame with body \{type: (\w+)\}", part)
+        if hex_write:
+            writes.append(bytes.fromhex(hex_write.group(1)))
+        elif frame_write:
+            writes.append(codec.encode_request(codec.RequestFrame(1, {"type": frame_write.group(1)})))
+        elif part == "await its response":
+            awaits = True
+        elif re.fullmatch(r"exit -?\d+", part):
+            exit_code = int(part.split()[1])
+        else:
+            raise ValueError(f"{part!r}")
+    if exit_code is None:
+        raise ValueError("no exit")
+    return WireScript(text, tuple(writes), awaits, exit_code)
+
+
+def _wire_body(finding: Finding, script: WireScript) -> list[str]:
+    ending = (f"os._exit({script.exit_code} if answered(0) else NO_ANSWER)" if script.awaits
+              else f"os._exit({script.exit_code})")
+    return [
+        "def child():",
+        f'    """The task process: {script.text}."""',
+        "    read_frame(0)  # StartupDetails",
+        *(f'    os.write(0, bytes.fromhex("{data.hex()}"))' for data in script.writes),
+        f"    {ending}",
+        "",
+        "",
+        "def minimal_run() -> Supervised:",
+        f'    """{finding.id}\'s run: {script.text}"""',
+        "    return supervise(child)",
+    ]
+
+
+@attrs.frozen
 class ExportKind:
     """How one kind of finding is exported: its run parsed, what finalstate's model makes of it on a release (and in
     words), what the harness cannot play, the module's imports and functions for the run, and the target its matrix
     cells are checked on."""
 
     parse: Callable
-    model_run: Callable
-    described: Callable
+    model_run: Callable | None  # None: the model has no such runs (the wire)
+    described: Callable | None
     unsupported: Callable
     imports: Callable
     body: Callable
     target: str
-    invariants: str
+    invariants: str | None
 
 
 def _model_supervisor(scenario: Scenario, release: Release):
@@ -428,6 +506,8 @@ KINDS: dict[str, ExportKind] = {
                              _supervisor_imports, _supervisor_body, "airflow-inproc", "model.invariants"),
     "runtime": ExportKind(_parse_try, _model_runtime, _runtime_described, _unsupported_try, _runtime_imports,
                           _runtime_body, "airflow-task-runner", "model.runtime_invariants"),
+    "wire": ExportKind(_parse_wire, None, None, lambda finding, script: None, lambda script: [], _wire_body,
+                       "airflow-process", None),
 }
 
 
@@ -485,6 +565,8 @@ def other_causes(finding: Finding, release: Release) -> tuple[str, ...]:
     from impl.frontdoor.findings import findings_on
 
     kind = KINDS[finding.kind]
+    if kind.model_run is None:
+        return ()
     run = kind.parse(finding.scenario)
     observed = kind.model_run(run, release)
     if not getattr(importlib.import_module(kind.invariants), finding.invariant)(run, observed):
@@ -601,7 +683,8 @@ def run_modules(out: Path, release: str) -> dict[str, str]:
 def _outcomes(junit: Path) -> dict[str, str]:
     outcomes = {}
     for case in ElementTree.parse(junit).iter("testcase"):
-        module = case.get("classname", "").rsplit(".", 1)[-1] + ".py"
+        # A module skipped as it is collected (``pytest.importorskip``) is a case with no classname, named by it.
+        module = (case.get("classname") or case.get("name", "")).rsplit(".", 1)[-1] + ".py"
         if case.find("failure") is not None:
             outcomes[module] = "fails"
         elif case.find("error") is not None:

@@ -9,13 +9,13 @@ import uuid
 from datetime import datetime, timezone
 from unittest import mock
 
+from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 # --- imports: supervisor ---
 import inspect
 
 import psutil
 from airflow.sdk.api.client import ServerResponseError
-from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
 from airflow.sdk.execution_time.comms import _RequestFrame
 
 try:  # the client is built on httpx2 from task-sdk 1.4.0, on httpx before
@@ -29,9 +29,15 @@ import io
 import signal
 
 from airflow.sdk import DAG, BaseOperator
-from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
 from airflow.sdk.execution_time import task_runner
 from airflow.sdk.execution_time.comms import BundleInfo, StartupDetails, XComResult
+# --- imports: wire ---
+import os
+import select
+import signal
+from contextlib import suppress
+
+from airflow.sdk.execution_time.comms import BundleInfo
 # --- code: common ---
 TI_ID = uuid.UUID("01970000-0000-7000-8000-000000000001")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -47,6 +53,25 @@ def state_name(state) -> str | None:
     """A state as the supervisor holds or reports it (a ``TaskInstanceState``, or ``SERVER_TERMINATED`` in either
     spelling), as one lower-case string."""
     return None if state is None else str(getattr(state, "value", state)).lower()
+
+
+def _model(model, **values):
+    """``model`` of ``values``, less the fields the installed release's model does not have."""
+    return model(**{k: v for k, v in values.items() if k in model.model_fields})
+
+
+def run_context(max_tries: int, should_retry: bool) -> TIRunContext:
+    """The ``TIRunContext`` the Execution API hands out as the attempt starts (``task_instances.start``)."""
+    dag_run = _model(DagRun, dag_id="exported", run_id="run", logical_date=NOW, data_interval_start=NOW,
+                     data_interval_end=NOW, run_after=NOW, start_date=NOW, end_date=None, run_type="manual",
+                     state="running", consumed_asset_events=[], partition_key=None)
+    return _model(TIRunContext, dag_run=dag_run, max_tries=max_tries, should_retry=should_retry, xcom_keys_to_clear=[])
+
+
+def task_instance(try_number: int) -> TaskInstance:
+    """The task instance the attempt is of."""
+    return _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
+                  map_index=-1, dag_version_id=uuid.UUID(int=2))
 # --- code: supervisor ---
 _REQUEST = httpx.Request("PATCH", f"http://execution-api.invalid/task-instances/{TI_ID}/state")
 
@@ -86,8 +111,7 @@ class ExecutionAPI:
 
     def __init__(self, *, try_number: int, max_tries: int, should_retry: bool, tries: int):
         self.try_number, self.tries = try_number, tries
-        self.context = TIRunContext.model_construct(dag_run=DagRun.model_construct(), max_tries=max_tries,
-                                                    should_retry=should_retry, start_date=None)
+        self.context = run_context(max_tries, should_retry)
         self.row, self.archived, self.gone = "running", False, None
         self.faults: dict[str, str] = {}
         self.heartbeat_answer = 200
@@ -221,7 +245,7 @@ def run_attempt(api: ExecutionAPI, events: list, exit_code: int) -> Attempt:
     selector.select.side_effect = wake_up
     sup = ActivitySubprocess(id=TI_ID, pid=process.pid, process=process, stdin=mock.MagicMock(name="stdin"),
                              process_log=mock.MagicMock(name="process_log"), client=api.client(), selector=selector)
-    started = {"ti": TaskInstance.model_construct(id=TI_ID, try_number=api.try_number), "dag_rel_path": "dag.py",
+    started = {"ti": task_instance(api.try_number), "dag_rel_path": "dag.py",
                "bundle_info": None}
     if "sentry_integration" in inspect.signature(sup._on_child_started).parameters:  # task-sdk 1.2.0 on
         started["sentry_integration"] = ""
@@ -298,20 +322,10 @@ class ScriptedOperator(BaseOperator):
             raise self.error
 
 
-def _model(model, **values):
-    """``model`` of ``values``, less the fields the installed release's model does not have."""
-    return model(**{k: v for k, v in values.items() if k in model.model_fields})
-
-
 def _startup(try_number: int, max_tries: int, should_retry: bool) -> StartupDetails:
-    dag_run = _model(DagRun, dag_id="exported", run_id="run", logical_date=NOW, data_interval_start=NOW,
-                     data_interval_end=NOW, run_after=NOW, start_date=NOW, end_date=None, run_type="manual",
-                     state="running", consumed_asset_events=[], partition_key=None)
-    ti = _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
-                map_index=-1, dag_version_id=uuid.UUID(int=2))
-    context = _model(TIRunContext, dag_run=dag_run, max_tries=max_tries, should_retry=should_retry, xcom_keys_to_clear=[])
-    return _model(StartupDetails, ti=ti, dag_rel_path="exported.py", bundle_info=BundleInfo(name="exported", version=None),
-                  start_date=NOW, ti_context=context, sentry_integration="")
+    return _model(StartupDetails, ti=task_instance(try_number), dag_rel_path="exported.py",
+                  bundle_info=BundleInfo(name="exported", version=None), start_date=NOW,
+                  ti_context=run_context(max_tries, should_retry), sentry_integration="")
 
 
 class _Bundle:
@@ -380,3 +394,64 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
     state = state_name(decided[0]) if decided else None
     through = any(s.delivered and s.type in TERMINAL_FRAMES for s in channel.sent)
     return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry))
+
+
+# --- code: wire ---
+#: How long the task process awaits the answer to its request, and how it exits when none came.
+ANSWER_WAIT_SECONDS = 5.0
+NO_ANSWER = 3
+
+
+def read_frame(fd: int) -> bytes:
+    """One frame from the requests channel: its 4-byte big-endian length, then that many bytes."""
+    def read(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = os.read(fd, n - len(data))
+            if not chunk:
+                raise EOFError("the supervisor closed the channel")
+            data += chunk
+        return data
+    return read(int.from_bytes(read(4), "big"))
+
+
+def answered(fd: int) -> bool:
+    """Whether a frame comes back on ``fd`` within ``ANSWER_WAIT_SECONDS``."""
+    if not select.select([fd], [], [], ANSWER_WAIT_SECONDS)[0]:
+        return False
+    with suppress(EOFError):
+        read_frame(fd)
+        return True
+    return False
+
+
+@dataclasses.dataclass
+class Supervised:
+    """What came of one attempt of a real task process: its exit, the supervisor's ``final_state`` (None when
+    ``wait()`` raised before it decided one), what ``wait()`` raised, and the client's calls by name."""
+
+    exit_code: "int | None"
+    final_state: "str | None"
+    raised: "str | None"
+    calls: list
+
+
+def supervise(child) -> Supervised:
+    """Fork a task process running ``child`` under the real ``ActivitySubprocess.start`` (its requests channel is the
+    child's fd 0, StartupDetails its first frame) and ``wait()`` for it, the client a mock that answers every call."""
+    client = mock.MagicMock(name="Client")
+    client.task_instances.start.return_value = run_context(max_tries=0, should_retry=False)
+    sup = ActivitySubprocess.start(dag_rel_path=os.devnull, bundle_info=BundleInfo(name="exported", version=None),
+                                   what=task_instance(1), client=client, target=child)
+    raised = None
+    try:
+        sup.wait()
+    except Exception as e:  # what escaped the supervisor: part of what it did
+        raised = type(e).__name__
+    finally:
+        if sup._exit_code is None:  # wait() left the process running: end it here, so the test leaves nothing behind
+            with suppress(OSError):
+                os.kill(sup.pid, signal.SIGKILL)
+                os.waitpid(sup.pid, 0)
+    final = state_name(sup.final_state) if sup._exit_code is not None else None
+    return Supervised(sup._exit_code, final, raised, [c[0] for c in client.task_instances.method_calls])
