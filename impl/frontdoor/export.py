@@ -160,8 +160,9 @@ assert not terminal or (terminal[-1].type == "RetryTask") == must_retry, (
 _NOT_EXPORTED_KINDS = {
     "coordinator": "about a coordinator-mode runtime under check (the Go-SDK-shaped runtime of runtimes/go), not about "
                    "an Airflow release: its test belongs to that runtime's suite, and no task-sdk release fixes it",
-    "lifecycle": "needs a real row across tries (the Execution API app in process on a migrated SQLite database); "
-                 "its export is not written yet",
+    "lifecycle": "a finding across tries: its test needs a real row the scheduler retries (the Execution API app in "
+                 "process on a migrated SQLite database, as impl/server/airflow_api.py sets it up per core release); "
+                 "not written yet",
 }
 #: Findings of an exported kind that are not exported all the same, and why.
 _NOT_EXPORTED = {
@@ -193,7 +194,9 @@ def module_name(finding: Finding) -> str:
 def not_exported_because(finding: Finding) -> str | None:
     """Why ``finding`` has no exported module, or None when it has one."""
     if finding.kind not in KINDS:
-        return _NOT_EXPORTED_KINDS[finding.kind]
+        causes = [c for c in dict.fromkeys(re.findall(r"\bF\d+\b", finding.upstream)) if c != finding.id]
+        return _NOT_EXPORTED_KINDS[finding.kind] + (f"; its cause in one try has an exported test: {', '.join(causes)}"
+                                                     if causes else "")
     if finding.id in _NOT_EXPORTED:
         return _NOT_EXPORTED[finding.id]
     if finding.invariant not in INVARIANTS:
