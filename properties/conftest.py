@@ -191,21 +191,26 @@ def assert_scope_holds(target, record_property) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Search on the model server, confirm on the real one: a failing supervisor property's shrunk run is
-    re-run on the real Execution API, and the verdict is added to its report (``impl.frontdoor.confirm``)."""
+    """A failed check is reported as the checker says it, and nothing else: its counterexample (the run, what was
+    observed, what was expected, the replay line), not the traceback through the checker's own code nor Hypothesis's
+    repr of the draws behind it. Then search on the model server, confirm on the real one: a failing supervisor
+    property's shrunk run is re-run on the real Execution API, and the verdict is added (``impl.frontdoor.confirm``)."""
     outcome = yield
     report = outcome.get_result()
     if call.when != "call" or call.excinfo is None or report.outcome != "failed":
         return
+    from impl.frontdoor.report import CheckFailed
+
+    failure = call.excinfo.value
+    failures = failure.exceptions if isinstance(failure, BaseExceptionGroup) else (failure,)
+    if all(isinstance(f, CheckFailed) for f in failures):
+        report.longrepr = "\n\n".join(str(f) for f in failures)
     from impl.frontdoor.registry import chosen_server
 
     if chosen_server() != "model":
         return
     from impl.frontdoor.confirm import confirm
-    from impl.frontdoor.report import CheckFailed
 
-    failure = call.excinfo.value
-    failures = failure.exceptions if isinstance(failure, BaseExceptionGroup) else (failure,)
     verdicts = [confirm(f) for f in failures if isinstance(f, CheckFailed)]
     text = "\n".join(v.to_text() for v in verdicts if v is not None)
     if text:

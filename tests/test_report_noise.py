@@ -39,3 +39,21 @@ def test_a_failure_report_has_no_explanation_of_the_checkers_lines(profile, tmp_
     assert "Failing test case" in done.stdout or "Falsifying example" in done.stdout, done.stdout
     assert "Explanation" not in done.stdout and "always and only run by failing" not in done.stdout, done.stdout
     assert "git apply" not in done.stdout and not (tmp_path / ".hypothesis" / "patches").exists(), done.stdout
+
+
+def test_a_failed_property_reports_the_counterexample_and_nothing_of_the_checker():
+    """The seed's bug (a runtime that answers a failure with retries left by TaskState(failed)), found by the
+    coordinator property: its report is the run, what was observed and expected, and the replay line; no traceback
+    through the checker's code, no repr of Hypothesis's draws."""
+    root = Path(__file__).parents[1]
+    target = f"cmd:{sys.executable} -I {root / 'tests' / 'fixtures' / 'seed_runtime.py'}"
+    done = subprocess.run([sys.executable, "-m", "pytest", str(root / "properties" / "test_coordinator.py"),
+                           f"--target={target}", "--hypothesis-profile=ci", "-p", "no:cacheprovider", "-q",
+                           "-k", "test_coordinator_invariant and failure_with_retries_left_ends_up_for_retry"],
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    report = done.stdout[done.stdout.index("FAILURES"):]
+    assert done.returncode == 1 and "VIOLATION on cmd:" in report, done.stdout[-3000:]
+    assert "replay: finalstate replay --target" in report and "task error" in report, report
+    for noise in ("Traceback", "properties/conftest.py:", "impl/frontdoor/report.py:", "Failing test case",
+                  "Explanation", "git apply"):
+        assert noise not in report, f"{noise!r} in the report:\n{report}"
