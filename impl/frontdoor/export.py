@@ -1,15 +1,18 @@
 """``finalstate export``: each registered finding as a pytest module an Airflow maintainer can paste.
 
-An exported module imports Airflow (task-sdk), pytest and the standard library only. It carries a short harness
-(``export_harness.py``, inlined) that drives the real ``ActivitySubprocess`` as Airflow's own supervisor tests do:
-a ``mock`` client answering as the Execution API would, the runtime's frames as ``comms`` classes handed to
-``handle_requests``, the heartbeat and the overtime as its monitor loop meets them, the process's exit, then the
-real ``wait()``. Its test is the finding's minimal run and one ``assert``: the finding's invariant, written out.
+An exported module imports Airflow (task-sdk), pytest and the standard library only (and psutil and httpx, which the
+task-sdk brings). It carries a short harness (``export_harness.py``: its common section and its kind's, inlined) that
+drives the real code as Airflow's own tests of it do: for a supervisor finding the real ``ActivitySubprocess`` with a
+``mock`` client answering as the Execution API would, the runtime's frames as ``comms`` classes handed to
+``handle_requests``, the heartbeat and the overtime as its monitor loop meets them, the process's exit and the real
+``wait()``; for a task-runner finding the real ``task_runner.main`` with a failing supervisor channel; for a wire
+finding a task process forked by the real ``ActivitySubprocess.start``. Its test is the finding's minimal run and one
+``assert``: the finding's invariant, written out.
 
-The run is the finding's registered scenario (``Finding.scenario``); what finalstate's model makes of it on a
-release (``model.supervisor.run``) is written into the docstring. A module must fail on every release its finding
-stands on (``Finding.stands_on``) and pass on every other: ``check`` runs the modules in environments without
-finalstate and compares.
+The run is the finding's registered one (``Finding.scenario``); what finalstate's model makes of it on a release is
+written into the docstring. A module must fail on every release its finding stands on (``Finding.stands_on``) and
+pass on every other (``expected_outcome`` says where the matrix excuses another finding's cause): ``check`` runs the
+modules in environments without finalstate and compares.
 
 A finding that cannot be exported gets a ``NotExported`` naming why; none is left out silently.
 """
@@ -32,7 +35,7 @@ from impl.frontdoor.findings import ALL_FINDINGS, Finding
 from impl.wire import codec
 from model.client import as_seen
 from model.release import Release
-from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Fault, Heartbeat, Overtime, Scenario, Send
+from model.scenario import Fault, Heartbeat, Overtime, Scenario, Send
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Where the exported modules are kept in this repository (FINDINGS.md links to them).
@@ -70,7 +73,8 @@ class NotExported:
 @attrs.frozen
 class Invariant:
     """An invariant as an exported test says it: the correct behaviour in words, and the assertion (code over
-    ``attempt``, an ``Attempt``) with a message a maintainer reads without knowing finalstate."""
+    ``attempt``, what the kind's harness returns: ``Attempt``, ``Try`` or ``Supervised``) with a message a maintainer
+    reads without knowing finalstate."""
 
     correct: str
     assertion: str
@@ -254,7 +258,8 @@ def _unsupported_scenario(finding: Finding, scenario: Scenario) -> str | None:
     return None
 
 
-#: How the runtime harness raises each exception a finding's task ends by, and the policies and features it plays.
+#: The exceptions the runtime harness raises as a task's end (by name, from the release's exceptions module), and
+#: what each comms mode makes fail.
 _TASK_ERRORS = ("AirflowSkipException", "AirflowFailException", "AirflowException")
 _CHANNEL = {"ok": None, "terminal_send_fails": "terminal", "every_send_fails": "every"}
 #: Invariants that judge what the supervisor records of the try's exit: only a try none of whose terminal frames got
@@ -310,8 +315,9 @@ def _module(finding: Finding, shown_on: Release) -> str:
            if finding.kind == "wire" else "."),
     ])
     imports, code = _harness(finding.kind)
-    assertion = invariant.assertion.replace("EXPECTED_RETRY", repr(_retry_expected(run))).replace(
-        "WHY_RETRY", _why_retry(run)) if finding.kind == "runtime" else invariant.assertion
+    assertion = invariant.assertion
+    if "EXPECTED_RETRY" in assertion:  # what the invariant asks of this run (failure_answered_with_retry_...)
+        assertion = assertion.replace("EXPECTED_RETRY", repr(_retry_expected(run))).replace("WHY_RETRY", _why_retry(run))
     return "\n".join([
         '"""' + "\n\n".join(textwrap.fill(p, 116) for p in doc.split("\n\n")) + '\n"""',
         "",
