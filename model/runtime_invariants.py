@@ -57,6 +57,14 @@ def _delivered_terminal(observed: RuntimeObservation) -> bool:
     return any(f.frame in TERMINAL_FRAMES for f in observed.delivered)
 
 
+def retry_expected(run, observed) -> bool:
+    """Whether a failure of this try is to be answered with RetryTask: should_retry, no policy says FAIL, and the
+    exception is not one that never retries (``met_never_retry``)."""
+    return (run.context.should_retry
+            and not met_never_retry(run, observed)
+            and not (run.policy is not None and run.policy.action == "fail"))
+
+
 def failure_answered_with_retry_exactly_when_should_retry(run, observed):
     """A failure is answered with RetryTask exactly when should_retry, no policy says FAIL, and the
     exception is not one that never retries (AirflowFailException, AirflowSensorTimeout,
@@ -64,9 +72,7 @@ def failure_answered_with_retry_exactly_when_should_retry(run, observed):
     terminal = observed.terminal
     if not met_failure(run, observed) or terminal is None:
         return ()
-    expected = (run.context.should_retry
-                and not met_never_retry(run, observed)
-                and not (run.policy is not None and run.policy.action == "fail"))
+    expected = retry_expected(run, observed)
     if (terminal.frame == "RetryTask") == expected:
         return ()
     got = terminal.frame + (f"({terminal.state})" if terminal.state else "")

@@ -34,7 +34,7 @@ import attrs
 from impl.frontdoor.findings import ALL_FINDINGS, Finding
 from impl.wire import codec
 from model.client import as_seen
-from model.release import Release
+from model.release import SPECIFIED, Release
 from model.scenario import Fault, Heartbeat, Overtime, Scenario, Send
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -409,12 +409,11 @@ def _runtime_described(run, observed) -> str:
 
 
 def _retry_expected(run) -> bool:
-    """Whether the invariant asks the try's failure to be answered with RetryTask
-    (``failure_answered_with_retry_exactly_when_should_retry``)."""
-    from model.runtime import NEVER_RETRIED_FAILURES
+    """Whether the invariant asks the try's failure to be answered with RetryTask (``model.runtime_invariants``), as
+    the model's run of the pinned release meets it."""
+    from model.runtime_invariants import retry_expected
 
-    return (run.context.should_retry and run.outcome not in NEVER_RETRIED_FAILURES
-            and not (run.policy is not None and run.policy.action == "fail"))
+    return retry_expected(run, _model_runtime(run, SPECIFIED))
 
 
 def _why_retry(run) -> str:
