@@ -22,7 +22,7 @@ from impl.frontdoor.findings import Finding, findings_on, installed_release
 from impl.frontdoor.kinds import KINDS, outcome
 from impl.frontdoor.registry import (DEFAULT_TARGET, SERVER_ENV, SERVERS, TargetUnavailable, UnknownTarget, check_name,
                                      load_target)
-from impl.frontdoor.report import InvariantViolation, check_invariants
+from impl.frontdoor.report import CheckFailed, InvariantViolation, check_invariants
 from impl.frontdoor.scenarios import playable_only
 from impl.server.postgres import SERVER_DB_ENV
 
@@ -185,8 +185,8 @@ def assert_scope_holds(target, record_property) -> None:
     record_property("exhaustive scope", f"depth {found.depth}: {found.scenarios} runs, {found.states} model "
                                         f"decisions, {found.seconds:.1f}s"
                     + "".join(f"; left out, {n} it cannot play: {why}" for why, n in found.unplayable.items()))
-    assert not found.failures, f"{len(found.failures)} of {found.scenarios} runs failed:\n\n" + \
-        "\n\n".join(found.failures)
+    if found.failures:
+        raise CheckFailed(f"{len(found.failures)} of {found.scenarios} runs failed:\n\n" + "\n\n".join(found.failures))
 
 
 @pytest.hookimpl(hookwrapper=True)

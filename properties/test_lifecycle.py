@@ -9,7 +9,7 @@ import pytest
 from hypothesis.stateful import run_state_machine_as_test
 
 from impl.frontdoor.findings import LIFECYCLE_FINDINGS, findings_on
-from impl.frontdoor.lifecycle import life_machine, pairings_for, replay_life
+from impl.frontdoor.lifecycle import life_machine, life_violation, pairings_for, replay_life
 from model.lifecycle import LIFECYCLE_INVARIANTS, life_violations
 from properties.conftest import expect_the_finding
 
@@ -43,4 +43,5 @@ def test_lifecycle_finding_still_reproduces(pairing, finding, request):
     others = () if stands else findings_on("lifecycle", pairing.name, invariant.__name__)
     unexplained = [v for v in life_violations(life, (invariant,))
                    if not any(f.explains_violation(v.invariant, life, None) for f in others)]
-    assert not unexplained, "\n".join(life.to_lines())
+    if unexplained:
+        raise life_violation(pairing, life, unexplained)

@@ -252,12 +252,17 @@ class LifeMachine(RuleBasedStateMachine):
             else:
                 event(f"explained by known finding {finding.id}")
         if found:
-            raise InvariantViolation("\n".join([
-                f"VIOLATION on {self.pairing.name}: " + "; ".join(sorted({v.invariant for v in found})),
-                f"replay: {replay_command(self.pairing.target, self.life)}",
-                *(f"  - {v}" for v in found),
-                "life:", *(f"  {line}" for line in self.life.to_lines()),
-            ]))
+            raise life_violation(self.pairing, self.life, found)
+
+
+def life_violation(pairing: Pairing, life: Life, found: list) -> InvariantViolation:
+    """The failure of a life that broke ``found``: what broke, the command that replays the life, and the life."""
+    return InvariantViolation("\n".join([
+        f"VIOLATION on {pairing.name}: " + "; ".join(sorted({v.invariant for v in found})),
+        f"replay: {replay_command(pairing.target, life)}",
+        *(f"  - {v}" for v in found),
+        "life:", *(f"  {line}" for line in life.to_lines()),
+    ]))
 
 
 def life_machine(pairing: Pairing, invariants: tuple, known: tuple = ()) -> type[LifeMachine]:
