@@ -23,18 +23,17 @@ pytest; its place in Airflow is task-sdk/tests/task_sdk/execution_time/.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 import uuid
 from datetime import datetime, timezone
 from unittest import mock
 
-from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
-from airflow.sdk.execution_time.supervisor import ActivitySubprocess
-import inspect
-
 import psutil
 from airflow.sdk.api.client import ServerResponseError
+from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
 from airflow.sdk.execution_time.comms import _RequestFrame
+from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 try:  # the client is built on httpx2 from task-sdk 1.4.0, on httpx before
     import httpx2 as httpx
@@ -74,6 +73,7 @@ def task_instance(try_number: int) -> TaskInstance:
     """The task instance the attempt is of."""
     return _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
                   map_index=-1, dag_version_id=uuid.UUID(int=2))
+
 _REQUEST = httpx.Request("PATCH", f"http://execution-api.invalid/task-instances/{TI_ID}/state")
 
 
@@ -260,6 +260,7 @@ def run_attempt(api: ExecutionAPI, events: list, exit_code: int) -> Attempt:
         raised = type(e).__name__
     final = state_name(sup.final_state) if sup._exit_code is not None else None
     return Attempt(final, sup._exit_code, api.row, api.gone, api.calls, raised)
+
 
 def minimal_run() -> Attempt:
     """F3's run: try_number=1 max_tries=0 should_retry=false execution_api_retries=1; fault finish transient; exit 1"""

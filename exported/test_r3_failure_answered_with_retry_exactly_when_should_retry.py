@@ -21,24 +21,22 @@ pytest; its place in Airflow is task-sdk/tests/task_sdk/execution_time/.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
+import io
 import re
+import signal
 import uuid
 from datetime import datetime, timezone
 from unittest import mock
 
-from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
-from airflow.sdk.execution_time.supervisor import ActivitySubprocess
-import contextlib
-import importlib
-import io
-import signal
-
+import pytest
 from airflow.sdk import DAG, BaseOperator
+from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
 from airflow.sdk.execution_time import task_runner
 from airflow.sdk.execution_time.comms import BundleInfo, StartupDetails, XComResult
-
-import pytest
+from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 retry_policy = pytest.importorskip("airflow.sdk.definitions.retry_policy", reason="retry policies came in task-sdk 1.3.0")
 
@@ -75,6 +73,7 @@ def task_instance(try_number: int) -> TaskInstance:
     """The task instance the attempt is of."""
     return _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
                   map_index=-1, dag_version_id=uuid.UUID(int=2))
+
 #: The module of the exceptions a task ends by: the SDK's own from task-sdk 1.2.0, apache-airflow-core's before.
 exceptions = importlib.import_module("airflow.sdk.exceptions" if _task_sdk_version() >= (1, 2, 0) else "airflow.exceptions")
 TERMINAL_FRAMES = {"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask", "AwaitInputTask"}
@@ -207,6 +206,7 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
     state = state_name(decided[0]) if decided else None
     through = any(s.delivered and s.type in TERMINAL_FRAMES for s in channel.sent)
     return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry))
+
 
 class RetryWithDelayInSeconds(retry_policy.RetryPolicy):
     """RETRY, its delay a plain number of seconds, as BaseOperator's retry_delay takes one."""

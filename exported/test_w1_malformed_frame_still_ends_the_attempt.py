@@ -22,19 +22,18 @@ test_supervisor.py's tests of ActivitySubprocess.start do).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import select
+import signal
 import uuid
+from contextlib import suppress
 from datetime import datetime, timezone
 from unittest import mock
 
 from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
-from airflow.sdk.execution_time.supervisor import ActivitySubprocess
-import os
-import select
-import signal
-from contextlib import suppress
-
 from airflow.sdk.execution_time.comms import BundleInfo
+from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 TI_ID = uuid.UUID("01970000-0000-7000-8000-000000000001")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -69,6 +68,7 @@ def task_instance(try_number: int) -> TaskInstance:
     """The task instance the attempt is of."""
     return _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
                   map_index=-1, dag_version_id=uuid.UUID(int=2))
+
 #: How long the task process awaits the answer to its request, and how it exits when none came.
 ANSWER_WAIT_SECONDS = 5.0
 NO_ANSWER = 3
@@ -127,6 +127,7 @@ def supervise(child) -> Supervised:
                 os.waitpid(sup.pid, 0)
     final = state_name(sup.final_state) if sup._exit_code is not None else None
     return Supervised(sup._exit_code, final, raised, [c[0] for c in client.task_instances.method_calls])
+
 
 def child():
     """The task process: write 00000004c1c1c1c1 (a payload that is not msgpack); exit 1."""

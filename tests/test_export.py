@@ -133,6 +133,8 @@ def test_unknown_findings_and_releases_are_refused(capsys):
         export.clean_python_for("9.9.9")
     with pytest.raises(SystemExit, match="unknown finding 'X1'"):
         cli.main(["export", "--findings", "F1,X1", "--out", "/nonexistent/never-written"])
+    with pytest.raises(UnknownRelease, match=r"unknown task-sdk release\(s\) 9.9.9"):
+        export.check(export.EXPORTED, ("1.3.2", "9.9.9"))
 
 
 def test_the_check_refuses_an_environment_with_finalstate(tmp_path):

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import textwrap
 import xml.etree.ElementTree as ElementTree
@@ -323,10 +324,10 @@ def _module(finding: Finding, shown_on: Release) -> str:
         "",
         "from __future__ import annotations",
         "",
-        imports,
-        *kind.imports(run),
+        _grouped("\n".join([imports, *kind.imports(run)])),
         "",
         code,
+        "",
         "",
         *kind.body(finding, run),
         "",
@@ -341,8 +342,25 @@ def _module(finding: Finding, shown_on: Release) -> str:
 def _harness(kind: str) -> tuple[str, str]:
     """The harness's imports and code for ``kind``: the common section's, then the kind's."""
     sections = dict(re.findall(r"# --- (\w+: \w+) ---\n(.*?)(?=# --- |\Z)", _HARNESS.read_text(), re.S))
-    return tuple("\n".join(sections[f"{part}: {section}"].strip("\n") for section in ("common", kind))
-                 for part in ("imports", "code"))
+    imports, code = ("\n".join(sections[f"{part}: {section}"] for section in ("common", kind))
+                     for part in ("imports", "code"))
+    return imports, re.sub(r"\n{3,}(?=\S)", "\n\n\n", code.strip("\n"))
+
+
+def _grouped(imports: str) -> str:
+    """Import lines as a linter wants them: the standard library's, then the others', then anything else (a
+    ``try``/``except`` import), each once, in the order met."""
+    standard, others, rest = [], [], []
+    for line in filter(str.strip, imports.splitlines()):
+        group = rest
+        if line.startswith(("import ", "from ")):
+            group = standard if line.split()[1].split(".")[0] in sys.stdlib_module_names else others
+        if line not in group:
+            group.append(line)
+    def by_module(line: str) -> tuple[bool, str]:
+        return line.startswith("from "), line.split()[1]
+    return "\n\n".join("\n".join(g) for g in (sorted(standard, key=by_module), sorted(others, key=by_module), rest)
+                       if g)
 
 
 def _supervisor_imports(scenario: Scenario) -> list[str]:
@@ -357,9 +375,8 @@ def _supervisor_body(finding: Finding, scenario: Scenario) -> list[str]:
         f'    """{finding.id}\'s run: {scenario.to_text()}"""',
         f"    api = ExecutionAPI(try_number={c.try_number}, max_tries={c.max_tries}, should_retry={c.should_retry}, "
         f"tries={scenario.execution_api_retries})",
-        "    events = [",
-        *(f"        {_event(e)}," for e in scenario.events),
-        "    ]",
+        *(["    events = [", *(f"        {_event(e)}," for e in scenario.events), "    ]"] if scenario.events
+          else ["    events = []"]),
         f"    return run_attempt(api, events, exit_code={scenario.exit_code})",
     ]
 
@@ -711,6 +728,11 @@ def check(out: Path, releases: tuple[str, ...]) -> tuple[Row, ...]:
     modules = dict(sorted(found.items(), key=lambda item: order[item[1].id]))
     if not modules:
         raise CheckFailed(f"no exported modules in {out}; run finalstate export --out {out} first")
+    from impl.releases.environments import RELEASES, UnknownRelease
+
+    unknown = [r for r in releases if r not in RELEASES]
+    if unknown:  # before any environment is built or any module run
+        raise UnknownRelease(f"unknown task-sdk release(s) {', '.join(unknown)}; known: {', '.join(RELEASES)}")
     rows = []
     for release in releases:
         outcomes = run_modules(out, release)
