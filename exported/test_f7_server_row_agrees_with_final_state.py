@@ -67,9 +67,9 @@ def run_context(max_tries: int, should_retry: bool) -> TIRunContext:
     return _model(TIRunContext, dag_run=dag_run, max_tries=max_tries, should_retry=should_retry, xcom_keys_to_clear=[])
 
 
-def task_instance(try_number: int) -> TaskInstance:
+def task_instance(try_number: int, ti_id: uuid.UUID = TI_ID) -> TaskInstance:
     """The task instance the attempt is of."""
-    return _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
+    return _model(TaskInstance, id=ti_id, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
                   map_index=-1, dag_version_id=uuid.UUID(int=2))
 
 _REQUEST = httpx.Request("PATCH", f"http://execution-api.invalid/task-instances/{TI_ID}/state")
@@ -107,6 +107,7 @@ class ExecutionAPI:
 
     _STATE_OF_CALL = {"succeed": "success", "retry": "up_for_retry", "defer": "deferred",
                       "reschedule": "up_for_reschedule", "await_input": "awaiting_input"}
+    ti_id = TI_ID
 
     def __init__(self, *, try_number: int, max_tries: int, should_retry: bool, tries: int):
         self.try_number, self.tries = try_number, tries
@@ -211,24 +212,40 @@ class Attempt:
     raised: "str | None"
 
 
-def run_attempt(api: ExecutionAPI, events: list, exit_code: int) -> Attempt:
+class Supervisor(ActivitySubprocess):
+    """The real ``ActivitySubprocess``, noting how it answers each request: ``replies``, "ok" or "error"."""
+
+    def send_msg(self, msg, request_id, error=None, **dump_opts):
+        self.__dict__.setdefault("replies", []).append("ok" if error is None else "error")
+        return super().send_msg(msg, request_id, error, **dump_opts)
+
+    @property
+    def replies(self) -> list:
+        return self.__dict__.get("replies", [])
+
+
+def run_attempt(api: ExecutionAPI, events: list, exit_code: "int | None" = None) -> Attempt:
     """One attempt of the real ``ActivitySubprocess``: started (``task_instances.start``), then its real ``wait()``,
     each wake-up of whose monitor loop (``selector.select``) delivers the next of ``events``, and after the last the
     process's exit. An event is ("fault", METHOD, KIND), ("send", FRAME) (the runtime's request, handed to
     ``handle_requests`` as its frame reader hands it), ("heartbeat", ANSWER) (a heartbeat falls due; none falls due
-    otherwise) or ("overtime",) (``task_success_overtime`` runs out). Once the process is dead, nothing more comes
-    from it."""
+    otherwise), ("overtime",) (``task_success_overtime`` runs out) or ("exit", CODE) (the process exits then; CODE
+    may be a function of the supervisor's ``replies`` so far). ``events`` may also be a function of ``api``, called
+    once the attempt has started (its run context known). Once the process is dead, nothing more comes from it."""
     process = TaskProcess()
-    script = iter(enumerate(events, start=1))
+    script = None
 
     def wake_up(timeout=None) -> list:
+        nonlocal script
         if sup._last_heartbeat_attempt != float("-inf"):  # only a heartbeat event makes one due
             sup._last_heartbeat_attempt = float("inf")
         if process.exit_code is not None:
             return []
-        request_id, (kind, *args) = next(script, (None, ("exit",)))
+        if script is None:
+            script = iter(enumerate(events(api) if callable(events) else events, start=1))
+        request_id, (kind, *args) = next(script, (None, ("exit", exit_code)))
         if kind == "exit":
-            process.exit_code = exit_code
+            process.exit_code = args[0](sup.replies) if callable(args[0]) else args[0]
         elif kind == "fault":
             api.faults[args[0]] = args[1]
         elif kind == "send":
@@ -242,9 +259,9 @@ def run_attempt(api: ExecutionAPI, events: list, exit_code: int) -> Attempt:
 
     selector = mock.MagicMock(name="selector")
     selector.select.side_effect = wake_up
-    sup = ActivitySubprocess(id=TI_ID, pid=process.pid, process=process, stdin=mock.MagicMock(name="stdin"),
-                             process_log=mock.MagicMock(name="process_log"), client=api.client(), selector=selector)
-    started = {"ti": task_instance(api.try_number), "dag_rel_path": "dag.py",
+    sup = Supervisor(id=api.ti_id, pid=process.pid, process=process, stdin=mock.MagicMock(name="stdin"),
+                     process_log=mock.MagicMock(name="process_log"), client=api.client(), selector=selector)
+    started = {"ti": task_instance(api.try_number, api.ti_id), "dag_rel_path": "dag.py",
                "bundle_info": None}
     if "sentry_integration" in inspect.signature(sup._on_child_started).parameters:  # task-sdk 1.2.0 on
         started["sentry_integration"] = ""

@@ -1,7 +1,7 @@
 """R1: a skipped task whose TaskState(skipped) cannot be sent exits 0 and is recorded SUCCESS.
 
-Where: task_runner.run: when the terminal send raises, only FAILED and UP_FOR_RETRY are made to exit 1 (main's fail-
-closed sys.exit); SKIPPED (and UP_FOR_RESCHEDULE, DEFERRED, AWAITING_INPUT) exit 0, and
+Where: task_runner.run: when the terminal send raises, only FAILED and UP_FOR_RETRY are made to exit 1 (main's
+fail-closed sys.exit); SKIPPED (and UP_FOR_RESCHEDULE, DEFERRED, AWAITING_INPUT) exit 0, and
 ActivitySubprocess.final_state takes exit 0 with no terminal state as SUCCESS (the comment in run() says these need
 a separate fix in final_state).
 
@@ -67,9 +67,9 @@ def run_context(max_tries: int, should_retry: bool) -> TIRunContext:
     return _model(TIRunContext, dag_run=dag_run, max_tries=max_tries, should_retry=should_retry, xcom_keys_to_clear=[])
 
 
-def task_instance(try_number: int) -> TaskInstance:
+def task_instance(try_number: int, ti_id: uuid.UUID = TI_ID) -> TaskInstance:
     """The task instance the attempt is of."""
-    return _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
+    return _model(TaskInstance, id=ti_id, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
                   map_index=-1, dag_version_id=uuid.UUID(int=2))
 
 #: The module of the exceptions a task ends by: the SDK's own from task-sdk 1.2.0, apache-airflow-core's before.

@@ -12,8 +12,8 @@ Correct behaviour (fail_exception_never_retries): AirflowFailException (and Airf
 AirflowTaskTerminated) never asks for a retry, whatever else fails on the way.
 
 The run (finalstate's minimal counterexample): try_number=1 max_tries=1 should_retry=true; task raises
-AirflowFailException; policy none; comms every_send_fails; with map_index_template. As finalstate's model of task-
-sdk 1.3.2 has it, the task runner sends SetRenderedMapIndex [send failed], RetryTask [send failed], decides
+AirflowFailException; policy none; comms every_send_fails; with map_index_template. As finalstate's model of
+task-sdk 1.3.2 has it, the task runner sends SetRenderedMapIndex [send failed], RetryTask [send failed], decides
 up_for_retry and exits 1; the supervisor records up_for_retry.
 
 Exported by `finalstate export` from finalstate's findings registry. It needs only apache-airflow-task-sdk and
@@ -67,9 +67,9 @@ def run_context(max_tries: int, should_retry: bool) -> TIRunContext:
     return _model(TIRunContext, dag_run=dag_run, max_tries=max_tries, should_retry=should_retry, xcom_keys_to_clear=[])
 
 
-def task_instance(try_number: int) -> TaskInstance:
+def task_instance(try_number: int, ti_id: uuid.UUID = TI_ID) -> TaskInstance:
     """The task instance the attempt is of."""
-    return _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
+    return _model(TaskInstance, id=ti_id, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
                   map_index=-1, dag_version_id=uuid.UUID(int=2))
 
 #: The module of the exceptions a task ends by: the SDK's own from task-sdk 1.2.0, apache-airflow-core's before.

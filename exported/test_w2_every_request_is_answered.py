@@ -63,9 +63,9 @@ def run_context(max_tries: int, should_retry: bool) -> TIRunContext:
     return _model(TIRunContext, dag_run=dag_run, max_tries=max_tries, should_retry=should_retry, xcom_keys_to_clear=[])
 
 
-def task_instance(try_number: int) -> TaskInstance:
+def task_instance(try_number: int, ti_id: uuid.UUID = TI_ID) -> TaskInstance:
     """The task instance the attempt is of."""
-    return _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
+    return _model(TaskInstance, id=ti_id, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
                   map_index=-1, dag_version_id=uuid.UUID(int=2))
 
 #: How long the task process awaits the answer to its request, and how it exits when none came.

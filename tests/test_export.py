@@ -40,7 +40,10 @@ def _imported(source: str) -> set[str]:
 
 @pytest.fixture
 def load(tmp_path, monkeypatch):
-    """Import an exported module from a file, as pytest would (registered in ``sys.modules`` while the test runs)."""
+    """Import an exported module from a file, as pytest would (registered in ``sys.modules`` while the test runs);
+    a module's real Execution API is closed after the test, as its own module-scoped fixture closes it under pytest."""
+    modules = []
+
     def loaded(module: export.Exported):
         path = tmp_path / module.name
         path.write_text(module.source)
@@ -48,8 +51,11 @@ def load(tmp_path, monkeypatch):
         imported = importlib.util.module_from_spec(spec)
         monkeypatch.setitem(sys.modules, spec.name, imported)
         spec.loader.exec_module(imported)
+        modules.append(imported)
         return imported
-    return loaded
+    yield loaded
+    for imported in modules:
+        getattr(imported, "close_execution_api_server", lambda: None)()
 
 
 def test_every_finding_is_exported_or_named_with_its_reason():
@@ -71,14 +77,16 @@ def test_a_module_imports_only_airflow_pytest_and_the_standard_library(module):
     assert module.finding.headline in " ".join(module.source.split())  # the docstring states the finding
 
 
-SUPERVISOR_MODULES = [m for m in MODULES if m.finding.kind == "supervisor"]
+#: A supervisor finding's module, against the harness's stand-in Execution API or (``server``) the real app.
+SUPERVISOR_MODULES = [m for m in MODULES if export.kind_of(m.finding) in ("supervisor", "server")]
 RUNTIME_MODULES = [m for m in MODULES if m.finding.kind == "runtime"]
 
 
 @pytest.mark.parametrize("module", SUPERVISOR_MODULES, ids=lambda m: m.finding.id)
 def test_the_modules_client_sees_what_the_model_says(module, load):
-    """The harness's mock client answers as finalstate's model of the installed release does: the same calls with
-    the same answers, the same final state and row."""
+    """The harness's mock client (or, for a finding of the Execution API itself, the real app on a database the
+    module migrates) answers as finalstate's model of the installed release does: the same calls with the same
+    answers, the same final state and row."""
     scenario = Scenario.from_text(module.finding.scenario)
     expected = supervisor.run(scenario, model_release())
     attempt = load(module).minimal_run()

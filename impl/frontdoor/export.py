@@ -6,8 +6,10 @@ drives the real code as Airflow's own tests of it do: for a supervisor finding t
 ``mock`` client answering as the Execution API would, the runtime's frames as ``comms`` classes handed to
 ``handle_requests``, the heartbeat and the overtime as its monitor loop meets them, the process's exit and the real
 ``wait()``; for a task-runner finding the real ``task_runner.main`` with a failing supervisor channel; for a wire
-finding a task process forked by the real ``ActivitySubprocess.start``. Its test is the finding's minimal run and one
-``assert``: the finding's invariant, written out.
+finding a task process forked by the real ``ActivitySubprocess.start``; for a finding of the Execution API itself
+(kind ``server``) the same supervisor with Airflow's ``Client`` against apache-airflow-core's Execution API app in
+process, on a SQLite database the module migrates (its harness section ``server``). Its test is the finding's minimal
+run and one ``assert``: the finding's invariant, written out.
 
 The run is the finding's registered one (``Finding.scenario``); what finalstate's model makes of it on a release is
 written into the docstring. A module must fail on every release its finding stands on (``Finding.stands_on``) and
@@ -171,9 +173,6 @@ _NOT_EXPORTED_KINDS = {
 }
 #: Findings of an exported kind that are not exported all the same, and why.
 _NOT_EXPORTED = {
-    "F13": "a finding of the Execution API (ti_update_state of apache-airflow-core before 3.3.0 refuses the state the "
-           "row already holds), not of the supervisor: a test with a stand-in server would only restate it; its test "
-           "needs the real app of such a core, in airflow-core's tests; not written yet",
     "W3": "its run makes the supervisor allocate and zero 4 GiB: not a test to add to a suite; a bounded variant "
           "(a length prefix over a limit the fix sets) is for the fix to write",
     "W4": "needs _PopenActivitySubprocess launching a runtime command (task-sdk 1.3.0 on) and a count of its listening "
@@ -198,7 +197,7 @@ def module_name(finding: Finding) -> str:
 
 def not_exported_because(finding: Finding) -> str | None:
     """Why ``finding`` has no exported module, or None when it has one."""
-    if finding.kind not in KINDS:
+    if kind_of(finding) not in KINDS:
         causes = [c for c in dict.fromkeys(re.findall(r"\bF\d+\b", finding.upstream)) if c != finding.id]
         return _NOT_EXPORTED_KINDS[finding.kind] + (f"; its cause in one try has an exported test: {', '.join(causes)}"
                                                      if causes else "")
@@ -207,10 +206,10 @@ def not_exported_because(finding: Finding) -> str | None:
     if finding.invariant not in INVARIANTS:
         return f"its invariant {finding.invariant} has no written-out assertion yet"
     try:
-        run = KINDS[finding.kind].parse(finding.scenario)
+        run = KINDS[kind_of(finding)].parse(finding.scenario)
     except ValueError as e:
         return f"the harness does not play its run: {e}"
-    return KINDS[finding.kind].unsupported(finding, run)
+    return KINDS[kind_of(finding)].unsupported(finding, run)
 
 
 def export(finding: Finding, release: Release) -> Exported | NotExported:
@@ -228,8 +227,8 @@ def report_line(finding: Finding) -> str:
     if reason:
         return f"- exported test: none ({reason})"
     path = f"{EXPORTED.name}/{module_name(finding)}"
-    return (f"- exported test: [{path}]({path}) (Airflow and pytest only; in Airflow's "
-            "task-sdk/tests/task_sdk/execution_time/; `finalstate export`)")
+    place = KINDS[kind_of(finding)].place.split(" (")[0]
+    return f"- exported test: [{path}]({path}) (Airflow and pytest only; in Airflow's {place}; `finalstate export`)"
 
 
 def export_all(release: Release, findings: tuple[Finding, ...] = ALL_FINDINGS
@@ -291,36 +290,38 @@ def _shown_on(finding: Finding, release: Release) -> Release:
 
 def release_range(finding: Finding) -> str:
     """The task-sdk releases ``finding`` stands on, in words."""
-    start = f"from {finding.introduced_in}" if finding.introduced_in else f"every release the test drives (from {EARLIEST})"
+    since = KINDS[kind_of(finding)].since if kind_of(finding) in KINDS else None
+    start = (f"from {finding.introduced_in}" if finding.introduced_in
+             else f"every release the test drives (from {since or EARLIEST})")
     return f"{start}, fixed in {finding.fixed_in}" if finding.fixed_in else f"{start}, still on the newest"
 
 
 def _module(finding: Finding, shown_on: Release) -> str:
     """The module's text: its docstring, the harness (common, then the kind's), the finding's run and its test."""
-    kind = KINDS[finding.kind]
+    kind = KINDS[kind_of(finding)]
     run = kind.parse(finding.scenario)
     invariant = INVARIANTS[finding.invariant]
     doc = "\n\n".join([
         f"{finding.id}: {finding.headline}.",
         f"Where: {finding.upstream}.",
         f"Releases (apache-airflow-task-sdk): {release_range(finding)}. This test fails on those and passes on the "
-        "others: it is the fix's regression test.",
+        "others: it is the fix's regression test."
+        + (f" Before task-sdk {kind.since} it is skipped: that release's client sends its bodies with no content "
+           "type, which the Execution API app refuses." if kind.since else ""),
         f"Correct behaviour ({finding.invariant}): {invariant.correct}",
         *_also_failing(finding),
         f"The run (finalstate's minimal counterexample): {run.to_text()}."
         + (f" As finalstate's model of task-sdk {shown_on} has it, {kind.described(run, kind.model_run(run, shown_on))}."
            if kind.model_run else ""),
         "Exported by `finalstate export` from finalstate's findings registry. It needs only "
-        "apache-airflow-task-sdk and pytest; its place in Airflow is task-sdk/tests/task_sdk/execution_time/"
-        + (" (it forks the task process, as test_supervisor.py's tests of ActivitySubprocess.start do)."
-           if finding.kind == "wire" else "."),
+        f"{kind.needs} and pytest; its place in Airflow is {kind.place}.",
     ])
-    imports, code = _harness(finding.kind)
+    imports, code = _harness(kind.sections)
     assertion = invariant.assertion
     if "EXPECTED_RETRY" in assertion:  # what the invariant asks of this run (failure_answered_with_retry_...)
         assertion = assertion.replace("EXPECTED_RETRY", repr(_retry_expected(run))).replace("WHY_RETRY", _why_retry(run))
     return "\n".join([
-        '"""' + "\n\n".join(textwrap.fill(p, 116) for p in doc.split("\n\n")) + '\n"""',
+        '"""' + "\n\n".join(textwrap.fill(p, 116, break_on_hyphens=False) for p in doc.split("\n\n")) + '\n"""',
         "",
         "from __future__ import annotations",
         "",
@@ -339,11 +340,10 @@ def _module(finding: Finding, shown_on: Release) -> str:
     ])
 
 
-def _harness(kind: str) -> tuple[str, str]:
-    """The harness's imports and code for ``kind``: the common section's, then the kind's."""
-    sections = dict(re.findall(r"# --- (\w+: \w+) ---\n(.*?)(?=# --- |\Z)", _HARNESS.read_text(), re.S))
-    imports, code = ("\n".join(sections[f"{part}: {section}"] for section in ("common", kind))
-                     for part in ("imports", "code"))
+def _harness(sections: tuple[str, ...]) -> tuple[str, str]:
+    """The harness's imports and code of ``sections`` (the common one first), in that order."""
+    text = dict(re.findall(r"# --- (\w+: \w+) ---\n(.*?)(?=# --- |\Z)", _HARNESS.read_text(), re.S))
+    imports, code = ("\n".join(text[f"{part}: {section}"] for section in sections) for part in ("imports", "code"))
     return imports, re.sub(r"\n{3,}(?=\S)", "\n\n\n", code.strip("\n"))
 
 
@@ -374,6 +374,31 @@ def _supervisor_body(finding: Finding, scenario: Scenario) -> list[str]:
         "def minimal_run() -> Attempt:",
         f'    """{finding.id}\'s run: {scenario.to_text()}"""',
         f"    api = ExecutionAPI(try_number={c.try_number}, max_tries={c.max_tries}, should_retry={c.should_retry}, "
+        f"tries={scenario.execution_api_retries})",
+        *(["    events = [", *(f"        {_event(e)}," for e in scenario.events), "    ]"] if scenario.events
+          else ["    events = []"]),
+        f"    return run_attempt(api, events, exit_code={scenario.exit_code})",
+    ]
+
+
+def _unsupported_on_the_server(finding: Finding, scenario: Scenario) -> str | None:
+    """Why the real Execution API cannot play ``scenario``, or None: the row is a first try's as the scheduler queues
+    it (its counts consistent), and only the supervisor's own calls and their faults are played."""
+    c = scenario.context
+    if not c.consistent or c.try_number != 1 or c.max_tries > RETRIES_MAX:
+        return f"the real server's row is a first try's with at most {RETRIES_MAX} retries, its run context the server's own"
+    if any(not isinstance(e, (Send, Fault)) for e in scenario.events):
+        return "only frames and faults are played against the real server"
+    return None
+
+
+def _server_body(finding: Finding, scenario: Scenario) -> list[str]:
+    c = scenario.context
+    return [
+        "def minimal_run() -> Attempt:",
+        f'    """{finding.id}\'s run: {scenario.to_text()}"""',
+        "    server = execution_api_server()",
+        f"    api = RealExecutionAPI(server, server.new_run(retries={c.max_tries}), "
         f"tries={scenario.execution_api_retries})",
         *(["    events = [", *(f"        {_event(e)}," for e in scenario.events), "    ]"] if scenario.events
           else ["    events = []"]),
@@ -496,7 +521,8 @@ def _wire_body(finding: Finding, script: WireScript) -> list[str]:
 class ExportKind:
     """How one kind of finding is exported: its run parsed, what finalstate's model makes of it on a release (and in
     words), what the harness cannot play, the module's imports and functions for the run, and the target its matrix
-    cells are checked on."""
+    cells are checked on; the harness's sections its module carries (the common one first), what it needs installed
+    and where in Airflow it belongs."""
 
     parse: Callable
     model_run: Callable | None  # None: the model has no such runs (the wire)
@@ -506,6 +532,11 @@ class ExportKind:
     body: Callable
     target: str
     invariants: str | None
+    sections: tuple[str, ...]
+    needs: str = "apache-airflow-task-sdk"
+    place: str = "task-sdk/tests/task_sdk/execution_time/"
+    #: The first task-sdk release its module runs on (before: skipped), None: every one from ``EARLIEST``.
+    since: str | None = None
 
 
 def _model_supervisor(scenario: Scenario, release: Release):
@@ -526,14 +557,39 @@ def _parse_try(text: str):
     return RuntimeRun.from_text(text)
 
 
+#: The task-sdk release from which the harness's real Execution API (``ExecutionAPIServer``) answers the client: before
+#: it the client sends its bodies with no content type, refused 422 by the app in process (measured on 1.0.3-1.1.1).
+SERVER_SINCE = "1.1.2"
+#: Where a module on the real Execution API belongs in Airflow: airflow-core's tests of the app.
+SERVER_PLACE = ("airflow-core/tests/unit/api_fastapi/execution_api/ (it serves apache-airflow-core's Execution API app "
+                "in process on a migrated SQLite database, as those tests do through their conftest)")
+
 KINDS: dict[str, ExportKind] = {
     "supervisor": ExportKind(Scenario.from_text, _model_supervisor, _supervisor_described, _unsupported_scenario,
-                             _supervisor_imports, _supervisor_body, "airflow-inproc", "model.invariants"),
+                             _supervisor_imports, _supervisor_body, "airflow-inproc", "model.invariants",
+                             ("common", "supervisor")),
     "runtime": ExportKind(_parse_try, _model_runtime, _runtime_described, _unsupported_try, _runtime_imports,
-                          _runtime_body, "airflow-task-runner", "model.runtime_invariants"),
+                          _runtime_body, "airflow-task-runner", "model.runtime_invariants", ("common", "runtime")),
     "wire": ExportKind(_parse_wire, None, None, lambda finding, script: None, lambda script: [], _wire_body,
-                       "airflow-process", None),
+                       "airflow-process", None, ("common", "wire"),
+                       place="task-sdk/tests/task_sdk/execution_time/ (it forks the task process, as "
+                             "test_supervisor.py's tests of ActivitySubprocess.start do)"),
+    # A supervisor finding whose cause is the Execution API's own answer: its run against the real app.
+    "server": ExportKind(Scenario.from_text, _model_supervisor, _supervisor_described, _unsupported_on_the_server,
+                         _supervisor_imports, _server_body, "airflow-inproc", "model.invariants",
+                         ("common", "supervisor", "server"), "apache-airflow-task-sdk, apache-airflow-core",
+                         SERVER_PLACE, SERVER_SINCE),
 }
+#: The most retries a task of the harness's real server has (its DAGs ``exported_r0`` .. ``exported_r3``).
+RETRIES_MAX = 3
+#: Supervisor findings exported as their run against the real Execution API (kind ``server``), not a stand-in.
+_ON_THE_REAL_SERVER = ("F13",)
+
+
+def kind_of(finding: Finding) -> str:
+    """The kind of module ``finding`` is exported as: its registry kind, but ``server`` for a supervisor finding of
+    the Execution API itself (``_ON_THE_REAL_SERVER``)."""
+    return "server" if finding.id in _ON_THE_REAL_SERVER else finding.kind
 
 
 def _also_failing(finding: Finding) -> list[str]:
@@ -589,7 +645,7 @@ def other_causes(finding: Finding, release: Release) -> tuple[str, ...]:
 
     from impl.frontdoor.findings import findings_on
 
-    kind = KINDS[finding.kind]
+    kind = KINDS[kind_of(finding)]
     if kind.model_run is None:
         return ()
     run = kind.parse(finding.scenario)
@@ -604,6 +660,9 @@ def expected_outcome(finding: Finding, release: Release) -> str:
     """What the matrix says of ``finding``'s test on ``release``: ``skipped`` where no task of that release can have
     its run (a retry policy before 1.3.0); ``fails`` where it stands; where it does not, ``passes``, or ``fails by
     F2`` where another finding standing there breaks the same invariant in its run."""
+    since = KINDS[kind_of(finding)].since if kind_of(finding) in KINDS else None
+    if since is not None and release.version < Release.parse(since).version:
+        return "skipped"
     if finding.kind == "runtime":
         from model.runtime import impossible_on
 

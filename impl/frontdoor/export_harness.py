@@ -38,6 +38,14 @@ import signal
 from contextlib import suppress
 
 from airflow.sdk.execution_time.comms import BundleInfo
+# --- imports: server ---
+import json
+import os
+import shutil
+import tempfile
+
+import pytest
+from airflow.sdk.api.client import Client
 # --- code: common ---
 TI_ID = uuid.UUID("01970000-0000-7000-8000-000000000001")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -68,9 +76,9 @@ def run_context(max_tries: int, should_retry: bool) -> TIRunContext:
     return _model(TIRunContext, dag_run=dag_run, max_tries=max_tries, should_retry=should_retry, xcom_keys_to_clear=[])
 
 
-def task_instance(try_number: int) -> TaskInstance:
+def task_instance(try_number: int, ti_id: uuid.UUID = TI_ID) -> TaskInstance:
     """The task instance the attempt is of."""
-    return _model(TaskInstance, id=TI_ID, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
+    return _model(TaskInstance, id=ti_id, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
                   map_index=-1, dag_version_id=uuid.UUID(int=2))
 # --- code: supervisor ---
 _REQUEST = httpx.Request("PATCH", f"http://execution-api.invalid/task-instances/{TI_ID}/state")
@@ -108,6 +116,7 @@ class ExecutionAPI:
 
     _STATE_OF_CALL = {"succeed": "success", "retry": "up_for_retry", "defer": "deferred",
                       "reschedule": "up_for_reschedule", "await_input": "awaiting_input"}
+    ti_id = TI_ID
 
     def __init__(self, *, try_number: int, max_tries: int, should_retry: bool, tries: int):
         self.try_number, self.tries = try_number, tries
@@ -212,24 +221,40 @@ class Attempt:
     raised: "str | None"
 
 
-def run_attempt(api: ExecutionAPI, events: list, exit_code: int) -> Attempt:
+class Supervisor(ActivitySubprocess):
+    """The real ``ActivitySubprocess``, noting how it answers each request: ``replies``, "ok" or "error"."""
+
+    def send_msg(self, msg, request_id, error=None, **dump_opts):
+        self.__dict__.setdefault("replies", []).append("ok" if error is None else "error")
+        return super().send_msg(msg, request_id, error, **dump_opts)
+
+    @property
+    def replies(self) -> list:
+        return self.__dict__.get("replies", [])
+
+
+def run_attempt(api: ExecutionAPI, events: list, exit_code: "int | None" = None) -> Attempt:
     """One attempt of the real ``ActivitySubprocess``: started (``task_instances.start``), then its real ``wait()``,
     each wake-up of whose monitor loop (``selector.select``) delivers the next of ``events``, and after the last the
     process's exit. An event is ("fault", METHOD, KIND), ("send", FRAME) (the runtime's request, handed to
     ``handle_requests`` as its frame reader hands it), ("heartbeat", ANSWER) (a heartbeat falls due; none falls due
-    otherwise) or ("overtime",) (``task_success_overtime`` runs out). Once the process is dead, nothing more comes
-    from it."""
+    otherwise), ("overtime",) (``task_success_overtime`` runs out) or ("exit", CODE) (the process exits then; CODE
+    may be a function of the supervisor's ``replies`` so far). ``events`` may also be a function of ``api``, called
+    once the attempt has started (its run context known). Once the process is dead, nothing more comes from it."""
     process = TaskProcess()
-    script = iter(enumerate(events, start=1))
+    script = None
 
     def wake_up(timeout=None) -> list:
+        nonlocal script
         if sup._last_heartbeat_attempt != float("-inf"):  # only a heartbeat event makes one due
             sup._last_heartbeat_attempt = float("inf")
         if process.exit_code is not None:
             return []
-        request_id, (kind, *args) = next(script, (None, ("exit",)))
+        if script is None:
+            script = iter(enumerate(events(api) if callable(events) else events, start=1))
+        request_id, (kind, *args) = next(script, (None, ("exit", exit_code)))
         if kind == "exit":
-            process.exit_code = exit_code
+            process.exit_code = args[0](sup.replies) if callable(args[0]) else args[0]
         elif kind == "fault":
             api.faults[args[0]] = args[1]
         elif kind == "send":
@@ -243,9 +268,9 @@ def run_attempt(api: ExecutionAPI, events: list, exit_code: int) -> Attempt:
 
     selector = mock.MagicMock(name="selector")
     selector.select.side_effect = wake_up
-    sup = ActivitySubprocess(id=TI_ID, pid=process.pid, process=process, stdin=mock.MagicMock(name="stdin"),
-                             process_log=mock.MagicMock(name="process_log"), client=api.client(), selector=selector)
-    started = {"ti": task_instance(api.try_number), "dag_rel_path": "dag.py",
+    sup = Supervisor(id=api.ti_id, pid=process.pid, process=process, stdin=mock.MagicMock(name="stdin"),
+                     process_log=mock.MagicMock(name="process_log"), client=api.client(), selector=selector)
+    started = {"ti": task_instance(api.try_number, api.ti_id), "dag_rel_path": "dag.py",
                "bundle_info": None}
     if "sentry_integration" in inspect.signature(sup._on_child_started).parameters:  # task-sdk 1.2.0 on
         started["sentry_integration"] = ""
@@ -455,3 +480,250 @@ def supervise(child) -> Supervised:
                 os.waitpid(sup.pid, 0)
     final = state_name(sup.final_state) if sup._exit_code is not None else None
     return Supervised(sup._exit_code, final, raised, [c[0] for c in client.task_instances.method_calls])
+
+
+# --- code: server ---
+#: The Execution API app in process answers the client from task-sdk 1.1.2 (apache-airflow-core 3.1.2) on: before, the
+#: client sends its bodies with no content type, which the app refuses 422 (and core 3.0's has no DAG bag either).
+SERVER_SINCE = (1, 1, 2)
+#: The DAGs the runs are of: ``exported_rN``, one task whose ``retries`` is N (the server reads it where the row's
+#: counts are not enough).
+RETRIES_MAX = 3
+DAG_FILE = f"""from airflow.sdk import DAG, BaseOperator
+
+for retries in range({RETRIES_MAX} + 1):
+    with DAG(f"exported_r{{retries}}", schedule=None, catchup=False):
+        BaseOperator(task_id="task", retries=retries)
+"""
+
+
+class ExecutionAPIServer:
+    """apache-airflow-core's Execution API app in process (``InProcessExecutionAPI``, as ``dag.test()`` serves it:
+    no sockets, no auth) on a SQLite database in a temporary ``AIRFLOW_HOME``, migrated as ``airflow db migrate``
+    does, with the DAGs serialised into it as the DAG processor does. Airflow's configuration points there through
+    the environment while it runs; ``close`` puts it back."""
+
+    def __init__(self):
+        if _task_sdk_version() < SERVER_SINCE:
+            pytest.skip("the Execution API app in process answers the client from task-sdk 1.1.2 on (before, the "
+                        "client's bodies carry no content type and are refused 422)")
+        self.home = tempfile.mkdtemp(prefix="airflow-home-")
+        dags = os.path.join(self.home, "dags")
+        os.mkdir(dags)
+        with open(os.path.join(dags, "exported.py"), "w") as f:
+            f.write(DAG_FILE)
+        bundles = [{"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                    "kwargs": {"path": dags}}]
+        self.environ = mock.patch.dict(os.environ, {
+            "AIRFLOW_HOME": self.home, "AIRFLOW__CORE__DAGS_FOLDER": dags, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "exported", "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles)})
+        self.environ.start()
+        os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", None)  # derived from the one above
+        try:
+            self._bind()
+            from airflow.utils import db
+
+            db.upgradedb()
+            self._serialise_the_dag()
+            from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+
+            self.api = InProcessExecutionAPI()
+            self.transport = self.api.transport
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _bind() -> None:
+        """Airflow's ORM bound to the database the environment names now."""
+        from airflow import settings
+
+        settings.dispose_orm(do_log=False)
+        settings.configure_vars()
+        settings.configure_orm()
+
+    @staticmethod
+    def _serialise_the_dag() -> None:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.utils.session import create_session
+
+        manager = DagBundlesManager()
+        with create_session() as session:
+            manager.sync_bundles_to_db(session=session)
+        bundle = manager.get_bundle("dags-folder")
+        bundle.initialize()
+        try:  # apache-airflow-core 3.2 on
+            from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+        except ImportError:
+            from airflow.models.dagbag import DagBag, sync_bag_to_db
+
+            bag = DagBag(dag_folder=bundle.path, include_examples=False)
+        else:
+            bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
+        assert bag.dags, f"the DAG did not parse: {bag.import_errors}"
+        sync_bag_to_db(bag, bundle.name, bundle.version)
+
+    def new_run(self, retries: int) -> str:
+        """A new DagRun (``create_dagrun``) of the DAG whose task has ``retries``, its task instance's first try
+        QUEUED as the scheduler queues it (max_tries = retries): its run id."""
+        from airflow.models.dagbag import DBDagBag
+        from airflow.utils.session import create_session
+        from airflow.utils.state import DagRunState, TaskInstanceState
+        from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+        now = datetime.now(timezone.utc)
+        run_id = f"exported__{uuid.uuid4().hex}"
+        with create_session() as session:
+            dag = DBDagBag().get_latest_version_of_dag(f"exported_r{retries}", session=session)
+            run = dag.create_dagrun(run_id=run_id, run_after=now, run_type=DagRunType.MANUAL,
+                                    state=DagRunState.RUNNING, triggered_by=DagRunTriggeredByType.TEST,
+                                    start_date=now, session=session)
+            (ti,) = run.task_instances
+            ti.try_number, ti.max_tries, ti.state, ti.queued_dttm = 1, retries, TaskInstanceState.QUEUED, now
+        return run_id
+
+    def row(self, run_id: str) -> "tuple[uuid.UUID, str | None, int]":
+        """The live task instance of ``run_id`` (read by run id: a retry gives the live row a new id): its id, state
+        and try_number."""
+        from airflow.models.taskinstance import TaskInstance as TI
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            ti = session.query(TI).filter(TI.run_id == run_id).one()
+            return uuid.UUID(str(ti.id)), state_name(ti.state), ti.try_number
+
+    def requeue(self, run_id: str) -> None:
+        """The scheduler queues the next try of a task instance UP_FOR_RETRY (or UP_FOR_RESCHEDULE): its own
+        ``DagRun.schedule_tis`` (SCHEDULED, try_number + 1), then the state change to QUEUED as it hands the try to
+        an executor. The dependency checks before (the retry delay, upstreams) are not in the way here."""
+        from airflow.models.dagbag import DBDagBag
+        from airflow.models.taskinstance import TaskInstance as TI
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+
+        with create_session() as session:
+            ti = session.query(TI).filter(TI.run_id == run_id).one()
+            ti.task = DBDagBag().get_latest_version_of_dag(ti.dag_id, session=session).get_task("task")
+            ti.dag_run.schedule_tis([ti], session=session)
+            session.flush()
+            session.refresh(ti)
+            if ti.state == TaskInstanceState.SCHEDULED:
+                ti.state, ti.queued_dttm = TaskInstanceState.QUEUED, datetime.now(timezone.utc)
+
+    def close(self) -> None:
+        self.api = self.transport = None
+        self.environ.stop()
+        self._bind()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+_servers: "list[ExecutionAPIServer]" = []
+
+
+def execution_api_server() -> ExecutionAPIServer:
+    """The module's server: made and migrated on first use, closed as the module's tests end."""
+    if not _servers:
+        _servers.append(ExecutionAPIServer())
+    return _servers[0]
+
+
+def close_execution_api_server() -> None:
+    while _servers:
+        _servers.pop().close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _execution_api_server_closed():
+    yield
+    close_execution_api_server()
+
+
+class RealExecutionAPI:
+    """``ExecutionAPI``'s part played by the real app, for the try the live task instance of ``run_id`` is queued
+    for; the supervisor's client is Airflow's ``Client`` over the app, each call tried as the worker's
+    ``[workers] execution_api_retries`` = ``tries`` says (without the waits between).
+    ``faults`` as ``ExecutionAPI``'s, made at the transport: "lost" is the server applying the request, its answer
+    never arriving. ``row`` is the database's; ``calls`` each call with its answer as the supervisor saw it."""
+
+    CALLS = ("start", "heartbeat", "finish", "succeed", "retry", "defer", "reschedule", "await_input",
+             "skip_downstream_tasks")
+
+    def __init__(self, server: ExecutionAPIServer, run_id: str, *, tries: int):
+        self.server, self.run_id, self.tries = server, run_id, tries
+        self.ti_id, _, self.try_number = server.row(run_id)
+        self.faults: dict[str, str] = {}
+        self.armed: "str | None" = None
+        self.calls: list[Call] = []
+        self.context = None  # the TIRunContext the start call got
+        self.gone = None  # heartbeats are not played here: the server never takes the task instance away
+        self.heartbeat_answer = 200
+
+    @property
+    def row(self) -> "str | None":
+        return self.server.row(self.run_id)[1]
+
+    def client(self) -> Client:
+        retried = "_request_with_retry" if hasattr(Client, "_request_with_retry") else "request"  # 1.4.0 on
+        tries = self.tries
+        retry = getattr(Client, retried).retry_with(stop=lambda state: state.attempt_number >= tries,
+                                                    wait=lambda state: 0)
+        client = type("Client", (Client,), {retried: retry})(base_url="http://in-process.invalid./", token="",
+                                                               transport=FaultyTransport(self.server.transport, self))
+        client.__dict__["task_instances"] = RecordedOperations(client.task_instances, self)  # a cached_property
+        return client
+
+    def recorded(self, name: str, method):
+        """``method``, the client's call ``name``, with this call's fault armed and its answer recorded."""
+        def call(*args, **kwargs):
+            state = state_name(kwargs.get("state")) if name == "finish" else None
+            self.armed = self.faults.get(name)
+            if self.armed not in (None, "permanent"):
+                del self.faults[name]
+            try:
+                result = method(*args, **kwargs)
+            except ServerResponseError as e:
+                self.calls.append(Call(name, e.response.status_code, state))
+                raise
+            except httpx.TransportError:
+                self.calls.append(Call(name, "timeout", state))
+                raise
+            finally:
+                self.armed = None
+            self.calls.append(Call(name, 200, state))
+            if name == "start":
+                self.context = result
+            return result
+        return call
+
+
+class RecordedOperations:
+    """The client's ``task_instances``, each call of the supervisor's recorded by ``api``."""
+
+    def __init__(self, operations, api: RealExecutionAPI):
+        self.operations, self.api = operations, api
+
+    def __getattr__(self, name: str):
+        method = getattr(self.operations, name)
+        return self.api.recorded(name, method) if name in RealExecutionAPI.CALLS else method
+
+
+class FaultyTransport(httpx.BaseTransport):
+    """The app's transport, with the fault ``api.armed`` for the call being made: "transient" (its next try gets a
+    500), "permanent" (every try gets a 500), "lost" (its next try is applied, and its answer lost)."""
+
+    def __init__(self, inner, api: RealExecutionAPI):
+        self.inner, self.api = inner, api
+
+    def handle_request(self, request):
+        armed = self.api.armed
+        if armed in ("transient", "permanent"):
+            self.api.armed = None if armed == "transient" else armed
+            return httpx.Response(500, json={"detail": {"reason": "injected"}}, request=request)
+        response = self.inner.handle_request(request)
+        if armed == "lost":
+            self.api.armed = None
+            response.read()
+            raise httpx.ReadTimeout("the answer never arrived", request=request)
+        return response
