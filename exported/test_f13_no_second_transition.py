@@ -303,6 +303,11 @@ for retries in range({RETRIES_MAX} + 1):
 """
 
 
+#: The DAG folder, one per process whatever the server: apache-airflow-core 3.4 reads its DAG bundles' configuration
+#: once per process.
+DAGS_FOLDER = os.path.join(tempfile.gettempdir(), f"airflow-exported-dags-{os.getpid()}")
+
+
 class ExecutionAPIServer:
     """apache-airflow-core's Execution API app in process (``InProcessExecutionAPI``, as ``dag.test()`` serves it:
     no sockets, no auth) on a SQLite database in a temporary ``AIRFLOW_HOME``, migrated as ``airflow db migrate``
@@ -314,8 +319,8 @@ class ExecutionAPIServer:
             pytest.skip("the Execution API app in process answers the client from task-sdk 1.1.2 on (before, the "
                         "client's bodies carry no content type and are refused 422)")
         self.home = tempfile.mkdtemp(prefix="airflow-home-")
-        dags = os.path.join(self.home, "dags")
-        os.mkdir(dags)
+        dags = DAGS_FOLDER
+        os.makedirs(dags, exist_ok=True)
         with open(os.path.join(dags, "exported.py"), "w") as f:
             f.write(DAG_FILE)
         bundles = [{"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
@@ -368,7 +373,8 @@ class ExecutionAPIServer:
             bag = DagBag(dag_folder=bundle.path, include_examples=False)
         else:
             bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
-        assert bag.dags, f"the DAG did not parse: {bag.import_errors}"
+        if len(bag.dags) != RETRIES_MAX + 1:
+            raise RuntimeError(f"the DAGs in {bundle.path} did not parse: {bag.import_errors or 'none found'}")
         sync_bag_to_db(bag, bundle.name, bundle.version)
 
     def new_run(self, retries: int) -> str:
@@ -423,6 +429,7 @@ class ExecutionAPIServer:
         self.environ.stop()
         self._bind()
         shutil.rmtree(self.home, ignore_errors=True)
+        shutil.rmtree(DAGS_FOLDER, ignore_errors=True)
 
 
 _servers: "list[ExecutionAPIServer]" = []
@@ -441,7 +448,10 @@ def close_execution_api_server() -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _execution_api_server_closed():
+def _execution_api_server_of_the_module():
+    """The server made before the module's tests run (one that cannot be had is an error of the set-up, not a failure
+    of a test), closed after them."""
+    execution_api_server()
     yield
     close_execution_api_server()
 

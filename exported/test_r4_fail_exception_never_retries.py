@@ -84,6 +84,7 @@ class Sent:
     type: str
     state: "str | None"
     delivered: bool
+    msg: object = dataclasses.field(default=None, repr=False, compare=False)  # the request itself
 
     def __repr__(self) -> str:
         return f"{self.type}({self.state or ''})" + ("" if self.delivered else " (send failed)")
@@ -111,7 +112,7 @@ class SupervisorChannel:
     def send(self, msg):
         fails = self.failing == "every" or (self.failing == "terminal" and msg.type in TERMINAL_FRAMES)
         self.sent.append(Sent(msg.type, state_name(getattr(msg, "state", None)) if msg.type == "TaskState" else None,
-                              not fails))
+                              not fails, msg))
         if fails:
             raise BrokenPipeError("the supervisor channel is broken")
         return XComResult(key=msg.key, value=None) if msg.type == "GetXCom" else None

@@ -38,10 +38,21 @@ def _imported(source: str) -> set[str]:
     return names
 
 
+@pytest.fixture(scope="module")
+def execution_api():
+    """One real Execution API (a module's ``ExecutionAPIServer``: a SQLite database migrated once) that every loaded
+    module of this file uses, each run on its own DagRun, instead of migrating one each; closed when this file's tests
+    end, as a module's own fixture closes it under pytest."""
+    made = []
+    yield made
+    for server in made:
+        server.close()
+
+
 @pytest.fixture
-def load(tmp_path, monkeypatch):
+def load(tmp_path, monkeypatch, execution_api):
     """Import an exported module from a file, as pytest would (registered in ``sys.modules`` while the test runs);
-    a module's real Execution API is closed after the test, as its own module-scoped fixture closes it under pytest."""
+    a module that serves the real Execution API is given the shared one (``execution_api``)."""
     modules = []
 
     def loaded(module: export.Exported):
@@ -51,11 +62,15 @@ def load(tmp_path, monkeypatch):
         imported = importlib.util.module_from_spec(spec)
         monkeypatch.setitem(sys.modules, spec.name, imported)
         spec.loader.exec_module(imported)
-        modules.append(imported)
+        if hasattr(imported, "execution_api_server"):
+            if not execution_api:
+                execution_api.append(imported.ExecutionAPIServer())
+            imported._servers.append(execution_api[0])
+            modules.append(imported)
         return imported
     yield loaded
     for imported in modules:
-        getattr(imported, "close_execution_api_server", lambda: None)()
+        imported._servers.clear()  # the shared server outlives the module
 
 
 def test_every_finding_is_exported_or_named_with_its_reason():
@@ -108,6 +123,22 @@ def test_the_modules_task_runner_does_what_the_model_says(module, load):
         assert attempt.recorded == compose(run.context, expected).final_state
     else:
         assert attempt.recorded is None
+
+
+LIFECYCLE_MODULES = [m for m in MODULES if m.finding.kind == "lifecycle"]
+
+
+@pytest.mark.parametrize("module", LIFECYCLE_MODULES, ids=lambda m: m.finding.id)
+def test_the_modules_life_is_what_the_model_says(module, load):
+    """A lifecycle module lives its tries on the real Execution API as finalstate's model of the installed release
+    lives them: each try's exit, final state and row, and the row the scheduler's step leaves."""
+    run = export.KINDS["lifecycle"].parse(module.finding.scenario)
+    expected = export._model_life(run, model_release())
+    life = load(module).minimal_run()
+    assert [(t.exit_code, t.final_state, t.row) for t in life.tries] == [
+        (t.observation.exit_code, t.observation.final_state.lower() if t.observation.exit_code is not None else None,
+         t.observation.row) for t in expected.tries]
+    assert life.tries[-1].row_after.split()[0] == expected.row.state
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.finding.id)

@@ -8,8 +8,10 @@ drives the real code as Airflow's own tests of it do: for a supervisor finding t
 ``wait()``; for a task-runner finding the real ``task_runner.main`` with a failing supervisor channel; for a wire
 finding a task process forked by the real ``ActivitySubprocess.start``; for a finding of the Execution API itself
 (kind ``server``) the same supervisor with Airflow's ``Client`` against apache-airflow-core's Execution API app in
-process, on a SQLite database the module migrates (its harness section ``server``). Its test is the finding's minimal
-run and one ``assert``: the finding's invariant, written out.
+process, on a SQLite database the module migrates (its harness section ``server``); for a lifecycle finding the
+life's tries on that server's row, each the real supervisor with the try's runtime (the real task runner, or a
+coordinator-mode runtime as the runtimes' contract has it), the scheduler's ``schedule_tis`` between tries. Its test
+is the finding's minimal run and one ``assert``: the finding's invariant, written out.
 
 The run is the finding's registered one (``Finding.scenario``); what finalstate's model makes of it on a release is
 written into the docstring. A module must fail on every release its finding stands on (``Finding.stands_on``) and
@@ -161,15 +163,37 @@ assert not terminal or (terminal[-1].type == "RetryTask") == must_retry, (
         """assert not any(s.type == "RetryTask" for s in attempt.sent) and attempt.state != "up_for_retry", (
     f"The task raised an exception that must never be retried, yet the task runner answered with a retry "
     f"(it decided {attempt.state}; sent {attempt.sent}).")"""),
+    # -- across tries (``model.lifecycle``): over ``life``, what the lifecycle harness's ``live`` returns
+    "failing_try_with_retries_left_ends_up_for_retry": Invariant(
+        "a try that fails with retries left (should_retry) ends UP_FOR_RETRY: the supervisor reports it so and the "
+        "task instance is so on the server, so that the scheduler queues the next try.",
+        """wrong = [t for t in life.tries
+         if t.failure and t.should_retry and (t.final_state, t.row) != ("up_for_retry", "up_for_retry")]
+assert not wrong, (
+    f"Try {wrong[0].try_number} failed with retries left (max_tries={wrong[0].max_tries}), so it must end "
+    f"UP_FOR_RETRY for the scheduler to retry it; but the supervisor reported {wrong[0].final_state} and the task "
+    f"instance is {wrong[0].row} (after the scheduler's step: {wrong[0].row_after}): it will never be retried. "\n    f"The life: {life.tries}")"""),
+    "no_try_leaves_row_running": Invariant(
+        "no try leaves the task instance RUNNING on the server once it is over: whatever the supervisor reports, some "
+        "call reports it.",
+        """running = [t for t in life.tries if t.row == "running"]
+assert not running, (
+    f"Try {running[0].try_number} is over (exit {running[0].exit_code}, final_state={running[0].final_state}), but "
+    f"the task instance is still RUNNING on the server: no call ended it, and nothing will. "\n    f"The life: {life.tries}")"""),
+    "last_failing_try_ends_failed": Invariant(
+        "a try that fails with no retries left ends FAILED: the supervisor reports it so and the task instance is so on "
+        "the server.",
+        """wrong = [t for t in life.tries if t.failure and not t.should_retry and (t.final_state, t.row) != ("failed", "failed")]
+assert not wrong, (
+    f"Try {wrong[0].try_number} failed with no retries left (max_tries={wrong[0].max_tries}), so it must end FAILED; "
+    f"but the supervisor reported {wrong[0].final_state} and the task instance is {wrong[0].row} (after the "
+    f"scheduler's step: {wrong[0].row_after}). "\n    f"The life: {life.tries}")"""),
 }
 
 #: Why each kind of finding the harness does not drive is not exported (yet): named by the command.
 _NOT_EXPORTED_KINDS = {
     "coordinator": "about a coordinator-mode runtime under check (the Go-SDK-shaped runtime of runtimes/go), not about "
                    "an Airflow release: its test belongs to that runtime's suite, and no task-sdk release fixes it",
-    "lifecycle": "a finding across tries: its test needs a real row the scheduler retries (the Execution API app in "
-                 "process on a migrated SQLite database, as impl/server/airflow_api.py sets it up per core release); "
-                 "not written yet",
 }
 #: Findings of an exported kind that are not exported all the same, and why.
 _NOT_EXPORTED = {
@@ -316,7 +340,7 @@ def _module(finding: Finding, shown_on: Release) -> str:
         "Exported by `finalstate export` from finalstate's findings registry. It needs only "
         f"{kind.needs} and pytest; its place in Airflow is {kind.place}.",
     ])
-    imports, code = _harness(kind.sections)
+    imports, code = _harness(kind.sections(run) if callable(kind.sections) else kind.sections)
     assertion = invariant.assertion
     if "EXPECTED_RETRY" in assertion:  # what the invariant asks of this run (failure_answered_with_retry_...)
         assertion = assertion.replace("EXPECTED_RETRY", repr(_retry_expected(run))).replace("WHY_RETRY", _why_retry(run))
@@ -334,7 +358,7 @@ def _module(finding: Finding, shown_on: Release) -> str:
         "",
         "",
         f"def {module_name(finding)[:-3]}():",
-        "    attempt = minimal_run()",
+        f"    {kind.subject} = minimal_run()",
         textwrap.indent(assertion, "    "),
         "",
     ])
@@ -518,6 +542,128 @@ def _wire_body(finding: Finding, script: WireScript) -> list[str]:
 
 
 @attrs.frozen
+class LifeRun:
+    """A lifecycle finding's life (``retries=N | TRY | ...``), read as ``impl.frontdoor.lifecycle.parse_life`` reads
+    it: the task's retries, whose runtime plays the tries (``runtime``: the Python task runner; ``coordinator``), and
+    each try as drawn."""
+
+    text: str
+    retries: int
+    plays: str
+    tries: tuple
+
+    def to_text(self) -> str:
+        return self.text
+
+
+def _parse_life(text: str) -> LifeRun:
+    from impl.frontdoor.lifecycle import parse_life
+
+    return LifeRun(text, *parse_life(text))
+
+
+def _model_life(run: LifeRun, release: Release):
+    """The life as finalstate's model of ``release`` lives it: the model's runtime of that release (the task runner,
+    or the contract's coordinator runtime) and its supervisor, the row by the server's rules."""
+    import functools
+
+    from impl.frontdoor.lifecycle import (coordinator_model_with, coordinator_pairing, python_pairing, release_runtime,
+                                          replay_life)
+    from model import supervisor
+
+    supervise = functools.partial(supervisor.run, release=release)
+    if run.plays == "coordinator":
+        pairing = coordinator_pairing(_life_target(run), coordinator_model_with(supervise, release))
+    else:
+        pairing = python_pairing(_life_target(run), functools.partial(release_runtime, release=release), supervise)
+    return replay_life(pairing, run.text)
+
+
+def _life_target(run: LifeRun) -> str:
+    """The model's pairing a life's matrix cells are checked on (``impl.frontdoor.lifecycle``)."""
+    return "model-coordinator+model" if run.plays == "coordinator" else "model-runtime+model"
+
+
+def _life_described(run: LifeRun, life) -> str:
+    return "; ".join(t.to_text() for t in life.tries)
+
+
+#: The exceptions a task runner try of a lifecycle module raises, as the harness writes them.
+_LIFE_ERRORS = {"return": "None", "ValueError": 'ValueError("{id}")',
+                "DownstreamTasksSkipped": 'exceptions.DownstreamTasksSkipped(tasks=["downstream"])',
+                **{name: f'exceptions.{name}("{{id}}")' for name in _TASK_ERRORS}}
+
+
+def _unsupported_life(finding: Finding, run: LifeRun) -> str | None:
+    """Why the lifecycle harness cannot live ``run``, or None."""
+    if run.retries > RETRIES_MAX:
+        return f"the harness's real server has tasks of at most {RETRIES_MAX} retries"
+    for drawn in run.tries:
+        if run.plays == "coordinator":
+            if drawn.outcome not in ("success", "error") or any(
+                    not isinstance(e, Fault) for e in (*drawn.while_running, *drawn.after_frame)):
+                return "the harness plays a coordinator try of success or error, with faults only"
+            continue
+        outcome, policy, comms = drawn
+        if policy is not None:
+            return "the harness plays a task runner try under no retry policy"
+        if outcome not in _LIFE_ERRORS:
+            return f"the harness does not raise {outcome}"
+        if comms not in _CHANNEL:
+            return f"the harness does not play comms {comms}"
+    return None
+
+
+def _life_sections(run: LifeRun) -> tuple[str, ...]:
+    """A life of task runner tries carries the runtime harness too (its ``run_try``); a coordinator's does not."""
+    if run.plays == "runtime":
+        return ("common", "supervisor", "runtime", "server", "lifecycle_task_runner", "lifecycle")
+    return ("common", "supervisor", "server", "lifecycle")
+
+
+def _life_imports(run: LifeRun) -> list[str]:
+    if run.plays != "coordinator":
+        return []
+    from model.coordinator import terminal_frame
+    from model.scenario import RunContext
+
+    frames = sorted({terminal_frame(attrs.evolve(d, context=RunContext.from_server(1, run.retries))).frame
+                     for d in run.tries})
+    return [f"from airflow.sdk.execution_time.comms import {', '.join(frames)}"]
+
+
+def _life_body(finding: Finding, run: LifeRun) -> list[str]:
+    from model.coordinator import terminal_frame
+    from model.scenario import DEFAULT_EXECUTION_API_RETRIES, RunContext
+
+    life = _model_life(run, _shown_on(finding, SPECIFIED))
+    tries = []
+    for number, (drawn, lived) in enumerate(zip(run.tries, life.tries), start=1):
+        if run.plays == "coordinator":
+            context = RunContext.from_server(lived.context.try_number, lived.context.max_tries)
+            frame = terminal_frame(attrs.evolve(drawn, context=context))
+            reports_failure = frame.frame != "SucceedTask"
+            events = [_event(e) for e in drawn.while_running] + [f"('send', {_frame(frame)})"] + \
+                     [_event(e) for e in drawn.after_frame] + [f"('exit', {'fails_closed' if reports_failure else 0})"]
+            tries.append(f"        ([{', '.join(events)}],\n         {lived.retryable_failure}, "
+                         f"{drawn.execution_api_retries}),")
+        else:
+            outcome, _, comms = drawn
+            error = _LIFE_ERRORS[outcome].format(id=finding.id)
+            tries.append(f"        (task_runner_try({error}, failing={_CHANNEL[comms]!r}), {lived.retryable_failure}, "
+                         f"{DEFAULT_EXECUTION_API_RETRIES}),")
+    return [
+        "def minimal_run() -> Life:",
+        f'    """{finding.id}\'s life: {run.text}.',
+        "",
+        "    Each try: (its runtime, whether its task fails, the worker's execution_api_retries).\"\"\"",
+        f"    return live(retries={run.retries}, tries=[",
+        *tries,
+        "    ])",
+    ]
+
+
+@attrs.frozen
 class ExportKind:
     """How one kind of finding is exported: its run parsed, what finalstate's model makes of it on a release (and in
     words), what the harness cannot play, the module's imports and functions for the run, and the target its matrix
@@ -532,11 +678,16 @@ class ExportKind:
     body: Callable
     target: str
     invariants: str | None
-    sections: tuple[str, ...]
+    sections: tuple[str, ...] | Callable  # or a function of the run
     needs: str = "apache-airflow-task-sdk"
     place: str = "task-sdk/tests/task_sdk/execution_time/"
     #: The first task-sdk release its module runs on (before: skipped), None: every one from ``EARLIEST``.
     since: str | None = None
+    #: What the test calls what ``minimal_run`` returns (the name its invariant's assertion reads).
+    subject: str = "attempt"
+    #: What an invariant of ``invariants`` and a finding's ``explains_violation`` take of a run and the model's
+    #: observation of it, as two argument tuples: ``(run, observed)`` both, as the one-try invariants take them.
+    judged: Callable = lambda run, observed: ((run, observed), (run, observed))
 
 
 def _model_supervisor(scenario: Scenario, release: Release):
@@ -579,6 +730,11 @@ KINDS: dict[str, ExportKind] = {
                          _supervisor_imports, _server_body, "airflow-inproc", "model.invariants",
                          ("common", "supervisor", "server"), "apache-airflow-task-sdk, apache-airflow-core",
                          SERVER_PLACE, SERVER_SINCE),
+    # A finding across tries: its life on the real Execution API's row, the scheduler's step between tries.
+    "lifecycle": ExportKind(_parse_life, _model_life, _life_described, _unsupported_life, _life_imports, _life_body,
+                            _life_target, "model.lifecycle", _life_sections,
+                            "apache-airflow-task-sdk, apache-airflow-core", SERVER_PLACE, SERVER_SINCE, "life",
+                            lambda run, life: ((life,), (life, None))),
 }
 #: The most retries a task of the harness's real server has (its DAGs ``exported_r0`` .. ``exported_r3``).
 RETRIES_MAX = 3
@@ -599,7 +755,8 @@ def _also_failing(finding: Finding) -> list[str]:
 
     from impl.releases.environments import RELEASES
 
-    known = [r for r in sorted(RELEASES, key=Version) if Release.parse(r).version >= Release.parse(EARLIEST).version]
+    first = Release.parse(KINDS[kind_of(finding)].since or EARLIEST).version  # the first release its module runs on
+    known = [r for r in sorted(RELEASES, key=Version) if Release.parse(r).version >= first]
     by_cause: dict[tuple[str, ...], list[int]] = {}
     for at, name in enumerate(known):
         release = Release.parse(name)
@@ -650,10 +807,12 @@ def other_causes(finding: Finding, release: Release) -> tuple[str, ...]:
         return ()
     run = kind.parse(finding.scenario)
     observed = kind.model_run(run, release)
-    if not getattr(importlib.import_module(kind.invariants), finding.invariant)(run, observed):
+    checked, explained = kind.judged(run, observed)
+    if not getattr(importlib.import_module(kind.invariants), finding.invariant)(*checked):
         return ()
-    return tuple(f.id for f in findings_on(finding.kind, kind.target, finding.invariant, release=release)
-                 if f.id != finding.id and f.explains_violation(finding.invariant, run, observed))
+    target = kind.target(run) if callable(kind.target) else kind.target
+    return tuple(f.id for f in findings_on(finding.kind, target, finding.invariant, release=release)
+                 if f.id != finding.id and f.explains_violation(finding.invariant, *explained))
 
 
 def expected_outcome(finding: Finding, release: Release) -> str:

@@ -46,6 +46,8 @@ import tempfile
 
 import pytest
 from airflow.sdk.api.client import Client
+# --- imports: lifecycle ---
+# --- imports: lifecycle_task_runner ---
 # --- code: common ---
 TI_ID = uuid.UUID("01970000-0000-7000-8000-000000000001")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -299,6 +301,7 @@ class Sent:
     type: str
     state: "str | None"
     delivered: bool
+    msg: object = dataclasses.field(default=None, repr=False, compare=False)  # the request itself
 
     def __repr__(self) -> str:
         return f"{self.type}({self.state or ''})" + ("" if self.delivered else " (send failed)")
@@ -326,7 +329,7 @@ class SupervisorChannel:
     def send(self, msg):
         fails = self.failing == "every" or (self.failing == "terminal" and msg.type in TERMINAL_FRAMES)
         self.sent.append(Sent(msg.type, state_name(getattr(msg, "state", None)) if msg.type == "TaskState" else None,
-                              not fails))
+                              not fails, msg))
         if fails:
             raise BrokenPipeError("the supervisor channel is broken")
         return XComResult(key=msg.key, value=None) if msg.type == "GetXCom" else None
@@ -497,6 +500,11 @@ for retries in range({RETRIES_MAX} + 1):
 """
 
 
+#: The DAG folder, one per process whatever the server: apache-airflow-core 3.4 reads its DAG bundles' configuration
+#: once per process.
+DAGS_FOLDER = os.path.join(tempfile.gettempdir(), f"airflow-exported-dags-{os.getpid()}")
+
+
 class ExecutionAPIServer:
     """apache-airflow-core's Execution API app in process (``InProcessExecutionAPI``, as ``dag.test()`` serves it:
     no sockets, no auth) on a SQLite database in a temporary ``AIRFLOW_HOME``, migrated as ``airflow db migrate``
@@ -508,8 +516,8 @@ class ExecutionAPIServer:
             pytest.skip("the Execution API app in process answers the client from task-sdk 1.1.2 on (before, the "
                         "client's bodies carry no content type and are refused 422)")
         self.home = tempfile.mkdtemp(prefix="airflow-home-")
-        dags = os.path.join(self.home, "dags")
-        os.mkdir(dags)
+        dags = DAGS_FOLDER
+        os.makedirs(dags, exist_ok=True)
         with open(os.path.join(dags, "exported.py"), "w") as f:
             f.write(DAG_FILE)
         bundles = [{"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
@@ -562,7 +570,8 @@ class ExecutionAPIServer:
             bag = DagBag(dag_folder=bundle.path, include_examples=False)
         else:
             bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
-        assert bag.dags, f"the DAG did not parse: {bag.import_errors}"
+        if len(bag.dags) != RETRIES_MAX + 1:
+            raise RuntimeError(f"the DAGs in {bundle.path} did not parse: {bag.import_errors or 'none found'}")
         sync_bag_to_db(bag, bundle.name, bundle.version)
 
     def new_run(self, retries: int) -> str:
@@ -617,6 +626,7 @@ class ExecutionAPIServer:
         self.environ.stop()
         self._bind()
         shutil.rmtree(self.home, ignore_errors=True)
+        shutil.rmtree(DAGS_FOLDER, ignore_errors=True)
 
 
 _servers: "list[ExecutionAPIServer]" = []
@@ -635,7 +645,10 @@ def close_execution_api_server() -> None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _execution_api_server_closed():
+def _execution_api_server_of_the_module():
+    """The server made before the module's tests run (one that cannot be had is an error of the set-up, not a failure
+    of a test), closed after them."""
+    execution_api_server()
     yield
     close_execution_api_server()
 
@@ -727,3 +740,75 @@ class FaultyTransport(httpx.BaseTransport):
             response.read()
             raise httpx.ReadTimeout("the answer never arrived", request=request)
         return response
+
+
+# --- code: lifecycle_task_runner ---
+def task_runner_try(error: "BaseException | None", failing: "str | None"):
+    """A try's runtime: the real task runner (``run_try``) meeting ``error`` under the run context the server handed
+    the supervisor, its channel's sends failing as ``failing`` says; the requests that got through are handed to the
+    supervisor, then the task process exits as ``main`` did."""
+    def events(api: RealExecutionAPI) -> list:
+        tried = run_try(error, try_number=api.try_number, max_tries=api.context.max_tries,
+                        should_retry=api.context.should_retry, failing=failing)
+        return [*(("send", s.msg) for s in tried.sent if s.delivered), ("exit", tried.exit_code)]
+    return events
+
+
+# --- code: lifecycle ---
+def fails_closed(replies: list) -> int:
+    """A coordinator-mode runtime's exit after its failure report, as the runtimes' contract has it (the Java SDK's
+    and the Python task runner's way): 1 unless the supervisor answered the report OK."""
+    return 0 if replies[-1:] == ["ok"] else 1
+
+
+@dataclasses.dataclass
+class LivedTry:
+    """One try of the task instance: the run context the server handed it (``ti_run``), whether the task failed in a
+    way the design retries (nothing asked for no retry), what the supervisor reported (``final_state``; None when
+    ``wait()`` raised first), the row at the try's end, and after the scheduler's step."""
+
+    try_number: int
+    max_tries: int
+    should_retry: bool
+    failure: bool
+    final_state: "str | None"
+    row: "str | None"
+    row_after: str
+    exit_code: "int | None"
+    raised: "str | None"
+    calls: list
+
+    def __repr__(self) -> str:
+        ended = f"final_state={self.final_state}" if self.raised is None else f"wait() raised {self.raised}"
+        return (f"try {self.try_number} (max_tries={self.max_tries}, should_retry={self.should_retry}): exit "
+                f"{self.exit_code}, {ended}, row {self.row}, then {self.row_after}; calls {self.calls}")
+
+
+@dataclasses.dataclass
+class Life:
+    """A task instance's life across tries on the real Execution API."""
+
+    retries: int
+    tries: list
+
+
+def live(retries: int, tries: list) -> Life:
+    """A task instance of a task with ``retries`` lives ``tries`` (each ``(events, failure, client tries)``: its
+    runtime's events for ``run_attempt``, whether the task fails, the worker's ``execution_api_retries``) on the real
+    Execution API: each try the real ``ActivitySubprocess`` supervises on the live row; after it the scheduler's
+    step (``requeue``) queues the next try of a row UP_FOR_RETRY. The life ends when the row is not queued again."""
+    server = execution_api_server()
+    run_id = server.new_run(retries)
+    life = Life(retries, [])
+    for events, failure, client_tries in tries:
+        api = RealExecutionAPI(server, run_id, tries=client_tries)
+        attempt = run_attempt(api, events)
+        if attempt.row in ("up_for_retry", "up_for_reschedule"):
+            server.requeue(run_id)
+        _, state, try_number = server.row(run_id)
+        life.tries.append(LivedTry(api.try_number, api.context.max_tries, api.context.should_retry, failure,
+                                   attempt.final_state, attempt.row, f"{state} (try_number {try_number})",
+                                   attempt.exit_code, attempt.raised, attempt.calls))
+        if state != "queued":
+            break
+    return life
