@@ -111,6 +111,7 @@ UPSTREAM: dict[str, str] = {
     "L6": "see F3 (across a coordinator runtime's tries)",
     "L7": "fixed in 1.1.4, as L3 (a coordinator runtime's fail-closed exit meets the same rule)",
     "L8": f"fixed in 1.2.2, as F14 ([#66572]({_AF}/pull/66572))",
+    "L9": f"see F2 (across a coordinator runtime's tries; from [#55767]({_AF}/pull/55767), in 1.1.2)",
     "C1": f"apparently new (searched 2026-12-06): the Go SDK's Serve never reads the answer to its terminal frame; "
           f"[#68554]({_AF}/pull/68554), the fix of [#67797]({_AF}/issues/67797), added the retry branch, not a "
           "fail-closed exit",
