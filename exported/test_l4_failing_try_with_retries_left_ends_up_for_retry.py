@@ -1,6 +1,6 @@
 """L4: a failing coordinator try whose RetryTask the supervisor cannot deliver exits 1 (it fails closed); the
-supervisor reports UP_FOR_RETRY but the row stays RUNNING, so the TI is never retried (likewise a try the supervisor
-kills while should_retry: too many failed heartbeats, the success overtime).
+supervisor reports UP_FOR_RETRY but the row stays RUNNING, so the TI is never retried (a try the supervisor kills
+instead: L9).
 
 Where: the runtime's fail-closed exit meets supervisor findings F9 and F2:
 ActivitySubprocess.update_task_state_if_needed replays the failed retry() and, it failing again, makes no call for

@@ -12,8 +12,8 @@ Correct behaviour (failing_try_with_retries_left_ends_up_for_retry): a try that 
 (should_retry) ends UP_FOR_RETRY: the supervisor reports it so and the task instance is so on the server, so that
 the scheduler queues the next try.
 
-On task-sdk 1.1.4 to 1.4.0b2 this run breaks the invariant all the same, by the cause of L4 (see its test): this
-test fails there until that is fixed.
+On task-sdk 1.1.4 to 1.4.0b2 this run breaks the invariant all the same, by the cause of L4 and L9 (see its test):
+this test fails there until that is fixed.
 
 The run (finalstate's minimal counterexample): retries=1 | fault retry permanent; task error. As finalstate's model
 of task-sdk 1.1.3 has it, try 1 (max_tries=1 should_retry=true): fault retry permanent; task error → exit 1 →

@@ -163,6 +163,12 @@ assert not terminal or (terminal[-1].type == "RetryTask") == must_retry, (
         """assert not any(s.type == "RetryTask" for s in attempt.sent) and attempt.state != "up_for_retry", (
     f"The task raised an exception that must never be retried, yet the task runner answered with a retry "
     f"(it decided {attempt.state}; sent {attempt.sent}).")"""),
+    "servers_closed_when_wait_raises": Invariant(
+        "whatever wait() raises, the supervisor closes the sockets it opened: its two listening sockets (--comm, "
+        "--logs) are closed once wait() is over.",
+        """assert attempt.left_listening == 0, (
+    f"wait() raised {attempt.raised} (exit {attempt.exit_code}, client calls {attempt.calls}) and the supervisor "
+    f"left {attempt.left_listening} listening socket(s) open: a worker leaks them for every such task.")"""),
     # -- across tries (``model.lifecycle``): over ``life``, what the lifecycle harness's ``live`` returns
     "failing_try_with_retries_left_ends_up_for_retry": Invariant(
         "a try that fails with retries left (should_retry) ends UP_FOR_RETRY: the supervisor reports it so and the "
@@ -199,8 +205,6 @@ _NOT_EXPORTED_KINDS = {
 _NOT_EXPORTED = {
     "W3": "its run makes the supervisor allocate and zero 4 GiB: not a test to add to a suite; a bounded variant "
           "(a length prefix over a limit the fix sets) is for the fix to write",
-    "W4": "needs _PopenActivitySubprocess launching a runtime command (task-sdk 1.3.0 on) and a count of its listening "
-          "sockets after wait() raised; not written yet",
     "W5": f"fixed in 1.0.3, before the earliest release the harness drives ({EARLIEST}: its wire before was JSON "
           "lines): its test would pass on every release it can run on",
 }
@@ -330,8 +334,7 @@ def _module(finding: Finding, shown_on: Release) -> str:
         f"Where: {finding.upstream}.",
         f"Releases (apache-airflow-task-sdk): {release_range(finding)}. This test fails on those and passes on the "
         "others: it is the fix's regression test."
-        + (f" Before task-sdk {kind.since} it is skipped: that release's client sends its bodies with no content "
-           "type, which the Execution API app refuses." if kind.since else ""),
+        + (f" Before task-sdk {kind.since} it is skipped: {kind.skipped_before}." if kind.since else ""),
         f"Correct behaviour ({finding.invariant}): {invariant.correct}",
         *_also_failing(finding),
         f"The run (finalstate's minimal counterexample): {run.to_text()}."
@@ -427,6 +430,24 @@ def _server_body(finding: Finding, scenario: Scenario) -> list[str]:
         *(["    events = [", *(f"        {_event(e)}," for e in scenario.events), "    ]"] if scenario.events
           else ["    events = []"]),
         f"    return run_attempt(api, events, exit_code={scenario.exit_code})",
+    ]
+
+
+def _unsupported_launch(finding: Finding, scenario: Scenario) -> str | None:
+    """Why the launcher harness cannot play ``scenario``, or None: a call refused once (the client trying each call
+    once), then the exit."""
+    if any(not (isinstance(e, Fault) and (e.kind == "permanent" or scenario.execution_api_retries == 1)
+                and e.kind in ("transient", "permanent")) for e in scenario.events):
+        return "the launcher harness plays calls refused with 500 only, under execution_api_retries=1"
+    return None
+
+
+def _launch_body(finding: Finding, scenario: Scenario) -> list[str]:
+    failing = [e.call for e in scenario.events]
+    return [
+        "def minimal_run() -> Launched:",
+        f'    """{finding.id}\'s run: {scenario.to_text()}"""',
+        f"    return launch(exit_code={scenario.exit_code}, failing={failing!r})",
     ]
 
 
@@ -681,8 +702,10 @@ class ExportKind:
     sections: tuple[str, ...] | Callable  # or a function of the run
     needs: str = "apache-airflow-task-sdk"
     place: str = "task-sdk/tests/task_sdk/execution_time/"
-    #: The first task-sdk release its module runs on (before: skipped), None: every one from ``EARLIEST``.
+    #: The first task-sdk release its module runs on (before: skipped, for the reason ``skipped_before``), None: every
+    #: one from ``EARLIEST``.
     since: str | None = None
+    skipped_before: str = ""
     #: What the test calls what ``minimal_run`` returns (the name its invariant's assertion reads).
     subject: str = "attempt"
     #: What an invariant of ``invariants`` and a finding's ``explains_violation`` take of a run and the model's
@@ -711,6 +734,7 @@ def _parse_try(text: str):
 #: The task-sdk release from which the harness's real Execution API (``ExecutionAPIServer``) answers the client: before
 #: it the client sends its bodies with no content type, refused 422 by the app in process (measured on 1.0.3-1.1.1).
 SERVER_SINCE = "1.1.2"
+_SERVER_SKIPPED = "that release's client sends its bodies with no content type, which the Execution API app refuses"
 #: Where a module on the real Execution API belongs in Airflow: airflow-core's tests of the app.
 SERVER_PLACE = ("airflow-core/tests/unit/api_fastapi/execution_api/ (it serves apache-airflow-core's Execution API app "
                 "in process on a migrated SQLite database, as those tests do through their conftest)")
@@ -729,23 +753,34 @@ KINDS: dict[str, ExportKind] = {
     "server": ExportKind(Scenario.from_text, _model_supervisor, _supervisor_described, _unsupported_on_the_server,
                          _supervisor_imports, _server_body, "airflow-inproc", "model.invariants",
                          ("common", "supervisor", "server"), "apache-airflow-task-sdk, apache-airflow-core",
-                         SERVER_PLACE, SERVER_SINCE),
+                         SERVER_PLACE, SERVER_SINCE, _SERVER_SKIPPED),
+    # A wire finding of the supervisor that launches a runtime command (``_PopenActivitySubprocess``, 1.3.0 on).
+    "launcher": ExportKind(Scenario.from_text, None, None, _unsupported_launch, lambda scenario: [], _launch_body,
+                           "airflow-process", None, ("common", "launcher"),
+                           place="task-sdk/tests/task_sdk/execution_time/ (it launches a runtime command, as the "
+                                 "coordinators' tests of _PopenActivitySubprocess do)", since="1.3.0",
+                           skipped_before="the supervisor that launches a runtime command came in 1.3.0"),
     # A finding across tries: its life on the real Execution API's row, the scheduler's step between tries.
     "lifecycle": ExportKind(_parse_life, _model_life, _life_described, _unsupported_life, _life_imports, _life_body,
                             _life_target, "model.lifecycle", _life_sections,
-                            "apache-airflow-task-sdk, apache-airflow-core", SERVER_PLACE, SERVER_SINCE, "life",
+                            "apache-airflow-task-sdk, apache-airflow-core", SERVER_PLACE, SERVER_SINCE, _SERVER_SKIPPED,
+                            "life",
                             lambda run, life: ((life,), (life, None))),
 }
 #: The most retries a task of the harness's real server has (its DAGs ``exported_r0`` .. ``exported_r3``).
 RETRIES_MAX = 3
 #: Supervisor findings exported as their run against the real Execution API (kind ``server``), not a stand-in.
 _ON_THE_REAL_SERVER = ("F13",)
+#: Wire findings of the supervisor that launches a runtime command (kind ``launcher``).
+_OF_THE_LAUNCHER = ("W4",)
 
 
 def kind_of(finding: Finding) -> str:
     """The kind of module ``finding`` is exported as: its registry kind, but ``server`` for a supervisor finding of
-    the Execution API itself (``_ON_THE_REAL_SERVER``)."""
-    return "server" if finding.id in _ON_THE_REAL_SERVER else finding.kind
+    the Execution API itself (``_ON_THE_REAL_SERVER``), ``launcher`` for a wire finding of the command launcher."""
+    if finding.id in _ON_THE_REAL_SERVER:
+        return "server"
+    return "launcher" if finding.id in _OF_THE_LAUNCHER else finding.kind
 
 
 def _also_failing(finding: Finding) -> list[str]:

@@ -48,6 +48,23 @@ import pytest
 from airflow.sdk.api.client import Client
 # --- imports: lifecycle ---
 # --- imports: lifecycle_task_runner ---
+# --- imports: launcher ---
+import gc
+import os
+import signal
+import socket
+import sys
+from contextlib import suppress
+
+import psutil
+import pytest
+from airflow.sdk.api.client import ServerResponseError
+from airflow.sdk.execution_time.comms import BundleInfo
+
+try:  # the client is built on httpx2 from task-sdk 1.4.0, on httpx before
+    import httpx2 as httpx
+except ImportError:
+    import httpx
 # --- code: common ---
 TI_ID = uuid.UUID("01970000-0000-7000-8000-000000000001")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -812,3 +829,83 @@ def live(retries: int, tries: list) -> Life:
         if state != "queued":
             break
     return life
+
+
+# --- code: launcher ---
+coordinators = pytest.importorskip("airflow.sdk.coordinators._subprocess",
+                                   reason="the supervisor that launches a runtime command came in task-sdk 1.3.0")
+
+#: The runtime the supervisor launches: it connects to ``--comm`` and ``--logs`` as the SDKs' runtimes do, reads its
+#: StartupDetails frame (a 4-byte big-endian length, then the body) and exits with the code it is given.
+RUNTIME = """
+import socket, sys
+addresses = dict(arg[2:].split("=", 1) for arg in sys.argv[2:] if arg.startswith("--"))
+comm, logs = (socket.create_connection((a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])))
+              for a in (addresses["comm"], addresses["logs"]))
+def read(n):
+    data = b""
+    while len(data) < n:
+        chunk = comm.recv(n - len(data))
+        if not chunk:
+            sys.exit(2)
+        data += chunk
+    return data
+read(int.from_bytes(read(4), "big"))
+sys.exit(int(sys.argv[1]))
+"""
+
+
+def listening() -> set:
+    """The file descriptors of this process's listening TCP sockets."""
+    process = psutil.Process()
+    connections = process.net_connections("tcp") if hasattr(process, "net_connections") else process.connections("tcp")
+    return {c.fd for c in connections if c.status == psutil.CONN_LISTEN}
+
+
+def refused(status: int) -> ServerResponseError:
+    request = httpx.Request("PATCH", "http://execution-api.invalid/task-instances/state")
+    return ServerResponseError.from_response(httpx.Response(status, json={"detail": {"reason": "refused"}},
+                                                            request=request))
+
+
+@dataclasses.dataclass
+class Launched:
+    """What came of one attempt of a launched runtime: its exit, the supervisor's ``final_state`` (None when ``wait()``
+    raised before it decided one), what ``wait()`` raised, the client's calls by name, and how many listening sockets
+    the supervisor left open once ``wait()`` was over."""
+
+    exit_code: "int | None"
+    final_state: "str | None"
+    raised: "str | None"
+    calls: list
+    left_listening: int
+
+
+def launch(exit_code: int, failing: list) -> Launched:
+    """The real ``_PopenActivitySubprocess.start`` launching ``RUNTIME`` (exiting ``exit_code``) and its ``wait()``,
+    the client a mock that answers every call but the first call of each of ``failing``, refused 500. The sockets the
+    supervisor leaves listening are counted, then closed here, so the test leaves nothing behind."""
+    client = mock.MagicMock(name="Client")
+    client.task_instances.start.return_value = run_context(max_tries=0, should_retry=False)
+    for name in failing:
+        getattr(client.task_instances, name).side_effect = [refused(500), None, None]
+    before = listening()
+    sup = coordinators._PopenActivitySubprocess.start(
+        what=task_instance(1), dag_rel_path=os.devnull, bundle_info=BundleInfo(name="exported", version=None),
+        client=client, command=[sys.executable, "-c", RUNTIME, str(exit_code)])
+    raised = None
+    try:
+        sup.wait()
+    except Exception as e:  # what escaped the supervisor: part of what it did
+        raised = type(e).__name__
+    finally:
+        if sup._exit_code is None:  # wait() left the process running: end it here
+            with suppress(OSError):
+                os.kill(sup.pid, signal.SIGKILL)
+    left = listening() - before
+    for sock in [o for o in gc.get_objects() if isinstance(o, socket.socket)]:
+        with suppress(OSError):
+            if sock.fileno() in left:
+                sock.close()
+    final = state_name(sup.final_state) if sup._exit_code is not None else None
+    return Launched(sup._exit_code, final, raised, [c[0] for c in client.task_instances.method_calls], len(left))
