@@ -622,8 +622,8 @@ def _unsupported_life(finding: Finding, run: LifeRun) -> str | None:
     for drawn in run.tries:
         if run.plays == "coordinator":
             if drawn.outcome not in ("success", "error") or any(
-                    not isinstance(e, Fault) for e in (*drawn.while_running, *drawn.after_frame)):
-                return "the harness plays a coordinator try of success or error, with faults only"
+                    not isinstance(e, (Fault, Overtime)) for e in (*drawn.while_running, *drawn.after_frame)):
+                return "the harness plays a coordinator try of success or error, with faults and the overtime only"
             continue
         outcome, policy, comms = drawn
         if policy is not None:

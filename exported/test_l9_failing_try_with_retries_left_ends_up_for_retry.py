@@ -1,0 +1,626 @@
+"""L9: a coordinator try the supervisor kills while should_retry (here the success overtime after a RetryTask it could
+not deliver; likewise too many failed heartbeats) is reported UP_FOR_RETRY but the row stays RUNNING, so the TI is
+never retried (from 1.1.2; F2 across tries).
+
+Where: supervisor finding F2: ActivitySubprocess.final_state makes a signal-killed process UP_FOR_RETRY while
+should_retry (since task-sdk 1.1.2, apache/airflow#55767), a state in STATES_SENT_DIRECTLY, so
+update_task_state_if_needed makes no call for it.
+
+Releases (apache-airflow-task-sdk): from 1.1.2, still on the newest. This test fails on those and passes on the
+others: it is the fix's regression test. Before task-sdk 1.1.2 it is skipped: that release's client sends its bodies
+with no content type, which the Execution API app refuses.
+
+Correct behaviour (failing_try_with_retries_left_ends_up_for_retry): a try that fails with retries left
+(should_retry) ends UP_FOR_RETRY: the supervisor reports it so and the task instance is so on the server, so that
+the scheduler queues the next try.
+
+The run (finalstate's minimal counterexample): retries=1 | fault retry permanent; task error; overtime. As
+finalstate's model of task-sdk 1.3.2 has it, try 1 (max_tries=1 should_retry=true): fault retry permanent; task
+error; overtime → exit 1 → final_state=up_for_retry, row running.
+
+Exported by `finalstate export` from finalstate's findings registry. It needs only apache-airflow-task-sdk,
+apache-airflow-core and pytest; its place in Airflow is airflow-core/tests/unit/api_fastapi/execution_api/ (it
+serves apache-airflow-core's Execution API app in process on a migrated SQLite database, as those tests do through
+their conftest).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from unittest import mock
+
+import psutil
+import pytest
+from airflow.sdk.api.client import ServerResponseError
+from airflow.sdk.api.client import Client
+from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
+from airflow.sdk.execution_time.comms import _RequestFrame
+from airflow.sdk.execution_time.comms import RetryTask
+from airflow.sdk.execution_time.supervisor import ActivitySubprocess
+
+try:  # the client is built on httpx2 from task-sdk 1.4.0, on httpx before
+    import httpx2 as httpx
+except ImportError:
+    import httpx
+
+TI_ID = uuid.UUID("01970000-0000-7000-8000-000000000001")
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _task_sdk_version() -> tuple[int, ...]:
+    from importlib.metadata import version
+
+    return tuple(int(re.match(r"\d*", part).group() or 0) for part in version("apache-airflow-task-sdk").split(".")[:3])
+
+
+def state_name(state) -> str | None:
+    """A state as the supervisor holds or reports it (a ``TaskInstanceState``, or ``SERVER_TERMINATED`` in either
+    spelling), as one lower-case string."""
+    return None if state is None else str(getattr(state, "value", state)).lower()
+
+
+def _model(model, **values):
+    """``model`` of ``values``, less the fields the installed release's model does not have."""
+    return model(**{k: v for k, v in values.items() if k in model.model_fields})
+
+
+def run_context(max_tries: int, should_retry: bool) -> TIRunContext:
+    """The ``TIRunContext`` the Execution API hands out as the attempt starts (``task_instances.start``)."""
+    dag_run = _model(DagRun, dag_id="exported", run_id="run", logical_date=NOW, data_interval_start=NOW,
+                     data_interval_end=NOW, run_after=NOW, start_date=NOW, end_date=None, run_type="manual",
+                     state="running", consumed_asset_events=[], partition_key=None)
+    return _model(TIRunContext, dag_run=dag_run, max_tries=max_tries, should_retry=should_retry, xcom_keys_to_clear=[])
+
+
+def task_instance(try_number: int, ti_id: uuid.UUID = TI_ID) -> TaskInstance:
+    """The task instance the attempt is of."""
+    return _model(TaskInstance, id=ti_id, task_id="task", dag_id="exported", run_id="run", try_number=try_number,
+                  map_index=-1, dag_version_id=uuid.UUID(int=2))
+
+_REQUEST = httpx.Request("PATCH", f"http://execution-api.invalid/task-instances/{TI_ID}/state")
+
+
+#: The Execution API released beside task-sdk 1.3.0 (apache-airflow-core 3.3.0) answers a state update asking for
+#: the state the row already holds with 200; before, 409 like any update of a row that is no longer RUNNING.
+REPEATED_STATE_IS_OK = _task_sdk_version() >= (1, 3, 0)
+
+
+@dataclasses.dataclass
+class Call:
+    """One call of the supervisor's client, as the supervisor saw it: its last try's answer ("timeout": none)."""
+
+    name: str
+    status: "int | str"
+    state: "str | None" = None
+
+    def __repr__(self) -> str:
+        return f"{self.name}({self.state})->{self.status}" if self.state else f"{self.name}->{self.status}"
+
+
+class ExecutionAPI:
+    """The Execution API for one task instance, behind a ``mock`` of the supervisor's ``Client``.
+
+    It keeps the row's state as the server's ``ti_update_state`` moves it: a state update of a RUNNING row is
+    applied (a retry archives the try, and the live row gets a new id, so the old id is answered 404 from then
+    on); of a row that already left RUNNING, refused 409 (``REPEATED_STATE_IS_OK``). A heartbeat of a row that left
+    RUNNING is refused 409; of a RUNNING one it gets ``heartbeat_answer`` (404/409/410: the server took the task
+    instance away, and answers every later call so). ``faults`` make a call misbehave, per client method:
+    "transient" (the next try gets a 500), "permanent" (every try gets a 500), "lost" (the next try is applied but its
+    answer never arrives: an ``httpx.ReadTimeout``). Each call is tried as Airflow's client tries it (``tries``, the
+    worker's ``[workers] execution_api_retries``): again after a 5xx or a transport error.
+    """
+
+    _STATE_OF_CALL = {"succeed": "success", "retry": "up_for_retry", "defer": "deferred",
+                      "reschedule": "up_for_reschedule", "await_input": "awaiting_input"}
+    ti_id = TI_ID
+
+    def __init__(self, *, try_number: int, max_tries: int, should_retry: bool, tries: int):
+        self.try_number, self.tries = try_number, tries
+        self.context = run_context(max_tries, should_retry)
+        self.row, self.archived, self.gone = "running", False, None
+        self.faults: dict[str, str] = {}
+        self.heartbeat_answer = 200
+        self.calls: list[Call] = []
+
+    def client(self) -> mock.Mock:
+        client = mock.Mock(name="Client")
+        tis = client.task_instances
+        tis.start.side_effect = lambda *a, **kw: self._call("start") or self.context
+        tis.heartbeat.side_effect = lambda *a, **kw: self._call("heartbeat")
+        tis.finish.side_effect = lambda *a, state, **kw: self._call("finish", state_name(state))
+        tis.skip_downstream_tasks.side_effect = lambda *a, **kw: self._call("skip_downstream_tasks")
+        for name in self._STATE_OF_CALL:
+            getattr(tis, name).side_effect = lambda *a, _name=name, **kw: self._call(_name)
+        return client
+
+    def _call(self, name: str, state: "str | None" = None) -> None:
+        # Only refusals of a heartbeat are scripted (never tried again), so one try stands for the client's.
+        for _ in range(1 if name == "heartbeat" else self.tries):
+            status = self._try(name, state)
+            if status != "timeout" and status < 500:
+                break
+        self.calls.append(Call(name, status, state))
+        if status == "timeout":
+            raise httpx.ReadTimeout("the answer never arrived", request=_REQUEST)
+        if status >= 400:
+            response = httpx.Response(status, json={"detail": {"reason": "refused"}}, request=_REQUEST)
+            raise ServerResponseError.from_response(response)
+
+    def _try(self, name: str, state: "str | None") -> "int | str":
+        fault = self.faults.get(name)
+        if fault == "permanent":
+            return 500
+        if fault is not None:
+            del self.faults[name]
+            if fault == "transient":
+                return 500
+        status = self._answer(name, state)
+        return "timeout" if fault == "lost" else status
+
+    def _answer(self, name: str, state: "str | None") -> int:
+        if self.gone:
+            return self.gone
+        if name == "start":
+            return 200
+        if name == "finish" and state == "server_terminated":  # a stop report (task-sdk 1.4.0)
+            return 200 if self.archived or self.row != "running" else 409
+        if self.archived:
+            return 404
+        if name == "heartbeat":
+            if self.row != "running":
+                return 409
+            if self.heartbeat_answer in (404, 409, 410):
+                self.gone = self.heartbeat_answer
+            return self.heartbeat_answer
+        target = state if name == "finish" else self._STATE_OF_CALL.get(name)
+        if target is None:  # skip_downstream_tasks changes other task instances only
+            return 200
+        if self.row == target and REPEATED_STATE_IS_OK:
+            return 200
+        if self.row != "running":
+            return 409
+        self.row, self.archived = target, target == "up_for_retry"
+        return 200
+
+
+class TaskProcess:
+    """The task process: alive until the test ends it, or until the supervisor signals it (it dies of any signal)."""
+
+    ProcessNotFound = psutil.NoSuchProcess
+    TimeoutExpired = psutil.TimeoutExpired
+    pid = 4242
+
+    def __init__(self):
+        self.exit_code = None
+
+    def send_signal(self, sig) -> None:
+        if self.exit_code is None:
+            self.exit_code = -int(sig)
+
+    def wait(self, timeout=None) -> int:
+        if self.exit_code is None:
+            raise psutil.TimeoutExpired(timeout)
+        return self.exit_code
+
+
+@dataclasses.dataclass
+class Attempt:
+    """What came of one attempt: the supervisor's ``final_state`` (None when ``wait()`` raised before it saw the
+    exit), the process's exit, the server's row (``gone``: how the server answers once it took the task instance
+    away), every call with its answer, and what ``wait()`` raised."""
+
+    final_state: "str | None"
+    exit_code: "int | None"
+    row: str
+    gone: "int | None"
+    calls: list
+    raised: "str | None"
+
+
+class Supervisor(ActivitySubprocess):
+    """The real ``ActivitySubprocess``, noting how it answers each request: ``replies``, "ok" or "error"."""
+
+    def send_msg(self, msg, request_id, error=None, **dump_opts):
+        self.__dict__.setdefault("replies", []).append("ok" if error is None else "error")
+        return super().send_msg(msg, request_id, error, **dump_opts)
+
+    @property
+    def replies(self) -> list:
+        return self.__dict__.get("replies", [])
+
+
+def run_attempt(api: ExecutionAPI, events: list, exit_code: "int | None" = None) -> Attempt:
+    """One attempt of the real ``ActivitySubprocess``: started (``task_instances.start``), then its real ``wait()``,
+    each wake-up of whose monitor loop (``selector.select``) delivers the next of ``events``, and after the last the
+    process's exit. An event is ("fault", METHOD, KIND), ("send", FRAME) (the runtime's request, handed to
+    ``handle_requests`` as its frame reader hands it), ("heartbeat", ANSWER) (a heartbeat falls due; none falls due
+    otherwise), ("overtime",) (``task_success_overtime`` runs out) or ("exit", CODE) (the process exits then; CODE
+    may be a function of the supervisor's ``replies`` so far). ``events`` may also be a function of ``api``, called
+    once the attempt has started (its run context known). Once the process is dead, nothing more comes from it."""
+    process = TaskProcess()
+    script = None
+
+    def wake_up(timeout=None) -> list:
+        nonlocal script
+        if sup._last_heartbeat_attempt != float("-inf"):  # only a heartbeat event makes one due
+            sup._last_heartbeat_attempt = float("inf")
+        if process.exit_code is not None:
+            return []
+        if script is None:
+            script = iter(enumerate(events(api) if callable(events) else events, start=1))
+        request_id, (kind, *args) = next(script, (None, ("exit", exit_code)))
+        if kind == "exit":
+            process.exit_code = args[0](sup.replies) if callable(args[0]) else args[0]
+        elif kind == "fault":
+            api.faults[args[0]] = args[1]
+        elif kind == "send":
+            requests.send(_RequestFrame(id=request_id, body=args[0].model_dump()))
+        elif kind == "heartbeat":
+            api.heartbeat_answer = args[0]
+            sup._last_heartbeat_attempt = float("-inf")
+        elif kind == "overtime" and sup._task_end_time_monotonic is not None:
+            sup._task_end_time_monotonic = float("-inf")
+        return []
+
+    selector = mock.MagicMock(name="selector")
+    selector.select.side_effect = wake_up
+    sup = Supervisor(id=api.ti_id, pid=process.pid, process=process, stdin=mock.MagicMock(name="stdin"),
+                     process_log=mock.MagicMock(name="process_log"), client=api.client(), selector=selector)
+    started = {"ti": task_instance(api.try_number, api.ti_id), "dag_rel_path": "dag.py",
+               "bundle_info": None}
+    if "sentry_integration" in inspect.signature(sup._on_child_started).parameters:  # task-sdk 1.2.0 on
+        started["sentry_integration"] = ""
+    sup._on_child_started(**started)
+    requests = sup.handle_requests(mock.MagicMock(name="log"))
+    next(requests)
+    raised = None
+    try:
+        sup.wait()
+    except Exception as e:  # what escaped the supervisor: part of what it did
+        raised = type(e).__name__
+    final = state_name(sup.final_state) if sup._exit_code is not None else None
+    return Attempt(final, sup._exit_code, api.row, api.gone, api.calls, raised)
+
+
+#: The Execution API app in process answers the client from task-sdk 1.1.2 (apache-airflow-core 3.1.2) on: before, the
+#: client sends its bodies with no content type, which the app refuses 422 (and core 3.0's has no DAG bag either).
+SERVER_SINCE = (1, 1, 2)
+#: The DAGs the runs are of: ``exported_rN``, one task whose ``retries`` is N (the server reads it where the row's
+#: counts are not enough).
+RETRIES_MAX = 3
+DAG_FILE = f"""from airflow.sdk import DAG, BaseOperator
+
+for retries in range({RETRIES_MAX} + 1):
+    with DAG(f"exported_r{{retries}}", schedule=None, catchup=False):
+        BaseOperator(task_id="task", retries=retries)
+"""
+
+
+#: The DAG folder, one per process whatever the server: apache-airflow-core 3.4 reads its DAG bundles' configuration
+#: once per process.
+DAGS_FOLDER = os.path.join(tempfile.gettempdir(), f"airflow-exported-dags-{os.getpid()}")
+
+
+class ExecutionAPIServer:
+    """apache-airflow-core's Execution API app in process (``InProcessExecutionAPI``, as ``dag.test()`` serves it:
+    no sockets, no auth) on a SQLite database in a temporary ``AIRFLOW_HOME``, migrated as ``airflow db migrate``
+    does, with the DAGs serialised into it as the DAG processor does. Airflow's configuration points there through
+    the environment while it runs; ``close`` puts it back."""
+
+    def __init__(self):
+        if _task_sdk_version() < SERVER_SINCE:
+            pytest.skip("the Execution API app in process answers the client from task-sdk 1.1.2 on (before, the "
+                        "client's bodies carry no content type and are refused 422)")
+        self.home = tempfile.mkdtemp(prefix="airflow-home-")
+        dags = DAGS_FOLDER
+        os.makedirs(dags, exist_ok=True)
+        with open(os.path.join(dags, "exported.py"), "w") as f:
+            f.write(DAG_FILE)
+        bundles = [{"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                    "kwargs": {"path": dags}}]
+        self.environ = mock.patch.dict(os.environ, {
+            "AIRFLOW_HOME": self.home, "AIRFLOW__CORE__DAGS_FOLDER": dags, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "exported", "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles)})
+        self.environ.start()
+        os.environ.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC", None)  # derived from the one above
+        try:
+            self._bind()
+            from airflow.utils import db
+
+            db.upgradedb()
+            self._serialise_the_dag()
+            from airflow.api_fastapi.execution_api.app import InProcessExecutionAPI
+
+            self.api = InProcessExecutionAPI()
+            self.transport = self.api.transport
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _bind() -> None:
+        """Airflow's ORM bound to the database the environment names now."""
+        from airflow import settings
+
+        settings.dispose_orm(do_log=False)
+        settings.configure_vars()
+        settings.configure_orm()
+
+    @staticmethod
+    def _serialise_the_dag() -> None:
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.utils.session import create_session
+
+        manager = DagBundlesManager()
+        with create_session() as session:
+            manager.sync_bundles_to_db(session=session)
+        bundle = manager.get_bundle("dags-folder")
+        bundle.initialize()
+        try:  # apache-airflow-core 3.2 on
+            from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+        except ImportError:
+            from airflow.models.dagbag import DagBag, sync_bag_to_db
+
+            bag = DagBag(dag_folder=bundle.path, include_examples=False)
+        else:
+            bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
+        if len(bag.dags) != RETRIES_MAX + 1:
+            raise RuntimeError(f"the DAGs in {bundle.path} did not parse: {bag.import_errors or 'none found'}")
+        sync_bag_to_db(bag, bundle.name, bundle.version)
+
+    def new_run(self, retries: int) -> str:
+        """A new DagRun (``create_dagrun``) of the DAG whose task has ``retries``, its task instance's first try
+        QUEUED as the scheduler queues it (max_tries = retries): its run id."""
+        from airflow.models.dagbag import DBDagBag
+        from airflow.utils.session import create_session
+        from airflow.utils.state import DagRunState, TaskInstanceState
+        from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+        now = datetime.now(timezone.utc)
+        run_id = f"exported__{uuid.uuid4().hex}"
+        with create_session() as session:
+            dag = DBDagBag().get_latest_version_of_dag(f"exported_r{retries}", session=session)
+            run = dag.create_dagrun(run_id=run_id, run_after=now, run_type=DagRunType.MANUAL,
+                                    state=DagRunState.RUNNING, triggered_by=DagRunTriggeredByType.TEST,
+                                    start_date=now, session=session)
+            (ti,) = run.task_instances
+            ti.try_number, ti.max_tries, ti.state, ti.queued_dttm = 1, retries, TaskInstanceState.QUEUED, now
+        return run_id
+
+    def row(self, run_id: str) -> "tuple[uuid.UUID, str | None, int]":
+        """The live task instance of ``run_id`` (read by run id: a retry gives the live row a new id): its id, state
+        and try_number."""
+        from airflow.models.taskinstance import TaskInstance as TI
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            ti = session.query(TI).filter(TI.run_id == run_id).one()
+            return uuid.UUID(str(ti.id)), state_name(ti.state), ti.try_number
+
+    def requeue(self, run_id: str) -> None:
+        """The scheduler queues the next try of a task instance UP_FOR_RETRY (or UP_FOR_RESCHEDULE): its own
+        ``DagRun.schedule_tis`` (SCHEDULED, try_number + 1), then the state change to QUEUED as it hands the try to
+        an executor. The dependency checks before (the retry delay, upstreams) are not in the way here."""
+        from airflow.models.dagbag import DBDagBag
+        from airflow.models.taskinstance import TaskInstance as TI
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+
+        with create_session() as session:
+            ti = session.query(TI).filter(TI.run_id == run_id).one()
+            ti.task = DBDagBag().get_latest_version_of_dag(ti.dag_id, session=session).get_task("task")
+            ti.dag_run.schedule_tis([ti], session=session)
+            session.flush()
+            session.refresh(ti)
+            if ti.state == TaskInstanceState.SCHEDULED:
+                ti.state, ti.queued_dttm = TaskInstanceState.QUEUED, datetime.now(timezone.utc)
+
+    def close(self) -> None:
+        self.api = self.transport = None
+        self.environ.stop()
+        self._bind()
+        shutil.rmtree(self.home, ignore_errors=True)
+        shutil.rmtree(DAGS_FOLDER, ignore_errors=True)
+
+
+_servers: "list[ExecutionAPIServer]" = []
+
+
+def execution_api_server() -> ExecutionAPIServer:
+    """The module's server: made and migrated on first use, closed as the module's tests end."""
+    if not _servers:
+        _servers.append(ExecutionAPIServer())
+    return _servers[0]
+
+
+def close_execution_api_server() -> None:
+    while _servers:
+        _servers.pop().close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _execution_api_server_of_the_module():
+    """The server made before the module's tests run (one that cannot be had is an error of the set-up, not a failure
+    of a test), closed after them."""
+    execution_api_server()
+    yield
+    close_execution_api_server()
+
+
+class RealExecutionAPI:
+    """``ExecutionAPI``'s part played by the real app, for the try the live task instance of ``run_id`` is queued
+    for; the supervisor's client is Airflow's ``Client`` over the app, each call tried as the worker's
+    ``[workers] execution_api_retries`` = ``tries`` says (without the waits between).
+    ``faults`` as ``ExecutionAPI``'s, made at the transport: "lost" is the server applying the request, its answer
+    never arriving. ``row`` is the database's; ``calls`` each call with its answer as the supervisor saw it."""
+
+    CALLS = ("start", "heartbeat", "finish", "succeed", "retry", "defer", "reschedule", "await_input",
+             "skip_downstream_tasks")
+
+    def __init__(self, server: ExecutionAPIServer, run_id: str, *, tries: int):
+        self.server, self.run_id, self.tries = server, run_id, tries
+        self.ti_id, _, self.try_number = server.row(run_id)
+        self.faults: dict[str, str] = {}
+        self.armed: "str | None" = None
+        self.calls: list[Call] = []
+        self.context = None  # the TIRunContext the start call got
+        self.gone = None  # heartbeats are not played here: the server never takes the task instance away
+        self.heartbeat_answer = 200
+
+    @property
+    def row(self) -> "str | None":
+        return self.server.row(self.run_id)[1]
+
+    def client(self) -> Client:
+        retried = "_request_with_retry" if hasattr(Client, "_request_with_retry") else "request"  # 1.4.0 on
+        tries = self.tries
+        retry = getattr(Client, retried).retry_with(stop=lambda state: state.attempt_number >= tries,
+                                                    wait=lambda state: 0)
+        client = type("Client", (Client,), {retried: retry})(base_url="http://in-process.invalid./", token="",
+                                                               transport=FaultyTransport(self.server.transport, self))
+        client.__dict__["task_instances"] = RecordedOperations(client.task_instances, self)  # a cached_property
+        return client
+
+    def recorded(self, name: str, method):
+        """``method``, the client's call ``name``, with this call's fault armed and its answer recorded."""
+        def call(*args, **kwargs):
+            state = state_name(kwargs.get("state")) if name == "finish" else None
+            self.armed = self.faults.get(name)
+            if self.armed not in (None, "permanent"):
+                del self.faults[name]
+            try:
+                result = method(*args, **kwargs)
+            except ServerResponseError as e:
+                self.calls.append(Call(name, e.response.status_code, state))
+                raise
+            except httpx.TransportError:
+                self.calls.append(Call(name, "timeout", state))
+                raise
+            finally:
+                self.armed = None
+            self.calls.append(Call(name, 200, state))
+            if name == "start":
+                self.context = result
+            return result
+        return call
+
+
+class RecordedOperations:
+    """The client's ``task_instances``, each call of the supervisor's recorded by ``api``."""
+
+    def __init__(self, operations, api: RealExecutionAPI):
+        self.operations, self.api = operations, api
+
+    def __getattr__(self, name: str):
+        method = getattr(self.operations, name)
+        return self.api.recorded(name, method) if name in RealExecutionAPI.CALLS else method
+
+
+class FaultyTransport(httpx.BaseTransport):
+    """The app's transport, with the fault ``api.armed`` for the call being made: "transient" (its next try gets a
+    500), "permanent" (every try gets a 500), "lost" (its next try is applied, and its answer lost)."""
+
+    def __init__(self, inner, api: RealExecutionAPI):
+        self.inner, self.api = inner, api
+
+    def handle_request(self, request):
+        armed = self.api.armed
+        if armed in ("transient", "permanent"):
+            self.api.armed = None if armed == "transient" else armed
+            return httpx.Response(500, json={"detail": {"reason": "injected"}}, request=request)
+        response = self.inner.handle_request(request)
+        if armed == "lost":
+            self.api.armed = None
+            response.read()
+            raise httpx.ReadTimeout("the answer never arrived", request=request)
+        return response
+
+
+def fails_closed(replies: list) -> int:
+    """A coordinator-mode runtime's exit after its failure report, as the runtimes' contract has it (the Java SDK's
+    and the Python task runner's way): 1 unless the supervisor answered the report OK."""
+    return 0 if replies[-1:] == ["ok"] else 1
+
+
+@dataclasses.dataclass
+class LivedTry:
+    """One try of the task instance: the run context the server handed it (``ti_run``), whether the task failed in a
+    way the design retries (nothing asked for no retry), what the supervisor reported (``final_state``; None when
+    ``wait()`` raised first), the row at the try's end, and after the scheduler's step."""
+
+    try_number: int
+    max_tries: int
+    should_retry: bool
+    failure: bool
+    final_state: "str | None"
+    row: "str | None"
+    row_after: str
+    exit_code: "int | None"
+    raised: "str | None"
+    calls: list
+
+    def __repr__(self) -> str:
+        ended = f"final_state={self.final_state}" if self.raised is None else f"wait() raised {self.raised}"
+        return (f"try {self.try_number} (max_tries={self.max_tries}, should_retry={self.should_retry}): exit "
+                f"{self.exit_code}, {ended}, row {self.row}, then {self.row_after}; calls {self.calls}")
+
+
+@dataclasses.dataclass
+class Life:
+    """A task instance's life across tries on the real Execution API."""
+
+    retries: int
+    tries: list
+
+
+def live(retries: int, tries: list) -> Life:
+    """A task instance of a task with ``retries`` lives ``tries`` (each ``(events, failure, client tries)``: its
+    runtime's events for ``run_attempt``, whether the task fails, the worker's ``execution_api_retries``) on the real
+    Execution API: each try the real ``ActivitySubprocess`` supervises on the live row; after it the scheduler's
+    step (``requeue``) queues the next try of a row UP_FOR_RETRY. The life ends when the row is not queued again."""
+    server = execution_api_server()
+    run_id = server.new_run(retries)
+    life = Life(retries, [])
+    for events, failure, client_tries in tries:
+        api = RealExecutionAPI(server, run_id, tries=client_tries)
+        attempt = run_attempt(api, events)
+        if attempt.row in ("up_for_retry", "up_for_reschedule"):
+            server.requeue(run_id)
+        _, state, try_number = server.row(run_id)
+        life.tries.append(LivedTry(api.try_number, api.context.max_tries, api.context.should_retry, failure,
+                                   attempt.final_state, attempt.row, f"{state} (try_number {try_number})",
+                                   attempt.exit_code, attempt.raised, attempt.calls))
+        if state != "queued":
+            break
+    return life
+
+
+def minimal_run() -> Life:
+    """L9's life: retries=1 | fault retry permanent; task error; overtime.
+
+    Each try: (its runtime, whether its task fails, the worker's execution_api_retries)."""
+    return live(retries=1, tries=[
+        ([('fault', 'retry', 'permanent'), ('send', RetryTask(end_date=NOW)), ('overtime',), ('exit', fails_closed)],
+         True, 5),
+    ])
+
+
+def test_l9_failing_try_with_retries_left_ends_up_for_retry():
+    life = minimal_run()
+    wrong = [t for t in life.tries
+             if t.failure and t.should_retry and (t.final_state, t.row) != ("up_for_retry", "up_for_retry")]
+    assert not wrong, (
+        f"Try {wrong[0].try_number} failed with retries left (max_tries={wrong[0].max_tries}), so it must end "
+        f"UP_FOR_RETRY for the scheduler to retry it; but the supervisor reported {wrong[0].final_state} and the task "
+        f"instance is {wrong[0].row} (after the scheduler's step: {wrong[0].row_after}): it will never be retried. "
+        f"The life: {life.tries}")
