@@ -374,9 +374,11 @@ def _int_delay_fails_closed(run, o) -> bool:
 
 
 def _map_index_send_masks_the_exception(run, o) -> bool:
-    """R4's cause: the failed SetRenderedMapIndex send replaces the task's never-retry exception."""
-    return (run.outcome in NEVER_RETRIED_FAILURES and "SetRenderedMapIndex" in o.failed_requests
-            and o.state == UP_FOR_RETRY)
+    """R4's cause: the failed SetRenderedMapIndex send replaces the task's never-retry exception, which is then
+    answered with a retry (the state decided, or, before 1.2.2 where an unsent outcome leaves no state decided, the
+    RetryTask tried)."""
+    retried = o.state == UP_FOR_RETRY or (o.terminal is not None and o.terminal.frame == "RetryTask")
+    return run.outcome in NEVER_RETRIED_FAILURES and "SetRenderedMapIndex" in o.failed_requests and retried
 
 
 def _crash_with_retries_left_failed(life, _=None) -> bool:
