@@ -532,20 +532,6 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
         also_breaks=("no_try_leaves_row_running",), introduced_in="1.1.4",
     ),
     Finding(
-        "L9", "failing_try_with_retries_left_ends_up_for_retry",
-        "retries=1 | fault retry permanent; task error; overtime",
-        "a coordinator try the supervisor kills while should_retry (here the success overtime after a RetryTask it "
-        "could not deliver; likewise too many failed heartbeats) is reported UP_FOR_RETRY but the row stays RUNNING, "
-        "so the TI is never retried (from 1.1.2; F2 across tries)",
-        "supervisor finding F2: ActivitySubprocess.final_state makes a signal-killed process UP_FOR_RETRY while "
-        "should_retry (since task-sdk 1.1.2, apache/airflow#55767), a state in STATES_SENT_DIRECTLY, so "
-        "update_task_state_if_needed makes no call for it",
-        COORDINATOR_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(UP_FOR_RETRY),
-        also_breaks=("no_try_leaves_row_running",),
-        # Before 1.1.2 the kill is FAILED, and finish() reports it (L7 there).
-        introduced_in="1.1.2",
-    ),
-    Finding(
         "L5", "no_try_leaves_row_running",
         "retries=0 | fault succeed permanent; task success",
         "a succeeding coordinator try whose SucceedTask the supervisor cannot deliver is reported SUCCESS, and the "
@@ -587,6 +573,20 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
         "leaves _monitor_subprocess, so wait() raises",
         COORDINATOR_LIFECYCLE_PAIRINGS, "lifecycle", _wait_escaped,
         also_breaks=("last_failing_try_ends_failed", "no_try_leaves_row_running"), fixed_in="1.2.2",
+    ),
+    Finding(
+        "L9", "failing_try_with_retries_left_ends_up_for_retry",
+        "retries=1 | fault retry permanent; task error; overtime",
+        "a coordinator try the supervisor kills while should_retry (here the success overtime after a RetryTask it "
+        "could not deliver; likewise too many failed heartbeats) is reported UP_FOR_RETRY but the row stays RUNNING, "
+        "so the TI is never retried (from 1.1.2; F2 across tries)",
+        "supervisor finding F2: ActivitySubprocess.final_state makes a signal-killed process UP_FOR_RETRY while "
+        "should_retry (since task-sdk 1.1.2, apache/airflow#55767), a state in STATES_SENT_DIRECTLY, so "
+        "update_task_state_if_needed makes no call for it",
+        COORDINATOR_LIFECYCLE_PAIRINGS, "lifecycle", _try_left_running_as(UP_FOR_RETRY),
+        also_breaks=("no_try_leaves_row_running",),
+        # Before 1.1.2 the kill is FAILED, and finish() reports it (L7 there).
+        introduced_in="1.1.2",
     ),
 )
 
