@@ -52,7 +52,14 @@ def execution_api():
 @pytest.fixture
 def load(tmp_path, monkeypatch, execution_api):
     """Import an exported module from a file, as pytest would (registered in ``sys.modules`` while the test runs);
-    a module that serves the real Execution API is given the shared one (``execution_api``)."""
+    a module that serves the real Execution API is given the shared one (``execution_api``). Airflow's logging is
+    Airflow's own while it runs, as in a process of its own: finalstate's in-process target, which other tests in
+    this process may have imported, configures structlog without the stdlib API the scheduler's ``schedule_tis``
+    calls (``impl.server.airflow_api.quiet_logs``)."""
+    from impl.server.airflow_api import quiet_logs, saved_logging
+
+    restore = saved_logging()
+    quiet_logs()
     modules = []
 
     def loaded(module: export.Exported):
@@ -71,6 +78,7 @@ def load(tmp_path, monkeypatch, execution_api):
     yield loaded
     for imported in modules:
         imported._servers.clear()  # the shared server outlives the module
+    restore()
 
 
 def test_every_finding_is_exported_or_named_with_its_reason():
