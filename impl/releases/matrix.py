@@ -371,7 +371,7 @@ def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TAR
     On Ctrl-C (or any exception here) the cells not started are cancelled and the running ones killed
     (their whole process groups) before it propagates.
     """
-    jobs = [(r, t) for r in releases for t in targets]
+    jobs = planned(releases, targets)
     running: set[subprocess.Popen] = set()
     stopping = threading.Event()
 
