@@ -56,19 +56,23 @@ def heartbeat(server: Server, answer: int, tries: int) -> tuple[Server, tuple[Ap
     return request(server, lambda s: s.heartbeat(answer), tries, "heartbeat")
 
 
-def as_seen(calls: tuple[ApiCall, ...], tries: int) -> tuple[ApiCall, ...]:
-    """The calls as the supervisor saw them: of each request's tries, the last (its answer is the request's).
+def requests(calls: tuple[ApiCall, ...], tries: int) -> tuple[tuple[ApiCall, ...], ...]:
+    """The tries of ``calls`` grouped by request, in order: a try is the next one of the same request when the one
+    before it was tried again and fewer than ``tries`` tries were made.
 
-    ``calls`` is a record of tries (``request``'s, an observation's); a try is the next one of the same
-    request when the one before it was tried again and fewer than ``tries`` tries were made.
+    ``calls`` is a record of tries (``request``'s, an observation's).
     """
-    seen: list[ApiCall] = []
-    run = 0
+    grouped: list[list[ApiCall]] = []
     for c in calls:
-        if seen and run < tries and seen[-1].name == c.name and tried_again(seen[-1].status):
-            seen[-1] = c
-            run += 1
+        last = grouped[-1] if grouped else None
+        if last and len(last) < tries and last[-1].name == c.name and tried_again(last[-1].status):
+            last.append(c)
         else:
-            seen.append(c)
-            run = 1
-    return tuple(seen)
+            grouped.append([c])
+    return tuple(map(tuple, grouped))
+
+
+def as_seen(calls: tuple[ApiCall, ...], tries: int) -> tuple[ApiCall, ...]:
+    """The calls as the supervisor saw them: of each request's tries (``requests``), the last (its answer is the
+    request's)."""
+    return tuple(tried[-1] for tried in requests(calls, tries))

@@ -36,15 +36,18 @@ answers = st.sampled_from([200, 204, 404, 409, 410, 500, 503, TIMEOUT])
 @given(st.lists(st.tuples(st.sampled_from(["succeed", "finish", "heartbeat"]), st.lists(answers, min_size=1)),
                 max_size=6), st.integers(1, 6))
 def test_the_calls_as_seen_are_each_requests_last_try(requests, tries):
-    """Record requests through ``request`` (each try answering the next scripted answer), then read them back."""
-    record, last_answers = [], []
+    """Record requests through ``request`` (each try answering the next scripted answer), then read them back: each
+    request's tries (``requests``), and its last (``as_seen``)."""
+    record, each_request, last_answers = [], [], []
     for name, scripted in requests:
         script = iter(scripted * tries)
         _, calls, status = client.request(Server(), lambda s: (s, next(script)), tries, name)
         assert 1 <= len(calls) <= tries
         assert all(client.tried_again(c.status) for c in calls[:-1])
         record += calls
+        each_request.append(calls)
         last_answers.append((name, status))
+    assert client.requests(tuple(record), tries) == tuple(each_request)
     assert [(c.name, c.status) for c in client.as_seen(tuple(record), tries)] == last_answers
 
 

@@ -13,7 +13,7 @@ from typing import Callable
 
 import attrs
 
-from model.client import as_seen
+from model.client import as_seen, requests
 from model.invariants import frames_received
 from model.release import SPECIFIED, Release
 from model.runtime import NEVER_RETRIED_FAILURES, TERMINAL_FRAMES
@@ -132,10 +132,17 @@ def _terminal_frame_after_delivery(s: Scenario, o: Observation) -> bool:
 
 
 def _refused_after_lost_answer(s: Scenario, o: Observation) -> bool:
-    """F11's cause: a direct call's answer was lost after the server applied it; a later call meets the moved row."""
-    calls = _seen(s, o)
-    lost = next((i for i, c in enumerate(calls) if c.name in _DIRECT_CALLS and c.status == TIMEOUT), None)
-    return lost is not None and any(c.status == 409 and c.name != "heartbeat" for c in calls[lost + 1:])
+    """F11's cause: the server applied a direct call whose answer was lost (a try timed out), and the supervisor
+    counted the call failed (the request's answer, its last try, is that timeout or a failed resend); a later call for
+    another transition meets the moved row and is refused 409. (The same call again, refused for asking the state the
+    row already holds, is F13's.)"""
+    asked = requests(o.calls, s.execution_api_retries)
+    lost = next((i for i, tried in enumerate(asked) if tried[0].name in _DIRECT_CALLS and tried[-1].status != 200
+                 and any(t.status == TIMEOUT for t in tried)), None)
+    if lost is None:
+        return False
+    applied = asked[lost][0]
+    return any(r[-1].status == CONFLICT and r[-1].name not in ("heartbeat", applied.name) for r in asked[lost + 1:])
 
 
 def _replay_failed(s: Scenario, o: Observation) -> bool:
