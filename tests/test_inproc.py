@@ -43,3 +43,63 @@ def test_a_stalled_wake_up_sends_no_heartbeat_the_scenario_does_not_have(monkeyp
     observed = inproc.run(scenario)
     assert [c.name for c in observed.calls].count("heartbeat") == 1
     assert observed == model_run(scenario)
+
+
+def _scope(depth: int, contexts: tuple):
+    from impl.frontdoor.exhaustive import in_scope
+
+    return [scenario for scenario, _, _ in in_scope(depth, contexts)]
+
+
+def test_attempts_sharing_their_prefixes_observe_what_each_lives_alone():
+    """``SharedPrefixes`` resumes a copy of the real supervisor paused after a scenario's events but the last: on every
+    scenario of the two-event scope (of a context that may retry and one that may not: client tries, exits, and the
+    heartbeat sequences), in the scope's order, it observes what a fresh attempt does."""
+    from impl.frontdoor.exhaustive import CONTEXTS
+
+    shared = inproc.SharedPrefixes()
+    differing = [s.to_text() for s in _scope(2, (CONTEXTS[0], CONTEXTS[2])) if shared(s) != inproc.run(s)]
+    assert differing == []
+
+
+@pytest.mark.parametrize("text", [
+    "heartbeat 409; send SucceedTask; exit 0",  # killed by the server's refusal: the rest never happens
+    "ignore sigterm; heartbeat 500; heartbeat 500; heartbeat 500; send SucceedTask; exit 1",  # killed, escalated
+    "send SucceedTask; overtime; send RetryTask; exit 0",  # the overtime kill, then nothing
+    "execution_api_retries=1; fault retry lost; send RetryTask; send SucceedTask; exit 1",
+])
+def test_a_prefix_whose_attempt_ended_is_not_resumed(text):
+    """An attempt that ended before its prefix's last wake-up (its process killed) cannot go on: a scenario with more
+    events after it is lived from its start, as alone."""
+    scenario = Scenario.from_text(text)
+    shared = inproc.SharedPrefixes()
+    for n in range(len(scenario.events) + 1):
+        part = inproc.replace(scenario, events=scenario.events[:n])
+        assert shared(part) == inproc.run(part), part.to_text()
+
+
+def test_a_pause_away_from_the_monitor_loop_is_not_resumable():
+    """Only the monitor loop's own wait for events starts each iteration afresh from the supervisor's fields; a wake-up
+    asked for from elsewhere (here: the test's own call) pauses an attempt that cannot be resumed."""
+    attempt = inproc.Attempt.started(Scenario.from_text("exit 0"))
+    attempt.selector.pausing = True
+    with pytest.raises(inproc.Paused) as paused:
+        attempt.sup._service_subprocess(max_wait_time=0)
+    assert not paused.value.resumable
+
+
+def test_a_paused_attempt_resumed_an_hour_later_lives_on_as_if_no_time_had_passed(monkeypatch):
+    """A paused attempt's clocks stand still: resumed an hour (by the supervisor's clock) after it paused, it observes
+    what a fresh attempt does."""
+    scenarios = [Scenario.from_text(t) for t in (
+        "send SucceedTask; overtime; exit 0", "heartbeat 500; heartbeat 500; heartbeat 500; exit 0",
+        "send RetryTask; heartbeat 200; exit 1", "heartbeat 200; send TaskState failed; exit 0")]
+    alone = [inproc.run(s) for s in scenarios]
+    now = [1000.0]
+    monkeypatch.setattr(inproc.time, "monotonic", lambda: now[0])
+    shared = inproc.SharedPrefixes()
+    for scenario, expected in zip(scenarios, alone):
+        for n in range(len(scenario.events)):
+            shared(inproc.replace(scenario, events=scenario.events[:n]))  # pauses after each prefix
+            now[0] += 3600
+        assert shared(scenario) == expected, scenario.to_text()

@@ -319,6 +319,8 @@ def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_fail
     began = time.monotonic()
     scope = SCOPES[target.kind]
     depth = scope.default_depth if depth is None else depth
+    if target.scope_run is not None:
+        target = attrs.evolve(target, run=target.scope_run())
     invariants = KINDS[target.kind].invariants
     known = tuple(f for f in ALL_FINDINGS if f.kind == target.kind and f.about(target.name)
                   and f.stands_on(target.release))

@@ -57,6 +57,9 @@ class Target:
     #: Lives an attempt in process in well under a millisecond (``model``; ``airflow-inproc`` on the model server):
     #: its searches draw several attempts per machine step, and its properties check the exhaustive scope.
     in_process: bool = False
+    #: Makes a ``run`` for checking a whole small scope, its runs in the scope's order (``impl.frontdoor.exhaustive``),
+    #: that may live what consecutive runs have in common once (``airflow-inproc``: ``SharedPrefixes``); None: ``run``.
+    scope_run: Callable[[], Callable] | None = None
 
     @property
     def attempts_per_step(self) -> int:

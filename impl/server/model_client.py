@@ -79,6 +79,13 @@ class RecordingTaskInstances:
         self.map_index_sent: str | None = None
         self.heartbeat_answer = 200
 
+    def copy(self) -> RecordingTaskInstances:
+        """An independent client in the same place: the same server, the calls so far, each recorded apart from now on."""
+        twin = object.__new__(RecordingTaskInstances)
+        twin.__dict__.update(self.__dict__)
+        twin.calls = list(self.calls)
+        return twin
+
     def arm(self, fault: Fault) -> None:
         """From now on ``fault`` applies to its call (``model.server.Server.arm``)."""
         self.server = self.server.arm(fault)
@@ -147,6 +154,13 @@ class RecordingClient:
     def __init__(self, scenario: Scenario):
         self.task_instances = RecordingTaskInstances(scenario)
         self.variables = NoVariables()
+
+    def copy(self) -> RecordingClient:
+        """An independent client in the same place (``RecordingTaskInstances.copy``)."""
+        twin = object.__new__(RecordingClient)
+        twin.__dict__.update(self.__dict__)
+        twin.task_instances = self.task_instances.copy()
+        return twin
 
 
 def error_name(e: Exception) -> str:

@@ -41,13 +41,19 @@ The target's name is ``airflow-inproc`` either way.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
+import math
+import operator
 import signal
+import sys
 import time
 import uuid
+import weakref
 from collections import deque
 
+import attrs
 import structlog
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
@@ -59,6 +65,7 @@ from impl.releases.adapters import (decided_final_state, model_release, model_st
                                     since_1_4_0_heartbeat_due, supervisor_state)
 from impl.server.model_client import RecordingClient, error_name
 from impl.wire import codec
+from model.frozen import replace
 from model.scenario import Fault, Heartbeat, IgnoreSigterm, Observation, Overtime, Scenario, Send
 
 # The supervisor logs every frame and every refused call; in a checker running thousands of
@@ -162,6 +169,8 @@ class ScriptedSelector:
     def __init__(self, scenario: Scenario, process: ScriptedProcess, world):
         self.events = deque(scenario.events)
         self.exit_code = scenario.exit_code
+        #: At the wake-up after the last event: pause the attempt there (``Paused``) instead of the process's exit.
+        self.pausing = False
         self.rendered_map_index = scenario.rendered_map_index
         self.process = process
         self.world = world
@@ -173,10 +182,10 @@ class ScriptedSelector:
         self.overtime_ran_out = False
 
     def attach(self, supervisor: ActivitySubprocess) -> None:
+        """Serve ``supervisor``: its frames go into its own ``handle_requests`` generator, started here."""
         self.supervisor = supervisor
         self.requests = supervisor.handle_requests(_QUIET)
         next(self.requests)
-        supervisor._last_heartbeat_attempt = NEVER_DUE
 
     def select(self, timeout=None):
         sup = self.supervisor
@@ -185,6 +194,8 @@ class ScriptedSelector:
             return []  # dead, or silent after ignoring SIGTERM: nothing more arrives
         now = time.monotonic()
         if not self.events:
+            if self.pausing:  # before anything of this wake-up happens: resumed, it happens as it would have
+                raise Paused(resumable=sys._getframe(2).f_code.co_name == "_monitor_subprocess")
             self.process.exit_code = self.exit_code
             return []
         event = self.events.popleft()
@@ -261,12 +272,18 @@ def _supervisor(scenario: Scenario, client, world=None, ti_id: uuid.UUID = TI_ID
     sup = QuickEscalation(id=ti_id, pid=process.pid, process=process, stdin=child, process_log=_QUIET,
                           client=client, selector=selector, **_WIRE.supervisor_without_sockets)
     selector.attach(sup)
+    sup._last_heartbeat_attempt = NEVER_DUE
     return sup, child
+
+
+def _start(sup: ActivitySubprocess, ti) -> None:
+    """``_on_child_started``: the start call, and the StartupDetails sent to the process."""
+    sup._on_child_started(ti=ti, dag_rel_path="dag.py", bundle_info=None, **since_1_2_0_child_started_arguments())
 
 
 def _live(sup: ActivitySubprocess, ti) -> str | None:
     """Start the attempt and run the real ``wait()``; what it raised, by name (part of what it did)."""
-    sup._on_child_started(ti=ti, dag_rel_path="dag.py", bundle_info=None, **since_1_2_0_child_started_arguments())
+    _start(sup, ti)
     try:
         sup.wait()
     except Exception as e:
@@ -279,6 +296,11 @@ def run(scenario: Scenario) -> Observation:
     client = RecordingClient(scenario)
     sup, child = _supervisor(scenario, client)
     raised = _live(sup, _task_instance(scenario.context.try_number))
+    return _observed(sup, child, client, raised)
+
+
+def _observed(sup: ActivitySubprocess, child: ChildEnd, client: RecordingClient, raised: str | None) -> Observation:
+    """What an attempt on the server model did, once its ``wait()`` is over."""
     row = client.task_instances.server.row
     return Observation(
         exit_code=sup._exit_code,
@@ -290,6 +312,153 @@ def run(scenario: Scenario) -> Observation:
         raised=raised,
         rendered_map_index=client.task_instances.map_index_sent,
     )
+
+
+# -- a whole scope, its attempts sharing their common prefixes -----------------------------------------------------
+
+
+class Paused(Exception):
+    """The selector's wake-up after a prefix's last event, raised out of ``wait()`` before anything of that wake-up
+    happened; ``resumable``: it came from the monitor loop's own wait for events (``_monitor_subprocess``), whose
+    every iteration starts afresh from the supervisor's fields, so that ``wait()`` called again goes on from there."""
+
+    def __init__(self, resumable: bool):
+        super().__init__("paused after the prefix's last event")
+        self.resumable = resumable
+
+
+#: The supervisor's clocks (``time.monotonic()`` stamps) that a paused attempt holds, each where the release has it.
+_CLOCKS = ("start_time", "_last_successful_heartbeat", "_last_heartbeat_attempt", "_task_end_time_monotonic",
+           "_process_exit_monotonic")
+
+
+@attrs.define
+class Attempt:
+    """One real ``ActivitySubprocess`` with the stand-ins around it: started (``_on_child_started``) or paused after
+    some of its events (``paused_at``: when, by the monotonic clock), and then ``resumable`` (``Paused.resumable``);
+    or over (``raised``: what its ``wait()`` raised)."""
+
+    sup: ActivitySubprocess
+    child: ChildEnd
+    client: RecordingClient
+    process: ScriptedProcess
+    selector: ScriptedSelector
+    paused_at: float | None = None
+    resumable: bool = True
+    raised: str | None = None
+
+    @classmethod
+    def started(cls, scenario: Scenario) -> Attempt:
+        """The attempt of ``scenario``'s run context, client tries and map index, started and not yet waited on."""
+        client = RecordingClient(scenario)
+        sup, child = _supervisor(scenario, client)
+        _start(sup, _task_instance(scenario.context.try_number))
+        return cls(sup, child, client, sup._process, sup.selector, paused_at=time.monotonic())
+
+    def resumed(self, events: tuple, exit_code: int, pausing: bool) -> Attempt:
+        """A copy of this paused attempt (this one stays as it is), its clocks moved on by the time it was paused, that
+        lives ``events`` and then pauses again (``pausing``) or exits with ``exit_code``; its ``wait()`` is over."""
+        twin = self._copy(time.monotonic() - self.paused_at)
+        twin.selector.events = deque(events)
+        twin.selector.exit_code = twin.process.exit_when_ignored = exit_code
+        twin.selector.pausing = pausing
+        try:
+            twin.sup.wait()
+        except Paused as paused:
+            twin.paused_at, twin.resumable = time.monotonic(), paused.resumable
+        except Exception as e:
+            twin.raised, twin.resumable = error_name(e), False
+        else:
+            twin.resumable = False
+        return twin
+
+    def _copy(self, stopped: float) -> Attempt:
+        process, child, client = _twin(self.process), _twin(self.child), self.client.copy()
+        child.recorded = self.child.recorded.copy()
+        sup = _copied_supervisor(self.sup)
+        for name in _CLOCKS:
+            stamp = getattr(sup, name, None)
+            if isinstance(stamp, float) and math.isfinite(stamp):
+                object.__setattr__(sup, name, stamp + stopped)
+        selector = _twin(self.selector)
+        selector.process, selector.world = process, client.task_instances
+        for name, value in (("_process", process), ("stdin", child), ("client", client), ("selector", selector)):
+            object.__setattr__(sup, name, value)
+        if isinstance(getattr(sup, "_open_sockets", None), weakref.WeakKeyDictionary):
+            object.__setattr__(sup, "_open_sockets", copy.copy(sup._open_sockets))
+        selector.attach(sup)
+        return Attempt(sup, child, client, process, selector)
+
+    def observed(self) -> Observation:
+        return _observed(self.sup, self.child, self.client, self.raised)
+
+
+def _twin(value):
+    """A shallow copy of one of this binding's stand-ins (a plain instance: its ``__dict__``)."""
+    twin = object.__new__(type(value))
+    twin.__dict__.update(value.__dict__)
+    return twin
+
+
+@functools.lru_cache(maxsize=None)
+def _fields_of(cls: type) -> tuple[tuple[str, ...], operator.attrgetter]:
+    """The slots an instance of ``cls`` (an attrs class with slots, and its subclasses) keeps its fields in, and what
+    reads them all at once."""
+    names = tuple(name for klass in cls.__mro__ for name in vars(klass).get("__slots__", ())
+                  if name not in ("__weakref__", "__dict__"))
+    return names, operator.attrgetter(*names)
+
+
+def _copied_supervisor(sup: ActivitySubprocess) -> ActivitySubprocess:
+    """A shallow copy of the real supervisor: every field as it is (set as attrs sets them in ``__init__``, without its
+    ``on_setattr`` hooks), and whatever it keeps besides."""
+    names, read_all = _fields_of(type(sup))
+    twin = object.__new__(type(sup))
+    for name, value in zip(names, read_all(sup)):
+        object.__setattr__(twin, name, value)
+    if hasattr(sup, "__dict__"):
+        twin.__dict__.update(sup.__dict__)
+    return twin
+
+
+class SharedPrefixes:
+    """``run`` for a whole scope whose scenarios come prefix by prefix (``impl.frontdoor.exhaustive``: breadth first),
+    each attempt resumed from the attempt of its events but the last, paused there, instead of lived from its start.
+
+    The real supervisor lives every event of every scenario; only the prefix a scenario has in common with the ones
+    before it is lived once: ``Attempt.resumed`` copies the real ``ActivitySubprocess`` (and the stand-ins) where the
+    attempt paused, at a wake-up of its monitor loop, and calls its real ``wait()`` again. An attempt whose prefix did
+    not pause there (its ``wait()`` ended, or a wake-up came from elsewhere) is lived from its start, as ``run`` does.
+    The paused attempts of the two longest prefixes asked for last are kept (a scope's scenarios come prefix length by
+    prefix length), and every started one (one per run context, client tries and map index).
+    """
+
+    def __init__(self):
+        self.started: dict[tuple, Attempt] = {}
+        self.paused: dict[int, dict[tuple, Attempt]] = {}
+
+    def __call__(self, scenario: Scenario) -> Observation:
+        start = (scenario.context, scenario.execution_api_retries, scenario.rendered_map_index)
+        if start not in self.started:
+            self.started[start] = Attempt.started(replace(scenario, events=()))
+        prefix = self._paused_after(start, scenario.events[:-1])
+        if not prefix.resumable:
+            return run(scenario)
+        return prefix.resumed(scenario.events[-1:], scenario.exit_code, pausing=False).observed()
+
+    def _paused_after(self, start: tuple, events: tuple) -> Attempt:
+        """The attempt of ``start`` paused after ``events``: kept, or resumed from the one paused before the last."""
+        if not events:
+            return self.started[start]
+        kept = self.paused.get(len(events), {}).get((start, events))
+        if kept is not None:
+            return kept
+        before = self._paused_after(start, events[:-1])
+        paused = before.resumed(events[-1:], 0, pausing=True) if before.resumable else before
+        if len(events) not in self.paused:
+            self.paused = {n: kept for n, kept in self.paused.items() if len(events) - 1 <= n <= len(events)}
+        self.paused.setdefault(len(events), {})[(start, events)] = paused
+        return paused
 
 
 class AirflowServerRun:
@@ -382,7 +551,8 @@ def target(name: str, server: str | None = None):
     from impl.frontdoor.registry import Target, TargetUnavailable, chosen_server, require_real_server
 
     if chosen_server(server) == "model":
-        return Target(name, run, release=model_release(), final_state=decide_final_state, in_process=True)
+        return Target(name, run, release=model_release(), final_state=decide_final_state, in_process=True,
+                      scope_run=SharedPrefixes)
     require_real_server(name)
     from impl.server.airflow_api import ServerUnavailable
 

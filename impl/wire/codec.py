@@ -155,7 +155,20 @@ def decode_reply_line(data: bytes) -> ResponseFrame:
 # -- what the runtime was told, request by request ---------------------------------------------
 
 
-class FrameReplies:
+class _Replies:
+    """A recorder of what the runtime was told, request by request (``replies``)."""
+
+    replies: list[str]
+
+    def copy(self):
+        """An independent recorder that has recorded what this one has, and goes on from where it is."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.replies = list(self.replies)
+        return twin
+
+
+class FrameReplies(_Replies):
     """What the runtime was told for each of its own requests, read from the response frames the supervisor wrote
     (since task-sdk 1.0.3): ``ok`` or ``error`` for the answer to each request handed to ``_handle_request``, by the
     id the runtime gave it, whatever that id is (a runtime may reuse StartupDetails' 0). A scripted runtime's lockstep
@@ -189,7 +202,7 @@ class FrameReplies:
             self._awaited = None
 
 
-class LineReplies:
+class LineReplies(_Replies):
     """What the runtime was told for each of the scenario's requests, read from the JSON lines the supervisor wrote
     (before task-sdk 1.0.3). No id pairs a line with its request, and a request handled with nothing to send gets no
     line, so the requests are followed as the supervisor handles them: the line written while one is handled, or once
