@@ -21,8 +21,12 @@ are counted, not failures). Hypothesis searches beyond this scope.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import gc
 import itertools
 import multiprocessing
+import operator
+import signal
 import time
 from typing import Iterator
 
@@ -75,15 +79,21 @@ class Coverage:
     unplayable: dict = attrs.field(factory=dict, eq=False)
 
 
-def _abstract(sup: model_supervisor.Supervisor, remaining: int) -> model_supervisor.Supervisor:
-    """The state less its history; the client's tries counted only as far as they can still matter.
+#: What of the model's state the futures depend on: every field of ``Supervisor`` but its history of calls and replies
+#: (and the client's tries, which ``_abstract`` caps).
+_STATE = operator.attrgetter(*(f.name for f in attrs.fields(model_supervisor.Supervisor)
+                               if f.name not in ("calls", "replies", "execution_api_retries")))
+
+
+def _abstract(sup: model_supervisor.Supervisor, remaining: int) -> tuple:
+    """The state less its history (``_STATE``), as one value; the client's tries counted only as far as they can still
+    matter.
 
     Within ``remaining`` more events no request can fail more often than once per fault armed now or
     later (a permanent fault fails every try, whatever their number), so any number of tries beyond
     that behaves alike from here on, the closing call included.
     """
-    tries = min(sup.execution_api_retries, len(sup.server.faults) + remaining + 1)
-    return replace(sup, calls=(), replies=(), execution_api_retries=tries)
+    return (*_STATE(sup), min(sup.execution_api_retries, len(sup.server.faults) + remaining + 1))
 
 
 def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS, tries=TRIES, alphabet=EVENTS,
@@ -126,7 +136,8 @@ def check_exhaustively(target_name: str, depth: int | None = None, workers: int 
     depth = SCOPES[kind].default_depth if depth is None else depth
     jobs = [(target_name, kind, context, depth, max_failures, share) for context, share in shares(CONTEXTS, workers)]
     if workers > 1:
-        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                                    initializer=_worker_started) as pool:
             parts = list(pool.map(_check_share, jobs))
     else:
         parts = [_check_share(job) for job in jobs]
@@ -153,6 +164,29 @@ def shares(contexts: tuple, workers: int) -> list[tuple[RunContext, tuple[int, i
     whole = len(contexts) - len(contexts) % workers
     return ([(context, (0, 1)) for context in contexts[:whole]]
             + [(context, (k, workers)) for context in contexts[whole:] for k in range(workers)])
+
+
+def _worker_started() -> None:
+    """A worker dies of SIGINT (Ctrl-C reaches the whole process group; the parent reports it) instead of raising
+    KeyboardInterrupt wherever it is. It also spares every attempt's ``wait()``, which saves and restores SIGINT's
+    handler, the failed enum conversion of Python's own ``default_int_handler`` (``signal.getsignal``)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _collecting_young_garbage_only():
+    """While a scope is checked: what exists already is left out of garbage collection (``gc.freeze``), and full
+    collections are put off (they would walk the scope's growing set of states over and over); the young generations
+    are still collected, as often as every 50,000 allocations. A checked attempt leaves no cycle behind
+    (``impl.supervisor_inproc``: ``Attempt.release``)."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _check_share(job) -> Coverage:
@@ -228,8 +262,8 @@ COORDINATOR_DEPTH = 1
 def _canonical(sup: model_supervisor.Supervisor, remaining: int) -> model_supervisor.Supervisor:
     """``_abstract``, the faults armed on different calls in one order: each call meets only its own, in the order
     they were armed, so the order between calls changes nothing."""
-    sup = _abstract(sup, remaining)
-    return replace(sup, server=replace(sup.server, faults=tuple(sorted(sup.server.faults, key=lambda f: f.call))))
+    faults = tuple(sorted(sup.server.faults, key=lambda f: f.call))
+    return _abstract(replace(sup, server=replace(sup.server, faults=faults)), remaining)
 
 
 def coordinator_scope(depth: int = COORDINATOR_DEPTH, contexts=CONTEXTS, release: Release = SPECIFIED
@@ -330,22 +364,23 @@ def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_fail
     states: set = set()
     count = 0
     first, every = share
-    for index, (run, state, lived) in enumerate(scope.runs(depth, contexts, target.release)):
-        if first == 0:
-            states.add(state)
-        if index % every != first:
-            continue
-        count += 1
-        try:
-            observed = check_conformance(target, run, scope.expected(run, lived))
-            check_observation(target, run, observed, invariants, known,
-                              lambda f: explained.__setitem__(f.id, explained.get(f.id, 0) + 1))
-        except NotImplementedError as why:
-            count -= 1
-            reason = str(why).split(";")[0]
-            unplayable[reason] = unplayable.get(reason, 0) + 1
-        except (Disagreement, InvariantViolation) as failure:
-            failures.append(str(failure))
-            if len(failures) >= max_failures:
-                break
+    with _collecting_young_garbage_only():
+        for index, (run, state, lived) in enumerate(scope.runs(depth, contexts, target.release)):
+            if first == 0:
+                states.add(state)
+            if index % every != first:
+                continue
+            count += 1
+            try:
+                observed = check_conformance(target, run, scope.expected(run, lived))
+                check_observation(target, run, observed, invariants, known,
+                                  lambda f: explained.__setitem__(f.id, explained.get(f.id, 0) + 1))
+            except NotImplementedError as why:
+                count -= 1
+                reason = str(why).split(";")[0]
+                unplayable[reason] = unplayable.get(reason, 0) + 1
+            except (Disagreement, InvariantViolation) as failure:
+                failures.append(str(failure))
+                if len(failures) >= max_failures:
+                    break
     return Coverage(count, len(states), depth, time.monotonic() - began, explained, tuple(failures), unplayable)

@@ -296,7 +296,10 @@ def run(scenario: Scenario) -> Observation:
     client = RecordingClient(scenario)
     sup, child = _supervisor(scenario, client)
     raised = _live(sup, _task_instance(scenario.context.try_number))
-    return _observed(sup, child, client, raised)
+    try:
+        return _observed(sup, child, client, raised)
+    finally:
+        sup.selector.supervisor = sup.selector.requests = None  # the cycles (``Attempt.release``)
 
 
 def _observed(sup: ActivitySubprocess, child: ChildEnd, client: RecordingClient, raised: str | None) -> Observation:
@@ -392,6 +395,11 @@ class Attempt:
     def observed(self) -> Observation:
         return _observed(self.sup, self.child, self.client, self.raised)
 
+    def release(self) -> None:
+        """Let go of the supervisor: the selector's and its request generator's hold on it are the cycles that would
+        otherwise leave every attempt to the garbage collector."""
+        self.selector.supervisor = self.selector.requests = None
+
 
 def _twin(value):
     """A shallow copy of one of this binding's stand-ins (a plain instance: its ``__dict__``)."""
@@ -444,7 +452,11 @@ class SharedPrefixes:
         prefix = self._paused_after(start, scenario.events[:-1])
         if not prefix.resumable:
             return run(scenario)
-        return prefix.resumed(scenario.events[-1:], scenario.exit_code, pausing=False).observed()
+        attempt = prefix.resumed(scenario.events[-1:], scenario.exit_code, pausing=False)
+        try:
+            return attempt.observed()
+        finally:
+            attempt.release()
 
     def _paused_after(self, start: tuple, events: tuple) -> Attempt:
         """The attempt of ``start`` paused after ``events``: kept, or resumed from the one paused before the last."""
@@ -456,7 +468,9 @@ class SharedPrefixes:
         before = self._paused_after(start, events[:-1])
         paused = before.resumed(events[-1:], 0, pausing=True) if before.resumable else before
         if len(events) not in self.paused:
-            self.paused = {n: kept for n, kept in self.paused.items() if len(events) - 1 <= n <= len(events)}
+            for n in [n for n in self.paused if not len(events) - 1 <= n <= len(events)]:
+                for dropped in self.paused.pop(n).values():
+                    dropped.release()
         self.paused.setdefault(len(events), {})[(start, events)] = paused
         return paused
 
