@@ -93,6 +93,13 @@ class Call:
         return f"{self.name}({self.state})->{self.status}" if self.state else f"{self.name}->{self.status}"
 
 
+def met(faults: list) -> "str | None":
+    """The fault one try of a call meets: the first armed on it, used up unless it is "permanent"; None if none is."""
+    if not faults:
+        return None
+    return faults[0] if faults[0] == "permanent" else faults.pop(0)
+
+
 class ExecutionAPI:
     """The Execution API for one task instance, behind a ``mock`` of the supervisor's ``Client``.
 
@@ -100,10 +107,11 @@ class ExecutionAPI:
     applied (a retry archives the try, and the live row gets a new id, so the old id is answered 404 from then
     on); of a row that already left RUNNING, refused 409 (``REPEATED_STATE_IS_OK``). A heartbeat of a row that left
     RUNNING is refused 409; of a RUNNING one it gets ``heartbeat_answer`` (404/409/410: the server took the task
-    instance away, and answers every later call so). ``faults`` make a call misbehave, per client method:
-    "transient" (the next try gets a 500), "permanent" (every try gets a 500), "lost" (the next try is applied but its
-    answer never arrives: an ``httpx.ReadTimeout``). Each call is tried as Airflow's client tries it (``tries``, the
-    worker's ``[workers] execution_api_retries``): again after a 5xx or a transport error.
+    instance away, and answers every later call so). ``faults`` make a call misbehave, per client method, each try
+    meeting the first one armed: "transient" (that try gets a 500), "permanent" (it and every later try get a 500),
+    "lost" (that try is applied but its answer never arrives: an ``httpx.ReadTimeout``). Each call is tried as
+    Airflow's client tries it (``tries``, the worker's ``[workers] execution_api_retries``): again after a 5xx or a
+    transport error.
     """
 
     _STATE_OF_CALL = {"succeed": "success", "retry": "up_for_retry", "defer": "deferred",
@@ -114,7 +122,7 @@ class ExecutionAPI:
         self.try_number, self.tries = try_number, tries
         self.context = run_context(max_tries, should_retry)
         self.row, self.archived, self.gone = "running", False, None
-        self.faults: dict[str, str] = {}
+        self.faults: dict[str, list[str]] = {}
         self.heartbeat_answer = 200
         self.calls: list[Call] = []
 
@@ -143,13 +151,9 @@ class ExecutionAPI:
             raise ServerResponseError.from_response(response)
 
     def _try(self, name: str, state: "str | None") -> "int | str":
-        fault = self.faults.get(name)
-        if fault == "permanent":
+        fault = met(self.faults.get(name, []))
+        if fault in ("transient", "permanent"):
             return 500
-        if fault is not None:
-            del self.faults[name]
-            if fault == "transient":
-                return 500
         status = self._answer(name, state)
         return "timeout" if fault == "lost" else status
 
@@ -248,7 +252,7 @@ def run_attempt(api: ExecutionAPI, events: list, exit_code: "int | None" = None)
         if kind == "exit":
             process.exit_code = args[0](sup.replies) if callable(args[0]) else args[0]
         elif kind == "fault":
-            api.faults[args[0]] = args[1]
+            api.faults.setdefault(args[0], []).append(args[1])
         elif kind == "send":
             requests.send(_RequestFrame(id=request_id, body=args[0].model_dump()))
         elif kind == "heartbeat":

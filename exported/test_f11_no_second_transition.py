@@ -1,20 +1,22 @@
-"""F11: a terminal call whose answer is lost was applied on the server; the supervisor counts it failed, forwards the
-runtime's next terminal frame, and that is refused with 409 (under execution_api_retries=1: with Airflow's default
-the client resends the lost call, which the server answers 200).
+"""F11: a terminal call the server applied is counted failed when its answer is lost and the client's resends fail too
+(or, under execution_api_retries=1, when its one answer is lost): the runtime is told its outcome failed, and the
+next terminal frame it sends is forwarded to a row that already moved and refused with 409 (with Airflow's default
+client retries, on the real server too).
 
-Where: ActivitySubprocess._send_terminal_state_msg keeps a timed-out call pending as if it had not happened; nothing
-asks the server what it holds before the next call.
+Where: ActivitySubprocess._send_terminal_state_msg keeps a call that raised pending as if nothing of it had reached
+the server (the client's tries are hidden from it), answers the runtime with an error, and forwards the runtime's
+next terminal frame without asking the server what it holds.
 
-Releases (apache-airflow-task-sdk): from 1.2.2, still on the newest. This test fails on those and passes on the
-others: it is the fix's regression test.
+Releases (apache-airflow-task-sdk): every release the test drives (from 1.0.3), still on the newest. This test fails
+on those and passes on the others: it is the fix's regression test.
 
 Correct behaviour (no_second_transition): the supervisor never asks for a transition of a task instance that has
 already left RUNNING (no call is refused with 409 Conflict).
 
-The run (finalstate's minimal counterexample): try_number=1 max_tries=0 should_retry=false execution_api_retries=1;
-fault reschedule lost; send RescheduleTask; send SucceedTask; exit 0. As finalstate's model of task-sdk 1.3.2 has
-it, the supervisor's calls are start->200, reschedule->timeout, succeed->409, succeed->409; its final_state is
-success and the server's row up_for_reschedule.
+The run (finalstate's minimal counterexample): try_number=1 max_tries=1 should_retry=true; fault succeed lost; fault
+succeed permanent; send SucceedTask; send RetryTask; exit 0. As finalstate's model of task-sdk 1.3.2 has it, the
+supervisor's calls are start->200, succeed->500, retry->409, retry->409; its final_state is success and the server's
+row success.
 
 Exported by `finalstate export` from finalstate's findings registry. It needs only apache-airflow-task-sdk and
 pytest; its place in Airflow is task-sdk/tests/task_sdk/execution_time/.
@@ -33,7 +35,7 @@ import psutil
 from airflow.sdk.api.client import ServerResponseError
 from airflow.sdk.api.datamodels._generated import DagRun, TaskInstance, TIRunContext
 from airflow.sdk.execution_time.comms import _RequestFrame
-from airflow.sdk.execution_time.comms import RescheduleTask, SucceedTask
+from airflow.sdk.execution_time.comms import RetryTask, SucceedTask
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 try:  # the client is built on httpx2 from task-sdk 1.4.0, on httpx before
@@ -95,6 +97,13 @@ class Call:
         return f"{self.name}({self.state})->{self.status}" if self.state else f"{self.name}->{self.status}"
 
 
+def met(faults: list) -> "str | None":
+    """The fault one try of a call meets: the first armed on it, used up unless it is "permanent"; None if none is."""
+    if not faults:
+        return None
+    return faults[0] if faults[0] == "permanent" else faults.pop(0)
+
+
 class ExecutionAPI:
     """The Execution API for one task instance, behind a ``mock`` of the supervisor's ``Client``.
 
@@ -102,10 +111,11 @@ class ExecutionAPI:
     applied (a retry archives the try, and the live row gets a new id, so the old id is answered 404 from then
     on); of a row that already left RUNNING, refused 409 (``REPEATED_STATE_IS_OK``). A heartbeat of a row that left
     RUNNING is refused 409; of a RUNNING one it gets ``heartbeat_answer`` (404/409/410: the server took the task
-    instance away, and answers every later call so). ``faults`` make a call misbehave, per client method:
-    "transient" (the next try gets a 500), "permanent" (every try gets a 500), "lost" (the next try is applied but its
-    answer never arrives: an ``httpx.ReadTimeout``). Each call is tried as Airflow's client tries it (``tries``, the
-    worker's ``[workers] execution_api_retries``): again after a 5xx or a transport error.
+    instance away, and answers every later call so). ``faults`` make a call misbehave, per client method, each try
+    meeting the first one armed: "transient" (that try gets a 500), "permanent" (it and every later try get a 500),
+    "lost" (that try is applied but its answer never arrives: an ``httpx.ReadTimeout``). Each call is tried as
+    Airflow's client tries it (``tries``, the worker's ``[workers] execution_api_retries``): again after a 5xx or a
+    transport error.
     """
 
     _STATE_OF_CALL = {"succeed": "success", "retry": "up_for_retry", "defer": "deferred",
@@ -116,7 +126,7 @@ class ExecutionAPI:
         self.try_number, self.tries = try_number, tries
         self.context = run_context(max_tries, should_retry)
         self.row, self.archived, self.gone = "running", False, None
-        self.faults: dict[str, str] = {}
+        self.faults: dict[str, list[str]] = {}
         self.heartbeat_answer = 200
         self.calls: list[Call] = []
 
@@ -145,13 +155,9 @@ class ExecutionAPI:
             raise ServerResponseError.from_response(response)
 
     def _try(self, name: str, state: "str | None") -> "int | str":
-        fault = self.faults.get(name)
-        if fault == "permanent":
+        fault = met(self.faults.get(name, []))
+        if fault in ("transient", "permanent"):
             return 500
-        if fault is not None:
-            del self.faults[name]
-            if fault == "transient":
-                return 500
         status = self._answer(name, state)
         return "timeout" if fault == "lost" else status
 
@@ -250,7 +256,7 @@ def run_attempt(api: ExecutionAPI, events: list, exit_code: "int | None" = None)
         if kind == "exit":
             process.exit_code = args[0](sup.replies) if callable(args[0]) else args[0]
         elif kind == "fault":
-            api.faults[args[0]] = args[1]
+            api.faults.setdefault(args[0], []).append(args[1])
         elif kind == "send":
             requests.send(_RequestFrame(id=request_id, body=args[0].model_dump()))
         elif kind == "heartbeat":
@@ -281,12 +287,13 @@ def run_attempt(api: ExecutionAPI, events: list, exit_code: "int | None" = None)
 
 
 def minimal_run() -> Attempt:
-    """F11's run: try_number=1 max_tries=0 should_retry=false execution_api_retries=1; fault reschedule lost; send RescheduleTask; send SucceedTask; exit 0"""
-    api = ExecutionAPI(try_number=1, max_tries=0, should_retry=False, tries=1)
+    """F11's run: try_number=1 max_tries=1 should_retry=true; fault succeed lost; fault succeed permanent; send SucceedTask; send RetryTask; exit 0"""
+    api = ExecutionAPI(try_number=1, max_tries=1, should_retry=True, tries=5)
     events = [
-        ('fault', 'reschedule', 'lost'),
-        ('send', RescheduleTask(reschedule_date=NOW, end_date=NOW)),
+        ('fault', 'succeed', 'lost'),
+        ('fault', 'succeed', 'permanent'),
         ('send', SucceedTask(end_date=NOW, task_outlets=[], outlet_events=[])),
+        ('send', RetryTask(end_date=NOW)),
     ]
     return run_attempt(api, events, exit_code=0)
 

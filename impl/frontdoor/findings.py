@@ -190,6 +190,28 @@ def _held_state_delivered_against_the_exit(s: Scenario, o: Observation) -> bool:
             and any(c.name == "finish" and c.state == o.row for c in o.calls))
 
 
+_F11_DETAILS = """\
+On the real Execution API (apache-airflow-core 3.3.2, SQLite, Airflow's default five tries of each request):
+`finalstate replay --server airflow --target airflow-inproc 'try_number=1 max_tries=1 should_retry=true; fault succeed
+lost; fault succeed permanent; send SucceedTask; send RetryTask; exit 0'` records `PATCH .../state` (succeed) answered
+204 by the server with the answer lost, four resends 500 (never reaching the app), then `PATCH .../state` (retry) 409
+twice (the RetryTask, then its replay at close); the row stays `success`, the runtime was told `error` twice. The same
+with DeferTask as the second frame, and with exits 1 and -9 (then the attempt is also reported `up_for_retry` while
+the row is `success`), confirmed alike (`impl/frontdoor/confirm.py`). Under `execution_api_retries=1` the lost answer
+alone does it (`fault reschedule lost; send RescheduleTask; send SucceedTask`); with the default retries and no later
+failure, the client's resend is answered 200 (core 3.3.0 on; 409 before, which is F13).
+
+Which runtimes send a second terminal frame after their first was refused, read from their sources: **none of
+Airflow's own.** The Python task runner sends one terminal frame, from `task_runner.run`'s `finally` (as read in
+1.0.0, 1.2.2, 1.3.2 and 1.4.0b2); when that send raises for SUCCESS it logs the error and `main` exits 0 after `finalize` (the
+supervisor's replay at close is then the only further call, answered alike); for FAILED and UP_FOR_RETRY it exits 1
+(since 1.2.2). The Go SDK never reads the answer to its terminal frame (C1), the Java SDK throws on an error answer and
+its JVM exits 1, the TypeScript SDK does not read it. So the run needs a runtime of its own that reports again after
+being told its outcome failed (the `cmd:` contract asks it to exit instead, `runtimes/README.md`); the supervisor
+forwards that frame to a row it could have known had moved.
+"""
+
+
 FINDINGS: tuple[Finding, ...] = (
     Finding(
         "F1", "no_task_instance_left_running",
@@ -292,15 +314,17 @@ FINDINGS: tuple[Finding, ...] = (
     ),
     Finding(
         "F11", "no_second_transition",
-        "try_number=1 max_tries=0 should_retry=false execution_api_retries=1; fault reschedule lost; send RescheduleTask; send SucceedTask; exit 0",
-        "a terminal call whose answer is lost was applied on the server; the supervisor counts it failed, forwards "
-        "the runtime's next terminal frame, and that is refused with 409 (under execution_api_retries=1: with "
-        "Airflow's default the client resends the lost call, which the server answers 200)",
-        "ActivitySubprocess._send_terminal_state_msg keeps a timed-out call pending as if it had not happened; "
-        "nothing asks the server what it holds before the next call",
+        "try_number=1 max_tries=1 should_retry=true; fault succeed lost; fault succeed permanent; send SucceedTask; "
+        "send RetryTask; exit 0",
+        "a terminal call the server applied is counted failed when its answer is lost and the client's resends fail "
+        "too (or, under execution_api_retries=1, when its one answer is lost): the runtime is told its outcome "
+        "failed, and the next terminal frame it sends is forwarded to a row that already moved and refused with 409 "
+        "(with Airflow's default client retries, on the real server too)",
+        "ActivitySubprocess._send_terminal_state_msg keeps a call that raised pending as if nothing of it had reached "
+        "the server (the client's tries are hidden from it), answers the runtime with an error, and forwards the "
+        "runtime's next terminal frame without asking the server what it holds",
         signature=_refused_after_lost_answer, also_breaks=("server_row_agrees_with_final_state",),
-        # Before 1.2.2 the lost answer escapes wait() (F14: Release.answers_a_transport_error): no later frame is read.
-        introduced_in="1.2.2",
+        details=_F11_DETAILS,
     ),
     Finding(
         "F12", "server_row_agrees_with_final_state",

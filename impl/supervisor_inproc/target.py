@@ -41,7 +41,6 @@ The target's name is ``airflow-inproc`` either way.
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import math
@@ -50,8 +49,8 @@ import signal
 import sys
 import time
 import uuid
-import weakref
 from collections import deque
+from typing import Callable
 
 import attrs
 import structlog
@@ -130,8 +129,21 @@ class ScriptedProcess(_TRACKING.base):
     def wait(self, timeout: float | None) -> int:
         self._exit_once_the_grace_is_over()
         if self.exit_code is None:
-            raise _TRACKING.timed_out(timeout)
+            raise _timed_out(timeout)
         return self.exit_code
+
+
+@functools.lru_cache(maxsize=None)
+def _timed_out_once(timeout: float | None) -> Exception:
+    return _TRACKING.timed_out(timeout)
+
+
+def _timed_out(timeout: float | None) -> Exception:
+    """What a ``wait(timeout)`` that runs out raises, made once per timeout: the supervisor polls a live process at every
+    wake-up, catches it at once and keeps nothing of it (its traceback is cleared, or every raise would lengthen it)."""
+    raised = _timed_out_once(timeout)
+    raised.__traceback__ = None
+    return raised
 
 
 class ChildEnd:
@@ -220,11 +232,13 @@ class ScriptedSelector:
 
     def _hold_clocks(self) -> None:
         """Put the supervisor's own stamps (after a heartbeat it sent, at the terminal state it took) out of reach
-        of the wall clock, unless an event ran that clock out: only the events make a heartbeat or overtime due."""
+        of the wall clock, unless an event ran that clock out: only the events make a heartbeat or overtime due.
+        (A stamp already held is left alone: the supervisor's fields are set through attrs' hooks, which cost.)"""
         sup = self.supervisor
-        if self.overdue is None:
+        if self.overdue is None and sup._last_heartbeat_attempt != NEVER_DUE:
             sup._last_heartbeat_attempt = NEVER_DUE
-        if sup._task_end_time_monotonic is not None and not self.overtime_ran_out:
+        ended = sup._task_end_time_monotonic
+        if ended is not None and ended != NEVER_DUE and not self.overtime_ran_out:
             sup._task_end_time_monotonic = NEVER_DUE
 
     def _deliver(self, event: Send) -> None:
@@ -376,19 +390,19 @@ class Attempt:
         return twin
 
     def _copy(self, stopped: float) -> Attempt:
-        process, child, client = _twin(self.process), _twin(self.child), self.client.copy()
+        process, client, child = _twin(self.process), self.client.copy(), _twin(self.child)
         child.recorded = self.child.recorded.copy()
         sup = _copied_supervisor(self.sup)
-        for name in _CLOCKS:
-            stamp = getattr(sup, name, None)
-            if isinstance(stamp, float) and math.isfinite(stamp):
+        names, read = _clocks_of(type(sup))
+        for name, stamp in zip(names, read(sup)):
+            if type(stamp) is float and math.isfinite(stamp):  # a stamp the clock made (not a default, not held)
                 object.__setattr__(sup, name, stamp + stopped)
         selector = _twin(self.selector)
         selector.process, selector.world = process, client.task_instances
-        for name, value in (("_process", process), ("stdin", child), ("client", client), ("selector", selector)):
-            object.__setattr__(sup, name, value)
-        if isinstance(getattr(sup, "_open_sockets", None), weakref.WeakKeyDictionary):
-            object.__setattr__(sup, "_open_sockets", copy.copy(sup._open_sockets))
+        object.__setattr__(sup, "_process", process)
+        object.__setattr__(sup, "stdin", child)
+        object.__setattr__(sup, "client", client)
+        object.__setattr__(sup, "selector", selector)
         selector.attach(sup)
         return Attempt(sup, child, client, process, selector)
 
@@ -399,6 +413,7 @@ class Attempt:
         """Let go of the supervisor: the selector's and its request generator's hold on it are the cycles that would
         otherwise leave every attempt to the garbage collector."""
         self.selector.supervisor = self.selector.requests = None
+        _still_without_sockets(self.sup)
 
 
 def _twin(value):
@@ -415,6 +430,21 @@ def _fields_of(cls: type) -> tuple[tuple[str, ...], operator.attrgetter]:
     names = tuple(name for klass in cls.__mro__ for name in vars(klass).get("__slots__", ())
                   if name not in ("__weakref__", "__dict__"))
     return names, operator.attrgetter(*names)
+
+
+@functools.lru_cache(maxsize=None)
+def _clocks_of(cls: type) -> tuple[tuple[str, ...], Callable[[object], tuple]]:
+    """The clocks (``_CLOCKS``) an instance of ``cls`` keeps, and what reads them all at once."""
+    names = tuple(name for name in _CLOCKS if hasattr(cls, name))
+    read = operator.attrgetter(*names) if len(names) > 1 else (lambda value: (getattr(value, names[0]),))
+    return names, read
+
+
+def _still_without_sockets(sup: ActivitySubprocess) -> None:
+    """The sockets a supervisor of the framed wire keeps (``_open_sockets``) are one empty mapping, shared by an
+    attempt and its copies: in process the task has no sockets, and a copy that found one there would not be one."""
+    if getattr(sup, "_open_sockets", None):
+        raise AssertionError(f"an in-process supervisor registered sockets: {list(sup._open_sockets.values())}")
 
 
 def _copied_supervisor(sup: ActivitySubprocess) -> ActivitySubprocess:
