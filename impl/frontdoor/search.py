@@ -123,6 +123,7 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
             stood = finding.shown_on
             command = command.replace("finalstate replay", f"finalstate replay --release {stood}", 1)
             lines += ["", f"Replay on {stood}, a release it stands on: `{command}`", ""]
+        lines += [finding.details.strip(), ""] if finding.details else []
     lines += ["## Runtime, lifecycle, coordinator and wire findings", "",
               "Not supervisor scenarios, so not replayed by this command; each is a strict expected failure",
               "of its property and is replayed by the `*_finding_still_reproduces` test beside it.", ""]
