@@ -56,17 +56,19 @@ def heartbeat(server: Server, answer: int, tries: int) -> tuple[Server, tuple[Ap
     return request(server, lambda s: s.heartbeat(answer), tries, "heartbeat")
 
 
-def requests(calls: tuple[ApiCall, ...], tries: int) -> tuple[tuple[ApiCall, ...], ...]:
-    """The tries of ``calls`` grouped by request, in order: a try is the next one of the same request when the one
-    before it was tried again and fewer than ``tries`` tries were made.
+def _next_try(tried: int, previous: ApiCall, call: ApiCall, tries: int) -> bool:
+    """Whether ``call`` is the next try of the request whose ``tried``-th try was ``previous``: that one was tried again
+    (``tried_again``), fewer than ``tries`` tries were made, and ``call`` is of the same name."""
+    return tried < tries and previous.name == call.name and tried_again(previous.status)
 
-    ``calls`` is a record of tries (``request``'s, an observation's).
-    """
+
+def requests(calls: tuple[ApiCall, ...], tries: int) -> tuple[tuple[ApiCall, ...], ...]:
+    """The tries of ``calls`` grouped by request, in order (``_next_try``). ``calls`` is a record of tries
+    (``request``'s, an observation's)."""
     grouped: list[list[ApiCall]] = []
     for c in calls:
-        last = grouped[-1] if grouped else None
-        if last and len(last) < tries and last[-1].name == c.name and tried_again(last[-1].status):
-            last.append(c)
+        if grouped and _next_try(len(grouped[-1]), grouped[-1][-1], c, tries):
+            grouped[-1].append(c)
         else:
             grouped.append([c])
     return tuple(map(tuple, grouped))
@@ -75,4 +77,13 @@ def requests(calls: tuple[ApiCall, ...], tries: int) -> tuple[tuple[ApiCall, ...
 def as_seen(calls: tuple[ApiCall, ...], tries: int) -> tuple[ApiCall, ...]:
     """The calls as the supervisor saw them: of each request's tries (``requests``), the last (its answer is the
     request's)."""
-    return tuple(tried[-1] for tried in requests(calls, tries))
+    seen: list[ApiCall] = []
+    tried = 0
+    for c in calls:
+        if seen and _next_try(tried, seen[-1], c, tries):
+            seen[-1] = c
+            tried += 1
+        else:
+            seen.append(c)
+            tried = 1
+    return tuple(seen)

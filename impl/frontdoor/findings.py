@@ -52,8 +52,11 @@ class Finding:
     #: report prints it under the finding.
     details: str = ""
 
-    @property
-    def explains(self) -> tuple[str, ...]:
+    #: The invariants this finding's cause breaks: ``invariant`` and ``also_breaks``.
+    explains: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
+
+    @explains.default
+    def _every_invariant_broken(self) -> tuple[str, ...]:
         return (self.invariant, *self.also_breaks)
 
     @property

@@ -63,6 +63,29 @@ def _started(server: Server, tries: int) -> tuple[Server, tuple[ApiCall, ...], i
     return client.request(server, Server.start, tries, "start")
 
 
+#: How many of the server model's answers are kept (``_called``, ``_armed``, ``_heartbeat``): far more than the
+#: distinct servers an exhaustive scope meets, a bound all the same.
+_ANSWERS_KEPT = 1 << 16
+
+
+@functools.lru_cache(maxsize=_ANSWERS_KEPT)
+def _called(server: Server, name: str, state: str | None, tries: int) -> tuple[Server, tuple[ApiCall, ...], int | str]:
+    """``model.client.call``: a pure function of frozen values, which attempts in process ask again and again."""
+    return client.call(server, name, state, tries)
+
+
+@functools.lru_cache(maxsize=_ANSWERS_KEPT)
+def _heartbeat(server: Server, answer: int, tries: int) -> tuple[Server, tuple[ApiCall, ...], int | str]:
+    """``model.client.heartbeat``, kept as ``_called``."""
+    return client.heartbeat(server, answer, tries)
+
+
+@functools.lru_cache(maxsize=_ANSWERS_KEPT)
+def _armed(server: Server, fault: Fault) -> Server:
+    """``model.server.Server.arm``, kept as ``_called``."""
+    return server.arm(fault)
+
+
 class RecordingTaskInstances:
     """``client.task_instances``, answering from the server model and recording each call.
 
@@ -88,7 +111,7 @@ class RecordingTaskInstances:
 
     def arm(self, fault: Fault) -> None:
         """From now on ``fault`` applies to its call (``model.server.Server.arm``)."""
-        self.server = self.server.arm(fault)
+        self.server = _armed(self.server, fault)
 
     def heartbeat_due(self, answer: int) -> None:
         """The next heartbeat is answered ``answer`` (as ``model.server`` answers for a RUNNING TI)."""
@@ -101,7 +124,7 @@ class RecordingTaskInstances:
             raise api_error(status)
 
     def _call(self, name: str, state: str | None = None) -> None:
-        self._answer(*client.call(self.server, name, state, self.tries))
+        self._answer(*_called(self.server, name, state, self.tries))
 
     def start(self, id, pid, when, **_newer) -> TIRunContext:
         self._answer(*_started(self.server, self.tries))
@@ -109,7 +132,7 @@ class RecordingTaskInstances:
 
     def heartbeat(self, id, pid, **_newer) -> None:
         tries = self.tries if model_release().retries_heartbeats else 1  # the release's Client, as the model has it
-        self._answer(*client.heartbeat(self.server, self.heartbeat_answer, tries))
+        self._answer(*_heartbeat(self.server, self.heartbeat_answer, tries))
 
     def finish(self, id, state, when=None, rendered_map_index=None, **_newer) -> None:
         self.map_index_sent = rendered_map_index

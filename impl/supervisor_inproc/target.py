@@ -243,7 +243,7 @@ class ScriptedSelector:
 
     def _deliver(self, event: Send) -> None:
         """Put one frame on the wire and hand it to the supervisor as its frame reader would."""
-        data = _WIRE.request(self.next_id, request_body(event.frame, event.state, self.rendered_map_index))
+        data = _request(self.next_id, event.frame, event.state, self.rendered_map_index)
         self.next_id += 1
         self.requests.send(_WIRE.handed_to_handle_requests(data))
 
@@ -258,6 +258,13 @@ class ScriptedSelector:
 
     def close(self) -> None:
         pass
+
+
+@functools.lru_cache(maxsize=1024)
+def _request(request_id: int, frame: str, state: str | None, rendered_map_index: str | None) -> bytes:
+    """One frame of the runtime's as it writes it on the wire: the same bytes for the same request (its ``end_date`` is
+    fixed), so written once."""
+    return _WIRE.request(request_id, request_body(frame, state, rendered_map_index))
 
 
 class QuickEscalation(ActivitySubprocess):
@@ -474,12 +481,19 @@ class SharedPrefixes:
     def __init__(self):
         self.started: dict[tuple, Attempt] = {}
         self.paused: dict[int, dict[tuple, Attempt]] = {}
+        #: The prefix asked for last, and its attempt: a scope asks for one prefix once per exit, in a row.
+        self._last: tuple = (None, None)
 
     def __call__(self, scenario: Scenario) -> Observation:
         start = (scenario.context, scenario.execution_api_retries, scenario.rendered_map_index)
-        if start not in self.started:
-            self.started[start] = Attempt.started(replace(scenario, events=()))
-        prefix = self._paused_after(start, scenario.events[:-1])
+        asked = (start, scenario.events[:-1])
+        if asked == self._last[0]:
+            prefix = self._last[1]
+        else:
+            if start not in self.started:
+                self.started[start] = Attempt.started(replace(scenario, events=()))
+            prefix = self._paused_after(*asked)
+            self._last = (asked, prefix)
         if not prefix.resumable:
             return run(scenario)
         attempt = prefix.resumed(scenario.events[-1:], scenario.exit_code, pausing=False)

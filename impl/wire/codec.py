@@ -191,15 +191,26 @@ class FrameReplies(_Replies):
         """The supervisor wrote ``data`` to its runtime."""
         if self._awaited is None:
             return
-        try:
-            frame = decode_response(bytes(data))
-        except FrameError as e:
-            self.replies.append(f"undecodable: {e}")
+        told = _told(bytes(data))
+        if isinstance(told, str):
+            self.replies.append(told)
             self._awaited = None
             return
-        if frame.id == self._awaited:
-            self.replies.append("error" if frame.error else "ok")
+        answered, said = told
+        if answered == self._awaited:
+            self.replies.append(said)
             self._awaited = None
+
+
+@functools.lru_cache(maxsize=4096)
+def _told(data: bytes):
+    """What a response frame tells the runtime, ``(its id, "ok" or "error")``, or ``undecodable: why``: the supervisor
+    writes the same few frames over and over."""
+    try:
+        frame = decode_response(data)
+    except FrameError as e:
+        return f"undecodable: {e}"
+    return frame.id, "error" if frame.error else "ok"
 
 
 class LineReplies(_Replies):
