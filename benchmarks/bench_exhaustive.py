@@ -1,6 +1,7 @@
 """The exhaustive scope as ``finalstate check --exhaustive`` runs it: wall time, scenarios/s, and the workers' CPU.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_exhaustive.py [--target airflow-inproc] [--depth 3] [--workers 2]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_exhaustive.py --target airflow-task-runner --depth 4   # any kind
     PYTHONPATH=. build/envs/1.0.3/bin/python benchmarks/bench_exhaustive.py    # on another task-sdk release
 
 The wall time is the figure wanted, but on a shared machine it follows the load; the CPU the workers spent
@@ -13,17 +14,20 @@ from __future__ import annotations
 import argparse
 import os
 
-from impl.frontdoor.exhaustive import DEFAULT_DEPTH, check_exhaustively
+from impl.frontdoor.cli import kind_of_target
+from impl.frontdoor.exhaustive import SCOPES, check_exhaustively
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="airflow-inproc")
-    parser.add_argument("--depth", type=int, default=DEFAULT_DEPTH)
+    parser.add_argument("--depth", type=int, help="default: the scope's (the supervisor's: 3)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    kind = kind_of_target(args.target)  # as finalstate check: the workers fork with the target imported
+    depth = SCOPES[kind].default_depth if args.depth is None else args.depth
     before = os.times()
-    found = check_exhaustively(args.target, args.depth, workers=args.workers)
+    found = check_exhaustively(args.target, depth, workers=args.workers, kind=kind)
     after = os.times()
     cpu = (after.children_user + after.children_system - before.children_user - before.children_system
            if args.workers > 1 else after.user + after.system - before.user - before.system)

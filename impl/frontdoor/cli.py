@@ -69,7 +69,7 @@ def _xdist(workers: int) -> list[str]:
 def _check_exhaustively(args) -> int:
     from impl.frontdoor.exhaustive import SCOPES, check_exhaustively
 
-    kind = _kind_of_target(args.target)  # a bad name fails here, once; and the workers fork with the target imported
+    kind = kind_of_target(args.target)  # a bad name fails here, once; and the workers fork with the target imported
     scope = SCOPES[kind]
     depth = args.exhaustive if args.exhaustive >= 0 else scope.default_depth
     print(f"{scope.describe(depth)}, on {args.target}...", flush=True)
@@ -86,7 +86,7 @@ def _check_exhaustively(args) -> int:
     return 1 if found.failures else 0
 
 
-def _kind_of_target(name: str) -> str:
+def kind_of_target(name: str) -> str:
     """The kind of run ``name`` checks (the first it takes, for the model), loading it once; exits naming a bad one."""
     from impl.frontdoor.registry import WrongKindOfTarget
 

@@ -37,6 +37,12 @@ when None, the environment variable ``FINALSTATE_SERVER`` (``registry.SERVER_ENV
   ``airflow_attempt.Unsupported`` (a ``NotImplementedError``) naming what.
 
 The target's name is ``airflow-inproc`` either way.
+
+A whole scope (``impl.frontdoor.exhaustive``, on the model server) is lived by ``SharedPrefixes``
+(``Target.scope_run``): the scenarios come prefix by prefix, and each attempt goes on from a copy of
+the real supervisor paused at the monitor loop's wake-up after its events but the last, instead of
+living its prefix again from the start; every event of every scenario is still lived by the real
+supervisor.
 """
 
 from __future__ import annotations
