@@ -29,7 +29,7 @@ import attrs
 from model import supervisor
 from model.release import SPECIFIED, Release
 from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, FAILED, REMOVED, Event, Fault, Heartbeat, IgnoreSigterm,
-                            Observation, Overtime, RunContext, Scenario, Send, event_text, parse_event,
+                            Observation, Overtime, RunContext, Scenario, Send, UserAction, event_text, parse_event,
                             parse_settings, settings_text)
 
 #: What a coordinator-mode task does: returns, returns an error, panics; or no task is registered under the TI's
@@ -47,9 +47,9 @@ TERMINAL_CALLS = ("succeed", "retry", "finish")
 
 def _world_while_running(instance, attribute, events) -> None:
     for i, event in enumerate(events):
-        if not isinstance(event, (Fault, Heartbeat, IgnoreSigterm)):
-            raise ValueError(f"while the task runs the world arms faults, answers heartbeats and may make the runtime "
-                             f"trap SIGTERM; {event_text(event)!r} is not one of those")
+        if not isinstance(event, (Fault, Heartbeat, IgnoreSigterm, UserAction)):
+            raise ValueError(f"while the task runs the world arms faults, answers heartbeats, users act on the task "
+                             f"instance, and the runtime may trap SIGTERM; {event_text(event)!r} is not one of those")
         if isinstance(event, IgnoreSigterm) and i != 0:
             raise ValueError("'ignore sigterm' is how the runtime is from its start: it comes first, before the "
                              "task's other events")

@@ -21,6 +21,7 @@ from model.scenario import (
     Observation,
     Scenario,
     Send,
+    UserAction,
     server_should_retry,
 )
 from model.server import CONFLICT
@@ -80,7 +81,26 @@ def runtime_reported_failure(scenario: Scenario, observation: Observation) -> bo
     return last.frame == "RetryTask" or (last.frame == "TaskState" and last.state == FAILED)
 
 
-def _recorded(observation: Observation) -> dict[str, str]:
+def user_acted(scenario: Scenario) -> bool:
+    """A user acted on the task instance while the attempt ran (``UserAction``): the row's state is then the user's
+    decision, and the supervisor's calls on it may be refused (409, 404, 410) through no fault of its own.
+
+    Read off the run, not the observation: an action the process did not live to see (after a kill that ended it)
+    counts too, which can only hide a violation the same run shows without it.
+    """
+    return any(isinstance(e, UserAction) for e in scenario.events)
+
+
+def taken_away(scenario: Scenario, observation: Observation) -> bool:
+    """The server took the TI away from the supervisor (a heartbeat answered 404/409/410: ``row_gone``), or a user
+    acted on it."""
+    return observation.row_gone is not None or user_acted(scenario)
+
+
+def _recorded(observation: Observation, scenario: Scenario | None = None) -> dict[str, str]:
+    """What the attempt was recorded as: the supervisor's final state, and the server row unless a user decided it."""
+    if scenario is not None and user_acted(scenario):
+        return {"final_state": observation.final_state}
     return {"final_state": observation.final_state, "server row": observation.row}
 
 
@@ -100,26 +120,32 @@ def up_for_retry_only_from_retry_frame_or_nonzero_exit_with_should_retry(scenari
 
 
 def failure_never_recorded_as_success(scenario, observation):
-    """A failed attempt is never recorded SUCCESS, by the supervisor or on the server."""
-    if SUCCESS not in _recorded(observation).values() or not runtime_reported_failure(scenario, observation):
+    """A failed attempt is never recorded SUCCESS, by the supervisor or on the server (a row a user moved is the
+    user's decision, not the attempt's record)."""
+    recorded = _recorded(observation, scenario)
+    if SUCCESS not in recorded.values() or not runtime_reported_failure(scenario, observation):
         return ()
     return tuple(
         Violation("failure_never_recorded_as_success", f"{where} is success although the runtime reported failure")
-        for where, state in _recorded(observation).items()
+        for where, state in recorded.items()
         if state == SUCCESS
     )
 
 
 def no_task_instance_left_running(scenario, observation):
-    """After the attempt the server row is not RUNNING, unless the server itself took the TI away."""
-    if observation.row == RUNNING and observation.row_gone is None:
+    """After the attempt the server row is not RUNNING, unless the server itself took the TI away (an attempt that
+    never ended, ``hung``, is judged by ``an_attempt_whose_task_ended_ends``)."""
+    if observation.row == RUNNING and observation.row_gone is None and not observation.hung:
         return (Violation("no_task_instance_left_running",
                           f"the server row is still running; the supervisor reported {observation.final_state}"),)
     return ()
 
 
 def server_row_agrees_with_final_state(scenario, observation):
-    """The server row ends in the state the supervisor reports (SERVER_TERMINATED: the server took the TI)."""
+    """The server row ends in the state the supervisor reports (SERVER_TERMINATED: the server took the TI), unless a
+    user decided the row's state (``user_acted``)."""
+    if user_acted(scenario) or observation.hung:
+        return ()
     if observation.final_state == SERVER_TERMINATED:
         if observation.row_gone is None:
             return (Violation("server_row_agrees_with_final_state",
@@ -132,9 +158,10 @@ def server_row_agrees_with_final_state(scenario, observation):
 
 
 def no_second_transition(scenario, observation):
-    """The supervisor never asks for a transition of a row that has already left RUNNING (no 409)."""
-    if observation.row_gone is not None:
-        return ()  # every call on a TI the server took away is refused with the same status
+    """The supervisor never asks for a transition of a row that has already left RUNNING (no 409), unless the server
+    took the TI away or a user moved it (``taken_away``: the supervisor cannot know before it asks)."""
+    if taken_away(scenario, observation):
+        return ()  # every call on a TI the server took away, or a user moved, may be refused
     return tuple(
         Violation("no_second_transition", f"{call} was refused: the row had already left running")
         for call in observation.calls
@@ -156,12 +183,36 @@ def retries_within_budget(scenario, observation):
 
 
 def server_terminated_wins(scenario, observation):
-    """Once a heartbeat says the TI must stop (404/409/410), the attempt ends SERVER_TERMINATED, never retried."""
+    """Once the server says the TI must stop, the attempt ends SERVER_TERMINATED, never retried: a heartbeat answered
+    404/409/410, or, after a user moved the TI (``user_acted``), an outcome's call refused with 409 — "the server took
+    the task instance away", as apache/airflow#73249 (task-sdk 1.4.0) reads a 409 on an outcome's call."""
+    if observation.hung or observation.final_state == SERVER_TERMINATED:
+        return ()
     told_to_stop = any(c.name == "heartbeat" and c.status in HEARTBEAT_GONE for c in observation.calls)
-    if told_to_stop and observation.final_state != SERVER_TERMINATED:
+    if told_to_stop:
         return (Violation("server_terminated_wins",
                           f"a heartbeat was refused but final_state is {observation.final_state}"),)
+    refused = [c for c in observation.calls if c.name not in ("heartbeat", "start") and c.status == CONFLICT]
+    if refused and user_acted(scenario):
+        return (Violation("server_terminated_wins",
+                          f"{refused[0]} was refused after a user moved the task instance, but final_state is "
+                          f"{observation.final_state}"),)
     return ()
+
+
+def an_attempt_whose_task_ended_ends(scenario, observation):
+    """Once the runtime has reported its task's end (a terminal frame the supervisor took), the attempt ends even if
+    the process does not exit: ``[core] task_success_overtime`` gives a finished task "maximum possible time" for its
+    auxiliary processes, and a deferred or rescheduled task frees its worker slot (the deferral and sensor docs).
+    Judged on an attempt whose process never exits (``exit hang``)."""
+    if not observation.hung:
+        return ()
+    ended = last_terminal_frame(scenario, observation)
+    if ended is None:
+        return ()  # a task still running: its own execution_timeout is the user's bound, not the supervisor's
+    return (Violation("an_attempt_whose_task_ended_ends",
+                      f"the task ended ({ended.frame}{' ' + ended.state if ended.state else ''} was taken) but its "
+                      f"process never exited and the supervisor never ended it: the attempt never ends"),)
 
 
 SUPERVISOR_INVARIANTS: tuple[Invariant, ...] = (
@@ -172,6 +223,7 @@ SUPERVISOR_INVARIANTS: tuple[Invariant, ...] = (
     no_second_transition,
     retries_within_budget,
     server_terminated_wins,
+    an_attempt_whose_task_ended_ends,
 )
 
 

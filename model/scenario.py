@@ -158,7 +158,46 @@ class IgnoreSigterm:
     nothing more, so only the supervisor's escalation to SIGKILL ends it (else, much later, its own exit)."""
 
 
-Event = Union[Send, Fault, Heartbeat, Overtime, IgnoreSigterm]
+@attrs.frozen
+class HandleSigterm:
+    """From now on the process traps SIGTERM and carries on, as Airflow's Python task runner does since task-sdk
+    1.0.4 (``_on_term`` calls ``task.on_kill()`` and returns to the task): a kill's SIGTERM leaves it running, the
+    events after the kill still happen while the supervisor's ``kill()`` waits for it (its ``_service_subprocess``
+    reads and handles frames; no heartbeat is sent and no overtime checked there), and it then exits as the run
+    says, within the escalation delay; a process that hangs (``exit hang``) is ended by the escalation's SIGKILL."""
+
+
+#: What a user does to a running task instance from the UI or the REST API (``UserAction``).
+USER_MARKS = "marks"
+USER_CLEARS = "clears"
+USER_DELETES = "deletes"
+USER_ACTIONS = (USER_MARKS, USER_CLEARS, USER_DELETES)
+#: The states a user marks a task instance with (``set_task_instance_state``'s choices for a running one).
+MARKED_STATES = (SUCCESS, FAILED, SKIPPED)
+
+
+@attrs.frozen
+class UserAction:
+    """A user acts on the task instance on the server while its process runs: marks it ``state``, clears it, or
+    deletes it (``model.server.Server.mark``, ``clear``, ``delete``). Nothing tells the supervisor at once: its
+    next heartbeat, or its next call, is answered as the server then answers (409, 404, 410)."""
+
+    action: str = attrs.field(validator=attrs.validators.in_(USER_ACTIONS))
+    state: str | None = None
+
+    def __attrs_post_init__(self):
+        if (self.action == USER_MARKS) != (self.state is not None):
+            raise ValueError(f"'user {self.action}' takes {'a state' if self.action == USER_MARKS else 'no state'}"
+                             f" (user marks {'|'.join(MARKED_STATES)}, user clears, user deletes)")
+        if self.state is not None and self.state not in MARKED_STATES:
+            raise ValueError(f"marked state {self.state!r} is not known; allowed: {', '.join(MARKED_STATES)}")
+
+
+Event = Union[Send, Fault, Heartbeat, Overtime, IgnoreSigterm, HandleSigterm, UserAction]
+
+#: The exit of a process that never exits on its own (``exit hang``): time runs on after the last event, and only a
+#: kill ends it.
+HANG = "hang"
 
 
 def _at_least_one_try(instance, attribute, value: int) -> None:
@@ -166,11 +205,17 @@ def _at_least_one_try(instance, attribute, value: int) -> None:
         raise ValueError(f"execution_api_retries counts tries, the first included: at least 1, not {value!r}")
 
 
+def _an_exit(instance, attribute, value) -> None:
+    if value != HANG and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"an exit is a whole number (0, a code, -SIGNUM) or {HANG!r}, not {value!r}")
+
+
 @attrs.frozen
 class Scenario:
     """One task attempt: the run context, the events in order, then the process exit.
 
-    ``exit_code`` follows ``subprocess``: 0, a positive code, or ``-signum`` for death by signal.
+    ``exit_code`` follows ``subprocess``: 0, a positive code, or ``-signum`` for death by signal; or ``HANG``, a
+    process that never exits on its own (``model.supervisor.close``: time runs on, and only a kill ends it).
     If the supervisor kills the process first, the kill's signal is the exit instead.
     ``execution_api_retries`` is the worker's ``[workers] execution_api_retries``: how many times
     Airflow's client tries each request (``model.client``); Airflow's default unless said.
@@ -180,7 +225,7 @@ class Scenario:
 
     context: RunContext = RunContext()
     events: tuple[Event, ...] = ()
-    exit_code: int = 0
+    exit_code: int | str = attrs.field(default=0, validator=_an_exit)
     execution_api_retries: int = attrs.field(default=DEFAULT_EXECUTION_API_RETRIES, validator=_at_least_one_try)
     rendered_map_index: str | None = RENDERED_MAP_INDEX
 
@@ -211,8 +256,9 @@ class Scenario:
         *event_parts, exit_part = parts or ["exit 0"]
         words = exit_part.split()
         if len(words) != 2 or words[0] != "exit":
-            raise ValueError(f"a scenario ends with 'exit CODE', not {exit_part!r}")
-        scenario = cls(context, tuple(parse_event(p) for p in event_parts), _parse_int(words[1], exit_part))
+            raise ValueError(f"a scenario ends with 'exit CODE' or 'exit {HANG}', not {exit_part!r}")
+        code = HANG if words[1] == HANG else _parse_int(words[1], exit_part)
+        scenario = cls(context, tuple(parse_event(p) for p in event_parts), code)
         return scenario if retries is None else replace(scenario, execution_api_retries=retries)
 
 
@@ -235,6 +281,10 @@ def event_text(event: Event) -> str:
         return f"heartbeat {event.answer}"
     if isinstance(event, IgnoreSigterm):
         return "ignore sigterm"
+    if isinstance(event, HandleSigterm):
+        return "handle sigterm"
+    if isinstance(event, UserAction):
+        return f"user {event.action}" + (f" {event.state}" if event.state else "")
     return "overtime"
 
 
@@ -279,9 +329,15 @@ def parse_event(part: str) -> Event:
             return Overtime()
         if verb == "ignore" and args == ["sigterm"]:
             return IgnoreSigterm()
+        if verb == "handle" and args == ["sigterm"]:
+            return HandleSigterm()
+        if verb == "user" and len(args) in (1, 2):
+            return UserAction(*args)
     except (ValueError, TypeError) as e:
         raise ValueError(f"bad event {part!r}: {said_plainly(e)}") from None
-    raise ValueError(f"unknown event {part!r}; events are: send FRAME [STATE], fault CALL KIND, heartbeat CODE|timeout, overtime, ignore sigterm")
+    raise ValueError(f"unknown event {part!r}; events are: send FRAME [STATE], fault CALL KIND, heartbeat CODE|timeout, "
+                     f"overtime, ignore sigterm, handle sigterm, user marks {'|'.join(MARKED_STATES)}, user clears, "
+                     f"user deletes")
 
 
 def signal_name(exit_code: int) -> str:
@@ -318,6 +374,8 @@ class Observation:
     ``rendered_map_index`` is what the last succeed, retry or finish request carried (None: none did).
     ``harness`` is set only when the harness running a real process had to step in (the
     attempt never started, or ran past its deadline and was killed): it says what happened.
+    ``hung``: the process never exited and nothing ended it: ``wait()`` was still waiting when time had run on past
+    every clock of the supervisor (a run whose exit is ``HANG``); no exit, no final state, no closing call.
     """
 
     exit_code: int
@@ -329,6 +387,7 @@ class Observation:
     raised: str | None = None
     harness: str | None = None
     rendered_map_index: str | None = None
+    hung: bool = False
 
     def to_lines(self) -> list[str]:
         lines = [
@@ -343,6 +402,8 @@ class Observation:
             lines.append(f"raised={self.raised}")
         if self.rendered_map_index is not None:
             lines.append(f"rendered_map_index={self.rendered_map_index}")
+        if self.hung:
+            lines.append("hung: the process never exited and nothing ended it; wait() still waits")
         if self.harness:
             lines.append(f"harness: {self.harness}")
         return lines

@@ -75,8 +75,11 @@ from model.scenario import (
     TIMEOUT,
     UP_FOR_RESCHEDULE,
     UP_FOR_RETRY,
+    USER_CLEARS,
+    USER_MARKS,
     Fault,
     RunContext,
+    UserAction,
     server_should_retry,
 )
 
@@ -295,6 +298,12 @@ class Server:
         return self, NO_CONTENT if self.row.state in FINISHED else CONFLICT
 
     # -- the actors on the live row
+
+    def act(self, action: UserAction) -> Server:
+        """A user's action on the task instance (``model.scenario.UserAction``): ``mark``, ``clear`` or ``delete``."""
+        if action.action == USER_MARKS:
+            return self.mark(action.state)
+        return self.clear() if action.action == USER_CLEARS else self.delete()
 
     def mark(self, state: str) -> Server:
         """A user marks the TI ``state`` (``set_task_instance_state``)."""

@@ -41,7 +41,7 @@ from model.frozen import replace
 from model.release import SPECIFIED, Release
 from model.runtime_invariants import runtime_violations
 from model.runtime import COMMS_MODES, FEATURES, PYTHON_OUTCOMES, Policy, RuntimeRun, impossible_on, python_runtime
-from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER, HEARTBEAT_OK,
+from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, HANG, HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER, HEARTBEAT_OK,
                             Heartbeat, IgnoreSigterm, Overtime, RunContext, Scenario)
 
 #: Retries left, the last try, no retries, and should_retry disagreeing with the counts both ways.
@@ -56,8 +56,8 @@ TRIES = (1, DEFAULT_EXECUTION_API_RETRIES)
 #: catch, so every sequence of up to two more than the kill needs is in scope too.
 HEARTBEAT_EVENTS = (Heartbeat(HEARTBEAT_OK), Heartbeat(HEARTBEAT_ERROR), Heartbeat(HEARTBEAT_NO_ANSWER))
 HEARTBEAT_DEPTH = model_supervisor.MAX_FAILED_HEARTBEATS + 2
-#: A clean exit, a failure, a death by a signal the supervisor does not send.
-EXITS = (0, 1, -9)
+#: A clean exit, a failure, a death by a signal the supervisor does not send, a process that never exits on its own.
+EXITS = (0, 1, -9, HANG)
 #: The largest scope checked by default: airflow-inproc checks it in under a minute here, with 2 workers.
 DEFAULT_DEPTH = 3
 

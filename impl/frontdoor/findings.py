@@ -14,10 +14,10 @@ from typing import Callable
 import attrs
 
 from model.client import as_seen
-from model.invariants import frames_received
+from model.invariants import frames_received, last_terminal_frame, user_acted
 from model.release import SPECIFIED, Release
 from model.runtime import NEVER_RETRIED_FAILURES, TERMINAL_FRAMES
-from model.scenario import (FAILED, HEARTBEAT_GONE, RUNNING, SUCCESS, TIMEOUT, UP_FOR_RETRY, Observation, Overtime,
+from model.scenario import (FAILED, HEARTBEAT_GONE, RUNNING, SERVER_TERMINATED, SUCCESS, TIMEOUT, UP_FOR_RETRY, Observation, Overtime,
                             Scenario)
 from model.server import CONFLICT
 
@@ -183,6 +183,24 @@ def _held_state_delivered_against_the_exit(s: Scenario, o: Observation) -> bool:
             and any(c.name == "finish" and c.state == o.row for c in o.calls))
 
 
+def _refused_after_a_user_moved_it(s: Scenario, o: Observation) -> bool:
+    """F18's cause: a user moved the TI, an outcome's call was refused 409, and the supervisor reported otherwise."""
+    return (user_acted(s) and o.final_state != SERVER_TERMINATED
+            and any(c.name not in ("heartbeat", "start") and c.status == CONFLICT for c in o.calls))
+
+
+#: The terminal frames that do not start the success-overtime clock (``_task_end_time_monotonic``).
+_FRAMES_WITHOUT_OVERTIME = ("DeferTask", "RescheduleTask", "AwaitInputTask")
+
+
+def _hung_after(frames: tuple[str, ...]):
+    """F16/F17's cause: the attempt never ended though the task did, its last terminal frame one of ``frames``."""
+    def signature(s: Scenario, o: Observation) -> bool:
+        last = last_terminal_frame(s, o)
+        return o.hung and last is not None and last.frame in frames
+    return signature
+
+
 FINDINGS: tuple[Finding, ...] = (
     Finding(
         "F1", "no_task_instance_left_running",
@@ -341,6 +359,41 @@ FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess.update_task_state_if_needed (1.4.0b2) sends the held TaskState with finish(); "
         "final_state still maps a non-zero exit under should_retry to UP_FOR_RETRY",
         signature=_held_state_delivered_against_the_exit, introduced_in="1.4.0",
+    ),
+    Finding(
+        "F16", "an_attempt_whose_task_ended_ends",
+        "try_number=1 max_tries=1 should_retry=true; send DeferTask; exit hang",
+        "a process that does not exit after its task deferred (or rescheduled, or awaits input) is never ended: "
+        "the supervisor holds the state, stops heartbeating, starts no overtime clock, and waits for ever while the "
+        "task instance is DEFERRED and its worker slot stays taken",
+        "ActivitySubprocess._handle_request stamps _task_end_time_monotonic only for TaskState, SucceedTask and "
+        "RetryTask, so _handle_process_overtime_if_needed never ends a process after DeferTask, RescheduleTask or "
+        "AwaitInputTask; the deferral docs say a deferred task no longer occupies a worker slot",
+        signature=_hung_after(_FRAMES_WITHOUT_OVERTIME),
+    ),
+    Finding(
+        "F17", "an_attempt_whose_task_ended_ends",
+        "try_number=1 max_tries=1 should_retry=true execution_api_retries=1; fault succeed transient; "
+        "send SucceedTask; exit hang",
+        "a process that does not exit after its task ended is never ended when the terminal call failed: no state is "
+        "held, so the success overtime never runs out and the supervisor heartbeats the finished task for ever "
+        "(from 1.2.2, which holds a state only once its call answered; fixed in 1.4.0, whose overtime runs from the "
+        "task's end alone)",
+        "ActivitySubprocess._handle_process_overtime_if_needed returns while no _terminal_state is held, and "
+        "_send_terminal_state_msg (1.2.2-1.3.x) holds it only once the call answered 2xx",
+        signature=_hung_after(("TaskState", "SucceedTask", "RetryTask")),
+        introduced_in="1.2.2", fixed_in="1.4.0",
+    ),
+    Finding(
+        "F18", "server_terminated_wins",
+        "try_number=1 max_tries=1 should_retry=true; user marks success; send RetryTask; exit 0",
+        "an outcome's call refused with 409 because a user moved the task instance (marked it, or cleared it) is "
+        "taken for a failed call: the attempt is then reported by its exit code (here SUCCESS, after a RetryTask), "
+        "not SERVER_TERMINATED (fixed in 1.4.0, where a 409 on an outcome's call means the server took the TI away)",
+        "ActivitySubprocess._send_terminal_state_msg and update_task_state_if_needed (before 1.4.0) treat every "
+        "ServerResponseError alike; apache/airflow#73249 made a 409 there SERVER_TERMINATED",
+        signature=_refused_after_a_user_moved_it, also_breaks=("failure_never_recorded_as_success",),
+        fixed_in="1.4.0",
     ),
 )
 

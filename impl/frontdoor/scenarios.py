@@ -22,6 +22,7 @@ from model.scenario import (
     FAULT_KINDS,
     FAULTABLE_CALLS,
     FRAME_TYPES,
+    HANG,
     HEARTBEAT_ANSWERS,
     HEARTBEAT_ERROR,
     HEARTBEAT_GONE,
@@ -31,11 +32,17 @@ from model.scenario import (
     Event,
     Fault,
     Heartbeat,
+    MARKED_STATES,
+    USER_CLEARS,
+    USER_DELETES,
+    USER_MARKS,
+    HandleSigterm,
     IgnoreSigterm,
     Overtime,
     RunContext,
     Scenario,
     Send,
+    UserAction,
     server_should_retry,
 )
 
@@ -54,8 +61,9 @@ CONTEXTS: tuple[RunContext, ...] = (
 EXECUTION_API_RETRIES: tuple[int, ...] = (*(DEFAULT_EXECUTION_API_RETRIES,) * 4, *(1,) * 4, 2, 3)
 #: A run context with the client's tries, drawn as one value.
 SETTINGS: tuple[tuple[RunContext, int], ...] = tuple((c, tries) for tries in EXECUTION_API_RETRIES for c in CONTEXTS)
-#: Clean exit, ordinary failures, then deaths by the signals that matter (KILL, TERM, SEGV, ABRT, INT, HUP).
-EXIT_CODES: tuple[int, ...] = (0, *range(1, 256), -9, -15, -11, -6, -2, -1)
+#: Clean exit, ordinary failures, then deaths by the signals that matter (KILL, TERM, SEGV, ABRT, INT, HUP), then a
+#: process that never exits on its own.
+EXIT_CODES: tuple[int | str, ...] = (0, *range(1, 256), -9, -15, -11, -6, -2, -1, HANG)
 
 run_contexts = st.sampled_from(CONTEXTS)
 exit_codes = st.sampled_from(EXIT_CODES)
@@ -65,12 +73,16 @@ frames = st.one_of(
 )
 faults = st.builds(Fault, st.sampled_from(FAULTABLE_CALLS), st.sampled_from(FAULT_KINDS))
 
-#: Every event an attempt can have: each frame (a non-terminal request too), each fault, each heartbeat answer, the success overtime, a trapped SIGTERM.
+#: What users do to a running task instance (``model.scenario.UserAction``).
+USER_ACTIONS: tuple[UserAction, ...] = (*(UserAction(USER_MARKS, s) for s in MARKED_STATES), UserAction(USER_CLEARS),
+                                        UserAction(USER_DELETES))
+#: Every event an attempt can have: each frame (a non-terminal request too), each fault, each heartbeat answer, the
+#: success overtime, a SIGTERM trapped (ignored, or handled and carried on from), each user action.
 EVENTS: tuple[Event, ...] = (
     *(Send("TaskState", s) for s in TASK_STATE_STATES), *(Send(f) for f in FRAME_TYPES if f != "TaskState"),
     *(Send(f) for f in NON_TERMINAL_FRAMES),
     *(Fault(c, k) for c in FAULTABLE_CALLS for k in FAULT_KINDS),
-    *(Heartbeat(a) for a in HEARTBEAT_ANSWERS), Overtime(), IgnoreSigterm(),
+    *(Heartbeat(a) for a in HEARTBEAT_ANSWERS), Overtime(), IgnoreSigterm(), HandleSigterm(), *USER_ACTIONS,
 )
 events = st.sampled_from(EVENTS)
 
