@@ -140,10 +140,11 @@ def _refused_after_lost_answer(s: Scenario, o: Observation) -> bool:
 
 def _replay_failed(s: Scenario, o: Observation) -> bool:
     """F9's cause: the last direct call failed (its replay at close, as the supervisor saw it) and nothing else
-    reports the end: no finish(), and final_state reads only the exit code. Not F12's archived retry."""
+    reports the end: no finish(), and final_state reads only the exit code (the row then differs from it, unless a
+    user moved it). Not F12's archived retry."""
     direct = [c for c in _seen(s, o) if c.name in _DIRECT_CALLS]
     return (bool(direct) and direct[-1].status != 200 and not any(c.name == "finish" for c in o.calls)
-            and o.row_gone is None and o.row != o.final_state and not _applied_retry_refused(s, o))
+            and o.row_gone is None and (o.row != o.final_state or user_acted(s)) and not _applied_retry_refused(s, o))
 
 
 def _applied_retry_refused(s: Scenario, o: Observation) -> bool:
