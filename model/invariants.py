@@ -182,6 +182,15 @@ def retries_within_budget(scenario, observation):
     )
 
 
+def outcome_calls(scenario: Scenario, observation: Observation) -> tuple:
+    """The calls that deliver a frame of the runtime's: each frame's own call (``_CALL_OF_FRAME``), and a ``finish``
+    carrying the state of a TaskState the supervisor received (not the supervisor's closing report of an exit)."""
+    reported = {f.state for f in frames_received(scenario, observation) if f.frame == "TaskState"}
+    own = set(_CALL_OF_FRAME.values()) - {"skip_downstream_tasks"}
+    return tuple(c for c in observation.calls
+                 if c.name in own or (c.name == "finish" and c.state in reported))
+
+
 def server_terminated_wins(scenario, observation):
     """Once the server says the TI must stop, the attempt ends SERVER_TERMINATED, never retried: a heartbeat answered
     404/409/410, or, after a user moved the TI (``user_acted``), an outcome's call refused with 409 — "the server took
@@ -192,7 +201,7 @@ def server_terminated_wins(scenario, observation):
     if told_to_stop:
         return (Violation("server_terminated_wins",
                           f"a heartbeat was refused but final_state is {observation.final_state}"),)
-    refused = [c for c in observation.calls if c.name not in ("heartbeat", "start") and c.status == CONFLICT]
+    refused = [c for c in outcome_calls(scenario, observation) if c.status == CONFLICT]
     if refused and user_acted(scenario):
         return (Violation("server_terminated_wins",
                           f"{refused[0]} was refused after a user moved the task instance, but final_state is "

@@ -14,7 +14,7 @@ from typing import Callable
 import attrs
 
 from model.client import as_seen
-from model.invariants import frames_received, last_terminal_frame, user_acted
+from model.invariants import frames_received, last_terminal_frame, outcome_calls, user_acted
 from model.release import SPECIFIED, Release
 from model.runtime import NEVER_RETRIED_FAILURES, TERMINAL_FRAMES
 from model.scenario import (FAILED, HEARTBEAT_GONE, RUNNING, SERVER_TERMINATED, SUCCESS, TIMEOUT, UP_FOR_RETRY, Observation, Overtime,
@@ -187,7 +187,7 @@ def _held_state_delivered_against_the_exit(s: Scenario, o: Observation) -> bool:
 def _refused_after_a_user_moved_it(s: Scenario, o: Observation) -> bool:
     """F18's cause: a user moved the TI, an outcome's call was refused 409, and the supervisor reported otherwise."""
     return (user_acted(s) and o.final_state != SERVER_TERMINATED
-            and any(c.name not in ("heartbeat", "start") and c.status == CONFLICT for c in o.calls))
+            and any(c.status == CONFLICT for c in outcome_calls(s, o)))
 
 
 #: The terminal frames that do not start the success-overtime clock (``_task_end_time_monotonic``).
