@@ -692,10 +692,12 @@ def run_corpus(directory: Path, chosen: tuple[str, ...] | None, out=print) -> tu
     by_target: dict[str, list[Outcome]] = {}
     for result in here:
         for o in result.played:
-            by_target.setdefault(o.target, []).append(o)
+            if result.report.verdict.expected != "not-a-bug":
+                by_target.setdefault(o.target, []).append(o)
     for target, outcomes in by_target.items():
         reproducing = [o for o in outcomes if o.reproduces]
-        out(f"  {target}: {sum(o.caught for o in reproducing)} of {len(reproducing)} reproducing run(s) caught")
+        out(f"  {target}: {sum(o.caught for o in reproducing)} caught of {len(reproducing)} reproducing "
+            f"({len(outcomes)} run(s) of bug reports played)")
     unexpressed = [r for r in here if any(run.unparsed is not None for run in r.runs)
                    and r.report.verdict.expected == "not-expressible"]
     if unexpressed:
