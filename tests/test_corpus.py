@@ -148,6 +148,15 @@ def test_a_run_that_does_not_parse_is_not_expressible_only_when_the_verdict_says
     assert code == 1 and {f.what for f in failures} == {corpus.UNPARSED}
 
 
+def test_a_report_called_not_expressible_whose_run_parses_is_listed_for_the_switch_not_failed(tmp_path, capsys):
+    """Once the word lands the run parses; it is played and shown, and the report is listed until its verdict is
+    switched to caught or not-a-bug (from then on its runs must parse and are judged)."""
+    assert _status(tmp_path, _report(0, *CLEAN_FAILURE, NOT_EXPRESSIBLE)) == (0, [])
+    out = capsys.readouterr().out
+    assert "parses now: its verdict can say caught or not-a-bug" in out
+    assert "their runs parse now (switch the verdict to caught or not-a-bug): apache/airflow#90000" in out
+
+
 def test_a_symptom_naming_no_field_of_the_observation_fails_the_corpus(tmp_path):
     code, failures = _status(tmp_path, _report(0, LEFT_RUNNING[0], '{ colour = "red" }', CAUGHT))
     assert code == 1 and {f.what for f in failures} == {corpus.UNKNOWN_FIELD}
