@@ -194,8 +194,9 @@ def _parse_run(table, where: str) -> CorpusRun:
     if not symptom:
         raise BadReport(f"{where}: the symptom names at least one field of the observation")
     for key, value in symptom.items():
-        if not isinstance(value, (str, int, list)) or isinstance(value, bool):
-            raise BadReport(f"{where}: symptom {key!r} must be a string, an integer or a list, not {value!r}")
+        if not isinstance(value, (str, int, bool, list)):
+            raise BadReport(f"{where}: symptom {key!r} must be a string, an integer, a boolean or a list, not "
+                            f"{value!r}")
     bounds = {}
     for key in ("since", "before"):
         if key in table:
