@@ -7,6 +7,7 @@
     finalstate check|replay|findings --server-db sqlite|local|URL ...   (the real server's database)
     finalstate check|replay|findings|targets --release 1.2.0 | --airflow-src PATH ...   (on another system under check)
     finalstate export [--out DIR] [--all] [--findings F1,F8] [--check [--releases 1.2.2,1.4.0b2]]
+    finalstate corpus [--release R] [--target T]    (the upstream corpus replayed, and the recall on it)
     finalstate coverage --target airflow-inproc      (branch coverage of the real terminal-state code)
     finalstate mutate --target airflow-inproc        (mutation score of the checker on it)
 """
@@ -395,8 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     _add_release_options(exp)
     exp.set_defaults(func=cmd_export)
 
-    from impl.frontdoor import coverage, mutate
+    from impl.frontdoor import corpus, coverage, mutate
 
+    corpus.add_parser(sub, _add_release_options)
     coverage.add_parser(sub)
     mutate.add_parser(sub)
     _add_release_commands(sub)
