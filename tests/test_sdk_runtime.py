@@ -15,6 +15,7 @@ SDK behaves as the stand-in does: only a build against a real ``ts-sdk/`` checko
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -159,6 +160,42 @@ def test_the_ts_programs_cancellable_task_ends_on_its_abort_signal(ts_runtime):
         process.stderr.close()
         for each in (*accepted, comm_server, logs_server):
             each.close()
+
+
+#: A runtime that keeps the first frame's bundle_info in the file named by its first argument, then succeeds.
+_KEEPS_BUNDLE_INFO = f"""
+import json, socket, sys
+sys.path.insert(0, {str(ROOT)!r})
+from impl.wire.codec import HEADER_SIZE, RequestFrame, decode_response, encode_request, read_length, terminal_body
+args = dict(a[2:].split("=", 1) for a in sys.argv[2:])
+logs = socket.create_connection(args["logs"].rsplit(":", 1))
+comm = socket.create_connection(args["comm"].rsplit(":", 1))
+header = comm.recv(HEADER_SIZE, socket.MSG_WAITALL)
+startup = decode_response(header + comm.recv(read_length(header), socket.MSG_WAITALL))
+open(sys.argv[1], "w").write(json.dumps(startup.body.get("bundle_info")))
+comm.sendall(encode_request(RequestFrame(1, terminal_body("SucceedTask"))))
+comm.recv(HEADER_SIZE)
+"""
+
+
+def test_a_cmd_runtime_is_sent_the_bundle_info_airflow_always_sends(tmp_path):
+    """StartupDetails.bundle_info is not optional in Airflow, and the TypeScript SDK reads its name as the task
+    starts (its 0.1.0-beta1 from npm died of a null one, exit 1 with no frame): a cmd: runtime is sent one."""
+    pytest.importorskip("airflow.sdk", reason="cmd: targets run under the real supervisor of apache-airflow-task-sdk")
+    from impl.frontdoor.registry import load_target
+    from impl.supervisor_process import helper
+    from model.coordinator import CoordinatorRun
+    from model.scenario import RunContext
+
+    runtime, kept = tmp_path / "runtime.py", tmp_path / "bundle_info.json"
+    runtime.write_text(_KEEPS_BUNDLE_INFO)
+    target = load_target(f"cmd:{sys.executable} {runtime} {kept}", "coordinator")
+    try:
+        observed = target.run(CoordinatorRun(RunContext.from_server(1, 1), "success"))
+    finally:
+        helper.close()
+    assert observed.final_state == "success", observed
+    assert json.loads(kept.read_text()) == {"name": "finalstate", "version": None}
 
 
 @pytest.mark.parametrize("args,says", [
