@@ -10,11 +10,15 @@ stand-in ``gradlew`` that runs javac (no Gradle here). The TypeScript stand-in's
 the TypeScript SDK's coordinator runtime is read to (``runtimes/README.md``), so its build also runs as a ``cmd:``
 target under Airflow's real supervisor: that proves the program's tasks give the outcomes the checker expects of
 the task ids it hands out, and that its ``cancellable`` task ends on its abort signal. It cannot prove that the real
-SDK behaves as the stand-in does: only a build against a real ``ts-sdk/`` checkout shows that.
+SDK behaves as the stand-in does: only a build against a real ``ts-sdk/`` checkout shows that. The nearest real thing
+here is the one release npm serves, ``apache-airflow-ts-sdk@0.1.0-beta1``, whose API predates the probe's: the same
+four tasks written to it (``tests/fixtures/ts-sdk-0.1.0-beta1``) run through the same conformance and cancellation
+tests as the probe on the stand-in, so the stand-in's reading of the SDK is checked against a real runtime of it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -24,6 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -76,11 +81,61 @@ def test_the_java_program_builds_against_a_checkouts_java_sdk_and_leaves_it_unwr
     assert ran.returncode == 1 and "serves nothing" in ran.stderr  # serve's exception ends the JVM
 
 
-@pytest.fixture(scope="module")
-def ts_runtime() -> Path:
+def node_or_skip() -> None:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("no node and npm on PATH: the TypeScript SDK's runtime cannot be built")
-    return build_against_shape("ts")
+
+
+def once_per_run(name: str, make: Callable[[], Path]) -> Path:
+    """What ``make()`` builds under ``build/runtimes``, built once per test run however many xdist workers ask for it
+    (a lock, and a stamp of the run's id), so that no worker rebuilds it while another runs it."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid {os.getpid()}"
+    BUILT.mkdir(parents=True, exist_ok=True)
+    with open(BUILT / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stamp = BUILT / f".{name}.built"
+        if stamp.exists() and stamp.read_text().splitlines()[0] == run:
+            return Path(stamp.read_text().splitlines()[1])
+        made = make()
+        stamp.write_text(f"{run}\n{made}\n")
+        return made
+
+
+@pytest.fixture(scope="module")
+def ts_runtime() -> Path:
+    node_or_skip()
+    return once_per_run("ts-sdk-runtime", lambda: build_against_shape("ts"))
+
+
+#: npm's words for a registry it cannot reach: the one reason the real release below is skipped rather than failed.
+_UNREACHABLE = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT")
+
+
+def released_ts_runtime() -> Path:
+    """``tests/fixtures/ts-sdk-0.1.0-beta1`` installed from npm (the TypeScript SDK's one release there) under
+    ``build/runtimes``; its launcher."""
+    node_or_skip()
+    work = BUILT / "ts-sdk-0.1.0-beta1"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(FIXTURES / "ts-sdk-0.1.0-beta1", work)
+    done = subprocess.run(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                          cwd=work, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and any(word in done.stderr for word in _UNREACHABLE):
+        pytest.skip(f"npm cannot reach its registry for apache-airflow-ts-sdk@0.1.0-beta1: {done.stderr.strip()[-300:]}")
+    assert done.returncode == 0, done.stderr
+    launcher = BUILT / "ts-sdk-0.1.0-beta1-runtime"
+    launcher.write_text(f'#!/bin/sh\nexec "{shutil.which("node")}" "{work / "main.mjs"}" "$@"\n')
+    launcher.chmod(0o755)
+    return launcher
+
+
+@pytest.fixture(scope="module", params=["probe on the stand-in", "npm 0.1.0-beta1"])
+def ts_program(request) -> Path:
+    """A TypeScript SDK runtime with the probe's four tasks: the probe built against the stand-in, or the same tasks
+    on the real SDK as npm serves it."""
+    if request.param == "probe on the stand-in":
+        return request.getfixturevalue("ts_runtime")
+    return once_per_run("ts-sdk-0.1.0-beta1-runtime", released_ts_runtime)
 
 
 def test_the_ts_program_built_against_a_checkouts_ts_sdk_replays_as_a_cmd_target(ts_runtime):
@@ -95,9 +150,10 @@ def test_the_ts_program_built_against_a_checkouts_ts_sdk_replays_as_a_cmd_target
     assert "violations: none" in done.stdout
 
 
-def test_every_task_of_the_ts_program_gives_what_the_model_says(ts_runtime):
+def test_every_task_of_the_ts_program_gives_what_the_model_says(ts_program):
     """Each task id the checker hands out (``success``, ``error``, ``panic``: a thrown string, and ``unknown_task``,
-    the SDK's own path), with retries left and without: conformance with the contract's model."""
+    the SDK's own path), with retries left and without: conformance with the contract's model, on the stand-in and on
+    the real SDK's 0.1.0-beta1."""
     pytest.importorskip("airflow.sdk", reason="cmd: targets run under the real supervisor of apache-airflow-task-sdk")
     from impl.frontdoor.kinds import KINDS
     from impl.frontdoor.registry import load_target
@@ -105,7 +161,7 @@ def test_every_task_of_the_ts_program_gives_what_the_model_says(ts_runtime):
     from model.coordinator import COORDINATOR_OUTCOMES, CoordinatorRun
     from model.scenario import RunContext
 
-    target = load_target(f"cmd:{ts_runtime}", "coordinator")
+    target = load_target(f"cmd:{ts_program}", "coordinator")
     try:
         for context in (RunContext.from_server(1, 1), RunContext.from_server(2, 1)):
             for outcome in COORDINATOR_OUTCOMES:
@@ -115,14 +171,14 @@ def test_every_task_of_the_ts_program_gives_what_the_model_says(ts_runtime):
         helper.close()
 
 
-def test_the_ts_programs_cancellable_task_ends_on_its_abort_signal(ts_runtime):
+def test_the_ts_programs_cancellable_task_ends_on_its_abort_signal(ts_program):
     """``cancellable`` under a supervisor of this test's own: StartupDetails for it, SIGTERM once the handler is
-    dispatched (the stand-in logs it), and the runtime reports the task's failure (RetryTask: retries are left,
-    its reason the AbortError) and exits 0, long before the task's own 60 s wait is over."""
+    dispatched (the runtime logs it, the stand-in as the SDK does), and the runtime reports the task's failure
+    (RetryTask: retries are left, its reason the AbortError) and exits 0, long before the task's own 60 s wait."""
     comm_server, logs_server = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
     accepted = []
     address = lambda server: "127.0.0.1:%d" % server.getsockname()[1]  # noqa: E731
-    process = subprocess.Popen([str(ts_runtime), f"--comm={address(comm_server)}", f"--logs={address(logs_server)}"],
+    process = subprocess.Popen([str(ts_program), f"--comm={address(comm_server)}", f"--logs={address(logs_server)}"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         comm_server.settimeout(30)
@@ -132,15 +188,15 @@ def test_the_ts_programs_cancellable_task_ends_on_its_abort_signal(ts_runtime):
         accepted += [logs, comm]
         startup = {"type": "StartupDetails", "ti_context": {"should_retry": True},
                    "ti": {"id": "0197c1f0-0000-7000-8000-000000000001", "dag_id": "finalstate",
-                          "task_id": "cancellable", "run_id": "finalstate-run", "try_number": 1, "map_index": -1}}
+                          "task_id": "cancellable", "run_id": "finalstate-run", "try_number": 1, "map_index": -1},
+                   "dag_rel_path": "finalstate.py", "bundle_info": {"name": "finalstate", "version": None}}
         comm.sendall(encode_response(ResponseFrame(0, startup)))
         logs.settimeout(30)
         logged = b""
-        while b"\n" not in logged:
+        while b"Dispatching to handler" not in logged:
             chunk = logs.recv(4096)
             assert chunk, f"the runtime closed --logs before dispatching the task: {logged!r}"
             logged += chunk
-        assert b"Dispatching to handler" in logged
         cancelled_at = time.monotonic()
         process.send_signal(signal.SIGTERM)
         comm.settimeout(30)
