@@ -82,8 +82,9 @@ def runtime_reported_failure(scenario: Scenario, observation: Observation) -> bo
 
 
 def user_acted(scenario: Scenario) -> bool:
-    """A user acted on the task instance while the attempt ran (``UserAction``): the row's state is then the user's
-    decision, and the supervisor's calls on it may be refused (409, 404, 410) through no fault of its own.
+    """A user (or the scheduler's heartbeat timeout) acted on the task instance while the attempt ran
+    (``UserAction``): the row's state is then their decision, and the supervisor's calls on it may be refused (409,
+    404, 410) through no fault of its own.
 
     Read off the run, not the observation: an action the process did not live to see (after a kill that ended it)
     counts too, which can only hide a violation the same run shows without it.
@@ -224,6 +225,21 @@ def an_attempt_whose_task_ended_ends(scenario, observation):
                       f"process never exited and the supervisor never ended it: the attempt never ends"),)
 
 
+def crash_with_retries_left_ends_up_for_retry(scenario, observation):
+    """A try whose process exits non-zero or dies of a signal before any terminal frame the supervisor took, while the
+    server said should_retry, is recorded UP_FOR_RETRY: Airflow 2 retried a killed task with retries left
+    (apache/airflow#16301, "Fix task retries when they receive sigkill and have retries"), and the reporter of
+    apache/airflow#55753 (an OOM kill) expected it to stay so. A TI the server took away is ``server_terminated_wins``'s."""
+    if (observation.exit_code in (0, None) or observation.hung or not scenario.context.should_retry
+            or last_terminal_frame(scenario, observation) is not None or taken_away(scenario, observation)):
+        return ()
+    if observation.final_state == UP_FOR_RETRY:
+        return ()
+    return (Violation("crash_with_retries_left_ends_up_for_retry",
+                      f"the process exited {observation.exit_code} with no terminal frame taken, should_retry=true, "
+                      f"but final_state is {observation.final_state}"),)
+
+
 SUPERVISOR_INVARIANTS: tuple[Invariant, ...] = (
     up_for_retry_only_from_retry_frame_or_nonzero_exit_with_should_retry,
     failure_never_recorded_as_success,
@@ -233,6 +249,7 @@ SUPERVISOR_INVARIANTS: tuple[Invariant, ...] = (
     retries_within_budget,
     server_terminated_wins,
     an_attempt_whose_task_ended_ends,
+    crash_with_retries_left_ends_up_for_retry,
 )
 
 

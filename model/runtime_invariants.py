@@ -21,6 +21,8 @@ from model.invariants import Violation
 from model.runtime import (
     FAILURE_OUTCOMES,
     NEVER_RETRIED_FAILURES,
+    SIGTERM,
+    STARTUP_RESCHEDULE,
     TERMINAL_FRAMES,
     TRIGGER_DAG_RUN_OUTCOMES,
     RuntimeObservation,
@@ -127,12 +129,58 @@ def failed_decision_never_recorded_up_for_retry(run, observed):
     return ()
 
 
+def _met_sigterm_while_running(run: RuntimeRun) -> bool:
+    """The task ran and its process got SIGTERM while ``execute`` ran (``model.runtime.SIGTERM``)."""
+    return SIGTERM in run.features and task_runs(run)
+
+
+def sigterm_calls_on_kill_once(run, observed):
+    """A task killed while it runs gets its ``on_kill`` called, once: ``BaseOperator.on_kill`` is documented as what
+    is called "to clean up subprocesses when a task instance gets killed", and the task SDK's runner calls it from its
+    SIGTERM handler since task-sdk 1.0.4 (apache/airflow#51005, fixed by #53718)."""
+    if not _met_sigterm_while_running(run) or observed.on_kill_calls == 1:
+        return ()
+    return (Violation("sigterm_calls_on_kill_once",
+                      f"the task got SIGTERM while it ran and on_kill ran {observed.on_kill_calls} times "
+                      f"(exit {observed.exit_code})"),)
+
+
+def sigterm_never_ends_in_success(run, observed):
+    """A task killed while it runs does not end SUCCESS: Airflow 2 raised ``AirflowTaskTerminated`` after ``on_kill``,
+    failing the task, and the task runner still catches ``AirflowTaskTerminated`` to mark the TI failed
+    (``task_runner._run_task_and_map_outcome``: a branch nothing reaches since the SIGTERM handler stopped raising
+    it). Contested: apache/airflow#73006 and #71202 (open) report the SUCCESS; #69034 made a SIGTERM to the worker
+    a warm shutdown, not a task failure."""
+    if not _met_sigterm_while_running(run) or observed.state != SUCCESS:
+        return ()
+    return (Violation("sigterm_never_ends_in_success",
+                      f"the task got SIGTERM while it ran, on_kill ran {observed.on_kill_calls} times, and the try "
+                      f"ended success"),)
+
+
+def try_that_never_ran_is_not_failed(run, observed):
+    """A try whose DAG was not found at startup never ran its task: it is rescheduled, not recorded FAILED or
+    UP_FOR_RETRY (apache/airflow#59604: "Since the task has not actually run, Airflow should reschedule it ...
+    without increasing the task's retry count"). Judged where every request of the try got through."""
+    if STARTUP_RESCHEDULE not in run.features or any(not s.delivered for s in observed.sent):
+        return ()
+    recorded = compose(run.context, observed).final_state
+    if recorded not in (FAILED, UP_FOR_RETRY):
+        return ()
+    return (Violation("try_that_never_ran_is_not_failed",
+                      f"the DAG was not found at startup, the task never ran, and the try is recorded {recorded} "
+                      f"(exit {observed.exit_code})"),)
+
+
 RUNTIME_INVARIANTS = (
     failure_answered_with_retry_exactly_when_should_retry,
     fail_exception_never_retries,
     failure_never_exits_0_without_terminal_frame,
     non_success_never_recorded_success,
     failed_decision_never_recorded_up_for_retry,
+    sigterm_calls_on_kill_once,
+    sigterm_never_ends_in_success,
+    try_that_never_ran_is_not_failed,
 )
 
 

@@ -167,20 +167,24 @@ class HandleSigterm:
     says, within the escalation delay; a process that hangs (``exit hang``) is ended by the escalation's SIGKILL."""
 
 
-#: What a user does to a running task instance from the UI or the REST API (``UserAction``).
+#: What a user does to a running task instance from the UI or the REST API (``UserAction``), and what the scheduler
+#: does to one whose heartbeats it stopped seeing (its task-instance heartbeat timeout, ``scheduler times out``).
 USER_MARKS = "marks"
 USER_CLEARS = "clears"
 USER_DELETES = "deletes"
-USER_ACTIONS = (USER_MARKS, USER_CLEARS, USER_DELETES)
+SCHEDULER_TIMES_OUT = "times out"
+USER_ACTIONS = (USER_MARKS, USER_CLEARS, USER_DELETES, SCHEDULER_TIMES_OUT)
 #: The states a user marks a task instance with (``set_task_instance_state``'s choices for a running one).
 MARKED_STATES = (SUCCESS, FAILED, SKIPPED)
 
 
 @attrs.frozen
 class UserAction:
-    """A user acts on the task instance on the server while its process runs: marks it ``state``, clears it, or
-    deletes it (``model.server.Server.mark``, ``clear``, ``delete``). Nothing tells the supervisor at once: its
-    next heartbeat, or its next call, is answered as the server then answers (409, 404, 410)."""
+    """Someone other than the supervisor acts on the task instance on the server while its process runs: a user
+    marks it ``state``, clears it, or deletes it (``model.server.Server.mark``, ``clear``, ``delete``), or the
+    scheduler's task-instance heartbeat timeout strikes it (``heartbeat_timeout``: it took the task for lost). Nothing
+    tells the supervisor at once: its next heartbeat, or its next call, is answered as the server then answers (409,
+    404, 410)."""
 
     action: str = attrs.field(validator=attrs.validators.in_(USER_ACTIONS))
     state: str | None = None
@@ -284,7 +288,8 @@ def event_text(event: Event) -> str:
     if isinstance(event, HandleSigterm):
         return "handle sigterm"
     if isinstance(event, UserAction):
-        return f"user {event.action}" + (f" {event.state}" if event.state else "")
+        who = "scheduler" if event.action == SCHEDULER_TIMES_OUT else "user"
+        return f"{who} {event.action}" + (f" {event.state}" if event.state else "")
     return "overtime"
 
 
@@ -331,13 +336,15 @@ def parse_event(part: str) -> Event:
             return IgnoreSigterm()
         if verb == "handle" and args == ["sigterm"]:
             return HandleSigterm()
-        if verb == "user" and len(args) in (1, 2):
+        if verb == "user" and len(args) in (1, 2) and " ".join(args) != SCHEDULER_TIMES_OUT:
             return UserAction(*args)
+        if verb == "scheduler" and " ".join(args) == SCHEDULER_TIMES_OUT:
+            return UserAction(SCHEDULER_TIMES_OUT)
     except (ValueError, TypeError) as e:
         raise ValueError(f"bad event {part!r}: {said_plainly(e)}") from None
     raise ValueError(f"unknown event {part!r}; events are: send FRAME [STATE], fault CALL KIND, heartbeat CODE|timeout, "
                      f"overtime, ignore sigterm, handle sigterm, user marks {'|'.join(MARKED_STATES)}, user clears, "
-                     f"user deletes")
+                     f"user deletes, scheduler times out")
 
 
 def signal_name(exit_code: int) -> str:

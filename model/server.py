@@ -75,6 +75,7 @@ from model.scenario import (
     TIMEOUT,
     UP_FOR_RESCHEDULE,
     UP_FOR_RETRY,
+    SCHEDULER_TIMES_OUT,
     USER_CLEARS,
     USER_MARKS,
     Fault,
@@ -300,9 +301,12 @@ class Server:
     # -- the actors on the live row
 
     def act(self, action: UserAction) -> Server:
-        """A user's action on the task instance (``model.scenario.UserAction``): ``mark``, ``clear`` or ``delete``."""
+        """An action on the task instance by someone else (``model.scenario.UserAction``): a user's ``mark``, ``clear``
+        or ``delete``, or the scheduler's ``heartbeat_timeout``."""
         if action.action == USER_MARKS:
             return self.mark(action.state)
+        if action.action == SCHEDULER_TIMES_OUT:
+            return self.heartbeat_timeout()
         return self.clear() if action.action == USER_CLEARS else self.delete()
 
     def mark(self, state: str) -> Server:

@@ -190,6 +190,11 @@ def _refused_after_a_user_moved_it(s: Scenario, o: Observation) -> bool:
             and any(c.status == CONFLICT for c in outcome_calls(s, o)))
 
 
+def _crash_recorded_failed(s: Scenario, o: Observation) -> bool:
+    """F19's cause: final_state took the non-zero exit for FAILED although the server said should_retry."""
+    return o.exit_code not in (0, None) and s.context.should_retry and o.final_state == FAILED
+
+
 #: The terminal frames that do not start the success-overtime clock (``_task_end_time_monotonic``).
 _FRAMES_WITHOUT_OVERTIME = ("DeferTask", "RescheduleTask", "AwaitInputTask")
 
@@ -395,6 +400,14 @@ FINDINGS: tuple[Finding, ...] = (
         "ServerResponseError alike; apache/airflow#73249 made a 409 there SERVER_TERMINATED",
         signature=_refused_after_a_user_moved_it, also_breaks=("failure_never_recorded_as_success",),
         fixed_in="1.4.0",
+    ),    Finding(
+        "F19", "crash_with_retries_left_ends_up_for_retry",
+        "try_number=1 max_tries=1 should_retry=true; exit 1",
+        "a task that crashes or is killed with retries left is recorded FAILED: every non-zero exit before 1.1.2, a "
+        "positive exit code (a crash, not a signal) before 1.1.4 (apache/airflow#55753: an OOM kill not retried)",
+        "ActivitySubprocess.final_state (before 1.1.4) ignores should_retry for a positive exit code, and before "
+        "1.1.2 for a signal too (apache/airflow#55767 brought retries for signals, 1.1.4 for every exit)",
+        signature=_crash_recorded_failed, fixed_in="1.1.4",
     ),
 )
 
@@ -447,6 +460,21 @@ def _try_left_running_as(state: str):
         return any(t.observation.final_state == state and t.observation.row == RUNNING
                    and t.observation.row_gone is None for t in life.tries)
     return signature
+def _killed_without_on_kill(run, o) -> bool:
+    """R5's cause: the SIGTERM killed the task's process (exit -15) before any on_kill."""
+    return o.on_kill_calls == 0 and o.exit_code == -15
+
+
+def _succeeded_after_sigterm(run, o) -> bool:
+    """R6's cause: on_kill ran, and the task went on to succeed."""
+    return o.on_kill_calls >= 1 and o.state == SUCCESS
+
+
+def _startup_failure_exits_1(run, o) -> bool:
+    """R7's cause: the startup that did not find the DAG exited 1 and sent nothing."""
+    return o.exit_code == 1 and not o.sent
+
+
 _FAIL_CLOSED = ("task_runner.run: when the terminal send raises, only FAILED and UP_FOR_RETRY are made "
                 "to exit 1 (main's fail-closed sys.exit)")
 
@@ -504,6 +532,32 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         also_breaks=("failure_answered_with_retry_exactly_when_should_retry",),
         # SetRenderedMapIndex came in 1.2.0 (Release.sends_the_rendered_map_index); before, no request follows the task.
         introduced_in="1.2.0",
+    ),
+    Finding(
+        "R5", "sigterm_calls_on_kill_once",
+        "try_number=1 max_tries=0 should_retry=false; task returns; policy none; comms ok; with sigterm",
+        "a task killed while it runs never gets its on_kill called: its process dies of SIGTERM (fixed in 1.0.4)",
+        "task_runner.main (before 1.0.4) installs no SIGTERM handler (apache/airflow#51005, fixed by #53718)",
+        RUNTIME_TARGETS, "runtime", _killed_without_on_kill, fixed_in="1.0.4",
+    ),
+    Finding(
+        "R6", "sigterm_never_ends_in_success",
+        "try_number=1 max_tries=0 should_retry=false; task returns; policy none; comms ok; with sigterm",
+        "a task killed while it runs has on_kill called and then goes on: a task that then returns is recorded "
+        "SUCCESS, though Airflow 2 failed it and the runner still catches the AirflowTaskTerminated nothing raises "
+        "(apache/airflow#73006, #71202; open upstream)",
+        "task_runner._run_task_and_map_outcome's _on_term calls task.on_kill() and returns to execute(); its except "
+        "AirflowTaskTerminated (\"If these are thrown, we should mark the TI state as failed\") is unreachable",
+        RUNTIME_TARGETS, "runtime", _succeeded_after_sigterm, introduced_in="1.0.4",
+    ),
+    Finding(
+        "R7", "try_that_never_ran_is_not_failed",
+        "try_number=1 max_tries=0 should_retry=false; task returns; policy none; comms ok; with startup_reschedule",
+        "a try whose DAG is not found at startup exits 1 without running its task, and is recorded FAILED (or "
+        "UP_FOR_RETRY, spending a retry; fixed in 1.1.7)",
+        "task_runner.parse (before 1.1.7) calls sys.exit(1) when the DAG or task cannot be loaded "
+        "(apache/airflow#59604 reschedules instead)",
+        RUNTIME_TARGETS, "runtime", _startup_failure_exits_1, fixed_in="1.1.7",
     ),
 )
 

@@ -33,6 +33,7 @@ from model.scenario import (
     Fault,
     Heartbeat,
     MARKED_STATES,
+    SCHEDULER_TIMES_OUT,
     USER_CLEARS,
     USER_DELETES,
     USER_MARKS,
@@ -75,7 +76,7 @@ faults = st.builds(Fault, st.sampled_from(FAULTABLE_CALLS), st.sampled_from(FAUL
 
 #: What users do to a running task instance (``model.scenario.UserAction``).
 USER_ACTIONS: tuple[UserAction, ...] = (*(UserAction(USER_MARKS, s) for s in MARKED_STATES), UserAction(USER_CLEARS),
-                                        UserAction(USER_DELETES))
+                                        UserAction(USER_DELETES), UserAction(SCHEDULER_TIMES_OUT))
 #: Every event an attempt can have: each frame (a non-terminal request too), each fault, each heartbeat answer, the
 #: success overtime, a SIGTERM trapped (ignored, or handled and carried on from), each user action.
 EVENTS: tuple[Event, ...] = (
