@@ -107,7 +107,7 @@ def _recorded(observation: Observation, scenario: Scenario | None = None) -> dic
 
 def up_for_retry_only_from_retry_frame_or_nonzero_exit_with_should_retry(scenario, observation):
     """The seed's rule: UP_FOR_RETRY comes only from a RetryTask frame, or a non-zero exit while should_retry."""
-    if UP_FOR_RETRY not in _recorded(observation).values():
+    if UP_FOR_RETRY not in _recorded(observation, scenario).values():
         return ()  # nothing recorded up_for_retry: no frame to look for
     sent_retry = any(f.frame == "RetryTask" for f in frames_received(scenario, observation))
     allowed = sent_retry or (observation.exit_code not in (0, None) and scenario.context.should_retry)
@@ -115,7 +115,7 @@ def up_for_retry_only_from_retry_frame_or_nonzero_exit_with_should_retry(scenari
         Violation("up_for_retry_only_from_retry_frame_or_nonzero_exit_with_should_retry",
                   f"{where} is up_for_retry with no RetryTask frame received, exit {observation.exit_code}, "
                   f"should_retry={scenario.context.should_retry}")
-        for where, state in _recorded(observation).items()
+        for where, state in _recorded(observation, scenario).items()
         if state == UP_FOR_RETRY and not allowed
     )
 
@@ -178,7 +178,7 @@ def retries_within_budget(scenario, observation):
     return tuple(
         Violation("retries_within_budget",
                   f"{where} is up_for_retry on try {context.try_number} of max_tries={context.max_tries}")
-        for where, state in _recorded(observation).items()
+        for where, state in _recorded(observation, scenario).items()
         if state == UP_FOR_RETRY
     )
 
