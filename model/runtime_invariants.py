@@ -68,7 +68,13 @@ def retry_expected(run, observed) -> bool:
 def failure_answered_with_retry_exactly_when_should_retry(run, observed):
     """A failure is answered with RetryTask exactly when should_retry, no policy says FAIL, and the
     exception is not one that never retries (AirflowFailException, AirflowSensorTimeout,
-    AirflowTaskTerminated). Only a try that got as far as a terminal frame is judged."""
+    AirflowTaskTerminated). Only a try that got as far as a terminal frame is judged.
+
+    Intent: apache/airflow#47996 (uranusjr: eligible for retry, UP_FOR_RETRY; otherwise FAILED); tasks.rst (a retry
+    policy's FAIL skips the remaining retries); _run_task_and_map_outcome (its except SystemExit: retried if eligible,
+    which makes SystemExit(0) a failure; Airflow 2 made a clean exit a success, an open question this invariant does not
+    decide).
+    """
     terminal = observed.terminal
     if not met_failure(run, observed) or terminal is None:
         return ()
@@ -84,7 +90,12 @@ def failure_answered_with_retry_exactly_when_should_retry(run, observed):
 
 def fail_exception_never_retries(run, observed):
     """AirflowFailException, AirflowSensorTimeout and AirflowTaskTerminated never ask for a retry (raised by
-    the task, or by its outcome's handler), nor does a DAG run to trigger that exists already (``met_never_retry``)."""
+    the task, or by its outcome's handler), nor does a DAG run to trigger that exists already (``met_never_retry``).
+
+    Intent: tasks.rst (AirflowFailException fails the task ignoring any remaining retries; AirflowSensorTimeout fails it
+    without retrying); except AirflowTaskTerminated (an unreachable branch of _run_task_and_map_outcome: if thrown, the
+    TI is failed); apache/airflow#65390 (SamWheating: a conflicting DAG run should never be retried).
+    """
     if not met_never_retry(run, observed):
         return ()
     if any(s.frame.frame == "RetryTask" for s in observed.sent) or observed.state == UP_FOR_RETRY:
@@ -95,7 +106,11 @@ def fail_exception_never_retries(run, observed):
 
 def failure_never_exits_0_without_terminal_frame(run, observed):
     """A failed try never leaves with exit 0 unless its terminal frame got through (exit 0 and no
-    terminal state is SUCCESS to the supervisor)."""
+    terminal state is SUCCESS to the supervisor).
+
+    Intent: task_runner.run (its comment: exiting 0 lets final_state default to SUCCESS, a silent data-quality bug);
+    apache/airflow#66573 (potiuk: a genuine failure silently upgraded to SUCCESS).
+    """
     if met_failure(run, observed) and observed.exit_code == 0 and not _delivered_terminal(observed):
         return (Violation("failure_never_exits_0_without_terminal_frame",
                           f"{run.outcome} left with exit 0 and no terminal frame delivered"),)
@@ -103,7 +118,11 @@ def failure_never_exits_0_without_terminal_frame(run, observed):
 
 
 def non_success_never_recorded_success(run, observed):
-    """A try the runtime decided is not a success is never recorded SUCCESS by the supervisor."""
+    """A try the runtime decided is not a success is never recorded SUCCESS by the supervisor.
+
+    Intent: task_runner.run (its comment: final_state misclassifies SKIPPED, UP_FOR_RESCHEDULE and DEFERRED too, which
+    need a separate fix there); apache/airflow#66573 (potiuk: a failure upgraded to SUCCESS).
+    """
     if observed.state in (None, SUCCESS):
         return ()
     recorded = compose(run.context, observed)
@@ -115,7 +134,10 @@ def non_success_never_recorded_success(run, observed):
 
 
 def failed_decision_never_recorded_up_for_retry(run, observed):
-    """A try the runtime decided FAILED (no retry) is never recorded UP_FOR_RETRY by the supervisor."""
+    """A try the runtime decided FAILED (no retry) is never recorded UP_FOR_RETRY by the supervisor.
+
+    Intent: tasks.rst (AirflowFailException ignores any remaining retries; a retry policy's FAIL skips them).
+    """
     if observed.state != FAILED:
         return ()
     recorded = compose(run.context, observed)
@@ -150,7 +172,11 @@ def _taken(observation: Observation) -> bool:
 
 def failure_with_retries_left_ends_up_for_retry(run: CoordinatorRun, observation: Observation):
     """The seed's first criterion: a failing task whose TI has retries left (should_retry), once the supervisor took
-    its terminal frame, is recorded UP_FOR_RETRY, not FAILED."""
+    its terminal frame, is recorded UP_FOR_RETRY, not FAILED.
+
+    Intent: apache/airflow#67797 (jason810496: a TI with retries configured recorded FAILED and never retried is the
+    bug); tasks.rst (up_for_retry: failed, with retry attempts left).
+    """
     if run.failure and run.context.should_retry and _taken(observation) and observation.final_state != UP_FOR_RETRY:
         return (Violation("failure_with_retries_left_ends_up_for_retry",
                           f"task fails → {observation.final_state.upper()}, expected UP_FOR_RETRY "
@@ -160,7 +186,11 @@ def failure_with_retries_left_ends_up_for_retry(run: CoordinatorRun, observation
 
 def failure_without_retries_ends_failed(run: CoordinatorRun, observation: Observation):
     """The seed's second criterion: a failing task whose TI has no retries left (not should_retry), once the
-    supervisor took its terminal frame, is recorded FAILED."""
+    supervisor took its terminal frame, is recorded FAILED.
+
+    Intent: apache/airflow#47996 (uranusjr: not eligible for retry, FAILED); BaseOperator retries (the retries
+    performed before failing the task).
+    """
     if run.failure and not run.context.should_retry and _taken(observation) and observation.final_state != FAILED:
         return (Violation("failure_without_retries_ends_failed",
                           f"task fails → {observation.final_state.upper()}, expected FAILED "
@@ -171,7 +201,11 @@ def failure_without_retries_ends_failed(run: CoordinatorRun, observation: Observ
 def failure_not_taken_fails_closed(run: CoordinatorRun, observation: Observation):
     """A failing task whose terminal frame the supervisor did not take (it answered with an error, or not at all)
     never exits 0: exit 0 lets the supervisor record the attempt from what it holds (SUCCESS when it holds nothing),
-    as Airflow's Python task runner knows since task-sdk 1.2.2, which exits 1 then (apache/airflow#66573)."""
+    as Airflow's Python task runner knows since task-sdk 1.2.2, which exits 1 then (apache/airflow#66573).
+
+    Intent: apache/airflow#66573 (potiuk: exit non-zero when the terminal state is not SUCCESS, so that final_state
+    classifies it FAILED or UP_FOR_RETRY); task_runner.run (its comment: exiting 0 lets final_state default to SUCCESS).
+    """
     if not run.failure or observation.exit_code != 0 or _taken(observation):
         return ()
     told = observation.replies[-1] if observation.replies else "no answer"
