@@ -361,6 +361,15 @@ INTENT: dict[str, Intent] = {
         "runtime",
         "A try the runtime decided FAILED (no retry) is never recorded UP_FOR_RETRY by the supervisor.",
         (SPECIAL_EXCEPTIONS, RETRY_POLICY_FAIL)),
+    "sigterm_during_execute_fails_the_try": Intent(
+        "runtime",
+        "A try whose task gets SIGTERM while execute runs ends as a failure (FAILED or UP_FOR_RETRY), after on_kill, "
+        "never as its task's own outcome.",
+        (AIRFLOW_2_SIGTERM, TERMINATION_NOT_IGNORED, TERMINATED_FAILS),
+        confidence=AIRFLOW_2,
+        note="Reported upstream as apache/airflow#73006 (open: a KubernetesPodOperator whose pod on_kill deleted is "
+             "committed SUCCESS) with the fix proposed in apache/airflow#73395 (open). Whether the failure may retry "
+             "is left open: Airflow 2 retried it (handle_failure), the unreachable branch says FAILED."),
     # coordinator (model.runtime_invariants.COORDINATOR_INVARIANTS)
     "failure_with_retries_left_ends_up_for_retry": Intent(
         "coordinator",

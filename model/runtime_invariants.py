@@ -21,6 +21,7 @@ from model.invariants import Violation
 from model.runtime import (
     FAILURE_OUTCOMES,
     NEVER_RETRIED_FAILURES,
+    SIGTERM,
     TERMINAL_FRAMES,
     TRIGGER_DAG_RUN_OUTCOMES,
     RuntimeObservation,
@@ -149,12 +150,30 @@ def failed_decision_never_recorded_up_for_retry(run, observed):
     return ()
 
 
+def sigterm_during_execute_fails_the_try(run, observed):
+    """A task that gets SIGTERM while its ``execute`` runs fails the try: once ``on_kill`` has cleaned up, the runtime
+    decides FAILED or UP_FOR_RETRY (or nothing, where the signal killed the process), never the outcome the task's
+    code would have had. A SIGTERM is a request to stop; ``on_kill`` is there to undo the task's work, so the work is
+    not done.
+
+    Intent: Airflow 2 signal_handler (SIGTERM while the task runs: on_kill, then the handler raises, and the task
+    fails); apache/airflow#37613 (termination requests should not be ignored); except AirflowTaskTerminated (the
+    branch task-sdk kept for it, unreachable since the raise was dropped: the TI is failed).
+    """
+    if SIGTERM not in run.features or not task_runs(run) or observed.state in (None, FAILED, UP_FOR_RETRY):
+        return ()
+    return (Violation("sigterm_during_execute_fails_the_try",
+                      f"the task got SIGTERM while execute ran (on_kill ran {observed.on_kill_calls} time(s)), and the "
+                      f"try was decided {observed.state}: {run.outcome} after the signal, not a failure"),)
+
+
 RUNTIME_INVARIANTS = (
     failure_answered_with_retry_exactly_when_should_retry,
     fail_exception_never_retries,
     failure_never_exits_0_without_terminal_frame,
     non_success_never_recorded_success,
     failed_decision_never_recorded_up_for_retry,
+    sigterm_during_execute_fails_the_try,
 )
 
 
