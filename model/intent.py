@@ -74,7 +74,7 @@ class Source:
     url: str
 
     def to_text(self) -> str:
-        return f"{self.reference}: \u201c{self.quote}\u201d"
+        return f'{self.reference}: "{self.quote}"'
 
 
 def _pr(number: int, who: str, quote: str, what: str = "") -> Source:
@@ -133,32 +133,32 @@ class DeliberateChange:
 # -- the sources, each once ------------------------------------------------------------------------------------
 
 TASK_STATES = Source(
-    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, \u201cTask Instances\u201d",
+    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, 'Task Instances'",
     "up_for_retry: The task failed, but has retry attempts left and will be rescheduled.",
     f"{_DOCS}/core-concepts/tasks.html#task-instances")
 SUCCESS_STATE = Source(
-    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, \u201cTask Instances\u201d",
+    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, 'Task Instances'",
     "success: The task finished running without errors",
     f"{_DOCS}/core-concepts/tasks.html#task-instances")
 FAILED_STATE = Source(
-    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, \u201cTask Instances\u201d",
+    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, 'Task Instances'",
     "failed: The task had an error during execution and failed to run",
     f"{_DOCS}/core-concepts/tasks.html#task-instances")
 SPECIAL_EXCEPTIONS = Source(
-    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, \u201cSpecial Exceptions\u201d",
+    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, 'Special Exceptions'",
     "AirflowFailException will mark the current task as failed ignoring any remaining retry attempts",
     f"{_DOCS}/core-concepts/tasks.html#special-exceptions")
 SENSOR_TIMEOUT = Source(
-    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, \u201cTimeouts\u201d",
+    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, 'Timeouts'",
     "If timeout is breached, AirflowSensorTimeout will be raised and the sensor fails immediately without retrying.",
     f"{_DOCS}/core-concepts/tasks.html#timeouts")
 RETRY_POLICY_BOUND = Source(
-    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, \u201cRetry Policies\u201d",
+    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, 'Retry Policies'",
     "The retry is still subject to the task's retries count -- a policy can fail earlier but cannot extend past the "
     "configured maximum.",
     f"{_DOCS}/core-concepts/tasks.html#retry-policies")
 RETRY_POLICY_FAIL = Source(
-    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, \u201cRetry Policies\u201d",
+    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, 'Retry Policies'",
     "FAIL -- fail immediately, skipping any remaining retries.",
     f"{_DOCS}/core-concepts/tasks.html#retry-policies")
 RETRIES_PARAMETER = Source(
@@ -179,6 +179,10 @@ RESCHEDULE_FREES_THE_SLOT = Source(
     "documentation", "sensors.rst", "Airflow documentation, Core Concepts, Sensors",
     "reschedule: The Sensor takes up a worker slot only when it is checking, and sleeps for a set duration between "
     "checks", f"{_DOCS}/core-concepts/sensors.html")
+RETRY_DELAY_PARAMETER = Source(
+    "documentation", "BaseOperator retry_delay", "Task SDK reference, BaseOperator, parameter retry_delay",
+    "delay between retries, can be set as timedelta or float seconds, which will be converted into timedelta",
+    f"{_SDK_DOCS}/api.html#airflow.sdk.BaseOperator")
 PROTOCOL_ANSWERS = Source(
     "documentation", "comms.py", "task-sdk execution_time/comms.py, the protocol's description (module docstring)",
     "Every request returns a response, even if the frame is otherwise empty.", _COMMS)
@@ -198,6 +202,8 @@ RETRY_ONLY_FROM = _pr(67797, "jason810496", "UP_FOR_RETRY is reachable only via 
                       "non-zero exit combined with should_retry")
 NEVER_RETRIED = _pr(67797, "jason810496", "a TaskInstance with retries configured is recorded FAILED and never "
                     "retried")
+SDK_SOURCE_OF_TRUTH = _pr(67797, "jason810496", "task-sdk/src/airflow/sdk/execution_time/task_runner.py is the "
+                          "source of truth for SDK behavior.")
 RETRY_ELIGIBILITY = _pr(47996, "uranusjr", "If the task is eligible for retry, the next state is set to UP_FOR_RETRY; "
                         "otherwise it's FAILED.", "merged")
 RETRY_EAGERLY = _pr(47996, "uranusjr", "we calculate it eagerly and pass it to the runner, instead of lazily only "
@@ -254,6 +260,15 @@ OTHERS_NEED_A_FIX = Source(
     "source-comment", "task_runner.run", "task-sdk task_runner.py, run (its comment on the fail-closed exit)",
     "SKIPPED / UP_FOR_RESCHEDULE / DEFERRED are intentionally not fail-closed: supervisor's final_state would "
     "misclassify them too [...] Those need a separate fix in supervisor's final_state.", _TASK_RUNNER)
+POLICY_FALLS_BACK = Source(
+    "source-comment", "_evaluate_retry_policy",
+    "task-sdk task_runner.py, _evaluate_retry_policy (what it logs when the policy raises)",
+    "Retry policy evaluation failed, falling back to default behaviour", _TASK_RUNNER)
+RETRY_DECISION_DELAY = Source(
+    "source-comment", "RetryDecision.retry_delay",
+    "task-sdk definitions/retry_policy.py, RetryDecision.retry_delay (its annotation and docstring)",
+    "retry_delay: timedelta | None = None [...] Override delay for this specific retry.",
+    f"{_AIRFLOW}/blob/main/task-sdk/src/airflow/sdk/definitions/retry_policy.py")
 SYSTEM_EXIT_RETRIED = Source(
     "source-comment", "_run_task_and_map_outcome",
     "task-sdk task_runner.py, _run_task_and_map_outcome (its except SystemExit, apache/airflow#45282, amoghrajesh)",
@@ -273,8 +288,8 @@ AIRFLOW_2_SIGTERM = Source(
     "AirflowException(\"Task received SIGTERM signal\")", _AIRFLOW_2_TI)
 AIRFLOW_2_CLEAN_EXIT = Source(
     "airflow-2", "Airflow 2 _execute_callable",
-    "Airflow 2 taskinstance.py, _execute_task._execute_callable (apache/airflow#36986: hussein-awala \u201cI wonder if we "
-    "should exclude the exit code 0 and set the state to success\u201d, potiuk \u201cyep\u201d)",
+    "Airflow 2 taskinstance.py, _execute_task._execute_callable (apache/airflow#36986: hussein-awala 'I wonder if we "
+    "should exclude the exit code 0 and set the state to success', potiuk 'yep')",
     "except SystemExit as e: # Handle only successful cases here. [...] if e.code is not None and e.code != 0: raise; "
     "return None", _AIRFLOW_2_TI)
 AIRFLOW_2_TERMINATED_RETRIES = Source(
@@ -289,7 +304,7 @@ AIRFLOW_2_EXTERNAL_STATE = Source(
     "State of this instance has been externally set to {state}. Terminating instance.",
     f"{_AIRFLOW}/blob/v2-10-stable/airflow/jobs/local_task_job_runner.py")
 AIRFLOW_2_RETRIES_BY_DEFAULT = Source(
-    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, \u201cRetry Policies\u201d",
+    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, 'Retry Policies'",
     "By default, Airflow retries failed tasks with a fixed count and delay regardless of the error type.",
     f"{_DOCS}/core-concepts/tasks.html#retry-policies")
 
@@ -384,7 +399,7 @@ INTENT: dict[str, Intent] = {
     "failure_not_taken_fails_closed": Intent(
         "coordinator",
         "A failing coordinator task whose terminal frame the supervisor did not take never exits 0.",
-        (FAIL_CLOSED, EXIT_0_IS_SUCCESS)),
+        (FAIL_CLOSED, EXIT_0_IS_SUCCESS, SDK_SOURCE_OF_TRUTH)),
     # lifecycle (model.lifecycle)
     "tries_within_budget": Intent(
         "lifecycle",

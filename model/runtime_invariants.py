@@ -223,7 +223,8 @@ def failure_not_taken_fails_closed(run: CoordinatorRun, observation: Observation
     as Airflow's Python task runner knows since task-sdk 1.2.2, which exits 1 then (apache/airflow#66573).
 
     Intent: apache/airflow#66573 (potiuk: exit non-zero when the terminal state is not SUCCESS, so that final_state
-    classifies it FAILED or UP_FOR_RETRY); task_runner.run (its comment: exiting 0 lets final_state default to SUCCESS).
+    classifies it FAILED or UP_FOR_RETRY); task_runner.run (its comment: exiting 0 lets final_state default to SUCCESS);
+    apache/airflow#67797 (jason810496: the Python task runner is the source of truth for SDK behaviour).
     """
     if not run.failure or observation.exit_code != 0 or _taken(observation):
         return ()
