@@ -72,11 +72,15 @@ class CoordinatorRun:
     world after its terminal frame was taken; and ``[workers] execution_api_retries`` (Airflow's default unless
     said)."""
 
+    #: The run context the server hands out at start.
     context: RunContext = RunContext()
+    #: What the task does (``COORDINATOR_OUTCOMES``, or the opt-in ``BAD_TI_ID``).
     outcome: str = attrs.field(default="success",
                                validator=attrs.validators.in_(RUN_OUTCOMES + (BAD_TI_ID,)))
     while_running: tuple[Event, ...] = attrs.field(default=(), converter=tuple, validator=_world_while_running)
+    #: What the world does once the terminal frame was taken: the success overtime running out.
     after_frame: tuple[Event, ...] = attrs.field(default=(), converter=tuple, validator=_world_after_frame)
+    #: ``[workers] execution_api_retries``: how many times the client tries each request.
     execution_api_retries: int = DEFAULT_EXECUTION_API_RETRIES
 
     @property
@@ -168,6 +172,7 @@ class CoordinatorRuntime:
     ``lookup_first`` (the unknown-task path is taken before any check of the TI id).
     """
 
+    #: Whether a failure with should_retry is answered with RetryTask (False: the seed's bug).
     retries: bool = True
     fails_closed: str = attrs.field(default=FAILS_CLOSED_AFTER_A_FAILURE, validator=_one_of(FAILS_CLOSED))
     sigterm_waiting: str = attrs.field(default=SIGTERM_DIES, validator=_one_of(SIGTERM_BEHAVIOURS))

@@ -60,17 +60,17 @@ _AIRFLOW_2_TI = f"{_AIRFLOW}/blob/v2-10-stable/airflow/models/taskinstance.py"
 
 @attrs.frozen
 class Source:
-    """One place where Airflow states an intent.
+    """One place where Airflow states an intent."""
 
-    ``kind``: one of ``SOURCE_KINDS``. ``cite``: the short name the invariant's docstring uses for it
-    (``apache/airflow#66574``, ``tasks.rst``). ``reference``: where, in full (who, for a maintainer; the function, for a
-    comment or a branch). ``quote``: a short quote of what it says. ``url``: where a reader finds it.
-    """
-
+    #: What it is: one of ``SOURCE_KINDS``.
     kind: str = attrs.field(validator=attrs.validators.in_(SOURCE_KINDS))
+    #: The short name an invariant's docstring uses for it (``apache/airflow#66574``, ``tasks.rst``).
     cite: str
+    #: Where, in full: who, for a maintainer; the function, for a comment or a branch.
     reference: str
+    #: A short quote of what it says.
     quote: str
+    #: Where a reader finds it.
     url: str
 
     def to_text(self) -> str:
@@ -79,26 +79,28 @@ class Source:
 
 def _pr(number: int, who: str, quote: str, what: str = "") -> Source:
     """A maintainer's statement on apache/airflow's pull request or issue ``number``."""
-    return Source("maintainer", f"apache/airflow#{number}", f"apache/airflow#{number} ({who}{', ' + what if what else ''})",
-                  quote, f"{_AIRFLOW}/issues/{number}")
+    said = f"{who}, {what}" if what else who
+    return Source("maintainer", f"apache/airflow#{number}", f"apache/airflow#{number} ({said})", quote,
+                  f"{_AIRFLOW}/issues/{number}")
 
 
 @attrs.frozen
 class Intent:
-    """What one invariant promises and why Airflow means it.
+    """What one invariant promises and why Airflow means it. Its confidence is an open question exactly when it is
+    contested or has no source; Airflow 2's behaviour meant to stay only when it names that behaviour; documented
+    intent only when it has a source other than that."""
 
-    ``family``: a key of ``FAMILIES``. ``promise``: the invariant in one sentence. ``sources``: where Airflow states it
-    (none: no source was found). ``contested_by``: where Airflow's own texts read otherwise. ``confidence``: how sure
-    a violation of it is (``CONFIDENCES``): an open question when it is contested or has no source; else Airflow 2's
-    behaviour meant to stay when that is what it rests on; else documented intent. ``note``: what a reader needs
-    besides (a case the sources leave open, a report upstream).
-    """
-
+    #: The invariant's family: a key of ``FAMILIES``.
     family: str = attrs.field(validator=attrs.validators.in_(tuple(FAMILIES)))
+    #: The invariant in one sentence.
     promise: str
+    #: Where Airflow states it (none: no source was found).
     sources: tuple[Source, ...]
+    #: How sure a violation of it is: one of ``CONFIDENCES``.
     confidence: str = attrs.field(default=DOCUMENTED, validator=attrs.validators.in_(CONFIDENCES))
+    #: Where Airflow's own texts read otherwise.
     contested_by: tuple[Source, ...] = ()
+    #: What a reader needs besides: a case the sources leave open, a report upstream.
     note: str = ""
 
     def __attrs_post_init__(self):
@@ -113,20 +115,23 @@ class Intent:
 
 @attrs.frozen
 class DeliberateChange:
-    """Where Airflow 3 changed Airflow 2's behaviour on purpose, which the checker must not flag.
+    """Where Airflow 3 changed Airflow 2's behaviour on purpose, which the checker must not flag."""
 
-    ``what``: the change in one sentence. ``sources``: where it was decided. ``judged_by``: the invariants that judge
-    such runs, and ``how`` they accommodate it. ``run``: a run showing the change, in the text form of ``language``'s
-    runs (``supervisor``, ``runtime`` or ``lifecycle``), which none of ``judged_by`` may flag on the model.
-    """
-
+    #: The change in one sentence.
     what: str
+    #: What Airflow 2 did.
     airflow_2: str
+    #: What Airflow 3 does instead.
     airflow_3: str
+    #: Where the change was decided.
     sources: tuple[Source, ...]
+    #: The invariants that judge such runs.
     judged_by: tuple[str, ...]
+    #: How they accommodate the change.
     how: str
+    #: The run language of ``run``: ``supervisor``, ``runtime`` or ``lifecycle``.
     language: str = attrs.field(validator=attrs.validators.in_(("supervisor", "runtime", "lifecycle")))
+    #: A run showing the change, which none of ``judged_by`` may flag on the model.
     run: str
 
 
@@ -282,8 +287,8 @@ TERMINATED_FAILS = Source(
 
 AIRFLOW_2_SIGTERM = Source(
     "airflow-2", "Airflow 2 signal_handler",
-    "Airflow 2 taskinstance.py, TaskInstance._execute_task_with_callbacks, signal_handler (SIGTERM while the task runs; "
-    "its except clause, which task-sdk's _run_task_and_map_outcome keeps, shows Airflow 3 meant to keep it)",
+    "Airflow 2 taskinstance.py, TaskInstance._execute_task_with_callbacks, signal_handler (SIGTERM while the task "
+    "runs; its except clause, which task-sdk's _run_task_and_map_outcome keeps, shows Airflow 3 meant to keep it)",
     "self.log.error(\"Received SIGTERM. Terminating subprocesses.\") / self.task.on_kill() / raise "
     "AirflowException(\"Task received SIGTERM signal\")", _AIRFLOW_2_TI)
 AIRFLOW_2_CLEAN_EXIT = Source(
@@ -466,8 +471,8 @@ DELIBERATE_CHANGES: tuple[DeliberateChange, ...] = (
     DeliberateChange(
         "Whether a failure may retry is decided by the server when the try starts (should_retry), not when it fails.",
         "handle_failure asked the database whether the task instance was eligible to retry once the task had failed.",
-        "ti_run computes should_retry (max_tries != 0 and try_number <= max_tries) into the run context; the runner and "
-        "the supervisor decide from it.",
+        "ti_run computes should_retry (max_tries != 0 and try_number <= max_tries) into the run context; the runner "
+        "and the supervisor decide from it.",
         (RETRY_EAGERLY,),
         ("failure_answered_with_retry_exactly_when_should_retry", "retries_within_budget",
          "up_for_retry_only_from_retry_frame_or_nonzero_exit_with_should_retry"),

@@ -36,7 +36,9 @@ TERMINAL_FRAMES = frozenset({"TaskState", "SucceedTask", "RetryTask", "DeferTask
 
 @attrs.frozen
 class Violation:
+    #: The name of the invariant broken.
     invariant: str
+    #: What broke it in this run, in words.
     message: str
 
     def __str__(self) -> str:

@@ -43,10 +43,15 @@ class Try:
     for no retry, so the design says: UP_FOR_RETRY while should_retry, else FAILED.
     """
 
+    #: The run context the server handed this try.
     context: RunContext
+    #: What the try met, in the run language a replay reads.
     met: str
+    #: Whether the task failed in a way the design retries while should_retry.
     retryable_failure: bool
+    #: What the supervisor observed of the try.
     observation: Observation
+    #: What the runtime did, in words (empty: not shown).
     runtime: str = ""
     #: The server's own row after the try, as the scheduler then left it (a life on a real server's
     #: row); None: the row moves on by the model's rule (``Life.record``).
@@ -65,8 +70,11 @@ class Try:
 class Life:
     """The TI row across tries, and the tries made."""
 
+    #: The task's ``retries``: the first try's ``max_tries``.
     retries: int
+    #: The server row now.
     row: Row
+    #: The tries made so far, resumptions included, in order.
     tries: tuple[Try, ...] = ()
 
     @classmethod

@@ -53,7 +53,8 @@ def intent_section() -> str:
             if stated.family != family:
                 continue
             lines.append(f"- **`{name}`**: {stated.promise} "
-                         + (f"Sources: {_sources(stated.sources)}." if stated.sources else "No source found in Airflow.")
+                         + (f"Sources: {_sources(stated.sources)}." if stated.sources
+                            else "No source found in Airflow.")
                          + (f" Read otherwise: {_sources(stated.contested_by)}." if stated.contested_by else "")
                          + (f" {stated.note}" if stated.note else "")
                          + f" A violation: *{stated.confidence}*.")
@@ -114,7 +115,8 @@ def decision_cell(releases: list[str], exit_code: int, state: str | None, should
             continue
         there = Release.parse(first)
         traits = ["holds"] if not there.holds(state) else [
-            name for name, trait in TRAITS.items() if trait(there, exit_code, state) != trait(SPECIFIED, exit_code, state)]
+            name for name, trait in TRAITS.items()
+            if trait(there, exit_code, state) != trait(SPECIFIED, exit_code, state)]
         span = first if first == last else f"{first}\u2013{last}"
         cell.append(f"{span}: {value} ({', '.join(f'`{t}`' for t in traits)})")
     return "; ".join(cell)

@@ -542,8 +542,9 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
             "runtime",
             "A retry policy's RETRY with its delay in seconds retries the task, or at worst falls back to the default.",
             (RETRY_DELAY_PARAMETER, POLICY_FALLS_BACK), OPEN_QUESTION, (RETRY_DECISION_DELAY,),
-            note="BaseOperator takes a delay in seconds and a policy that fails is meant to fall back to the default "
-                 "retry; RetryDecision asks for a timedelta, so a plain number may be a misuse that the task pays for."),
+            note="BaseOperator takes a delay in seconds and a policy that fails is meant to fall back to the "
+                 "default retry; RetryDecision asks for a timedelta, so a plain number may be a misuse that the task "
+                 "pays for."),
     ),
     Finding(
         "R4", "fail_exception_never_retries",

@@ -151,8 +151,8 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
 def how_sure_section(findings: tuple[Finding, ...]) -> list[str]:
     """The report's grouping of ``findings`` by how sure each is (``Finding.confidence``): each in one group only."""
     lines = ["## How sure each finding is", "",
-             "Each finding is exactly one of these, from the intent of the invariant it breaks (`model.intent`), or its "
-             "own where that is not enough to say; its entry below quotes the sources.", ""]
+             "Each finding is exactly one of these, from the intent of the invariant it breaks (`model.intent`), or "
+             "its own where that is not enough to say; its entry below quotes the sources.", ""]
     for confidence in CONFIDENCES:
         ids = [f.id for f in findings if f.confidence == confidence]
         lines.append(f"- {confidence}: {', '.join(ids) or 'none'}")
