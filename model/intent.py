@@ -291,6 +291,23 @@ AIRFLOW_2_SIGTERM = Source(
     "runs; its except clause, which task-sdk's _run_task_and_map_outcome keeps, shows Airflow 3 meant to keep it)",
     "self.log.error(\"Received SIGTERM. Terminating subprocesses.\") / self.task.on_kill() / raise "
     "AirflowException(\"Task received SIGTERM signal\")", _AIRFLOW_2_TI)
+AIRFLOW_2_FORKED_CHILD = Source(
+    "airflow-2", "Airflow 2 signal_handler",
+    "Airflow 2 taskinstance.py, TaskInstance._execute_task_with_callbacks, signal_handler (in a process the task "
+    "forked; task-sdk's _on_term keeps the same pid check, and returns instead)",
+    "If a task forks during execution (from DAG code) for whatever reason, we want to make sure that we react to the "
+    "signal only in the process that we've spawned ourselves [...] if pid != parent_pid: os._exit(1)", _AIRFLOW_2_TI)
+KILL_REACHES_THE_TREE = Source(
+    "source-comment", "WatchedSubprocess.start",
+    "task-sdk supervisor.py, WatchedSubprocess.start (its comment on the task runner's own process group, "
+    "apache/airflow#65505)",
+    "The supervisor can then deliver signals to the whole tree via os.killpg(), reaching every subprocess the "
+    "task-runner spawned [...] Without this, a SIGTERM from kill() only hits the task-runner and any Popen children are "
+    "reparented to PID 1 and leak as orphans.", _SUPERVISOR)
+ON_KILL_CLEANS_UP = Source(
+    "documentation", "BaseOperator.on_kill", "Task SDK reference, BaseOperator.on_kill",
+    "Any use of the threading, subprocess or multiprocessing module within an operator needs to be cleaned up, or it "
+    "will leave ghost processes behind.", f"{_SDK_DOCS}/api.html#airflow.sdk.BaseOperator.on_kill")
 AIRFLOW_2_CLEAN_EXIT = Source(
     "airflow-2", "Airflow 2 _execute_callable",
     "Airflow 2 taskinstance.py, _execute_task._execute_callable (apache/airflow#36986: hussein-awala 'I wonder if we "
@@ -390,6 +407,14 @@ INTENT: dict[str, Intent] = {
         note="Reported upstream as apache/airflow#73006 (open: a KubernetesPodOperator whose pod on_kill deleted is "
              "committed SUCCESS) with the fix proposed in apache/airflow#73395 (open). Whether the failure may retry "
              "is left open: Airflow 2 retried it (handle_failure), the unreachable branch says FAILED."),
+    "forked_child_stops_on_sigterm": Intent(
+        "runtime",
+        "A process the task forked does not carry on after the SIGTERM that stops the task.",
+        (KILL_REACHES_THE_TREE, ON_KILL_CLEANS_UP, AIRFLOW_2_FORKED_CHILD),
+        note="task-sdk's _on_term keeps Airflow 2's check that a signal is the runner's own process's (pid != "
+             "parent_pid) but returns there instead of exiting, so a forked child that inherited it shrugs the "
+             "signal off: the kill the supervisor sends to the whole process group since apache/airflow#65505 does "
+             "not stop it."),
     # coordinator (model.runtime_invariants.COORDINATOR_INVARIANTS)
     "failure_with_retries_left_ends_up_for_retry": Intent(
         "coordinator",

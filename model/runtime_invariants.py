@@ -167,6 +167,21 @@ def sigterm_during_execute_fails_the_try(run, observed):
                       f"try was decided {observed.state}: {run.outcome} after the signal, not a failure"),)
 
 
+def forked_child_stops_on_sigterm(run, observed):
+    """A process the task forked stops when SIGTERM reaches it (the supervisor's kill reaches the task runner's whole
+    process group): it dies of the signal, or exits at once, never carrying on as it would have.
+
+    Intent: WatchedSubprocess.start (its comment: the kill reaches every subprocess the task runner spawned, so none
+    leaks as an orphan); BaseOperator.on_kill (an operator's subprocesses must be cleaned up, or ghost processes are
+    left behind); Airflow 2 signal_handler (in a process the task forked, the handler exits it at once).
+    """
+    if observed.forked_child_exit != 0:
+        return ()
+    return (Violation("forked_child_stops_on_sigterm",
+                      "the process the task forked got SIGTERM and carried on: it exited 0 as it would have, the "
+                      "inherited handler having done nothing in it"),)
+
+
 RUNTIME_INVARIANTS = (
     failure_answered_with_retry_exactly_when_should_retry,
     fail_exception_never_retries,
@@ -174,6 +189,7 @@ RUNTIME_INVARIANTS = (
     non_success_never_recorded_success,
     failed_decision_never_recorded_up_for_retry,
     sigterm_during_execute_fails_the_try,
+    forked_child_stops_on_sigterm,
 )
 
 
