@@ -323,7 +323,7 @@ AIRFLOW_2_EXTERNAL_STATE = Source(
     "airflow-2", "Airflow 2 heartbeat_callback",
     "Airflow 2 local_task_job_runner.py, LocalTaskJobRunner.heartbeat_callback (a TI whose state was changed while it "
     "ran is terminated, the state left as set)",
-    "State of this instance has been externally set to {state}. Terminating instance.",
+    "State of this instance has been externally set to %s. Terminating instance.",
     f"{_AIRFLOW}/blob/v2-10-stable/airflow/jobs/local_task_job_runner.py")
 AIRFLOW_2_RETRIES_BY_DEFAULT = Source(
     "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, 'Retry Policies'",
