@@ -190,7 +190,9 @@ class UserAction:
     deletes it (``model.server.Server.mark``, ``clear``, ``delete``). Nothing tells the supervisor at once: its
     next heartbeat, or its next call, is answered as the server then answers (409, 404, 410)."""
 
+    #: What the user does (``USER_ACTIONS``): marks, clears or deletes the task instance.
     action: str = attrs.field(validator=attrs.validators.in_(USER_ACTIONS))
+    #: The state a mark sets (``MARKED_STATES``); None for a clear or a delete.
     state: str | None = None
 
     def __attrs_post_init__(self):
@@ -235,7 +237,9 @@ class Scenario:
     context: RunContext = RunContext()
     #: What happens while the process lives, in order.
     events: tuple[Event, ...] = ()
+    #: How the process exits unless killed first: 0, a positive code, minus a signal's number, or ``HANG``.
     exit_code: int | str = attrs.field(default=0, validator=_an_exit)
+    #: ``[workers] execution_api_retries``: how many times the client tries each request.
     execution_api_retries: int = attrs.field(default=DEFAULT_EXECUTION_API_RETRIES, validator=_at_least_one_try)
     #: What the runtime's frames carry as the rendered map index (None: the task is not mapped).
     rendered_map_index: str | None = RENDERED_MAP_INDEX
@@ -410,6 +414,7 @@ class Observation:
     harness: str | None = None
     #: What the last succeed, retry or finish request carried as the rendered map index.
     rendered_map_index: str | None = None
+    #: Whether the attempt never ended (``exit hang`` and nothing killed the process).
     hung: bool = False
 
     def to_lines(self) -> list[str]:
