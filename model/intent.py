@@ -38,6 +38,8 @@ DOCUMENTED = "contradicts Airflow's documented intent"
 AIRFLOW_2 = "differs from Airflow 2 behaviour that was meant to stay"
 OPEN_QUESTION = "open question for the maintainers"
 CONFIDENCES = (DOCUMENTED, AIRFLOW_2, OPEN_QUESTION)
+#: Each confidence's short word, as data writes it (a corpus report's ``confidence = "documented"``).
+CONFIDENCE_WORDS = {"documented": DOCUMENTED, "airflow-2": AIRFLOW_2, "open-question": OPEN_QUESTION}
 
 #: The invariant families (``FAMILIES``' keys) and the module or property file that holds each one's invariants.
 FAMILIES = {
@@ -308,6 +310,21 @@ ON_KILL_CLEANS_UP = Source(
     "documentation", "BaseOperator.on_kill", "Task SDK reference, BaseOperator.on_kill",
     "Any use of the threading, subprocess or multiprocessing module within an operator needs to be cleaned up, or it "
     "will leave ghost processes behind.", f"{_SDK_DOCS}/api.html#airflow.sdk.BaseOperator.on_kill")
+WARM_SHUTDOWN = _pr(69034, "arkadiuszbach", "That is wrong for a graceful pod shutdown (spot interruption, scale-down, "
+                   "rolling update). [...] this destroys in-flight work we want to let finish.", "merged")
+ON_KILL_ON_SIGTERM = _pr(53718, "gopidesupavan", "When task killed externally the task process getting terminated "
+                         "immediately and no way to trigger on_kill functionality.", "merged, closes #51005")
+ON_KILL_PURPOSE = Source(
+    "documentation", "BaseOperator.on_kill", "Task SDK reference, BaseOperator.on_kill",
+    "Override this method to clean up subprocesses when a task instance gets killed.",
+    f"{_SDK_DOCS}/api.html#airflow.sdk.BaseOperator.on_kill")
+NOT_RUN_IS_RESCHEDULED = _pr(59604, "Lee-W", "Since the task has not actually run, Airflow should reschedule it "
+                             "intelligently without counting against the task's retry limit.", "merged")
+AIRFLOW_2_KILLED_RETRIES = Source(
+    "airflow-2", "apache/airflow#16301",
+    "apache/airflow#16301 (ephraimbuddy, merged into Airflow 2.1: 'Fix task retries when they receive sigkill and have "
+    "retries'; its test's docstring)", "Test that ensures that task runner retries tasks when they receive sigkill or "
+    "sigterm", f"{_AIRFLOW}/issues/16301")
 AIRFLOW_2_CLEAN_EXIT = Source(
     "airflow-2", "Airflow 2 _execute_callable",
     "Airflow 2 taskinstance.py, _execute_task._execute_callable (apache/airflow#36986: hussein-awala 'I wonder if we "
@@ -366,6 +383,12 @@ INTENT: dict[str, Intent] = {
         "refused 409 after a user moved it), the attempt ends SERVER_TERMINATED, never retried nor reported "
         "otherwise.",
         (SERVER_SAYS_STOP, SUPERVISOR_STOPS, AIRFLOW_2_EXTERNAL_STATE, CONFLICT_MEANS_TAKEN_AWAY)),
+    "killed_with_retries_left_ends_up_for_retry": Intent(
+        "supervisor",
+        "A task whose process dies of a signal before it reported its end, while should_retry, is recorded "
+        "UP_FOR_RETRY.",
+        (AIRFLOW_2_KILLED_RETRIES, SIGNAL_KILLED_RETRIES),
+        confidence=AIRFLOW_2),
     "an_attempt_whose_task_ended_ends": Intent(
         "supervisor",
         "Once the runtime has reported its task's end, the attempt ends even if the process does not exit.",
@@ -398,23 +421,40 @@ INTENT: dict[str, Intent] = {
         "runtime",
         "A try the runtime decided FAILED (no retry) is never recorded UP_FOR_RETRY by the supervisor.",
         (SPECIAL_EXCEPTIONS, RETRY_POLICY_FAIL)),
-    "sigterm_during_execute_fails_the_try": Intent(
+    "sigterm_never_ends_in_success": Intent(
         "runtime",
-        "A try whose task gets SIGTERM while execute runs ends as a failure (FAILED or UP_FOR_RETRY), after on_kill, "
-        "never as its task's own outcome.",
+        "A try whose task gets SIGTERM while execute runs is never decided SUCCESS.",
         (AIRFLOW_2_SIGTERM, TERMINATION_NOT_IGNORED, TERMINATED_FAILS),
-        confidence=AIRFLOW_2,
-        note="Reported upstream as apache/airflow#73006 (open: a KubernetesPodOperator whose pod on_kill deleted is "
-             "committed SUCCESS) with the fix proposed in apache/airflow#73395 (open). Whether the failure may retry "
-             "is left open: Airflow 2 retried it (handle_failure), the unreachable branch says FAILED."),
+        confidence=OPEN_QUESTION,
+        contested_by=(WARM_SHUTDOWN,),
+        note="Reported upstream as apache/airflow#73006 and #71202 (KubernetesPodOperator tasks whose pod on_kill "
+             "deleted are committed SUCCESS), with a fix proposed in apache/airflow#73395 (open). apache/airflow#69034 "
+             "stops the supervisor forwarding a graceful shutdown's SIGTERM so that in-flight work may finish; a "
+             "SIGTERM that still reaches the task runs its on_kill, which undoes the work. Whether the failure may "
+             "retry is left open too: Airflow 2 retried it (handle_failure), the unreachable branch says FAILED."),
+    "sigterm_calls_on_kill_once": Intent(
+        "runtime",
+        "A try whose task gets SIGTERM while execute runs has its on_kill called, once.",
+        (ON_KILL_PURPOSE, ON_KILL_ON_SIGTERM)),
     "forked_child_stops_on_sigterm": Intent(
         "runtime",
         "A process the task forked does not carry on after the SIGTERM that stops the task.",
         (KILL_REACHES_THE_TREE, ON_KILL_CLEANS_UP, AIRFLOW_2_FORKED_CHILD),
-        note="task-sdk's _on_term keeps Airflow 2's check that a signal is the runner's own process's (pid != "
+        confidence=OPEN_QUESTION,
+        contested_by=(WARM_SHUTDOWN,),
+        note="A graceful shutdown's SIGTERM reaches every process of the pod, a child the task forked included, and "
+             "apache/airflow#69034 means in-flight work to finish then; the supervisor's own kill is meant to stop "
+             "the whole tree. task-sdk's _on_term keeps Airflow 2's check that a signal is the runner's own process's (pid != "
              "parent_pid) but returns there instead of exiting, so a forked child that inherited it shrugs the "
              "signal off: the kill the supervisor sends to the whole process group since apache/airflow#65505 does "
              "not stop it."),
+    "try_that_never_ran_is_not_failed": Intent(
+        "runtime",
+        "A try whose DAG is not found at startup asks to be rescheduled instead of failing: its task has not run.",
+        (NOT_RUN_IS_RESCHEDULED,),
+        note="Where the RescheduleTask cannot be sent (the channel broke), the runner exits 1 and the supervisor "
+             "records FAILED, or UP_FOR_RETRY with retries left, counting against the retry limit; this invariant "
+             "judges the runner's request, not that record."),
     # coordinator (model.runtime_invariants.COORDINATOR_INVARIANTS)
     "failure_with_retries_left_ends_up_for_retry": Intent(
         "coordinator",

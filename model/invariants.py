@@ -23,6 +23,7 @@ from model.scenario import (
     Send,
     UserAction,
     server_should_retry,
+    signal_name,
 )
 from model.server import CONFLICT
 from model.supervisor import DIRECT_FRAMES
@@ -242,6 +243,24 @@ def server_terminated_wins(scenario, observation):
     return ()
 
 
+def killed_with_retries_left_ends_up_for_retry(scenario, observation):
+    """A task whose process dies of a signal before it reported its end, while the server said should_retry, is
+    recorded UP_FOR_RETRY: a kill (the OOM killer's SIGKILL, a worker's restart) is a failure like any other, and the
+    task has retries left. Not judged once the server took the TI away or a user moved it (``taken_away``).
+
+    Intent: Airflow 2 (apache/airflow#16301, ephraimbuddy: the task runner retries tasks when they receive sigkill or
+    sigterm); apache/airflow#55767 (amoghrajesh: a task killed by a signal went to FAILED instead of respecting its
+    retries, which it fixed).
+    """
+    code = observation.exit_code
+    if (code is None or code >= 0 or not scenario.context.should_retry or observation.hung
+            or taken_away(scenario, observation) or last_terminal_frame(scenario, observation) is not None
+            or observation.final_state == UP_FOR_RETRY):
+        return ()
+    return (Violation("killed_with_retries_left_ends_up_for_retry",
+                      f"the process died of {signal_name(code)} before the task reported its end, with should_retry, "
+                      f"and the attempt is recorded {observation.final_state}"),)
+
 def an_attempt_whose_task_ended_ends(scenario, observation):
     """Once the runtime has reported its task's end (a terminal frame the supervisor took), the attempt ends even if
     the process does not exit: ``[core] task_success_overtime`` gives a finished task "maximum possible time" for its
@@ -271,6 +290,7 @@ SUPERVISOR_INVARIANTS: tuple[Invariant, ...] = (
     retries_within_budget,
     server_terminated_wins,
     an_attempt_whose_task_ended_ends,
+    killed_with_retries_left_ends_up_for_retry,
 )
 
 

@@ -22,6 +22,7 @@ from model.runtime import (
     FAILURE_OUTCOMES,
     NEVER_RETRIED_FAILURES,
     SIGTERM,
+    STARTUP_RESCHEDULE,
     TERMINAL_FRAMES,
     TRIGGER_DAG_RUN_OUTCOMES,
     RuntimeObservation,
@@ -150,21 +151,53 @@ def failed_decision_never_recorded_up_for_retry(run, observed):
     return ()
 
 
-def sigterm_during_execute_fails_the_try(run, observed):
-    """A task that gets SIGTERM while its ``execute`` runs fails the try: once ``on_kill`` has cleaned up, the runtime
-    decides FAILED or UP_FOR_RETRY (or nothing, where the signal killed the process), never the outcome the task's
-    code would have had. A SIGTERM is a request to stop; ``on_kill`` is there to undo the task's work, so the work is
-    not done.
+def sigterm_never_ends_in_success(run, observed):
+    """A task that gets SIGTERM while its ``execute`` runs is never decided SUCCESS: once ``on_kill`` has run, what
+    the task was doing was stopped, and the try did not do its work.
 
     Intent: Airflow 2 signal_handler (SIGTERM while the task runs: on_kill, then the handler raises, and the task
     fails); apache/airflow#37613 (termination requests should not be ignored); except AirflowTaskTerminated (the
-    branch task-sdk kept for it, unreachable since the raise was dropped: the TI is failed).
+    branch task-sdk kept for it, unreachable since the raise was dropped: the TI is failed). Read otherwise by
+    apache/airflow#69034 (a graceful shutdown's SIGTERM should let in-flight work finish): an open question.
     """
-    if SIGTERM not in run.features or not task_runs(run) or observed.state in (None, FAILED, UP_FOR_RETRY):
+    if SIGTERM not in run.features or not task_runs(run) or observed.state != SUCCESS:
         return ()
-    return (Violation("sigterm_during_execute_fails_the_try",
+    return (Violation("sigterm_never_ends_in_success",
                       f"the task got SIGTERM while execute ran (on_kill ran {observed.on_kill_calls} time(s)), and the "
-                      f"try was decided {observed.state}: {run.outcome} after the signal, not a failure"),)
+                      f"try was decided success: {run.outcome} after the signal"),)
+
+
+def sigterm_calls_on_kill_once(run, observed):
+    """A task that gets SIGTERM while its ``execute`` runs has its ``on_kill`` called, once, to clean up what it
+    started.
+
+    Intent: BaseOperator.on_kill (override it to clean up subprocesses when a task instance gets killed);
+    apache/airflow#53718 (gopidesupavan: a task killed externally was terminated at once, with no way to trigger
+    on_kill, which it fixed).
+    """
+    if SIGTERM not in run.features or not task_runs(run) or observed.on_kill_calls == 1:
+        return ()
+    return (Violation("sigterm_calls_on_kill_once",
+                      f"the task got SIGTERM while execute ran, and on_kill ran {observed.on_kill_calls} time(s) "
+                      f"(exit {observed.exit_code})"),)
+
+
+def try_that_never_ran_is_not_failed(run, observed):
+    """A try whose DAG is not found at startup asks to be rescheduled (RescheduleTask) instead of failing: its task
+    has not run, so neither a failure nor a retry is its due. Judged where startup reached the DAG (the log channel,
+    where the runner asks for it, got through).
+
+    Intent: apache/airflow#59604 (Lee-W: since the task has not actually run, Airflow should reschedule it without
+    counting against its retry limit).
+    """
+    if STARTUP_RESCHEDULE not in run.features or any(
+            s.frame.frame == "ResendLoggingFD" and not s.delivered for s in observed.sent):
+        return ()
+    if any(s.frame.frame == "RescheduleTask" for s in observed.sent):
+        return ()
+    return (Violation("try_that_never_ran_is_not_failed",
+                      f"the DAG was not found at startup and the runner asked for no reschedule: it exited "
+                      f"{observed.exit_code}, which the supervisor records {compose(run.context, observed).final_state}"),)
 
 
 def forked_child_stops_on_sigterm(run, observed):
@@ -173,7 +206,9 @@ def forked_child_stops_on_sigterm(run, observed):
 
     Intent: WatchedSubprocess.start (its comment: the kill reaches every subprocess the task runner spawned, so none
     leaks as an orphan); BaseOperator.on_kill (an operator's subprocesses must be cleaned up, or ghost processes are
-    left behind); Airflow 2 signal_handler (in a process the task forked, the handler exits it at once).
+    left behind); Airflow 2 signal_handler (in a process the task forked, the handler exits it at once). Read
+    otherwise by apache/airflow#69034 (a graceful shutdown's SIGTERM should let in-flight work finish): an open
+    question.
     """
     if observed.forked_child_exit != 0:
         return ()
@@ -188,8 +223,10 @@ RUNTIME_INVARIANTS = (
     failure_never_exits_0_without_terminal_frame,
     non_success_never_recorded_success,
     failed_decision_never_recorded_up_for_retry,
-    sigterm_during_execute_fails_the_try,
+    sigterm_never_ends_in_success,
+    sigterm_calls_on_kill_once,
     forked_child_stops_on_sigterm,
+    try_that_never_ran_is_not_failed,
 )
 
 

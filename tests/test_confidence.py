@@ -44,3 +44,21 @@ def test_each_exported_module_says_how_sure_and_an_open_question_both_readings()
         assert f"How sure: {_flat(how_sure_in_words(module.finding))}" in doc, module.name
         if module.finding.confidence == OPEN_QUESTION:
             assert "read one way" in doc and "read the other way" in doc, module.name
+
+
+def test_a_corpus_verdict_is_as_sure_as_the_catalogue():
+    """A report the corpus expects caught by an invariant says how sure it is as the catalogue does: the finding's
+    where it names one, else the invariant's (``model.intent.CONFIDENCE_WORDS``: the corpus's short words)."""
+    from impl.frontdoor.corpus import load_corpus
+    from model.intent import CONFIDENCE_WORDS
+
+    findings = {f.id: f for f in ALL_FINDINGS}
+    disagree = []
+    for report in load_corpus():
+        verdict = report.verdict
+        if verdict.expected != "caught" or verdict.invariant not in INTENT:
+            continue
+        stated = findings[verdict.finding].confidence if verdict.finding else INTENT[verdict.invariant].confidence
+        if CONFIDENCE_WORDS[verdict.confidence] != stated:
+            disagree.append(f"{report.ref}: {verdict.confidence}, the catalogue: {stated}")
+    assert not disagree, disagree
