@@ -15,7 +15,8 @@ ti_heartbeat (its 409 answer): "TI is no longer in the running state and task sh
 supervisor.py, ActivitySubprocess._send_heartbeat_if_needed (on 404, 409, 410): "Server indicated the task shouldn't
 be running anymore"; Airflow 2 local_task_job_runner.py, LocalTaskJobRunner.heartbeat_callback (a TI whose state was
 changed while it ran is terminated, the state left as set): "State of this instance has been externally set to %s.
-Terminating instance.".
+Terminating instance."; apache/airflow#73249 (ashb, reviewed by kaxil; task-sdk 1.4.0 holds SERVER_TERMINATED on a
+409 to an outcome's call): "Separate task outcomes from report delivery in TaskSDK Supervisor".
 
 The run (finalstate's minimal counterexample): try_number=1 max_tries=0 should_retry=false execution_api_retries=1;
 fault reschedule lost; send RescheduleTask; heartbeat 200; exit 0. As finalstate's model of task-sdk 1.3.2 has it,
