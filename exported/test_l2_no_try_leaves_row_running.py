@@ -11,6 +11,12 @@ with no content type, which the Execution API app refuses.
 Correct behaviour (no_try_leaves_row_running): no try leaves the task instance RUNNING on the server once it is
 over: whatever the supervisor reports, some call reports it.
 
+How sure: contradicts Airflow's documented intent: apache/airflow#66574 (potiuk, merged): "leaving the TaskInstance
+stuck RUNNING on the server forever, blocking downstream dependencies and triggering false alerts"; task-sdk
+supervisor.py, ActivitySubprocess.update_task_state_if_needed (its comment): "If the process has finished a
+non-directly-patched state (e.g. FAILED, UP_FOR_RETRY without RetryTask), `finish()` is the dedicated endpoint for
+those transitions.".
+
 The run (finalstate's minimal counterexample): retries=0 | task returns; policy none; comms terminal_send_fails. As
 finalstate's model of task-sdk 1.3.2 has it, try 1 (max_tries=0 should_retry=false): task returns; policy none;
 comms terminal_send_fails → sent SucceedTask [send failed], exit 0 → final_state=success, row running.

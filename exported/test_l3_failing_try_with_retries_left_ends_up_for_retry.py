@@ -13,6 +13,12 @@ Correct behaviour (failing_try_with_retries_left_ends_up_for_retry): a try that 
 (should_retry) ends UP_FOR_RETRY: the supervisor reports it so and the task instance is so on the server, so that
 the scheduler queues the next try.
 
+How sure: contradicts Airflow's documented intent: Airflow documentation, Core Concepts, Tasks, 'Task Instances':
+"up_for_retry: The task failed, but has retry attempts left and will be rescheduled."; apache/airflow#67797
+(jason810496): "a TaskInstance with retries configured is recorded FAILED and never retried"; apache/airflow#55767
+(amoghrajesh, merged): "When tasks are killed by system signals (SIGKILL for OOM, SIGTERM for worker restarts), they
+immediately go to FAILED state instead of respecting the task retries set".
+
 On task-sdk 1.1.4 to 1.4.0b2 this run breaks the invariant all the same, by the cause of L1 (see its test): this
 test fails there until that is fixed.
 

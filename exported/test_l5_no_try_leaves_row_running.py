@@ -12,6 +12,12 @@ release's client sends its bodies with no content type, which the Execution API 
 Correct behaviour (no_try_leaves_row_running): no try leaves the task instance RUNNING on the server once it is
 over: whatever the supervisor reports, some call reports it.
 
+How sure: contradicts Airflow's documented intent: apache/airflow#66574 (potiuk, merged): "leaving the TaskInstance
+stuck RUNNING on the server forever, blocking downstream dependencies and triggering false alerts"; task-sdk
+supervisor.py, ActivitySubprocess.update_task_state_if_needed (its comment): "If the process has finished a
+non-directly-patched state (e.g. FAILED, UP_FOR_RETRY without RetryTask), `finish()` is the dedicated endpoint for
+those transitions.".
+
 The run (finalstate's minimal counterexample): retries=0 | fault succeed permanent; task success. As finalstate's
 model of task-sdk 1.3.2 has it, try 1 (max_tries=0 should_retry=false): fault succeed permanent; task success → exit
 0 → final_state=success, row running.

@@ -10,6 +10,10 @@ release's client sends its bodies with no content type, which the Execution API 
 Correct behaviour (last_failing_try_ends_failed): a try that fails with no retries left ends FAILED: the supervisor
 reports it so and the task instance is so on the server.
 
+How sure: contradicts Airflow's documented intent: Task SDK reference, BaseOperator, parameter retries: "the number
+of retries that should be performed before failing the task"; Airflow documentation, Core Concepts, Tasks, 'Task
+Instances': "failed: The task had an error during execution and failed to run".
+
 The run (finalstate's minimal counterexample): retries=0 | fault finish permanent; task error. As finalstate's model
 of task-sdk 1.3.2 has it, try 1 (max_tries=0 should_retry=false): fault finish permanent; task error → exit 0 →
 final_state=failed, row running.

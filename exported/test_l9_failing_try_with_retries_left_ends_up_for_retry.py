@@ -14,6 +14,12 @@ Correct behaviour (failing_try_with_retries_left_ends_up_for_retry): a try that 
 (should_retry) ends UP_FOR_RETRY: the supervisor reports it so and the task instance is so on the server, so that
 the scheduler queues the next try.
 
+How sure: contradicts Airflow's documented intent: Airflow documentation, Core Concepts, Tasks, 'Task Instances':
+"up_for_retry: The task failed, but has retry attempts left and will be rescheduled."; apache/airflow#67797
+(jason810496): "a TaskInstance with retries configured is recorded FAILED and never retried"; apache/airflow#55767
+(amoghrajesh, merged): "When tasks are killed by system signals (SIGKILL for OOM, SIGTERM for worker restarts), they
+immediately go to FAILED state instead of respecting the task retries set".
+
 The run (finalstate's minimal counterexample): retries=1 | fault retry permanent; task error; overtime. As
 finalstate's model of task-sdk 1.3.2 has it, try 1 (max_tries=1 should_retry=true): fault retry permanent; task
 error; overtime → exit 1 → final_state=up_for_retry, row running.

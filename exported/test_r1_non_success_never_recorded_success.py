@@ -12,6 +12,12 @@ Correct behaviour (non_success_never_recorded_success): a try the task runner de
 failed, up_for_retry, ...) is never recorded SUCCESS by the supervisor, whether or not its terminal frame got
 through.
 
+How sure: contradicts Airflow's documented intent: task-sdk task_runner.py, run (its comment on the fail-closed
+exit): "SKIPPED / UP_FOR_RESCHEDULE / DEFERRED are intentionally not fail-closed: supervisor's final_state would
+misclassify them too [...] Those need a separate fix in supervisor's final_state."; apache/airflow#66573 (potiuk,
+merged): "A genuine task FAILURE was silently being upgraded to SUCCESS on transient IPC failures, breaking
+downstream pipeline correctness without any signal.".
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=0 should_retry=false; task raises
 AirflowSkipException; policy none; comms terminal_send_fails. As finalstate's model of task-sdk 1.3.2 has it, the
 task runner sends TaskState(skipped) [send failed], decides skipped and exits 0; the supervisor records success.

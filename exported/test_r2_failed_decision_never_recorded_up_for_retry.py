@@ -11,6 +11,11 @@ others: it is the fix's regression test.
 Correct behaviour (failed_decision_never_recorded_up_for_retry): a try the task runner decided FAILED (it must not
 be retried) is never recorded UP_FOR_RETRY by the supervisor, whether or not its TaskState got through.
 
+How sure: contradicts Airflow's documented intent: Airflow documentation, Core Concepts, Tasks, 'Special
+Exceptions': "AirflowFailException will mark the current task as failed ignoring any remaining retry attempts";
+Airflow documentation, Core Concepts, Tasks, 'Retry Policies': "FAIL -- fail immediately, skipping any remaining
+retries.".
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=1 should_retry=true; task raises
 AirflowFailException; policy none; comms terminal_send_fails. As finalstate's model of task-sdk 1.3.2 has it, the
 task runner sends TaskState(failed) [send failed], decides failed and exits 1; the supervisor records up_for_retry.

@@ -11,6 +11,14 @@ others: it is the fix's regression test.
 Correct behaviour (failure_answered_with_retry_exactly_when_should_retry): a failure is answered with RetryTask
 exactly when should_retry, no retry policy says FAIL, and the exception is not one that never retries.
 
+How sure: open question for the maintainers: read one way, Task SDK reference, BaseOperator, parameter retry_delay:
+"delay between retries, can be set as timedelta or float seconds, which will be converted into timedelta"; task-sdk
+task_runner.py, _evaluate_retry_policy (what it logs when the policy raises): "Retry policy evaluation failed,
+falling back to default behaviour"; read the other way, task-sdk definitions/retry_policy.py,
+RetryDecision.retry_delay (its annotation and docstring): "retry_delay: timedelta | None = None [...] Override delay
+for this specific retry.". BaseOperator takes a delay in seconds and a policy that fails is meant to fall back to
+the default retry; RetryDecision asks for a timedelta, so a plain number may be a misuse that the task pays for.
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=1 should_retry=true; task raises
 AirflowException; policy retry_int_delay delay=0; comms ok. As finalstate's model of task-sdk 1.3.2 has it, the task
 runner sends TaskState(failed), decides failed and exits 0; the supervisor records failed.

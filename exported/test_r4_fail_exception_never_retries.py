@@ -11,6 +11,16 @@ others: it is the fix's regression test.
 Correct behaviour (fail_exception_never_retries): AirflowFailException (and AirflowSensorTimeout,
 AirflowTaskTerminated) never asks for a retry, whatever else fails on the way.
 
+How sure: contradicts Airflow's documented intent: Airflow documentation, Core Concepts, Tasks, 'Special
+Exceptions': "AirflowFailException will mark the current task as failed ignoring any remaining retry attempts";
+Airflow documentation, Core Concepts, Tasks, 'Timeouts': "If timeout is breached, AirflowSensorTimeout will be
+raised and the sensor fails immediately without retrying."; task-sdk task_runner.py, _run_task_and_map_outcome,
+except AirflowTaskTerminated (nothing in the task SDK raises it: the raise was dropped when the SIGTERM handler was
+ported, apache/airflow#73395): "External state updates are already handled with `ti_heartbeat` [...] these
+exceptions should ideally never be thrown. If these are thrown, we should mark the TI state as failed.";
+apache/airflow#65390 (SamWheating, merged): "In the case that a conflicting DAGRun exists, we should never be
+retrying (since this will just re-fail)".
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=1 should_retry=true; task raises
 AirflowFailException; policy none; comms every_send_fails; with map_index_template. As finalstate's model of
 task-sdk 1.3.2 has it, the task runner sends SetRenderedMapIndex [send failed], RetryTask [send failed], decides

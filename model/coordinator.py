@@ -72,11 +72,16 @@ class CoordinatorRun:
     world after its terminal frame was taken; and ``[workers] execution_api_retries`` (Airflow's default unless
     said)."""
 
+    #: The run context the server hands out at start.
     context: RunContext = RunContext()
+    #: What the task does (``COORDINATOR_OUTCOMES``, or the opt-in ``BAD_TI_ID``).
     outcome: str = attrs.field(default="success",
                                validator=attrs.validators.in_(RUN_OUTCOMES + (BAD_TI_ID,)))
+    #: What the world does while the task runs: faults, heartbeat answers, a user's action, how SIGTERM is met.
     while_running: tuple[Event, ...] = attrs.field(default=(), converter=tuple, validator=_world_while_running)
+    #: What the world does once the terminal frame was taken: the success overtime running out.
     after_frame: tuple[Event, ...] = attrs.field(default=(), converter=tuple, validator=_world_after_frame)
+    #: ``[workers] execution_api_retries``: how many times the client tries each request.
     execution_api_retries: int = DEFAULT_EXECUTION_API_RETRIES
 
     @property
@@ -168,14 +173,23 @@ class CoordinatorRuntime:
     ``lookup_first`` (the unknown-task path is taken before any check of the TI id).
     """
 
+    #: Whether a failure with should_retry is answered with RetryTask (False: the seed's bug).
     retries: bool = True
+    #: Whether it awaits the supervisor's answer, and after which frames a refusal makes it exit 1 (``FAILS_CLOSED``).
     fails_closed: str = attrs.field(default=FAILS_CLOSED_AFTER_A_FAILURE, validator=_one_of(FAILS_CLOSED))
+    #: What SIGTERM does while it waits on the supervisor (``SIGTERM_BEHAVIOURS``).
     sigterm_waiting: str = attrs.field(default=SIGTERM_DIES, validator=_one_of(SIGTERM_BEHAVIOURS))
+    #: What SIGTERM does while its task runs (``SIGTERM_BEHAVIOURS``).
     sigterm_running: str = attrs.field(default=SIGTERM_DIES, validator=_one_of(SIGTERM_BEHAVIOURS))
+    #: Whether a panicking task escapes the runtime's handler, sending no frame.
     panic_escapes: bool = False
+    #: The exit of a process whose panic escaped.
     escape_exit: int = 1
+    #: Which request id its terminal frame carries (``FRAME_IDS``).
     frame_id: str = attrs.field(default=FRAME_ID_COUNTED, validator=_one_of(FRAME_IDS))
+    #: Whether its RetryTask carries the error's text.
     retry_reason: bool = False
+    #: Whether it looks the task up before it checks the TI id.
     lookup_first: bool = False
 
     @property

@@ -27,6 +27,7 @@ TERMINAL_FRAMES = frozenset({"TaskState", "SucceedTask", "RetryTask", "DeferTask
 class Release:
     """A task-sdk release, as its (major, minor, micro) numbers; its by-design traits are derived from them."""
 
+    #: The release's (major, minor, micro) numbers; a pre-release counts as its release.
     version: tuple[int, int, int]
 
     @classmethod

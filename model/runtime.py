@@ -133,8 +133,11 @@ RETRY_ACTIONS = ("retry", "retry_int_delay")
 class Policy:
     """The task's ``retry_policy``: what ``evaluate`` answers (``delay``/``reason`` only for ``retry``)."""
 
+    #: What ``evaluate`` answers (``POLICY_ACTIONS``).
     action: str = attrs.field(validator=attrs.validators.in_(POLICY_ACTIONS))
+    #: The retry delay a RETRY carries, in seconds (None: the task's own).
     delay: int | None = None
+    #: The reason a RETRY carries, one word here.
     reason: str | None = None
 
     def __attrs_post_init__(self):
@@ -175,10 +178,15 @@ class RuntimeRun:
     """One try of a Python task: the run context, what the task's code does, its policy, the channel,
     and what else it meets (``FEATURES``)."""
 
+    #: The run context the server hands out at start.
     context: RunContext = RunContext()
+    #: How the task's code ends (``PYTHON_OUTCOMES``).
     outcome: str = attrs.field(default=RETURN, validator=attrs.validators.in_(PYTHON_OUTCOMES))
+    #: The task's ``retry_policy`` (None: it has none).
     policy: Policy | None = None
+    #: Which sends on the supervisor channel fail (``COMMS_MODES``).
     comms: str = attrs.field(default="ok", validator=attrs.validators.in_(COMMS_MODES))
+    #: What else the try meets (``FEATURES``).
     features: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset,
                                            validator=attrs.validators.deep_iterable(attrs.validators.in_(FEATURES)))
 
@@ -246,7 +254,9 @@ OTHER_REQUESTS = ("ResendLoggingFD", "GetXCom", "DeleteXCom", "SetRenderedMapInd
 class Request:
     """A request of ``OTHER_REQUESTS``: sent and answered, never a frame the supervisor model decides on."""
 
+    #: The request's ``type`` (``OTHER_REQUESTS``).
     frame: str = attrs.field(validator=attrs.validators.in_(OTHER_REQUESTS))
+    #: Always None: a request carries no state (so that it reads like a ``Send``).
     state: None = None
 
 
@@ -254,7 +264,9 @@ class Request:
 class Sent:
     """One frame (or other request) handed to the supervisor channel, and whether the send got through."""
 
+    #: The frame or request handed to the channel.
     frame: Send | Request
+    #: Whether the send got through (False: it raised).
     delivered: bool = True
 
     def __str__(self) -> str:
@@ -270,10 +282,15 @@ class RuntimeObservation:
     ``retry_delay_seconds`` / ``retry_reason`` are what a ``RetryTask`` frame carried.
     """
 
+    #: Every frame and request handed to the supervisor channel, in order.
     sent: tuple[Sent, ...]
+    #: The state ``run`` decided (None: it raised, or never ran).
     state: str | None
+    #: How the process exits (``main``'s ``sys.exit``, or minus the signal that killed it).
     exit_code: int
+    #: The delay a ``RetryTask`` carried, in seconds.
     retry_delay_seconds: float | None = None
+    #: The reason a ``RetryTask`` carried.
     retry_reason: str | None = None
     #: How many times ``task.on_kill()`` ran (the SIGTERM handler of ``_run_task_and_map_outcome``).
     on_kill_calls: int = 0
@@ -350,9 +367,13 @@ class _Raised(Exception):
 
 @attrs.frozen
 class _Decision:
+    #: The terminal frame to send.
     frame: Send
+    #: The state it stands for.
     state: str
+    #: A RetryTask's delay, in seconds.
     delay: float | None = None
+    #: A RetryTask's reason.
     reason: str | None = None
 
 

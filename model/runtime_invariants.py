@@ -70,7 +70,13 @@ def retry_expected(run, observed) -> bool:
 def failure_answered_with_retry_exactly_when_should_retry(run, observed):
     """A failure is answered with RetryTask exactly when should_retry, no policy says FAIL, and the
     exception is not one that never retries (AirflowFailException, AirflowSensorTimeout,
-    AirflowTaskTerminated). Only a try that got as far as a terminal frame is judged."""
+    AirflowTaskTerminated). Only a try that got as far as a terminal frame is judged.
+
+    Intent: apache/airflow#47996 (uranusjr: eligible for retry, UP_FOR_RETRY; otherwise FAILED); tasks.rst (a retry
+    policy's FAIL skips the remaining retries); _run_task_and_map_outcome (its except SystemExit: retried if eligible,
+    which makes SystemExit(0) a failure; Airflow 2 made a clean exit a success, an open question this invariant does not
+    decide).
+    """
     terminal = observed.terminal
     if not met_failure(run, observed) or terminal is None:
         return ()
@@ -86,7 +92,12 @@ def failure_answered_with_retry_exactly_when_should_retry(run, observed):
 
 def fail_exception_never_retries(run, observed):
     """AirflowFailException, AirflowSensorTimeout and AirflowTaskTerminated never ask for a retry (raised by
-    the task, or by its outcome's handler), nor does a DAG run to trigger that exists already (``met_never_retry``)."""
+    the task, or by its outcome's handler), nor does a DAG run to trigger that exists already (``met_never_retry``).
+
+    Intent: tasks.rst (AirflowFailException fails the task ignoring any remaining retries; AirflowSensorTimeout fails it
+    without retrying); except AirflowTaskTerminated (an unreachable branch of _run_task_and_map_outcome: if thrown, the
+    TI is failed); apache/airflow#65390 (SamWheating: a conflicting DAG run should never be retried).
+    """
     if not met_never_retry(run, observed):
         return ()
     if any(s.frame.frame == "RetryTask" for s in observed.sent) or observed.state == UP_FOR_RETRY:
@@ -97,7 +108,11 @@ def fail_exception_never_retries(run, observed):
 
 def failure_never_exits_0_without_terminal_frame(run, observed):
     """A failed try never leaves with exit 0 unless its terminal frame got through (exit 0 and no
-    terminal state is SUCCESS to the supervisor)."""
+    terminal state is SUCCESS to the supervisor).
+
+    Intent: task_runner.run (its comment: exiting 0 lets final_state default to SUCCESS, a silent data-quality bug);
+    apache/airflow#66573 (potiuk: a genuine failure silently upgraded to SUCCESS).
+    """
     if met_failure(run, observed) and observed.exit_code == 0 and not _delivered_terminal(observed):
         return (Violation("failure_never_exits_0_without_terminal_frame",
                           f"{run.outcome} left with exit 0 and no terminal frame delivered"),)
@@ -105,7 +120,11 @@ def failure_never_exits_0_without_terminal_frame(run, observed):
 
 
 def non_success_never_recorded_success(run, observed):
-    """A try the runtime decided is not a success is never recorded SUCCESS by the supervisor."""
+    """A try the runtime decided is not a success is never recorded SUCCESS by the supervisor.
+
+    Intent: task_runner.run (its comment: final_state misclassifies SKIPPED, UP_FOR_RESCHEDULE and DEFERRED too, which
+    need a separate fix there); apache/airflow#66573 (potiuk: a failure upgraded to SUCCESS).
+    """
     if observed.state in (None, SUCCESS):
         return ()
     recorded = compose(run.context, observed)
@@ -117,7 +136,10 @@ def non_success_never_recorded_success(run, observed):
 
 
 def failed_decision_never_recorded_up_for_retry(run, observed):
-    """A try the runtime decided FAILED (no retry) is never recorded UP_FOR_RETRY by the supervisor."""
+    """A try the runtime decided FAILED (no retry) is never recorded UP_FOR_RETRY by the supervisor.
+
+    Intent: tasks.rst (AirflowFailException ignores any remaining retries; a retry policy's FAIL skips them).
+    """
     if observed.state != FAILED:
         return ()
     recorded = compose(run.context, observed)
@@ -129,47 +151,70 @@ def failed_decision_never_recorded_up_for_retry(run, observed):
     return ()
 
 
-def _met_sigterm_while_running(run: RuntimeRun) -> bool:
-    """The task ran and its process got SIGTERM while ``execute`` ran (``model.runtime.SIGTERM``)."""
-    return SIGTERM in run.features and task_runs(run)
+def sigterm_never_ends_in_success(run, observed):
+    """A task that gets SIGTERM while its ``execute`` runs is never decided SUCCESS: once ``on_kill`` has run, what
+    the task was doing was stopped, and the try did not do its work.
+
+    Intent: Airflow 2 signal_handler (SIGTERM while the task runs: on_kill, then the handler raises, and the task
+    fails); apache/airflow#37613 (termination requests should not be ignored); except AirflowTaskTerminated (the
+    branch task-sdk kept for it, unreachable since the raise was dropped: the TI is failed). Read otherwise by
+    apache/airflow#69034 (a graceful shutdown's SIGTERM should let in-flight work finish): an open question.
+    """
+    if SIGTERM not in run.features or not task_runs(run) or observed.state != SUCCESS:
+        return ()
+    return (Violation("sigterm_never_ends_in_success",
+                      f"the task got SIGTERM while execute ran (on_kill ran {observed.on_kill_calls} time(s)), and the "
+                      f"try was decided success: {run.outcome} after the signal"),)
 
 
 def sigterm_calls_on_kill_once(run, observed):
-    """A task killed while it runs gets its ``on_kill`` called, once: ``BaseOperator.on_kill`` is documented as what
-    is called "to clean up subprocesses when a task instance gets killed", and the task SDK's runner calls it from its
-    SIGTERM handler since task-sdk 1.0.4 (apache/airflow#51005, fixed by #53718)."""
-    if not _met_sigterm_while_running(run) or observed.on_kill_calls == 1:
+    """A task that gets SIGTERM while its ``execute`` runs has its ``on_kill`` called, once, to clean up what it
+    started.
+
+    Intent: BaseOperator.on_kill (override it to clean up subprocesses when a task instance gets killed);
+    apache/airflow#53718 (gopidesupavan: a task killed externally was terminated at once, with no way to trigger
+    on_kill, which it fixed).
+    """
+    if SIGTERM not in run.features or not task_runs(run) or observed.on_kill_calls == 1:
         return ()
     return (Violation("sigterm_calls_on_kill_once",
-                      f"the task got SIGTERM while it ran and on_kill ran {observed.on_kill_calls} times "
+                      f"the task got SIGTERM while execute ran, and on_kill ran {observed.on_kill_calls} time(s) "
                       f"(exit {observed.exit_code})"),)
-
-
-def sigterm_never_ends_in_success(run, observed):
-    """A task killed while it runs does not end SUCCESS: Airflow 2 raised ``AirflowTaskTerminated`` after ``on_kill``,
-    failing the task, and the task runner still catches ``AirflowTaskTerminated`` to mark the TI failed
-    (``task_runner._run_task_and_map_outcome``: a branch nothing reaches since the SIGTERM handler stopped raising
-    it). Contested: apache/airflow#73006 and #71202 (open) report the SUCCESS; #69034 made a SIGTERM to the worker
-    a warm shutdown, not a task failure."""
-    if not _met_sigterm_while_running(run) or observed.state != SUCCESS:
-        return ()
-    return (Violation("sigterm_never_ends_in_success",
-                      f"the task got SIGTERM while it ran, on_kill ran {observed.on_kill_calls} times, and the try "
-                      f"ended success"),)
 
 
 def try_that_never_ran_is_not_failed(run, observed):
-    """A try whose DAG was not found at startup never ran its task: it is rescheduled, not recorded FAILED or
-    UP_FOR_RETRY (apache/airflow#59604: "Since the task has not actually run, Airflow should reschedule it ...
-    without increasing the task's retry count"). Judged where every request of the try got through."""
-    if STARTUP_RESCHEDULE not in run.features or any(not s.delivered for s in observed.sent):
+    """A try whose DAG is not found at startup asks to be rescheduled (RescheduleTask) instead of failing: its task
+    has not run, so neither a failure nor a retry is its due. Judged where startup reached the DAG (the log channel,
+    where the runner asks for it, got through).
+
+    Intent: apache/airflow#59604 (Lee-W: since the task has not actually run, Airflow should reschedule it without
+    counting against its retry limit).
+    """
+    if STARTUP_RESCHEDULE not in run.features or any(
+            s.frame.frame == "ResendLoggingFD" and not s.delivered for s in observed.sent):
         return ()
-    recorded = compose(run.context, observed).final_state
-    if recorded not in (FAILED, UP_FOR_RETRY):
+    if any(s.frame.frame == "RescheduleTask" for s in observed.sent):
         return ()
     return (Violation("try_that_never_ran_is_not_failed",
-                      f"the DAG was not found at startup, the task never ran, and the try is recorded {recorded} "
-                      f"(exit {observed.exit_code})"),)
+                      f"the DAG was not found at startup and the runner asked for no reschedule: it exited "
+                      f"{observed.exit_code}, which the supervisor records {compose(run.context, observed).final_state}"),)
+
+
+def forked_child_stops_on_sigterm(run, observed):
+    """A process the task forked stops when SIGTERM reaches it (the supervisor's kill reaches the task runner's whole
+    process group): it dies of the signal, or exits at once, never carrying on as it would have.
+
+    Intent: WatchedSubprocess.start (its comment: the kill reaches every subprocess the task runner spawned, so none
+    leaks as an orphan); BaseOperator.on_kill (an operator's subprocesses must be cleaned up, or ghost processes are
+    left behind); Airflow 2 signal_handler (in a process the task forked, the handler exits it at once). Read
+    otherwise by apache/airflow#69034 (a graceful shutdown's SIGTERM should let in-flight work finish): an open
+    question.
+    """
+    if observed.forked_child_exit != 0:
+        return ()
+    return (Violation("forked_child_stops_on_sigterm",
+                      "the process the task forked got SIGTERM and carried on: it exited 0 as it would have, the "
+                      "inherited handler having done nothing in it"),)
 
 
 RUNTIME_INVARIANTS = (
@@ -178,8 +223,9 @@ RUNTIME_INVARIANTS = (
     failure_never_exits_0_without_terminal_frame,
     non_success_never_recorded_success,
     failed_decision_never_recorded_up_for_retry,
-    sigterm_calls_on_kill_once,
     sigterm_never_ends_in_success,
+    sigterm_calls_on_kill_once,
+    forked_child_stops_on_sigterm,
     try_that_never_ran_is_not_failed,
 )
 
@@ -198,7 +244,11 @@ def _taken(observation: Observation) -> bool:
 
 def failure_with_retries_left_ends_up_for_retry(run: CoordinatorRun, observation: Observation):
     """The seed's first criterion: a failing task whose TI has retries left (should_retry), once the supervisor took
-    its terminal frame, is recorded UP_FOR_RETRY, not FAILED."""
+    its terminal frame, is recorded UP_FOR_RETRY, not FAILED.
+
+    Intent: apache/airflow#67797 (jason810496: a TI with retries configured recorded FAILED and never retried is the
+    bug); tasks.rst (up_for_retry: failed, with retry attempts left).
+    """
     if run.failure and run.context.should_retry and _taken(observation) and observation.final_state != UP_FOR_RETRY:
         return (Violation("failure_with_retries_left_ends_up_for_retry",
                           f"task fails → {observation.final_state.upper()}, expected UP_FOR_RETRY "
@@ -208,7 +258,11 @@ def failure_with_retries_left_ends_up_for_retry(run: CoordinatorRun, observation
 
 def failure_without_retries_ends_failed(run: CoordinatorRun, observation: Observation):
     """The seed's second criterion: a failing task whose TI has no retries left (not should_retry), once the
-    supervisor took its terminal frame, is recorded FAILED."""
+    supervisor took its terminal frame, is recorded FAILED.
+
+    Intent: apache/airflow#47996 (uranusjr: not eligible for retry, FAILED); BaseOperator retries (the retries
+    performed before failing the task).
+    """
     if run.failure and not run.context.should_retry and _taken(observation) and observation.final_state != FAILED:
         return (Violation("failure_without_retries_ends_failed",
                           f"task fails → {observation.final_state.upper()}, expected FAILED "
@@ -219,7 +273,12 @@ def failure_without_retries_ends_failed(run: CoordinatorRun, observation: Observ
 def failure_not_taken_fails_closed(run: CoordinatorRun, observation: Observation):
     """A failing task whose terminal frame the supervisor did not take (it answered with an error, or not at all)
     never exits 0: exit 0 lets the supervisor record the attempt from what it holds (SUCCESS when it holds nothing),
-    as Airflow's Python task runner knows since task-sdk 1.2.2, which exits 1 then (apache/airflow#66573)."""
+    as Airflow's Python task runner knows since task-sdk 1.2.2, which exits 1 then (apache/airflow#66573).
+
+    Intent: apache/airflow#66573 (potiuk: exit non-zero when the terminal state is not SUCCESS, so that final_state
+    classifies it FAILED or UP_FOR_RETRY); task_runner.run (its comment: exiting 0 lets final_state default to SUCCESS);
+    apache/airflow#67797 (jason810496: the Python task runner is the source of truth for SDK behaviour).
+    """
     if not run.failure or observation.exit_code != 0 or _taken(observation):
         return ()
     told = observation.replies[-1] if observation.replies else "no answer"

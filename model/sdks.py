@@ -25,9 +25,13 @@ class Trait:
     """Where one trait of a profile was read: the trait (a ``CoordinatorRuntime`` field), the file in apache/airflow,
     the function, and what the code does there."""
 
+    #: The trait: a ``CoordinatorRuntime`` field.
     name: str
+    #: The file in apache/airflow it was read from.
     file: str
+    #: The function there.
     function: str
+    #: What the code does there, in words.
     reads: str
 
 
@@ -36,9 +40,13 @@ class Profile:
     """An SDK release's runtime: its name (``go-sdk-1.0.0``), what it is (``runtime``), where each trait was read, and
     the upstream change that separates it from its neighbour (``change``, e.g. the retry fix)."""
 
+    #: The SDK release's name (``go-sdk-1.0.0``).
     name: str
+    #: What its runtime does, trait by trait.
     runtime: CoordinatorRuntime
+    #: Where each trait was read.
     traits: tuple[Trait, ...]
+    #: The upstream change that separates it from its neighbour.
     change: str = ""
 
     def __attrs_post_init__(self):

@@ -30,6 +30,7 @@ from impl.frontdoor.kinds import KINDS, kind_of
 from model import coordinator as model_coordinator
 from model import runtime as model_runtime
 from model import supervisor as model_supervisor
+from model.intent import CONFIDENCE_WORDS
 from model.invariants import Violation
 from model.lifecycle import LIFECYCLE_INVARIANTS, life_violations
 from model.release import Release
@@ -46,8 +47,9 @@ CORPUS = ROOT / "corpus" / "reports"
 REPORT_KINDS = ("issue", "pull")
 RUN_KINDS = ("supervisor", "runtime", "coordinator", "lifecycle")
 VERDICTS = ("caught", "not-a-bug", "not-expressible")
-#: How sure the catalogue is of the intent a verdict rests on (issue 30, deliverable 5).
-CONFIDENCES = ("documented", "airflow-2", "open-question")
+#: How sure the catalogue is of the intent a verdict rests on (issue 30, deliverable 5): ``model.intent``'s three, by
+#: their short words.
+CONFIDENCES = tuple(CONFIDENCE_WORDS)
 #: The targets every run of a kind is played on (those that cannot run here are said so); a coordinator run is
 #: played on the model and on the coordinator targets it names.
 DEFAULT_TARGETS = {

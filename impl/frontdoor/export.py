@@ -36,7 +36,7 @@ from typing import Callable
 
 import attrs
 
-from impl.frontdoor.findings import ALL_FINDINGS, Finding
+from impl.frontdoor.findings import ALL_FINDINGS, Finding, how_sure_in_words
 from impl.wire import codec
 from model.client import as_seen
 from model.release import SPECIFIED, Release
@@ -336,6 +336,7 @@ def _module(finding: Finding, shown_on: Release) -> str:
         "others: it is the fix's regression test."
         + (f" Before task-sdk {kind.since} it is skipped: {kind.skipped_before}." if kind.since else ""),
         f"Correct behaviour ({finding.invariant}): {invariant.correct}",
+        f"How sure: {how_sure_in_words(finding)}",
         *_also_failing(finding),
         f"The run (finalstate's minimal counterexample): {run.to_text()}."
         + (f" As finalstate's model of task-sdk {shown_on} has it, {kind.described(run, kind.model_run(run, shown_on))}."

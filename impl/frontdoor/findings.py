@@ -14,6 +14,8 @@ from typing import Callable
 import attrs
 
 from model.client import as_seen
+from model.intent import (INTENT, OPEN_QUESTION, POLICY_FALLS_BACK, RETRY_DECISION_DELAY, RETRY_DELAY_PARAMETER,
+                          Intent, Source)
 from model.invariants import frames_received, last_terminal_frame, outcome_calls, user_acted
 from model.release import SPECIFIED, Release
 from model.runtime import NEVER_RETRIED_FAILURES, TERMINAL_FRAMES
@@ -51,6 +53,19 @@ class Finding:
     #: What was established beyond the minimal run (on the real server, in the SDKs' sources), in Markdown: the
     #: report prints it under the finding.
     details: str = ""
+    #: How sure this finding is, where its invariant's intent (``model.intent.INTENT``) is not enough to say: its own
+    #: ``Intent`` (sources, confidence, the other reading). None: its invariant's.
+    intent: Intent | None = None
+
+    @property
+    def how_sure(self) -> Intent:
+        """The intent this finding's confidence rests on: its own, else its invariant's."""
+        return self.intent or INTENT[self.invariant]
+
+    @property
+    def confidence(self) -> str:
+        """One of ``model.intent.CONFIDENCES``."""
+        return self.how_sure.confidence
 
     @property
     def explains(self) -> tuple[str, ...]:
@@ -84,6 +99,21 @@ class Finding:
 _CLOSE = "ActivitySubprocess.update_task_state_if_needed (with STATES_SENT_DIRECTLY)"
 #: The supervisor's calls that report a terminal frame directly (``_send_terminal_state_msg``).
 _DIRECT_CALLS = ("succeed", "retry", "defer", "reschedule", "await_input")
+
+
+def how_sure_in_words(finding: Finding) -> str:
+    """The finding's confidence and what it rests on, in one paragraph the report and the exported module both print:
+    the sources quoted; for an open question, both readings."""
+    stated = finding.how_sure
+
+    def quoted(sources: tuple[Source, ...]) -> str:
+        return "; ".join(s.to_text() for s in sources)
+
+    if stated.confidence != OPEN_QUESTION:
+        return f"{stated.confidence}: {quoted(stated.sources)}."
+    read_so = f"read one way, {quoted(stated.sources)}" if stated.sources else "no Airflow text says so"
+    return (f"{stated.confidence}: {read_so}; read the other way, {quoted(stated.contested_by)}."
+            + (f" {stated.note}" if stated.note else ""))
 
 
 def _seen(s: Scenario, o: Observation):
@@ -344,6 +374,12 @@ FINDINGS: tuple[Finding, ...] = (
         "not RUNNING, the state it already holds included; ActivitySubprocess._send_terminal_state_msg then counts "
         "the call failed and final_state reads the exit code",
         signature=_resend_refused, also_breaks=("server_row_agrees_with_final_state",), fixed_in="1.3.0",
+        details="""\
+Seen on 1.2.2 (apache-airflow-core 3.2.2) on the real Execution API, SQLite, the client's default retries
+(`finalstate replay --release 1.2.2 --server airflow --target airflow-inproc '...'`): the first `PATCH .../state`
+[defer] is applied (the server answered 204, the answer lost), its resend and the replay are answered 409, the row
+ends `deferred`, the attempt `success`.
+""",
     ),
     Finding(
         "F14", "no_task_instance_left_running",
@@ -365,6 +401,17 @@ FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess.update_task_state_if_needed (1.4.0b2) sends the held TaskState with finish(); "
         "final_state still maps a non-zero exit under should_retry to UP_FOR_RETRY",
         signature=_held_state_delivered_against_the_exit, introduced_in="1.4.0",
+        details="""\
+On 1.4.0b2 (the replay above, agreeing with the model of that release): `exit_code=-9`, `final_state=up_for_retry`,
+`row=failed`, calls `start->200, finish(failed)->200`. On 1.3.2 the same run is F2 (no call, row RUNNING).
+
+Seen on 1.4.0b2 (apache-airflow-core 3.4.0b2) on the real Execution API, SQLite, the client's default retries, with
+a real runtime process (`finalstate replay --release 1.4.0b2 --target airflow-process --server airflow
+'try_number=1 max_tries=1 should_retry=true; send TaskState failed; exit -9'`): `PATCH .../run` 200, then at close
+`PATCH .../state` `finish(failed)` 204; the row ends `failed try_number=1 max_tries=1` while the supervisor reports
+`up_for_retry`. The open [#73142](https://github.com/apache/airflow/pull/73142) (a confirmed terminal state before
+the exit code) is the nearest upstream change; 1.4.0b2 does not have it.
+""",
     ),
     Finding(
         "F16", "an_attempt_whose_task_ended_ends",
@@ -518,6 +565,14 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         # In 1.3.0 (the first with retry policies) the failure path's error leaves run with no frame sent; the fail
         # closed TaskState(failed) came in 1.3.1 (Release.catches_a_failing_outcome_handler).
         introduced_in="1.3.1",
+        # Its invariant's intent is documented, but whether a delay in plain seconds is a policy's to give is not.
+        intent=Intent(
+            "runtime",
+            "A retry policy's RETRY with its delay in seconds retries the task, or at worst falls back to the default.",
+            (RETRY_DELAY_PARAMETER, POLICY_FALLS_BACK), OPEN_QUESTION, (RETRY_DECISION_DELAY,),
+            note="BaseOperator takes a delay in seconds and a policy that fails is meant to fall back to the "
+                 "default retry; RetryDecision asks for a timedelta, so a plain number may be a misuse that the task "
+                 "pays for."),
     ),
     Finding(
         "R4", "fail_exception_never_retries",
