@@ -517,6 +517,11 @@ def _succeeded_after_sigterm(run, o) -> bool:
     return o.on_kill_calls >= 1 and o.state == SUCCESS
 
 
+def _forked_child_carried_on(run, o) -> bool:
+    """R8's cause: the forked child exited 0 after its SIGTERM, as it would have without one."""
+    return o.forked_child_exit == 0
+
+
 def _startup_failure_exits_1(run, o) -> bool:
     """R7's cause: the startup that did not find the DAG exited 1 and sent nothing."""
     return o.exit_code == 1 and not o.sent
@@ -613,6 +618,14 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "task_runner.parse (before 1.1.7) calls sys.exit(1) when the DAG or task cannot be loaded "
         "(apache/airflow#59604 reschedules instead)",
         RUNTIME_TARGETS, "runtime", _startup_failure_exits_1, fixed_in="1.1.7",
+    ),    Finding(
+        "R8", "forked_child_stops_on_sigterm",
+        "try_number=1 max_tries=0 should_retry=false; task returns; policy none; comms ok; with forked_child",
+        "a process the task forked carries on when the supervisor's SIGTERM reaches it: it inherited the runner's "
+        "SIGTERM handler, which does nothing outside the runner's own process, so the child neither dies nor is told",
+        "task_runner._run_task_and_map_outcome's _on_term returns at once when os.getpid() is not the runner's "
+        "(since 1.0.4, apache/airflow#53718); before, the child died of the signal",
+        RUNTIME_TARGETS, "runtime", _forked_child_carried_on, introduced_in="1.0.4",
     ),
 )
 
