@@ -140,6 +140,33 @@ def test_findings_re_shown_on_the_real_server_say_what_the_scheduler_makes_of_th
     assert "| does not hold: failed, row failed;" in f3
 
 
+def test_a_finding_that_does_not_stand_here_is_shown_on_its_release_or_says_why(real, monkeypatch):
+    """F19 (fixed in 1.1.4) is not re-run on the installed release, where its run shows nothing: its row comes from a
+    release it stands on, run in that release's environment; where that environment cannot be had, the row says why
+    (it is never left out)."""
+    from impl.frontdoor import search
+    from impl.frontdoor.findings import FINDINGS
+    from impl.releases import environments
+
+    f19 = next(f for f in FINDINGS if f.id == "F19")
+    assert not f19.stands_on(real.release) and f19.shown_on == "1.1.3"
+    asked = []
+
+    def no_environment(spec):
+        asked.append(spec)
+        raise environments.EnvironmentFailed(f"environment for {spec} did not install (here: on purpose)")
+
+    monkeypatch.setattr(environments, "python_for", no_environment)
+    (row,) = [line for line in search.on_the_real_server(real, [f19]) if line.startswith("| F19")]
+    assert asked == ["1.1.3"]
+    assert row.startswith("| F19 (on 1.1.3) |") and "not run: no environment for 1.1.3" in row
+    # The row's own process, here this environment's python standing in for 1.1.3's: the run on its real server there.
+    monkeypatch.setattr(environments, "python_for", lambda spec: Path(sys.executable))
+    row = search.row_on_its_release(f19, "airflow-inproc")
+    assert row.startswith(f"| F19 (on {real.release}) | holds: up_for_retry, row running | does not hold: up_for_retry, "
+                          "row running; calls start->200 |"), row
+
+
 # -- the server switch at the front door ----------------------------------------------------------------------------
 
 
