@@ -540,7 +540,7 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
     ),
     Finding(
         "R6", "recorded_state_runs_its_callback_once",
-        "try_number=1 max_tries=0 should_retry=false; task raises ValueError; policy interrupted; comms ok",
+        "try_number=1 max_tries=0 should_retry=false; task raises AirflowException; policy interrupted; comms ok",
         "a try whose process leaves before finalize (here a KeyboardInterrupt in the failure path: exit 2) is recorded "
         "FAILED, or UP_FOR_RETRY, from its exit, and no on_failure_callback (on_retry_callback) runs",
         "task_runner.main: except KeyboardInterrupt (sys.exit(2)) and except Exception (a top-level error: sys.exit(1))"
