@@ -183,6 +183,24 @@ assert not terminal or (terminal[-1].type == "RetryTask") == must_retry, (
         """assert not any(s.type == "RetryTask" for s in attempt.sent) and attempt.state != "up_for_retry", (
     f"The task raised an exception that must never be retried, yet the task runner answered with a retry "
     f"(it decided {attempt.state}; sent {attempt.sent}).")"""),
+    "sys_exit_without_an_error_code_succeeds": Invariant(
+        "a task that ends by sys.exit() or sys.exit(0) succeeds, as in Airflow 2 (apache/airflow#36986): the task "
+        "runner decides success and sends SucceedTask.",
+        """terminal = [s for s in attempt.sent if s.type in TERMINAL_FRAMES]
+assert attempt.state == "success" and [s.type for s in terminal] == ["SucceedTask"], (
+    f"The task ended by sys.exit() with no error code, which Airflow 2 recorded as success; the task runner "
+    f"decided {attempt.state} and sent {attempt.sent}.")"""),
+    "recorded_state_runs_its_callback_once": Invariant(
+        "the state-change callback that the state the supervisor records calls for runs once, and no other: "
+        "on_success_callback for success, on_failure_callback for failed, on_retry_callback for up_for_retry, "
+        "on_skipped_callback for skipped (Airflow's callbacks documentation).",
+        """recorded = attempt.state if attempt.recorded is None else attempt.recorded  # a frame that got through: its state
+callback = {"success": "on_success_callback", "failed": "on_failure_callback", "up_for_retry": "on_retry_callback",
+            "skipped": "on_skipped_callback"}.get(recorded)
+assert attempt.callbacks == ([callback] if callback else []), (
+    f"The supervisor records the try {recorded} (the task runner decided {attempt.state}, sent {attempt.sent} and "
+    f"exited {attempt.exit_code}), which calls for {callback or 'no callback'}; the task's callbacks that ran: "
+    f"{attempt.callbacks or 'none'}.")"""),
     "servers_closed_when_wait_raises": Invariant(
         "whatever wait() raises, the supervisor closes the sockets it opened: its two listening sockets (--comm, "
         "--logs) are closed once wait() is over.",
@@ -340,10 +358,17 @@ def _unsupported_scenario(finding: Finding, scenario: Scenario) -> str | None:
 
 #: The exceptions the runtime harness raises as a task's end (by name, from the release's exceptions module), and
 #: what each comms mode makes fail.
-_TASK_ERRORS = ("AirflowSkipException", "AirflowFailException", "AirflowException")
+_TASK_ERRORS = ("AirflowSkipException", "AirflowFailException", "AirflowException", "SystemExit()")
 #: The outcomes the runtime harness plays: a task that returns (``model.runtime.RETURN``), or raises one of
 #: ``_TASK_ERRORS``.
 _TASK_OUTCOMES = (RETURN, *_TASK_ERRORS)
+#: The retry policies the runtime harness writes out: their class's name and its ``evaluate``'s body.
+_POLICIES = {
+    "retry_int_delay": ("RetryWithDelayInSeconds",
+                        "RETRY, its delay a plain number of seconds, as BaseOperator\'s retry_delay takes one.",
+                        "return retry_policy.RetryDecision.retry(delay={delay})"),
+    "interrupted": ("InterruptedRetryPolicy", "Ctrl-C while the retry policy decides.", "raise KeyboardInterrupt"),
+}
 _CHANNEL = {"ok": None, "terminal_send_fails": "terminal", "every_send_fails": "every"}
 #: The features the runtime harness plays (``model.runtime.FEATURES``), each as its ``run_try`` argument.
 _TRY_FEATURES = {MAP_INDEX_TEMPLATE: 'map_index_template="{{ label }}"', SIGTERM: "sigterm=True",
@@ -357,7 +382,7 @@ def _unsupported_try(finding: Finding, run) -> str | None:
     """Why the runtime harness cannot play the try ``run`` faithfully, or None."""
     if run.outcome not in _TASK_OUTCOMES:
         return f"the harness does not raise {run.outcome}"
-    if run.policy is not None and run.policy.action != "retry_int_delay":
+    if run.policy is not None and run.policy.action not in _POLICIES:
         return f"the harness has no retry policy answering {run.policy.action}"
     if set(run.features) - set(_TRY_FEATURES):
         return f"the harness does not play {', '.join(sorted(set(run.features) - set(_TRY_FEATURES)))}"
@@ -535,12 +560,13 @@ def _runtime_imports(run) -> list[str]:
 def _runtime_body(finding: Finding, run) -> list[str]:
     c = run.context
     policy = []
-    if run.policy is not None:  # retry_int_delay (_unsupported_try)
-        policy = ["class RetryWithDelayInSeconds(retry_policy.RetryPolicy):",
-                  '    """RETRY, its delay a plain number of seconds, as BaseOperator\'s retry_delay takes one."""',
+    if run.policy is not None:  # one of _POLICIES (_unsupported_try)
+        name, doc, answer = _POLICIES[run.policy.action]
+        policy = [f"class {name}(retry_policy.RetryPolicy):",
+                  f'    """{doc}"""',
                   "",
                   "    def evaluate(self, exception, try_number, max_tries, context=None):",
-                  f"        return retry_policy.RetryDecision.retry(delay={run.policy.delay})",
+                  f"        {answer.format(delay=run.policy.delay)}",
                   "", ""]
     return [
         *policy,
@@ -549,14 +575,16 @@ def _runtime_body(finding: Finding, run) -> list[str]:
         f"    return run_try({_task_error(finding, run)}, try_number={c.try_number}, "
         f"max_tries={c.max_tries}, should_retry={c.should_retry},",
         f"                   failing={_CHANNEL[run.comms]!r}"
-        + (", retry_policy=RetryWithDelayInSeconds()" if run.policy else "")
+        + (f", retry_policy={_POLICIES[run.policy.action][0]}()" if run.policy else "")
         + "".join(f", {_TRY_FEATURES[feature]}" for feature in run.features) + ")",
     ]
 
 
 def _task_error(finding: Finding, run) -> str:
     """What the harness's task raises, as code: None for a task that returns."""
-    return "None" if run.outcome == RETURN else f"exceptions.{run.outcome}(\"{finding.id}\")"
+    if run.outcome == RETURN:
+        return "None"
+    return "SystemExit()" if run.outcome == "SystemExit()" else f"exceptions.{run.outcome}(\"{finding.id}\")"
 
 
 def _runtime_described(run, observed) -> str:
@@ -565,8 +593,9 @@ def _runtime_described(run, observed) -> str:
     sent = ", ".join(map(str, observed.sent)) or "nothing"
     also = "".join([f"; on_kill runs {observed.on_kill_calls} time(s)" if SIGTERM in run.features else "",
                     f"; the forked child exits {observed.forked_child_exit}" if FORKED_CHILD in run.features else ""])
-    return (f"the task runner sends {sent}, decides {observed.state} and exits {observed.exit_code}; the supervisor "
-            f"records {compose(run.context, observed).final_state}{also}")
+    return (f"the task runner sends {sent}, decides {observed.state}, runs "
+            f"{', '.join(observed.callbacks) or 'no callback'} and exits {observed.exit_code}; the supervisor records "
+            f"{compose(run.context, observed).final_state}{also}")
 
 
 def _retry_expected(run) -> bool:

@@ -24,6 +24,7 @@ except ImportError:
     import httpx
 # --- imports: runtime ---
 import contextlib
+import functools
 import importlib
 import io
 import json
@@ -415,15 +416,20 @@ class SupervisorChannel:
         return XComResult(key=msg.key, value=None) if msg.type == "GetXCom" else None
 
 
+#: The task's state-change callbacks: each one the task runner runs is recorded by its name.
+CALLBACKS = ("on_success_callback", "on_failure_callback", "on_retry_callback", "on_skipped_callback")
+
+
 class ScriptedOperator(BaseOperator):
     """A task whose ``execute`` first gets SIGTERM if ``sigterm`` (as the supervisor's kill sends it while the task
     runs), forks a child that gets SIGTERM if ``child_exited`` is given (the child's exit status goes there), labels
     its map index if it has a ``map_index_template``, then raises ``error`` (returns when None). ``on_kill`` calls
-    ``killed``. (Closures, not attributes, carry what the task did out: the runner works on a copy of the operator.)"""
+    ``killed``; each of its state-change callbacks calls ``called_back`` with its name when run. (Functions, not
+    attributes, carry what the task did out: the runner works on a copy of the operator.)"""
 
     def __init__(self, *, error: "BaseException | None" = None, sigterm: bool = False, killed=lambda: None,
-                 child_exited=None, **kwargs):
-        super().__init__(**kwargs)
+                 child_exited=None, called_back=lambda name: None, **kwargs):
+        super().__init__(**kwargs, **{name: [functools.partial(_called_back, called_back, name)] for name in CALLBACKS})
         self.error, self.sigterm, self.killed, self.child_exited = error, sigterm, killed, child_exited
 
     def execute(self, context):
@@ -457,6 +463,10 @@ def fork_a_child_that_gets_sigterm() -> int:
     return os.waitstatus_to_exitcode(wait_status)
 
 
+def _called_back(called_back, name: str, context) -> None:
+    called_back(name)
+
+
 def _startup(try_number: int, max_tries: int, should_retry: bool) -> StartupDetails:
     return _model(StartupDetails, ti=task_instance(try_number), dag_rel_path="exported.py",
                   bundle_info=BundleInfo(name="exported", version=None), start_date=NOW,
@@ -484,14 +494,16 @@ def final_state_for(exit_code: int, should_retry: bool) -> str:
 @dataclasses.dataclass
 class Try:
     """What came of one try of the real task runner: the state ``run`` decided, the exit ``main`` chose (or the signal
-    its process died of, negative), every request it sent, and what the supervisor's ``final_state`` records for that
-    exit when no terminal frame got through (None when one did: the supervisor then goes by the frame); how many times
-    the task's ``on_kill`` ran, and the exit status of the child the task forked (None: it forked none)."""
+    its process died of, negative), every request it sent, what the supervisor's ``final_state`` records for that
+    exit when no terminal frame got through (None when one did: the supervisor then goes by the frame), the task's
+    state-change callbacks that ran, how many times its ``on_kill`` ran, and the exit status of the child it forked
+    (None: it forked none)."""
 
     state: "str | None"
     exit_code: int
     sent: list
     recorded: "str | None"
+    callbacks: list = dataclasses.field(default_factory=list)
     on_kill_calls: int = 0
     forked_child_exit: "int | None" = None
 
@@ -524,14 +536,14 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
 
 def _live_try(report, error, *, try_number, max_tries, should_retry, failing, retry_policy, map_index_template,
               sigterm, forked_child, dag_found) -> None:
-    """The try itself, telling ``report`` what happens as it happens: ("sent", Sent), ("on_kill",), ("forked_child",
-    STATUS), ("decided", STATE), ("exit", CODE)."""
+    """The try itself, telling ``report`` what happens as it happens: ("sent", Sent), ("callback", NAME), ("on_kill",),
+    ("forked_child", STATUS), ("decided", STATE), ("exit", CODE)."""
     extra = {"retry_policy": retry_policy} if retry_policy is not None else {}
     with DAG("exported", schedule=None):
         task = ScriptedOperator(task_id="task", error=error, retries=max_tries, map_index_template=map_index_template,
                                 sigterm=sigterm, killed=lambda: report(("on_kill",)),
                                 child_exited=(lambda status: report(("forked_child", status))) if forked_child else None,
-                                **extra)
+                                called_back=lambda name: report(("callback", name)), **extra)
     channel = SupervisorChannel(_startup(try_number, max_tries, should_retry), failing, report)
     real_run = task_runner.run
 
@@ -633,7 +645,8 @@ def _try_of(events: list, process_exit: "int | None", should_retry: bool) -> Try
     through = any(s.delivered and s.type in TERMINAL_FRAMES for s in sent)
     return Try(decided[0] if decided else None, exit_code, sent,
                None if through else final_state_for(exit_code, should_retry),
-               sum(1 for e in events if e[0] == "on_kill"), child[0] if child else None)
+               [e[1] for e in events if e[0] == "callback"], sum(1 for e in events if e[0] == "on_kill"),
+               child[0] if child else None)
 
 
 # --- code: wire ---

@@ -125,10 +125,14 @@ def require_real_server(name: str) -> None:
 
 
 def model_target(kind: str = "supervisor") -> Target:
-    """The ``model`` target of ``kind``: the model checked against itself, so only its invariants can fail."""
-    run = {"supervisor": model_supervisor.run, "runtime": model_runtime.python_runtime,
-           "coordinator": model_coordinator.coordinator_attempt}[kind]
-    return Target("model", run, reference=run, kind=kind, in_process=True)
+    """The ``model`` target of ``kind``: the model checked against itself, so only its invariants can fail; the model
+    of the installed task-sdk release (``--release R`` runs it where R is installed), the specified one where none is."""
+    from impl.releases.adapters import model_release
+
+    release = model_release()
+    run = functools.partial({"supervisor": model_supervisor.run, "runtime": model_runtime.python_runtime,
+                             "coordinator": model_coordinator.coordinator_attempt}[kind], release=release)
+    return Target("model", run, release=release, reference=run, kind=kind, in_process=True)
 
 
 def known_targets() -> str:
