@@ -140,6 +140,23 @@ def test_findings_re_shown_on_the_real_server_say_what_the_scheduler_makes_of_th
     assert "| does not hold: failed, row failed;" in f3
 
 
+def test_a_hung_attempt_is_shown_hung_and_the_heartbeat_timeout_never_strikes_one_that_heartbeats(real):
+    """F16 (a process left after its DeferTask) and F17 (one left after a SucceedTask whose call failed) hang on the
+    real server too; F17's supervisor still heartbeats once time has run on, so the scheduler's heartbeat timeout never
+    strikes its RUNNING row, and the table does not pretend it does."""
+    from impl.frontdoor.findings import FINDINGS
+    from impl.frontdoor.search import on_the_real_server
+
+    table = on_the_real_server(real, [f for f in FINDINGS if f.id in ("F16", "F17")])
+    f16 = next(line for line in table if line.startswith("| F16 |"))
+    f17 = next(line for line in table if line.startswith("| F17 |"))
+    assert "| reproduces: none, row deferred, hung (wait() still waits); calls start->200, defer->200 |" in f16
+    assert f16.endswith("| deferred try_number=1 max_tries=1 |")
+    assert "| reproduces: none, row running, hung (wait() still waits); calls start->200, succeed->500, heartbeat->200 |" \
+        in f17
+    assert f17.endswith("| running try_number=1 max_tries=1 (never struck: the supervisor heartbeats on) |")
+
+
 def test_a_finding_that_does_not_stand_here_is_shown_on_its_release_or_says_why(real, monkeypatch):
     """F19 (fixed in 1.1.4) is not re-run on the installed release, where its run shows nothing: its row comes from a
     release it stands on, run in that release's environment; where that environment cannot be had, the row says why

@@ -588,10 +588,22 @@ def _bundle_without_the_dag(dag_found: bool):
     path = list(sys.path)
     try:
         with mock.patch.dict(os.environ, {"AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles)}):
+            _bundle_configuration_changed()
             yield
     finally:
+        _bundle_configuration_changed()
         sys.path[:] = path  # parse puts the bundle's root on it
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _bundle_configuration_changed() -> None:
+    """apache-airflow-core 3.4 reads the DAG bundles' configuration once per process (a cached snapshot): have it
+    read again, the configuration having changed (earlier cores read it whenever a bundles manager is made)."""
+    from airflow.dag_processing.bundles import manager
+
+    snapshot = getattr(manager, "_load_bundle_config_snapshot", None)
+    if hasattr(snapshot, "cache_clear"):
+        snapshot.cache_clear()
 
 
 def _in_a_child_process(live) -> "tuple[list, int]":

@@ -221,16 +221,27 @@ def real_server_row(real_target, finding: Finding, label: str | None = None) -> 
     model_cell = f"{'breaks' if violations(scenario, on_model, (invariant,)) else 'holds'}: " \
                  f"{on_model.final_state}, row {on_model.row}"
     try:
-        real_cell = _on_real(real_target, finding, invariant, scenario)
+        real_cell, observed = _on_real(real_target, finding, invariant, scenario)
         record = real_target.run.last
         default_cell = "(the scenario's own)"
         if scenario.execution_api_retries != DEFAULT_EXECUTION_API_RETRIES:
-            default_cell = _on_real(real_target, finding, invariant,
-                                    attrs.evolve(scenario, execution_api_retries=DEFAULT_EXECUTION_API_RETRIES))
+            default_cell, _ = _on_real(real_target, finding, invariant,
+                                       attrs.evolve(scenario, execution_api_retries=DEFAULT_EXECUTION_API_RETRIES))
     except NotImplementedError as e:
         return f"| {label} | {model_cell} | not playable on the real server yet: {e} | | |"
-    after = real_target.run.server.heartbeat_timeout(record.run_id) if record.row_after is not None else None
-    return f"| {label} | {model_cell} | {real_cell} | {default_cell} | {row_text(after)} |"
+    if _heartbeats_for_ever(observed):
+        after_cell = f"{row_text(record.row_after)} (never struck: the supervisor heartbeats on)"
+    else:
+        after = real_target.run.server.heartbeat_timeout(record.run_id) if record.row_after is not None else None
+        after_cell = row_text(after)
+    return f"| {label} | {model_cell} | {real_cell} | {default_cell} | {after_cell} |"
+
+
+def _heartbeats_for_ever(observed: Observation) -> bool:
+    """A hung attempt whose supervisor still heartbeats once time has run on (its last call a heartbeat answered 200)
+    keeps doing so: the scheduler's heartbeat timeout never strikes its row."""
+    return observed.hung and bool(observed.calls) and observed.calls[-1].name == "heartbeat" \
+        and observed.calls[-1].status == 200
 
 
 #: How long a finding's row may take in its release's environment (the server's migration included).
@@ -285,23 +296,27 @@ def _print_real_server_row(argv: list[str] | None = None) -> int:
     finding = next((f for f in ALL_FINDINGS if f.id == args.real_server_row), None)
     if finding is None:
         parser.error(f"unknown finding {args.real_server_row!r}")
+    from importlib.metadata import version
+
     target = load_target(args.target, "supervisor")
     try:
-        row = real_server_row(target, finding, f"{finding.id} (on {target.release})")
+        row = real_server_row(target, finding, f"{finding.id} (on {version('apache-airflow-task-sdk')})")
     finally:
         target.close()
     print(_ROW_MARK + row, flush=True)
     return 0
 
 
-def _on_real(real_target, finding: Finding, invariant, scenario: Scenario) -> str:
-    """``scenario`` on the real server: does ``finding`` reproduce there, and what was recorded."""
+def _on_real(real_target, finding: Finding, invariant, scenario: Scenario) -> tuple[str, Observation]:
+    """``scenario`` on the real server: does ``finding`` reproduce there, and what was recorded (as a cell, and the
+    observation)."""
     on_real = real_target.run(scenario)
     broke = violations(scenario, on_real, (invariant,))
     explained = finding.explains_violation(finding.invariant, scenario, on_real) if broke else False
     verdict = ("reproduces" if explained else "breaks the invariant by another cause") if broke else "does not hold"
     return (f"{verdict}: {on_real.final_state}, row {on_real.row}" + (f", raised {on_real.raised}" if on_real.raised else "")
-            + f"; calls {', '.join(map(str, on_real.calls))}")
+            + (", hung (wait() still waits)" if on_real.hung else "")
+            + f"; calls {', '.join(map(str, on_real.calls))}"), on_real
 
 
 def _status(finding, target, now) -> str:
