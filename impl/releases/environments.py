@@ -29,9 +29,11 @@ from pathlib import Path
 
 import attrs
 
+from impl.places import build_dir
+
 ROOT = Path(__file__).resolve().parents[2]
-ENVS = ROOT / "build" / "envs"
-UV_CACHE = ROOT / "build" / "uv-cache"
+ENVS = build_dir("envs")
+UV_CACHE = build_dir("uv-cache")
 
 #: Environment variable naming the system under check in a re-executed command (``finalstate check --release``).
 RELEASE_ENV = "FINALSTATE_RELEASE"

@@ -50,10 +50,11 @@ from typing import Callable
 import attrs
 
 from impl.frontdoor.findings import ALL_FINDINGS, Finding
+from impl.places import build_dir
 from impl.releases.store import DEFAULT_STORE, Store, cell_key
 
 ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "build" / "matrix"
+BUILD = build_dir("matrix")
 #: The targets the matrix runs by default: a supervisor and a runtime target, in process (real-process
 #: targets, ``airflow-process`` and ``reference-runtime``, can be added with ``--targets``).
 DEFAULT_TARGETS = ("airflow-inproc", "airflow-task-runner")
@@ -731,7 +732,7 @@ def cmd_matrix(args) -> int:
     return 1 if any(c.status != "ran" for c in cells) else 0
 
 
-DEFAULT_OUT = str(ROOT / "build" / "matrix.md")
+DEFAULT_OUT = str(build_dir("matrix.md"))
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -16,6 +16,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from impl.places import build_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 #: The checker's own source: what the properties, bindings, model and runtimes are made of.
 CHECKER_PARTS = ("model", "impl", "properties", "runtimes", "pyproject.toml")
@@ -24,7 +26,7 @@ CHECKOUT_PARTS = ("task-sdk", "airflow-core")
 #: Never part of what was checked: caches and build output.
 _SKIPPED_DIRS = {"__pycache__", ".git", "node_modules", ".mypy_cache", ".pytest_cache", ".ruff_cache", "build", "dist"}
 _SKIPPED_SUFFIXES = (".pyc", ".pyo")
-DEFAULT_STORE = ROOT / "build" / "matrix-store"
+DEFAULT_STORE = build_dir("matrix-store")
 
 
 def _files(top: Path) -> list[Path]:
