@@ -25,12 +25,16 @@ from __future__ import annotations
 import os
 
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.database import DirectoryBasedExampleDatabase, MultiplexedDatabase
 
 from impl.places import build_dir
 
 PROFILES = ("dev", "ci", "nightly")
 DEFAULT_EXAMPLE_DB = build_dir("hypothesis-examples")
+# Hypothesis's own files (its caches of constants and Unicode data; by default .hypothesis/ in the working directory)
+# are build output too.
+set_hypothesis_home_dir(build_dir("hypothesis"))
 
 
 def example_database():
