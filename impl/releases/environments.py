@@ -29,7 +29,7 @@ from pathlib import Path
 
 import attrs
 
-from impl.places import build_dir
+from impl.places import build_dir, checkout
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVS = build_dir("envs")
@@ -143,6 +143,10 @@ def python_for(spec: str) -> Path:
         python = ROOT / ".venv" / "bin" / "python"
         return python if python.exists() else Path(sys.executable)
     name, requirements, editables, overrides = _plan(spec)
+    if checkout() is None:  # the environment installs the checker editable from its checkout
+        raise EnvironmentFailed(f"environment for {spec}: another release or checkout of Airflow needs finalstate run "
+                                "from a checkout of it (scripts/bootstrap); an installed finalstate checks the "
+                                "Airflow installed beside it")
     return _build(ENVS / name, spec, requirements, editables, overrides)
 
 
