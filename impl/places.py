@@ -12,6 +12,10 @@ package. May import: the standard library, and platformdirs (only when installed
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 #: The directory the import packages (``model``, ``impl``, ``properties``) sit in: a checkout, or site-packages.
@@ -47,3 +51,36 @@ def runtimes_source(*parts: str) -> Path:
     copy the wheel installed as package data."""
     root = checkout()
     return (root / "runtimes" if root is not None else Path(__file__).resolve().parent / "_runtimes").joinpath(*parts)
+
+
+#: finalstate's import packages: what another Python needs on its path to run the checker.
+PACKAGES = ("model", "impl", "properties")
+
+
+def code_root() -> Path:
+    """A directory holding finalstate's import packages and nothing else, for another Python to put on its path (an
+    environment of another release, a worker of ``finalstate diff``): the checkout; or, installed, where the packages
+    sit among every other distribution, a copy of them in the build output (``build_dir("code", DIGEST)``), made once
+    per content of their files."""
+    root = checkout()
+    return root if root is not None else _installed_copy()
+
+
+@functools.cache
+def _installed_copy() -> Path:
+    files = sorted(p for part in PACKAGES for p in (PACKAGES_PARENT / part).rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(PACKAGES_PARENT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    copy = build_dir("code", digest.hexdigest()[:16])
+    if not copy.is_dir():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f"{copy.name}.", dir=copy.parent))
+        for part in PACKAGES:
+            shutil.copytree(PACKAGES_PARENT / part, partial / part, ignore=shutil.ignore_patterns("__pycache__"))
+        try:
+            os.rename(partial, copy)  # whole or not at all; a copy made meanwhile by another process is as good
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
+    return copy

@@ -16,9 +16,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from impl.places import build_dir
+from impl.places import build_dir, code_root
 
-ROOT = Path(__file__).resolve().parents[2]
 #: The checker's own source: what the properties, bindings, model and runtimes are made of.
 CHECKER_PARTS = ("model", "impl", "properties", "runtimes", "pyproject.toml")
 #: Of an apache/airflow checkout, the parts the checker runs (``environments._plan`` installs them editable).
@@ -50,9 +49,9 @@ def tree_digest(root: Path, parts: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
-def checker_digest(checkout: Path = ROOT) -> str:
-    """The checker's own source (``CHECKER_PARTS``) in ``checkout``."""
-    return tree_digest(checkout, CHECKER_PARTS)
+def checker_digest(checkout: Path | None = None) -> str:
+    """The checker's own source (``CHECKER_PARTS``) in ``checkout`` (default: this one, ``impl.places.code_root``)."""
+    return tree_digest(checkout or code_root(), CHECKER_PARTS)
 
 
 def distributions_digest(python: Path) -> str:
@@ -88,7 +87,7 @@ def system_digest(spec: str, python: Path) -> str:
     return hashlib.sha256(digest.encode()).hexdigest()
 
 
-def cell_key(spec: str, target: str, profile: str, python: Path, checkout: Path = ROOT,
+def cell_key(spec: str, target: str, profile: str, python: Path, checkout: Path | None = None,
              pytest_args: tuple[str, ...] = ()) -> str:
     """The key of one cell: a hash of the system under check, the target, the profile, the pytest arguments the cell
     runs with, and the checker's own source."""
