@@ -2,11 +2,11 @@
 
 Run from a *checkout* (the directory holding the import packages also holds ``pyproject.toml`` and
 ``.git``: an editable install, a worktree, ``PYTHONPATH=.``), build output goes to the checkout's
-``build/`` and the runtimes' sources are its ``runtimes/``. Installed from a wheel, build output
-goes to the platform's per-user cache directory (``platformdirs.user_cache_dir("finalstate")``:
-``~/.cache/finalstate`` on Linux, honouring ``XDG_CACHE_HOME``) and the runtimes' sources are the
-package data the wheel put under ``impl/_runtimes``. Nothing is ever written inside the installed
-package. May import: the standard library, and platformdirs (only when installed).
+``build/`` and what finalstate ships besides its Python (the runtimes' sources, the corpus) is read where it
+is. Installed from a wheel, build output goes to the platform's per-user cache directory
+(``platformdirs.user_cache_dir("finalstate")``: ``~/.cache/finalstate`` on Linux, honouring
+``XDG_CACHE_HOME``) and what it ships is the package data the wheel put under ``impl/_data``
+(``pyproject.toml`` says what goes there). Nothing is ever written inside the installed package. May import: the standard library, and platformdirs (only when installed).
 """
 
 from __future__ import annotations
@@ -46,11 +46,12 @@ def build_dir(*parts: str) -> Path:
     return _build_root().joinpath(*parts)
 
 
-def runtimes_source(*parts: str) -> Path:
-    """The runtimes' sources (``runtimes_source("go")``: the Go runtime's module): the checkout's ``runtimes/``, or the
-    copy the wheel installed as package data."""
+def shipped(*parts: str) -> Path:
+    """A file or directory finalstate ships besides its Python, named by its path in a checkout
+    (``shipped("runtimes", "go")``: the Go runtime's module; ``shipped("corpus", "reports")``): the checkout's, or
+    the copy the wheel installed as package data (``impl/_data/``)."""
     root = checkout()
-    return (root / "runtimes" if root is not None else Path(__file__).resolve().parent / "_runtimes").joinpath(*parts)
+    return (root if root is not None else Path(__file__).resolve().parent / "_data").joinpath(*parts)
 
 
 #: finalstate's import packages: what another Python needs on its path to run the checker.

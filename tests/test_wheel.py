@@ -3,7 +3,7 @@
 The wheel is built from this checkout (``uv build``) and installed with the ``airflow`` extra into a fresh
 environment in a temporary directory (``uv venv``, ``uv pip install``, with uv's own cache: only a first run
 downloads), then run from an empty directory, with a cache directory of its own (``XDG_CACHE_HOME``): a check of
-the model, and a replay on ``airflow-inproc``, on ``airflow-process`` (the launcher compiled from the C source
+the model, a replay of the upstream corpus the wheel carries on the model, and a replay on ``airflow-inproc``, on ``airflow-process`` (the launcher compiled from the C source
 the wheel carries) and on the Go runtime (``cmd:go-runtime``, built by the installed package from the source it
 ships). Nothing may be written into the installed package or the working directory: build output goes to the
 cache (``impl.places``). Installed without the extra, a target that needs Airflow names the extra to install.
@@ -88,9 +88,10 @@ def package_files(site: Path) -> set[Path]:
 
 def test_the_wheel_carries_what_its_targets_need_at_run_time(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    needed = {"impl/wire/launcher.c", "impl/_runtimes/README.md", "impl/_runtimes/go/go.mod",
-              "impl/_runtimes/go/go.sum", "impl/_runtimes/go/main.go", "impl/_runtimes/go/wire.go",
-              "impl/_runtimes/sdk/go/main.go", "impl/_runtimes/sdk/java/build.gradle.kts",
+    needed = {"impl/wire/launcher.c", "impl/_data/runtimes/README.md", "impl/_data/runtimes/go/go.mod",
+              "impl/_data/runtimes/go/go.sum", "impl/_data/runtimes/go/main.go", "impl/_data/runtimes/go/wire.go",
+              "impl/_data/runtimes/sdk/go/main.go", "impl/_data/runtimes/sdk/java/build.gradle.kts",
+              "impl/_data/runtimes/sdk/ts/main.ts", "impl/_data/corpus/reports/67797.toml",
               "properties/conftest.py", "model/supervisor.py"}
     assert needed <= names, sorted(needed - names)
     assert not {n for n in names if n.startswith(("tests/", "build/", "benchmarks/"))}
@@ -104,6 +105,9 @@ def test_the_installed_package_runs_from_an_empty_directory(wheel, tmp_path):
     checked = installed.finalstate("check", "--target", "model", "--profile", "dev", "--workers", "1", "--",
                                    "-k", "test_supervisor.py and test_invariant and up_for_retry_only", "-q")
     assert checked.returncode == 0 and re.search(r"^1 passed", checked.stdout, re.M), checked.stdout[-3000:] + checked.stderr[-3000:]
+
+    corpus = installed.finalstate("corpus", "--target", "model")  # the reports the wheel carries, on the model
+    assert corpus.returncode == 0 and "apache/airflow#67797" in corpus.stdout, corpus.stdout[-3000:] + corpus.stderr
 
     for target in ("airflow-inproc", "airflow-process"):
         replayed = installed.finalstate("replay", "--target", target, F1)

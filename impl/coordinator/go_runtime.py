@@ -22,7 +22,7 @@ from pathlib import Path
 
 import attrs
 
-from impl.places import build_dir, runtimes_source
+from impl.places import build_dir, shipped
 
 NAME = "go-runtime"
 #: A build that takes longer than this (the first one fetches the runtime's one module) is stopped, never waited on.
@@ -83,7 +83,7 @@ def ensure_built() -> Built:
             if out.exists():
                 return Built(out, "up to date")
             return _unavailable("go toolchain not found on PATH")
-        source = runtimes_source("go")
+        source = shipped("runtimes", "go")
         version, digest = _digest(go, source)
         stamped = _stamp().read_text().strip() if _stamp().exists() else None
         if out.exists() and stamped == digest:
