@@ -30,7 +30,12 @@ BUILD_TIMEOUT_SECONDS = 600
 
 
 class GoRuntimeUnavailable(RuntimeError):
-    """The Go runtime is not built and cannot be: no Go toolchain, or its build failed (the message says which)."""
+    """The Go runtime is not built and cannot be: no Go toolchain (``NoGoToolchain``), or its build failed (the message
+    names its log)."""
+
+
+class NoGoToolchain(GoRuntimeUnavailable):
+    """No ``go`` on ``PATH`` and no Go runtime built before."""
 
 
 @attrs.frozen
@@ -82,7 +87,7 @@ def ensure_built() -> Built:
         if go is None:
             if out.exists():
                 return Built(out, "up to date")
-            return _unavailable("go toolchain not found on PATH")
+            return _unavailable("go toolchain not found on PATH", NoGoToolchain)
         source = shipped("runtimes", "go")
         version, digest = _digest(go, source)
         stamped = _stamp().read_text().strip() if _stamp().exists() else None
@@ -108,6 +113,6 @@ def ensure_built() -> Built:
         return Built(out, "built", version)
 
 
-def _unavailable(reason: str):
+def _unavailable(reason: str, error: type[GoRuntimeUnavailable] = GoRuntimeUnavailable):
     _marker().write_text(reason + "\n")
-    raise GoRuntimeUnavailable(reason)
+    raise error(reason)

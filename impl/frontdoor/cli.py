@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -291,7 +290,7 @@ def cmd_build_runtimes(args) -> int:
         built = go_runtime.ensure_built()
     except go_runtime.GoRuntimeUnavailable as e:
         print(f"build-runtimes: {go_runtime.NAME} unavailable: {e}")
-        return 0 if shutil.which("go") is None else 1
+        return 0 if isinstance(e, go_runtime.NoGoToolchain) else 1
     print(f"build-runtimes: {go_runtime.NAME} {built.how}: {built.path}" + (f" ({built.go_version})" if built.go_version
                                                                              else ""))
     print(f"  finalstate check --target 'cmd:{go_runtime.NAME}'   (or 'cmd:{built.path}')")
