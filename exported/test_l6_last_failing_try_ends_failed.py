@@ -27,6 +27,7 @@ their conftest).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import inspect
 import json
 import os
@@ -347,6 +348,16 @@ class ExecutionAPIServer:
             self.close()
             raise
 
+    def _close_the_apps_loop(self) -> None:
+        """The app's event loop stopped and closed. ``InProcessExecutionAPI`` stops it when its transport is collected,
+        never closes it; collected later unclosed (at the latest as the interpreter exits), it is reported, or its
+        ``__del__`` fails with ``ValueError: Invalid file descriptor: -1`` when its sockets were finalized first."""
+        loop = getattr(getattr(getattr(self, "transport", None), "app", None), "loop", None)  # a2wsgi's middleware's
+        self.api = self.transport = None
+        gc.collect()  # the transport's finalizer ends the app's lifespan, stops the loop and joins its thread
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.close()
+
     @staticmethod
     def _bind() -> None:
         """Airflow's ORM bound to the database the environment names now."""
@@ -426,7 +437,7 @@ class ExecutionAPIServer:
                 ti.state, ti.queued_dttm = TaskInstanceState.QUEUED, datetime.now(timezone.utc)
 
     def close(self) -> None:
-        self.api = self.transport = None
+        self._close_the_apps_loop()
         self.environ.stop()
         self._bind()
         shutil.rmtree(self.home, ignore_errors=True)

@@ -12,12 +12,16 @@ on those and passes on the others: it is the fix's regression test.
 Correct behaviour (sys_exit_without_an_error_code_succeeds): a task that ends by sys.exit() or sys.exit(0) succeeds,
 as in Airflow 2 (apache/airflow#36986): the task runner decides success and sends SucceedTask.
 
-How sure: differs from Airflow 2 behaviour that was meant to stay: Airflow 2 taskinstance.py,
+How sure: open question for the maintainers: read one way, Airflow 2 taskinstance.py,
 _execute_task._execute_callable (apache/airflow#36986: hussein-awala 'I wonder if we should exclude the exit code 0
 and set the state to success', potiuk 'yep'): "except SystemExit as e: # Handle only successful cases here. [...] if
 e.code is not None and e.code != 0: raise; return None"; apache/airflow#45282 (amoghrajesh, merged; measured against
 legacy behaviour with exit(10) only): "The aim of this PR is to extend to the "SystemExit" exception if thrown by
-tasks.".
+tasks."; read the other way, task-sdk task_runner.py, _run_task_and_map_outcome (its except SystemExit,
+apache/airflow#45282, amoghrajesh): "SystemExit needs to be retried if they are eligible.". Airflow 2 settled it in
+apache/airflow#36986's review (a code that is None or 0 is success); the task runner's except SystemExit
+("SystemExit needs to be retried if they are eligible") came with apache/airflow#45282, which compared itself with
+Airflow 2 on exit(10) only. Whether a clean exit was meant to fail is for the maintainers to say.
 
 The run (finalstate's minimal counterexample): try_number=1 max_tries=0 should_retry=false; task raises
 SystemExit(); policy none; comms ok. As finalstate's model of task-sdk 1.3.2 has it, the task runner sends

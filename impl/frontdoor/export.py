@@ -37,6 +37,7 @@ from typing import Callable
 import attrs
 
 from impl.frontdoor.findings import ALL_FINDINGS, Finding, how_sure_in_words
+from impl.places import build_dir
 from impl.wire import codec
 from model.client import as_seen
 from model.release import SPECIFIED, Release
@@ -47,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Where the exported modules are kept in this repository (FINDINGS.md links to them).
 EXPORTED = ROOT / "exported"
 #: The environments ``check`` runs the modules in: a release and pytest, no finalstate.
-CLEAN_ENVS = ROOT / "build" / "export-envs"
+CLEAN_ENVS = build_dir("export-envs")
 _HARNESS = Path(__file__).with_name("export_harness.py")
 #: The earliest release the harness drives (length-prefixed frames, ``_RequestFrame``).
 EARLIEST = "1.0.3"

@@ -840,8 +840,9 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
 # A coordinator finding's ``scenario`` is a ``model.coordinator.CoordinatorRun``; its target is a runtime of this
 # project's that does what an SDK's runtime does (runtimes/README.md), since the SDKs cannot be built here.
 
-#: The Go runtime doing what the Go SDK's ``Serve`` does with its terminal frame (``runtimes/go``: --no-fail-closed).
-GO_SDK_SHAPED = ("cmd:build/runtimes/go-runtime --no-fail-closed",)
+#: The Go runtime doing what the Go SDK's ``Serve`` does with its terminal frame (``runtimes/go``: --no-fail-closed),
+#: named ``go-runtime`` or by its path (``build/runtimes/go-runtime``, or where an installed finalstate built it).
+GO_SDK_SHAPED = ("cmd:go-runtime --no-fail-closed", "cmd:*/go-runtime --no-fail-closed")
 
 _C1_DETAILS = """\
 C1 on the real Execution API (apache-airflow-core 3.3.2, SQLite, Airflow's default five tries of each request):
