@@ -258,17 +258,18 @@ def row_on_its_release(finding: Finding, target: str) -> str:
     import subprocess
 
     from impl.frontdoor.registry import SERVER_ENV
-    from impl.releases.environments import ROOT, python_for
+    from impl.places import code_root
+    from impl.releases.environments import python_for
 
     release = finding.shown_on
     label = f"{finding.id} (on {release})"
     try:
         python = python_for(release)
         done = subprocess.run([str(python), "-m", "impl.frontdoor.search", "--real-server-row", finding.id,
-                               "--target", target], cwd=ROOT, capture_output=True, text=True,
+                               "--target", target], cwd=code_root(), capture_output=True, text=True,
                               timeout=ROW_DEADLINE_SECONDS, start_new_session=True,
                               env={**os.environ, SERVER_ENV: "airflow", "PYTHONPATH": os.pathsep.join(
-                                  filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+                                  filter(None, [str(code_root()), os.environ.get("PYTHONPATH")]))})
     except subprocess.TimeoutExpired:
         return f"| {label} | | not run: over {ROW_DEADLINE_SECONDS} s on {release} | | |"
     except Exception as e:  # UnknownRelease, EnvironmentFailed: the row says so
