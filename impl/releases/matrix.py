@@ -122,6 +122,11 @@ UPSTREAM: dict[str, str] = {
     "R8": f"apparently new; related: [#65738]({_AF}/pull/65738) (merged, for [#65505]({_AF}/issues/65505): the kill "
           "signals the task runner's whole process group, so that no subprocess is orphaned), whose SIGTERM the child's "
           "inherited handler ignores",
+    "R9": f"related: [#45282]({_AF}/pull/45282) (merged, AIP-72: every SystemExit goes down the failure path), "
+          f"measured against Airflow 2's exit(10) only; Airflow 2 settled exit codes None and 0 as success in "
+          f"[#36986]({_AF}/pull/36986)",
+    "R10": f"reported for a SIGKILL: [#60858]({_AF}/issues/60858) (open: task failure callbacks not run when the task is "
+           f"killed); [#53058]({_AF}/pull/53058) (merged) runs them on the DAG processor for a task killed externally",
     "L1": "apparently new (F2 across tries)",
     "L2": "see F1 and R1 (F1 across tries)",
     "L3": f"fixed in 1.1.4 (a non-zero exit with should_retry is UP_FOR_RETRY); [#55767]({_AF}/pull/55767) (in 1.1.2) "
