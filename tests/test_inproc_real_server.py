@@ -127,6 +127,36 @@ def test_replay_names_what_the_real_server_cannot_play(real, monkeypatch, capsys
     assert "row before: queued" in out and "row after: success" in out and "[succeed] -> 204" in out
 
 
+#: Runs of the widened world's words (issue 30): SIGTERM handled, users and the scheduler acting on the row, a process
+#: that never exits; each with the heartbeat or the call that meets what was done.
+WIDENED_WORLD = (
+    "try_number=1 max_tries=1 should_retry=true; send DeferTask; exit hang",
+    "try_number=1 max_tries=1 should_retry=true; fault succeed permanent; send SucceedTask; exit hang",
+    "try_number=1 max_tries=1 should_retry=true; exit hang",
+    "try_number=1 max_tries=1 should_retry=true; user marks success; send RetryTask; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; user marks failed; heartbeat 200; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; user marks skipped; send SucceedTask; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; user clears; heartbeat 200; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; user clears; send TaskState failed; exit 1",
+    "try_number=1 max_tries=1 should_retry=true; user deletes; heartbeat 200; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; user deletes; send SucceedTask; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; scheduler times out; heartbeat 200; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; handle sigterm; user marks failed; heartbeat 200; send SucceedTask; "
+    "exit 0",
+    "try_number=1 max_tries=1 should_retry=true; handle sigterm; heartbeat 409; exit hang",
+    "try_number=1 max_tries=1 should_retry=true; ignore sigterm; heartbeat 409; exit hang",
+)
+
+
+@pytest.mark.parametrize("text", WIDENED_WORLD)
+def test_the_widened_worlds_words_play_on_the_real_row_as_the_model_says(real, text):
+    """What a confirmation replays of a counterexample on the real server: a user's mark, clear or delete and the
+    scheduler's heartbeat timeout change the real row, SIGTERM handled or ignored, and a process that never exits meets
+    time running on; the real supervisor against the real app observes what the model says."""
+    scenario = Scenario.from_text(text)
+    assert real.run(scenario) == real.reference(scenario)
+
+
 def test_findings_re_shown_on_the_real_server_say_what_the_scheduler_makes_of_them(real):
     """F1 (exit 0, no terminal frame) holds with default retries, and the heartbeat timeout later fails the TI
     the supervisor reported SUCCESS; F3 (one failed closing finish()) does not hold once the client retries."""
