@@ -20,9 +20,9 @@ are stood in for:
 The run's features (``model.runtime.FEATURES``) are set up as Airflow would meet them: XCom keys
 to clear in the ``TIRunContext``, a ``map_index_template`` on the operator, a SIGTERM raised in the
 process from ``execute`` (and, for ``forked_child``, in a child ``execute`` forks and waits for),
-``_AIRFLOW_FORK_EXEC=1`` in the environment, and for ``execution_timeout`` a real ``execution_timeout`` of a
-millisecond on the operator, whose ``execute`` waits (``TIMED_OUT_EXECUTE_WAITS``) until the runner's own timer
-interrupts it. The task's state-change callbacks are real callbacks that record that they ran.
+``_AIRFLOW_FORK_EXEC=1`` in the environment, and for ``execution_timeout`` a real ``execution_timeout`` on the
+operator, whose ``execute``, once it has done the rest, brings the runner's own timer forward to now and waits
+(``TIMED_OUT_EXECUTE_WAITS``) until it interrupts it. The task's state-change callbacks are real callbacks that record that they ran.
 
 Example plugins (and so their listeners) are switched off: ``AIRFLOW__CORE__LOAD_EXAMPLES=False``.
 
@@ -204,10 +204,10 @@ class ScriptedPolicy(RETRY_POLICIES.base if RETRY_POLICIES else object):
 
 #: The ``map_index_template`` of a task with ``map_index_template``: undefined until ``execute`` sets it.
 MAP_INDEX_LABEL = "finalstate_label"
-#: A task with ``execution_timeout``: its timeout (as short as the runner's timer takes), and how long its ``execute``
-#: waits for the timer to interrupt it. A timer that never fires lets ``execute`` go on to its outcome after the wait,
+#: A task with ``execution_timeout``: its timeout (longer than any try; ``execute`` brings the timer forward), and how
+#: long its ``execute`` waits for the timer to interrupt it. A timer that never fires lets ``execute`` go on to its outcome after the wait,
 #: which the model's answer then disagrees with: the check fails, and does not hang.
-EXECUTION_TIMEOUT_DELTA = dt.timedelta(milliseconds=1)
+EXECUTION_TIMEOUT_DELTA = dt.timedelta(hours=1)
 TIMED_OUT_EXECUTE_WAITS = 5.0
 
 
@@ -215,8 +215,10 @@ class ScriptedOperator(BaseOperator):
     """An operator whose ``execute`` ends as the run's outcome says, after the SIGTERM, the forked child and
     the map-index label its run asks for; ``on_kill`` calls ``killed`` and the child's exit status goes to
     ``child_exited`` (closures: the runner works on a copy of the operator). With an ``execution_timeout``, ``execute``
-    then waits for the runner's timer: its SIGALRM, blocked by ``run`` from before ``main`` (so that it cannot land
-    before ``execute`` has done the rest), is let through, and the timer's handler raises inside the wait."""
+    then lets the runner's timer run out: it brings the timer the runner set forward to now (``ITIMER_REAL``, whose
+    SIGALRM the runner's handler turns into ``AirflowTaskTimeout``) and waits; the handler raises inside the wait.
+    A short ``execution_timeout`` instead could run out before ``execute`` has done the rest on a busy machine (a
+    blocked SIGALRM does not help: another thread, such as xdist's, takes it, and Python runs the handler anyway)."""
 
     def __init__(self, *, outcome: str, sigterm: bool = False, killed=lambda: None, child_exited=None, **kwargs):
         super().__init__(**kwargs)
@@ -233,7 +235,7 @@ class ScriptedOperator(BaseOperator):
         if self.map_index_template:
             context[MAP_INDEX_LABEL] = "finalstate"
         if self.execution_timeout:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+            signal.setitimer(signal.ITIMER_REAL, 0.001)
             time.sleep(TIMED_OUT_EXECUTE_WAITS)
         return _raise(self.outcome)
 
@@ -506,7 +508,6 @@ def _run_here(runtime_run: RuntimeRun, tell=None) -> RuntimeObservation:
     saved = {name: getattr(airflow_task_runner, name) for name in patches}
     sigterm = signal.getsignal(signal.SIGTERM)  # _run_task_and_map_outcome installs its own
     sigalrm = signal.getsignal(signal.SIGALRM)  # and the execution timeout's timer its own
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM} if task.execution_timeout else set())
     try:
         for name, value in patches.items():
             setattr(airflow_task_runner, name, value)
@@ -522,10 +523,7 @@ def _run_here(runtime_run: RuntimeRun, tell=None) -> RuntimeObservation:
         for name, value in saved.items():
             setattr(airflow_task_runner, name, value)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        if signal.SIGALRM in signal.sigpending():  # the timer fired while still blocked (execute never let it through)
-            signal.sigwait({signal.SIGALRM})
         signal.signal(signal.SIGALRM, sigalrm)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGTERM, sigterm)
         os.environ.pop("_AIRFLOW_FORK_EXEC", None)
     delay, reason = channel.retry
