@@ -10,6 +10,9 @@ on those and passes on the others: it is the fix's regression test.
 Correct behaviour (every_request_is_answered): every request frame gets a response frame (an error one when its body
 cannot be validated): a runtime awaiting it never hangs.
 
+How sure: contradicts Airflow's documented intent: task-sdk execution_time/comms.py, the protocol's description
+(module docstring): "Every request returns a response, even if the frame is otherwise empty.".
+
 The run (finalstate's minimal counterexample): write a frame with body {type: NoSuchThing}; await its response; exit
 0.
 
@@ -36,6 +39,7 @@ from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 TI_ID = uuid.UUID("01970000-0000-7000-8000-000000000001")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+TERMINAL_FRAMES = {"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask", "AwaitInputTask"}
 
 
 def _task_sdk_version() -> tuple[int, ...]:

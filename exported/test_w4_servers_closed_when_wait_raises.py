@@ -11,6 +11,10 @@ command came in 1.3.0.
 Correct behaviour (servers_closed_when_wait_raises): whatever wait() raises, the supervisor closes the sockets it
 opened: its two listening sockets (--comm, --logs) are closed once wait() is over.
 
+How sure: contradicts Airflow's documented intent: task-sdk supervisor.py, ActivitySubprocess._cleanup_open_sockets
+(its comment): "Without closing these sockets the supervisor would wait forever thinking they are still active. This
+cleanup ensures we always release resources and exit.".
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=0 should_retry=false execution_api_retries=1;
 fault finish transient; exit 1.
 
@@ -47,6 +51,7 @@ except ImportError:
 
 TI_ID = uuid.UUID("01970000-0000-7000-8000-000000000001")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+TERMINAL_FRAMES = {"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask", "AwaitInputTask"}
 
 
 def _task_sdk_version() -> tuple[int, ...]:

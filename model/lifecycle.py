@@ -43,10 +43,15 @@ class Try:
     for no retry, so the design says: UP_FOR_RETRY while should_retry, else FAILED.
     """
 
+    #: The run context the server handed this try.
     context: RunContext
+    #: What the try met, in the run language a replay reads.
     met: str
+    #: Whether the task failed in a way the design retries while should_retry.
     retryable_failure: bool
+    #: What the supervisor observed of the try.
     observation: Observation
+    #: What the runtime did, in words (empty: not shown).
     runtime: str = ""
     #: The server's own row after the try, as the scheduler then left it (a life on a real server's
     #: row); None: the row moves on by the model's rule (``Life.record``).
@@ -65,8 +70,11 @@ class Try:
 class Life:
     """The TI row across tries, and the tries made."""
 
+    #: The task's ``retries``: the first try's ``max_tries``.
     retries: int
+    #: The server row now.
     row: Row
+    #: The tries made so far, resumptions included, in order.
     tries: tuple[Try, ...] = ()
 
     @classmethod
@@ -114,7 +122,11 @@ def _recorded(o: Observation) -> dict[str, str]:
 
 
 def tries_within_budget(life: Life):
-    """No more than max_tries + 1 tries (retries + the first)."""
+    """No more than max_tries + 1 tries (retries + the first).
+
+    Intent: BaseOperator retries (the retries performed before failing the task); tasks.rst (a retry policy cannot
+    extend past the configured maximum).
+    """
     if life.tries_made > life.retries + 1:
         return (Violation("tries_within_budget", f"{life.tries_made} tries made with retries={life.retries}"),)
     return ()
@@ -134,17 +146,30 @@ def _failing_tries_that_did_not_end(life: Life, name: str, retries_left: bool, e
 
 
 def last_failing_try_ends_failed(life: Life):
-    """A failing try with no retries left ends FAILED, never UP_FOR_RETRY."""
+    """A failing try with no retries left ends FAILED, never UP_FOR_RETRY.
+
+    Intent: BaseOperator retries (the retries performed before failing the task); tasks.rst (failed: the task had an
+    error during execution).
+    """
     return _failing_tries_that_did_not_end(life, "last_failing_try_ends_failed", False, FAILED)
 
 
 def failing_try_with_retries_left_ends_up_for_retry(life: Life):
-    """A failing try with retries left ends UP_FOR_RETRY (the seed: not FAILED)."""
+    """A failing try with retries left ends UP_FOR_RETRY (the seed: not FAILED).
+
+    Intent: tasks.rst (up_for_retry: failed, with retry attempts left, and will be rescheduled); apache/airflow#67797
+    (jason810496: recorded FAILED and never retried is the bug); apache/airflow#55767 (amoghrajesh: a task killed by a
+    signal must respect its retries too).
+    """
     return _failing_tries_that_did_not_end(life, "failing_try_with_retries_left_ends_up_for_retry", True, UP_FOR_RETRY)
 
 
 def no_try_leaves_row_running(life: Life):
-    """No try leaves the server row RUNNING (unless the server took the TI away)."""
+    """No try leaves the server row RUNNING (unless the server took the TI away).
+
+    Intent: apache/airflow#66574 (potiuk: a TI stuck RUNNING forever blocks downstream tasks);
+    update_task_state_if_needed (its comment: finish() reports FAILED, or UP_FOR_RETRY without a RetryTask).
+    """
     return tuple(
         Violation("no_try_leaves_row_running",
                   f"try {t.context.try_number} left the row running; the supervisor reported {t.observation.final_state}")
@@ -155,7 +180,10 @@ def no_try_leaves_row_running(life: Life):
 
 def try_count_matches_attempts(life: Life):
     """Tries are numbered 1, 2, ... (a resumption keeps its number), and the row's try_number counts them:
-    the tries made, plus the one queued after an UP_FOR_RETRY."""
+    the tries made, plus the one queued after an UP_FOR_RETRY.
+
+    Intent: apache/airflow#73554 (ashb: an attempt is its id and its try number, allocated together).
+    """
     numbers = [t.context.try_number for t in life.tries]
     if any(b - a not in (0, 1) for a, b in zip([1, *numbers], numbers)) or numbers[:1] not in ([], [1]):
         return (Violation("try_count_matches_attempts", f"tries were numbered {numbers}"),)

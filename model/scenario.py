@@ -104,8 +104,11 @@ class RunContext:
     scenarios may deliberately make it disagree, as a buggy or racing server would.
     """
 
+    #: The try the server started: 1 for the first, one more for each retry.
     try_number: int = 1
+    #: The task instance's ``max_tries`` (its task's ``retries`` at first).
     max_tries: int = 0
+    #: Whether a failure of this try may be retried, as the server said at start.
     should_retry: bool = False
 
     @classmethod
@@ -121,7 +124,9 @@ class RunContext:
 class Send:
     """The runtime sends one request frame; ``state`` only for ``TaskState``."""
 
+    #: The frame's ``type`` discriminator (``FRAME_TYPES``, or a request of ``NON_TERMINAL_FRAMES``).
     frame: str = attrs.field(validator=attrs.validators.in_(FRAME_TYPES + NON_TERMINAL_FRAMES))
+    #: The state a ``TaskState`` frame carries (``TASK_STATE_STATES``); None for every other frame.
     state: str | None = None
 
     def __attrs_post_init__(self):
@@ -135,7 +140,9 @@ class Send:
 class Fault:
     """From now on, the supervisor's ``call`` to the Execution API misbehaves as ``kind`` says."""
 
+    #: The client method whose requests misbehave (``FAULTABLE_CALLS``).
     call: str = attrs.field(validator=attrs.validators.in_(FAULTABLE_CALLS))
+    #: How they misbehave (``FAULT_KINDS``): transient, permanent or lost.
     kind: str = attrs.field(validator=attrs.validators.in_(FAULT_KINDS))
 
 
@@ -144,6 +151,7 @@ class Heartbeat:
     """A heartbeat falls due; the server answers ``answer`` if the TI is still its RUNNING one
     (``timeout``: no try of it is answered)."""
 
+    #: What the server answers (``HEARTBEAT_ANSWERS``): an HTTP status, or ``timeout`` for none.
     answer: int | str = attrs.field(validator=attrs.validators.in_(HEARTBEAT_ANSWERS))
 
 
@@ -158,7 +166,52 @@ class IgnoreSigterm:
     nothing more, so only the supervisor's escalation to SIGKILL ends it (else, much later, its own exit)."""
 
 
-Event = Union[Send, Fault, Heartbeat, Overtime, IgnoreSigterm]
+@attrs.frozen
+class HandleSigterm:
+    """From now on the process traps SIGTERM and carries on, as Airflow's Python task runner does since task-sdk
+    1.0.4 (``_on_term`` calls ``task.on_kill()`` and returns to the task): a kill's SIGTERM leaves it running, the
+    events after the kill still happen while the supervisor's ``kill()`` waits for it (its ``_service_subprocess``
+    reads and handles frames; no heartbeat is sent and no overtime checked there), and it then exits as the run
+    says, within the escalation delay; a process that hangs (``exit hang``) is ended by the escalation's SIGKILL."""
+
+
+#: What a user does to a running task instance from the UI or the REST API (``UserAction``), and what the scheduler
+#: does to one whose heartbeats it stopped seeing (its task-instance heartbeat timeout, ``scheduler times out``).
+USER_MARKS = "marks"
+USER_CLEARS = "clears"
+USER_DELETES = "deletes"
+SCHEDULER_TIMES_OUT = "times out"
+USER_ACTIONS = (USER_MARKS, USER_CLEARS, USER_DELETES, SCHEDULER_TIMES_OUT)
+#: The states a user marks a task instance with (``set_task_instance_state``'s choices for a running one).
+MARKED_STATES = (SUCCESS, FAILED, SKIPPED)
+
+
+@attrs.frozen
+class UserAction:
+    """Someone other than the supervisor acts on the task instance on the server while its process runs: a user
+    marks it ``state``, clears it, or deletes it (``model.server.Server.mark``, ``clear``, ``delete``), or the
+    scheduler's task-instance heartbeat timeout strikes it (``heartbeat_timeout``: it took the task for lost). Nothing
+    tells the supervisor at once: its next heartbeat, or its next call, is answered as the server then answers (409,
+    404, 410)."""
+
+    #: What the user does (``USER_ACTIONS``): marks, clears or deletes the task instance.
+    action: str = attrs.field(validator=attrs.validators.in_(USER_ACTIONS))
+    #: The state a mark sets (``MARKED_STATES``); None for a clear or a delete.
+    state: str | None = None
+
+    def __attrs_post_init__(self):
+        if (self.action == USER_MARKS) != (self.state is not None):
+            raise ValueError(f"'user {self.action}' takes {'a state' if self.action == USER_MARKS else 'no state'}"
+                             f" (user marks {'|'.join(MARKED_STATES)}, user clears, user deletes)")
+        if self.state is not None and self.state not in MARKED_STATES:
+            raise ValueError(f"marked state {self.state!r} is not known; allowed: {', '.join(MARKED_STATES)}")
+
+
+Event = Union[Send, Fault, Heartbeat, Overtime, IgnoreSigterm, HandleSigterm, UserAction]
+
+#: The exit of a process that never exits on its own (``exit hang``): time runs on after the last event, and only a
+#: kill ends it.
+HANG = "hang"
 
 
 def _at_least_one_try(instance, attribute, value: int) -> None:
@@ -166,11 +219,17 @@ def _at_least_one_try(instance, attribute, value: int) -> None:
         raise ValueError(f"execution_api_retries counts tries, the first included: at least 1, not {value!r}")
 
 
+def _an_exit(instance, attribute, value) -> None:
+    if value != HANG and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ValueError(f"an exit is a whole number (0, a code, -SIGNUM) or {HANG!r}, not {value!r}")
+
+
 @attrs.frozen
 class Scenario:
     """One task attempt: the run context, the events in order, then the process exit.
 
-    ``exit_code`` follows ``subprocess``: 0, a positive code, or ``-signum`` for death by signal.
+    ``exit_code`` follows ``subprocess``: 0, a positive code, or ``-signum`` for death by signal; or ``HANG``, a
+    process that never exits on its own (``model.supervisor.close``: time runs on, and only a kill ends it).
     If the supervisor kills the process first, the kill's signal is the exit instead.
     ``execution_api_retries`` is the worker's ``[workers] execution_api_retries``: how many times
     Airflow's client tries each request (``model.client``); Airflow's default unless said.
@@ -178,10 +237,15 @@ class Scenario:
     runtimes send ``RENDERED_MAP_INDEX``; a runtime whose task is not mapped, none. Not in the text form.
     """
 
+    #: The run context the server hands out at start.
     context: RunContext = RunContext()
+    #: What happens while the process lives, in order.
     events: tuple[Event, ...] = ()
-    exit_code: int = 0
+    #: How the process exits unless killed first: 0, a positive code, minus a signal's number, or ``HANG``.
+    exit_code: int | str = attrs.field(default=0, validator=_an_exit)
+    #: ``[workers] execution_api_retries``: how many times the client tries each request.
     execution_api_retries: int = attrs.field(default=DEFAULT_EXECUTION_API_RETRIES, validator=_at_least_one_try)
+    #: What the runtime's frames carry as the rendered map index (None: the task is not mapped).
     rendered_map_index: str | None = RENDERED_MAP_INDEX
 
     def to_text(self) -> str:
@@ -211,8 +275,9 @@ class Scenario:
         *event_parts, exit_part = parts or ["exit 0"]
         words = exit_part.split()
         if len(words) != 2 or words[0] != "exit":
-            raise ValueError(f"a scenario ends with 'exit CODE', not {exit_part!r}")
-        scenario = cls(context, tuple(parse_event(p) for p in event_parts), _parse_int(words[1], exit_part))
+            raise ValueError(f"a scenario ends with 'exit CODE' or 'exit {HANG}', not {exit_part!r}")
+        code = HANG if words[1] == HANG else _parse_int(words[1], exit_part)
+        scenario = cls(context, tuple(parse_event(p) for p in event_parts), code)
         return scenario if retries is None else replace(scenario, execution_api_retries=retries)
 
 
@@ -235,6 +300,11 @@ def event_text(event: Event) -> str:
         return f"heartbeat {event.answer}"
     if isinstance(event, IgnoreSigterm):
         return "ignore sigterm"
+    if isinstance(event, HandleSigterm):
+        return "handle sigterm"
+    if isinstance(event, UserAction):
+        who = "scheduler" if event.action == SCHEDULER_TIMES_OUT else "user"
+        return f"{who} {event.action}" + (f" {event.state}" if event.state else "")
     return "overtime"
 
 
@@ -279,9 +349,17 @@ def parse_event(part: str) -> Event:
             return Overtime()
         if verb == "ignore" and args == ["sigterm"]:
             return IgnoreSigterm()
+        if verb == "handle" and args == ["sigterm"]:
+            return HandleSigterm()
+        if verb == "user" and len(args) in (1, 2) and " ".join(args) != SCHEDULER_TIMES_OUT:
+            return UserAction(*args)
+        if verb == "scheduler" and " ".join(args) == SCHEDULER_TIMES_OUT:
+            return UserAction(SCHEDULER_TIMES_OUT)
     except (ValueError, TypeError) as e:
         raise ValueError(f"bad event {part!r}: {said_plainly(e)}") from None
-    raise ValueError(f"unknown event {part!r}; events are: send FRAME [STATE], fault CALL KIND, heartbeat CODE|timeout, overtime, ignore sigterm")
+    raise ValueError(f"unknown event {part!r}; events are: send FRAME [STATE], fault CALL KIND, heartbeat CODE|timeout, "
+                     f"overtime, ignore sigterm, handle sigterm, user marks {'|'.join(MARKED_STATES)}, user clears, "
+                     f"user deletes, scheduler times out")
 
 
 def signal_name(exit_code: int) -> str:
@@ -298,8 +376,11 @@ def signal_name(exit_code: int) -> str:
 class ApiCall:
     """One Execution API call the supervisor made and what it got back (an HTTP status or ``timeout``)."""
 
+    #: The client method called (``start``, ``succeed``, ``heartbeat``, ``finish``, ...).
     name: str
+    #: What that request got back: an HTTP status, or ``timeout``.
     status: int | str
+    #: The state a ``finish`` call asked for; None for the others.
     state: str | None = None
 
     def __str__(self) -> str:
@@ -318,17 +399,30 @@ class Observation:
     ``rendered_map_index`` is what the last succeed, retry or finish request carried (None: none did).
     ``harness`` is set only when the harness running a real process had to step in (the
     attempt never started, or ran past its deadline and was killed): it says what happened.
+    ``hung``: the process never exited and nothing ended it: ``wait()`` was still waiting when time had run on past
+    every clock of the supervisor (a run whose exit is ``HANG``); no exit, no final state, no closing call.
     """
 
+    #: The process's exit as the supervisor saw it (None: ``wait()`` raised before it saw one).
     exit_code: int
+    #: The supervisor's ``final_state`` (``NO_FINAL_STATE`` when none was decided).
     final_state: str
+    #: Every Execution API request made, each try of the client's its own entry, in order.
     calls: tuple[ApiCall, ...]
+    #: What the runtime was told for each frame read: ``ok``, ``error`` (or ``unanswered``).
     replies: tuple[str, ...]
+    #: The server row's state at the end (``NO_STATE`` for none).
     row: str = attrs.field(converter=lambda state: NO_STATE if state is None else state)  # no state: ``NO_STATE``
+    #: The status by which the server answers for a task instance it took away (404, 409, 410), else None.
     row_gone: int | None = None
+    #: What ``wait()`` raised, if anything.
     raised: str | None = None
+    #: What a real-process harness had to do itself (the attempt never started, or ran past its deadline).
     harness: str | None = None
+    #: What the last succeed, retry or finish request carried as the rendered map index.
     rendered_map_index: str | None = None
+    #: Whether the attempt never ended (``exit hang`` and nothing killed the process).
+    hung: bool = False
 
     def to_lines(self) -> list[str]:
         lines = [
@@ -343,6 +437,8 @@ class Observation:
             lines.append(f"raised={self.raised}")
         if self.rendered_map_index is not None:
             lines.append(f"rendered_map_index={self.rendered_map_index}")
+        if self.hung:
+            lines.append("hung: the process never exited and nothing ended it; wait() still waits")
         if self.harness:
             lines.append(f"harness: {self.harness}")
         return lines

@@ -39,13 +39,16 @@ from model.scenario import (
     UP_FOR_RESCHEDULE,
     UP_FOR_RETRY,
     ApiCall,
+    HANG,
     Fault,
+    HandleSigterm,
     Heartbeat,
     IgnoreSigterm,
     Observation,
     Overtime,
     Scenario,
     Send,
+    UserAction,
 )
 from model.server import CONFLICT, GONE, NOT_FOUND, OK, Server
 
@@ -55,10 +58,16 @@ STATES_SENT_DIRECTLY = frozenset({DEFERRED, AWAITING_INPUT, UP_FOR_RESCHEDULE, U
 #: Airflow's default ``[workers] max_failed_heartbeats`` in the specified release (``Release.max_failed_heartbeats``).
 MAX_FAILED_HEARTBEATS = SPECIFIED.max_failed_heartbeats
 
-#: The signal ``kill(SIGTERM, force=True)`` starts with; the model's process dies of it, unless it ignores it.
+#: The signal ``kill(SIGTERM, force=True)`` starts with; the model's process dies of it, unless it traps it.
 SIGTERM_EXIT = -15
-#: Where ``force=True`` escalates to when SIGTERM is ignored.
+#: Where ``force=True`` escalates to when SIGTERM is trapped and the process has not exited in the escalation delay.
 SIGKILL_EXIT = -9
+
+#: What the process does with SIGTERM (``Supervisor.sigterm``): dies of it (the default disposition); ignores it and
+#: does nothing more (``IgnoreSigterm``); handles it and carries on (``HandleSigterm``).
+SIGTERM_DIES = "dies"
+SIGTERM_IGNORED = "ignores"
+SIGTERM_HANDLED = "handles"
 
 #: Frames handed to ``_send_terminal_state_msg``: the client call each makes and the state it records.
 DIRECT_FRAMES = {
@@ -101,28 +110,47 @@ def error_name(status: int | str) -> str:
 class Supervisor:
     """The fields of ``ActivitySubprocess`` that decide the terminal state, plus what was seen."""
 
+    #: The server, as the supervisor's calls left it.
     server: Server
+    #: What the server said at start: whether a failure may be retried.
     should_retry: bool
+    #: ``_terminal_state``: the state held (None: none yet).
     terminal_state: str | None = None
+    #: ``_pending_terminal_state_msg``: an outcome frame whose call has not answered 2xx yet.
     pending: Send | None = None
+    #: Whether a task-ending frame set ``_task_end_time_monotonic`` (the success overtime's clock).
     task_ended: bool = False
+    #: Whether the success overtime has run out since then.
     overtime_elapsed: bool = False
+    #: Consecutive heartbeats that failed.
     failed_heartbeats: int = 0
     #: The answer of the heartbeat that fell due and was not sent yet (None: none is due).
     heartbeat_overdue: int | str | None = None
+    #: The process's exit (None while it runs).
     exit_code: int | None = None
+    #: Every Execution API request made so far.
     calls: tuple[ApiCall, ...] = ()
+    #: What the runtime was told for each frame read.
     replies: tuple[str, ...] = ()
+    #: What escaped the monitor loop, if anything: ``wait()`` raises it.
     raised: str | None = None
+    #: The task-sdk release whose supervisor this is.
     release: Release = SPECIFIED
     #: ``[workers] execution_api_retries``: the tries of each request (``model.client``).
     execution_api_retries: int = DEFAULT_EXECUTION_API_RETRIES
-    #: The process ignores SIGTERM (``IgnoreSigterm``).
-    ignores_sigterm: bool = False
+    #: What the process does with SIGTERM: ``SIGTERM_DIES``, ``SIGTERM_IGNORED`` or ``SIGTERM_HANDLED``.
+    sigterm: str = SIGTERM_DIES
+    #: The supervisor is inside ``kill()``: it sent SIGTERM to a process that handles it and carries on, and waits
+    #: for it to exit, handling its frames (``_service_subprocess``) and nothing else.
+    killing: bool = False
+    #: What ``_send_heartbeat_if_needed`` does once its ``kill()`` returns: hold SERVER_TERMINATED (None: nothing).
+    after_kill: str | None = None
     #: ``_rendered_map_index``: kept from the last frame that carries one; and what the last call that passes it
     #: on carried (``Observation.rendered_map_index``). The frames carry ``frames_map_index`` (the scenario's).
     rendered_map_index: str | None = None
+    #: The rendered map index the runtime's frames carry (the scenario's; None where the release has no such field).
     frames_map_index: str | None = None
+    #: What the last succeed, retry or finish call carried as the rendered map index.
     map_index_sent: str | None = None
 
     @property
@@ -144,12 +172,26 @@ class Supervisor:
             said = UNANSWERED
         return replace(self, replies=(*self.replies, said))
 
-    def kill(self) -> Supervisor:
-        """``kill(SIGTERM, force=True)``: the process dies of SIGTERM, or of the SIGKILL it escalates to when the
-        process ignores SIGTERM; a no-op once the process has exited."""
-        if not self.alive:
+    def kill(self, then: str | None = None) -> Supervisor:
+        """``kill(SIGTERM, force=True)``, then ``then`` held as the terminal state (what the caller does once
+        ``kill()`` returns; None: nothing). The process dies of SIGTERM; one that ignores it, of the SIGKILL the
+        kill escalates to; one that handles it carries on, and the supervisor waits in ``kill()`` until it exits
+        (``killing``, ended by ``exited``). A no-op once the process has exited, or while a kill waits for it."""
+        if not self.alive or self.killing:
             return self
-        return replace(self, exit_code=SIGKILL_EXIT if self.ignores_sigterm else SIGTERM_EXIT)
+        if self.sigterm == SIGTERM_HANDLED:
+            return replace(self, killing=True, after_kill=then)
+        killed = replace(self, exit_code=SIGKILL_EXIT if self.sigterm == SIGTERM_IGNORED else SIGTERM_EXIT)
+        return killed if then is None else replace(killed, terminal_state=then)
+
+    def exited(self, exit_code: int | str) -> Supervisor:
+        """The process exits with ``exit_code`` (``HANG``: it never does): inside a kill that waits for it, a
+        process that hangs is ended by the escalation's SIGKILL, and what the kill's caller does next is done."""
+        if self.killing:
+            code = SIGKILL_EXIT if exit_code == HANG else exit_code
+            ended = replace(self, exit_code=code, killing=False, after_kill=None)
+            return ended if self.after_kill is None else replace(ended, terminal_state=self.after_kill)
+        return replace(self, exit_code=exit_code)
 
 
 def start(scenario: Scenario, release: Release = SPECIFIED) -> Supervisor:
@@ -266,8 +308,9 @@ def send_heartbeat_if_needed(sup: Supervisor) -> Supervisor:
     server, calls, status = client.heartbeat(sup.server, sup.heartbeat_overdue, tries)
     sup = replace(sup, server=server, calls=(*sup.calls, *calls), heartbeat_overdue=None)
     if status in sup.release.heartbeat_gone:
-        pending = None if sup.release.server_termination_is_final else sup.pending
-        return replace(sup.kill(), terminal_state=SERVER_TERMINATED, pending=pending)
+        if sup.release.server_termination_is_final:  # held before the kill, whose wait drains the frames
+            return replace(sup, terminal_state=SERVER_TERMINATED, pending=None).kill()
+        return sup.kill(then=SERVER_TERMINATED)
     if status == HEARTBEAT_OK:
         return replace(sup, failed_heartbeats=0)
     sup = replace(sup, failed_heartbeats=sup.failed_heartbeats + 1)
@@ -325,27 +368,41 @@ def acknowledge_server_termination(sup: Supervisor) -> Supervisor:
 
 def monitor_step(sup: Supervisor, event) -> Supervisor:
     """One wake-up of ``_monitor_subprocess``: the event (a heartbeat event: one falls due), then the heartbeat and
-    overtime checks."""
+    overtime checks. Inside a ``kill()`` that waits for a process handling SIGTERM, a wake-up is its
+    ``_service_subprocess``: the event, and nothing else (a heartbeat or the overtime falling due then is never
+    acted on: the process's exit ends the monitor loop)."""
     if isinstance(event, Fault):
         sup = replace(sup, server=sup.server.arm(event))
     elif isinstance(event, Send):
         sup = handle_request(sup, event)
+    elif isinstance(event, UserAction):
+        sup = replace(sup, server=sup.server.act(event))
+    elif sup.killing:
+        return sup
     elif isinstance(event, Heartbeat):
         sup = replace(sup, heartbeat_overdue=event.answer)
     elif isinstance(event, Overtime):
         sup = replace(sup, overtime_elapsed=sup.task_ended)
     elif isinstance(event, IgnoreSigterm):
-        sup = replace(sup, ignores_sigterm=True)
-    if not sup.alive:  # a monitor loop that raised goes no further
+        sup = replace(sup, sigterm=SIGTERM_IGNORED)
+    elif isinstance(event, HandleSigterm):
+        sup = replace(sup, sigterm=SIGTERM_HANDLED)
+    if not sup.alive or sup.killing:  # a monitor loop that raised goes no further; a kill's wait does only that
         return sup
     return handle_process_overtime_if_needed(send_heartbeat_if_needed(sup))
+
+
+#: What time running on brings a process that never exits (``HANG``): a heartbeat falls due (answered as the server
+#: then answers: ``HEARTBEAT_OK`` arranges nothing), then the success overtime runs out (if its clock started).
+TIME_RUNS_ON = (Heartbeat(HEARTBEAT_OK), Overtime())
 
 
 def run(scenario: Scenario, release: Release = SPECIFIED) -> Observation:
     """The whole attempt: start, the events while the process lives, its exit, then ``wait()``'s close.
 
-    The process's death ends the timeline: events after a kill never happen. ``release``: the task-sdk
-    release whose by-design behaviour to follow (``model.release``).
+    The process's death ends the timeline: events after a kill never happen (a process that handles SIGTERM lives
+    them while the kill waits for it). ``release``: the task-sdk release whose by-design behaviour to follow
+    (``model.release``).
     """
     sup = start(scenario, release)
     for event in scenario.events:
@@ -355,18 +412,25 @@ def run(scenario: Scenario, release: Release = SPECIFIED) -> Observation:
     return close(sup, scenario.exit_code)
 
 
-def close(sup: Supervisor, exit_code: int) -> Observation:
+def close(sup: Supervisor, exit_code: int | str) -> Observation:
     """The end of an attempt whose events are over: the process exits with ``exit_code`` (unless a kill ended it
     already), ``wait()`` closes, and what the attempt did is observed.
 
-    A monitor loop that raised (``answer``: before 1.2.2) ends ``wait()`` there: no exit was seen (None), no final
-    state decided (``NO_FINAL_STATE``), no closing call made.
+    A process that never exits (``HANG``) meets time running on (``TIME_RUNS_ON``); if nothing kills it, ``wait()``
+    never returns: the observation is ``hung``, with no exit, no final state and no closing call. A monitor loop that
+    raised (``answer``: before 1.2.2) ends ``wait()`` there: no exit was seen (None), no final state decided
+    (``NO_FINAL_STATE``), no closing call made.
     """
-    if sup.raised is not None:
+    if exit_code == HANG and not sup.killing:
+        for event in TIME_RUNS_ON:
+            if sup.alive and not sup.killing:
+                sup = monitor_step(sup, event)
+    hung = sup.alive and not sup.killing and exit_code == HANG
+    if sup.raised is not None or hung:
         decided = NO_FINAL_STATE
     else:
         if sup.alive:
-            sup = replace(sup, exit_code=exit_code)
+            sup = sup.exited(exit_code)
         sup = update_task_state_if_needed(sup)
         decided = final_state(sup.exit_code, sup.terminal_state, sup.should_retry, sup.release)
     row = sup.server.row
@@ -379,4 +443,5 @@ def close(sup: Supervisor, exit_code: int) -> Observation:
         row_gone=row.gone,
         raised=sup.raised,
         rendered_map_index=sup.map_index_sent,
+        hung=hung,
     )

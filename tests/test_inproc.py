@@ -67,6 +67,11 @@ def test_attempts_sharing_their_prefixes_observe_what_each_lives_alone():
     "ignore sigterm; heartbeat 500; heartbeat 500; heartbeat 500; send SucceedTask; exit 1",  # killed, escalated
     "send SucceedTask; overtime; send RetryTask; exit 0",  # the overtime kill, then nothing
     "execution_api_retries=1; fault retry lost; send RetryTask; send SucceedTask; exit 1",
+    # the SIGTERM handled: the rest of the events lived inside kill(), where a prefix pauses unresumable
+    "handle sigterm; heartbeat 409; send SucceedTask; fault succeed lost; exit 1",
+    "handle sigterm; user marks failed; heartbeat 200; send SucceedTask; exit hang",
+    "send SucceedTask; user deletes; exit hang",  # time runs on once the events are over, then hung
+    "user clears; heartbeat 200; send RetryTask; exit hang",
 ])
 def test_a_prefix_whose_attempt_ended_is_not_resumed(text):
     """An attempt that ended before its prefix's last wake-up (its process killed) cannot go on: a scenario with more

@@ -44,8 +44,9 @@ from model.coordinator import COORDINATOR_OUTCOMES, CoordinatorRun, coordinator_
 from model.frozen import replace
 from model.release import SPECIFIED, Release
 from model.runtime_invariants import runtime_violations
-from model.runtime import COMMS_MODES, FEATURES, PYTHON_OUTCOMES, Policy, RuntimeRun, impossible_on, python_runtime
-from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER, HEARTBEAT_OK,
+from model.runtime import (COMMS_MODES, EXECUTION_TIMEOUT, FEATURES, PYTHON_OUTCOMES, RETURN, Policy, RuntimeRun,
+                           impossible_on, python_runtime)
+from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, HANG, HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER, HEARTBEAT_OK,
                             Heartbeat, IgnoreSigterm, Overtime, RunContext, Scenario)
 
 #: Retries left, the last try, no retries, and should_retry disagreeing with the counts both ways.
@@ -60,8 +61,8 @@ TRIES = (1, DEFAULT_EXECUTION_API_RETRIES)
 #: catch, so every sequence of up to two more than the kill needs is in scope too.
 HEARTBEAT_EVENTS = (Heartbeat(HEARTBEAT_OK), Heartbeat(HEARTBEAT_ERROR), Heartbeat(HEARTBEAT_NO_ANSWER))
 HEARTBEAT_DEPTH = model_supervisor.MAX_FAILED_HEARTBEATS + 2
-#: A clean exit, a failure, a death by a signal the supervisor does not send.
-EXITS = (0, 1, -9)
+#: A clean exit, a failure, a death by a signal the supervisor does not send, a process that never exits on its own.
+EXITS = (0, 1, -9, HANG)
 #: The largest scope checked by default: airflow-inproc checks it in under a minute here, with 2 workers.
 DEFAULT_DEPTH = 3
 
@@ -230,6 +231,9 @@ def runtime_scope(depth: int = RUNTIME_DEPTH, contexts=CONTEXTS, release: Releas
     path, which is where the model's decision shows what the policy changed, and a runner that agrees with the model
     on one of them is judged alike on the others. A runner that read its policy elsewhere would go unseen here; the
     Hypothesis search draws every policy with every outcome.
+
+    A task whose execution timeout runs out never reaches its outcome (``model.runtime.reached_outcome``): with that
+    feature the scope takes one outcome, the task that would have returned, not every outcome again.
     """
     feature_sets = [frozenset()]
     for size in range(1, depth + 1):
@@ -238,6 +242,8 @@ def runtime_scope(depth: int = RUNTIME_DEPTH, contexts=CONTEXTS, release: Releas
         for outcome in PYTHON_OUTCOMES:
             for comms in COMMS_MODES:
                 for features in feature_sets:
+                    if EXECUTION_TIMEOUT in features and outcome != RETURN:
+                        continue
                     decided = set()
                     for policy in SCOPE_POLICIES:
                         run = RuntimeRun(context, outcome, policy, comms, features)
@@ -332,7 +338,8 @@ SCOPES: dict[str, Scope] = {
         RUNTIME_DEPTH, runtime_scope, lambda run, lived: lived,
         lambda depth: f"every try of the task runner: {len(PYTHON_OUTCOMES)} outcomes × {len(SCOPE_POLICIES)} retry "
                       f"policies × {len(CONTEXTS)} run contexts × {len(COMMS_MODES)} channel modes × up to {depth} of "
-                      f"{len(FEATURES)} features, the policies de-duplicated by the model's decision and the invariants' verdict"),
+                      f"{len(FEATURES)} features, the policies de-duplicated by the model's decision and the invariants' verdict, "
+                      f"a task whose execution timeout runs out with one outcome (it reaches none)"),
     "coordinator": Scope(
         COORDINATOR_DEPTH, coordinator_scope, lambda run, lived: lived,
         lambda depth: f"every coordinator try: {len(COORDINATOR_OUTCOMES)} outcomes × up to {depth} of "

@@ -43,7 +43,7 @@ from impl.releases.adapters import model_release, model_state
 from impl.server.airflow_api import (AirflowServer, Attempt, Exchange, RowState, TransportFault, active_server,
                                      quiet_logs)
 from model.scenario import (CALLS_WITH_MAP_INDEX, FAILED, HEARTBEAT_ERROR, HEARTBEAT_GONE, HEARTBEAT_NO_ANSWER, NO_STATE,
-                            RUNNING, TIMEOUT, ApiCall, Fault, RunContext)
+                            RUNNING, SCHEDULER_TIMES_OUT, TIMEOUT, USER_CLEARS, USER_MARKS, ApiCall, Fault, RunContext, UserAction)
 from model.server import client_status
 
 #: Scenario fault kinds → what the transport does (``TransportFault`` kind, how many requests: None = all).
@@ -147,6 +147,19 @@ class AirflowAttempt:
             self.server.clear(run_id)
             if model_release().restarts_a_cleared_try_once_stopped:  # the cleared try is still live: archive it
                 self.server.heartbeat_timeout(run_id)
+
+    def act(self, action: UserAction) -> None:
+        """Someone acts on the live task instance: a user as the UI or REST API would (marks it, clears it, deletes
+        it), or the scheduler's heartbeat timeout (its own code: ``AirflowServer.heartbeat_timeout``)."""
+        run_id = self.attempt.run_id
+        if action.action == USER_MARKS:
+            self.server.mark(run_id, action.state)
+        elif action.action == USER_CLEARS:
+            self.server.clear(run_id)
+        elif action.action == SCHEDULER_TIMES_OUT:
+            self.server.heartbeat_timeout(run_id)
+        else:
+            self.server.delete(run_id)
 
     def map_index_sent(self) -> str | None:
         """What the last succeed, retry or finish request carried as ``rendered_map_index``."""

@@ -17,7 +17,7 @@ from airflow.sdk.api.client import ServerResponseError
 from airflow.sdk.api.datamodels._generated import DagRun, TIRunContext
 
 from model import client
-from model.scenario import TIMEOUT, ApiCall, Fault, RunContext, Scenario
+from model.scenario import TIMEOUT, ApiCall, Fault, RunContext, Scenario, UserAction
 from impl.releases.adapters import model_release, model_state
 from model.server import OK, Server
 
@@ -116,6 +116,10 @@ class RecordingTaskInstances:
     def heartbeat_due(self, answer: int) -> None:
         """The next heartbeat is answered ``answer`` (as ``model.server`` answers for a RUNNING TI)."""
         self.heartbeat_answer = answer
+
+    def act(self, action: UserAction) -> None:
+        """A user acts on the task instance (``model.server.Server.act``)."""
+        self.server = self.server.act(action)
 
     def _answer(self, server: Server, calls: tuple[ApiCall, ...], status: int | str) -> None:
         self.server = server

@@ -9,9 +9,14 @@ Nothing of the supervisor is re-implemented here. The real ``wait()`` runs the r
   running out; or the process exit);
 - the process: dies of the first signal the supervisor sends it, else exits as the scenario says;
   once it ignores SIGTERM (``ignore sigterm``), a SIGTERM leaves it alive and silent, and only the
-  escalation to SIGKILL ends it (else its own exit, ``IGNORED_SIGTERM_GRACE`` later). The
-  supervisor's escalation delay is made tiny (``ESCALATION_DELAY``): it changes when the SIGKILL
-  comes, not whether;
+  escalation to SIGKILL ends it (else its own exit, ``IGNORED_SIGTERM_GRACE`` later); once it handles
+  SIGTERM (``handle sigterm``), a SIGTERM leaves it running: the kill's first wait for it
+  (``_service_subprocess``, one ``select()``) is handed the rest of its events at once (inside ``kill()``
+  the supervisor does nothing but handle them), then it exits as the scenario says, or hangs until the
+  escalation's SIGKILL. The supervisor's escalation delay is made tiny (``ESCALATION_DELAY``): it changes
+  when the SIGKILL comes, not whether. A process that never exits (``exit hang``) meets time running on
+  (``model.supervisor.TIME_RUNS_ON``: a heartbeat falls due, the overtime runs out), and if nothing kills
+  it the selector stops ``wait()`` (``AttemptHung``): the observation is ``hung``;
 - the Execution API client: ``impl.server.model_client`` answers from ``model.server.Server``
   (the server's rules and the scenario's faults), tried as Airflow's client tries, raising what
   Airflow's client raises, and records every try;
@@ -71,7 +76,9 @@ from impl.releases.adapters import (decided_final_state, model_release, model_st
 from impl.server.model_client import RecordingClient, error_name
 from impl.wire import codec
 from model.frozen import replace
-from model.scenario import Fault, Heartbeat, IgnoreSigterm, Observation, Overtime, Scenario, Send
+from model.scenario import (HANG, Fault, HandleSigterm, Heartbeat, IgnoreSigterm, Observation, Overtime, Scenario, Send,
+                            UserAction)
+from model.supervisor import SIGTERM_DIES, SIGTERM_HANDLED, SIGTERM_IGNORED, TIME_RUNS_ON
 
 # The supervisor logs every frame and every refused call; in a checker running thousands of
 # scenarios that is noise and time. Its loggers are structlog proxies, so this reaches them.
@@ -94,20 +101,27 @@ IGNORED_SIGTERM_GRACE = 1.0
 require_the_models_heartbeat_budget(airflow_supervisor.MAX_FAILED_HEARTBEATS)
 
 
+class AttemptHung(Exception):
+    """A process that never exits, which nothing killed once time had run on: ``wait()`` would wait for ever."""
+
+
 class ScriptedProcess(_TRACKING.base):
     """The task process: alive until the scenario's exit, or until the supervisor signals it.
 
-    Once ``ignores_sigterm``, a SIGTERM leaves it alive (``sigterm_ignored_at``); it then does nothing more and
-    ends, if no SIGKILL comes, with its own exit ``IGNORED_SIGTERM_GRACE`` seconds later (``exit_when_ignored``).
+    What SIGTERM does to it is ``sigterm`` (``model.supervisor``'s dispositions). Ignored, a SIGTERM leaves it alive
+    (``sigterm_ignored_at``); it then does nothing more and ends, if no SIGKILL comes, with its own exit
+    ``IGNORED_SIGTERM_GRACE`` seconds later (``exit_when_ignored``; a hanging process never). Handled, a SIGTERM
+    leaves it running (``handling_sigterm``): the selector plays the rest of its life inside the kill.
     """
 
     ProcessNotFound = _TRACKING.not_found
     TimeoutExpired = _TRACKING.timeout_expired
 
-    def __init__(self, exit_when_ignored: int = 0):
+    def __init__(self, exit_when_ignored: int | str = 0):
         self.exit_code: int | None = None
-        self.ignores_sigterm = False
+        self.sigterm = SIGTERM_DIES
         self.sigterm_ignored_at: float | None = None
+        self.handling_sigterm = False
         self.exit_when_ignored = exit_when_ignored
 
     @property
@@ -117,8 +131,11 @@ class ScriptedProcess(_TRACKING.base):
     def send_signal(self, s: signal.Signals) -> None:
         if self.exit_code is not None:
             return
-        if s == signal.SIGTERM and self.ignores_sigterm:
+        if s == signal.SIGTERM and self.sigterm == SIGTERM_IGNORED:
             self.sigterm_ignored_at = self.sigterm_ignored_at or time.monotonic()
+            return
+        if s == signal.SIGTERM and self.sigterm == SIGTERM_HANDLED:
+            self.handling_sigterm = True
             return
         self.exit_code = -int(s)
 
@@ -128,7 +145,7 @@ class ScriptedProcess(_TRACKING.base):
         return self.exit_code is None and self.sigterm_ignored_at is not None
 
     def _exit_once_the_grace_is_over(self) -> None:
-        if (self.exit_code is None and self.sigterm_ignored_at is not None
+        if (self.exit_code is None and self.sigterm_ignored_at is not None and self.exit_when_ignored != HANG
                 and time.monotonic() - self.sigterm_ignored_at > IGNORED_SIGTERM_GRACE):
             self.exit_code = self.exit_when_ignored
 
@@ -198,6 +215,8 @@ class ScriptedSelector:
         self.overdue = None
         #: Whether an overtime event ran out the supervisor's overtime (from then on it stays run out).
         self.overtime_ran_out = False
+        #: Whether a process that never exits has met time running on (``TIME_RUNS_ON``) already.
+        self.time_ran_on = False
 
     def attach(self, supervisor: ActivitySubprocess) -> None:
         """Serve ``supervisor``: its frames go into its own ``handle_requests`` generator, started here."""
@@ -210,17 +229,20 @@ class ScriptedSelector:
         self._hold_clocks()
         if self.process.exit_code is not None or self.process.silenced():
             return []  # dead, or silent after ignoring SIGTERM: nothing more arrives
+        if self.process.handling_sigterm:
+            return self._live_on_inside_the_kill()
         now = time.monotonic()
         if not self.events:
             if self.pausing:  # before anything of this wake-up happens: resumed, it happens as it would have
                 raise Paused(resumable=sys._getframe(2).f_code.co_name == "_monitor_subprocess")
-            self.process.exit_code = self.exit_code
-            return []
+            return self._end()
         event = self.events.popleft()
         if isinstance(event, Send):
             self._deliver(event)
         elif isinstance(event, Fault):
             self.world.arm(event)
+        elif isinstance(event, UserAction):
+            self.world.act(event)
         elif isinstance(event, Heartbeat):
             self.overdue = event.answer
             sup._last_heartbeat_attempt = now - airflow_supervisor.MIN_HEARTBEAT_INTERVAL - 1
@@ -228,12 +250,46 @@ class ScriptedSelector:
             self.overtime_ran_out = True
             sup._task_end_time_monotonic = now - since_1_0_4_overtime_threshold(sup) - 1
         elif isinstance(event, IgnoreSigterm):
-            self.process.ignores_sigterm = True
+            self.process.sigterm = SIGTERM_IGNORED
+        elif isinstance(event, HandleSigterm):
+            self.process.sigterm = SIGTERM_HANDLED
         if self.overdue is not None and since_1_4_0_heartbeat_due(sup):  # this wake-up sends the heartbeat due
             self.world.heartbeat_due(self.overdue)
             self.overdue = None
         elif not isinstance(event, Heartbeat):
             self._hold_clocks()  # a frame just handled may have stamped the task's end
+        return []
+
+    def _end(self) -> list:
+        """The events are over: the process exits as the scenario says; one that never exits meets time running on
+        once, then, if nothing killed it, ``wait()`` is stopped (``AttemptHung``)."""
+        if self.exit_code != HANG:
+            self.process.exit_code = self.exit_code
+        elif self.time_ran_on:
+            raise AttemptHung()
+        else:
+            self.time_ran_on = True
+            self.events.extend(TIME_RUNS_ON)
+        return []
+
+    def _live_on_inside_the_kill(self) -> list:
+        """The process handled the kill's SIGTERM and carries on: in this one wait of ``kill()`` it lives the rest of
+        its events (the supervisor handles its frames, the world goes on; heartbeats and the overtime are not the
+        kill's business), then exits as the scenario says, or hangs until the escalation's SIGKILL. A prefix paused
+        here is not resumable (``Paused``: not the monitor loop's wait): a scenario that goes on from it is lived from
+        its start."""
+        if self.pausing:
+            raise Paused(resumable=False)
+        while self.events:
+            event = self.events.popleft()
+            if isinstance(event, Send):
+                self._deliver(event)
+            elif isinstance(event, Fault):
+                self.world.arm(event)
+            elif isinstance(event, UserAction):
+                self.world.act(event)
+        if self.exit_code != HANG:
+            self.process.exit_code = self.exit_code
         return []
 
     def _hold_clocks(self) -> None:
@@ -308,28 +364,32 @@ def _start(sup: ActivitySubprocess, ti) -> None:
     sup._on_child_started(ti=ti, dag_rel_path="dag.py", bundle_info=None, **since_1_2_0_child_started_arguments())
 
 
-def _live(sup: ActivitySubprocess, ti) -> str | None:
-    """Start the attempt and run the real ``wait()``; what it raised, by name (part of what it did)."""
+def _live(sup: ActivitySubprocess, ti) -> tuple[str | None, bool]:
+    """Start the attempt and run the real ``wait()``; what it raised, by name (part of what it did), and whether the
+    attempt hung (``AttemptHung``: stopped by the selector, not by anything of the supervisor's)."""
     _start(sup, ti)
     try:
         sup.wait()
+    except AttemptHung:
+        return None, True
     except Exception as e:
-        return error_name(e)
-    return None
+        return error_name(e), False
+    return None, False
 
 
 def run(scenario: Scenario) -> Observation:
     """Replay ``scenario`` onto a real ``ActivitySubprocess`` and observe it (server: ``model.server``)."""
     client = RecordingClient(scenario)
     sup, child = _supervisor(scenario, client)
-    raised = _live(sup, _task_instance(scenario.context.try_number))
+    raised, hung = _live(sup, _task_instance(scenario.context.try_number))
     try:
-        return _observed(sup, child, client, raised)
+        return _observed(sup, child, client, raised, hung)
     finally:
         sup.selector.supervisor = sup.selector.requests = None  # the cycles (``Attempt.release``)
 
 
-def _observed(sup: ActivitySubprocess, child: ChildEnd, client: RecordingClient, raised: str | None) -> Observation:
+def _observed(sup: ActivitySubprocess, child: ChildEnd, client: RecordingClient, raised: str | None,
+              hung: bool) -> Observation:
     """What an attempt on the server model did, once its ``wait()`` is over."""
     row = client.task_instances.server.row
     return Observation(
@@ -341,6 +401,7 @@ def _observed(sup: ActivitySubprocess, child: ChildEnd, client: RecordingClient,
         row_gone=row.gone,
         raised=raised,
         rendered_map_index=client.task_instances.map_index_sent,
+        hung=hung,
     )
 
 
@@ -366,7 +427,7 @@ _CLOCKS = ("start_time", "_last_successful_heartbeat", "_last_heartbeat_attempt"
 class Attempt:
     """One real ``ActivitySubprocess`` with the stand-ins around it: started (``_on_child_started``) or paused after
     some of its events (``paused_at``: when, by the monotonic clock), and then ``resumable`` (``Paused.resumable``);
-    or over (``raised``: what its ``wait()`` raised)."""
+    or over (``raised``: what its ``wait()`` raised; ``hung``: the selector stopped it, ``AttemptHung``)."""
 
     sup: ActivitySubprocess
     child: ChildEnd
@@ -376,6 +437,7 @@ class Attempt:
     paused_at: float | None = None
     resumable: bool = True
     raised: str | None = None
+    hung: bool = False
 
     @classmethod
     def started(cls, scenario: Scenario) -> Attempt:
@@ -396,6 +458,8 @@ class Attempt:
             twin.sup.wait()
         except Paused as paused:
             twin.paused_at, twin.resumable = time.monotonic(), paused.resumable
+        except AttemptHung:
+            twin.hung, twin.resumable = True, False
         except Exception as e:
             twin.raised, twin.resumable = error_name(e), False
         else:
@@ -420,7 +484,7 @@ class Attempt:
         return Attempt(sup, child, client, process, selector)
 
     def observed(self) -> Observation:
-        return _observed(self.sup, self.child, self.client, self.raised)
+        return _observed(self.sup, self.child, self.client, self.raised, self.hung)
 
     def release(self) -> None:
         """Let go of the supervisor: the selector's and its request generator's hold on it are the cycles that would
@@ -548,7 +612,7 @@ class AirflowServerRun:
         attempt = AirflowAttempt(self.server, scenario.context, run_id=run_id, tries=scenario.execution_api_retries)
         sup, child = _supervisor(scenario, attempt.client, attempt, attempt.ti_id)
         ti = airflow_supervisor.TaskInstance.model_construct(id=attempt.ti_id, try_number=scenario.context.try_number)
-        raised = _live(sup, ti)
+        raised, hung = _live(sup, ti)
         calls = attempt.calls()
         self.last = attempt.close()
         return Observation(
@@ -560,6 +624,7 @@ class AirflowServerRun:
             row_gone=attempt.gone,
             raised=raised,
             rendered_map_index=attempt.map_index_sent(),
+            hung=hung,
         )
 
     def close(self) -> None:

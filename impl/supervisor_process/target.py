@@ -59,7 +59,8 @@ from impl.supervisor_process.real_server import RealAttempt
 from impl.supervisor_process.census import census
 from impl.wire.launcher import SCRIPTED_RUNTIME
 from impl.wire.scripted_runtime import SYNC_VARIABLE, forked_child
-from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, Fault, Heartbeat, IgnoreSigterm, Observation, Overtime,
+from model.scenario import (HANG, HandleSigterm, UserAction, event_text,
+                            DEFAULT_EXECUTION_API_RETRIES, Fault, Heartbeat, IgnoreSigterm, Observation, Overtime,
                             RunContext, Scenario, Send)
 
 
@@ -121,8 +122,12 @@ def compile_scenario(scenario: Scenario) -> dict:
         elif isinstance(event, IgnoreSigterm):
             steps += [["ignore_sigterm", supervise.IGNORED_SIGTERM_GRACE, scenario.exit_code],
                       ["control", {"op": "ignore_sigterm"}]]
+        elif isinstance(event, (HandleSigterm, UserAction)):
+            raise NotImplementedError(f"airflow-process does not play {event_text(event)!r} yet")
         else:
             raise TypeError(f"unknown event {event!r}")
+    if scenario.exit_code == HANG:
+        raise NotImplementedError("airflow-process does not play 'exit hang' yet")
     steps.append(["exit", scenario.exit_code])
     return {"connect": True, "steps": steps, **lockstep()}
 
