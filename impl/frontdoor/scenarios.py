@@ -223,11 +223,12 @@ outcomes = st.sampled_from((RETURN,) * 5 + PYTHON_OUTCOMES)
 #: channel, no features.
 runtime_runs = st.builds(RuntimeRun, run_contexts, outcomes, runtime_policies,
                          st.sampled_from(COMMS_MODES), features)
-#: What the world does while a coordinator task runs: a fault on a call its terminal frame makes, or a heartbeat
-#: answered (404/409/410: the server's own action behind it, a TI deleted, marked or cleared). Drawn as one string
-#: over an alphabet of one character each, as an attempt's events are; shrinks towards fewer and earlier ones.
+#: What the world does while a coordinator task runs: a fault on a call its terminal frame makes, a heartbeat
+#: answered (404/409/410: the server's own action behind it, a TI deleted, marked or cleared), or a user's action on
+#: the task instance, which the supervisor learns of only at its next heartbeat or call. Drawn as one string over an
+#: alphabet of one character each, as an attempt's events are; shrinks towards fewer and earlier ones.
 COORDINATOR_WORLD: tuple[Event, ...] = (*(Fault(c, k) for c in TERMINAL_CALLS for k in FAULT_KINDS),
-                                        *(Heartbeat(a) for a in HEARTBEAT_ANSWERS))
+                                        *(Heartbeat(a) for a in HEARTBEAT_ANSWERS), *USER_ACTIONS)
 _COORDINATOR_ALPHABET = "".join(chr(_FIRST_EVENT_CHAR + i) for i in range(len(COORDINATOR_WORLD)))
 _ONE_IN_FOUR = st.sampled_from((False,) * 3 + (True,))
 
@@ -260,6 +261,10 @@ def world_met(run: CoordinatorRun, observed) -> tuple[str, ...]:
         met.append("a heartbeat was answered")
     if any(status in HEARTBEAT_GONE for status in heartbeats):
         met.append("a server-side action (TI deleted, marked or cleared) stopped the task")
+    if any(isinstance(e, UserAction) for e in run.while_running):
+        met.append("a user acted on the task instance")
+        if any(c.status in HEARTBEAT_GONE for c in terminal):
+            met.append("a terminal call was refused after a user acted (409/404/410)")
     if any(isinstance(e, IgnoreSigterm) for e in run.while_running) and (observed.exit_code or 0) < 0:
         met.append("a runtime that traps SIGTERM was killed")
     if run.after_frame and observed.replies and (observed.exit_code or 0) < 0:

@@ -6,9 +6,10 @@ the harness, so the harness performs them, with the same operations (``model_api
 where such a runtime waits on the supervisor and so cannot act on its own:
 
 - *while its task runs*: the supervisor's StartupDetails is held back (``Hold``) until the world's events
-  there are over (faults armed, heartbeats answered, each one acted on by the supervisor's loop); the runtime is
-  connected and waiting, as a running task's runtime is to the supervisor. A kill there (a heartbeat the server
-  refused, too many that failed) ends it: StartupDetails is never sent.
+  there are over (faults armed, users' actions on the task instance done, heartbeats answered, each one acted on
+  by the supervisor's loop); the runtime is connected and waiting, as a running task's runtime is to the
+  supervisor. A kill there (a heartbeat the server refused, too many that failed) ends it: StartupDetails is never
+  sent.
 - *after its terminal frame was taken*: the supervisor's answer to it is held back while the success overtime
   runs out, but only for a runtime that is waiting for that answer. One that does not wait exits as soon as its
   frame is written; which of the two a runtime is shows in the process itself (``RuntimeWatch``): it either
@@ -36,7 +37,7 @@ from pathlib import Path
 import attrs
 
 from impl.server.model_api import perform
-from model.scenario import Fault, Heartbeat, IgnoreSigterm, Overtime
+from model.scenario import Fault, Heartbeat, IgnoreSigterm, Overtime, UserAction
 
 #: How long a runtime whose frame the supervisor could not decode may go on before the harness ends it.
 UNANSWERED_GRACE = 1.0
@@ -51,8 +52,8 @@ LOOK_INTERVAL = 0.001
 
 @attrs.frozen
 class World:
-    """The world's events around a runtime's task: ``while_running`` (``Fault``, ``Heartbeat``, a leading
-    ``IgnoreSigterm``) and ``after_frame`` (``Overtime``), as ``model.coordinator.CoordinatorRun`` has them."""
+    """The world's events around a runtime's task: ``while_running`` (``Fault``, ``UserAction``, ``Heartbeat``, a
+    leading ``IgnoreSigterm``) and ``after_frame`` (``Overtime``), as ``model.coordinator.CoordinatorRun`` has them."""
 
     while_running: tuple = ()
     after_frame: tuple = ()
@@ -208,6 +209,8 @@ class WorldDriver:
         for event in self.world.while_running:
             if isinstance(event, Fault):
                 self.attempt.arm(event)
+            elif isinstance(event, UserAction):
+                self._do({"op": "act", "action": event.action, "state": event.state})
             elif isinstance(event, Heartbeat):
                 self._do({"op": "heartbeat", "answer": event.answer})
                 self._do({"op": "settle"})
