@@ -22,12 +22,12 @@ from impl.frontdoor.registry import TargetUnavailable, UnknownTarget, load_targe
 from impl.frontdoor.exhaustive import check_in_scope  # noqa: E402
 from impl.frontdoor.kinds import KINDS  # noqa: E402
 from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_invariants  # noqa: E402
-from impl.frontdoor.scenarios import coordinator_runs  # noqa: E402
+from impl.frontdoor.scenarios import USER_ACTIONS, coordinator_runs  # noqa: E402
 from impl.supervisor_process import helper, supervise  # noqa: E402
 from impl.supervisor_process.census import census  # noqa: E402
 from model.coordinator import COORDINATOR_OUTCOMES, CoordinatorRun  # noqa: E402
 from model.runtime_invariants import COORDINATOR_INVARIANTS, failure_not_taken_fails_closed  # noqa: E402
-from model.scenario import RunContext  # noqa: E402
+from model.scenario import HEARTBEAT_OK, Heartbeat, RunContext  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GO_RUNTIME = ROOT / "build" / "runtimes" / "go-runtime"
@@ -141,6 +141,21 @@ def test_the_fixed_go_runtime_does_what_the_model_says_for_every_outcome():
         for outcome in COORDINATOR_OUTCOMES:
             run = CoordinatorRun(context, outcome)
             assert KINDS["coordinator"].agree(target.reference(run), target.run(run)), run.to_text()
+
+
+def test_users_actions_while_the_task_runs_meet_the_go_runtime_as_the_model_says():
+    """A user marks, clears or deletes the task instance while the Go runtime's task runs: the harness acts on the
+    server (nothing tells the supervisor), then the task ends, and its terminal call is refused, or a heartbeat first
+    finds the row moved; the try ends as the model says."""
+    go_runtime_or_skip()
+    target = load_target(f"cmd:{GO_RUNTIME}", "coordinator")
+    for action in USER_ACTIONS:
+        for outcome in COORDINATOR_OUTCOMES:
+            for world in ((action,), (action, Heartbeat(HEARTBEAT_OK))):
+                run = CoordinatorRun(RETRIES_LEFT, outcome, world)
+                expected, observed = target.reference(run), target.run(run)
+                assert KINDS["coordinator"].agree(expected, observed), "\n".join(
+                    [run.to_text(), "observed:", *observed.to_lines(), "model:", *expected.to_lines()])
 
 
 #: What real SDKs do that the supervisor takes alike (runtimes/README.md, "Checking your SDK"), one flag each.
