@@ -226,7 +226,8 @@ class QuickEscalation(SUPERVISOR.base):
 
     def settle(self, budget: float) -> bool:
         """Return once two wake-ups of the monitor loop, each woken by the harness, have run their checks (the second
-        starts after this was called, so it reads every clock as it is now), or the process has ended; False if
+        starts after this was called, so it reads every clock as it is now), or the process has ended, or a check
+        killed it and the kill now waits for a process that handled its SIGTERM (no check runs there); False if
         ``budget`` seconds went by first. Nothing is written to the runtime: no request is in flight if the checks
         kill it (the scripted runtime's lockstep after a clock event on JSON lines, where an answer written to a
         runtime that has died leaves a supervisor before 1.0.3 waiting for ever: finding W5)."""
@@ -234,7 +235,7 @@ class QuickEscalation(SUPERVISOR.base):
         for _ in range(2):
             seen = self.checks_done
             self.waker.poke()
-            while self.checks_done == seen and self._exit_code is None:
+            while self.checks_done == seen and self._exit_code is None and not self.killing:
                 if time.monotonic() > until:
                     return False
                 time.sleep(SETTLE_POLL)
