@@ -23,7 +23,7 @@ from properties.conftest import assert_reproduces, assert_scope_holds, counted, 
 
 def _met(run, observed):
     for what in world_met(run, observed):
-        event("the world met", what)
+        event(f"the world met: {what}")
     return observed
 
 

@@ -14,6 +14,7 @@ from typing import Callable
 from hypothesis import currently_in_test_context, event, reject, settings, strategies as st, target
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
+from model import supervisor as model_supervisor
 from model.coordinator import COORDINATOR_OUTCOMES, TERMINAL_CALLS, CoordinatorRun
 from model.runtime import (COMMS_MODES, EXECUTION_TIMEOUT, FEATURES, FORKED_CHILD, PYTHON_OUTCOMES, RETURN, SIGTERM,
                            STARTUP_RESCHEDULE, Policy, RuntimeRun)
@@ -279,6 +280,22 @@ def try_met(run: RuntimeRun, observed) -> tuple[str, ...]:
         met.append("the task ended by sys.exit() (SystemExit())")
     if EXECUTION_TIMEOUT in run.features and observed.on_kill_calls > (SIGTERM in run.features):
         met.append("the task's execution timeout ran out (on_kill called)")
+    return tuple(met)
+
+
+def attempt_met(scenario: Scenario, observed, release) -> tuple[str, ...]:
+    """What of the widened world a supervisor attempt met (``release``'s model says where its events took the
+    supervisor): for Hypothesis's statistics."""
+    met = []
+    if model_supervisor.live(scenario, release).killing:
+        met.append("a runtime that handled SIGTERM lived on inside the kill")
+    if any(isinstance(e, UserAction) for e in scenario.events):
+        met.append("a user acted on the task instance")
+        if any(c.status in HEARTBEAT_GONE for c in observed.calls):
+            met.append("a call or heartbeat was refused (404/409/410) after a user acted")
+    if scenario.exit_code == HANG:
+        met.append("a process that never exits: hung, nothing ended it" if observed.hung
+                   else "a process that never exits: ended by a kill")
     return tuple(met)
 
 
