@@ -226,7 +226,8 @@ runtime_runs = st.builds(RuntimeRun, run_contexts, outcomes, runtime_policies,
                          st.sampled_from(COMMS_MODES), features)
 #: What the world does while a coordinator task runs: a fault on a call its terminal frame makes, a heartbeat
 #: answered (404/409/410: the server's own action behind it, a TI deleted, marked or cleared), or a user's action on
-#: the task instance, which the supervisor learns of only at its next heartbeat or call. Drawn as one string over an
+#: the task instance (or the scheduler's heartbeat timeout striking it), which the supervisor learns of only at its
+#: next heartbeat or call. Drawn as one string over an
 #: alphabet of one character each, as an attempt's events are; shrinks towards fewer and earlier ones.
 COORDINATOR_WORLD: tuple[Event, ...] = (*(Fault(c, k) for c in TERMINAL_CALLS for k in FAULT_KINDS),
                                         *(Heartbeat(a) for a in HEARTBEAT_ANSWERS), *USER_ACTIONS)
@@ -263,7 +264,7 @@ def world_met(run: CoordinatorRun, observed) -> tuple[str, ...]:
     if any(status in HEARTBEAT_GONE for status in heartbeats):
         met.append("a server-side action (TI deleted, marked or cleared) stopped the task")
     if any(isinstance(e, UserAction) for e in run.while_running):
-        met.append("a user acted on the task instance")
+        met.append("a user (or the scheduler's heartbeat timeout) acted on the task instance")
         if any(c.status in HEARTBEAT_GONE for c in terminal):
             met.append("a terminal call was refused after a user acted (409/404/410)")
     if any(isinstance(e, IgnoreSigterm) for e in run.while_running) and (observed.exit_code or 0) < 0:
@@ -290,7 +291,7 @@ def attempt_met(scenario: Scenario, observed, release) -> tuple[str, ...]:
     if model_supervisor.live(scenario, release).killing:
         met.append("a runtime that handled SIGTERM lived on inside the kill")
     if any(isinstance(e, UserAction) for e in scenario.events):
-        met.append("a user acted on the task instance")
+        met.append("a user (or the scheduler's heartbeat timeout) acted on the task instance")
         if any(c.status in HEARTBEAT_GONE for c in observed.calls):
             met.append("a call or heartbeat was refused (404/409/410) after a user acted")
     if scenario.exit_code == HANG:

@@ -11,8 +11,9 @@ calls in the order they arrived, and the answer the next heartbeat gets.
 
 The *control channel* is a plain TCP socket on which the scripted runtime (stdlib only)
 performs the scenario's events that are not frames, in order and in lockstep: ``arm`` a
-fault, ``act`` as a user on the task instance (``{"op": "act", "action": "marks", "state": "failed"}``: mark,
-clear or delete it), make a ``heartbeat`` fall due with a given answer, run the success ``overtime`` out,
+fault, ``act`` on the task instance as a user or the scheduler would (``{"op": "act", "action": "marks",
+"state": "failed"}``: mark, clear or delete it, or time it out: ``model.scenario.UserAction``), make a ``heartbeat``
+fall due with a given answer, run the success ``overtime`` out,
 say what it does with SIGTERM from now on (``ignore_sigterm``, ``handle_sigterm``: the supervisor's
 ``runtime_sigterm``, which sets how long its kill waits before it escalates), or wait until the
 supervisor's loop, woken from outside, has run its checks on the clocks as they are now (``settle``: the supervisor's
@@ -370,7 +371,7 @@ def perform(attempt, message: dict) -> dict:
     if op == "arm":
         attempt.arm(Fault(message["call"], message["kind"]))
         return {"ok": True}
-    if op == "act":  # a user acts on the task instance: nothing tells the supervisor
+    if op == "act":  # a user, or the scheduler, acts on the task instance: nothing tells the supervisor
         attempt.act(UserAction(message["action"], message.get("state")))
         return {"ok": True}
     if not attempt.attached.wait(10):
