@@ -36,7 +36,8 @@ SCENARIOS = [
 #: The widened world, each word where it changes what the supervisor does: a runtime that handles the kill's
 #: SIGTERM and carries on (its frame handled inside kill(), then its own exit; or a hang, ended by the escalation's
 #: SIGKILL), users (or the scheduler's heartbeat timeout) acting on the running task instance (the next heartbeat or
-#: call refused), a runtime that never exits (time runs on: the overtime kills it, the SIGKILL after a SIGTERM it ignored, or nothing: hung).
+#: call refused), a runtime that never exits (time runs on: the overtime kills it, the SIGKILL after a SIGTERM it
+#: ignored, or nothing: hung).
 WIDENED_WORLD = [
     "try_number=1 max_tries=1; handle sigterm; heartbeat 409; send SucceedTask; exit 0",
     "try_number=1 max_tries=1; handle sigterm; heartbeat 404; send RetryTask; exit 1",
