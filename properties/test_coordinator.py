@@ -27,11 +27,17 @@ def _met(run, observed):
     return observed
 
 
+def _explained_by(names):
+    event("explained by the model of", ", ".join(names))
+
+
 def test_coordinator_conformance(coordinator_target):
     """The runtime under the real supervisor records what the model (runtime + supervisor) says, in what decides
-    the attempt."""
+    the attempt: the model of the SDK profile it is declared to be (``--profile``), or, undeclared, of the contract or
+    of any profile (``model.sdks.PROFILES``), those that explain each run counted in the statistics."""
     skip_the_model(coordinator_target)
-    holds_for_all(coordinator_runs, lambda run: _met(run, counted(check_conformance(coordinator_target, run))))
+    holds_for_all(coordinator_runs,
+                  lambda run: _met(run, counted(check_conformance(coordinator_target, run, on_explained=_explained_by))))
 
 
 @pytest.mark.parametrize("invariant", COORDINATOR_INVARIANTS, ids=lambda i: i.__name__)

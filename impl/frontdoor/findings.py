@@ -57,6 +57,9 @@ class Finding:
     #: How sure this finding is, where its invariant's intent (``model.intent.INTENT``) is not enough to say: its own
     #: ``Intent`` (sources, confidence, the other reading). None: its invariant's.
     intent: Intent | None = None
+    #: The SDK profiles (``model.sdks.PROFILES``) a coordinator finding holds for: it is about every coordinator target
+    #: declared to be one of them (``--profile NAME``), beside the ``targets`` it names.
+    profiles: tuple[str, ...] = ()
 
     @property
     def how_sure(self) -> Intent:
@@ -87,10 +90,12 @@ class Finding:
         brought = self.introduced_in is None or release.version >= Release.parse(self.introduced_in).version
         return brought and (self.fixed_in is None or release.version < Release.parse(self.fixed_in).version)
 
-    def about(self, target: str) -> bool:
+    def about(self, target: str, profile: str | None = None) -> bool:
         """Whether this finding is about ``target`` (or pairing): named in ``targets``, or matching one of its
-        patterns (``cmd:*``: every coordinator-mode program a user points the checker at)."""
-        return any(fnmatch.fnmatchcase(target, pattern) for pattern in self.targets)
+        patterns (``cmd:*``: every coordinator-mode program a user points the checker at), or declared to be the SDK
+        profile ``profile``, one it holds for (``profiles``)."""
+        return (profile is not None and profile in self.profiles
+                or any(fnmatch.fnmatchcase(target, pattern) for pattern in self.targets))
 
     def explains_violation(self, invariant: str, run, observation) -> bool:
         """Is a violation of ``invariant`` in this run this finding (its cause), not another bug?"""
@@ -939,11 +944,12 @@ ALL_FINDINGS = FINDINGS + RUNTIME_FINDINGS + LIFECYCLE_FINDINGS + COORDINATOR_FI
 
 
 def findings_on(kind: str, target: str, invariant: str, registry: tuple[Finding, ...] = ALL_FINDINGS,
-                release: Release | None = None) -> tuple[Finding, ...]:
-    """Every registered finding whose cause can break ``invariant`` on ``target``, for properties of ``kind``, and
-    that stands on ``release`` (default: the installed one): a fixed bug that comes back is a new violation."""
+                release: Release | None = None, profile: str | None = None) -> tuple[Finding, ...]:
+    """Every registered finding whose cause can break ``invariant`` on ``target`` (declared to be the SDK profile
+    ``profile``, if any), for properties of ``kind``, and that stands on ``release`` (default: the installed one): a
+    fixed bug that comes back is a new violation."""
     release = installed_release() if release is None else release
-    return tuple(f for f in registry if f.kind == kind and invariant in f.explains and f.about(target)
+    return tuple(f for f in registry if f.kind == kind and invariant in f.explains and f.about(target, profile)
                  and f.stands_on(release))
 
 
