@@ -35,12 +35,12 @@ from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, FAILED, HANG, REMOVED
 #: A task that runs until it is cancelled and honours the cancellation (the Go context, Java's interrupt, the
 #: TypeScript abort signal): cancelled, it returns an error at once; never cancelled, it runs on.
 CANCELLABLE = "cancellable"
-#: What a coordinator-mode task does: returns, returns an error, panics; or no task is registered under the TI's
-#: task id. The task id the supervisor hands out is the outcome (``runtimes/README.md``). A run may also say
-#: ``CANCELLABLE`` (``RUN_OUTCOMES``).
-COORDINATOR_OUTCOMES = ("success", "error", "panic", "unknown_task")
+#: What a coordinator-mode task does: returns, returns an error, panics, runs until it is cancelled (``CANCELLABLE``);
+#: or no task is registered under the TI's task id. The task id the supervisor hands out is the outcome
+#: (``runtimes/README.md``).
+COORDINATOR_OUTCOMES = ("success", "error", "panic", "unknown_task", CANCELLABLE)
 #: Every outcome a coordinator run's text may name.
-RUN_OUTCOMES = (*COORDINATOR_OUTCOMES, CANCELLABLE)
+RUN_OUTCOMES = COORDINATOR_OUTCOMES
 COORDINATOR_FAILURES = ("error", "panic")
 #: Opt-in, never generated: a TI id that is not a UUID, which the runtime stands in for by mangling the id it was
 #: sent (a test hook of this project's runtimes). Airflow's supervisor only ever sends UUIDs, so no real attempt has

@@ -21,8 +21,8 @@ from model.runtime_invariants import COORDINATOR_INVARIANTS
 from properties.conftest import assert_reproduces, assert_scope_holds, counted, holds_for_all, searching, skip_the_model
 
 
-def _met(run, observed):
-    for what in world_met(run, observed):
+def _met(run, observed, profile=None):
+    for what in world_met(run, observed, profile):
         event(f"the world met: {what}")
     return observed
 
@@ -37,14 +37,15 @@ def test_coordinator_conformance(coordinator_target):
     of any profile (``model.sdks.PROFILES``), those that explain each run counted in the statistics."""
     skip_the_model(coordinator_target)
     holds_for_all(coordinator_runs,
-                  lambda run: _met(run, counted(check_conformance(coordinator_target, run, on_explained=_explained_by))))
+                  lambda run: _met(run, counted(check_conformance(coordinator_target, run, on_explained=_explained_by)),
+                                   coordinator_target.profile))
 
 
 @pytest.mark.parametrize("invariant", COORDINATOR_INVARIANTS, ids=lambda i: i.__name__)
 def test_coordinator_invariant(coordinator_target, invariant):
     """The seed's acceptance criteria and the fail-closed exit, on every generated try."""
     check = searching(coordinator_target, invariant)
-    holds_for_all(coordinator_runs, lambda run: _met(run, check(run)))
+    holds_for_all(coordinator_runs, lambda run: _met(run, check(run), coordinator_target.profile))
 
 
 def test_every_small_try(coordinator_target, record_property):

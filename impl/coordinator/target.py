@@ -35,7 +35,7 @@ import msgpack
 from impl.releases.adapters import model_release
 from impl.supervisor_process import helper, supervise
 from impl.supervisor_process.world import World
-from model.coordinator import CoordinatorRun
+from model.coordinator import CANCELLABLE, CoordinatorRun
 from model.scenario import Observation
 
 REFERENCE_RUNTIME = Path(__file__).resolve().parent / "reference_runtime.py"
@@ -95,8 +95,8 @@ def python_runner(runtime: Path = REFERENCE_RUNTIME, server: str = "model"):
 
 def _try(run: CoordinatorRun, server: str) -> dict:
     """``supervise_command``'s keywords for one try: the task, the world, the server and the client's tries."""
-    return dict(task_id=run.outcome, world=World(run.while_running, run.after_frame), server=server,
-                execution_api_retries=run.execution_api_retries)
+    return dict(task_id=run.outcome, world=World(run.while_running, run.after_frame, run.outcome == CANCELLABLE),
+                server=server, execution_api_retries=run.execution_api_retries)
 
 
 def _supervise_python_runtime(runtime: str, context, **keywords) -> Observation:

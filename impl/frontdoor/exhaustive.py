@@ -36,8 +36,8 @@ from impl.frontdoor.registry import load_target
 from impl.frontdoor.scenarios import COORDINATOR_WORLD, EVENTS
 from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_observation
 from model import supervisor as model_supervisor
-from model.coordinator import (CONTRACT, COORDINATOR_OUTCOMES, DISPOSITIONS, CoordinatorRun, CoordinatorRuntime,
-                               coordinator_attempt)
+from model.coordinator import (CANCELLABLE, CONTRACT, COORDINATOR_OUTCOMES, DISPOSITIONS, CoordinatorRun,
+                               CoordinatorRuntime, coordinator_attempt)
 from model.frozen import replace
 from model.release import SPECIFIED, Release
 from model.runtime_invariants import runtime_violations
@@ -266,7 +266,8 @@ def coordinator_scope(depth: int = COORDINATOR_DEPTH, contexts=CONTEXTS, release
     sequence is extended only from a supervisor state not reached before (faults on different calls taken in any
     order as one) under every SIGTERM disposition any of ``runtimes`` meets the world with (``_dispositions``: dies,
     ignores, handles and carries on): whatever the runtime then does, it is told the same and meets the same. Each is
-    lived with every outcome, with and without the success overtime after the frame.
+    lived with every outcome, with and without the success overtime after the frame (a ``CANCELLABLE`` task's frame, if
+    any, comes inside a kill, where no overtime is checked: without).
     """
     dispositions = _dispositions(runtimes)
     for context in contexts:
@@ -289,7 +290,7 @@ def coordinator_scope(depth: int = COORDINATOR_DEPTH, contexts=CONTEXTS, release
                 next_frontier = []
                 for events, sups, key in frontier:
                     for outcome in COORDINATOR_OUTCOMES:
-                        for after in ((), (Overtime(),)):
+                        for after in ((),) if outcome == CANCELLABLE else ((), (Overtime(),)):
                             run = CoordinatorRun(context, outcome, events, after, sups[0].execution_api_retries)
                             attempt = coordinator_attempt(run, runtimes[0], release)
                             yield run, attempt, attempt

@@ -37,7 +37,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from impl.frontdoor.registry import TargetUnavailable, load_target
 from impl.frontdoor.report import InvariantViolation, explained, replay_command
 from impl.frontdoor.kinds import kind_of
-from impl.frontdoor.scenarios import coordinator_runs, playable_only, policies
+from impl.frontdoor.scenarios import ending_coordinator_runs, playable_only, policies
 from impl.releases.adapters import model_release
 from model import coordinator as model_coordinator
 from model import runtime as model_runtime
@@ -52,8 +52,9 @@ from model.runtime_invariants import met_failure
 from model.scenario import UP_FOR_RESCHEDULE, UP_FOR_RETRY, RunContext
 
 python_tries = st.tuples(st.sampled_from(PYTHON_OUTCOMES), policies, st.sampled_from(COMMS_MODES))
-#: A coordinator try in its world (``scenarios.coordinator_runs``); its run context is the life's, set as it is lived.
-coordinator_tries = coordinator_runs
+#: A coordinator try in its world whose task ends by itself (``scenarios.ending_coordinator_runs``); its run context is
+#: the life's, set as it is lived.
+coordinator_tries = ending_coordinator_runs
 #: A TI's ``retries``.
 RETRIES = st.integers(0, 3)
 

@@ -238,10 +238,12 @@ def _installed_sdk() -> str | None:
         return None
 
 
-def load_target(name: str, kind: str = "supervisor") -> Target:
+def load_target(name: str, kind: str = "supervisor", profile: str | None = None) -> Target:
     """The target called ``name`` for the properties of ``kind``.
 
-    Raises ``UnknownTarget`` for a name not in the table, ``WrongKindOfTarget`` for a target of
+    A coordinator target is declared to be the SDK profile ``profile`` (None: as ``$FINALSTATE_SDK_PROFILE`` says,
+    undeclared if unset: ``coordinator_references``). Raises ``UnknownTarget`` for a name not in the table (or an
+    unknown profile), ``WrongKindOfTarget`` for a target of
     another kind (so those properties are skipped with the reason), ``TargetUnavailable`` when
     what it needs is not installed.
     """
@@ -261,4 +263,6 @@ def load_target(name: str, kind: str = "supervisor") -> Target:
             raise TargetUnavailable(f"target {name!r} needs {entry.needs} ({e.name} is not installed): "
                                     "pip install 'finalstate[airflow]'") from None
         raise
+    if kind == "coordinator":
+        return model_target(kind, profile) if name == "model" else module.target(name, profile=profile)
     return model_target(kind) if name == "model" else module.target(name)

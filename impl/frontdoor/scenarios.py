@@ -15,7 +15,8 @@ from hypothesis import currently_in_test_context, event, reject, settings, strat
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from model import supervisor as model_supervisor
-from model.coordinator import COORDINATOR_OUTCOMES, TERMINAL_CALLS, CoordinatorRun
+from model.coordinator import CANCELLABLE, COORDINATOR_OUTCOMES, TERMINAL_CALLS, CoordinatorRun
+from model.sdks import profile as sdk_profile
 from model.runtime import (COMMS_MODES, EXECUTION_TIMEOUT, FEATURES, FORKED_CHILD, PYTHON_OUTCOMES, RETURN, SIGTERM,
                            STARTUP_RESCHEDULE, Policy, RuntimeRun)
 from model.scenario import (
@@ -243,18 +244,45 @@ def _coordinator_run(setting: tuple[RunContext, int], traps_sigterm: bool, world
     return CoordinatorRun(context, outcome, while_running, (Overtime(),) if overtime else (), tries)
 
 
-#: One try of a coordinator-mode task in its supervisor's world: the run context and the client's tries, a runtime
-#: that traps SIGTERM (one in eight), up to four events of the world while the task runs, the task's outcome, the
-#: success overtime after its frame (one in four). Shrinks towards Airflow's default tries, a consistent context,
-#: no world, a task that succeeds.
-coordinator_runs = st.builds(_coordinator_run, st.sampled_from(SETTINGS), _ONE_IN_EIGHT,
-                             st.text(_COORDINATOR_ALPHABET, max_size=4), st.sampled_from(COORDINATOR_OUTCOMES),
-                             _ONE_IN_FOUR)
+def coordinator_runs_of(outcomes: tuple[str, ...]) -> st.SearchStrategy[CoordinatorRun]:
+    """One try of a coordinator-mode task in its supervisor's world, its outcome one of ``outcomes``: the run context
+    and the client's tries, a runtime that traps SIGTERM (one in eight), up to four events of the world while the task
+    runs, the task's outcome, the success overtime after its frame (one in four). Shrinks towards Airflow's default
+    tries, a consistent context, no world, a task that succeeds."""
+    return st.builds(_coordinator_run, st.sampled_from(SETTINGS), _ONE_IN_EIGHT,
+                     st.text(_COORDINATOR_ALPHABET, max_size=4), st.sampled_from(outcomes), _ONE_IN_FOUR)
 
 
-def world_met(run: CoordinatorRun, observed) -> tuple[str, ...]:
-    """What of its world a coordinator try met, by the calls the supervisor made: for Hypothesis's statistics."""
+#: A coordinator try, of every outcome (``model.coordinator.COORDINATOR_OUTCOMES``): a task that runs until it is
+#: cancelled too, which the world meets while it runs.
+coordinator_runs = coordinator_runs_of(COORDINATOR_OUTCOMES)
+#: A coordinator try whose task ends by itself (every outcome but ``CANCELLABLE``): a try of a life, which a try that
+#: never ends would end (its row left to the scheduler's heartbeat timeout, a word of lives of its own).
+ending_coordinator_runs = coordinator_runs_of(tuple(o for o in COORDINATOR_OUTCOMES if o != CANCELLABLE))
+
+
+def _what_sigterm_did(observed) -> str:
+    """What a runtime did with the SIGTERM that met its running task, as the attempt shows it."""
+    if observed.exit_code == 143:
+        return "it exited 143 through its shutdown (exits-143)"
+    if observed.exit_code is not None and observed.exit_code >= 0 and observed.replies:
+        return "it cancelled the task and reported it (cancels, or grace-then-exit-1 with a task that honours it)"
+    if observed.exit_code == -9:
+        return "only the SIGKILL after it ended it (traps)"
+    return f"it ended with {observed.exit_code} (dies)" if observed.exit_code == -15 else f"exit {observed.exit_code}"
+
+
+def world_met(run: CoordinatorRun, observed, profile: str | None = None) -> tuple[str, ...]:
+    """What of its world a coordinator try met, by the calls the supervisor made and the runtime's exit, and for a
+    ``cancellable`` task what the runtime did with a SIGTERM while it ran (with its declared SDK profile's
+    ``sigterm_running``, ``model.sdks``): for Hypothesis's statistics."""
     met = []
+    if run.outcome == CANCELLABLE:
+        if observed.hung:
+            met.append("a task that runs until cancelled: nothing cancelled it (hung)")
+        else:
+            declared = f" [declared {profile}: {sdk_profile(profile).runtime.sigterm_running}]" if profile else ""
+            met.append(f"a SIGTERM met the running task: {_what_sigterm_did(observed)}{declared}")
     terminal = [c for c in observed.calls if c.name in TERMINAL_CALLS]
     if any(c.status != 200 for c in terminal):
         met.append("a terminal call failed (a fault hit it)")

@@ -9,15 +9,20 @@ where such a runtime waits on the supervisor and so cannot act on its own:
   there are over (faults armed, users' actions on the task instance done, heartbeats answered, each one acted on
   by the supervisor's loop); the runtime is connected and waiting, as a running task's runtime is to the
   supervisor. A kill there (a heartbeat the server refused, too many that failed) ends it: StartupDetails is never
-  sent.
+  sent. That is how the world meets a task that ends by itself; one that runs until it is cancelled (the
+  ``cancellable`` task) it meets while it runs: StartupDetails goes out, and once every thread of the runtime sleeps
+  in its task the world's events happen, then time runs on; a kill there meets the runtime's own SIGTERM handling
+  (``model.coordinator.CoordinatorRuntime.sigterm_running``: it may cancel its task and report it inside the kill),
+  and a task nothing killed never ends (the attempt is ended as ``hung``).
 - *after its terminal frame was taken*: the supervisor's answer to it is held back while the success overtime
   runs out, but only for a runtime that is waiting for that answer. One that does not wait exits as soon as its
   frame is written; which of the two a runtime is shows in the process itself (``RuntimeWatch``): it either
   ends, or every thread of it sleeps.
 
-A runtime that traps SIGTERM (``ignore sigterm``) is, at every kill a coordinator run can have, waiting on the
-harness: whatever its handler does, it can do nothing more, and only the SIGKILL the supervisor escalates to ends
-it. The harness stands in for such a handler by withholding SIGTERM from it (``Arrangement.withhold_sigterm``).
+A run that says the runtime traps SIGTERM (``ignore sigterm``) has it, at every kill a coordinator run can have,
+waiting on the harness: whatever its handler does, it can do nothing more, and only the SIGKILL the supervisor
+escalates to ends it. The harness stands in for such a handler by withholding SIGTERM from it
+(``Arrangement.withhold_sigterm``). Nothing else is withheld: a runtime's own SIGTERM handling meets the real signal.
 
 The supervisor can also take a frame and answer nothing: one it could not decode (it logs "Unable to decode
 message" and goes on). A runtime waiting for that answer would wait for ever; once every thread of it sleeps (or
@@ -30,6 +35,8 @@ import contextlib
 import os
 import select
 import signal
+import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -38,6 +45,7 @@ import attrs
 
 from impl.server.model_api import perform
 from model.scenario import Fault, Heartbeat, IgnoreSigterm, Overtime, UserAction
+from model.supervisor import TIME_RUNS_ON
 
 #: How long a runtime whose frame the supervisor could not decode may go on before the harness ends it.
 UNANSWERED_GRACE = 1.0
@@ -53,18 +61,23 @@ LOOK_INTERVAL = 0.001
 @attrs.frozen
 class World:
     """The world's events around a runtime's task: ``while_running`` (``Fault``, ``UserAction``, ``Heartbeat``, a
-    leading ``IgnoreSigterm``) and ``after_frame`` (``Overtime``), as ``model.coordinator.CoordinatorRun`` has them."""
+    leading ``IgnoreSigterm``) and ``after_frame`` (``Overtime``), as ``model.coordinator.CoordinatorRun`` has them;
+    ``task_runs_on``: the task runs until it is cancelled (``model.coordinator.CANCELLABLE``), so the world meets it
+    while it runs, StartupDetails sent, and its frame, if any, comes inside a kill (no overtime after it)."""
 
     while_running: tuple = ()
     after_frame: tuple = ()
+    task_runs_on: bool = False
 
     @property
     def traps_sigterm(self) -> bool:
         return any(isinstance(e, IgnoreSigterm) for e in self.while_running)
 
     def arrangement(self) -> Arrangement:
-        return Arrangement(scripted=False, hold_startup=any(not isinstance(e, IgnoreSigterm) for e in self.while_running),
-                           hold_terminal_answer=bool(self.after_frame), withhold_sigterm=self.traps_sigterm)
+        waits = not self.task_runs_on and any(not isinstance(e, IgnoreSigterm) for e in self.while_running)
+        return Arrangement(scripted=False, hold_startup=waits,
+                           hold_terminal_answer=bool(self.after_frame) and not self.task_runs_on,
+                           withhold_sigterm=self.traps_sigterm)
 
 
 @attrs.frozen
@@ -148,6 +161,22 @@ class RuntimeWatch:
                 return False
         return True
 
+    def runs_its_task(self, comm, budget: float, stop: threading.Event) -> str:
+        """``ended``, or ``running`` once the runtime has read everything the supervisor wrote it on ``comm``
+        (StartupDetails: ``unread``) and every thread of it sleeps (in its task, waiting to be cancelled); ``running``
+        after ``budget`` seconds. Launched through the fork server, the process watched is the launcher, which always
+        sleeps: there, having read StartupDetails is what shows it runs its task (the task starts microseconds later)."""
+        until = time.monotonic() + budget
+        looks = 0
+        while time.monotonic() < until and not stop.is_set():
+            if self.ended():
+                return "ended"
+            looks = looks + 1 if unread(comm) in (0, None) and self.asleep() else 0
+            if looks >= ASLEEP_LOOKS:
+                return "running"
+            time.sleep(LOOK_INTERVAL)
+        return "ended" if self.ended() else "running"
+
     def shows(self, budget: float, stop: threading.Event) -> str:
         """``ended`` or ``waiting``, as soon as the runtime shows which; ``waiting`` after ``budget`` seconds."""
         until = time.monotonic() + budget
@@ -160,6 +189,35 @@ class RuntimeWatch:
                 return "waiting"
             time.sleep(LOOK_INTERVAL)
         return "ended" if self.ended() else "waiting"
+
+
+def _proc_net_address(host: str, port: int, table: str) -> str:
+    """``host:port`` (IPv4) as ``/proc/net/tcp`` writes it (each 32-bit word in host order, hex), or as ``tcp6`` writes
+    the same address mapped into IPv6 (``::ffff:a.b.c.d``)."""
+    word = "%08X" % struct.unpack("=I", socket.inet_aton(host))[0]
+    mapped = "0000000000000000" + "%08X" % struct.unpack("=I", b"\0\0\xff\xff")[0] + word
+    return f"{mapped if table.endswith('6') else word}:{port:04X}"
+
+
+def unread(sock) -> int | None:
+    """How many of the bytes written on ``sock`` (the supervisor's TCP connection to its runtime, on loopback) the
+    runtime has not read yet: its own end's receive queue, as ``/proc/self/net/tcp`` shows it (the helper's network
+    namespace, where the runtime lives too). None where that cannot be told (not an IPv4 connection, not found)."""
+    try:
+        (local_host, local_port), (peer_host, peer_port) = sock.getsockname()[:2], sock.getpeername()[:2]
+    except (OSError, ValueError):
+        return None
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        try:
+            wanted = (_proc_net_address(peer_host, peer_port, table), _proc_net_address(local_host, local_port, table))
+            lines = Path(table).read_text().splitlines()[1:]
+        except (OSError, ValueError):
+            continue
+        for line in lines:
+            fields = line.split()
+            if (fields[1], fields[2]) == wanted:
+                return int(fields[4].split(":")[1], 16)
+    return None
 
 
 class WorldDriver:
@@ -206,16 +264,10 @@ class WorldDriver:
         return not self.done.is_set()
 
     def _live(self) -> None:
-        for event in self.world.while_running:
-            if isinstance(event, Fault):
-                self.attempt.arm(event)
-            elif isinstance(event, UserAction):
-                self._do({"op": "act", "action": event.action, "state": event.state})
-            elif isinstance(event, Heartbeat):
-                self._do({"op": "heartbeat", "answer": event.answer})
-                self._do({"op": "settle"})
-                if self.sup.signalled:  # killed while its task ran: it never gets to end it
-                    return
+        if self.world.task_runs_on:
+            return self._while_it_runs()
+        if not self._perform(self.world.while_running):  # killed while its task ran: it never gets to end it
+            return
         self.comm.hold.release()
         while not self.comm.terminal_answered.is_set():
             if self.sup.frames_not_taken:
@@ -224,15 +276,46 @@ class WorldDriver:
                 return
         if self.world.after_frame:
             if self.watch.shows(SHOW_GRACE, self.done) == "waiting" and not self.done.is_set():
-                for event in self.world.after_frame:
-                    if isinstance(event, Overtime):
-                        self._do({"op": "overtime"})
-                        self._do({"op": "settle"})
-            self.comm.hold.release()
+                self._perform(self.world.after_frame)
+            if not self._killing():  # a kill meets a runtime still waiting for its answer: it never gets it
+                self.comm.hold.release()
         seen = self.sup.frames_not_taken
         while self._next_change():  # a frame it sends later goes unanswered too
             if self.sup.frames_not_taken > seen:
                 return self._unanswered()
+
+    def _perform(self, events) -> bool:
+        """The world's events while the task runs, in order: faults armed, users' actions done, heartbeats answered
+        (each acted on by the supervisor's loop); False once one of them made the supervisor kill the runtime."""
+        for event in events:
+            if isinstance(event, Fault):
+                self.attempt.arm(event)
+            elif isinstance(event, UserAction):
+                self._do({"op": "act", "action": event.action, "state": event.state})
+            elif isinstance(event, Heartbeat):
+                self._do({"op": "heartbeat", "answer": event.answer})
+                self._do({"op": "settle"})
+            elif isinstance(event, Overtime):
+                self._do({"op": "overtime"})
+                self._do({"op": "settle"})
+            if self._killing():
+                return False
+        return True
+
+    def _killing(self) -> bool:
+        """Whether the supervisor has begun to kill the runtime (its ``kill()`` is entered before the signal is sent)."""
+        return self.sup.killing or self.sup.signalled
+
+    def _while_it_runs(self) -> None:
+        """A task that runs until it is cancelled: StartupDetails went out; once the runtime shows it runs its task
+        (it read StartupDetails, and every thread of it sleeps, waiting for the cancellation), the world's events happen, then time runs on
+        (``model.supervisor.TIME_RUNS_ON``); a kill among them is the runtime's to meet as it does (it dies, exits,
+        or cancels its task and reports it inside the kill), and if nothing killed it, it never ends: the harness ends
+        the attempt (``hung``). A runtime that ended meanwhile (it has no such task) meets none of it."""
+        if self.watch.runs_its_task(self.comm, SHOW_GRACE, self.done) == "ended" or self.done.is_set():
+            return
+        if self._perform(self.world.while_running) and self._perform(TIME_RUNS_ON):
+            self.sup.end_hung()
 
     def _unanswered(self) -> None:
         """The supervisor took a frame it answers nothing: give the runtime until it shows it waits, then end it."""
