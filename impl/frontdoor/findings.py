@@ -877,8 +877,9 @@ written as the response to StartupDetails and the channels closed, no answer rea
 not for `go-sdk-before-68554`, whose every failure is a TaskState(failed) that the supervisor takes at once and reports
 by its closing `finish()` (C2 is what it loses), nor for the Java SDK's profiles, which fail closed after any frame.
 The Go runtime with each profile's flags (`--profile ci,go-sdk-1.0.0`, ...) over the complete coordinator scope breaks
-`failure_not_taken_fails_closed` only where a fault keeps its RetryTask from the server (`fault retry transient` under
-one client try, `permanent`, `lost`), every time C1.
+`failure_not_taken_fails_closed` only where its RetryTask is not taken: a fault keeps it from the server (`fault retry
+transient` under one client try, `permanent`, `lost`), or a user's action made the server refuse it (`user marks
+failed`, `user clears`, ...: 409, 410, 404), every time C1.
 """
 
 _C2_DETAILS = """The seed of this project (apache/airflow#67797) and its Java twin (#67798), as the SDK profiles before their fixes
