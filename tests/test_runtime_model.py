@@ -337,3 +337,18 @@ def test_lifecycle_machine_catches_the_seed_coordinator_model():
                            (failing_try_with_retries_left_ends_up_for_retry,))
     with pytest.raises(InvariantViolation, match="try 1 of max_tries=1 failed with retries left"):
         run_state_machine_as_test(machine)
+
+
+def test_a_try_the_sigterm_kills_never_reaches_mains_finally_and_one_it_never_reaches_does():
+    """Before 1.0.4 a SIGTERM kills the task runner's process (exit -15): main's finally, which closes its channel
+    (since 1.0.3), never runs. A try with the same feature whose task never ran (its GetXCom failed first) is not
+    killed, and closes its channel as any other."""
+    from model.release import Release
+
+    release = Release.parse("1.0.3")
+    killed = python_runtime(RuntimeRun.from_text("try_number=1 max_tries=0; task returns; policy none; comms ok; "
+                                                 "with sigterm"), release)
+    assert (killed.exit_code, killed.on_kill_calls, killed.channel_closed) == (-15, 0, False)
+    never_ran = python_runtime(RuntimeRun.from_text("try_number=1 max_tries=0; task returns; policy none; "
+                                                    "comms every_send_fails; with xcom_keys_to_clear sigterm"), release)
+    assert (never_ran.exit_code, never_ran.channel_closed) == (1, True)

@@ -429,6 +429,13 @@ the exit code) is the nearest upstream change; 1.4.0b2 does not have it.
         "RetryTask, so _handle_process_overtime_if_needed never ends a process after DeferTask, RescheduleTask or "
         "AwaitInputTask; the deferral docs say a deferred task no longer occupies a worker slot",
         signature=_hung_after(_FRAMES_WITHOUT_OVERTIME),
+        details="""\
+The overtime was ported to the supervisor by apache/airflow#44590 (AIP-72), whose description says it "applies to all
+states not just success, as was the case with LTJ" (the Airflow 2 LocalTaskJob); the supervisor that ships stamps the
+task's end only for TaskState, SucceedTask and RetryTask. On the real Execution API (the table below) the row stays
+DEFERRED and no call follows the defer: the triggerer may resume the task on another worker while this process still
+holds its slot.
+""",
     ),
     Finding(
         "F17", "an_attempt_whose_task_ended_ends",
@@ -442,6 +449,14 @@ the exit code) is the nearest upstream change; 1.4.0b2 does not have it.
         "_send_terminal_state_msg (1.2.2-1.3.x) holds it only once the call answered 2xx",
         signature=_hung_after(("TaskState", "SucceedTask", "RetryTask")),
         introduced_in="1.2.2", fixed_in="1.4.0",
+        details="""\
+Stated under `execution_api_retries=1` so that one 5xx fails the call. Under Airflow's default five tries the same
+end comes of an Execution API that stays down while the task ends: `finalstate replay --server airflow --target
+airflow-inproc 'try_number=1 max_tries=1 should_retry=true; fault succeed permanent; send SucceedTask; exit hang'`
+records `PATCH .../run` 200, five `PATCH .../state` [succeed] 500, then `PUT .../heartbeat` 204 once time runs on,
+no final state, the row `running` (apache-airflow-core 3.3.2, SQLite): the supervisor keeps heartbeating for a task
+that is over, so the scheduler's heartbeat timeout never strikes it either.
+""",
     ),
     Finding(
         "F18", "server_terminated_wins",
@@ -844,8 +859,9 @@ def _failed_with_retries_left(run, o: Observation) -> bool:
             and not any(c.name == "retry" for c in o.calls))
 
 
-#: The Go runtime doing what the Go SDK's ``Serve`` does with its terminal frame (``runtimes/go``: --no-fail-closed).
-GO_SDK_SHAPED = ("cmd:build/runtimes/go-runtime --no-fail-closed",)
+#: The Go runtime doing what the Go SDK's ``Serve`` does with its terminal frame (``runtimes/go``: --no-fail-closed),
+#: named ``go-runtime`` or by its path (``build/runtimes/go-runtime``, or where an installed finalstate built it).
+GO_SDK_SHAPED = ("cmd:go-runtime --no-fail-closed", "cmd:*/go-runtime --no-fail-closed")
 
 _C1_DETAILS = """\
 C1 on the real Execution API (apache-airflow-core 3.3.2, SQLite, Airflow's default five tries of each request):

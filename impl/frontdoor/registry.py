@@ -238,6 +238,15 @@ def _installed_sdk() -> str | None:
         return None
 
 
+def require_installed(name: str) -> None:
+    """``TargetUnavailable`` naming the extra to install when the target ``name`` runs Airflow and no
+    apache-airflow-task-sdk is installed here; nothing for a name not in the table (``load_target`` says so)."""
+    entry = _entry(name)
+    if entry is not None and _AIRFLOW in entry.needs and _installed_sdk() is None:
+        raise TargetUnavailable(f"target {name!r} needs apache-airflow-task-sdk, which is not installed here: "
+                                "pip install 'finalstate[airflow]'")
+
+
 def load_target(name: str, kind: str = "supervisor", profile: str | None = None) -> Target:
     """The target called ``name`` for the properties of ``kind``.
 
@@ -252,6 +261,7 @@ def load_target(name: str, kind: str = "supervisor", profile: str | None = None)
         raise UnknownTarget(f"unknown target {name!r}; the known targets are:\n{known_targets()}")
     if kind not in entry.kinds:
         raise WrongKindOfTarget(f"{name} is a {'/'.join(entry.kinds)} target; the {kind} properties do not apply to it")
+    require_installed(name)
     try:
         module = importlib.import_module(entry.module)
     except ModuleNotFoundError as e:
