@@ -176,6 +176,23 @@ def test_the_go_runtime_as_the_java_sdk_passes_conformance(text, declared):
         assert "java-sdk-1.0.0" in named[0] and "contract" not in named[0]
 
 
+@pytest.mark.parametrize("profile,outcome,row", [
+    ("java-sdk-1.0.0", "success", "success"), ("ts-sdk-1.0.0", "cancellable", "success"),
+    ("contract", "cancellable", "failed"),
+])
+def test_a_runtime_that_carries_on_inside_the_kill_meets_the_rest_of_the_world_there(profile, outcome, row):
+    """A refused heartbeat kills the runtime; a user's mark comes next. A runtime that handles the SIGTERM (the JVM's
+    shutdown, exit 143; the TypeScript SDK cancelling its task and reporting it) is still there inside the kill, and
+    the mark reaches the row before the supervisor reads it again (``model.supervisor.monitor_step``); one that dies of
+    the signal meets nothing more."""
+    from impl.frontdoor.report import check_conformance
+
+    run = CoordinatorRun.from_text("try_number=1 max_tries=0 should_retry=false; heartbeat 409; user marks success; "
+                                   f"task {outcome}")
+    observed = check_conformance(go_target(profile), run)
+    assert observed.row.split()[0] == row
+
+
 def test_a_runtime_no_profile_explains_is_still_reported():
     """The Go runtime without its retry branch but failing closed (``--no-retry`` alone: no SDK has it) waits for its
     TaskState(failed)'s answer, and the overtime kills it: no profile's model has that (the Go SDK before its fix

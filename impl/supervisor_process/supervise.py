@@ -161,6 +161,9 @@ class QuickEscalation(SUPERVISOR.base):
     signalled = False
     #: Set when something a ``world.WorldDriver`` waits on happens (None: no driver).
     changed = None
+    #: Called (by the supervisor's own thread) once a kill's SIGTERM was sent: the ``world.WorldDriver``'s, which meets
+    #: a runtime that carries on inside the kill with the rest of the world before the supervisor reads it again.
+    inside_kill = None
 
     def kill(self, signal_to_send=signal.SIGINT, escalation_delay=5.0, force=False):
         if self.runtime_sigterm == SIGTERM_IGNORED or self.arranged.withhold_sigterm:
@@ -190,7 +193,10 @@ class QuickEscalation(SUPERVISOR.base):
         self.signalled = True
         if sig == signal.SIGTERM and self.arranged.withhold_sigterm:
             return
-        return super()._signal_subprocess(sig)
+        result = super()._signal_subprocess(sig)
+        if sig == signal.SIGTERM and self.inside_kill is not None:
+            self.inside_kill()
+        return result
 
     def handle_requests(self, log):
         """The real request handler, each request handed on as the reader hands it; one that does not reach

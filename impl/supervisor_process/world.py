@@ -220,6 +220,27 @@ def unread(sock) -> int | None:
     return None
 
 
+def wrote(comm) -> bool:
+    """Whether the runtime has written something the supervisor has not read yet on ``comm`` (its end of the comm
+    socket), peeked at, never taken; the end of the stream (a runtime that is gone) is not something written."""
+    try:
+        return bool(comm.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return False
+
+
+def exited_by_itself(pid: int) -> bool:
+    """Whether the ended child ``pid`` exited (a code of its own), not killed by a signal; asked without reaping it
+    (``WNOWAIT``: the supervisor reaps it as it always does). False where it cannot be told (not a child of ours)."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return info is not None and info.si_code == os.CLD_EXITED
+
+
 class WorldDriver:
     """Performs ``world`` around the attempt of ``sup`` (a ``supervise.QuickEscalation``), on a thread of its own while
     the supervisor's ``wait()`` runs: see the module. ``notes`` gets a line for each time the harness stepped in.
@@ -233,6 +254,9 @@ class WorldDriver:
         self.changed = comm.changed = sup.changed = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="finalstate-world", daemon=True)
+        #: The world's events after the one being performed: what a kill it brings about meets inside it.
+        self.pending: tuple = ()
+        sup.inside_kill = self._inside_kill
 
     def start(self) -> None:
         self.thread.start()
@@ -287,7 +311,8 @@ class WorldDriver:
     def _perform(self, events) -> bool:
         """The world's events while the task runs, in order: faults armed, users' actions done, heartbeats answered
         (each acted on by the supervisor's loop); False once one of them made the supervisor kill the runtime."""
-        for event in events:
+        for i, event in enumerate(events):
+            self.pending = tuple(events[i + 1:])
             if isinstance(event, Fault):
                 self.attempt.arm(event)
             elif isinstance(event, UserAction):
@@ -300,7 +325,44 @@ class WorldDriver:
                 self._do({"op": "settle"})
             if self._killing():
                 return False
+        self.pending = ()
         return True
+
+    def _inside_kill(self) -> None:
+        """Called by the supervisor's thread once its kill's SIGTERM was sent, before it reads the runtime again: a
+        runtime that carries on inside the kill (it handles SIGTERM: it writes to the supervisor, or exits by itself)
+        meets the rest of the world's faults and users' actions there, as ``model.supervisor.monitor_step`` has a kill's
+        wait meet them (a heartbeat or the overtime falling due there is never acted on); one that died of the signal,
+        or trapped it and goes on waiting, meets nothing more."""
+        rest = tuple(e for e in self.pending if isinstance(e, (Fault, UserAction)))
+        self.pending = ()
+        try:
+            if not rest or not self._carries_on():
+                return
+            for event in rest:
+                if isinstance(event, Fault):
+                    self.attempt.arm(event)
+                else:
+                    self._do({"op": "act", "action": event.action, "state": event.state})
+        except Exception as e:  # said in the observation by supervise, as the driver's own errors are
+            self.error = e
+
+    def _carries_on(self) -> bool:
+        """After a SIGTERM: whether the runtime carries on (it wrote to the supervisor, or exited by itself), as soon as
+        it shows it; not once it died of the signal, or every thread of it sleeps with nothing written (it trapped the
+        signal and waits on), or ``SHOW_GRACE`` went by."""
+        until = time.monotonic() + SHOW_GRACE
+        looks = 0
+        while time.monotonic() < until and not self.done.is_set():
+            if self.watch.ended():
+                return exited_by_itself(self.watch.pid)
+            if wrote(self.comm):
+                return True
+            looks = looks + 1 if self.watch.asleep() else 0
+            if looks >= ASLEEP_LOOKS:
+                return wrote(self.comm)
+            time.sleep(LOOK_INTERVAL)
+        return False
 
     def _killing(self) -> bool:
         """Whether the supervisor has begun to kill the runtime (its ``kill()`` is entered before the signal is sent)."""
