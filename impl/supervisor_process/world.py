@@ -19,6 +19,12 @@ where such a runtime waits on the supervisor and so cannot act on its own:
   frame is written; which of the two a runtime is shows in the process itself (``RuntimeWatch``): it either
   ends, or every thread of it sleeps.
 
+A kill among the world's events meets the runtime as it is: one that dies of the SIGTERM, or traps it and waits on,
+meets nothing more; one that carries on inside the kill (it writes to the supervisor, or exits by itself: it handled
+the signal) meets the rest of the world's faults and users' actions there, performed once the signal was sent and
+before the supervisor reads the runtime again (``WorldDriver._inside_kill``), as a kill's wait meets them in
+``model.supervisor.monitor_step``.
+
 A run that says the runtime traps SIGTERM (``ignore sigterm``) has it, at every kill a coordinator run can have,
 waiting on the harness: whatever its handler does, it can do nothing more, and only the SIGKILL the supervisor
 escalates to ends it. The harness stands in for such a handler by withholding SIGTERM from it
