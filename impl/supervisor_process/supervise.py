@@ -72,7 +72,7 @@ from impl.releases.adapters import (decided_final_state, missing, require_the_mo
 from impl.server.model_api import ExecutionAPIFake
 from impl.server.model_client import error_name
 from impl.wire.launcher import ForkServer, build_launcher
-from impl.supervisor_process.world import Arrangement, Hold, RuntimeWatch, World, WorldDriver
+from impl.supervisor_process.world import Arrangement, Hold, RuntimeWatch, World, WorldDriver, wrote
 from impl.wire.scripted_runtime import SYNC_ID_BASE, SYNC_VARIABLE
 from model.invariants import TERMINAL_FRAMES
 from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Observation, RunContext
@@ -173,6 +173,16 @@ class QuickEscalation(SUPERVISOR.base):
             return super().kill(signal_to_send, escalation_delay, force)
         finally:
             self.killing = False
+
+    def _check_subprocess_exit(self, raise_on_timeout: bool = False, expect_signal=None):
+        """The real exit check; inside a kill, a process's exit is noticed once the supervisor has read what the
+        process wrote it before it exited (a runtime that cancels its task reports it and exits at once): the kill's
+        loop reads it at its next wake-up, as it does whenever the frame comes before the exit is looked for. Which
+        comes first otherwise depends on the machine's scheduling (the kill returns first, and ``_terminal_state``
+        set after it is overwritten by the frame read later); the model has the frame read inside the kill."""
+        if self.killing and self._exit_code is None and wrote(self.stdin):
+            return None
+        return super()._check_subprocess_exit(raise_on_timeout, expect_signal)
 
     def run_escalation_out(self) -> bool:
         """The runtime handled this kill's SIGTERM and will never exit: the kill's wait runs out now, not after its
