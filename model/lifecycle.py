@@ -9,6 +9,10 @@ meets the task's outcome, the supervisor records the end; the server row then sa
 - anything else (SUCCESS, FAILED, SKIPPED, REMOVED, a row the server took away, or a row wrongly
   left RUNNING): the life is over.
 
+A try may also be ``host lost`` (``host_lost``): the worker host dies while the task runs, the supervisor with
+it, so nothing more is reported; the row stays RUNNING until the scheduler's task-instance heartbeat timeout
+fails it (UP_FOR_RETRY while it may retry, else FAILED), and the life goes on from there.
+
 ``Life`` is pure and frozen; ``LIFECYCLE_INVARIANTS`` are ``(life) -> violations``.
 """
 
@@ -18,21 +22,26 @@ import attrs
 
 from model.frozen import replace
 from model.invariants import Violation
+from model.release import SPECIFIED, Release
 from model.scenario import (
     AWAITING_INPUT,
     DEFERRED,
     FAILED,
+    NO_FINAL_STATE,
     QUEUED,
     RUNNING,
     UP_FOR_RESCHEDULE,
     UP_FOR_RETRY,
+    ApiCall,
     Observation,
     RunContext,
 )
-from model.server import Row
+from model.server import Row, Server
 
 #: Row states after which the same try is resumed.
 RESUMED = frozenset({DEFERRED, UP_FOR_RESCHEDULE, AWAITING_INPUT})
+#: A life's try in which the worker host dies while the task runs (``host_lost``).
+HOST_LOST = "host lost"
 
 
 @attrs.frozen
@@ -49,8 +58,14 @@ class Try:
     observation: Observation
     runtime: str = ""
     #: The server's own row after the try, as the scheduler then left it (a life on a real server's
-    #: row); None: the row moves on by the model's rule (``Life.record``).
+    #: row, or a try whose host was lost: the scheduler's heartbeat timeout and its queueing decide);
+    #: None: the row moves on by the model's rule (``Life.record``).
     row_after: Row | None = None
+
+    @property
+    def lost(self) -> bool:
+        """Whether the worker host died in this try (``HOST_LOST``): nothing was reported, the scheduler ended it."""
+        return self.met == HOST_LOST
 
     def to_text(self) -> str:
         o = self.observation
@@ -107,6 +122,22 @@ class Life:
     def to_lines(self) -> list[str]:
         return [f"retries={self.retries}", *(t.to_text() for t in self.tries),
                 f"row at the end: {self.row.state}, try_number={self.row.try_number}"]
+
+
+def host_lost(context: RunContext, release: Release = SPECIFIED) -> Try:
+    """The try of ``context`` in which the worker host dies while the task runs, under ``release``'s server.
+
+    The supervisor started it (``PATCH .../run``: the row RUNNING, the run context handed out) and died with its task
+    process: no exit is seen, no final state decided, nothing more is called. The row stays RUNNING until the
+    scheduler's task-instance heartbeat timeout strikes it (``model.server.Server.heartbeat_timeout``: UP_FOR_RETRY,
+    the try archived, while the task may retry, else FAILED), and the scheduler then queues it if it may
+    (``Server.requeue``): the try's ``row_after``. Its observation's row is the row the heartbeat timeout left.
+    """
+    started, status = Server.queued(context, release=release).start()
+    struck = started.heartbeat_timeout()
+    observation = Observation(None, NO_FINAL_STATE, (ApiCall("start", status),), (), struck.row.state)
+    return Try(started.context or context, HOST_LOST, False, observation, "the host died: nothing reported",
+               struck.requeue().row)
 
 
 def _recorded(o: Observation) -> dict[str, str]:
@@ -167,12 +198,44 @@ def try_count_matches_attempts(life: Life):
     return ()
 
 
+def lost_try_is_retried_or_failed(life: Life):
+    """A try whose worker host was lost is retried while it has retries left (the row UP_FOR_RETRY, and the next
+    try queued with the next number), and on its last try ends FAILED.
+
+    Intent: tasks.rst, "Task Instance Heartbeat Timeout" (task instances stuck running after their worker died,
+    formerly zombie tasks: Airflow will "mark the TaskInstance as failed or retry it if it has available retries");
+    config.yml [scheduler] task_instance_heartbeat_timeout ("the scheduler will mark the associated task instance as
+    failed and will re-schedule the task").
+    """
+    found = []
+    for i, t in enumerate(life.tries):
+        if not t.lost or t.observation.row_gone is not None:
+            continue
+        number, left = t.context.try_number, t.context.should_retry
+        expected = UP_FOR_RETRY if left else FAILED
+        lost = (f"try {number} of max_tries={t.context.max_tries} was lost with {'' if left else 'no '}retries left; "
+                f"the scheduler's heartbeat timeout left the row {t.observation.row}")
+        if t.observation.row != expected:
+            found.append(Violation("lost_try_is_retried_or_failed", f"{lost}, expected {expected}"))
+            continue
+        if left:
+            later = life.tries[i + 1:]
+            queued = (later[0].context.try_number if later
+                      else life.row.try_number if life.row.state == QUEUED and life.row.gone is None else None)
+            if queued != number + 1:
+                then = f"try {queued}" if queued is not None else f"the row {life.row.state}"
+                found.append(Violation("lost_try_is_retried_or_failed",
+                                       f"{lost}, but the next try queued is {then}, expected try {number + 1}"))
+    return tuple(found)
+
+
 LIFECYCLE_INVARIANTS = (
     tries_within_budget,
     last_failing_try_ends_failed,
     failing_try_with_retries_left_ends_up_for_retry,
     no_try_leaves_row_running,
     try_count_matches_attempts,
+    lost_try_is_retried_or_failed,
 )
 
 
