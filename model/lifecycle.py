@@ -49,7 +49,8 @@ class Try:
     """One try (or resumption) as lived: its context, what the runtime met, what was recorded.
 
     ``retryable_failure``: the task failed and nothing (the exception, a retry policy's FAIL) asked
-    for no retry, so the design says: UP_FOR_RETRY while should_retry, else FAILED.
+    for no retry, or its worker host was lost (``lost``), so the design says: UP_FOR_RETRY while
+    should_retry, else FAILED.
     """
 
     context: RunContext
@@ -136,12 +137,15 @@ def host_lost(context: RunContext, release: Release = SPECIFIED) -> Try:
     started, status = Server.queued(context, release=release).start()
     struck = started.heartbeat_timeout()
     observation = Observation(None, NO_FINAL_STATE, (ApiCall("start", status),), (), struck.row.state)
-    return Try(started.context or context, HOST_LOST, False, observation, "the host died: nothing reported",
+    return Try(started.context or context, HOST_LOST, True, observation, "the host died: nothing reported",
                struck.requeue().row)
 
 
-def _recorded(o: Observation) -> dict[str, str]:
-    return {"final_state": o.final_state, "server row": o.row}
+def _recorded(t: Try) -> dict[str, str]:
+    """Where a try's end is recorded: the supervisor's final state and the server row; for a try whose host was lost
+    (no supervisor left to record anything), the row the scheduler's heartbeat timeout left."""
+    o = t.observation
+    return {"server row": o.row} if t.lost else {"final_state": o.final_state, "server row": o.row}
 
 
 def tries_within_budget(life: Life):
@@ -155,22 +159,34 @@ def _failing_tries_that_did_not_end(life: Life, name: str, retries_left: bool, e
     """A violation of ``name`` for each failing try with (or without) retries left not recorded ``expected``."""
     left = "with retries left" if retries_left else "with no retries left"
     return tuple(
-        Violation(name, f"try {t.context.try_number} of max_tries={t.context.max_tries} failed {left}; "
-                        f"{where} is {state}, expected {expected}")
+        Violation(name, f"try {t.context.try_number} of max_tries={t.context.max_tries} "
+                        f"{'was lost' if t.lost else 'failed'} {left}; {where} is {state}, expected {expected}")
         for t in life.tries
         if t.retryable_failure and t.context.should_retry == retries_left and t.observation.row_gone is None
-        for where, state in _recorded(t.observation).items()
+        for where, state in _recorded(t).items()
         if state != expected
     )
 
 
 def last_failing_try_ends_failed(life: Life):
-    """A failing try with no retries left ends FAILED, never UP_FOR_RETRY."""
+    """A failing try with no retries left ends FAILED, never UP_FOR_RETRY.
+
+    A try whose worker host was lost counts as failing: tasks.rst, "Task Instance Heartbeat Timeout" (task instances
+    stuck running after their worker died, formerly zombie tasks: Airflow will "mark the TaskInstance as failed or
+    retry it if it has available retries"); config.yml [scheduler] task_instance_heartbeat_timeout ("the scheduler
+    will mark the associated task instance as failed and will re-schedule the task").
+    """
     return _failing_tries_that_did_not_end(life, "last_failing_try_ends_failed", False, FAILED)
 
 
 def failing_try_with_retries_left_ends_up_for_retry(life: Life):
-    """A failing try with retries left ends UP_FOR_RETRY (the seed: not FAILED)."""
+    """A failing try with retries left ends UP_FOR_RETRY (the seed: not FAILED).
+
+    A try whose worker host was lost counts as failing, its row judged (nothing else is recorded): tasks.rst, "Task
+    Instance Heartbeat Timeout" (Airflow will "retry it if it has available retries"); config.yml [scheduler]
+    task_instance_heartbeat_timeout (the scheduler "will re-schedule the task"). That the retry is queued as the next
+    try: ``try_count_matches_attempts``.
+    """
     return _failing_tries_that_did_not_end(life, "failing_try_with_retries_left_ends_up_for_retry", True, UP_FOR_RETRY)
 
 
@@ -191,42 +207,14 @@ def try_count_matches_attempts(life: Life):
     if any(b - a not in (0, 1) for a, b in zip([1, *numbers], numbers)) or numbers[:1] not in ([], [1]):
         return (Violation("try_count_matches_attempts", f"tries were numbered {numbers}"),)
     queued_next = bool(life.tries) and life.tries[-1].observation.row == UP_FOR_RETRY and not life.row.gone
+    if queued_next and life.row.state != QUEUED:
+        return (Violation("try_count_matches_attempts",
+                          f"try {numbers[-1]} ended up_for_retry and the row is {life.row.state}: no next try queued"),)
     expected = max(1, life.tries_made + (1 if queued_next else 0))
     if life.row.try_number != expected:
         return (Violation("try_count_matches_attempts",
                           f"the row says try_number={life.row.try_number} after {life.tries_made} tries"),)
     return ()
-
-
-def lost_try_is_retried_or_failed(life: Life):
-    """A try whose worker host was lost is retried while it has retries left (the row UP_FOR_RETRY, and the next
-    try queued with the next number), and on its last try ends FAILED.
-
-    Intent: tasks.rst, "Task Instance Heartbeat Timeout" (task instances stuck running after their worker died,
-    formerly zombie tasks: Airflow will "mark the TaskInstance as failed or retry it if it has available retries");
-    config.yml [scheduler] task_instance_heartbeat_timeout ("the scheduler will mark the associated task instance as
-    failed and will re-schedule the task").
-    """
-    found = []
-    for i, t in enumerate(life.tries):
-        if not t.lost or t.observation.row_gone is not None:
-            continue
-        number, left = t.context.try_number, t.context.should_retry
-        expected = UP_FOR_RETRY if left else FAILED
-        lost = (f"try {number} of max_tries={t.context.max_tries} was lost with {'' if left else 'no '}retries left; "
-                f"the scheduler's heartbeat timeout left the row {t.observation.row}")
-        if t.observation.row != expected:
-            found.append(Violation("lost_try_is_retried_or_failed", f"{lost}, expected {expected}"))
-            continue
-        if left:
-            later = life.tries[i + 1:]
-            queued = (later[0].context.try_number if later
-                      else life.row.try_number if life.row.state == QUEUED and life.row.gone is None else None)
-            if queued != number + 1:
-                then = f"try {queued}" if queued is not None else f"the row {life.row.state}"
-                found.append(Violation("lost_try_is_retried_or_failed",
-                                       f"{lost}, but the next try queued is {then}, expected try {number + 1}"))
-    return tuple(found)
 
 
 LIFECYCLE_INVARIANTS = (
@@ -235,7 +223,6 @@ LIFECYCLE_INVARIANTS = (
     failing_try_with_retries_left_ends_up_for_retry,
     no_try_leaves_row_running,
     try_count_matches_attempts,
-    lost_try_is_retried_or_failed,
 )
 
 

@@ -9,8 +9,9 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from impl.frontdoor.findings import RUNTIME_FINDINGS
 from impl.frontdoor.report import InvariantViolation
-from model.lifecycle import (Life, Try, failing_try_with_retries_left_ends_up_for_retry, host_lost, life_violations,
-                             lost_try_is_retried_or_failed)
+from model.invariants import Violation
+from model.lifecycle import (Life, Try, failing_try_with_retries_left_ends_up_for_retry, host_lost,
+                             last_failing_try_ends_failed, life_violations, try_count_matches_attempts)
 from model.release import SPECIFIED, Release
 from model.coordinator import CoordinatorRun, coordinator_attempt, seed_coordinator_attempt
 from model.runtime import Policy, RuntimeRun, python_runtime, task_runs, to_scenario
@@ -259,7 +260,7 @@ def test_a_lost_host_is_retried_then_failed_by_the_schedulers_heartbeat_timeout(
     first = host_lost(life.next_context(), release)
     assert (first.lost, first.retryable_failure, first.observation.final_state, first.observation.exit_code,
             [str(c) for c in first.observation.calls], first.observation.row) == (
-        True, False, "none", None, ["start->200"], UP_FOR_RETRY)
+        True, True, "none", None, ["start->200"], UP_FOR_RETRY)
     life = life.record(first)
     assert (life.row.state, life.row.try_number, life.next_context()) == ("queued", 2, LAST_TRY)
     life = life.record(host_lost(life.next_context(), release))
@@ -269,21 +270,19 @@ def test_a_lost_host_is_retried_then_failed_by_the_schedulers_heartbeat_timeout(
 
 
 def _lost(context: RunContext, row: str) -> Try:
-    """A lost try whose row the scheduler left ``row`` (not what the server model does: to show the invariant bites)."""
+    """A lost try whose row the scheduler left ``row`` (not what the server model does: to show the invariants bite)."""
     tried = host_lost(context)
     return attrs.evolve(tried, observation=attrs.evolve(tried.observation, row=row))
 
 
-def test_a_lost_try_left_otherwise_breaks_its_invariant():
+def test_a_lost_try_is_judged_as_a_failing_one_by_its_row():
     kept_running = Life.new(1).record(_lost(RETRIES_LEFT, "running"))
-    assert [v.message for v in lost_try_is_retried_or_failed(kept_running)] == [
-        "try 1 of max_tries=1 was lost with retries left; the scheduler's heartbeat timeout left the row running, "
-        "expected up_for_retry"]
+    assert [str(v) for v in failing_try_with_retries_left_ends_up_for_retry(kept_running)] == [
+        str(Violation("failing_try_with_retries_left_ends_up_for_retry",
+                      "try 1 of max_tries=1 was lost with retries left; server row is running, expected up_for_retry"))]
     last = Life.new(0).record(_lost(RunContext.from_server(1, 0), UP_FOR_RETRY))
-    assert [v.message for v in lost_try_is_retried_or_failed(last)] == [
-        "try 1 of max_tries=0 was lost with no retries left; the scheduler's heartbeat timeout left the row "
-        "up_for_retry, expected failed"]
-    not_queued = Life.new(1).record(attrs.evolve(host_lost(RETRIES_LEFT), row_after=Row(UP_FOR_RETRY, 1, 1)))
-    assert [v.message for v in lost_try_is_retried_or_failed(not_queued)] == [
-        "try 1 of max_tries=1 was lost with retries left; the scheduler's heartbeat timeout left the row up_for_retry, "
-        "but the next try queued is the row up_for_retry, expected try 2"]
+    assert [v.message for v in last_failing_try_ends_failed(last)] == [
+        "try 1 of max_tries=0 was lost with no retries left; server row is up_for_retry, expected failed"]
+    not_queued = Life.new(1).record(attrs.evolve(host_lost(RETRIES_LEFT), row_after=Row(UP_FOR_RETRY, 2, 1)))
+    assert [v.message for v in try_count_matches_attempts(not_queued)] == [
+        "try 1 ended up_for_retry and the row is up_for_retry: no next try queued"]

@@ -39,7 +39,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from impl.frontdoor.registry import TargetUnavailable, load_target
 from impl.frontdoor.report import InvariantViolation, explained, replay_command
 from impl.frontdoor.kinds import kind_of
-from impl.frontdoor.scenarios import coordinator_runs, features, playable_only, policies
+from impl.frontdoor.scenarios import coordinator_runs, playable_only, policies, life_features
 from impl.releases.adapters import model_release
 from model import coordinator as model_coordinator
 from model import runtime as model_runtime
@@ -54,9 +54,10 @@ from model.runtime_invariants import met_failure
 from model.scenario import (NO_FINAL_STATE, SETTINGS, UP_FOR_RESCHEDULE, UP_FOR_RETRY, ApiCall, Observation,
                             RunContext)
 
-#: A Python task runner try: a runtime run whose run context is the life's, set as it is lived.
+#: A Python task runner try: a runtime run whose run context is the life's, set as it is lived; its features drawn
+#: as ``scenarios.life_features`` says.
 python_tries = st.builds(RuntimeRun, st.just(RunContext()), st.sampled_from(PYTHON_OUTCOMES), policies,
-                         st.sampled_from(COMMS_MODES), features)
+                         st.sampled_from(COMMS_MODES), life_features)
 #: A coordinator try in its world (``scenarios.coordinator_runs``); its run context is the life's, set as it is lived.
 coordinator_tries = coordinator_runs
 #: A TI's ``retries``.
@@ -139,7 +140,7 @@ class RealRows:
         struck = server.heartbeat_timeout(self.run_id)
         observation = Observation(None, NO_FINAL_STATE, (ApiCall("start", 200),), (),
                                   DELETED if struck is None else str(struck.state))
-        return Try(context, HOST_LOST, False, observation, "the host died: nothing reported", self.row_after())
+        return Try(context, HOST_LOST, True, observation, "the host died: nothing reported", self.row_after())
 
 
 def python_pairing(name: str, runtime, supervise, rows: RealRows | None = None,
