@@ -213,6 +213,13 @@ def _features(common: tuple[bool, ...], rare: tuple[bool, ...]) -> frozenset[str
 #: each rare one in one in eight. Shrinks towards none.
 features = st.builds(_features, st.tuples(*(st.booleans() for _ in _COMMON_FEATURES)),
                      st.tuples(*(_ONE_IN_EIGHT for _ in _RARE_FEATURES)))
+#: What else a life's try meets: each feature in one try in eight, but a forked child, which changes nothing the
+#: supervisor or the server sees (only the child's own exit) and costs a real fork on the real task runner. A life is
+#: about the row across tries, and the runtime properties draw the features of one try the more often
+#: (``features``); drawn as often in lives, with forked children, the lifecycle properties on the real task runner
+#: cost about twice the CPU.
+life_features = st.builds(_features, st.tuples(*(_ONE_IN_EIGHT for _ in _COMMON_FEATURES)),
+                          st.tuples(*(st.just(False) if f == FORKED_CHILD else _ONE_IN_EIGHT for f in _RARE_FEATURES)))
 #: The task's outcome, RETURN five times over: the success path holds as many of the runner's branches (the
 #: map index sent after the task, for one) as the failures do, and drawn as one outcome among all the others a
 #: ci run could miss them.
