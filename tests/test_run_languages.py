@@ -22,10 +22,9 @@ from hypothesis.errors import NoSuchExample
 from impl.frontdoor.lifecycle import HOST_LOSSES, RETRIES, LifeOver, pairings_for, parse_life, replay_life
 from impl.frontdoor.scenarios import EVENTS, EXIT_CODES, coordinator_runs, runtime_runs, scenarios
 from model import supervisor
-from model.coordinator import BAD_TI_ID, COORDINATOR_OUTCOMES, CoordinatorRun, coordinator_attempt
+from model.coordinator import CoordinatorRun, coordinator_attempt
 from model.lifecycle import HOST_LOST, Life
-from model.runtime import (COMMS_MODES, FEATURES, POLICY_ACTIONS, PYTHON_OUTCOMES, RETURN, RETRY_ACTIONS, Policy,
-                           RuntimeRun, python_runtime)
+from model.runtime import RETURN, RETRY_ACTIONS, Policy, RuntimeRun, python_runtime
 from model.scenario import SETTINGS, Event, RunContext, Scenario, event_text
 
 #: How hard ``assert_word_matters`` looks for a run in which a word matters (the model answers thousands a second).
@@ -41,6 +40,13 @@ ROUND_TRIPS = settings(database=None, derandomize=True, max_examples=300, deadli
 
 def _parts(run) -> list[str]:
     return run.to_text().split("; ")
+
+
+def allowed(cls, field: str) -> tuple[str, ...]:
+    """The words a run's ``field`` takes: the options of its attrs ``in_`` validator, which the parser checks them
+    against (of each member, for a set of words)."""
+    validator = getattr(attrs.fields(cls), field).validator
+    return tuple(getattr(validator, "member_validator", validator).options)
 
 
 @st.composite
@@ -134,7 +140,7 @@ def _policy_texts() -> list[str]:
     """No policy, each action (with the delay it must have), and each optional word of a retry decision."""
     optional = {"delay": 30, "reason": "flaky"}
     assert {f.name for f in attrs.fields(Policy)} == {"action", *optional}, "a new word of a policy: give it a value"
-    texts = [Policy(a, delay=0 if a == "retry_int_delay" else None).to_text() for a in POLICY_ACTIONS]
+    texts = [Policy(a, delay=0 if a == "retry_int_delay" else None).to_text() for a in allowed(Policy, "action")]
     texts += [Policy(a, **{**({"delay": 0} if a == "retry_int_delay" else {}), name: value}).to_text()
               for a in RETRY_ACTIONS for name, value in optional.items()]
     return [f"policy {t}" for t in ("none", *dict.fromkeys(texts))]
@@ -163,10 +169,10 @@ def _runtime_settings() -> tuple[str, ...]:
 
 #: (the word, its change of a task runner's run) for every word of the language but its settings.
 RUNTIME_WORDS = [
-    *((w, slot("task ", w)) for w in map(_outcome_text, PYTHON_OUTCOMES)),
+    *((w, slot("task ", w)) for w in map(_outcome_text, allowed(RuntimeRun, "outcome"))),
     *((w, slot("policy ", w)) for w in _policy_texts()),
-    *((f"comms {m}", slot("comms ", f"comms {m}")) for m in COMMS_MODES),
-    *((f"with {f}", feature(f)) for f in FEATURES),
+    *((f"comms {m}", slot("comms ", f"comms {m}")) for m in allowed(RuntimeRun, "comms")),
+    *((f"with {f}", feature(f)) for f in allowed(RuntimeRun, "features")),
 ]
 
 
@@ -213,7 +219,7 @@ def _after_frame(parts: list[str]) -> list[int]:
 COORDINATOR_WORDS = [
     *((event_text(e), event_at(event_text(e), _while_running)) for e in EVENTS if _taken("while_running", e)),
     *((event_text(e), event_at(event_text(e), _after_frame)) for e in EVENTS if _taken("after_frame", e)),
-    *((f"task {o}", slot("task ", f"task {o}")) for o in (*COORDINATOR_OUTCOMES, BAD_TI_ID)),
+    *((f"task {o}", slot("task ", f"task {o}")) for o in allowed(CoordinatorRun, "outcome")),
 ]
 
 
