@@ -13,6 +13,13 @@ client sends its bodies with no content type, which the Execution API app refuse
 Correct behaviour (no_second_transition): the supervisor never asks for a transition of a task instance that has
 already left RUNNING (no call is refused with 409 Conflict).
 
+How sure: contradicts Airflow's documented intent: apache-airflow-core Execution API, routes/task_instances.py,
+ti_update_state (its 409 answer): "TI was not in the running state so it cannot be updated"; task-sdk
+task_runner.py, run (its comment on a refused terminal-state report): "the server already moved the TI to a terminal
+state and returns 409 - for example due to issue fixed by #65594"; config.yml, [core] task_success_overtime:
+"Maximum possible time (in seconds) that task will have for execution of auxiliary processes (like listeners, mini
+scheduler...) after task is marked as success.".
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=0 should_retry=false; fault defer lost; send
 DeferTask; exit 0. As finalstate's model of task-sdk 1.2.2 has it, the supervisor's calls are start->200,
 defer->409, defer->409; its final_state is success and the server's row deferred.
@@ -26,6 +33,7 @@ their conftest).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import inspect
 import json
 import os
@@ -346,6 +354,16 @@ class ExecutionAPIServer:
             self.close()
             raise
 
+    def _close_the_apps_loop(self) -> None:
+        """The app's event loop stopped and closed. ``InProcessExecutionAPI`` stops it when its transport is collected,
+        never closes it; collected later unclosed (at the latest as the interpreter exits), it is reported, or its
+        ``__del__`` fails with ``ValueError: Invalid file descriptor: -1`` when its sockets were finalized first."""
+        loop = getattr(getattr(getattr(self, "transport", None), "app", None), "loop", None)  # a2wsgi's middleware's
+        self.api = self.transport = None
+        gc.collect()  # the transport's finalizer ends the app's lifespan, stops the loop and joins its thread
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.close()
+
     @staticmethod
     def _bind() -> None:
         """Airflow's ORM bound to the database the environment names now."""
@@ -425,7 +443,7 @@ class ExecutionAPIServer:
                 ti.state, ti.queued_dttm = TaskInstanceState.QUEUED, datetime.now(timezone.utc)
 
     def close(self) -> None:
-        self.api = self.transport = None
+        self._close_the_apps_loop()
         self.environ.stop()
         self._bind()
         shutil.rmtree(self.home, ignore_errors=True)

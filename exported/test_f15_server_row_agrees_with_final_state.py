@@ -10,6 +10,10 @@ others: it is the fix's regression test.
 Correct behaviour (server_row_agrees_with_final_state): the server's row ends in the state the supervisor reports as
 final_state (SERVER_TERMINATED: the server took the task instance away).
 
+How sure: contradicts Airflow's documented intent: task-sdk supervisor.py, ActivitySubprocess.final_state (its
+docstring): "The final state of the TaskInstance."; apache/airflow#66574 (potiuk, merged): "leaving the TaskInstance
+stuck RUNNING on the server forever, blocking downstream dependencies and triggering false alerts".
+
 On task-sdk 1.1.2 to 1.3.2 this run breaks the invariant all the same, by the cause of F2 (see its test): this test
 fails there until that is fixed.
 

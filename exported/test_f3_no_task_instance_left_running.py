@@ -12,6 +12,12 @@ Correct behaviour (no_task_instance_left_running): once the attempt is over, the
 the server (unless the server itself took it away): whatever final state the supervisor decides, some call reports
 it.
 
+How sure: contradicts Airflow's documented intent: apache/airflow#66574 (potiuk, merged): "leaving the TaskInstance
+stuck RUNNING on the server forever, blocking downstream dependencies and triggering false alerts"; task-sdk
+supervisor.py, ActivitySubprocess.update_task_state_if_needed (its comment): "If the process has finished a
+non-directly-patched state (e.g. FAILED, UP_FOR_RETRY without RetryTask), `finish()` is the dedicated endpoint for
+those transitions.".
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=0 should_retry=false execution_api_retries=1;
 fault finish transient; exit 1. As finalstate's model of task-sdk 1.3.2 has it, the supervisor's calls are
 start->200, finish(failed)->500; its final_state is failed and the server's row running.

@@ -9,6 +9,13 @@ on those and passes on the others: it is the fix's regression test.
 Correct behaviour (no_second_transition): the supervisor never asks for a transition of a task instance that has
 already left RUNNING (no call is refused with 409 Conflict).
 
+How sure: contradicts Airflow's documented intent: apache-airflow-core Execution API, routes/task_instances.py,
+ti_update_state (its 409 answer): "TI was not in the running state so it cannot be updated"; task-sdk
+task_runner.py, run (its comment on a refused terminal-state report): "the server already moved the TI to a terminal
+state and returns 409 - for example due to issue fixed by #65594"; config.yml, [core] task_success_overtime:
+"Maximum possible time (in seconds) that task will have for execution of auxiliary processes (like listeners, mini
+scheduler...) after task is marked as success.".
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=0 should_retry=false; send SucceedTask;
 overtime; exit 0. As finalstate's model of task-sdk 1.3.2 has it, the supervisor's calls are start->200,
 succeed->200, finish(failed)->409; its final_state is failed and the server's row success.

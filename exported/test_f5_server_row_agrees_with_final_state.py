@@ -10,6 +10,10 @@ others: it is the fix's regression test.
 Correct behaviour (server_row_agrees_with_final_state): the server's row ends in the state the supervisor reports as
 final_state (SERVER_TERMINATED: the server took the task instance away).
 
+How sure: contradicts Airflow's documented intent: task-sdk supervisor.py, ActivitySubprocess.final_state (its
+docstring): "The final state of the TaskInstance."; apache/airflow#66574 (potiuk, merged): "leaving the TaskInstance
+stuck RUNNING on the server forever, blocking downstream dependencies and triggering false alerts".
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=0 should_retry=false execution_api_retries=1;
 fault succeed transient; send SucceedTask; exit 1. As finalstate's model of task-sdk 1.3.2 has it, the supervisor's
 calls are start->200, succeed->500, succeed->200; its final_state is failed and the server's row success.

@@ -9,6 +9,11 @@ on those and passes on the others: it is the fix's regression test.
 Correct behaviour (retries_within_budget): a try the server says must not be retried (should_retry false: no retries
 left) never goes UP_FOR_RETRY.
 
+How sure: contradicts Airflow's documented intent: Task SDK reference, BaseOperator, parameter retries: "the number
+of retries that should be performed before failing the task"; Airflow documentation, Core Concepts, Tasks, 'Retry
+Policies': "The retry is still subject to the task's retries count -- a policy can fail earlier but cannot extend
+past the configured maximum.".
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=0 should_retry=false; send RetryTask; exit 0.
 As finalstate's model of task-sdk 1.3.2 has it, the supervisor's calls are start->200, retry->200; its final_state
 is up_for_retry and the server's row up_for_retry.

@@ -10,6 +10,14 @@ it is the fix's regression test.
 Correct behaviour (server_terminated_wins): once a heartbeat is refused (404/409/410: the task must stop), the
 attempt ends SERVER_TERMINATED; nothing later replaces it.
 
+How sure: contradicts Airflow's documented intent: apache-airflow-core Execution API, routes/task_instances.py,
+ti_heartbeat (its 409 answer): "TI is no longer in the running state and task should terminate"; task-sdk
+supervisor.py, ActivitySubprocess._send_heartbeat_if_needed (on 404, 409, 410): "Server indicated the task shouldn't
+be running anymore"; Airflow 2 local_task_job_runner.py, LocalTaskJobRunner.heartbeat_callback (a TI whose state was
+changed while it ran is terminated, the state left as set): "State of this instance has been externally set to %s.
+Terminating instance."; apache/airflow#73249 (ashb, reviewed by kaxil; task-sdk 1.4.0 holds SERVER_TERMINATED on a
+409 to an outcome's call): "Separate task outcomes from report delivery in TaskSDK Supervisor".
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=0 should_retry=false execution_api_retries=1;
 fault reschedule lost; send RescheduleTask; heartbeat 200; exit 0. As finalstate's model of task-sdk 1.3.2 has it,
 the supervisor's calls are start->200, reschedule->timeout, heartbeat->409, reschedule->200; its final_state is

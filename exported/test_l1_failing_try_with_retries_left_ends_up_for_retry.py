@@ -12,6 +12,17 @@ Correct behaviour (failing_try_with_retries_left_ends_up_for_retry): a try that 
 (should_retry) ends UP_FOR_RETRY: the supervisor reports it so and the task instance is so on the server, so that
 the scheduler queues the next try.
 
+How sure: contradicts Airflow's documented intent: Airflow documentation, Core Concepts, Tasks, 'Task Instances':
+"up_for_retry: The task failed, but has retry attempts left and will be rescheduled."; apache/airflow#67797
+(jason810496): "a TaskInstance with retries configured is recorded FAILED and never retried"; apache/airflow#55767
+(amoghrajesh, merged): "When tasks are killed by system signals (SIGKILL for OOM, SIGTERM for worker restarts), they
+immediately go to FAILED state instead of respecting the task retries set"; Airflow documentation, Core Concepts,
+Tasks, 'Task Instance Heartbeat Timeout': "TaskInstances may get stuck in a running state despite their associated
+jobs being inactive [...] Airflow will find these periodically, clean them up, and mark the TaskInstance as failed
+or retry it if it has available retries."; config.yml, [scheduler] task_instance_heartbeat_timeout: "If the job has
+not heartbeat in this many seconds, the scheduler will mark the associated task instance as failed and will
+re-schedule the task.".
+
 On task-sdk 1.1.2, 1.1.3 this run breaks the invariant all the same, by the cause of L3 (see its test): this test
 fails there until that is fixed.
 
@@ -30,6 +41,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import gc
 import importlib
 import inspect
 import io
@@ -344,12 +357,17 @@ class SupervisorChannel:
         return XComResult(key=msg.key, value=None) if msg.type == "GetXCom" else None
 
 
+#: The task's state-change callbacks: each one the task runner runs is recorded by its name.
+CALLBACKS = ("on_success_callback", "on_failure_callback", "on_retry_callback", "on_skipped_callback")
+
+
 class ScriptedOperator(BaseOperator):
     """A task whose ``execute`` raises ``error`` (returns when None), after labelling its map index if it has a
-    ``map_index_template``."""
+    ``map_index_template``; each of its state-change callbacks appends its name to ``called_back`` when run."""
 
-    def __init__(self, *, error: "BaseException | None" = None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, error: "BaseException | None" = None, called_back: "list | None" = None, **kwargs):
+        called_back = [] if called_back is None else called_back
+        super().__init__(**kwargs, **{name: [functools.partial(_called_back, called_back, name)] for name in CALLBACKS})
         self.error = error
 
     def execute(self, context):
@@ -357,6 +375,10 @@ class ScriptedOperator(BaseOperator):
             context["label"] = "mapped"
         if self.error is not None:
             raise self.error
+
+
+def _called_back(called_back: list, name: str, context) -> None:
+    called_back.append(name)
 
 
 def _startup(try_number: int, max_tries: int, should_retry: bool) -> StartupDetails:
@@ -386,13 +408,14 @@ def final_state_for(exit_code: int, should_retry: bool) -> str:
 @dataclasses.dataclass
 class Try:
     """What came of one try of the real task runner: the state ``run`` decided, the exit ``main`` chose, every request
-    it sent, and what the supervisor's ``final_state`` records for that exit when no terminal frame got through (None
-    when one did: the supervisor then goes by the frame)."""
+    it sent, what the supervisor's ``final_state`` records for that exit when no terminal frame got through (None
+    when one did: the supervisor then goes by the frame), and the task's state-change callbacks that ran."""
 
     state: "str | None"
     exit_code: int
     sent: list
     recorded: "str | None"
+    callbacks: list = dataclasses.field(default_factory=list)
 
 
 def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, should_retry: bool,
@@ -400,9 +423,10 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
     """One try through the real ``task_runner.main`` (startup, ``run``, ``finalize``, its ``sys.exit``): the task raises
     ``error`` (returns when None); only the supervisor channel and the DAG file's parsing are stood in for."""
     extra = {"retry_policy": retry_policy} if retry_policy is not None else {}
+    called_back: list = []
     with DAG("exported", schedule=None):
         task = ScriptedOperator(task_id="task", error=error, retries=max_tries, map_index_template=map_index_template,
-                                **extra)
+                                called_back=called_back, **extra)
     channel = SupervisorChannel(_startup(try_number, max_tries, should_retry), failing)
     decided = []
     real_run = task_runner.run
@@ -430,7 +454,8 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
         signal.signal(signal.SIGTERM, sigterm)
     state = state_name(decided[0]) if decided else None
     through = any(s.delivered and s.type in TERMINAL_FRAMES for s in channel.sent)
-    return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry))
+    return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry),
+               called_back)
 
 
 #: The Execution API app in process answers the client from task-sdk 1.1.2 (apache-airflow-core 3.1.2) on: before, the
@@ -489,6 +514,16 @@ class ExecutionAPIServer:
         except BaseException:
             self.close()
             raise
+
+    def _close_the_apps_loop(self) -> None:
+        """The app's event loop stopped and closed. ``InProcessExecutionAPI`` stops it when its transport is collected,
+        never closes it; collected later unclosed (at the latest as the interpreter exits), it is reported, or its
+        ``__del__`` fails with ``ValueError: Invalid file descriptor: -1`` when its sockets were finalized first."""
+        loop = getattr(getattr(getattr(self, "transport", None), "app", None), "loop", None)  # a2wsgi's middleware's
+        self.api = self.transport = None
+        gc.collect()  # the transport's finalizer ends the app's lifespan, stops the loop and joins its thread
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.close()
 
     @staticmethod
     def _bind() -> None:
@@ -569,7 +604,7 @@ class ExecutionAPIServer:
                 ti.state, ti.queued_dttm = TaskInstanceState.QUEUED, datetime.now(timezone.utc)
 
     def close(self) -> None:
-        self.api = self.transport = None
+        self._close_the_apps_loop()
         self.environ.stop()
         self._bind()
         shutil.rmtree(self.home, ignore_errors=True)

@@ -11,6 +11,12 @@ with no content type, which the Execution API app refuses.
 Correct behaviour (no_try_leaves_row_running): no try leaves the task instance RUNNING on the server once it is
 over: whatever the supervisor reports, some call reports it.
 
+How sure: contradicts Airflow's documented intent: apache/airflow#66574 (potiuk, merged): "leaving the TaskInstance
+stuck RUNNING on the server forever, blocking downstream dependencies and triggering false alerts"; task-sdk
+supervisor.py, ActivitySubprocess.update_task_state_if_needed (its comment): "If the process has finished a
+non-directly-patched state (e.g. FAILED, UP_FOR_RETRY without RetryTask), `finish()` is the dedicated endpoint for
+those transitions.".
+
 The run (finalstate's minimal counterexample): retries=0 | task returns; policy none; comms terminal_send_fails. As
 finalstate's model of task-sdk 1.3.2 has it, try 1 (max_tries=0 should_retry=false): task returns; policy none;
 comms terminal_send_fails → sent SucceedTask [send failed], exit 0 → final_state=success, row running.
@@ -25,6 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import gc
 import importlib
 import inspect
 import io
@@ -339,12 +347,17 @@ class SupervisorChannel:
         return XComResult(key=msg.key, value=None) if msg.type == "GetXCom" else None
 
 
+#: The task's state-change callbacks: each one the task runner runs is recorded by its name.
+CALLBACKS = ("on_success_callback", "on_failure_callback", "on_retry_callback", "on_skipped_callback")
+
+
 class ScriptedOperator(BaseOperator):
     """A task whose ``execute`` raises ``error`` (returns when None), after labelling its map index if it has a
-    ``map_index_template``."""
+    ``map_index_template``; each of its state-change callbacks appends its name to ``called_back`` when run."""
 
-    def __init__(self, *, error: "BaseException | None" = None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, error: "BaseException | None" = None, called_back: "list | None" = None, **kwargs):
+        called_back = [] if called_back is None else called_back
+        super().__init__(**kwargs, **{name: [functools.partial(_called_back, called_back, name)] for name in CALLBACKS})
         self.error = error
 
     def execute(self, context):
@@ -352,6 +365,10 @@ class ScriptedOperator(BaseOperator):
             context["label"] = "mapped"
         if self.error is not None:
             raise self.error
+
+
+def _called_back(called_back: list, name: str, context) -> None:
+    called_back.append(name)
 
 
 def _startup(try_number: int, max_tries: int, should_retry: bool) -> StartupDetails:
@@ -381,13 +398,14 @@ def final_state_for(exit_code: int, should_retry: bool) -> str:
 @dataclasses.dataclass
 class Try:
     """What came of one try of the real task runner: the state ``run`` decided, the exit ``main`` chose, every request
-    it sent, and what the supervisor's ``final_state`` records for that exit when no terminal frame got through (None
-    when one did: the supervisor then goes by the frame)."""
+    it sent, what the supervisor's ``final_state`` records for that exit when no terminal frame got through (None
+    when one did: the supervisor then goes by the frame), and the task's state-change callbacks that ran."""
 
     state: "str | None"
     exit_code: int
     sent: list
     recorded: "str | None"
+    callbacks: list = dataclasses.field(default_factory=list)
 
 
 def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, should_retry: bool,
@@ -395,9 +413,10 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
     """One try through the real ``task_runner.main`` (startup, ``run``, ``finalize``, its ``sys.exit``): the task raises
     ``error`` (returns when None); only the supervisor channel and the DAG file's parsing are stood in for."""
     extra = {"retry_policy": retry_policy} if retry_policy is not None else {}
+    called_back: list = []
     with DAG("exported", schedule=None):
         task = ScriptedOperator(task_id="task", error=error, retries=max_tries, map_index_template=map_index_template,
-                                **extra)
+                                called_back=called_back, **extra)
     channel = SupervisorChannel(_startup(try_number, max_tries, should_retry), failing)
     decided = []
     real_run = task_runner.run
@@ -425,7 +444,8 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
         signal.signal(signal.SIGTERM, sigterm)
     state = state_name(decided[0]) if decided else None
     through = any(s.delivered and s.type in TERMINAL_FRAMES for s in channel.sent)
-    return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry))
+    return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry),
+               called_back)
 
 
 #: The Execution API app in process answers the client from task-sdk 1.1.2 (apache-airflow-core 3.1.2) on: before, the
@@ -484,6 +504,16 @@ class ExecutionAPIServer:
         except BaseException:
             self.close()
             raise
+
+    def _close_the_apps_loop(self) -> None:
+        """The app's event loop stopped and closed. ``InProcessExecutionAPI`` stops it when its transport is collected,
+        never closes it; collected later unclosed (at the latest as the interpreter exits), it is reported, or its
+        ``__del__`` fails with ``ValueError: Invalid file descriptor: -1`` when its sockets were finalized first."""
+        loop = getattr(getattr(getattr(self, "transport", None), "app", None), "loop", None)  # a2wsgi's middleware's
+        self.api = self.transport = None
+        gc.collect()  # the transport's finalizer ends the app's lifespan, stops the loop and joins its thread
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.close()
 
     @staticmethod
     def _bind() -> None:
@@ -564,7 +594,7 @@ class ExecutionAPIServer:
                 ti.state, ti.queued_dttm = TaskInstanceState.QUEUED, datetime.now(timezone.utc)
 
     def close(self) -> None:
-        self.api = self.transport = None
+        self._close_the_apps_loop()
         self.environ.stop()
         self._bind()
         shutil.rmtree(self.home, ignore_errors=True)

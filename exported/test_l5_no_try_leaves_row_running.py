@@ -12,6 +12,12 @@ release's client sends its bodies with no content type, which the Execution API 
 Correct behaviour (no_try_leaves_row_running): no try leaves the task instance RUNNING on the server once it is
 over: whatever the supervisor reports, some call reports it.
 
+How sure: contradicts Airflow's documented intent: apache/airflow#66574 (potiuk, merged): "leaving the TaskInstance
+stuck RUNNING on the server forever, blocking downstream dependencies and triggering false alerts"; task-sdk
+supervisor.py, ActivitySubprocess.update_task_state_if_needed (its comment): "If the process has finished a
+non-directly-patched state (e.g. FAILED, UP_FOR_RETRY without RetryTask), `finish()` is the dedicated endpoint for
+those transitions.".
+
 The run (finalstate's minimal counterexample): retries=0 | fault succeed permanent; task success. As finalstate's
 model of task-sdk 1.3.2 has it, try 1 (max_tries=0 should_retry=false): fault succeed permanent; task success → exit
 0 → final_state=success, row running.
@@ -25,6 +31,7 @@ their conftest).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import inspect
 import json
 import os
@@ -345,6 +352,16 @@ class ExecutionAPIServer:
             self.close()
             raise
 
+    def _close_the_apps_loop(self) -> None:
+        """The app's event loop stopped and closed. ``InProcessExecutionAPI`` stops it when its transport is collected,
+        never closes it; collected later unclosed (at the latest as the interpreter exits), it is reported, or its
+        ``__del__`` fails with ``ValueError: Invalid file descriptor: -1`` when its sockets were finalized first."""
+        loop = getattr(getattr(getattr(self, "transport", None), "app", None), "loop", None)  # a2wsgi's middleware's
+        self.api = self.transport = None
+        gc.collect()  # the transport's finalizer ends the app's lifespan, stops the loop and joins its thread
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.close()
+
     @staticmethod
     def _bind() -> None:
         """Airflow's ORM bound to the database the environment names now."""
@@ -424,7 +441,7 @@ class ExecutionAPIServer:
                 ti.state, ti.queued_dttm = TaskInstanceState.QUEUED, datetime.now(timezone.utc)
 
     def close(self) -> None:
-        self.api = self.transport = None
+        self._close_the_apps_loop()
         self.environ.stop()
         self._bind()
         shutil.rmtree(self.home, ignore_errors=True)

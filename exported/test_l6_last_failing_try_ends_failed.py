@@ -10,6 +10,15 @@ release's client sends its bodies with no content type, which the Execution API 
 Correct behaviour (last_failing_try_ends_failed): a try that fails with no retries left ends FAILED: the supervisor
 reports it so and the task instance is so on the server.
 
+How sure: contradicts Airflow's documented intent: Task SDK reference, BaseOperator, parameter retries: "the number
+of retries that should be performed before failing the task"; Airflow documentation, Core Concepts, Tasks, 'Task
+Instances': "failed: The task had an error during execution and failed to run"; Airflow documentation, Core
+Concepts, Tasks, 'Task Instance Heartbeat Timeout': "TaskInstances may get stuck in a running state despite their
+associated jobs being inactive [...] Airflow will find these periodically, clean them up, and mark the TaskInstance
+as failed or retry it if it has available retries."; config.yml, [scheduler] task_instance_heartbeat_timeout: "If
+the job has not heartbeat in this many seconds, the scheduler will mark the associated task instance as failed and
+will re-schedule the task.".
+
 The run (finalstate's minimal counterexample): retries=0 | fault finish permanent; task error. As finalstate's model
 of task-sdk 1.3.2 has it, try 1 (max_tries=0 should_retry=false): fault finish permanent; task error → exit 0 →
 final_state=failed, row running.
@@ -23,6 +32,7 @@ their conftest).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import inspect
 import json
 import os
@@ -343,6 +353,16 @@ class ExecutionAPIServer:
             self.close()
             raise
 
+    def _close_the_apps_loop(self) -> None:
+        """The app's event loop stopped and closed. ``InProcessExecutionAPI`` stops it when its transport is collected,
+        never closes it; collected later unclosed (at the latest as the interpreter exits), it is reported, or its
+        ``__del__`` fails with ``ValueError: Invalid file descriptor: -1`` when its sockets were finalized first."""
+        loop = getattr(getattr(getattr(self, "transport", None), "app", None), "loop", None)  # a2wsgi's middleware's
+        self.api = self.transport = None
+        gc.collect()  # the transport's finalizer ends the app's lifespan, stops the loop and joins its thread
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.close()
+
     @staticmethod
     def _bind() -> None:
         """Airflow's ORM bound to the database the environment names now."""
@@ -422,7 +442,7 @@ class ExecutionAPIServer:
                 ti.state, ti.queued_dttm = TaskInstanceState.QUEUED, datetime.now(timezone.utc)
 
     def close(self) -> None:
-        self.api = self.transport = None
+        self._close_the_apps_loop()
         self.environ.stop()
         self._bind()
         shutil.rmtree(self.home, ignore_errors=True)

@@ -14,6 +14,17 @@ Correct behaviour (failing_try_with_retries_left_ends_up_for_retry): a try that 
 (should_retry) ends UP_FOR_RETRY: the supervisor reports it so and the task instance is so on the server, so that
 the scheduler queues the next try.
 
+How sure: contradicts Airflow's documented intent: Airflow documentation, Core Concepts, Tasks, 'Task Instances':
+"up_for_retry: The task failed, but has retry attempts left and will be rescheduled."; apache/airflow#67797
+(jason810496): "a TaskInstance with retries configured is recorded FAILED and never retried"; apache/airflow#55767
+(amoghrajesh, merged): "When tasks are killed by system signals (SIGKILL for OOM, SIGTERM for worker restarts), they
+immediately go to FAILED state instead of respecting the task retries set"; Airflow documentation, Core Concepts,
+Tasks, 'Task Instance Heartbeat Timeout': "TaskInstances may get stuck in a running state despite their associated
+jobs being inactive [...] Airflow will find these periodically, clean them up, and mark the TaskInstance as failed
+or retry it if it has available retries."; config.yml, [scheduler] task_instance_heartbeat_timeout: "If the job has
+not heartbeat in this many seconds, the scheduler will mark the associated task instance as failed and will
+re-schedule the task.".
+
 The run (finalstate's minimal counterexample): retries=1 | fault retry permanent; task error; overtime. As
 finalstate's model of task-sdk 1.3.2 has it, try 1 (max_tries=1 should_retry=true): fault retry permanent; task
 error; overtime → exit 1 → final_state=up_for_retry, row running.
@@ -27,6 +38,7 @@ their conftest).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import inspect
 import json
 import os
@@ -347,6 +359,16 @@ class ExecutionAPIServer:
             self.close()
             raise
 
+    def _close_the_apps_loop(self) -> None:
+        """The app's event loop stopped and closed. ``InProcessExecutionAPI`` stops it when its transport is collected,
+        never closes it; collected later unclosed (at the latest as the interpreter exits), it is reported, or its
+        ``__del__`` fails with ``ValueError: Invalid file descriptor: -1`` when its sockets were finalized first."""
+        loop = getattr(getattr(getattr(self, "transport", None), "app", None), "loop", None)  # a2wsgi's middleware's
+        self.api = self.transport = None
+        gc.collect()  # the transport's finalizer ends the app's lifespan, stops the loop and joins its thread
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.close()
+
     @staticmethod
     def _bind() -> None:
         """Airflow's ORM bound to the database the environment names now."""
@@ -426,7 +448,7 @@ class ExecutionAPIServer:
                 ti.state, ti.queued_dttm = TaskInstanceState.QUEUED, datetime.now(timezone.utc)
 
     def close(self) -> None:
-        self.api = self.transport = None
+        self._close_the_apps_loop()
         self.environ.stop()
         self._bind()
         shutil.rmtree(self.home, ignore_errors=True)

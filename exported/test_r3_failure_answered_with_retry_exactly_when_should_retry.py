@@ -11,9 +11,17 @@ others: it is the fix's regression test.
 Correct behaviour (failure_answered_with_retry_exactly_when_should_retry): a failure is answered with RetryTask
 exactly when should_retry, no retry policy says FAIL, and the exception is not one that never retries.
 
+How sure: open question for the maintainers: read one way, Task SDK reference, BaseOperator, parameter retry_delay:
+"delay between retries, can be set as timedelta or float seconds, which will be converted into timedelta"; task-sdk
+task_runner.py, _evaluate_retry_policy (what it logs when the policy raises): "Retry policy evaluation failed,
+falling back to default behaviour"; read the other way, task-sdk definitions/retry_policy.py,
+RetryDecision.retry_delay (its annotation and docstring): "retry_delay: timedelta | None = None [...] Override delay
+for this specific retry.". BaseOperator takes a delay in seconds and a policy that fails is meant to fall back to
+the default retry; RetryDecision asks for a timedelta, so a plain number may be a misuse that the task pays for.
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=1 should_retry=true; task raises
 AirflowException; policy retry_int_delay delay=0; comms ok. As finalstate's model of task-sdk 1.3.2 has it, the task
-runner sends TaskState(failed), decides failed and exits 0; the supervisor records failed.
+runner sends TaskState(failed), decides failed, runs on_failure_callback and exits 0; the supervisor records failed.
 
 Exported by `finalstate export` from finalstate's findings registry. It needs only apache-airflow-task-sdk and
 pytest; its place in Airflow is task-sdk/tests/task_sdk/execution_time/.
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import io
 import re
@@ -120,12 +129,17 @@ class SupervisorChannel:
         return XComResult(key=msg.key, value=None) if msg.type == "GetXCom" else None
 
 
+#: The task's state-change callbacks: each one the task runner runs is recorded by its name.
+CALLBACKS = ("on_success_callback", "on_failure_callback", "on_retry_callback", "on_skipped_callback")
+
+
 class ScriptedOperator(BaseOperator):
     """A task whose ``execute`` raises ``error`` (returns when None), after labelling its map index if it has a
-    ``map_index_template``."""
+    ``map_index_template``; each of its state-change callbacks appends its name to ``called_back`` when run."""
 
-    def __init__(self, *, error: "BaseException | None" = None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, error: "BaseException | None" = None, called_back: "list | None" = None, **kwargs):
+        called_back = [] if called_back is None else called_back
+        super().__init__(**kwargs, **{name: [functools.partial(_called_back, called_back, name)] for name in CALLBACKS})
         self.error = error
 
     def execute(self, context):
@@ -133,6 +147,10 @@ class ScriptedOperator(BaseOperator):
             context["label"] = "mapped"
         if self.error is not None:
             raise self.error
+
+
+def _called_back(called_back: list, name: str, context) -> None:
+    called_back.append(name)
 
 
 def _startup(try_number: int, max_tries: int, should_retry: bool) -> StartupDetails:
@@ -162,13 +180,14 @@ def final_state_for(exit_code: int, should_retry: bool) -> str:
 @dataclasses.dataclass
 class Try:
     """What came of one try of the real task runner: the state ``run`` decided, the exit ``main`` chose, every request
-    it sent, and what the supervisor's ``final_state`` records for that exit when no terminal frame got through (None
-    when one did: the supervisor then goes by the frame)."""
+    it sent, what the supervisor's ``final_state`` records for that exit when no terminal frame got through (None
+    when one did: the supervisor then goes by the frame), and the task's state-change callbacks that ran."""
 
     state: "str | None"
     exit_code: int
     sent: list
     recorded: "str | None"
+    callbacks: list = dataclasses.field(default_factory=list)
 
 
 def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, should_retry: bool,
@@ -176,9 +195,10 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
     """One try through the real ``task_runner.main`` (startup, ``run``, ``finalize``, its ``sys.exit``): the task raises
     ``error`` (returns when None); only the supervisor channel and the DAG file's parsing are stood in for."""
     extra = {"retry_policy": retry_policy} if retry_policy is not None else {}
+    called_back: list = []
     with DAG("exported", schedule=None):
         task = ScriptedOperator(task_id="task", error=error, retries=max_tries, map_index_template=map_index_template,
-                                **extra)
+                                called_back=called_back, **extra)
     channel = SupervisorChannel(_startup(try_number, max_tries, should_retry), failing)
     decided = []
     real_run = task_runner.run
@@ -206,7 +226,8 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
         signal.signal(signal.SIGTERM, sigterm)
     state = state_name(decided[0]) if decided else None
     through = any(s.delivered and s.type in TERMINAL_FRAMES for s in channel.sent)
-    return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry))
+    return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry),
+               called_back)
 
 
 class RetryWithDelayInSeconds(retry_policy.RetryPolicy):

@@ -11,10 +11,20 @@ others: it is the fix's regression test.
 Correct behaviour (fail_exception_never_retries): AirflowFailException (and AirflowSensorTimeout,
 AirflowTaskTerminated) never asks for a retry, whatever else fails on the way.
 
+How sure: contradicts Airflow's documented intent: Airflow documentation, Core Concepts, Tasks, 'Special
+Exceptions': "AirflowFailException will mark the current task as failed ignoring any remaining retry attempts";
+Airflow documentation, Core Concepts, Tasks, 'Timeouts': "If timeout is breached, AirflowSensorTimeout will be
+raised and the sensor fails immediately without retrying."; task-sdk task_runner.py, _run_task_and_map_outcome,
+except AirflowTaskTerminated (nothing in the task SDK raises it: the raise was dropped when the SIGTERM handler was
+ported, apache/airflow#73395): "External state updates are already handled with `ti_heartbeat` [...] these
+exceptions should ideally never be thrown. If these are thrown, we should mark the TI state as failed.";
+apache/airflow#65390 (SamWheating, merged): "In the case that a conflicting DAGRun exists, we should never be
+retrying (since this will just re-fail)".
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=1 should_retry=true; task raises
 AirflowFailException; policy none; comms every_send_fails; with map_index_template. As finalstate's model of
 task-sdk 1.3.2 has it, the task runner sends SetRenderedMapIndex [send failed], RetryTask [send failed], decides
-up_for_retry and exits 1; the supervisor records up_for_retry.
+up_for_retry, runs on_retry_callback and exits 1; the supervisor records up_for_retry.
 
 Exported by `finalstate export` from finalstate's findings registry. It needs only apache-airflow-task-sdk and
 pytest; its place in Airflow is task-sdk/tests/task_sdk/execution_time/.
@@ -24,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import io
 import re
@@ -118,12 +129,17 @@ class SupervisorChannel:
         return XComResult(key=msg.key, value=None) if msg.type == "GetXCom" else None
 
 
+#: The task's state-change callbacks: each one the task runner runs is recorded by its name.
+CALLBACKS = ("on_success_callback", "on_failure_callback", "on_retry_callback", "on_skipped_callback")
+
+
 class ScriptedOperator(BaseOperator):
     """A task whose ``execute`` raises ``error`` (returns when None), after labelling its map index if it has a
-    ``map_index_template``."""
+    ``map_index_template``; each of its state-change callbacks appends its name to ``called_back`` when run."""
 
-    def __init__(self, *, error: "BaseException | None" = None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, error: "BaseException | None" = None, called_back: "list | None" = None, **kwargs):
+        called_back = [] if called_back is None else called_back
+        super().__init__(**kwargs, **{name: [functools.partial(_called_back, called_back, name)] for name in CALLBACKS})
         self.error = error
 
     def execute(self, context):
@@ -131,6 +147,10 @@ class ScriptedOperator(BaseOperator):
             context["label"] = "mapped"
         if self.error is not None:
             raise self.error
+
+
+def _called_back(called_back: list, name: str, context) -> None:
+    called_back.append(name)
 
 
 def _startup(try_number: int, max_tries: int, should_retry: bool) -> StartupDetails:
@@ -160,13 +180,14 @@ def final_state_for(exit_code: int, should_retry: bool) -> str:
 @dataclasses.dataclass
 class Try:
     """What came of one try of the real task runner: the state ``run`` decided, the exit ``main`` chose, every request
-    it sent, and what the supervisor's ``final_state`` records for that exit when no terminal frame got through (None
-    when one did: the supervisor then goes by the frame)."""
+    it sent, what the supervisor's ``final_state`` records for that exit when no terminal frame got through (None
+    when one did: the supervisor then goes by the frame), and the task's state-change callbacks that ran."""
 
     state: "str | None"
     exit_code: int
     sent: list
     recorded: "str | None"
+    callbacks: list = dataclasses.field(default_factory=list)
 
 
 def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, should_retry: bool,
@@ -174,9 +195,10 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
     """One try through the real ``task_runner.main`` (startup, ``run``, ``finalize``, its ``sys.exit``): the task raises
     ``error`` (returns when None); only the supervisor channel and the DAG file's parsing are stood in for."""
     extra = {"retry_policy": retry_policy} if retry_policy is not None else {}
+    called_back: list = []
     with DAG("exported", schedule=None):
         task = ScriptedOperator(task_id="task", error=error, retries=max_tries, map_index_template=map_index_template,
-                                **extra)
+                                called_back=called_back, **extra)
     channel = SupervisorChannel(_startup(try_number, max_tries, should_retry), failing)
     decided = []
     real_run = task_runner.run
@@ -204,7 +226,8 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
         signal.signal(signal.SIGTERM, sigterm)
     state = state_name(decided[0]) if decided else None
     through = any(s.delivered and s.type in TERMINAL_FRAMES for s in channel.sent)
-    return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry))
+    return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry),
+               called_back)
 
 
 def minimal_run() -> Try:

@@ -12,6 +12,11 @@ others: it is the fix's regression test.
 Correct behaviour (malformed_frame_still_ends_the_attempt): a request frame the supervisor cannot decode does not
 end its supervision: wait() still sees the exit, decides a final state and reports it.
 
+How sure: contradicts Airflow's documented intent: task-sdk supervisor.py, ActivitySubprocess._cleanup_open_sockets
+(its comment): "Without closing these sockets the supervisor would wait forever thinking they are still active. This
+cleanup ensures we always release resources and exit."; apache/airflow#66574 (potiuk, merged): "leaving the
+TaskInstance stuck RUNNING on the server forever, blocking downstream dependencies and triggering false alerts".
+
 The run (finalstate's minimal counterexample): write 00000004c1c1c1c1 (a payload that is not msgpack); exit 1.
 
 Exported by `finalstate export` from finalstate's findings registry. It needs only apache-airflow-task-sdk and

@@ -10,6 +10,9 @@ on those and passes on the others: it is the fix's regression test.
 Correct behaviour (every_request_is_answered): every request frame gets a response frame (an error one when its body
 cannot be validated): a runtime awaiting it never hangs.
 
+How sure: contradicts Airflow's documented intent: task-sdk execution_time/comms.py, the protocol's description
+(module docstring): "Every request returns a response, even if the frame is otherwise empty.".
+
 The run (finalstate's minimal counterexample): write a frame with body {type: NoSuchThing}; await its response; exit
 0.
 

@@ -11,6 +11,10 @@ command came in 1.3.0.
 Correct behaviour (servers_closed_when_wait_raises): whatever wait() raises, the supervisor closes the sockets it
 opened: its two listening sockets (--comm, --logs) are closed once wait() is over.
 
+How sure: contradicts Airflow's documented intent: task-sdk supervisor.py, ActivitySubprocess._cleanup_open_sockets
+(its comment): "Without closing these sockets the supervisor would wait forever thinking they are still active. This
+cleanup ensures we always release resources and exit.".
+
 The run (finalstate's minimal counterexample): try_number=1 max_tries=0 should_retry=false execution_api_retries=1;
 fault finish transient; exit 1.
 

@@ -53,10 +53,15 @@ class Try:
     should_retry, else FAILED.
     """
 
+    #: The run context the server handed this try.
     context: RunContext
+    #: What the try met, in the run language a replay reads.
     met: str
+    #: Whether the task failed in a way the design retries while should_retry (or its worker host was lost).
     retryable_failure: bool
+    #: What the supervisor observed of the try.
     observation: Observation
+    #: What the runtime did, in words (empty: not shown).
     runtime: str = ""
     #: The server's own row after the try, as the scheduler then left it (a life on a real server's
     #: row, or a try whose host was lost: the scheduler's heartbeat timeout and its queueing decide);
@@ -81,8 +86,11 @@ class Try:
 class Life:
     """The TI row across tries, and the tries made."""
 
+    #: The task's ``retries``: the first try's ``max_tries``.
     retries: int
+    #: The server row now.
     row: Row
+    #: The tries made so far, resumptions included, in order.
     tries: tuple[Try, ...] = ()
 
     @classmethod
@@ -149,7 +157,11 @@ def _recorded(t: Try) -> dict[str, str]:
 
 
 def tries_within_budget(life: Life):
-    """No more than max_tries + 1 tries (retries + the first)."""
+    """No more than max_tries + 1 tries (retries + the first).
+
+    Intent: BaseOperator retries (the retries performed before failing the task); tasks.rst (a retry policy cannot
+    extend past the configured maximum).
+    """
     if life.tries_made > life.retries + 1:
         return (Violation("tries_within_budget", f"{life.tries_made} tries made with retries={life.retries}"),)
     return ()
@@ -171,10 +183,12 @@ def _failing_tries_that_did_not_end(life: Life, name: str, retries_left: bool, e
 def last_failing_try_ends_failed(life: Life):
     """A failing try with no retries left ends FAILED, never UP_FOR_RETRY.
 
-    A try whose worker host was lost counts as failing: tasks.rst, "Task Instance Heartbeat Timeout" (task instances
-    stuck running after their worker died, formerly zombie tasks: Airflow will "mark the TaskInstance as failed or
-    retry it if it has available retries"); config.yml [scheduler] task_instance_heartbeat_timeout ("the scheduler
-    will mark the associated task instance as failed and will re-schedule the task").
+    A try whose worker host was lost counts as failing, its row judged (nothing else records it).
+
+    Intent: BaseOperator retries (the retries performed before failing the task); tasks.rst (failed: the task had an
+    error during execution; a task instance whose heartbeat timed out, its worker gone, is marked failed or retried
+    if it has available retries); [scheduler] task_instance_heartbeat_timeout (the scheduler will mark the task
+    instance as failed and will re-schedule the task).
     """
     return _failing_tries_that_did_not_end(life, "last_failing_try_ends_failed", False, FAILED)
 
@@ -182,16 +196,24 @@ def last_failing_try_ends_failed(life: Life):
 def failing_try_with_retries_left_ends_up_for_retry(life: Life):
     """A failing try with retries left ends UP_FOR_RETRY (the seed: not FAILED).
 
-    A try whose worker host was lost counts as failing, its row judged (nothing else is recorded): tasks.rst, "Task
-    Instance Heartbeat Timeout" (Airflow will "retry it if it has available retries"); config.yml [scheduler]
-    task_instance_heartbeat_timeout (the scheduler "will re-schedule the task"). That the retry is queued as the next
-    try: ``try_count_matches_attempts``.
+    A try whose worker host was lost counts as failing, its row judged (nothing else records it); that its retry is
+    queued as the next try is ``try_count_matches_attempts``'.
+
+    Intent: tasks.rst (up_for_retry: failed, with retry attempts left, and will be rescheduled; a task instance whose
+    heartbeat timed out, its worker gone, is retried if it has available retries); apache/airflow#67797
+    (jason810496: recorded FAILED and never retried is the bug); apache/airflow#55767 (amoghrajesh: a task killed by a
+    signal must respect its retries too); [scheduler] task_instance_heartbeat_timeout (the scheduler will mark the
+    task instance as failed and will re-schedule the task).
     """
     return _failing_tries_that_did_not_end(life, "failing_try_with_retries_left_ends_up_for_retry", True, UP_FOR_RETRY)
 
 
 def no_try_leaves_row_running(life: Life):
-    """No try leaves the server row RUNNING (unless the server took the TI away)."""
+    """No try leaves the server row RUNNING (unless the server took the TI away).
+
+    Intent: apache/airflow#66574 (potiuk: a TI stuck RUNNING forever blocks downstream tasks);
+    update_task_state_if_needed (its comment: finish() reports FAILED, or UP_FOR_RETRY without a RetryTask).
+    """
     return tuple(
         Violation("no_try_leaves_row_running",
                   f"try {t.context.try_number} left the row running; the supervisor reported {t.observation.final_state}")
@@ -202,7 +224,11 @@ def no_try_leaves_row_running(life: Life):
 
 def try_count_matches_attempts(life: Life):
     """Tries are numbered 1, 2, ... (a resumption keeps its number), and the row's try_number counts them:
-    the tries made, plus the one queued after an UP_FOR_RETRY."""
+    the tries made, plus the one queued after an UP_FOR_RETRY.
+
+    Intent: apache/airflow#73554 (ashb: an attempt is its id and its try number, allocated together); tasks.rst
+    (up_for_retry: the task will be rescheduled).
+    """
     numbers = [t.context.try_number for t in life.tries]
     if any(b - a not in (0, 1) for a, b in zip([1, *numbers], numbers)) or numbers[:1] not in ([], [1]):
         return (Violation("try_count_matches_attempts", f"tries were numbered {numbers}"),)

@@ -27,6 +27,7 @@ TERMINAL_FRAMES = frozenset({"TaskState", "SucceedTask", "RetryTask", "DeferTask
 class Release:
     """A task-sdk release, as its (major, minor, micro) numbers; its by-design traits are derived from them."""
 
+    #: The release's (major, minor, micro) numbers; a pre-release counts as its release.
     version: tuple[int, int, int]
 
     @classmethod
@@ -296,6 +297,14 @@ class Release:
         macOS crash) until 1.4.0, where the exec'd child inherits the channel on a fixed descriptor instead
         (apache/airflow#69008). Before 1.2.2 nothing is started by fork+exec, and the variable is not read."""
         return (1, 2, 2) <= self.version < (1, 4, 0)
+
+    @property
+    def announces_the_execution_timeout(self) -> bool:
+        """Whether the runner tells the supervisor a task's ``execution_timeout`` right before it arms its own timer
+        (``SetExecutionTimeout``, sent from ``_run_execute_callable``; a send that raises there fails the task before
+        ``execute`` runs): since 1.4.0 (apache/airflow#72493, for #53337), so that the supervisor can stop a task
+        whose timer never fires. Before, the timeout is the runner's alone, and no request is made for it."""
+        return self.version >= (1, 4, 0)
 
 
 #: The release the model specifies when it is given none.

@@ -104,8 +104,11 @@ class RunContext:
     scenarios may deliberately make it disagree, as a buggy or racing server would.
     """
 
+    #: The try the server started: 1 for the first, one more for each retry.
     try_number: int = 1
+    #: The task instance's ``max_tries`` (its task's ``retries`` at first).
     max_tries: int = 0
+    #: Whether a failure of this try may be retried, as the server said at start.
     should_retry: bool = False
 
     @classmethod
@@ -121,7 +124,9 @@ class RunContext:
 class Send:
     """The runtime sends one request frame; ``state`` only for ``TaskState``."""
 
+    #: The frame's ``type`` discriminator (``FRAME_TYPES``, or a request of ``NON_TERMINAL_FRAMES``).
     frame: str = attrs.field(validator=attrs.validators.in_(FRAME_TYPES + NON_TERMINAL_FRAMES))
+    #: The state a ``TaskState`` frame carries (``TASK_STATE_STATES``); None for every other frame.
     state: str | None = None
 
     def __attrs_post_init__(self):
@@ -135,7 +140,9 @@ class Send:
 class Fault:
     """From now on, the supervisor's ``call`` to the Execution API misbehaves as ``kind`` says."""
 
+    #: The client method whose requests misbehave (``FAULTABLE_CALLS``).
     call: str = attrs.field(validator=attrs.validators.in_(FAULTABLE_CALLS))
+    #: How they misbehave (``FAULT_KINDS``): transient, permanent or lost.
     kind: str = attrs.field(validator=attrs.validators.in_(FAULT_KINDS))
 
 
@@ -144,6 +151,7 @@ class Heartbeat:
     """A heartbeat falls due; the server answers ``answer`` if the TI is still its RUNNING one
     (``timeout``: no try of it is answered)."""
 
+    #: What the server answers (``HEARTBEAT_ANSWERS``): an HTTP status, or ``timeout`` for none.
     answer: int | str = attrs.field(validator=attrs.validators.in_(HEARTBEAT_ANSWERS))
 
 
@@ -167,22 +175,28 @@ class HandleSigterm:
     says, within the escalation delay; a process that hangs (``exit hang``) is ended by the escalation's SIGKILL."""
 
 
-#: What a user does to a running task instance from the UI or the REST API (``UserAction``).
+#: What a user does to a running task instance from the UI or the REST API (``UserAction``), and what the scheduler
+#: does to one whose heartbeats it stopped seeing (its task-instance heartbeat timeout, ``scheduler times out``).
 USER_MARKS = "marks"
 USER_CLEARS = "clears"
 USER_DELETES = "deletes"
-USER_ACTIONS = (USER_MARKS, USER_CLEARS, USER_DELETES)
+SCHEDULER_TIMES_OUT = "times out"
+USER_ACTIONS = (USER_MARKS, USER_CLEARS, USER_DELETES, SCHEDULER_TIMES_OUT)
 #: The states a user marks a task instance with (``set_task_instance_state``'s choices for a running one).
 MARKED_STATES = (SUCCESS, FAILED, SKIPPED)
 
 
 @attrs.frozen
 class UserAction:
-    """A user acts on the task instance on the server while its process runs: marks it ``state``, clears it, or
-    deletes it (``model.server.Server.mark``, ``clear``, ``delete``). Nothing tells the supervisor at once: its
-    next heartbeat, or its next call, is answered as the server then answers (409, 404, 410)."""
+    """Someone other than the supervisor acts on the task instance on the server while its process runs: a user
+    marks it ``state``, clears it, or deletes it (``model.server.Server.mark``, ``clear``, ``delete``), or the
+    scheduler's task-instance heartbeat timeout strikes it (``heartbeat_timeout``: it took the task for lost). Nothing
+    tells the supervisor at once: its next heartbeat, or its next call, is answered as the server then answers (409,
+    404, 410)."""
 
+    #: What the user does (``USER_ACTIONS``): marks, clears or deletes the task instance.
     action: str = attrs.field(validator=attrs.validators.in_(USER_ACTIONS))
+    #: The state a mark sets (``MARKED_STATES``); None for a clear or a delete.
     state: str | None = None
 
     def __attrs_post_init__(self):
@@ -223,10 +237,15 @@ class Scenario:
     runtimes send ``RENDERED_MAP_INDEX``; a runtime whose task is not mapped, none. Not in the text form.
     """
 
+    #: The run context the server hands out at start.
     context: RunContext = RunContext()
+    #: What happens while the process lives, in order.
     events: tuple[Event, ...] = ()
+    #: How the process exits unless killed first: 0, a positive code, minus a signal's number, or ``HANG``.
     exit_code: int | str = attrs.field(default=0, validator=_an_exit)
+    #: ``[workers] execution_api_retries``: how many times the client tries each request.
     execution_api_retries: int = attrs.field(default=DEFAULT_EXECUTION_API_RETRIES, validator=_at_least_one_try)
+    #: What the runtime's frames carry as the rendered map index (None: the task is not mapped).
     rendered_map_index: str | None = RENDERED_MAP_INDEX
 
     def to_text(self) -> str:
@@ -284,7 +303,8 @@ def event_text(event: Event) -> str:
     if isinstance(event, HandleSigterm):
         return "handle sigterm"
     if isinstance(event, UserAction):
-        return f"user {event.action}" + (f" {event.state}" if event.state else "")
+        who = "scheduler" if event.action == SCHEDULER_TIMES_OUT else "user"
+        return f"{who} {event.action}" + (f" {event.state}" if event.state else "")
     return "overtime"
 
 
@@ -337,13 +357,15 @@ def parse_event(part: str) -> Event:
             return IgnoreSigterm()
         if verb == "handle" and args == ["sigterm"]:
             return HandleSigterm()
-        if verb == "user" and len(args) in (1, 2):
+        if verb == "user" and len(args) in (1, 2) and " ".join(args) != SCHEDULER_TIMES_OUT:
             return UserAction(*args)
+        if verb == "scheduler" and " ".join(args) == SCHEDULER_TIMES_OUT:
+            return UserAction(SCHEDULER_TIMES_OUT)
     except (ValueError, TypeError) as e:
         raise ValueError(f"bad event {part!r}: {said_plainly(e)}") from None
     raise ValueError(f"unknown event {part!r}; events are: send FRAME [STATE], fault CALL KIND, heartbeat CODE|timeout, "
                      f"overtime, ignore sigterm, handle sigterm, user marks {'|'.join(MARKED_STATES)}, user clears, "
-                     f"user deletes")
+                     f"user deletes, scheduler times out")
 
 
 def signal_name(exit_code: int) -> str:
@@ -360,8 +382,11 @@ def signal_name(exit_code: int) -> str:
 class ApiCall:
     """One Execution API call the supervisor made and what it got back (an HTTP status or ``timeout``)."""
 
+    #: The client method called (``start``, ``succeed``, ``heartbeat``, ``finish``, ...).
     name: str
+    #: What that request got back: an HTTP status, or ``timeout``.
     status: int | str
+    #: The state a ``finish`` call asked for; None for the others.
     state: str | None = None
 
     def __str__(self) -> str:
@@ -384,15 +409,25 @@ class Observation:
     every clock of the supervisor (a run whose exit is ``HANG``); no exit, no final state, no closing call.
     """
 
+    #: The process's exit as the supervisor saw it (None: ``wait()`` raised before it saw one).
     exit_code: int
+    #: The supervisor's ``final_state`` (``NO_FINAL_STATE`` when none was decided).
     final_state: str
+    #: Every Execution API request made, each try of the client's its own entry, in order.
     calls: tuple[ApiCall, ...]
+    #: What the runtime was told for each frame read: ``ok``, ``error`` (or ``unanswered``).
     replies: tuple[str, ...]
+    #: The server row's state at the end (``NO_STATE`` for none).
     row: str = attrs.field(converter=lambda state: NO_STATE if state is None else state)  # no state: ``NO_STATE``
+    #: The status by which the server answers for a task instance it took away (404, 409, 410), else None.
     row_gone: int | None = None
+    #: What ``wait()`` raised, if anything.
     raised: str | None = None
+    #: What a real-process harness had to do itself (the attempt never started, or ran past its deadline).
     harness: str | None = None
+    #: What the last succeed, retry or finish request carried as the rendered map index.
     rendered_map_index: str | None = None
+    #: Whether the attempt never ended (``exit hang`` and nothing killed the process).
     hung: bool = False
 
     def to_lines(self) -> list[str]:

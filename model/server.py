@@ -75,6 +75,7 @@ from model.scenario import (
     TIMEOUT,
     UP_FOR_RESCHEDULE,
     UP_FOR_RETRY,
+    SCHEDULER_TIMES_OUT,
     USER_CLEARS,
     USER_MARKS,
     Fault,
@@ -129,12 +130,19 @@ class Row:
     the status by which the server told the worker that its TI was taken away (404/409/410).
     """
 
+    #: The row's state (None: none; ``DELETED``: no row).
     state: str | None = QUEUED
+    #: The row's try number.
     try_number: int = 1
+    #: The row's ``max_tries``.
     max_tries: int = 0
+    #: For an observation: the status by which the server told the worker its task instance was taken away.
     gone: int | None = None
+    #: The task's ``retries`` (None: ``max_tries``, as a first try's row has it).
     retries: int | None = None
+    #: Which of the task instance's ids the live row has: each archived try gives it the next.
     ti_id: int = 0
+    #: The pid of the worker that started it.
     pid: int | None = None
 
     @property
@@ -159,10 +167,15 @@ class Server:
     handed out (None before).
     """
 
+    #: The live row.
     row: Row = Row()
+    #: The faults armed, in the order armed.
     faults: tuple[Fault, ...] = ()
+    #: The id the worker's requests carry.
     held: int = 0
+    #: ``(try_number, ti_id)`` of each archived try.
     history: frozenset[tuple[int, int]] = frozenset()
+    #: The run context the last successful ``start`` handed out (None before).
     context: RunContext | None = None
     #: The release whose server this is, where server releases differ by design (``model.release``).
     release: Release = SPECIFIED
@@ -300,9 +313,12 @@ class Server:
     # -- the actors on the live row
 
     def act(self, action: UserAction) -> Server:
-        """A user's action on the task instance (``model.scenario.UserAction``): ``mark``, ``clear`` or ``delete``."""
+        """An action on the task instance by someone else (``model.scenario.UserAction``): a user's ``mark``, ``clear``
+        or ``delete``, or the scheduler's ``heartbeat_timeout``."""
         if action.action == USER_MARKS:
             return self.mark(action.state)
+        if action.action == SCHEDULER_TIMES_OUT:
+            return self.heartbeat_timeout()
         return self.clear() if action.action == USER_CLEARS else self.delete()
 
     def mark(self, state: str) -> Server:

@@ -110,19 +110,31 @@ def error_name(status: int | str) -> str:
 class Supervisor:
     """The fields of ``ActivitySubprocess`` that decide the terminal state, plus what was seen."""
 
+    #: The server, as the supervisor's calls left it.
     server: Server
+    #: What the server said at start: whether a failure may be retried.
     should_retry: bool
+    #: ``_terminal_state``: the state held (None: none yet).
     terminal_state: str | None = None
+    #: ``_pending_terminal_state_msg``: an outcome frame whose call has not answered 2xx yet.
     pending: Send | None = None
+    #: Whether a task-ending frame set ``_task_end_time_monotonic`` (the success overtime's clock).
     task_ended: bool = False
+    #: Whether the success overtime has run out since then.
     overtime_elapsed: bool = False
+    #: Consecutive heartbeats that failed.
     failed_heartbeats: int = 0
     #: The answer of the heartbeat that fell due and was not sent yet (None: none is due).
     heartbeat_overdue: int | str | None = None
+    #: The process's exit (None while it runs).
     exit_code: int | None = None
+    #: Every Execution API request made so far.
     calls: tuple[ApiCall, ...] = ()
+    #: What the runtime was told for each frame read.
     replies: tuple[str, ...] = ()
+    #: What escaped the monitor loop, if anything: ``wait()`` raises it.
     raised: str | None = None
+    #: The task-sdk release whose supervisor this is.
     release: Release = SPECIFIED
     #: ``[workers] execution_api_retries``: the tries of each request (``model.client``).
     execution_api_retries: int = DEFAULT_EXECUTION_API_RETRIES
@@ -136,7 +148,9 @@ class Supervisor:
     #: ``_rendered_map_index``: kept from the last frame that carries one; and what the last call that passes it
     #: on carried (``Observation.rendered_map_index``). The frames carry ``frames_map_index`` (the scenario's).
     rendered_map_index: str | None = None
+    #: The rendered map index the runtime's frames carry (the scenario's; None where the release has no such field).
     frames_map_index: str | None = None
+    #: What the last succeed, retry or finish call carried as the rendered map index.
     map_index_sent: str | None = None
 
     @property

@@ -138,7 +138,11 @@ def test_garbage_the_supervisor_survives_ends_the_attempt(process, data, ending)
 
 
 def test_malformed_frame_still_ends_the_attempt(process, request):
-    """W1's promise: a frame the supervisor cannot decode does not stop it ending the attempt."""
+    """W1's promise: a frame the supervisor cannot decode does not stop it ending the attempt.
+
+    Intent: _cleanup_open_sockets (its comment: the supervisor always releases its resources and exits);
+    apache/airflow#66574 (potiuk: a TI stuck RUNNING forever).
+    """
     expect_the_finding(request, W1, FAILED_SEARCH)
 
     @NO_SHRINK
@@ -151,7 +155,10 @@ def test_malformed_frame_still_ends_the_attempt(process, request):
 
 
 def test_every_request_is_answered(process, request):
-    """W2's promise: a runtime that awaits the answer to a frame the supervisor refuses gets one (an error)."""
+    """W2's promise: a runtime that awaits the answer to a frame the supervisor refuses gets one (an error).
+
+    Intent: comms.py (the protocol: every request returns a response, even if the frame is otherwise empty).
+    """
     expect_the_finding(request, W2, FAILED_SEARCH)
 
     @NO_SHRINK
@@ -182,7 +189,10 @@ W3_SCRIPT = {"steps": [["raw", b"\xff\xff\xff\xff"], ["sleep", 0.05], ["exit", 1
 
 
 def test_frame_length_is_bounded(process, request):
-    """W3's promise: a length prefix beyond any sane frame is refused at once, not allocated."""
+    """W3's promise: a length prefix beyond any sane frame is refused at once, not allocated.
+
+    Intent: none found in Airflow, an open question: comms.py gives the frame a 4-byte length and no limit.
+    """
     if os.environ.get("FINALSTATE_HEAVY") != "1":
         pytest.skip("set FINALSTATE_HEAVY=1 to reproduce W3: it allocates 4 GiB in the supervisor")
     expect_the_finding(request, W3, AssertionError)
@@ -217,7 +227,10 @@ def test_log_lines_reach_the_supervisor(process):
 
 
 def test_servers_closed_when_wait_raises(process, target, request):
-    """W4's promise: whatever wait() raises, the supervisor closes what it opened."""
+    """W4's promise: whatever wait() raises, the supervisor closes what it opened.
+
+    Intent: _cleanup_open_sockets (its comment: the supervisor always releases its resources and exits).
+    """
     expect_the_finding(request, W4, AssertionError)
     before = process.stats()["closed_for_supervisor"]
     observation = target.run(Scenario.from_text(W4.scenario))
@@ -228,7 +241,11 @@ def test_servers_closed_when_wait_raises(process, target, request):
 
 def test_answer_the_runtime_cannot_take_still_ends_the_attempt(process, request):
     """W5's promise: an answer the runtime can no longer take (it has died, or shut its end) does not stop the
-    supervisor ending the attempt once the process has exited."""
+    supervisor ending the attempt once the process has exited.
+
+    Intent: _cleanup_open_sockets (its comment: without it the supervisor would wait for ever on sockets it thinks
+    active; it always releases its resources and exits).
+    """
     expect_the_finding(request, W5, AssertionError)
     script = {"steps": [["shutdown_reads"], ["raw", request_bytes_of_the_no_op()], ["sleep", 0.05], ["exit", 0]]}
     observation = process.supervise_script(script, deadline=ANSWER_DEADLINE)

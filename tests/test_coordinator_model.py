@@ -8,7 +8,7 @@ from hypothesis import given
 
 from impl.frontdoor.kinds import KINDS, decides_the_attempt, exit_class
 from impl.frontdoor.scenarios import coordinator_runs
-from model.coordinator import (CONTRACT, SEED, CoordinatorRun, CoordinatorRuntime, coordinator_attempt,
+from model.coordinator import (CONTRACT, FAILS_CLOSED_NEVER, SEED, CoordinatorRun, CoordinatorRuntime, coordinator_attempt,
                                coordinator_scenario, terminal_frame)
 from model.runtime_invariants import coordinator_violations
 from model.scenario import (FAILED, REMOVED, SERVER_TERMINATED, SUCCESS, UP_FOR_RETRY, Heartbeat, IgnoreSigterm,
@@ -16,7 +16,7 @@ from model.scenario import (FAILED, REMOVED, SERVER_TERMINATED, SUCCESS, UP_FOR_
 
 RETRIES_LEFT = RunContext.from_server(1, 1)
 LAST_TRY = RunContext.from_server(2, 1)
-NO_FAIL_CLOSED = CoordinatorRuntime(fails_closed=False)
+NO_FAIL_CLOSED = CoordinatorRuntime(fails_closed=FAILS_CLOSED_NEVER)
 
 
 def attempt(text: str, runtime: CoordinatorRuntime = CONTRACT):

@@ -29,3 +29,25 @@ def test_a_broken_reference_fails_the_build(tmp_path):
     (docs / "index.md").write_text((docs / "index.md").read_text() + "\nSee [the missing page](no-such-page.md).\n")
     done = build(docs, tmp_path / "html")
     assert done.returncode != 0 and "no-such-page" in done.stderr, done.stderr
+
+
+def test_every_field_of_the_model_has_a_word():
+    """The reference renders each attrs field of ``model/`` with its ``#:`` comment: none is left without one."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import attrs
+    from sphinx.pycode import ModuleAnalyzer
+
+    import model
+
+    bare = []
+    for info in pkgutil.iter_modules(model.__path__):
+        module = importlib.import_module(f"model.{info.name}")
+        documented = ModuleAnalyzer.for_module(module.__name__).find_attr_docs()
+        for cls in vars(module).values():
+            if inspect.isclass(cls) and attrs.has(cls) and cls.__module__ == module.__name__:
+                bare += [f"{module.__name__}.{cls.__qualname__}.{f.name}" for f in attrs.fields(cls)
+                         if (cls.__qualname__, f.name) not in documented]
+    assert not bare, f"attrs fields with no #: comment: {bare}"

@@ -171,10 +171,10 @@ def test_the_model_passes_its_runtime_scopes(kind):
 
 def test_a_coordinator_runtime_that_does_not_fail_closed_is_caught_in_scope(monkeypatch):
     from impl.frontdoor.registry import model_target as model_of
-    from model.coordinator import CoordinatorRuntime, coordinator_attempt
+    from model.coordinator import FAILS_CLOSED_NEVER, CoordinatorRuntime, coordinator_attempt
 
     model = model_of("coordinator")
-    loose = attrs.evolve(model, run=lambda run: coordinator_attempt(run, CoordinatorRuntime(fails_closed=False)))
+    loose = attrs.evolve(model, run=lambda run: coordinator_attempt(run, CoordinatorRuntime(fails_closed=FAILS_CLOSED_NEVER)))
     monkeypatch.setattr(exhaustive, "load_target", lambda name, kind: loose)
     found = check_exhaustively("model", 1, workers=1, max_failures=100, kind="coordinator")
     assert any("fault retry permanent" in f and "exit_code=0" in f for f in found.failures)

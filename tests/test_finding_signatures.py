@@ -18,6 +18,7 @@ from impl.frontdoor.report import InvariantViolation, check_invariants, explaine
 from impl.frontdoor.scenarios import corpus, machine_for, run_machine
 from model.invariants import SUPERVISOR_INVARIANTS, violations
 from model.release import SPECIFIED, Release
+from model.runtime import python_runtime
 from model.supervisor import run as model_run
 
 
@@ -30,8 +31,9 @@ def test_a_finding_explains_its_own_run(finding):
         observed = model_target(finding.kind).run(run)
     else:  # the model of a release the bug stands on
         stood = Release.parse(finding.shown_on)
-        assert finding.kind == "supervisor" and finding.stands_on(stood)
-        observed = model_run(run, stood)
+        assert finding.stands_on(stood)
+        live = {"supervisor": model_run, "runtime": python_runtime}[finding.kind]
+        observed = live(run, stood)
     found = [v for v in KINDS[finding.kind].violations(run, observed, KINDS[finding.kind].invariants)
              if v.invariant == finding.invariant]
     assert found and all(finding.explains_violation(v.invariant, run, observed) for v in found)

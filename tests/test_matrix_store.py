@@ -90,26 +90,6 @@ def test_a_cell_that_is_not_release_colon_target_is_refused_by_name():
     assert done.returncode != 0 and "'airflow-inproc' is not RELEASE:TARGET" in done.stderr
 
 
-def test_the_nightly_workflow_is_a_valid_github_actions_workflow():
-    checker = shutil.which("check-jsonschema", path=str(PYTHON.parent)) or shutil.which("check-jsonschema")
-    if checker is None:
-        pytest.skip("check-jsonschema is not installed (the dev extra has it)")
-    done = subprocess.run([checker, "--builtin-schema", "vendor.github-workflows",
-                           str(ROOT / "ci" / "finalstate-nightly.yml")], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-def test_a_broken_workflow_fails_the_check(tmp_path):
-    checker = shutil.which("check-jsonschema", path=str(PYTHON.parent)) or shutil.which("check-jsonschema")
-    if checker is None:
-        pytest.skip("check-jsonschema is not installed (the dev extra has it)")
-    broken = tmp_path / "broken.yml"
-    broken.write_text((ROOT / "ci" / "finalstate-nightly.yml").read_text().replace("runs-on: ubuntu-latest",
-                                                                                    "runs-on: [1, 2]", 1))
-    assert subprocess.run([checker, "--builtin-schema", "vendor.github-workflows", str(broken)],
-                          capture_output=True, timeout=120).returncode != 0
-
-
 def test_two_searches_share_what_they_find_through_one_example_database(tmp_path):
     """Two runs of one property, each with a database of its own and one shared (FINALSTATE_SHARED_EXAMPLE_DB): the
     second, with nothing of its own yet, replays the first one's counterexample before it searches."""

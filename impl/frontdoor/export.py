@@ -36,7 +36,8 @@ from typing import Callable
 
 import attrs
 
-from impl.frontdoor.findings import ALL_FINDINGS, Finding
+from impl.frontdoor.findings import ALL_FINDINGS, Finding, how_sure_in_words
+from impl.places import build_dir
 from impl.wire import codec
 from model.client import as_seen
 from model.lifecycle import HOST_LOST
@@ -47,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Where the exported modules are kept in this repository (FINDINGS.md links to them).
 EXPORTED = ROOT / "exported"
 #: The environments ``check`` runs the modules in: a release and pytest, no finalstate.
-CLEAN_ENVS = ROOT / "build" / "export-envs"
+CLEAN_ENVS = build_dir("export-envs")
 _HARNESS = Path(__file__).with_name("export_harness.py")
 #: The earliest release the harness drives (length-prefixed frames, ``_RequestFrame``).
 EARLIEST = "1.0.3"
@@ -164,6 +165,24 @@ assert not terminal or (terminal[-1].type == "RetryTask") == must_retry, (
         """assert not any(s.type == "RetryTask" for s in attempt.sent) and attempt.state != "up_for_retry", (
     f"The task raised an exception that must never be retried, yet the task runner answered with a retry "
     f"(it decided {attempt.state}; sent {attempt.sent}).")"""),
+    "sys_exit_without_an_error_code_succeeds": Invariant(
+        "a task that ends by sys.exit() or sys.exit(0) succeeds, as in Airflow 2 (apache/airflow#36986): the task "
+        "runner decides success and sends SucceedTask.",
+        """terminal = [s for s in attempt.sent if s.type in TERMINAL_FRAMES]
+assert attempt.state == "success" and [s.type for s in terminal] == ["SucceedTask"], (
+    f"The task ended by sys.exit() with no error code, which Airflow 2 recorded as success; the task runner "
+    f"decided {attempt.state} and sent {attempt.sent}.")"""),
+    "recorded_state_runs_its_callback_once": Invariant(
+        "the state-change callback that the state the supervisor records calls for runs once, and no other: "
+        "on_success_callback for success, on_failure_callback for failed, on_retry_callback for up_for_retry, "
+        "on_skipped_callback for skipped (Airflow's callbacks documentation).",
+        """recorded = attempt.state if attempt.recorded is None else attempt.recorded  # a frame that got through: its state
+callback = {"success": "on_success_callback", "failed": "on_failure_callback", "up_for_retry": "on_retry_callback",
+            "skipped": "on_skipped_callback"}.get(recorded)
+assert attempt.callbacks == ([callback] if callback else []), (
+    f"The supervisor records the try {recorded} (the task runner decided {attempt.state}, sent {attempt.sent} and "
+    f"exited {attempt.exit_code}), which calls for {callback or 'no callback'}; the task's callbacks that ran: "
+    f"{attempt.callbacks or 'none'}.")"""),
     "servers_closed_when_wait_raises": Invariant(
         "whatever wait() raises, the supervisor closes the sockets it opened: its two listening sockets (--comm, "
         "--logs) are closed once wait() is over.",
@@ -289,7 +308,14 @@ def _unsupported_scenario(finding: Finding, scenario: Scenario) -> str | None:
 
 #: The exceptions the runtime harness raises as a task's end (by name, from the release's exceptions module), and
 #: what each comms mode makes fail.
-_TASK_ERRORS = ("AirflowSkipException", "AirflowFailException", "AirflowException")
+_TASK_ERRORS = ("AirflowSkipException", "AirflowFailException", "AirflowException", "SystemExit()")
+#: The retry policies the runtime harness writes out: their class's name and its ``evaluate``'s body.
+_POLICIES = {
+    "retry_int_delay": ("RetryWithDelayInSeconds",
+                        "RETRY, its delay a plain number of seconds, as BaseOperator\'s retry_delay takes one.",
+                        "return retry_policy.RetryDecision.retry(delay={delay})"),
+    "interrupted": ("InterruptedRetryPolicy", "Ctrl-C while the retry policy decides.", "raise KeyboardInterrupt"),
+}
 _CHANNEL = {"ok": None, "terminal_send_fails": "terminal", "every_send_fails": "every"}
 #: Invariants that judge what the supervisor records of the try's exit: only a try none of whose terminal frames got
 #: through is recorded by its exit alone (``final_state_for``).
@@ -300,7 +326,7 @@ def _unsupported_try(finding: Finding, run) -> str | None:
     """Why the runtime harness cannot play the try ``run`` faithfully, or None."""
     if run.outcome not in _TASK_ERRORS:
         return f"the harness does not raise {run.outcome}"
-    if run.policy is not None and run.policy.action != "retry_int_delay":
+    if run.policy is not None and run.policy.action not in _POLICIES:
         return f"the harness has no retry policy answering {run.policy.action}"
     if set(run.features) - {"map_index_template"}:
         return f"the harness does not play {', '.join(sorted(set(run.features) - {'map_index_template'}))}"
@@ -337,6 +363,7 @@ def _module(finding: Finding, shown_on: Release) -> str:
         "others: it is the fix's regression test."
         + (f" Before task-sdk {kind.since} it is skipped: {kind.skipped_before}." if kind.since else ""),
         f"Correct behaviour ({finding.invariant}): {invariant.correct}",
+        f"How sure: {how_sure_in_words(finding)}",
         *_also_failing(finding),
         f"The run (finalstate's minimal counterexample): {run.to_text()}."
         + (f" As finalstate's model of task-sdk {shown_on} has it, {kind.described(run, kind.model_run(run, shown_on))}."
@@ -469,21 +496,23 @@ def _runtime_imports(run) -> list[str]:
 def _runtime_body(finding: Finding, run) -> list[str]:
     c = run.context
     policy = []
-    if run.policy is not None:  # retry_int_delay (_unsupported_try)
-        policy = ["class RetryWithDelayInSeconds(retry_policy.RetryPolicy):",
-                  '    """RETRY, its delay a plain number of seconds, as BaseOperator\'s retry_delay takes one."""',
+    if run.policy is not None:  # one of _POLICIES (_unsupported_try)
+        name, doc, answer = _POLICIES[run.policy.action]
+        policy = [f"class {name}(retry_policy.RetryPolicy):",
+                  f'    """{doc}"""',
                   "",
                   "    def evaluate(self, exception, try_number, max_tries, context=None):",
-                  f"        return retry_policy.RetryDecision.retry(delay={run.policy.delay})",
+                  f"        {answer.format(delay=run.policy.delay)}",
                   "", ""]
+    error = "SystemExit()" if run.outcome == "SystemExit()" else f'exceptions.{run.outcome}("{finding.id}")'
     return [
         *policy,
         "def minimal_run() -> Try:",
         f'    """{finding.id}\'s run: {run.to_text()}"""',
-        f"    return run_try(exceptions.{run.outcome}(\"{finding.id}\"), try_number={c.try_number}, "
+        f"    return run_try({error}, try_number={c.try_number}, "
         f"max_tries={c.max_tries}, should_retry={c.should_retry},",
         f"                   failing={_CHANNEL[run.comms]!r}"
-        + (", retry_policy=RetryWithDelayInSeconds()" if run.policy else "")
+        + (f", retry_policy={_POLICIES[run.policy.action][0]}()" if run.policy else "")
         + (', map_index_template="{{ label }}"' if "map_index_template" in run.features else "") + ")",
     ]
 
@@ -492,8 +521,9 @@ def _runtime_described(run, observed) -> str:
     from model.runtime import compose
 
     sent = ", ".join(map(str, observed.sent)) or "nothing"
-    return (f"the task runner sends {sent}, decides {observed.state} and exits {observed.exit_code}; the supervisor "
-            f"records {compose(run.context, observed).final_state}")
+    return (f"the task runner sends {sent}, decides {observed.state}, runs "
+            f"{', '.join(observed.callbacks) or 'no callback'} and exits {observed.exit_code}; the supervisor records "
+            f"{compose(run.context, observed).final_state}")
 
 
 def _retry_expected(run) -> bool:
@@ -595,9 +625,10 @@ def _model_life(run: LifeRun, release: Release):
 
     supervise = functools.partial(supervisor.run, release=release)
     if run.plays == "coordinator":
-        pairing = coordinator_pairing(_life_target(run), coordinator_model_with(supervise, release))
+        pairing = coordinator_pairing(_life_target(run), coordinator_model_with(supervise, release), release=release)
     else:
-        pairing = python_pairing(_life_target(run), functools.partial(release_runtime, release=release), supervise)
+        pairing = python_pairing(_life_target(run), functools.partial(release_runtime, release=release), supervise,
+                                 release=release)
     return replay_life(pairing, run.text)
 
 

@@ -24,6 +24,7 @@ except ImportError:
     import httpx
 # --- imports: runtime ---
 import contextlib
+import functools
 import importlib
 import io
 import signal
@@ -39,6 +40,7 @@ from contextlib import suppress
 
 from airflow.sdk.execution_time.comms import BundleInfo
 # --- imports: server ---
+import gc
 import json
 import os
 import shutil
@@ -352,12 +354,17 @@ class SupervisorChannel:
         return XComResult(key=msg.key, value=None) if msg.type == "GetXCom" else None
 
 
+#: The task's state-change callbacks: each one the task runner runs is recorded by its name.
+CALLBACKS = ("on_success_callback", "on_failure_callback", "on_retry_callback", "on_skipped_callback")
+
+
 class ScriptedOperator(BaseOperator):
     """A task whose ``execute`` raises ``error`` (returns when None), after labelling its map index if it has a
-    ``map_index_template``."""
+    ``map_index_template``; each of its state-change callbacks appends its name to ``called_back`` when run."""
 
-    def __init__(self, *, error: "BaseException | None" = None, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, error: "BaseException | None" = None, called_back: "list | None" = None, **kwargs):
+        called_back = [] if called_back is None else called_back
+        super().__init__(**kwargs, **{name: [functools.partial(_called_back, called_back, name)] for name in CALLBACKS})
         self.error = error
 
     def execute(self, context):
@@ -365,6 +372,10 @@ class ScriptedOperator(BaseOperator):
             context["label"] = "mapped"
         if self.error is not None:
             raise self.error
+
+
+def _called_back(called_back: list, name: str, context) -> None:
+    called_back.append(name)
 
 
 def _startup(try_number: int, max_tries: int, should_retry: bool) -> StartupDetails:
@@ -394,13 +405,14 @@ def final_state_for(exit_code: int, should_retry: bool) -> str:
 @dataclasses.dataclass
 class Try:
     """What came of one try of the real task runner: the state ``run`` decided, the exit ``main`` chose, every request
-    it sent, and what the supervisor's ``final_state`` records for that exit when no terminal frame got through (None
-    when one did: the supervisor then goes by the frame)."""
+    it sent, what the supervisor's ``final_state`` records for that exit when no terminal frame got through (None
+    when one did: the supervisor then goes by the frame), and the task's state-change callbacks that ran."""
 
     state: "str | None"
     exit_code: int
     sent: list
     recorded: "str | None"
+    callbacks: list = dataclasses.field(default_factory=list)
 
 
 def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, should_retry: bool,
@@ -408,9 +420,10 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
     """One try through the real ``task_runner.main`` (startup, ``run``, ``finalize``, its ``sys.exit``): the task raises
     ``error`` (returns when None); only the supervisor channel and the DAG file's parsing are stood in for."""
     extra = {"retry_policy": retry_policy} if retry_policy is not None else {}
+    called_back: list = []
     with DAG("exported", schedule=None):
         task = ScriptedOperator(task_id="task", error=error, retries=max_tries, map_index_template=map_index_template,
-                                **extra)
+                                called_back=called_back, **extra)
     channel = SupervisorChannel(_startup(try_number, max_tries, should_retry), failing)
     decided = []
     real_run = task_runner.run
@@ -438,7 +451,8 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
         signal.signal(signal.SIGTERM, sigterm)
     state = state_name(decided[0]) if decided else None
     through = any(s.delivered and s.type in TERMINAL_FRAMES for s in channel.sent)
-    return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry))
+    return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry),
+               called_back)
 
 
 # --- code: wire ---
@@ -560,6 +574,16 @@ class ExecutionAPIServer:
             self.close()
             raise
 
+    def _close_the_apps_loop(self) -> None:
+        """The app's event loop stopped and closed. ``InProcessExecutionAPI`` stops it when its transport is collected,
+        never closes it; collected later unclosed (at the latest as the interpreter exits), it is reported, or its
+        ``__del__`` fails with ``ValueError: Invalid file descriptor: -1`` when its sockets were finalized first."""
+        loop = getattr(getattr(getattr(self, "transport", None), "app", None), "loop", None)  # a2wsgi's middleware's
+        self.api = self.transport = None
+        gc.collect()  # the transport's finalizer ends the app's lifespan, stops the loop and joins its thread
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.close()
+
     @staticmethod
     def _bind() -> None:
         """Airflow's ORM bound to the database the environment names now."""
@@ -639,7 +663,7 @@ class ExecutionAPIServer:
                 ti.state, ti.queued_dttm = TaskInstanceState.QUEUED, datetime.now(timezone.utc)
 
     def close(self) -> None:
-        self.api = self.transport = None
+        self._close_the_apps_loop()
         self.environ.stop()
         self._bind()
         shutil.rmtree(self.home, ignore_errors=True)

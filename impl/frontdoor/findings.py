@@ -14,9 +14,12 @@ from typing import Callable
 import attrs
 
 from model.client import as_seen
-from model.invariants import frames_received, last_terminal_frame, user_acted
+from model.intent import (INTENT, OPEN_QUESTION, POLICY_FALLS_BACK, RETRY_DECISION_DELAY, RETRY_DELAY_PARAMETER,
+                          Intent, Source)
+from model.invariants import frames_received, last_terminal_frame, outcome_calls, user_acted
 from model.release import SPECIFIED, Release
-from model.runtime import NEVER_RETRIED_FAILURES, TERMINAL_FRAMES
+from model.runtime import NEVER_RETRIED_FAILURES, TERMINAL_FRAMES, reached_outcome
+from model.runtime_invariants import SYS_EXIT_WITHOUT_AN_ERROR_CODE
 from model.scenario import (FAILED, HEARTBEAT_GONE, RUNNING, SERVER_TERMINATED, SUCCESS, TIMEOUT, UP_FOR_RETRY, Observation, Overtime,
                             Scenario)
 from model.server import CONFLICT
@@ -51,6 +54,19 @@ class Finding:
     #: What was established beyond the minimal run (on the real server, in the SDKs' sources), in Markdown: the
     #: report prints it under the finding.
     details: str = ""
+    #: How sure this finding is, where its invariant's intent (``model.intent.INTENT``) is not enough to say: its own
+    #: ``Intent`` (sources, confidence, the other reading). None: its invariant's.
+    intent: Intent | None = None
+
+    @property
+    def how_sure(self) -> Intent:
+        """The intent this finding's confidence rests on: its own, else its invariant's."""
+        return self.intent or INTENT[self.invariant]
+
+    @property
+    def confidence(self) -> str:
+        """One of ``model.intent.CONFIDENCES``."""
+        return self.how_sure.confidence
 
     @property
     def explains(self) -> tuple[str, ...]:
@@ -84,6 +100,21 @@ class Finding:
 _CLOSE = "ActivitySubprocess.update_task_state_if_needed (with STATES_SENT_DIRECTLY)"
 #: The supervisor's calls that report a terminal frame directly (``_send_terminal_state_msg``).
 _DIRECT_CALLS = ("succeed", "retry", "defer", "reschedule", "await_input")
+
+
+def how_sure_in_words(finding: Finding) -> str:
+    """The finding's confidence and what it rests on, in one paragraph the report and the exported module both print:
+    the sources quoted; for an open question, both readings."""
+    stated = finding.how_sure
+
+    def quoted(sources: tuple[Source, ...]) -> str:
+        return "; ".join(s.to_text() for s in sources)
+
+    if stated.confidence != OPEN_QUESTION:
+        return f"{stated.confidence}: {quoted(stated.sources)}."
+    read_so = f"read one way, {quoted(stated.sources)}" if stated.sources else "no Airflow text says so"
+    return (f"{stated.confidence}: {read_so}; read the other way, {quoted(stated.contested_by)}."
+            + (f" {stated.note}" if stated.note else ""))
 
 
 def _seen(s: Scenario, o: Observation):
@@ -187,7 +218,12 @@ def _held_state_delivered_against_the_exit(s: Scenario, o: Observation) -> bool:
 def _refused_after_a_user_moved_it(s: Scenario, o: Observation) -> bool:
     """F18's cause: a user moved the TI, an outcome's call was refused 409, and the supervisor reported otherwise."""
     return (user_acted(s) and o.final_state != SERVER_TERMINATED
-            and any(c.name not in ("heartbeat", "start") and c.status == CONFLICT for c in o.calls))
+            and any(c.status == CONFLICT for c in outcome_calls(s, o)))
+
+
+def _crash_recorded_failed(s: Scenario, o: Observation) -> bool:
+    """F19's cause: final_state took the non-zero exit for FAILED although the server said should_retry."""
+    return o.exit_code not in (0, None) and s.context.should_retry and o.final_state == FAILED
 
 
 #: The terminal frames that do not start the success-overtime clock (``_task_end_time_monotonic``).
@@ -339,6 +375,12 @@ FINDINGS: tuple[Finding, ...] = (
         "not RUNNING, the state it already holds included; ActivitySubprocess._send_terminal_state_msg then counts "
         "the call failed and final_state reads the exit code",
         signature=_resend_refused, also_breaks=("server_row_agrees_with_final_state",), fixed_in="1.3.0",
+        details="""\
+Seen on 1.2.2 (apache-airflow-core 3.2.2) on the real Execution API, SQLite, the client's default retries
+(`finalstate replay --release 1.2.2 --server airflow --target airflow-inproc '...'`): the first `PATCH .../state`
+[defer] is applied (the server answered 204, the answer lost), its resend and the replay are answered 409, the row
+ends `deferred`, the attempt `success`.
+""",
     ),
     Finding(
         "F14", "no_task_instance_left_running",
@@ -360,6 +402,17 @@ FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess.update_task_state_if_needed (1.4.0b2) sends the held TaskState with finish(); "
         "final_state still maps a non-zero exit under should_retry to UP_FOR_RETRY",
         signature=_held_state_delivered_against_the_exit, introduced_in="1.4.0",
+        details="""\
+On 1.4.0b2 (the replay above, agreeing with the model of that release): `exit_code=-9`, `final_state=up_for_retry`,
+`row=failed`, calls `start->200, finish(failed)->200`. On 1.3.2 the same run is F2 (no call, row RUNNING).
+
+Seen on 1.4.0b2 (apache-airflow-core 3.4.0b2) on the real Execution API, SQLite, the client's default retries, with
+a real runtime process (`finalstate replay --release 1.4.0b2 --target airflow-process --server airflow
+'try_number=1 max_tries=1 should_retry=true; send TaskState failed; exit -9'`): `PATCH .../run` 200, then at close
+`PATCH .../state` `finish(failed)` 204; the row ends `failed try_number=1 max_tries=1` while the supervisor reports
+`up_for_retry`. The open [#73142](https://github.com/apache/airflow/pull/73142) (a confirmed terminal state before
+the exit code) is the nearest upstream change; 1.4.0b2 does not have it.
+""",
     ),
     Finding(
         "F16", "an_attempt_whose_task_ended_ends",
@@ -395,6 +448,14 @@ FINDINGS: tuple[Finding, ...] = (
         "ServerResponseError alike; apache/airflow#73249 made a 409 there SERVER_TERMINATED",
         signature=_refused_after_a_user_moved_it, also_breaks=("failure_never_recorded_as_success",),
         fixed_in="1.4.0",
+    ),    Finding(
+        "F19", "crash_with_retries_left_ends_up_for_retry",
+        "try_number=1 max_tries=1 should_retry=true; exit 1",
+        "a task that crashes or is killed with retries left is recorded FAILED: every non-zero exit before 1.1.2, a "
+        "positive exit code (a crash, not a signal) before 1.1.4 (apache/airflow#55753: an OOM kill not retried)",
+        "ActivitySubprocess.final_state (before 1.1.4) ignores should_retry for a positive exit code, and before "
+        "1.1.2 for a signal too (apache/airflow#55767 brought retries for signals, 1.1.4 for every exit)",
+        signature=_crash_recorded_failed, fixed_in="1.1.4",
     ),
 )
 
@@ -435,6 +496,20 @@ def _map_index_send_masks_the_exception(run, o) -> bool:
     return run.outcome in NEVER_RETRIED_FAILURES and "SetRenderedMapIndex" in o.failed_requests and retried
 
 
+def _sys_exit_taken_as_a_failure(run, o) -> bool:
+    """R5's cause: ``except SystemExit`` sends every SystemExit down the failure path, ``sys.exit()`` and
+    ``sys.exit(0)`` included (the decision, or the terminal frame tried, is a failure's)."""
+    tried = o.terminal.frame if o.terminal is not None else None
+    return (reached_outcome(run) in SYS_EXIT_WITHOUT_AN_ERROR_CODE
+            and (o.state in (FAILED, UP_FOR_RETRY) or tried in ("TaskState", "RetryTask")))
+
+
+def _left_before_finalize(run, o) -> bool:
+    """R6's cause: the task process left before ``finalize`` (``run`` decided nothing: a KeyboardInterrupt, an error
+    that reached ``main``, a signal's death), so no callback ran, and its non-zero exit is what the supervisor records."""
+    return o.state is None and o.exit_code != 0 and not o.callbacks
+
+
 def _crash_with_retries_left_failed(life, _=None) -> bool:
     """L3's cause: a failing try with retries left whose process exited non-zero, no RetryTask delivered, is FAILED."""
     return any(t.retryable_failure and t.context.should_retry and t.observation.exit_code not in (0, None)
@@ -447,6 +522,26 @@ def _try_left_running_as(state: str):
         return any(t.observation.final_state == state and t.observation.row == RUNNING
                    and t.observation.row_gone is None for t in life.tries)
     return signature
+def _killed_without_on_kill(run, o) -> bool:
+    """R5's cause: the SIGTERM killed the task's process (exit -15) before any on_kill."""
+    return o.on_kill_calls == 0 and o.exit_code == -15
+
+
+def _succeeded_after_sigterm(run, o) -> bool:
+    """R6's cause: on_kill ran, and the task went on to succeed."""
+    return o.on_kill_calls >= 1 and o.state == SUCCESS
+
+
+def _forked_child_carried_on(run, o) -> bool:
+    """R8's cause: the forked child exited 0 after its SIGTERM, as it would have without one."""
+    return o.forked_child_exit == 0
+
+
+def _startup_failure_exits_1(run, o) -> bool:
+    """R7's cause: the startup that did not find the DAG exited 1 and sent nothing."""
+    return o.exit_code == 1 and not o.sent
+
+
 _FAIL_CLOSED = ("task_runner.run: when the terminal send raises, only FAILED and UP_FOR_RETRY are made "
                 "to exit 1 (main's fail-closed sys.exit)")
 
@@ -460,6 +555,8 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess.final_state takes exit 0 with no terminal state as SUCCESS (the comment in "
         "run() says these need a separate fix in final_state)",
         RUNTIME_TARGETS, "runtime", _unsent_non_failure_exits_0,
+        # The callback finalize runs is the decided state's (on_skipped_callback), not the recorded SUCCESS's.
+        also_breaks=("recorded_state_runs_its_callback_once",),
         # The fail-closed exit came in 1.2.2 (Release.fails_closed_on_an_unsent_outcome); before, any unsent outcome
         # leaves run and main exits 1, which the supervisor records FAILED.
         introduced_in="1.2.2",
@@ -473,6 +570,8 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "should_retry, so the runtime's no-retry decision (AirflowFailException, AirflowSensorTimeout, "
         "AirflowTaskTerminated, a retry policy's FAIL) is lost",
         RUNTIME_TARGETS, "runtime", _unsent_failed_exits_1_while_should_retry,
+        # finalize runs on_failure_callback for the decided FAILED; the supervisor records UP_FOR_RETRY.
+        also_breaks=("recorded_state_runs_its_callback_once",),
         # Before 1.2.2 the unsent outcome leaves run with no state decided (Release.fails_closed_on_an_unsent_outcome).
         introduced_in="1.2.2",
     ),
@@ -490,6 +589,14 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         # In 1.3.0 (the first with retry policies) the failure path's error leaves run with no frame sent; the fail
         # closed TaskState(failed) came in 1.3.1 (Release.catches_a_failing_outcome_handler).
         introduced_in="1.3.1",
+        # Its invariant's intent is documented, but whether a delay in plain seconds is a policy's to give is not.
+        intent=Intent(
+            "runtime",
+            "A retry policy's RETRY with its delay in seconds retries the task, or at worst falls back to the default.",
+            (RETRY_DELAY_PARAMETER, POLICY_FALLS_BACK), OPEN_QUESTION, (RETRY_DECISION_DELAY,),
+            note="BaseOperator takes a delay in seconds and a policy that fails is meant to fall back to the "
+                 "default retry; RetryDecision asks for a timedelta, so a plain number may be a misuse that the task "
+                 "pays for."),
     ),
     Finding(
         "R4", "fail_exception_never_retries",
@@ -504,6 +611,73 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         also_breaks=("failure_answered_with_retry_exactly_when_should_retry",),
         # SetRenderedMapIndex came in 1.2.0 (Release.sends_the_rendered_map_index); before, no request follows the task.
         introduced_in="1.2.0",
+    ),
+    Finding(
+        "R5", "sigterm_calls_on_kill_once",
+        "try_number=1 max_tries=0 should_retry=false; task returns; policy none; comms ok; with sigterm",
+        "a task killed while it runs never gets its on_kill called: its process dies of SIGTERM (fixed in 1.0.4)",
+        "task_runner.main (before 1.0.4) installs no SIGTERM handler (apache/airflow#51005, fixed by #53718)",
+        RUNTIME_TARGETS, "runtime", _killed_without_on_kill, fixed_in="1.0.4",
+        also_breaks=("recorded_state_runs_its_callback_once",),
+    ),
+    Finding(
+        "R6", "sigterm_never_ends_in_success",
+        "try_number=1 max_tries=0 should_retry=false; task returns; policy none; comms ok; with sigterm",
+        "a task killed while it runs has on_kill called and then goes on: a task that then returns is recorded "
+        "SUCCESS, though Airflow 2 failed it and the runner still catches the AirflowTaskTerminated nothing raises "
+        "(apache/airflow#73006, #71202; open upstream)",
+        "task_runner._run_task_and_map_outcome's _on_term calls task.on_kill() and returns to execute(); its except "
+        "AirflowTaskTerminated (\"If these are thrown, we should mark the TI state as failed\") is unreachable",
+        RUNTIME_TARGETS, "runtime", _succeeded_after_sigterm, introduced_in="1.0.4",
+    ),
+    Finding(
+        "R7", "try_that_never_ran_is_not_failed",
+        "try_number=1 max_tries=0 should_retry=false; task returns; policy none; comms ok; with startup_reschedule",
+        "a try whose DAG is not found at startup exits 1 without running its task, and is recorded FAILED (or "
+        "UP_FOR_RETRY, spending a retry; fixed in 1.1.7)",
+        "task_runner.parse (before 1.1.7) calls sys.exit(1) when the DAG or task cannot be loaded "
+        "(apache/airflow#59604 reschedules instead)",
+        RUNTIME_TARGETS, "runtime", _startup_failure_exits_1, fixed_in="1.1.7",
+        also_breaks=("recorded_state_runs_its_callback_once",),
+    ),
+    Finding(
+        "R8", "forked_child_stops_on_sigterm",
+        "try_number=1 max_tries=0 should_retry=false; task returns; policy none; comms ok; with forked_child",
+        "a process the task forked carries on when the supervisor's SIGTERM reaches it: it inherited the runner's "
+        "SIGTERM handler, which does nothing outside the runner's own process, so the child neither dies nor is told",
+        "task_runner._run_task_and_map_outcome's _on_term returns at once when os.getpid() is not the runner's "
+        "(since 1.0.4, apache/airflow#53718); before, the child died of the signal",
+        RUNTIME_TARGETS, "runtime", _forked_child_carried_on, introduced_in="1.0.4",
+    ),
+    Finding(
+        "R9", "sys_exit_without_an_error_code_succeeds",
+        "try_number=1 max_tries=0 should_retry=false; task raises SystemExit(); policy none; comms ok",
+        "a task that ends by sys.exit() (or sys.exit(0)) fails, and is retried while it has retries left, where "
+        "Airflow 2 recorded it SUCCESS",
+        "task_runner._run_task_and_map_outcome: except SystemExit hands every SystemExit, whatever its code, to "
+        "_handle_current_task_failed (\"SystemExit needs to be retried if they are eligible\", from AIP-72's "
+        "apache/airflow#45282); Airflow 2's _execute_callable returned for a code that is None or 0 "
+        "(apache/airflow#36986), and nothing in the port asked to change that",
+        RUNTIME_TARGETS, "runtime", _sys_exit_taken_as_a_failure,
+        details="Differs from Airflow 2 behaviour that was meant to stay (the invariant's docstring quotes both pull "
+                "requests). `sys.exit(0)` (`task raises SystemExit(0)`) ends the same way; `sys.exit(1)` fails in "
+                "Airflow 2 as in Airflow 3.",
+    ),
+    Finding(
+        "R10", "recorded_state_runs_its_callback_once",
+        "try_number=1 max_tries=0 should_retry=false; task raises AirflowException; policy interrupted; comms ok",
+        "a try whose process leaves before finalize (here a KeyboardInterrupt in the failure path: exit 2) is recorded "
+        "FAILED, or UP_FOR_RETRY, from its exit, and no on_failure_callback (on_retry_callback) runs",
+        "task_runner.main: except KeyboardInterrupt (sys.exit(2)) and except Exception (a top-level error: sys.exit(1))"
+        " leave before finalize, which alone runs the state-change callbacks; ActivitySubprocess.final_state then "
+        "records the exit, and nothing on that path runs the callback of the state it records (the task process "
+        "killed by a signal the same: apache/airflow#60858, open)",
+        RUNTIME_TARGETS, "runtime", _left_before_finalize,
+        details="The same cause ends, on other releases and runs, every try whose process leaves with no state "
+                "decided: a startup whose request cannot be sent (the DAG not found and its RescheduleTask unsent, "
+                "the log channel after fork+exec), and before 1.3.1 an outcome handler that raises, before 1.2.2 an "
+                "unsent terminal frame, before 1.0.4 a SIGTERM. Airflow 2 ran the failure callback there "
+                "(`_run_raw_task`'s `except BaseException: handle_failure(...)`; on SIGTERM since apache/airflow#29743).",
     ),
 )
 
@@ -651,8 +825,9 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
 # A coordinator finding's ``scenario`` is a ``model.coordinator.CoordinatorRun``; its target is a runtime of this
 # project's that does what an SDK's runtime does (runtimes/README.md), since the SDKs cannot be built here.
 
-#: The Go runtime doing what the Go SDK's ``Serve`` does with its terminal frame (``runtimes/go``: --no-fail-closed).
-GO_SDK_SHAPED = ("cmd:build/runtimes/go-runtime --no-fail-closed",)
+#: The Go runtime doing what the Go SDK's ``Serve`` does with its terminal frame (``runtimes/go``: --no-fail-closed),
+#: named ``go-runtime`` or by its path (``build/runtimes/go-runtime``, or where an installed finalstate built it).
+GO_SDK_SHAPED = ("cmd:go-runtime --no-fail-closed", "cmd:*/go-runtime --no-fail-closed")
 
 _C1_DETAILS = """\
 C1 on the real Execution API (apache-airflow-core 3.3.2, SQLite, Airflow's default five tries of each request):

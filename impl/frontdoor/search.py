@@ -17,9 +17,10 @@ from hypothesis import settings
 
 from impl.frontdoor.export import report_line
 from impl.frontdoor.findings import (COORDINATOR_FINDINGS, FINDINGS, LIFECYCLE_FINDINGS, RUNTIME_FINDINGS,
-                                     WIRE_FINDINGS, Finding)
+                                     WIRE_FINDINGS, Finding, how_sure_in_words)
 from impl.frontdoor.report import InvariantViolation, observation_block, replay_command, trace
 from impl.frontdoor.scenarios import machine_for, run_machine
+from model.intent import CONFIDENCES
 from model.invariants import SUPERVISOR_INVARIANTS, Invariant, violations
 from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Observation, Scenario
 
@@ -101,12 +102,15 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
         "Observations below were computed by this run.",
         "",
     ]
+    others = RUNTIME_FINDINGS + LIFECYCLE_FINDINGS + COORDINATOR_FINDINGS + WIRE_FINDINGS
+    lines += how_sure_section(tuple(f for f in FINDINGS if f.about(target.name)) + others)
     for finding in FINDINGS:
         if not finding.about(target.name):
             continue
         now = replay(target, finding)
         lines += [f"## {finding.id}: {finding.headline}", "",
                   f"- invariant: `{finding.invariant}`",
+                  f"- how sure: {how_sure_in_words(finding)}",
                   f"- responsible upstream: {finding.upstream}",
                   report_line(finding),
                   f"- status on this run: {_status(finding, target, now)}",
@@ -123,10 +127,12 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
             stood = finding.shown_on
             command = command.replace("finalstate replay", f"finalstate replay --release {stood}", 1)
             lines += ["", f"Replay on {stood}, a release it stands on: `{command}`", ""]
+        if finding.details:
+            lines += [finding.details.strip(), ""]
     lines += ["## Runtime, lifecycle, coordinator and wire findings", "",
               "Not supervisor scenarios, so not replayed by this command; each is a strict expected failure",
               "of its property and is replayed by the `*_finding_still_reproduces` test beside it.", ""]
-    for finding in RUNTIME_FINDINGS + LIFECYCLE_FINDINGS + COORDINATOR_FINDINGS + WIRE_FINDINGS:
+    for finding in others:
         lines += other_finding_entry(finding)
     def cause(c: Counterexample) -> str:
         found = next((f for f in FINDINGS if f.about(target.name) and f.stands_on(target.release)
@@ -142,11 +148,23 @@ def report(target, discovered: list[Counterexample], sdk_version: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def how_sure_section(findings: tuple[Finding, ...]) -> list[str]:
+    """The report's grouping of ``findings`` by how sure each is (``Finding.confidence``): each in one group only."""
+    lines = ["## How sure each finding is", "",
+             "Each finding is exactly one of these, from the intent of the invariant it breaks (`model.intent`), or "
+             "its own where that is not enough to say; its entry below quotes the sources.", ""]
+    for confidence in CONFIDENCES:
+        ids = [f.id for f in findings if f.confidence == confidence]
+        lines.append(f"- {confidence}: {', '.join(ids) or 'none'}")
+    return lines + [""]
+
+
 def other_finding_entry(finding: Finding) -> list[str]:
     """The report's lines for a finding that is not a supervisor scenario: what it breaks, its minimal run, its cause
     upstream, and what else was established about it (``Finding.details``)."""
     lines = [f"### {finding.id}: {finding.headline}", "",
              f"- invariant: `{finding.invariant}` ({finding.kind}); targets: {', '.join(finding.targets)}",
+             f"- how sure: {how_sure_in_words(finding)}",
              f"- minimal scenario: `{finding.scenario}`",
              f"- responsible upstream: {finding.upstream}", report_line(finding), ""]
     return lines + ([finding.details.strip(), ""] if finding.details else [])

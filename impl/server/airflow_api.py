@@ -53,12 +53,13 @@ from pathlib import Path
 import attrs
 from airflow.sdk.api.client import Client
 
+from impl.places import build_dir
 from impl.releases.adapters import (since_1_4_0_client_retry, since_1_4_0_delete_every_attempt,
                                     since_1_4_0_http_library, since_1_4_0_purge_without_heartbeats)
 from impl.server.postgres import LOCAL, SERVER_DB_ENV, SQLITE, LocalPostgres, PostgresUnavailable, alive
 from impl.server.model_api import requested
 
-BUILD_DIR = Path(__file__).resolve().parents[2] / "build" / "server"
+BUILD_DIR = build_dir("server")
 DAG_ID = "finalstate"
 TASK_ID = "attempt"
 #: The scheduler job that "queued" the attempts; only its TIs are seen by its heartbeat-timeout check.
@@ -356,7 +357,7 @@ class AirflowServer:
         self.db_url = db_url or os.environ.get(SERVER_DB_ENV) or SQLITE
         self.url: str | None = None  # the database bound, once started
         #: The local PostgreSQL's home (``db_url`` ``local``): beside the default home, else inside the given one.
-        self.postgres_home = BUILD_DIR.parent / "postgres" if home is None else self.home / "postgres"
+        self.postgres_home = build_dir("postgres") if home is None else self.home / "postgres"
         self._postgres: LocalPostgres | None = None
         self._started = False
         self._api = None

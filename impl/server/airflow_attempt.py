@@ -43,7 +43,7 @@ from impl.releases.adapters import model_release, model_state
 from impl.server.airflow_api import (AirflowServer, Attempt, Exchange, RowState, TransportFault, active_server,
                                      quiet_logs)
 from model.scenario import (CALLS_WITH_MAP_INDEX, FAILED, HEARTBEAT_ERROR, HEARTBEAT_GONE, HEARTBEAT_NO_ANSWER, NO_STATE,
-                            RUNNING, TIMEOUT, USER_CLEARS, USER_MARKS, ApiCall, Fault, RunContext, UserAction)
+                            RUNNING, SCHEDULER_TIMES_OUT, TIMEOUT, USER_CLEARS, USER_MARKS, ApiCall, Fault, RunContext, UserAction)
 from model.server import client_status
 
 #: Scenario fault kinds → what the transport does (``TransportFault`` kind, how many requests: None = all).
@@ -149,12 +149,15 @@ class AirflowAttempt:
                 self.server.heartbeat_timeout(run_id)
 
     def act(self, action: UserAction) -> None:
-        """A user acts on the live task instance as the UI or REST API would: marks it, clears it, deletes it."""
+        """Someone acts on the live task instance: a user as the UI or REST API would (marks it, clears it, deletes
+        it), or the scheduler's heartbeat timeout (its own code: ``AirflowServer.heartbeat_timeout``)."""
         run_id = self.attempt.run_id
         if action.action == USER_MARKS:
             self.server.mark(run_id, action.state)
         elif action.action == USER_CLEARS:
             self.server.clear(run_id)
+        elif action.action == SCHEDULER_TIMES_OUT:
+            self.server.heartbeat_timeout(run_id)
         else:
             self.server.delete(run_id)
 

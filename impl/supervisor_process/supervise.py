@@ -54,6 +54,7 @@ import structlog
 from airflow.sdk.api.client import Client
 from airflow.sdk.api.datamodels._generated import TaskInstance
 from airflow.sdk.execution_time import supervisor as airflow_supervisor
+from airflow.sdk.execution_time.comms import BundleInfo
 
 from impl.releases.adapters import (decided_final_state, missing, require_the_models_heartbeat_budget,
                                     since_1_0_3_length_prefixed_frames, since_1_0_3_open_sockets,
@@ -494,8 +495,10 @@ def _server_side(attempt) -> tuple:
 
 def _start(ti, client, launch, startup_timeout: float):
     """The real ``start``: of a command (``_PopenActivitySubprocess``), or forking a callable (before 1.3.0)."""
-    common = dict(what=ti, dag_rel_path="dag.py", bundle_info=None, client=client, logger=_QUIET,
-                  subprocess_logs_to_stdout=False)
+    # A BundleInfo as Airflow always sends one (StartupDetails.bundle_info is not optional): the TypeScript SDK reads
+    # its name as the task starts, and dies of a null one before it sends any frame.
+    common = dict(what=ti, dag_rel_path="dag.py", bundle_info=BundleInfo(name="finalstate", version=None),
+                  client=client, logger=_QUIET, subprocess_logs_to_stdout=False)
     if callable(launch):
         return QuickEscalation.start(target=launch, **common)
     return QuickEscalation.start(command=launch, startup_timeout=startup_timeout, **common)

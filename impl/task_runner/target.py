@@ -20,7 +20,9 @@ are stood in for:
 The run's features (``model.runtime.FEATURES``) are set up as Airflow would meet them: XCom keys
 to clear in the ``TIRunContext``, a ``map_index_template`` on the operator, a SIGTERM raised in the
 process from ``execute`` (and, for ``forked_child``, in a child ``execute`` forks and waits for),
-``_AIRFLOW_FORK_EXEC=1`` in the environment.
+``_AIRFLOW_FORK_EXEC=1`` in the environment, and for ``execution_timeout`` a real ``execution_timeout`` of a
+millisecond on the operator, whose ``execute`` waits (``TIMED_OUT_EXECUTE_WAITS``) until the runner's own timer
+interrupts it. The task's state-change callbacks are real callbacks that record that they ran.
 
 Example plugins (and so their listeners) are switched off: ``AIRFLOW__CORE__LOAD_EXAMPLES=False``.
 
@@ -41,6 +43,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import uuid
 from collections import deque
 
@@ -60,12 +63,14 @@ from airflow.sdk.execution_time.comms import (  # noqa: E402
 )
 
 from model.runtime import (  # noqa: E402
+    EXECUTION_TIMEOUT,
     FORK_EXEC,
     FORKED_CHILD,
     MAP_INDEX_TEMPLATE,
     OTHER_REQUESTS,
     SIGTERM,
     STARTUP_RESCHEDULE,
+    STATE_CHANGE_CALLBACKS,
     TERMINAL_FRAMES,
     XCOM_KEYS_TO_CLEAR,
     Policy,
@@ -147,6 +152,7 @@ def _raise(outcome: str) -> None:
         "AirflowTaskTimeout": lambda: AirflowTaskTimeout("finalstate"),
         "AirflowRuntimeError": lambda: AirflowRuntimeError(ErrorResponse(error=ErrorType.GENERIC_ERROR)),
         "SystemExit(0)": lambda: SystemExit(0),
+        "SystemExit()": lambda: SystemExit(),  # sys.exit()
         "SystemExit(1)": lambda: SystemExit(1),
         "ValueError": lambda: ValueError("finalstate"),
         "KeyboardInterrupt": lambda: KeyboardInterrupt(),
@@ -197,12 +203,19 @@ class ScriptedPolicy(RETRY_POLICIES.base if RETRY_POLICIES else object):
 
 #: The ``map_index_template`` of a task with ``map_index_template``: undefined until ``execute`` sets it.
 MAP_INDEX_LABEL = "finalstate_label"
+#: A task with ``execution_timeout``: its timeout (as short as the runner's timer takes), and how long its ``execute``
+#: waits for the timer to interrupt it. A timer that never fires lets ``execute`` go on to its outcome after the wait,
+#: which the model's answer then disagrees with: the check fails, and does not hang.
+EXECUTION_TIMEOUT_DELTA = dt.timedelta(milliseconds=1)
+TIMED_OUT_EXECUTE_WAITS = 5.0
 
 
 class ScriptedOperator(BaseOperator):
     """An operator whose ``execute`` ends as the run's outcome says, after the SIGTERM, the forked child and
     the map-index label its run asks for; ``on_kill`` calls ``killed`` and the child's exit status goes to
-    ``child_exited`` (closures: the runner works on a copy of the operator)."""
+    ``child_exited`` (closures: the runner works on a copy of the operator). With an ``execution_timeout``, ``execute``
+    then waits for the runner's timer: its SIGALRM, blocked by ``run`` from before ``main`` (so that it cannot land
+    before ``execute`` has done the rest), is let through, and the timer's handler raises inside the wait."""
 
     def __init__(self, *, outcome: str, sigterm: bool = False, killed=lambda: None, child_exited=None, **kwargs):
         super().__init__(**kwargs)
@@ -218,6 +231,9 @@ class ScriptedOperator(BaseOperator):
             self.child_exited(_fork_a_child_that_gets_sigterm())
         if self.map_index_template:
             context[MAP_INDEX_LABEL] = "finalstate"
+        if self.execution_timeout:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
+            time.sleep(TIMED_OUT_EXECUTE_WAITS)
         return _raise(self.outcome)
 
     def on_kill(self):
@@ -332,15 +348,23 @@ def startup_details(run: RuntimeRun) -> StartupDetails:
     )
 
 
-def _task(run: RuntimeRun, killed, child_exited) -> BaseOperator:
+def _task(run: RuntimeRun, killed, child_exited, called_back) -> BaseOperator:
+    """The try's operator; each state-change callback (``STATE_CHANGE_CALLBACKS``) hands its name to ``called_back``."""
     policy = {} if RETRY_POLICIES is None else {"retry_policy": ScriptedPolicy(run.policy) if run.policy else None}
+    callbacks = {name: [functools.partial(_called_back, called_back, name)] for name in STATE_CHANGE_CALLBACKS.values()}
     with DAG(DAG_ID, schedule=None):
         return ScriptedOperator(
-            task_id=TASK_ID, outcome=run.outcome, retries=run.context.max_tries, **policy,
+            task_id=TASK_ID, outcome=run.outcome, retries=run.context.max_tries, **policy, **callbacks,
             map_index_template="{{ %s }}" % MAP_INDEX_LABEL if MAP_INDEX_TEMPLATE in run.features else None,
+            execution_timeout=EXECUTION_TIMEOUT_DELTA if EXECUTION_TIMEOUT in run.features else None,
             sigterm=SIGTERM in run.features, killed=killed,
             child_exited=child_exited if FORKED_CHILD in run.features else None,
         )
+
+
+def _called_back(called_back, name: str, context) -> None:
+    """A task callback (``on_success_callback``, ...): the runner calls it with the task's context."""
+    called_back(name)
 
 
 class NotPlayable(NotImplementedError):
@@ -365,7 +389,8 @@ def run(runtime_run: RuntimeRun) -> RuntimeObservation:
                                dag_run_exists=runtime_run.outcome.startswith("DagRunTriggerException(exists"))
     on_kill_calls: list[None] = []
     child_exits: list[int] = []
-    task = _task(runtime_run, lambda: on_kill_calls.append(None), child_exits.append)
+    callbacks: list[str] = []
+    task = _task(runtime_run, lambda: on_kill_calls.append(None), child_exits.append, callbacks.append)
     returned: list = []
     real_run = airflow_task_runner.run
 
@@ -387,6 +412,8 @@ def run(runtime_run: RuntimeRun) -> RuntimeObservation:
     patches = {"CommsDecoder": channel, "parse": parse, "run": recording_run}
     saved = {name: getattr(airflow_task_runner, name) for name in patches}
     sigterm = signal.getsignal(signal.SIGTERM)  # _run_task_and_map_outcome installs its own
+    sigalrm = signal.getsignal(signal.SIGALRM)  # and the execution timeout's timer its own
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM} if task.execution_timeout else set())
     try:
         for name, value in patches.items():
             setattr(airflow_task_runner, name, value)
@@ -401,6 +428,11 @@ def run(runtime_run: RuntimeRun) -> RuntimeObservation:
     finally:
         for name, value in saved.items():
             setattr(airflow_task_runner, name, value)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if signal.SIGALRM in signal.sigpending():  # the timer fired while still blocked (execute never let it through)
+            signal.sigwait({signal.SIGALRM})
+        signal.signal(signal.SIGALRM, sigalrm)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGTERM, sigterm)
         os.environ.pop("_AIRFLOW_FORK_EXEC", None)
     state = returned[0] if returned else None
@@ -414,6 +446,7 @@ def run(runtime_run: RuntimeRun) -> RuntimeObservation:
         on_kill_calls=len(on_kill_calls),
         channel_closed=channel.socket.closed,
         forked_child_exit=child_exits[0] if child_exits else None,
+        callbacks=tuple(callbacks),
     )
 
 
