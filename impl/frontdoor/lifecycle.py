@@ -285,6 +285,9 @@ class LifeMachine(RuleBasedStateMachine):
         lost = data.draw(HOST_LOSSES, label="the worker host is lost")
         drawn = HOST_LOST if lost else data.draw(self.pairing.tries, label="the task")
         self.life = self.life.record(self.pairing.live(context, drawn))
+        if lost:
+            event("a try's worker host was lost",
+                  f"the heartbeat timeout left the row {self.life.tries[-1].observation.row}")
         found = []
         for violation in life_violations(self.life, self.checked):
             finding = explained(self.known, violation, self.life, None)
