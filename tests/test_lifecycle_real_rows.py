@@ -12,7 +12,7 @@ from hypothesis.stateful import run_state_machine_as_test  # noqa: E402
 
 from impl.frontdoor.findings import findings_on  # noqa: E402
 from impl.frontdoor.lifecycle import life_machine, pairings_for, replay_life  # noqa: E402
-from model.lifecycle import LIFECYCLE_INVARIANTS  # noqa: E402
+from model.lifecycle import LIFECYCLE_INVARIANTS, life_violations  # noqa: E402
 
 FAILS = "task raises ValueError; policy none; comms ok"
 RETURNS = "task returns; policy none; comms ok"
@@ -76,3 +76,10 @@ def test_a_lost_host_is_ended_by_the_real_schedulers_heartbeat_timeout(pairings)
     assert (second.context.try_number, second.observation.row, life.row.state, life.over) == (2, "failed", "failed",
                                                                                               True)
     assert (third.context.should_retry, third.observation.row, third.row_after.state) == (False, "failed", "failed")
+
+
+def test_a_deleted_row_keeps_the_count_of_its_tries(pairings):
+    """A row deleted by a user has no try number to read; the life counts the tries made, as the model's rule does."""
+    life = replay_life(pairings[1], "retries=1 | host lost | heartbeat 404; task success")
+    assert (life.row.state, life.row.try_number, life.tries[-1].observation.row_gone) == ("deleted", 2, 404)
+    assert not life_violations(life)

@@ -122,12 +122,16 @@ class RealRows:
     def supervise(self, scenario):
         return self.run(scenario, run_id=self.run_id)
 
-    def row_after(self) -> Row:
+    def row_after(self, context: RunContext) -> Row:
+        """The life's row after the try of ``context``, as the scheduler's step left it. A deleted row has no try
+        number left to read: it keeps the try's, as the model's rule does (``Life.record``)."""
         server = self.run.server
         row = server.row(self.run_id)
         if row is not None and row.state in (UP_FOR_RETRY, UP_FOR_RESCHEDULE):
             row = server.requeue(self.run_id)
-        return Row(DELETED) if row is None else Row(row.state, row.try_number, row.max_tries)
+        if row is None:
+            return Row(DELETED, context.try_number, context.max_tries)
+        return Row(row.state, row.try_number, row.max_tries)
 
     def lose_host(self, context: RunContext) -> Try:
         """A try whose worker host dies while its task runs, on the life's row: Airflow's client starts it as the
@@ -140,7 +144,7 @@ class RealRows:
         struck = server.heartbeat_timeout(self.run_id)
         observation = Observation(None, NO_FINAL_STATE, (ApiCall("start", 200),), (),
                                   DELETED if struck is None else str(struck.state))
-        return Try(context, HOST_LOST, True, observation, "the host died: nothing reported", self.row_after())
+        return Try(context, HOST_LOST, True, observation, "the host died: nothing reported", self.row_after(context))
 
 
 def python_pairing(name: str, runtime, supervise, rows: RealRows | None = None,
@@ -154,7 +158,7 @@ def python_pairing(name: str, runtime, supervise, rows: RealRows | None = None,
                      and not (run.policy is not None and run.policy.action == "fail"))
         return Try(context, python_met(run), retryable, observation,
                    f"sent {', '.join(map(str, observed.sent)) or 'nothing'}, exit {observed.exit_code}",
-                   rows.row_after() if rows else None)
+                   rows.row_after(context) if rows else None)
     return Pairing(name, python_tries, attempt, rows=rows, release=release)
 
 
@@ -164,7 +168,7 @@ def coordinator_pairing(name: str, end_to_end, rows: RealRows | None = None, rel
         run = attrs.evolve(drawn, context=context)
         observation = end_to_end(run)
         return Try(context, coordinator_met(run), run.failure, observation, f"exit {observation.exit_code}",
-                   rows.row_after() if rows else None)
+                   rows.row_after(context) if rows else None)
     return Pairing(name, coordinator_tries, attempt, rows=rows, plays="coordinator", release=release)
 
 
