@@ -621,7 +621,8 @@ def python_runtime(run: RuntimeRun, release: Release = SPECIFIED) -> RuntimeObse
             tuple(sent), state, exit_code,
             decision.delay if decision else None, decision.reason if decision else None,
             on_kill_calls=int(SIGTERM in run.features and lives) + int(EXECUTION_TIMEOUT in run.features and lives),
-            channel_closed=release.closes_the_channel_on_exit,
+            # a process the signal killed (``_Killed``) never reaches main's ``finally``, where the socket is closed
+            channel_closed=release.closes_the_channel_on_exit and exit_code != EXIT_KILLED_BY_SIGTERM,
             forked_child_exit=_forked_child_exit(release) if FORKED_CHILD in run.features and lives else None,
             # finalize runs once run has returned a state (main's exits before it, ``ended(None, ...)``, skip it)
             callbacks=(STATE_CHANGE_CALLBACKS[state],) if state in STATE_CHANGE_CALLBACKS else (),

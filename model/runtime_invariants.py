@@ -176,17 +176,18 @@ def sigterm_never_ends_in_success(run, observed):
 
 def sigterm_calls_on_kill_once(run, observed):
     """A task that gets SIGTERM while its ``execute`` runs has its ``on_kill`` called, once, to clean up what it
-    started.
+    started. An execution timeout that runs out as well is a kill of its own, with its own ``on_kill``.
 
     Intent: BaseOperator.on_kill (override it to clean up subprocesses when a task instance gets killed);
     apache/airflow#53718 (gopidesupavan: a task killed externally was terminated at once, with no way to trigger
     on_kill, which it fixed).
     """
-    if SIGTERM not in run.features or not task_runs(run) or observed.on_kill_calls == 1:
+    kills = 1 + int(EXECUTION_TIMEOUT in run.features)
+    if SIGTERM not in run.features or not task_runs(run) or observed.on_kill_calls == kills:
         return ()
     return (Violation("sigterm_calls_on_kill_once",
-                      f"the task got SIGTERM while execute ran, and on_kill ran {observed.on_kill_calls} time(s) "
-                      f"(exit {observed.exit_code})"),)
+                      f"the task got SIGTERM while execute ran{' and its execution timeout ran out' if kills > 1 else ''}, "
+                      f"and on_kill ran {observed.on_kill_calls} time(s) for {kills} kill(s) (exit {observed.exit_code})"),)
 
 
 def try_that_never_ran_is_not_failed(run, observed):

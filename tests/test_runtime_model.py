@@ -377,3 +377,16 @@ def test_a_lost_try_is_judged_as_a_failing_one_by_its_row():
     not_queued = Life.new(1).record(attrs.evolve(host_lost(RETRIES_LEFT), row_after=Row(UP_FOR_RETRY, 2, 1)))
     assert [v.message for v in try_count_matches_attempts(not_queued)] == [
         "try 1 ended up_for_retry and the row is up_for_retry: no next try queued"]
+
+
+def test_a_try_the_sigterm_kills_never_reaches_mains_finally_and_one_it_never_reaches_does():
+    """Before 1.0.4 a SIGTERM kills the task runner's process (exit -15): main's finally, which closes its channel
+    (since 1.0.3), never runs. A try with the same feature whose task never ran (its GetXCom failed first) is not
+    killed, and closes its channel as any other."""
+    release = Release.parse("1.0.3")
+    killed = python_runtime(RuntimeRun.from_text("try_number=1 max_tries=0; task returns; policy none; comms ok; "
+                                                 "with sigterm"), release)
+    assert (killed.exit_code, killed.on_kill_calls, killed.channel_closed) == (-15, 0, False)
+    never_ran = python_runtime(RuntimeRun.from_text("try_number=1 max_tries=0; task returns; policy none; "
+                                                    "comms every_send_fails; with xcom_keys_to_clear sigterm"), release)
+    assert (never_ran.exit_code, never_ran.channel_closed) == (1, True)

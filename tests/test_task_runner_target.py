@@ -80,3 +80,21 @@ def test_a_keyboard_interrupt_leaves_before_finalize_and_runs_no_callback():
     observed, expected = real("try_number=1 max_tries=1; task raises ValueError; policy interrupted; comms ok")
     assert (observed.state, observed.exit_code, observed.callbacks) == (None, 2, ())
     assert observed == expected
+
+
+def test_a_try_the_sigterm_kills_is_observed_from_a_process_of_its_own(monkeypatch):
+    """Before 1.0.4 the task runner installs no SIGTERM handler and the signal kills its process: the binding runs such
+    a try in a forked process of its own and observes what it did before it died. Here the installed runner is kept
+    from installing its handler, as 1.0.3's never does; the try dies of the signal, with nothing sent, no on_kill, its
+    channel never closed by main, and the checker lives on."""
+    real_signal = signal.signal
+    monkeypatch.setattr(signal, "signal", lambda signum, handler: (signal.getsignal(signum) if signum == signal.SIGTERM
+                                                                    else real_signal(signum, handler)))
+    killed = target._in_a_process_of_its_own(
+        RuntimeRun.from_text("try_number=1 max_tries=0; task returns; policy none; comms ok; with sigterm"))
+    assert (killed.sent, killed.state, killed.exit_code, killed.on_kill_calls, killed.channel_closed,
+            killed.callbacks) == ((), None, -signal.SIGTERM, 0, False, ())
+    # a try that lives to its end is observed there as it is here
+    lived = RuntimeRun.from_text("try_number=1 max_tries=1; task raises AirflowException; policy none; "
+                                 "comms terminal_send_fails")
+    assert target._in_a_process_of_its_own(lived) == target._run_here(lived)

@@ -424,6 +424,13 @@ the exit code) is the nearest upstream change; 1.4.0b2 does not have it.
         "RetryTask, so _handle_process_overtime_if_needed never ends a process after DeferTask, RescheduleTask or "
         "AwaitInputTask; the deferral docs say a deferred task no longer occupies a worker slot",
         signature=_hung_after(_FRAMES_WITHOUT_OVERTIME),
+        details="""\
+The overtime was ported to the supervisor by apache/airflow#44590 (AIP-72), whose description says it "applies to all
+states not just success, as was the case with LTJ" (the Airflow 2 LocalTaskJob); the supervisor that ships stamps the
+task's end only for TaskState, SucceedTask and RetryTask. On the real Execution API (the table below) the row stays
+DEFERRED and no call follows the defer: the triggerer may resume the task on another worker while this process still
+holds its slot.
+""",
     ),
     Finding(
         "F17", "an_attempt_whose_task_ended_ends",
@@ -437,6 +444,14 @@ the exit code) is the nearest upstream change; 1.4.0b2 does not have it.
         "_send_terminal_state_msg (1.2.2-1.3.x) holds it only once the call answered 2xx",
         signature=_hung_after(("TaskState", "SucceedTask", "RetryTask")),
         introduced_in="1.2.2", fixed_in="1.4.0",
+        details="""\
+Stated under `execution_api_retries=1` so that one 5xx fails the call. Under Airflow's default five tries the same
+end comes of an Execution API that stays down while the task ends: `finalstate replay --server airflow --target
+airflow-inproc 'try_number=1 max_tries=1 should_retry=true; fault succeed permanent; send SucceedTask; exit hang'`
+records `PATCH .../run` 200, five `PATCH .../state` [succeed] 500, then `PUT .../heartbeat` 204 once time runs on,
+no final state, the row `running` (apache-airflow-core 3.3.2, SQLite): the supervisor keeps heartbeating for a task
+that is over, so the scheduler's heartbeat timeout never strikes it either.
+""",
     ),
     Finding(
         "F18", "server_terminated_wins",

@@ -99,9 +99,34 @@ UPSTREAM: dict[str, str] = {
     "F15": "apparently new (on the pre-release 1.4.0b2 only, with the held-outcome delivery of "
            f"[#73249]({_AF}/pull/73249)); related: [#73142]({_AF}/pull/73142) (open: a confirmed terminal "
            "state before the exit code), not in 1.4.0b2",
+    "F16": f"apparently new; the overtime's port to the supervisor, [#44590]({_AF}/pull/44590) (merged), says it "
+           "\"applies to all states not just success\", yet only TaskState, SucceedTask and RetryTask start it",
+    "F17": f"apparently new; it came with [#66574]({_AF}/pull/66574) (in 1.2.2: a failed direct call is kept pending, "
+           f"its state held only once delivered), and the change of [#73249]({_AF}/pull/73249) (in 1.4.0b2) runs the "
+           "overtime from the task's end",
+    "F18": f"reported: [#59650]({_AF}/pull/59650) (closed unmerged: a late state update of a row another component "
+           f"ended crashes the task); the change of [#73249]({_AF}/pull/73249) (in 1.4.0b2) takes a 409 on an "
+           "outcome's call as SERVER_TERMINATED",
+    "F19": f"reported: [#55753]({_AF}/issues/55753) (an OOM-killed task not retried); fixed by "
+           f"[#55767]({_AF}/pull/55767) (in 1.1.2, for a signal) and [#58384]({_AF}/pull/58384) (in 1.1.4, for every "
+           "non-zero exit)",
     "R1": f"reported: [#67266]({_AF}/pull/67266) (closed unmerged: 'Recover SKIPPED state when supervisor IPC fails on "
           f"terminal-state send'); the fail-closed exit of [#66573]({_AF}/pull/66573) covers only FAILED/UP_FOR_RETRY",
     "R2": f"apparently new (a side effect of [#66573]({_AF}/pull/66573)'s fail-closed exit)",
+    "R5": f"reported: [#51005]({_AF}/issues/51005) (on_kill not executed on task stop); fixed by "
+          f"[#53718]({_AF}/pull/53718) (in 1.0.4: the task runner's SIGTERM handler calls on_kill)",
+    "R6": f"reported: [#73006]({_AF}/issues/73006) and [#71202]({_AF}/issues/71202) (open: a KubernetesPodOperator task "
+          f"killed mid-execute marked SUCCESS); [#73395]({_AF}/pull/73395) (open) raises AirflowTaskTerminated from the "
+          f"handler; contested by [#69034]({_AF}/pull/69034) (merged: a warm shutdown lets in-flight work finish)",
+    "R7": f"fixed by [#59604]({_AF}/pull/59604) (in 1.1.7: a DAG not found at startup is rescheduled, not failed)",
+    "R8": f"apparently new; related: [#65738]({_AF}/pull/65738) (merged, for [#65505]({_AF}/issues/65505): the kill "
+          "signals the task runner's whole process group, so that no subprocess is orphaned), whose SIGTERM the child's "
+          "inherited handler ignores",
+    "R9": f"related: [#45282]({_AF}/pull/45282) (merged, AIP-72: every SystemExit goes down the failure path), "
+          f"measured against Airflow 2's exit(10) only; Airflow 2 settled exit codes None and 0 as success in "
+          f"[#36986]({_AF}/pull/36986)",
+    "R10": f"reported for a SIGKILL: [#60858]({_AF}/issues/60858) (open: task failure callbacks not run when the task is "
+           f"killed); [#53058]({_AF}/pull/53058) (merged) runs them on the DAG processor for a task killed externally",
     "L1": "apparently new (F2 across tries)",
     "L2": "see F1 and R1 (F1 across tries)",
     "L3": f"fixed in 1.1.4 (a non-zero exit with should_retry is UP_FOR_RETRY); [#55767]({_AF}/pull/55767) (in 1.1.2) "

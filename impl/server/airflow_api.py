@@ -54,7 +54,7 @@ import attrs
 from airflow.sdk.api.client import Client
 
 from impl.places import build_dir
-from impl.releases.adapters import (since_1_4_0_client_retry, since_1_4_0_delete_every_attempt,
+from impl.releases.adapters import (since_1_2_0_bundle_dag_bag, since_1_4_0_client_retry, since_1_4_0_delete_every_attempt,
                                     since_1_4_0_http_library, since_1_4_0_purge_without_heartbeats)
 from impl.server.postgres import LOCAL, SERVER_DB_ENV, SQLITE, LocalPostgres, PostgresUnavailable, alive
 from impl.server.model_api import requested
@@ -1038,7 +1038,6 @@ def _migrate(url: str) -> None:
 def _sync_dag() -> None:
     """Serialise the DAGs as the DAG processor would: sync the bundle, parse its folder, write the bag."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
     from airflow.utils.session import create_session
 
     manager = DagBundlesManager()
@@ -1046,7 +1045,7 @@ def _sync_dag() -> None:
         manager.sync_bundles_to_db(session=session)
     bundle = manager.get_bundle("dags-folder")
     bundle.initialize()
-    bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
+    bag, sync_bag_to_db = since_1_2_0_bundle_dag_bag(bundle)
     if len(bag.dags) != RETRIES_MAX + 1:
         raise ServerUnavailable(f"the finalstate DAGs did not parse: {bag.import_errors}")
     sync_bag_to_db(bag, bundle.name, bundle.version)
