@@ -56,6 +56,9 @@ def _world_while_running(instance, attribute, events) -> None:
         if not isinstance(event, (Fault, Heartbeat, IgnoreSigterm, UserAction)):
             raise ValueError(f"while the task runs the world arms faults, answers heartbeats, users act on the task "
                              f"instance, and the runtime may trap SIGTERM; {event_text(event)!r} is not one of those")
+        if isinstance(event, Fault) and event.call not in TERMINAL_CALLS:
+            raise ValueError(f"{event_text(event)!r} arms a fault on a call no coordinator try makes: its terminal "
+                             f"frame makes {', '.join(TERMINAL_CALLS)}")
         if isinstance(event, IgnoreSigterm) and i != 0:
             raise ValueError("'ignore sigterm' is how the runtime is from its start: it comes first, before the "
                              "task's other events")

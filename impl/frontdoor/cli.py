@@ -230,7 +230,7 @@ def _print_replay(target, kind, run, expected, observed, record=None) -> int:
 
 
 def _replay_life(args) -> int:
-    from impl.frontdoor.lifecycle import pairings_for, parse_life, replay_life
+    from impl.frontdoor.lifecycle import LifeOver, pairings_for, parse_life, replay_life
     from model.lifecycle import life_violations
 
     try:
@@ -244,7 +244,7 @@ def _replay_life(args) -> int:
     for pairing in pairings:
         if pairing.unavailable:
             raise SystemExit(f"finalstate: {pairing.name}: {pairing.unavailable}")
-        if pairing.plays != plays:
+        if plays is not None and pairing.plays != plays:
             print(f"{pairing.name}: its runtime plays {pairing.plays} tries, this life's are {plays} tries")
             continue
         try:
@@ -252,6 +252,8 @@ def _replay_life(args) -> int:
         except IndexError as e:
             print(f"{pairing.name}: this life does not apply ({e})")
             continue
+        except LifeOver as e:
+            raise SystemExit(f"finalstate: bad scenario: {e}") from None
         found = life_violations(life)
         failed |= bool(found)
         print(f"lifecycle on {pairing.name}:", *(f"  {line}" for line in life.to_lines()), sep="\n")

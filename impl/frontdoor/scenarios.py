@@ -217,6 +217,15 @@ def _features(common: tuple[bool, ...], rare: tuple[bool, ...]) -> frozenset[str
 #: each rare one in one in eight. Shrinks towards none.
 features = st.builds(_features, st.tuples(*(st.booleans() for _ in _COMMON_FEATURES)),
                      st.tuples(*(_ONE_IN_EIGHT for _ in _RARE_FEATURES)))
+#: The features a life's try may meet: each but a forked child, which changes nothing the supervisor or the server
+#: sees (only the child's own exit) and costs a real fork on the real task runner.
+LIFE_FEATURES = tuple(f for f in FEATURES if f != FORKED_CHILD)
+#: What else a life's try meets: one try in eight one feature of ``LIFE_FEATURES``, drawn in one draw. A life is about
+#: the row across tries; the runtime properties draw the features of one try, and their combinations, the more often
+#: (``features``). Drawn as those draw them in lives, the lifecycle properties on the real task runner cost about
+#: twice the CPU (more distinct tries to live, a fork for each forked child, six draws a try).
+life_features = st.sampled_from((frozenset(),) * (7 * len(LIFE_FEATURES))
+                                + tuple(frozenset({f}) for f in LIFE_FEATURES))
 #: The task's outcome, RETURN five times over: the success path holds as many of the runner's branches (the
 #: map index sent after the task, for one) as the failures do, and drawn as one outcome among all the others a
 #: ci run could miss them.
