@@ -32,9 +32,11 @@ from model.scenario import (
     RUNNING,
     UP_FOR_RESCHEDULE,
     UP_FOR_RETRY,
+    USER_CLEARS,
     ApiCall,
     Observation,
     RunContext,
+    UserAction,
 )
 from model.server import Row, Server
 
@@ -67,6 +69,9 @@ class Try:
     #: row, or a try whose host was lost: the scheduler's heartbeat timeout and its queueing decide);
     #: None: the row moves on by the model's rule (``Life.record``).
     row_after: Row | None = None
+    #: What others did to the task instance while the try ran (``model.scenario.UserAction``: a user's mark, clear
+    #: or delete, the scheduler's heartbeat timeout): the row is then their decision, not the try's.
+    acted: tuple[UserAction, ...] = attrs.field(default=(), converter=tuple)
 
     @property
     def lost(self) -> bool:
@@ -150,20 +155,33 @@ def host_lost(context: RunContext, release: Release = SPECIFIED) -> Try:
 
 
 def _recorded(t: Try) -> dict[str, str]:
-    """Where a try's end is recorded: the supervisor's final state and the server row; for a try whose host was lost
-    (no supervisor left to record anything), the row the scheduler's heartbeat timeout left."""
+    """Where a try's end is recorded: the supervisor's final state and the server row, the row unless someone acted on
+    it (then it is their decision, as ``model.invariants`` judges an attempt); for a try whose host was lost (no
+    supervisor left to record anything), the row the scheduler's heartbeat timeout left."""
     o = t.observation
-    return {"server row": o.row} if t.lost else {"final_state": o.final_state, "server row": o.row}
+    if t.lost:
+        return {"server row": o.row}
+    return {"final_state": o.final_state} if t.acted else {"final_state": o.final_state, "server row": o.row}
+
+
+def _tries_since_the_last_clear(life: Life) -> int:
+    """The tries made after the last try a user cleared (all of them, if none was): clearing a task instance gives it
+    its retries again (``clear_task_instances``: ``max_tries`` the try that ran plus the task's retries)."""
+    cleared = [t.context.try_number for t in life.tries if any(a.action == USER_CLEARS for a in t.acted)]
+    return len({t.context.try_number for t in life.tries if not cleared or t.context.try_number > cleared[-1]})
 
 
 def tries_within_budget(life: Life):
-    """No more than max_tries + 1 tries (retries + the first).
+    """No more than max_tries + 1 tries (retries + the first), counted from the last clear: a user who clears a task
+    instance gives it its retries again.
 
     Intent: BaseOperator retries (the retries performed before failing the task); tasks.rst (a retry policy cannot
     extend past the configured maximum).
     """
-    if life.tries_made > life.retries + 1:
-        return (Violation("tries_within_budget", f"{life.tries_made} tries made with retries={life.retries}"),)
+    made = _tries_since_the_last_clear(life)
+    if made > life.retries + 1:
+        since = "" if made == life.tries_made else " since the last clear"
+        return (Violation("tries_within_budget", f"{made} tries made{since} with retries={life.retries}"),)
     return ()
 
 

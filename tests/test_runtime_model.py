@@ -390,3 +390,19 @@ def test_a_try_the_sigterm_kills_never_reaches_mains_finally_and_one_it_never_re
     never_ran = python_runtime(RuntimeRun.from_text("try_number=1 max_tries=0; task returns; policy none; "
                                                     "comms every_send_fails; with xcom_keys_to_clear sigterm"), release)
     assert (never_ran.exit_code, never_ran.channel_closed) == (1, True)
+
+
+@pytest.mark.parametrize("life", ["retries=0 | user marks success; task error",
+                                  "retries=1 | user marks success; task error",
+                                  "retries=0 | user clears; scheduler times out; task success | task success"])
+def test_a_life_someone_acted_on_is_judged_as_the_supervisors_attempts_are(life):
+    """A user's mark decides the row (only the supervisor's final state is the try's), and a clear gives the task
+    instance its retries again: lives the coordinator search drew once users could act in them."""
+    from impl.frontdoor.lifecycle import coordinator_model_with, coordinator_pairing, replay_life
+    from model import supervisor as model_supervisor
+
+    lived = replay_life(coordinator_pairing("model", coordinator_model_with(model_supervisor.run)), life)
+    assert [t.acted for t in lived.tries][0], lived.to_lines()
+    assert not life_violations(lived), lived.to_lines()
+    unacted = attrs.evolve(lived, tries=tuple(attrs.evolve(t, acted=()) for t in lived.tries))
+    assert life_violations(unacted), "with nothing done to the row the invariants would bite: the test cannot fail"

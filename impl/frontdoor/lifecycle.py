@@ -52,7 +52,7 @@ from model.release import SPECIFIED
 from model.runtime import COMMS_MODES, NEVER_RETRIED_FAILURES, PYTHON_OUTCOMES, RuntimeRun
 from model.runtime_invariants import met_failure
 from model.scenario import (NO_FINAL_STATE, SETTINGS, UP_FOR_RESCHEDULE, UP_FOR_RETRY, ApiCall, Observation,
-                            RunContext)
+                            RunContext, UserAction)
 
 #: A Python task runner try: a runtime run whose run context is the life's, set as it is lived; its features drawn
 #: as ``scenarios.life_features`` says.
@@ -169,7 +169,8 @@ def coordinator_pairing(name: str, end_to_end, rows: RealRows | None = None, rel
         run = attrs.evolve(drawn, context=context)
         observation = end_to_end(run)
         return Try(context, coordinator_met(run), run.failure, observation, f"exit {observation.exit_code}",
-                   rows.row_after(context) if rows else None)
+                   rows.row_after(context) if rows else None,
+                   acted=[e for e in run.while_running if isinstance(e, UserAction)])
     return Pairing(name, coordinator_tries, attempt, rows=rows, plays="coordinator", release=release)
 
 
