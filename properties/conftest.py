@@ -18,13 +18,15 @@ from hypothesis import event, given
 from hypothesis.statistics import collector, describe_statistics
 
 import impl.frontdoor.profiles  # noqa: F401  registers the profiles
+from impl.frontdoor.ahead import drawn_by
 from impl.frontdoor.findings import Finding, findings_on, installed_release
 from impl.frontdoor.kinds import KINDS, outcome
 from impl.frontdoor.registry import (DEFAULT_TARGET, SERVER_ENV, SERVERS, TargetUnavailable, UnknownTarget, check_name,
-                                     load_target)
+                                     kinds_of, load_target)
 from impl.frontdoor.report import CheckFailed, InvariantViolation, check_invariants
 from impl.frontdoor.scenarios import playable_only
 from impl.server.postgres import SERVER_DB_ENV
+from impl.supervisor_process.pool import most_at_once
 
 
 def pytest_addoption(parser):
@@ -51,6 +53,10 @@ def pytest_configure(config):
         import os
 
         os.environ[SERVER_DB_ENV] = config.getoption("--server-db")
+    try:
+        most_at_once()
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
     names = [n.strip() for n in config.getoption("--target").split(",") if n.strip()]
     for name in names:
         try:
@@ -58,6 +64,26 @@ def pytest_configure(config):
         except UnknownTarget as e:
             raise pytest.UsageError(str(e)) from None
     config.finalstate_targets = names
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduling, with a real coordinator runtime's properties (its searches, its scope, its lives, the
+    tests of its findings) in one work unit: they share its lived tries and its try pool (``impl.coordinator.lived``),
+    which would otherwise be split between the workers, each living the same tries again. The unit is the largest, so
+    it starts first; every other test is a unit of its own, as ``--dist load`` has it. Only in place of ``load`` (the
+    default with ``-n``), and where tries are lived ahead (not with ``FINALSTATE_TRY_POOL=0``)."""
+    names = [n for n in getattr(config, "finalstate_targets", ()) if kinds_of(n) == ("coordinator",)]
+    if config.getoption("dist") != "load" or not names or most_at_once() == 0:
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TriesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return next((f"tries of {name}" for name in sorted(names, key=len, reverse=True)
+                         if f"[{name}-" in nodeid or f"[{name}]" in nodeid), nodeid)
+
+    return TriesTogether(config, log)
 
 
 def pytest_generate_tests(metafunc):
@@ -113,8 +139,14 @@ def skip_the_model(target) -> None:
         pytest.skip("the model is its own reference: conformance is checked on the real targets")
 
 
-def holds_for_all(strategy, check) -> None:
-    """``check`` on every example of ``strategy``, as the loaded Hypothesis profile says (shrinking on failure)."""
+def holds_for_all(strategy, check, live_ahead=None) -> None:
+    """``check`` on every example of ``strategy``, as the loaded Hypothesis profile says (shrinking on failure).
+
+    ``live_ahead`` (a target's, ``Target.live_ahead``): handed the examples the search will draw before it draws them
+    (``impl.frontdoor.ahead``: the same search, run first with a check that records them), so that their tries are
+    lived at once while it goes on."""
+    if live_ahead is not None:
+        live_ahead(drawn_by(lambda record: holds_for_all(strategy, record)))
 
     @given(strategy)
     def holds(example):

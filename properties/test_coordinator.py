@@ -31,14 +31,15 @@ def test_coordinator_conformance(coordinator_target):
     """The runtime under the real supervisor records what the model (runtime + supervisor) says, in what decides
     the attempt."""
     skip_the_model(coordinator_target)
-    holds_for_all(coordinator_runs, lambda run: _met(run, counted(check_conformance(coordinator_target, run))))
+    holds_for_all(coordinator_runs, lambda run: _met(run, counted(check_conformance(coordinator_target, run))),
+                  coordinator_target.live_ahead)
 
 
 @pytest.mark.parametrize("invariant", COORDINATOR_INVARIANTS, ids=lambda i: i.__name__)
 def test_coordinator_invariant(coordinator_target, invariant):
     """The seed's acceptance criteria and the fail-closed exit, on every generated try."""
     check = searching(coordinator_target, invariant)
-    holds_for_all(coordinator_runs, lambda run: _met(run, check(run)))
+    holds_for_all(coordinator_runs, lambda run: _met(run, check(run)), coordinator_target.live_ahead)
 
 
 def test_every_small_try(coordinator_target, record_property):

@@ -1,0 +1,151 @@
+"""How long a runtime that starts slowly, or dies slowly, waits for its verdict: the whole ``finalstate check``.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_slow.py [--standins slow-start,traps-sigterm]
+        [--today-budget 900] [--no-today] [--profile ci] [--workers 2]
+
+For each stand-in of ``benchmarks/standins/`` around the Go runtime (``scripts/build-runtimes``):
+
+- ``slow-start``: sleeps 0.5 s before it becomes the runtime (a JVM's start, in time, not in CPU);
+- ``traps-sigterm``: ignores SIGTERM while the runtime runs as its child, so every kill of the supervisor's waits out
+  Airflow's 5 s escalation to SIGKILL (the Go SDK's ``Serve`` while it waits);
+
+it runs ``finalstate check --target 'cmd:benchmarks/standins/NAME build/runtimes/go-runtime'`` (the ci profile, two
+workers: every property of a coordinator target, its scope and its lifecycles) twice, one after the other: as the
+checker runs it now (tries lived ahead, several at once, each judged by every property that draws it:
+``impl.coordinator.lived``), and as it ran before (``FINALSTATE_TRY_POOL=0``: each try lived when a property asks for
+it, each property its own), the second stopped after ``--today-budget`` seconds as a person would stop it (Ctrl-C: a
+SIGINT to its process group, then SIGKILL after a minute) and reported as no verdict within that time. Each prints
+its wall time, the CPU time of it and of every process it started (this process reaps them all: it is their
+subreaper), pytest's summary line and exit status, and any process of the stand-in still running afterwards.
+
+Not a test: nothing is asserted. The machine is shared: wall time depends on its load (printed beside each run); the
+CPU time much less so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GO_RUNTIME = ROOT / "build" / "runtimes" / "go-runtime"
+STANDINS = ROOT / "benchmarks" / "standins"
+_PR_SET_CHILD_SUBREAPER = 36
+#: How long a stopped run has to end after its SIGINT before its process group is killed.
+STOP_GRACE = 60.0
+
+
+def become_subreaper() -> None:
+    """Orphans of the runs (a process whose parent ended first) become this process's children, so that they are
+    reaped here and their CPU time counted."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        print(f"(not a subreaper: {os.strerror(ctypes.get_errno())}; orphans' CPU time is not counted)")
+
+
+def reap_orphans() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def still_running(word: str) -> list[int]:
+    """Processes whose command line holds ``word`` (this one aside)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or ())
+        if word in cmdline and process.info["pid"] != os.getpid() and "bench_slow" not in cmdline:
+            found.append(process.info["pid"])
+    return found
+
+
+def check(target: str, env: dict, profile: str, workers: int, budget: float | None) -> dict:
+    """One ``finalstate check`` of ``target``: wall and CPU time, summary line, exit status; stopped after ``budget``."""
+    command = [sys.executable, "-m", "impl.frontdoor.cli", "check", "--target", target, "--profile", profile,
+               "--workers", str(workers), "--", "-q", "-p", "no:randomly"]
+    cpu_before, began = children_cpu(), time.monotonic()
+    load = os.getloadavg()[0]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True, text=True)
+    stopped = False
+    try:
+        output, _ = process.communicate(timeout=budget)
+    except subprocess.TimeoutExpired:
+        stopped = True
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            output, _ = process.communicate(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+    wall = time.monotonic() - began
+    time.sleep(1.0)  # orphans of a stopped run: let them end, then reap them
+    reap_orphans()
+    summary = [line for line in output.splitlines() if re.search(r"\b(passed|failed|error|no tests ran)\b", line)]
+    return dict(wall=wall, cpu=children_cpu() - cpu_before, status=process.returncode, stopped=stopped,
+                summary=summary[-1].strip() if summary else "(no summary)", load=load, output=output)
+
+
+def report(label: str, result: dict, budget: float | None, leftover: list[int]) -> None:
+    verdict = (f"no verdict within {budget:g} s (stopped: SIGINT)" if result["stopped"]
+               else f"verdict in {result['wall']:.0f} s (exit {result['status']}): {result['summary']}")
+    print(f"  {label:<44} {verdict}", flush=True)
+    print(f"  {'':<44} wall {result['wall']:.0f} s, CPU {result['cpu']:.0f} s (it and every process it started), "
+          f"load average {result['load']:.1f} at its start; left running afterwards: {len(leftover)}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--standins", default="slow-start,traps-sigterm")
+    parser.add_argument("--today-budget", type=float, default=900.0,
+                        help="seconds before the run as before (FINALSTATE_TRY_POOL=0) is stopped")
+    parser.add_argument("--no-today", action="store_true", help="skip the run as before")
+    parser.add_argument("--profile", default="ci")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--keep-output", metavar="DIR", help="write each run's output there")
+    args = parser.parse_args()
+    if not GO_RUNTIME.exists():
+        raise SystemExit(f"bench_slow: {GO_RUNTIME} is not built; run scripts/build-runtimes")
+    become_subreaper()
+    print(f"{os.cpu_count()} CPUs; finalstate check, {args.profile} profile, {args.workers} workers", flush=True)
+    for name in args.standins.split(","):
+        standin = STANDINS / name
+        if not standin.exists():
+            raise SystemExit(f"bench_slow: no stand-in {name!r} in {STANDINS}")
+        target = f"cmd:{standin.relative_to(ROOT)} {GO_RUNTIME.relative_to(ROOT)}"
+        print(f"{target}:", flush=True)
+        runs = [("now (tries lived ahead, shared)", {}, None)]
+        if not args.no_today:
+            runs.append(("before (FINALSTATE_TRY_POOL=0)", {"FINALSTATE_TRY_POOL": "0"}, args.today_budget))
+        for label, extra, budget in runs:
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                   **extra}
+            result = check(target, env, args.profile, args.workers, budget)
+            report(label, result, budget, still_running(str(standin)))
+            if args.keep_output:
+                out = Path(args.keep_output) / f"{name}-{'before' if extra else 'now'}.txt"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(result["output"])
+
+
+if __name__ == "__main__":
+    main()
