@@ -36,8 +36,8 @@ from concurrent.futures import Future
 
 import attrs
 
-#: How many of the last tries set the pace.
-PACE_MEMORY = 32
+#: After how many tries a try's part in the pace is halved.
+PACE_HALF_LIFE = 256
 #: Environment: the most tries lived at once (``0``: none ahead; each try is lived when it is asked for, in the one
 #: helper, as ``helper.in_helper`` does).
 POOL_ENV = "FINALSTATE_TRY_POOL"
@@ -85,28 +85,33 @@ class Effort:
 
 
 class Pace:
-    """How many tries to live at once: ``cores`` times the ratio of the last tries' wall time to the CPU time they
-    took (stretched by the waits for a CPU), between ``cores`` and ``most``; ``cores`` until a try has ended."""
+    """How many tries to live at once: ``cores`` times the ratio of the tries' wall time to the time they needed a CPU
+    (their CPU time stretched by their waits for one), between ``cores`` and ``most``; ``cores`` until a try has ended.
+
+    The ratio is of sums over the tries so far, each weighed down by half every ``PACE_HALF_LIFE`` tries since: a
+    runtime's tries come in runs of alike (a scope lists its runs by their world), and a window set by the last few
+    would shrink over a run of quick ones just before a run of slow ones."""
 
     def __init__(self, cores: int, most: int):
         self.cores = max(1, cores)
         self.most = max(1, most)
-        self._last: collections.deque[Effort] = collections.deque(maxlen=PACE_MEMORY)
+        self._wall = self._working = 0.0
         self._lock = threading.Lock()
 
     @property
     def window(self) -> int:
         with self._lock:
-            wall = sum(e.wall for e in self._last)
-            working = sum(e.cpu * e.stretch for e in self._last)
-        if not self._last:
-            return min(self.cores, self.most)
-        waiting = wall / max(working, 1e-3)
-        return max(min(self.cores, self.most), min(self.most, math.ceil(self.cores * waiting)))
+            wall, working = self._wall, self._working
+        least = min(self.cores, self.most)
+        if wall == 0.0:
+            return least
+        return max(least, min(self.most, math.ceil(self.cores * wall / max(working, 1e-3))))
 
     def record(self, effort: Effort) -> None:
+        keep = 0.5 ** (1 / PACE_HALF_LIFE)
         with self._lock:
-            self._last.append(effort)
+            self._wall = self._wall * keep + effort.wall
+            self._working = self._working * keep + effort.cpu * effort.stretch
 
 
 def _main_thread_schedstat() -> tuple[int, int]:
