@@ -6,8 +6,10 @@
 For each stand-in of ``benchmarks/standins/`` around the Go runtime (``scripts/build-runtimes``):
 
 - ``slow-start``: sleeps 0.5 s before it becomes the runtime (a JVM's start, in time, not in CPU);
-- ``traps-sigterm``: ignores SIGTERM while the runtime runs as its child, so every kill of the supervisor's waits out
-  Airflow's 5 s escalation to SIGKILL (the Go SDK's ``Serve`` while it waits);
+- ``traps-sigterm``: every kill of the supervisor's waits out Airflow's 5 s escalation to SIGKILL (the Go SDK's
+  ``Serve`` while it waits): the Go runtime's own trap where it has one (``--sigterm-waiting=traps
+  --sigterm-running=traps``), else a shell that ignores SIGTERM around it (``benchmarks/standins/traps-sigterm``: a
+  process more per try, whose connections Airflow's supervisor then looks for among the runtime's children);
 
 it runs ``finalstate check --target 'cmd:benchmarks/standins/NAME build/runtimes/go-runtime'`` (the ci profile, two
 workers: every property of a coordinator target, its scope and its lifecycles) twice, one after the other: as the
@@ -25,6 +27,7 @@ CPU time much less so.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import re
@@ -32,6 +35,7 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,14 +55,16 @@ def become_subreaper() -> None:
         print(f"(not a subreaper: {os.strerror(ctypes.get_errno())}; orphans' CPU time is not counted)")
 
 
-def reap_orphans() -> None:
+def reap_orphans(but: int | None = None) -> None:
+    """Reap every child that has ended (orphans of the runs among them), except ``but``'s (a run still waited for)."""
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
             return
-        if pid == 0:
+        if info is None or info.si_pid == but:
             return
+        os.waitpid(info.si_pid, 0)
 
 
 def children_cpu() -> float:
@@ -66,14 +72,19 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def still_running(word: str) -> list[int]:
-    """Processes whose command line holds ``word`` (this one aside)."""
+#: What the command line of a process a check started holds: a runtime, a stand-in, a helper, the fork server.
+STARTED = ("runtimes/go-runtime", "benchmarks/standins/", "multiprocessing.forkserver", "supervisor_process.helper")
+
+
+def still_running() -> list[int]:
+    """Processes a check of this checkout started that still run (working in it, and not ended: zombies aside)."""
     import psutil
 
     found = []
-    for process in psutil.process_iter(["pid", "cmdline"]):
+    for process in psutil.process_iter(["pid", "cmdline", "cwd", "status"]):
         cmdline = " ".join(process.info["cmdline"] or ())
-        if word in cmdline and process.info["pid"] != os.getpid() and "bench_slow" not in cmdline:
+        if (process.info["cwd"] == str(ROOT) and process.info["status"] != psutil.STATUS_ZOMBIE
+                and any(word in cmdline for word in STARTED)):
             found.append(process.info["pid"])
     return found
 
@@ -84,22 +95,26 @@ def check(target: str, env: dict, profile: str, workers: int, budget: float | No
                "--workers", str(workers), "--", "-q", "-p", "no:randomly"]
     cpu_before, began = children_cpu(), time.monotonic()
     load = os.getloadavg()[0]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    output = tempfile.TemporaryFile("w+")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
                                start_new_session=True, text=True)
     stopped = False
-    try:
-        output, _ = process.communicate(timeout=budget)
-    except subprocess.TimeoutExpired:
-        stopped = True
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            output, _ = process.communicate(timeout=STOP_GRACE)
-        except subprocess.TimeoutExpired:
+    while process.poll() is None:
+        reap_orphans(but=process.pid)  # a killed runtime's children, which this process adopts
+        if budget is not None and time.monotonic() - began > budget and not stopped:
+            stopped = True
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
+        if stopped and time.monotonic() - began > budget + STOP_GRACE:
             os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
+        time.sleep(0.5)
     wall = time.monotonic() - began
-    time.sleep(1.0)  # orphans of a stopped run: let them end, then reap them
+    if stopped:  # what the stopped run left: ended by its process group's SIGKILL, and reaped here
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    time.sleep(1.0)
     reap_orphans()
+    output.seek(0)
+    output = output.read()
     summary = [line for line in output.splitlines() if re.search(r"\b(passed|failed|error|no tests ran)\b", line)]
     return dict(wall=wall, cpu=children_cpu() - cpu_before, status=process.returncode, stopped=stopped,
                 summary=summary[-1].strip() if summary else "(no summary)", load=load, output=output)
@@ -111,6 +126,19 @@ def report(label: str, result: dict, budget: float | None, leftover: list[int]) 
     print(f"  {label:<44} {verdict}", flush=True)
     print(f"  {'':<44} wall {result['wall']:.0f} s, CPU {result['cpu']:.0f} s (it and every process it started), "
           f"load average {result['load']:.1f} at its start; left running afterwards: {len(leftover)}", flush=True)
+
+
+def standin_target(name: str) -> str:
+    """The ``cmd:`` target of the stand-in ``name`` around the Go runtime (see the module)."""
+    runtime = GO_RUNTIME.relative_to(ROOT)
+    if name == "traps-sigterm":
+        usage = subprocess.run([str(GO_RUNTIME), "--help"], capture_output=True, text=True).stdout
+        if "--sigterm-waiting" in usage:
+            return f"cmd:{runtime} --sigterm-waiting=traps --sigterm-running=traps"
+    standin = STANDINS / name
+    if not standin.exists():
+        raise SystemExit(f"bench_slow: no stand-in {name!r} in {STANDINS}")
+    return f"cmd:{standin.relative_to(ROOT)} {runtime}"
 
 
 def main() -> None:
@@ -128,10 +156,7 @@ def main() -> None:
     become_subreaper()
     print(f"{os.cpu_count()} CPUs; finalstate check, {args.profile} profile, {args.workers} workers", flush=True)
     for name in args.standins.split(","):
-        standin = STANDINS / name
-        if not standin.exists():
-            raise SystemExit(f"bench_slow: no stand-in {name!r} in {STANDINS}")
-        target = f"cmd:{standin.relative_to(ROOT)} {GO_RUNTIME.relative_to(ROOT)}"
+        target = standin_target(name)
         print(f"{target}:", flush=True)
         runs = [("now (tries lived ahead, shared)", {}, None)]
         if not args.no_today:
@@ -140,7 +165,7 @@ def main() -> None:
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                    **extra}
             result = check(target, env, args.profile, args.workers, budget)
-            report(label, result, budget, still_running(str(standin)))
+            report(label, result, budget, still_running())
             if args.keep_output:
                 out = Path(args.keep_output) / f"{name}-{'before' if extra else 'now'}.txt"
                 out.parent.mkdir(parents=True, exist_ok=True)
