@@ -10,6 +10,7 @@ For each stand-in of ``benchmarks/standins/`` around the Go runtime (``scripts/b
   ``Serve`` while it waits): the Go runtime's own trap where it has one (``--sigterm-waiting=traps
   --sigterm-running=traps``), else a shell that ignores SIGTERM around it (``benchmarks/standins/traps-sigterm``: a
   process more per try, whose connections Airflow's supervisor then looks for among the runtime's children);
+- ``go-runtime`` (not by default): no stand-in, the Go runtime itself, as ``scripts/test`` checks it;
 
 it runs ``finalstate check --target 'cmd:benchmarks/standins/NAME build/runtimes/go-runtime'`` (the ci profile, two
 workers: every property of a coordinator target, its scope and its lifecycles) twice, one after the other: as the
@@ -131,6 +132,8 @@ def report(label: str, result: dict, budget: float | None, leftover: list[int]) 
 def standin_target(name: str) -> str:
     """The ``cmd:`` target of the stand-in ``name`` around the Go runtime (see the module)."""
     runtime = GO_RUNTIME.relative_to(ROOT)
+    if name == "go-runtime":  # no stand-in: the Go runtime itself, as scripts/test checks it
+        return f"cmd:{runtime}"
     if name == "traps-sigterm":
         usage = subprocess.run([str(GO_RUNTIME), "--help"], capture_output=True, text=True).stdout
         if "--sigterm-waiting" in usage:
@@ -145,7 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--standins", default="slow-start,traps-sigterm")
     parser.add_argument("--today-budget", type=float, default=900.0,
-                        help="seconds before the run as before (FINALSTATE_TRY_POOL=0) is stopped")
+                        help="seconds before the run as before (FINALSTATE_TRY_POOL=0) is stopped (0: never)")
     parser.add_argument("--no-today", action="store_true", help="skip the run as before")
     parser.add_argument("--profile", default="ci")
     parser.add_argument("--workers", type=int, default=2)
@@ -160,7 +163,7 @@ def main() -> None:
         print(f"{target}:", flush=True)
         runs = [("now (tries lived ahead, shared)", {}, None)]
         if not args.no_today:
-            runs.append(("before (FINALSTATE_TRY_POOL=0)", {"FINALSTATE_TRY_POOL": "0"}, args.today_budget))
+            runs.append(("before (FINALSTATE_TRY_POOL=0)", {"FINALSTATE_TRY_POOL": "0"}, args.today_budget or None))
         for label, extra, budget in runs:
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                    **extra}

@@ -64,6 +64,9 @@ def pytest_configure(config):
         except UnknownTarget as e:
             raise pytest.UsageError(str(e)) from None
     config.finalstate_targets = names
+    config.addinivalue_line("markers", "lives_ahead(what): the property draws a coordinator target's tries of `what` "
+                                       "('scope': its complete scope; 'lives': its lifecycles), handed over ahead by "
+                                       "the first property of the target (properties/conftest.py, plan_ahead)")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -128,9 +131,43 @@ def runtime_target(target_name):
 
 
 @pytest.fixture(scope="session")
-def coordinator_target(target_name):
-    """The target under check, for the coordinator properties."""
-    yield from _loaded(target_name, "coordinator")
+def coordinator_target(target_name, request):
+    """The target under check, for the coordinator properties; what its selected properties will draw later is handed
+    over to it now (``plan_ahead``)."""
+    loading = _loaded(target_name, "coordinator")
+    loaded = next(loading)
+    try:
+        plan_ahead(request.session, loaded)
+        yield loaded
+    finally:  # closed also where handing over failed
+        next(loading, None)
+
+
+def plan_ahead(session, target) -> None:
+    """Hand ``target.live_ahead`` what the selected properties marked ``lives_ahead`` will draw of it: its lives
+    (``lifecycle.live_lives_ahead``), then its complete scope. Each batch goes ahead of the one before, and the runs a
+    property asks for go ahead of them all: so its pool has work from the first property to the last, the complete
+    scope first (its tries are few and de-duplicated) after what the property under way asks for."""
+    if target.live_ahead is None:
+        return
+    wanted = {marker.args[0] for item in session.items if _target_of(item) == target.name
+              for marker in item.iter_markers("lives_ahead")}
+    if "lives" in wanted:
+        from impl.frontdoor.lifecycle import live_lives_ahead, pairings_for
+
+        for pairing in pairings_for(target.name):
+            live_lives_ahead(pairing)
+    if "scope" in wanted:
+        from impl.frontdoor.exhaustive import CONTEXTS, SCOPES
+
+        scope = SCOPES[target.kind]
+        target.live_ahead(run for run, _, _ in scope.runs(scope.default_depth, CONTEXTS, target.release))
+
+
+def _target_of(item) -> str | None:
+    """The ``--target`` a collected test checks: its ``target_name``, or its pairing's."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return params.get("target_name") or getattr(params.get("pairing"), "target", None)
 
 
 def skip_the_model(target) -> None:

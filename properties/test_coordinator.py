@@ -42,6 +42,7 @@ def test_coordinator_invariant(coordinator_target, invariant):
     holds_for_all(coordinator_runs, lambda run: _met(run, check(run)), coordinator_target.live_ahead)
 
 
+@pytest.mark.lives_ahead("scope")
 def test_every_small_try(coordinator_target, record_property):
     """Every try of the coordinator scope (each outcome with each event of its world, a trapped SIGTERM, the overtime,
     every run context and number of client tries: ``impl.frontdoor.exhaustive.coordinator_scope``): conformance and

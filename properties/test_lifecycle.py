@@ -20,6 +20,7 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("pairing", pairings, ids=[p.name for p in pairings])
 
 
+@pytest.mark.lives_ahead("lives")
 @pytest.mark.parametrize("invariant", LIFECYCLE_INVARIANTS, ids=lambda i: i.__name__)
 def test_lifecycle_invariant(pairing, invariant):
     """One lifecycle invariant, over generated lives, on one pairing of runtime and supervisor: the known

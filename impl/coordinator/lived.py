@@ -7,9 +7,9 @@ distinct run is lived for real once, and every property that draws it judges tha
 every invariant alike. A runtime that answered the same run differently from one try to the next would be seen on
 one of them only; a replay line lives the run afresh.
 
-Tries asked for ahead (``LivedTries.live_ahead``: the runs a search will draw, the scope's) are lived at once in the
-try pool (``supervisor_process.pool``) while the properties go on; a run a property asks for is lived next, or its
-try already under way is waited for. Off (``$FINALSTATE_TRY_POOL=0``, or without the helper process, or on the real
+Tries asked for ahead (``LivedTries.live_ahead``: the runs a search will draw, the scope's, the lives') are lived at
+once in the try pool (``supervisor_process.pool``) while the properties go on, each batch ahead of those handed over
+before it; a run a property asks for is lived next, or its try already under way is waited for. Off (``$FINALSTATE_TRY_POOL=0``, or without the helper process, or on the real
 Execution API, whose server each helper would start on its own), every try is lived when asked for, in the one
 helper, as before.
 """
@@ -58,9 +58,9 @@ class LivedTries:
             raise
 
     def live_ahead(self, runs: Iterable[CoordinatorRun]) -> None:
-        """Start living each of ``runs`` not lived yet, in their order, in the pool; return at once."""
-        for run in runs:
-            self._started(run)
+        """Start living each of ``runs`` not lived yet, in their order, in the pool, ahead of the runs handed over
+        before (what is asked for next goes first); return at once."""
+        pool().hurry(*[self._started(run) for run in runs])
 
     def _started(self, run: CoordinatorRun) -> Future:
         with self._lock:

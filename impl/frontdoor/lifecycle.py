@@ -265,29 +265,27 @@ class LifeMachine(RuleBasedStateMachine):
 def live_lives_ahead(pairing: Pairing) -> None:
     """Hand the pairing's ``live_ahead`` the tries of the lives its machines will draw: the machine run first on the
     pairing's ``forecast`` (the model's runtime and supervisor), checking nothing, which lives the same lives as long
-    as the real tries end as the model says and no invariant fails (``impl.frontdoor.ahead``). Once per pairing and
-    profile: its invariants' machines draw the same lives (``life_machine``). Nothing where the pairing lives nothing
-    ahead."""
+    as the real tries end as the model says and no invariant fails (``impl.frontdoor.ahead``). Forecast once per
+    pairing and profile (its invariants' machines draw the same lives: ``life_machine``), handed over at each call (so
+    that they go ahead of what was handed over since). Nothing where the pairing lives nothing ahead."""
     if pairing.live_ahead is None or pairing.forecast is None:
         return
     key = (pairing.name, settings.get_current_profile_name())
-    if key in _forecast:
-        return
-    _forecast.add(key)
+    if key not in _forecast:
+        def search(record):
+            def foreseen(run: CoordinatorRun):
+                record(run)
+                return pairing.forecast(run)
 
-    def search(record):
-        def foreseen(run: CoordinatorRun):
-            record(run)
-            return pairing.forecast(run)
+            dry = attrs.evolve(pairing, attempt=coordinator_pairing(pairing.name, foreseen).attempt)
+            run_state_machine_as_test(life_machine(dry, ()))
 
-        run_state_machine_as_test(life_machine(attrs.evolve(pairing, attempt=coordinator_pairing(pairing.name, foreseen)
-                                                            .attempt), ()))
-
-    pairing.live_ahead(drawn_by(search))
+        _forecast[key] = drawn_by(search)
+    pairing.live_ahead(_forecast[key])
 
 
-#: The pairings (and profiles) whose lives ``live_lives_ahead`` has forecast.
-_forecast: set[tuple[str, str]] = set()
+#: The tries of each pairing's lives (by its name and the profile), as ``live_lives_ahead`` forecast them.
+_forecast: dict[tuple[str, str], list] = {}
 
 
 def life_violation(pairing: Pairing, life: Life, found: list) -> InvariantViolation:

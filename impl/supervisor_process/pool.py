@@ -4,7 +4,7 @@ A runtime that starts slowly (a JVM: about half a second before it connects) or 
 the supervisor's kill waits out Airflow's 5 s escalation to SIGKILL) keeps its supervisor waiting, not working. The
 supervisor's side of such a try is I/O-bound, so independent tries can be lived side by side: ``TryPool.submit``
 queues a try and returns a ``Future`` of what it observed; up to ``window`` helper processes live the queued tries,
-oldest first (``hurry`` moves one to the front: a try a property waits for).
+oldest first (``hurry`` moves some to the front: a try a property waits for, or what it will ask for next).
 
 Each helper is what ``helper.Helper`` is, one of several: a process of its own, in a private network namespace where
 it can have one, with its own harness (``supervise.harness``); an attempt's supervision is unchanged, it simply runs
@@ -254,11 +254,12 @@ class TryPool:
             self._changed.notify_all()
         return future
 
-    def hurry(self, future: Future) -> None:
-        """Live ``future``'s try next, if it is still queued."""
+    def hurry(self, *futures: Future) -> None:
+        """Live these futures' tries next, in this order, those still queued."""
         with self._changed:
-            if future in self._queued:
-                self._queued.move_to_end(future, last=False)
+            for future in reversed(futures):
+                if future in self._queued:
+                    self._queued.move_to_end(future, last=False)
 
     def close(self) -> None:
         """Cancel what is queued, let the tries under way end, and end every helper."""
