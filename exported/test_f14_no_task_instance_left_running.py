@@ -50,6 +50,7 @@ except ImportError:
 
 TI_ID = uuid.UUID("01970000-0000-7000-8000-000000000001")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+TERMINAL_FRAMES = {"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask", "AwaitInputTask"}
 
 
 def _task_sdk_version() -> tuple[int, ...]:
@@ -88,6 +89,15 @@ _REQUEST = httpx.Request("PATCH", f"http://execution-api.invalid/task-instances/
 #: The Execution API released beside task-sdk 1.3.0 (apache-airflow-core 3.3.0) answers a state update asking for
 #: the state the row already holds with 200; before, 409 like any update of a row that is no longer RUNNING.
 REPEATED_STATE_IS_OK = _task_sdk_version() >= (1, 3, 0)
+#: The exit of a task process that never exits on its own: only a signal of the supervisor's ends it.
+HANG = "hang"
+#: The supervisor's calls that deliver a runtime's terminal frame themselves (a TaskState's goes by ``finish``).
+OUTCOME_CALLS = ("succeed", "retry", "defer", "reschedule", "await_input")
+
+
+class AttemptHung(Exception):
+    """The task process never exits, and once time had run on the supervisor had not ended it: its ``wait()`` would
+    wait for ever, so the selector stops it here."""
 
 
 @dataclasses.dataclass
@@ -126,6 +136,13 @@ class ExecutionAPI:
         self.faults: dict[str, str] = {}
         self.heartbeat_answer = 200
         self.calls: list[Call] = []
+        self.moved_by_user = False
+
+    def user_marks(self, state: str) -> None:
+        """A user marks the running task instance ``state`` (the UI's or the REST API's "mark success/failed/skipped",
+        ``set_task_instance_state``): the row holds it, and nothing tells the supervisor; its next heartbeat or state
+        update meets a row that is no longer RUNNING."""
+        self.row, self.moved_by_user = state, True
 
     def client(self) -> mock.Mock:
         client = mock.Mock(name="Client")
@@ -220,6 +237,24 @@ class Attempt:
     gone: "int | None"
     calls: list
     raised: "str | None"
+    #: The process never exited and the supervisor never ended it: ``wait()`` would still be waiting.
+    hung: bool = False
+    #: The run context's should_retry, as the server handed it out at start.
+    should_retry: bool = False
+    #: The frames the task process handed the supervisor, as ``(type, state)`` (a TaskState's state, else None).
+    sent: list = dataclasses.field(default_factory=list)
+    #: Whether a user moved the task instance on the server while the attempt ran.
+    moved_by_user: bool = False
+
+    def ended(self) -> list:
+        """The terminal frames the task process handed the supervisor: the task's end, as the runtime reported it."""
+        return [(kind, state) for kind, state in self.sent if kind in TERMINAL_FRAMES]
+
+    def outcome_calls(self) -> list:
+        """The calls that delivered one of the runtime's terminal frames: a frame's own call, or a ``finish`` carrying
+        a TaskState's state (not the supervisor's closing report of an exit)."""
+        reported = {state for kind, state in self.sent if kind == "TaskState"}
+        return [c for c in self.calls if c.name in OUTCOME_CALLS or (c.name == "finish" and c.state in reported)]
 
 
 class Supervisor(ActivitySubprocess):
@@ -239,14 +274,21 @@ def run_attempt(api: ExecutionAPI, events: list, exit_code: "int | None" = None)
     each wake-up of whose monitor loop (``selector.select``) delivers the next of ``events``, and after the last the
     process's exit. An event is ("fault", METHOD, KIND), ("send", FRAME) (the runtime's request, handed to
     ``handle_requests`` as its frame reader hands it), ("heartbeat", ANSWER) (a heartbeat falls due; none falls due
-    otherwise), ("overtime",) (``task_success_overtime`` runs out) or ("exit", CODE) (the process exits then; CODE
-    may be a function of the supervisor's ``replies`` so far). ``events`` may also be a function of ``api``, called
-    once the attempt has started (its run context known). Once the process is dead, nothing more comes from it."""
+    otherwise), ("overtime",) (``task_success_overtime`` runs out), ("user", "marks", STATE) (a user marks the task
+    instance on the server) or ("exit", CODE) (the process exits then; CODE may be a function of the supervisor's
+    ``replies`` so far). ``events`` may also be a function of ``api``, called once the attempt has started (its run
+    context known). Once the process is dead, nothing more comes from it.
+
+    An ``exit_code`` of ``HANG`` is a process that never exits: after its last event time runs on once (a heartbeat
+    falls due, answered as the server answers it then, and the success overtime runs out if it was started); if the
+    supervisor has not ended the process by its next wake-up, nothing will, and the attempt is ``hung``."""
     process = TaskProcess()
     script = None
+    ran_on = False
+    sent: list = []
 
     def wake_up(timeout=None) -> list:
-        nonlocal script
+        nonlocal script, ran_on
         if sup._last_heartbeat_attempt != float("-inf"):  # only a heartbeat event makes one due
             sup._last_heartbeat_attempt = float("inf")
         if process.exit_code is not None:
@@ -254,17 +296,28 @@ def run_attempt(api: ExecutionAPI, events: list, exit_code: "int | None" = None)
         if script is None:
             script = iter(enumerate(events(api) if callable(events) else events, start=1))
         request_id, (kind, *args) = next(script, (None, ("exit", exit_code)))
-        if kind == "exit":
+        if kind == "exit" and args[0] == HANG:
+            if ran_on:
+                raise AttemptHung()
+            ran_on = True  # time runs on: every clock of the supervisor runs out
+            api.heartbeat_answer = 200
+            sup._last_heartbeat_attempt = float("-inf")
+            if sup._task_end_time_monotonic is not None:
+                sup._task_end_time_monotonic = float("-inf")
+        elif kind == "exit":
             process.exit_code = args[0](sup.replies) if callable(args[0]) else args[0]
         elif kind == "fault":
             api.faults[args[0]] = args[1]
         elif kind == "send":
+            sent.append((args[0].type, state_name(args[0].state) if args[0].type == "TaskState" else None))
             requests.send(_RequestFrame(id=request_id, body=args[0].model_dump()))
         elif kind == "heartbeat":
             api.heartbeat_answer = args[0]
             sup._last_heartbeat_attempt = float("-inf")
         elif kind == "overtime" and sup._task_end_time_monotonic is not None:
             sup._task_end_time_monotonic = float("-inf")
+        elif kind == "user":
+            api.user_marks(args[1])
         return []
 
     selector = mock.MagicMock(name="selector")
@@ -278,13 +331,16 @@ def run_attempt(api: ExecutionAPI, events: list, exit_code: "int | None" = None)
     sup._on_child_started(**started)
     requests = sup.handle_requests(mock.MagicMock(name="log"))
     next(requests)
-    raised = None
+    raised, hung = None, False
     try:
         sup.wait()
+    except AttemptHung:
+        hung = True
     except Exception as e:  # what escaped the supervisor: part of what it did
         raised = type(e).__name__
     final = state_name(sup.final_state) if sup._exit_code is not None else None
-    return Attempt(final, sup._exit_code, api.row, api.gone, api.calls, raised)
+    return Attempt(final, sup._exit_code, api.row, api.gone, api.calls, raised, hung,
+                   bool(getattr(api.context, "should_retry", False)), sent, getattr(api, "moved_by_user", False))
 
 
 def minimal_run() -> Attempt:

@@ -18,7 +18,8 @@ retries.".
 
 The run (finalstate's minimal counterexample): try_number=1 max_tries=1 should_retry=true; task raises
 AirflowFailException; policy none; comms terminal_send_fails. As finalstate's model of task-sdk 1.3.2 has it, the
-task runner sends TaskState(failed) [send failed], decides failed and exits 1; the supervisor records up_for_retry.
+task runner sends TaskState(failed) [send failed], decides failed, runs on_failure_callback and exits 1; the
+supervisor records up_for_retry.
 
 Exported by `finalstate export` from finalstate's findings registry. It needs only apache-airflow-task-sdk and
 pytest; its place in Airflow is task-sdk/tests/task_sdk/execution_time/.
@@ -28,10 +29,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import io
+import json
+import os
 import re
+import select
+import shutil
 import signal
+import sys
+import tempfile
+import time
 import uuid
 from datetime import datetime, timezone
 from unittest import mock
@@ -44,6 +53,7 @@ from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 TI_ID = uuid.UUID("01970000-0000-7000-8000-000000000001")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+TERMINAL_FRAMES = {"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask", "AwaitInputTask"}
 
 
 def _task_sdk_version() -> tuple[int, ...]:
@@ -78,7 +88,6 @@ def task_instance(try_number: int, ti_id: uuid.UUID = TI_ID) -> TaskInstance:
 
 #: The module of the exceptions a task ends by: the SDK's own from task-sdk 1.2.0, apache-airflow-core's before.
 exceptions = importlib.import_module("airflow.sdk.exceptions" if _task_sdk_version() >= (1, 2, 0) else "airflow.exceptions")
-TERMINAL_FRAMES = {"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask", "AwaitInputTask"}
 
 
 @dataclasses.dataclass
@@ -96,11 +105,11 @@ class Sent:
 
 class SupervisorChannel:
     """``SUPERVISOR_COMMS`` as ``main`` makes it (``CommsDecoder[...](log=...)``): it hands out ``startup``, records every
-    request, answers as the supervisor does (GetXCom: no value), and raises ``BrokenPipeError`` for the sends
-    ``failing`` says: "terminal" (the terminal frame's), "every" (all), None (none)."""
+    request (and tells ``report``), answers as the supervisor does (GetXCom: no value), and raises ``BrokenPipeError``
+    for the sends ``failing`` says: "terminal" (the terminal frame's), "every" (all), None (none)."""
 
-    def __init__(self, startup: StartupDetails, failing: "str | None"):
-        self.startup, self.failing = startup, failing
+    def __init__(self, startup: StartupDetails, failing: "str | None", report=lambda event: None):
+        self.startup, self.failing, self.report = startup, failing, report
         self.sent: list[Sent] = []
         self.socket = mock.MagicMock(name="socket")
 
@@ -117,24 +126,61 @@ class SupervisorChannel:
         fails = self.failing == "every" or (self.failing == "terminal" and msg.type in TERMINAL_FRAMES)
         self.sent.append(Sent(msg.type, state_name(getattr(msg, "state", None)) if msg.type == "TaskState" else None,
                               not fails, msg))
+        self.report(("sent", self.sent[-1]))
         if fails:
             raise BrokenPipeError("the supervisor channel is broken")
         return XComResult(key=msg.key, value=None) if msg.type == "GetXCom" else None
 
 
-class ScriptedOperator(BaseOperator):
-    """A task whose ``execute`` raises ``error`` (returns when None), after labelling its map index if it has a
-    ``map_index_template``."""
+#: The task's state-change callbacks: each one the task runner runs is recorded by its name.
+CALLBACKS = ("on_success_callback", "on_failure_callback", "on_retry_callback", "on_skipped_callback")
 
-    def __init__(self, *, error: "BaseException | None" = None, **kwargs):
-        super().__init__(**kwargs)
-        self.error = error
+
+class ScriptedOperator(BaseOperator):
+    """A task whose ``execute`` first gets SIGTERM if ``sigterm`` (as the supervisor's kill sends it while the task
+    runs), forks a child that gets SIGTERM if ``child_exited`` is given (the child's exit status goes there), labels
+    its map index if it has a ``map_index_template``, then raises ``error`` (returns when None). ``on_kill`` calls
+    ``killed``; each of its state-change callbacks calls ``called_back`` with its name when run. (Functions, not
+    attributes, carry what the task did out: the runner works on a copy of the operator.)"""
+
+    def __init__(self, *, error: "BaseException | None" = None, sigterm: bool = False, killed=lambda: None,
+                 child_exited=None, called_back=lambda name: None, **kwargs):
+        super().__init__(**kwargs, **{name: [functools.partial(_called_back, called_back, name)] for name in CALLBACKS})
+        self.error, self.sigterm, self.killed, self.child_exited = error, sigterm, killed, child_exited
 
     def execute(self, context):
+        if self.sigterm:
+            signal.raise_signal(signal.SIGTERM)  # a handler the runner installed runs before raise_signal returns
+        if self.child_exited is not None:
+            self.child_exited(fork_a_child_that_gets_sigterm())
         if self.map_index_template:
             context["label"] = "mapped"
         if self.error is not None:
             raise self.error
+
+    def on_kill(self):
+        self.killed()
+
+
+def fork_a_child_that_gets_sigterm() -> int:
+    """Fork a child, as a task that starts a subprocess does; the supervisor's SIGTERM reaches it (the kill signals the
+    task runner's whole process group): it raises SIGTERM on itself, then leaves at once, exiting 0 if it carried on
+    after the signal (70 if the handler raised). Its exit status, negative for a death by that signal."""
+    pid = os.fork()
+    if pid == 0:  # the child: it never returns into the test
+        status = 0
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except BaseException:
+            status = 70
+        finally:
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(wait_status)
+
+
+def _called_back(called_back, name: str, context) -> None:
+    called_back(name)
 
 
 def _startup(try_number: int, max_tries: int, should_retry: bool) -> StartupDetails:
@@ -163,26 +209,58 @@ def final_state_for(exit_code: int, should_retry: bool) -> str:
 
 @dataclasses.dataclass
 class Try:
-    """What came of one try of the real task runner: the state ``run`` decided, the exit ``main`` chose, every request
-    it sent, and what the supervisor's ``final_state`` records for that exit when no terminal frame got through (None
-    when one did: the supervisor then goes by the frame)."""
+    """What came of one try of the real task runner: the state ``run`` decided, the exit ``main`` chose (or the signal
+    its process died of, negative), every request it sent, what the supervisor's ``final_state`` records for that
+    exit when no terminal frame got through (None when one did: the supervisor then goes by the frame), the task's
+    state-change callbacks that ran, how many times its ``on_kill`` ran, and the exit status of the child it forked
+    (None: it forked none)."""
 
     state: "str | None"
     exit_code: int
     sent: list
     recorded: "str | None"
+    callbacks: list = dataclasses.field(default_factory=list)
+    on_kill_calls: int = 0
+    forked_child_exit: "int | None" = None
+
+
+#: A try run in a child process of its own (one that gets SIGTERM) must be over within this; else it is ended.
+TRY_DEADLINE_SECONDS = 60.0
 
 
 def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, should_retry: bool,
-            failing: "str | None" = None, retry_policy=None, map_index_template: "str | None" = None) -> Try:
+            failing: "str | None" = None, retry_policy=None, map_index_template: "str | None" = None,
+            sigterm: bool = False, forked_child: bool = False, dag_found: bool = True) -> Try:
     """One try through the real ``task_runner.main`` (startup, ``run``, ``finalize``, its ``sys.exit``): the task raises
-    ``error`` (returns when None); only the supervisor channel and the DAG file's parsing are stood in for."""
+    ``error`` (returns when None), getting SIGTERM first if ``sigterm``, after forking a child that gets SIGTERM if
+    ``forked_child``. Only the supervisor channel and the DAG file's parsing are stood in for; with ``dag_found``
+    False the real ``parse`` runs, on a DAG bundle whose file defines no such DAG (a DAG not found at startup).
+
+    A try that gets SIGTERM runs in a child process of its own, as the task runner runs in its own process: on a
+    release whose runner installs no SIGTERM handler, the signal kills that process, not the test."""
+    def live(report) -> None:
+        _live_try(report, error, try_number=try_number, max_tries=max_tries, should_retry=should_retry,
+                  failing=failing, retry_policy=retry_policy, map_index_template=map_index_template, sigterm=sigterm,
+                  forked_child=forked_child, dag_found=dag_found)
+
+    if not sigterm:
+        events: list = []
+        live(events.append)
+        return _try_of(events, None, should_retry)
+    return _try_of(*_in_a_child_process(live), should_retry)
+
+
+def _live_try(report, error, *, try_number, max_tries, should_retry, failing, retry_policy, map_index_template,
+              sigterm, forked_child, dag_found) -> None:
+    """The try itself, telling ``report`` what happens as it happens: ("sent", Sent), ("callback", NAME), ("on_kill",),
+    ("forked_child", STATUS), ("decided", STATE), ("exit", CODE)."""
     extra = {"retry_policy": retry_policy} if retry_policy is not None else {}
     with DAG("exported", schedule=None):
         task = ScriptedOperator(task_id="task", error=error, retries=max_tries, map_index_template=map_index_template,
-                                **extra)
-    channel = SupervisorChannel(_startup(try_number, max_tries, should_retry), failing)
-    decided = []
+                                sigterm=sigterm, killed=lambda: report(("on_kill",)),
+                                child_exited=(lambda status: report(("forked_child", status))) if forked_child else None,
+                                called_back=lambda name: report(("callback", name)), **extra)
+    channel = SupervisorChannel(_startup(try_number, max_tries, should_retry), failing, report)
     real_run = task_runner.run
 
     def parse(what, log):
@@ -193,22 +271,110 @@ def run_try(error: "BaseException | None", *, try_number: int, max_tries: int, s
 
     def recording_run(ti, context, log):
         result = real_run(ti, context, log)
-        decided.append(result[0])
+        report(("decided", state_name(result[0])))
         return result
 
-    sigterm = signal.getsignal(signal.SIGTERM)  # the runner installs its own handler
+    stand_ins = {"CommsDecoder": channel, "run": recording_run, **({"parse": parse} if dag_found else {})}
+    sigterm_handler = signal.getsignal(signal.SIGTERM)  # the runner installs its own
     exit_code = 0
     try:
-        with mock.patch.multiple(task_runner, CommsDecoder=channel, parse=parse, run=recording_run), \
+        with mock.patch.multiple(task_runner, **stand_ins), _bundle_without_the_dag(dag_found), \
                 contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             task_runner.main()
     except SystemExit as e:
         exit_code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
-        signal.signal(signal.SIGTERM, sigterm)
-    state = state_name(decided[0]) if decided else None
-    through = any(s.delivered and s.type in TERMINAL_FRAMES for s in channel.sent)
-    return Try(state, exit_code, channel.sent, None if through else final_state_for(exit_code, should_retry))
+        signal.signal(signal.SIGTERM, sigterm_handler)
+    report(("exit", exit_code))
+
+
+@contextlib.contextmanager
+def _bundle_without_the_dag(dag_found: bool):
+    """With ``dag_found`` False, the DAG bundle ``exported`` (``StartupDetails.bundle_info``) is a local bundle whose
+    file ``exported.py`` defines no DAG, configured as a deployment configures its bundles
+    (``[dag_processor] dag_bundle_config_list``); else nothing."""
+    if dag_found:
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="exported-bundle-")
+    with open(os.path.join(folder, "exported.py"), "w") as f:
+        f.write("# the DAG this file defined is gone (renamed, or not synced to this worker yet)\n")
+    bundles = [{"name": "exported", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                "kwargs": {"path": folder}}]
+    path = list(sys.path)
+    try:
+        with mock.patch.dict(os.environ, {"AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles)}):
+            _bundle_configuration_changed()
+            yield
+    finally:
+        _bundle_configuration_changed()
+        sys.path[:] = path  # parse puts the bundle's root on it
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _bundle_configuration_changed() -> None:
+    """apache-airflow-core 3.4 reads the DAG bundles' configuration once per process (a cached snapshot): have it
+    read again, the configuration having changed (earlier cores read it whenever a bundles manager is made)."""
+    from airflow.dag_processing.bundles import manager
+
+    snapshot = getattr(manager, "_load_bundle_config_snapshot", None)
+    if hasattr(snapshot, "cache_clear"):
+        snapshot.cache_clear()
+
+
+def _in_a_child_process(live) -> "tuple[list, int]":
+    """Run ``live`` (a try, telling its reporter what happens) in a forked child process; what it reported before it
+    ended, and how its process ended (its exit status, negative for a death by signal)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: it never returns into the test
+        status = 0
+        try:
+            os.close(read_end)
+            out = os.fdopen(write_end, "w", buffering=1)
+            live(lambda event: out.write(json.dumps(_as_data(event)) + "\n"))
+        except BaseException:
+            status = 70
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    data, deadline = b"", time.monotonic() + TRY_DEADLINE_SECONDS
+    with os.fdopen(read_end, "rb", buffering=0) as lines:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([lines], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise AssertionError(f"the try did not end within {TRY_DEADLINE_SECONDS:.0f} s; its process was killed")
+            chunk = lines.read(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    _, wait_status = os.waitpid(pid, 0)
+    events = [_from_data(json.loads(line)) for line in data.decode().splitlines()]
+    return events, os.waitstatus_to_exitcode(wait_status)
+
+
+def _as_data(event: tuple) -> list:
+    return ["sent", event[1].type, event[1].state, event[1].delivered] if event[0] == "sent" else list(event)
+
+
+def _from_data(event: list) -> tuple:
+    return ("sent", Sent(*event[1:])) if event[0] == "sent" else tuple(event)
+
+
+def _try_of(events: list, process_exit: "int | None", should_retry: bool) -> Try:
+    """The ``Try`` the reported ``events`` make: its exit ``main``'s, or, where ``main`` never chose one (its process
+    died first), ``process_exit``."""
+    sent = [e[1] for e in events if e[0] == "sent"]
+    decided = [e[1] for e in events if e[0] == "decided"]
+    exit_code = next((e[1] for e in events if e[0] == "exit"), process_exit)
+    child = [e[1] for e in events if e[0] == "forked_child"]
+    through = any(s.delivered and s.type in TERMINAL_FRAMES for s in sent)
+    return Try(decided[0] if decided else None, exit_code, sent,
+               None if through else final_state_for(exit_code, should_retry),
+               [e[1] for e in events if e[0] == "callback"], sum(1 for e in events if e[0] == "on_kill"),
+               child[0] if child else None)
 
 
 def minimal_run() -> Try:

@@ -39,6 +39,7 @@ from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 TI_ID = uuid.UUID("01970000-0000-7000-8000-000000000001")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+TERMINAL_FRAMES = {"TaskState", "SucceedTask", "RetryTask", "DeferTask", "RescheduleTask", "AwaitInputTask"}
 
 
 def _task_sdk_version() -> tuple[int, ...]:

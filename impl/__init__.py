@@ -12,9 +12,12 @@ room                   binds                                                    
                        supervisor (the reference runtime, any ``cmd:`` program)     supervisor_process
 ``frontdoor``          the CLI, the target registry, reports, known findings and    model; the other
                        the findings search                                          rooms by name only
+``places`` (a module)  where finalstate's own files lie and where build output      the standard
+                       goes (``build/`` in a checkout, else the user's cache)       library, platformdirs
 =====================  ==========================================================  ==================
 
 Arrows point one way: ``properties`` and ``tests`` import ``impl``; ``impl`` imports ``model``;
-nothing here imports ``properties``. The registry loads a target's room only when that target
+nothing here imports ``properties``. Every room may import ``places``, and every writer of build
+output asks it where (``places.build_dir``): never inside the installed package. The registry loads a target's room only when that target
 is asked for, so ``--target model`` needs no Airflow.
 """

@@ -331,6 +331,17 @@ AIRFLOW_2_CLEAN_EXIT = Source(
     "should exclude the exit code 0 and set the state to success', potiuk 'yep')",
     "except SystemExit as e: # Handle only successful cases here. [...] if e.code is not None and e.code != 0: raise; "
     "return None", _AIRFLOW_2_TI)
+CALLBACKS_DOCUMENTED = Source(
+    "documentation", "callbacks.rst", "Airflow documentation, Callbacks (logging-monitoring/callbacks.rst)",
+    "on_success_callback: Invoked when the task succeeds [...] on_failure_callback: Invoked when the task fails [...] "
+    "on_retry_callback: Invoked when the task is up for retry",
+    f"{_DOCS}/administration-and-deployment/logging-monitoring/callbacks.html")
+CALLBACKS_MUST_RUN = _pr(66573, "kaxil, reviewing", "on_failure_callback, the on_task_instance_failed listener hook, "
+                         "and email_on_failure no longer run [...] trades one silent correctness bug (FAILED -> "
+                         "SUCCESS) for another (user callbacks/listeners/emails silently dropped)", "merged")
+KILLED_TASKS_CALLBACKS = _pr(53058, "its author", "users have no way of knowing this happened", "merged")
+SYSTEM_EXIT_PORTED = _pr(45282, "amoghrajesh", "The aim of this PR is to extend to the \"SystemExit\" exception if "
+                         "thrown by tasks.", "merged; measured against legacy behaviour with exit(10) only")
 AIRFLOW_2_TERMINATED_RETRIES = Source(
     "airflow-2", "Airflow 2 _run_raw_task",
     "Airflow 2 taskinstance.py, _run_raw_task: AirflowTaskTerminated goes to handle_failure without force_fail",
@@ -436,6 +447,20 @@ INTENT: dict[str, Intent] = {
         "runtime",
         "A try whose task gets SIGTERM while execute runs has its on_kill called, once.",
         (ON_KILL_PURPOSE, ON_KILL_ON_SIGTERM)),
+    "sys_exit_without_an_error_code_succeeds": Intent(
+        "runtime",
+        "A task that ends by sys.exit() or sys.exit(0) succeeds.",
+        (AIRFLOW_2_CLEAN_EXIT, SYSTEM_EXIT_PORTED),
+        confidence=OPEN_QUESTION,
+        contested_by=(SYSTEM_EXIT_RETRIED,),
+        note="Airflow 2 settled it in apache/airflow#36986's review (a code that is None or 0 is success); the task "
+             "runner's except SystemExit (\"SystemExit needs to be retried if they are eligible\") came with "
+             "apache/airflow#45282, which compared itself with Airflow 2 on exit(10) only. Whether a clean exit was "
+             "meant to fail is for the maintainers to say."),
+    "recorded_state_runs_its_callback_once": Intent(
+        "runtime",
+        "The state-change callback that the recorded state calls for runs, once, and no other.",
+        (CALLBACKS_DOCUMENTED, CALLBACKS_MUST_RUN, KILLED_TASKS_CALLBACKS)),
     "forked_child_stops_on_sigterm": Intent(
         "runtime",
         "A process the task forked does not carry on after the SIGTERM that stops the task.",

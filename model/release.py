@@ -298,6 +298,14 @@ class Release:
         (apache/airflow#69008). Before 1.2.2 nothing is started by fork+exec, and the variable is not read."""
         return (1, 2, 2) <= self.version < (1, 4, 0)
 
+    @property
+    def announces_the_execution_timeout(self) -> bool:
+        """Whether the runner tells the supervisor a task's ``execution_timeout`` right before it arms its own timer
+        (``SetExecutionTimeout``, sent from ``_run_execute_callable``; a send that raises there fails the task before
+        ``execute`` runs): since 1.4.0 (apache/airflow#72493, for #53337), so that the supervisor can stop a task
+        whose timer never fires. Before, the timeout is the runner's alone, and no request is made for it."""
+        return self.version >= (1, 4, 0)
+
 
 #: The release the model specifies when it is given none.
 SPECIFIED = Release((1, 3, 2))

@@ -71,6 +71,8 @@ RETRYABLE_FAILURES = (
     "AirflowTaskTimeout",
     "AirflowRuntimeError",
     "SystemExit(0)",
+    # ``sys.exit()``: no code (``e.code`` is None); ``except SystemExit`` takes it as it takes any other code.
+    "SystemExit()",
     "SystemExit(1)",
     "ValueError",  # any other exception
     "KeyboardInterrupt",
@@ -115,7 +117,14 @@ SIGTERM = "sigterm"
 #: in a process that is not the runtime's, so the child neither calls ``on_kill`` nor dies of the
 #: signal (it exits 0, as it would have).
 FORKED_CHILD = "forked_child"
-FEATURES = (STARTUP_RESCHEDULE, FORK_EXEC, XCOM_KEYS_TO_CLEAR, MAP_INDEX_TEMPLATE, SIGTERM, FORKED_CHILD)
+#: The task's ``execution_timeout`` runs out while ``execute`` runs (it waits longer): the runner's timer
+#: (``airflow.sdk.execution_time.timeout``, SIGALRM) raises ``AirflowTaskTimeout`` inside ``execute``, and
+#: ``_run_execute_callable`` calls ``task.on_kill()`` and re-raises it into the failure path. The task never reaches
+#: the outcome the run names (``reached_outcome``). Since 1.4.0 the runner first tells the supervisor the timeout
+#: (``SetExecutionTimeout``, ``Release.announces_the_execution_timeout``).
+EXECUTION_TIMEOUT = "execution_timeout"
+FEATURES = (STARTUP_RESCHEDULE, FORK_EXEC, XCOM_KEYS_TO_CLEAR, MAP_INDEX_TEMPLATE, SIGTERM, FORKED_CHILD,
+            EXECUTION_TIMEOUT)
 
 # -- the task's retry policy (``airflow.sdk.definitions.retry_policy``) -----------------------
 
@@ -247,7 +256,8 @@ def _parse_policy(words: list[str], part: str) -> Policy:
 
 #: The runtime's requests that do not end the try (the supervisor answers them and carries on):
 #: what ``FEATURES`` make it send besides the frames of ``model.scenario.FRAME_TYPES``.
-OTHER_REQUESTS = ("ResendLoggingFD", "GetXCom", "DeleteXCom", "SetRenderedMapIndex", "TriggerDagRun", "SetXCom")
+OTHER_REQUESTS = ("ResendLoggingFD", "GetXCom", "DeleteXCom", "SetRenderedMapIndex", "TriggerDagRun", "SetXCom",
+                  "SetExecutionTimeout")
 
 
 @attrs.frozen
@@ -298,6 +308,8 @@ class RuntimeObservation:
     channel_closed: bool | None = None
     #: The exit status of the child the task forked and SIGTERMed (``FORKED_CHILD``; None: no child).
     forked_child_exit: int | None = None
+    #: The task's state-change callbacks that ran (``STATE_CHANGE_CALLBACKS``' names), in order, each as often as it ran.
+    callbacks: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
     @property
     def delivered(self) -> tuple[Send, ...]:
@@ -329,6 +341,8 @@ class RuntimeObservation:
             lines.append("channel_closed=false")
         if self.forked_child_exit is not None:
             lines.append(f"forked_child_exit={self.forked_child_exit}")
+        if self.callbacks:
+            lines.append("callbacks=" + ", ".join(self.callbacks))
         return lines
 
 
@@ -345,6 +359,12 @@ EXIT_DAG_NOT_FOUND = 1
 EXIT_KILLED_BY_SIGTERM = -15
 #: ``_finalize_task_failure`` keeps the first 500 characters of a policy's reason.
 RETRY_REASON_LIMIT = 500
+#: The task's callback ``finalize`` runs for the state ``run`` decided (``_run_task_state_change_callbacks``); any other
+#: state (deferred, up_for_reschedule, awaiting_input) runs none. These are also the states Airflow's callbacks page
+#: names for each ("Invoked when the task succeeds", "... fails", "... is up for retry", "... AirflowSkipException
+#: raised"): ``model.runtime_invariants`` asks it of the state the supervisor records.
+STATE_CHANGE_CALLBACKS = {SUCCESS: "on_success_callback", FAILED: "on_failure_callback",
+                          UP_FOR_RETRY: "on_retry_callback", SKIPPED: "on_skipped_callback"}
 
 
 class _Interrupted(Exception):
@@ -465,8 +485,14 @@ def run_task_and_map_outcome(run: RuntimeRun, send, release: Release = SPECIFIED
     if XCOM_KEYS_TO_CLEAR in run.features:
         if not (send(Request("GetXCom")) and send(Request("DeleteXCom"))):
             return _fails_the_task(run, release)
+    if (EXECUTION_TIMEOUT in run.features and release.announces_the_execution_timeout
+            and not send(Request("SetExecutionTimeout"))):
+        return _fails_the_task(run, release)  # before execute: its map index label was never set, nothing is rendered
     if SIGTERM in run.features and not release.calls_on_kill_on_sigterm:
         raise _Killed()
+    if EXECUTION_TIMEOUT in run.features:
+        # AirflowTaskTimeout is a BaseException only: the map index is not re-rendered after it.
+        return _fails_the_task(run, release)
     outcome = run.outcome
     if (MAP_INDEX_TEMPLATE in run.features and release.sends_the_rendered_map_index
             and outcome in (RETURN, *EXCEPTION_OUTCOMES) and not send(Request("SetRenderedMapIndex"))):
@@ -522,6 +548,18 @@ def task_runs(run: RuntimeRun, release: Release = SPECIFIED) -> bool:
     return STARTUP_RESCHEDULE not in run.features and all(delivers(run.comms, r) for r in requests)
 
 
+def executes(run: RuntimeRun, release: Release = SPECIFIED) -> bool:
+    """Whether the task's ``execute`` is entered: the task runs (``task_runs``) and, where ``release``'s runner first
+    tells the supervisor the task's execution timeout (``Release.announces_the_execution_timeout``), that got through."""
+    announces = EXECUTION_TIMEOUT in run.features and release.announces_the_execution_timeout
+    return task_runs(run, release) and not (announces and not delivers(run.comms, Request("SetExecutionTimeout")))
+
+
+def reached_outcome(run: RuntimeRun) -> str | None:
+    """The outcome the task's ``execute`` ends by: the run's, or None when its execution timeout runs out first."""
+    return None if EXECUTION_TIMEOUT in run.features else run.outcome
+
+
 def python_runtime(run: RuntimeRun, release: Release = SPECIFIED) -> RuntimeObservation:
     """``task_runner.main`` for one try: startup, ``run``, ``finalize``, the exit, as ``release``'s runner
     does them (1.3.2, the specified release, unless told). The channel is closed on the way out, whatever
@@ -536,7 +574,9 @@ def python_runtime(run: RuntimeRun, release: Release = SPECIFIED) -> RuntimeObse
     its ``finally``; if that send raises and the state is FAILED or UP_FOR_RETRY it marks the TI so
     that ``main`` exits 1 after ``finalize`` (fail closed). Any other state whose send failed still
     exits 0. A ``KeyboardInterrupt`` escaping ``run`` sends nothing more and ``main`` exits 2.
-    A SIGTERM while the task runs calls ``on_kill`` once; one to a child the task forked is ignored there.
+    A SIGTERM while the task runs calls ``on_kill`` once; one to a child the task forked is ignored there. An
+    execution timeout that runs out calls ``on_kill`` once more, and the task fails by it. ``finalize`` runs the
+    callback of the state ``run`` decided (``STATE_CHANGE_CALLBACKS``), on every path where ``run`` returned one.
 
     Before 1.3.1 a handler that raised, and before 1.2.2 a terminal send that raised, take their error out
     of ``run``: nothing more is sent, ``run`` decides no state, and ``main`` exits 1 (a top-level error).
@@ -551,17 +591,20 @@ def python_runtime(run: RuntimeRun, release: Release = SPECIFIED) -> RuntimeObse
         sent.append(Sent(request, ok))
         return ok
 
-    runs = task_runs(run, release)
+    runs = executes(run, release)
     killed = SIGTERM in run.features and not release.calls_on_kill_on_sigterm
+    lives = runs and not killed  # through execute, to its end
 
     def ended(state: str | None, exit_code: int, decision: _Decision | None = None) -> RuntimeObservation:
         return RuntimeObservation(
             tuple(sent), state, exit_code,
             decision.delay if decision else None, decision.reason if decision else None,
-            on_kill_calls=int(SIGTERM in run.features and runs and not killed),
-            channel_closed=release.closes_the_channel_on_exit,
-            forked_child_exit=_forked_child_exit(release) if FORKED_CHILD in run.features and runs and not killed
-            else None,
+            on_kill_calls=int(SIGTERM in run.features and lives) + int(EXECUTION_TIMEOUT in run.features and lives),
+            # a process the signal killed (``_Killed``) never reaches main's ``finally``, where the socket is closed
+            channel_closed=release.closes_the_channel_on_exit and exit_code != EXIT_KILLED_BY_SIGTERM,
+            forked_child_exit=_forked_child_exit(release) if FORKED_CHILD in run.features and lives else None,
+            # finalize runs once run has returned a state (main's exits before it, ``ended(None, ...)``, skip it)
+            callbacks=(STATE_CHANGE_CALLBACKS[state],) if state in STATE_CHANGE_CALLBACKS else (),
         )
 
     if (FORK_EXEC in run.features and release.asks_for_the_log_channel_after_fork_exec

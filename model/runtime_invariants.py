@@ -19,15 +19,19 @@ from __future__ import annotations
 
 from model.invariants import Violation
 from model.runtime import (
+    EXECUTION_TIMEOUT,
     FAILURE_OUTCOMES,
     NEVER_RETRIED_FAILURES,
     SIGTERM,
     STARTUP_RESCHEDULE,
+    STATE_CHANGE_CALLBACKS,
     TERMINAL_FRAMES,
     TRIGGER_DAG_RUN_OUTCOMES,
     RuntimeObservation,
     RuntimeRun,
     compose,
+    executes,
+    reached_outcome,
     task_runs,
 )
 from model.coordinator import CoordinatorRun
@@ -37,19 +41,22 @@ from model.scenario import FAILED, SUCCESS, UP_FOR_RETRY, Observation
 def met_failure(run: RuntimeRun, observed: RuntimeObservation) -> bool:
     """The task ran and failed, or a request of the try other than its terminal frame failed (the
     XCom clearing before the task, the map-index update after it, the SkipDownstreamTasks of its
-    outcome's handler, the log channel at startup).
+    outcome's handler, the log channel at startup). A task whose execution timeout runs out failed by it, whatever
+    its ``execute`` would have done.
 
     A deferral whose kwargs cannot be serialized fails where ``_defer_task`` serializes them (since 1.2.0:
     ``model.release.Release.serializes_deferral_kwargs``); a runtime that sent its DeferTask all the same (an earlier
     one, whose frame writes the value as its text) deferred the task, which did not fail."""
     deferred = run.outcome == "TaskDeferredUnserializable" and any(s.frame.frame == "DeferTask" for s in observed.sent)
-    return (task_runs(run) and run.outcome in FAILURE_OUTCOMES and not deferred) or bool(observed.failed_requests)
+    failed = EXECUTION_TIMEOUT in run.features or (run.outcome in FAILURE_OUTCOMES and not deferred)
+    return (task_runs(run) and failed) or bool(observed.failed_requests)
 
 
 def met_never_retry(run: RuntimeRun, observed: RuntimeObservation) -> bool:
     """The task ran and met a failure that means "do not retry": it raised one of those exceptions, or
-    the DAG run it triggers was answered as existing already (so only once its TriggerDagRun got through)."""
-    if not (task_runs(run) and run.outcome in NEVER_RETRIED_FAILURES):
+    the DAG run it triggers was answered as existing already (so only once its TriggerDagRun got through). An
+    execution timeout that runs out first leaves the task no such end (``model.runtime.reached_outcome``)."""
+    if not (task_runs(run) and reached_outcome(run) in NEVER_RETRIED_FAILURES):
         return False
     return (run.outcome not in TRIGGER_DAG_RUN_OUTCOMES
             or any(s.frame.frame == "TriggerDagRun" and s.delivered for s in observed.sent))
@@ -169,17 +176,18 @@ def sigterm_never_ends_in_success(run, observed):
 
 def sigterm_calls_on_kill_once(run, observed):
     """A task that gets SIGTERM while its ``execute`` runs has its ``on_kill`` called, once, to clean up what it
-    started.
+    started. An execution timeout that runs out as well is a kill of its own, with its own ``on_kill``.
 
     Intent: BaseOperator.on_kill (override it to clean up subprocesses when a task instance gets killed);
     apache/airflow#53718 (gopidesupavan: a task killed externally was terminated at once, with no way to trigger
     on_kill, which it fixed).
     """
-    if SIGTERM not in run.features or not task_runs(run) or observed.on_kill_calls == 1:
+    kills = 1 + int(EXECUTION_TIMEOUT in run.features)
+    if SIGTERM not in run.features or not task_runs(run) or observed.on_kill_calls == kills:
         return ()
     return (Violation("sigterm_calls_on_kill_once",
-                      f"the task got SIGTERM while execute ran, and on_kill ran {observed.on_kill_calls} time(s) "
-                      f"(exit {observed.exit_code})"),)
+                      f"the task got SIGTERM while execute ran{' and its execution timeout ran out' if kills > 1 else ''}, "
+                      f"and on_kill ran {observed.on_kill_calls} time(s) for {kills} kill(s) (exit {observed.exit_code})"),)
 
 
 def try_that_never_ran_is_not_failed(run, observed):
@@ -217,6 +225,71 @@ def forked_child_stops_on_sigterm(run, observed):
                       "inherited handler having done nothing in it"),)
 
 
+#: ``sys.exit()`` and ``sys.exit(0)``: the ends of a task by ``SystemExit`` that Airflow 2 took as success.
+SYS_EXIT_WITHOUT_AN_ERROR_CODE = ("SystemExit()", "SystemExit(0)")
+
+
+def sys_exit_without_an_error_code_succeeds(run, observed):
+    """A task that ends by ``sys.exit()`` or ``sys.exit(0)`` succeeds: the runtime decides SUCCESS and sends SucceedTask
+    (a try the runtime decides nothing of, killed before, is not judged).
+
+    Source: Airflow 2 behaviour Airflow 3 meant to keep. apache/airflow#36986 (Airflow 2.8, "Handle SystemExit raised
+    in the task") first failed every SystemExit; in its review hussein-awala asked "I wonder if we should exclude the
+    exit code 0 and set the state to success", and potiuk answered "yep. And actually we should handle None here as
+    well in the same way": the merged ``_execute_callable`` returns for a code that is None or 0 ("Handle only
+    successful cases here. Failure cases will be handled upper in the exception chain"), and ``_run_raw_task`` fails
+    only the others. AIP-72's port, apache/airflow#45282 ("Handling SystemExit from task sdk"), states its aim as "to
+    extend to the 'SystemExit' exception if thrown by tasks" and measures itself against "Behaviour in legacy (non task
+    sdk)" with ``exit(10)`` only; nothing in it asks for ``sys.exit()`` or ``sys.exit(0)`` to fail, so the task
+    runner's ``except SystemExit`` ("SystemExit needs to be retried if they are eligible") dropped the success case
+    without deciding to.
+
+    Intent: Airflow 2 _execute_callable (apache/airflow#36986: a code that is None or 0 is success);
+    apache/airflow#45282 (amoghrajesh: the port extends SystemExit handling, measured against exit(10) only). Read
+    otherwise by the task runner's own comment in _run_task_and_map_outcome ("SystemExit needs to be retried if they
+    are eligible"): an open question.
+    """
+    if not (executes(run) and reached_outcome(run) in SYS_EXIT_WITHOUT_AN_ERROR_CODE):
+        return ()
+    terminal = observed.terminal
+    if (terminal is None or terminal.frame == "SucceedTask") and observed.state in (None, SUCCESS):
+        return ()
+    tried = terminal.frame + (f"({terminal.state})" if terminal.state else "") if terminal else "no terminal frame"
+    return (Violation("sys_exit_without_an_error_code_succeeds",
+                      f"the task ended by {run.outcome}, which Airflow 2 took as success; the runtime decided "
+                      f"{observed.state} ({tried})"),)
+
+
+def recorded_state_runs_its_callback_once(run, observed):
+    """The state-change callback that the state the supervisor records of the try calls for runs, once, and no other:
+    ``on_success_callback`` for SUCCESS, ``on_failure_callback`` for FAILED, ``on_retry_callback`` for UP_FOR_RETRY,
+    ``on_skipped_callback`` for SKIPPED, none for a state that does not end the task (deferred, up_for_reschedule,
+    awaiting_input). The record (``model.runtime.compose``) decides, as in ``non_success_never_recorded_success``: it is
+    what the task instance is, and what the callback tells its owner.
+
+    Source: Airflow's documentation, "Callbacks" (administration-and-deployment/logging-monitoring/callbacks, 3.0 on):
+    "on_success_callback: Invoked when the task succeeds", "on_failure_callback: Invoked when the task fails",
+    "on_retry_callback: Invoked when the task is up for retry", "on_skipped_callback: Invoked when the task is running
+    and AirflowSkipException raised"; "Callback functions are only invoked when the task state changes due to execution
+    by a worker" (here the state is the worker's own). And the maintainers on apache/airflow#66573 (the fail-closed
+    exit): kaxil's review refused an exit that skipped ``finalize`` because "on_failure_callback, the
+    on_task_instance_failed listener hook, and email_on_failure no longer run", which "trades one silent correctness
+    bug (FAILED -> SUCCESS) for another (user callbacks/listeners/emails silently dropped)"; apache/airflow#53058 runs
+    the failure callbacks of a task killed from outside because otherwise "users have no way of knowing this happened".
+
+    Intent: callbacks.rst (each state-change callback is invoked when the task enters its state);
+    apache/airflow#66573 (kaxil: an exit that skips finalize silently drops the failure callbacks);
+    apache/airflow#53058 (a killed task's failure callbacks: "users have no way of knowing this happened").
+    """
+    recorded = compose(run.context, observed).final_state
+    expected = STATE_CHANGE_CALLBACKS.get(recorded)
+    if tuple(observed.callbacks) == ((expected,) if expected else ()):
+        return ()
+    return (Violation("recorded_state_runs_its_callback_once",
+                      f"the supervisor records {recorded}, which calls for {expected or 'no callback'}; the task ran "
+                      f"{', '.join(observed.callbacks) or 'none'} (decided {observed.state}, exit {observed.exit_code})"),)
+
+
 RUNTIME_INVARIANTS = (
     failure_answered_with_retry_exactly_when_should_retry,
     fail_exception_never_retries,
@@ -227,6 +300,8 @@ RUNTIME_INVARIANTS = (
     sigterm_calls_on_kill_once,
     forked_child_stops_on_sigterm,
     try_that_never_ran_is_not_failed,
+    sys_exit_without_an_error_code_succeeds,
+    recorded_state_runs_its_callback_once,
 )
 
 

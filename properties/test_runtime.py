@@ -9,18 +9,25 @@ each finding's minimal run is a strict expected failure.
 from __future__ import annotations
 
 import pytest
+from hypothesis import event
 
 from impl.frontdoor.findings import RUNTIME_FINDINGS
 from impl.frontdoor.report import check_conformance
-from impl.frontdoor.scenarios import runtime_runs
+from impl.frontdoor.scenarios import runtime_runs, try_met
 from model.runtime_invariants import RUNTIME_INVARIANTS
 from properties.conftest import assert_reproduces, assert_scope_holds, counted, holds_for_all, searching, skip_the_model
 
 
+def _met(run, observed):
+    for what in try_met(run, observed):
+        event("the try met", what)
+    return observed
+
+
 def test_runtime_conformance(runtime_target):
-    """The real task runner sends, decides and exits as ``model.runtime.python_runtime`` says."""
+    """The real task runner sends, decides, exits and runs its callbacks as ``model.runtime.python_runtime`` says."""
     skip_the_model(runtime_target)
-    holds_for_all(runtime_runs, lambda run: counted(check_conformance(runtime_target, run)))
+    holds_for_all(runtime_runs, lambda run: _met(run, counted(check_conformance(runtime_target, run))))
 
 
 @pytest.mark.parametrize("invariant", RUNTIME_INVARIANTS, ids=lambda i: i.__name__)

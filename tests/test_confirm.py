@@ -87,3 +87,13 @@ def test_a_run_the_real_server_cannot_play_is_not_checked_and_says_why(inproc):
                          (model_invariants.no_task_instance_left_running,))
     verdict = confirm(caught.value)
     assert verdict.confirmed is None and "should_retry=true" in verdict.detail
+
+
+@pytest.mark.parametrize("finding_id", ["F16", "F17", "F18"])
+def test_a_hang_and_a_users_mark_are_confirmed_on_the_real_row(inproc, finding_id):
+    """The widened world's words in a counterexample are played on the real server too: a process that never exits
+    (F16, F17: time runs on there as well, and the attempt hangs) and a user's mark of the real row (F18)."""
+    verdict = confirm(failure_on_the_model_server(inproc, finding_id))
+    assert verdict.confirmed is True, verdict
+    assert ("hung:" in verdict.detail) == (finding_id != "F18"), verdict.detail
+

@@ -116,6 +116,7 @@ def test_the_modules_client_sees_what_the_model_says(module, load):
     assert [str(c) for c in attempt.calls] == [str(c) for c in as_seen(expected.calls, scenario.execution_api_retries)]
     assert (attempt.final_state or "none") == expected.final_state.lower()
     assert attempt.row == expected.row
+    assert attempt.hung == expected.hung
 
 
 @pytest.mark.parametrize("module", RUNTIME_MODULES, ids=lambda m: m.finding.id)
@@ -127,6 +128,7 @@ def test_the_modules_task_runner_does_what_the_model_says(module, load):
     attempt = load(module).minimal_run()
     assert [(s.type, s.delivered) for s in attempt.sent] == [(s.frame.frame, s.delivered) for s in expected.sent]
     assert (attempt.state, attempt.exit_code) == (expected.state, expected.exit_code)
+    assert (attempt.on_kill_calls, attempt.forked_child_exit) == (expected.on_kill_calls, expected.forked_child_exit)
     if not any(s.delivered and s.frame.frame in TERMINAL_FRAMES for s in expected.sent):
         assert attempt.recorded == compose(run.context, expected).final_state
     else:

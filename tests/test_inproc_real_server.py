@@ -127,6 +127,36 @@ def test_replay_names_what_the_real_server_cannot_play(real, monkeypatch, capsys
     assert "row before: queued" in out and "row after: success" in out and "[succeed] -> 204" in out
 
 
+#: Runs of the widened world's words (issue 30): SIGTERM handled, users and the scheduler acting on the row, a process
+#: that never exits; each with the heartbeat or the call that meets what was done.
+WIDENED_WORLD = (
+    "try_number=1 max_tries=1 should_retry=true; send DeferTask; exit hang",
+    "try_number=1 max_tries=1 should_retry=true; fault succeed permanent; send SucceedTask; exit hang",
+    "try_number=1 max_tries=1 should_retry=true; exit hang",
+    "try_number=1 max_tries=1 should_retry=true; user marks success; send RetryTask; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; user marks failed; heartbeat 200; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; user marks skipped; send SucceedTask; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; user clears; heartbeat 200; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; user clears; send TaskState failed; exit 1",
+    "try_number=1 max_tries=1 should_retry=true; user deletes; heartbeat 200; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; user deletes; send SucceedTask; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; scheduler times out; heartbeat 200; exit 0",
+    "try_number=1 max_tries=1 should_retry=true; handle sigterm; user marks failed; heartbeat 200; send SucceedTask; "
+    "exit 0",
+    "try_number=1 max_tries=1 should_retry=true; handle sigterm; heartbeat 409; exit hang",
+    "try_number=1 max_tries=1 should_retry=true; ignore sigterm; heartbeat 409; exit hang",
+)
+
+
+@pytest.mark.parametrize("text", WIDENED_WORLD)
+def test_the_widened_worlds_words_play_on_the_real_row_as_the_model_says(real, text):
+    """What a confirmation replays of a counterexample on the real server: a user's mark, clear or delete and the
+    scheduler's heartbeat timeout change the real row, SIGTERM handled or ignored, and a process that never exits meets
+    time running on; the real supervisor against the real app observes what the model says."""
+    scenario = Scenario.from_text(text)
+    assert real.run(scenario) == real.reference(scenario)
+
+
 def test_findings_re_shown_on_the_real_server_say_what_the_scheduler_makes_of_them(real):
     """F1 (exit 0, no terminal frame) holds with default retries, and the heartbeat timeout later fails the TI
     the supervisor reported SUCCESS; F3 (one failed closing finish()) does not hold once the client retries."""
@@ -138,6 +168,50 @@ def test_findings_re_shown_on_the_real_server_say_what_the_scheduler_makes_of_th
     f3 = next(line for line in table if line.startswith("| F3 |"))
     assert "| reproduces: success, row running;" in f1 and f1.endswith("| failed try_number=1 max_tries=0 |")
     assert "| does not hold: failed, row failed;" in f3
+
+
+def test_a_hung_attempt_is_shown_hung_and_the_heartbeat_timeout_never_strikes_one_that_heartbeats(real):
+    """F16 (a process left after its DeferTask) and F17 (one left after a SucceedTask whose call failed) hang on the
+    real server too; F17's supervisor still heartbeats once time has run on, so the scheduler's heartbeat timeout never
+    strikes its RUNNING row, and the table does not pretend it does."""
+    from impl.frontdoor.findings import FINDINGS
+    from impl.frontdoor.search import on_the_real_server
+
+    table = on_the_real_server(real, [f for f in FINDINGS if f.id in ("F16", "F17")])
+    f16 = next(line for line in table if line.startswith("| F16 |"))
+    f17 = next(line for line in table if line.startswith("| F17 |"))
+    assert "| reproduces: none, row deferred, hung (wait() still waits); calls start->200, defer->200 |" in f16
+    assert f16.endswith("| deferred try_number=1 max_tries=1 |")
+    assert "| reproduces: none, row running, hung (wait() still waits); calls start->200, succeed->500, heartbeat->200 |" \
+        in f17
+    assert f17.endswith("| running try_number=1 max_tries=1 (never struck: the supervisor heartbeats on) |")
+
+
+def test_a_finding_that_does_not_stand_here_is_shown_on_its_release_or_says_why(real, monkeypatch):
+    """F19 (fixed in 1.1.4) is not re-run on the installed release, where its run shows nothing: its row comes from a
+    release it stands on, run in that release's environment; where that environment cannot be had, the row says why
+    (it is never left out)."""
+    from impl.frontdoor import search
+    from impl.frontdoor.findings import FINDINGS
+    from impl.releases import environments
+
+    f19 = next(f for f in FINDINGS if f.id == "F19")
+    assert not f19.stands_on(real.release) and f19.shown_on == "1.1.3"
+    asked = []
+
+    def no_environment(spec):
+        asked.append(spec)
+        raise environments.EnvironmentFailed(f"environment for {spec} did not install (here: on purpose)")
+
+    monkeypatch.setattr(environments, "python_for", no_environment)
+    (row,) = [line for line in search.on_the_real_server(real, [f19]) if line.startswith("| F19")]
+    assert asked == ["1.1.3"]
+    assert row.startswith("| F19 (on 1.1.3) |") and "not run: no environment for 1.1.3" in row
+    # The row's own process, here this environment's python standing in for 1.1.3's: the run on its real server there.
+    monkeypatch.setattr(environments, "python_for", lambda spec: Path(sys.executable))
+    row = search.row_on_its_release(f19, "airflow-inproc")
+    assert row.startswith(f"| F19 (on {real.release}) | holds: up_for_retry, row running | does not hold: up_for_retry, "
+                          "row running; calls start->200 |"), row
 
 
 # -- the server switch at the front door ----------------------------------------------------------------------------

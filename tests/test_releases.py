@@ -6,13 +6,15 @@ import os
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
 from impl.frontdoor import cli
-from impl.releases.environments import (RELEASES, ROOT, EnvironmentFailed, NotACheckout, UnknownRelease,
-                                        python_for)
+from impl.releases.environments import RELEASES, EnvironmentFailed, NotACheckout, UnknownRelease, python_for
 from model.release import SPECIFIED, Release
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: What the registry's refusal looks like in uv's last lines: a reason to skip, not to fail.
 OFFLINE = ("failed to fetch", "dns error", "connect", "network", "offline", "timed out")

@@ -36,6 +36,9 @@ def sent(run):
     ("task raises DownstreamTasksSkipped; policy none; comms ok", ["SkipDownstreamTasks", "SucceedTask"], 0),
     ("task raises DownstreamTasksSkipped; policy none; comms every_send_fails",
      ["SkipDownstreamTasks [send failed]", "RetryTask [send failed]"], 1),
+    # sys.exit(): except SystemExit takes it down the failure path as any code (finding R5)
+    ("task raises SystemExit(); policy none; comms ok", ["RetryTask"], 0),
+    ("task raises SystemExit(); policy fail; comms ok", ["TaskState(failed)"], 0),
 ])
 def test_python_runtime_with_retries_left(text, frames, exit_code):
     run = RuntimeRun.from_text(f"try_number=1 max_tries=1; {text}")
@@ -81,6 +84,93 @@ def test_sigterm_calls_on_kill_once_only_when_the_task_runs():
     assert python_runtime(attrs.evolve(runs, features={"sigterm", "startup_reschedule"})).on_kill_calls == 0
     never_runs = RuntimeRun(RETRIES_LEFT, "return", comms="every_send_fails", features={"sigterm", "xcom_keys_to_clear"})
     assert python_runtime(never_runs).on_kill_calls == 0
+
+
+def test_an_execution_timeout_that_runs_out_calls_on_kill_and_fails_the_task_whatever_its_outcome():
+    """The timer interrupts execute: on_kill, then AirflowTaskTimeout down the failure path (retryable, the policy
+    consulted); the outcome the task would have reached, a never-retry one included, is never reached."""
+    for outcome in ("return", "AirflowFailException", "AirflowSkipException", "SystemExit()"):
+        observed = python_runtime(RuntimeRun(RETRIES_LEFT, outcome, features={"execution_timeout"}))
+        assert ([str(s) for s in observed.sent], observed.on_kill_calls, observed.callbacks) == (
+            ["RetryTask"], 1, ("on_retry_callback",)), outcome
+    assert sent(RuntimeRun(RETRIES_LEFT, "return", Policy("fail"), features={"execution_timeout"})) == [
+        "TaskState(failed)"]
+    assert sent(RuntimeRun(LAST_TRY, "return", features={"execution_timeout"})) == ["TaskState(failed)"]
+    both = python_runtime(RuntimeRun(RETRIES_LEFT, "return", features={"execution_timeout", "sigterm"}))
+    assert both.on_kill_calls == 2  # the SIGTERM's, then the timer's
+    # AirflowTaskTimeout is no Exception: the map index is not rendered after it
+    assert sent(RuntimeRun(RETRIES_LEFT, "return", features={"execution_timeout", "map_index_template"})) == [
+        "RetryTask"]
+    never_runs = python_runtime(RuntimeRun(RETRIES_LEFT, "return", features={"execution_timeout", "startup_reschedule"}))
+    assert never_runs.on_kill_calls == 0
+
+
+def test_since_1_4_0_the_execution_timeout_is_told_to_the_supervisor_first():
+    """apache/airflow#72493: SetExecutionTimeout before execute; a send that raises fails the task before execute runs
+    (no on_kill, no SIGTERM met, no map index label to render)."""
+    text = "task returns; policy none; comms ok; with execution_timeout"
+    assert on("1.3.2", text) == (["RetryTask"], UP_FOR_RETRY, 0)
+    assert on("1.4.0b2", text) == (["SetExecutionTimeout", "RetryTask"], UP_FOR_RETRY, 0)
+    run = RuntimeRun(RETRIES_LEFT, "return", comms="every_send_fails",
+                     features={"execution_timeout", "sigterm", "map_index_template"})
+    unsent = python_runtime(run, Release.parse("1.4.0b2"))
+    assert ([str(s) for s in unsent.sent], unsent.exit_code, unsent.on_kill_calls) == (
+        ["SetExecutionTimeout [send failed]", "RetryTask [send failed]"], 1, 0)
+    assert python_runtime(run).on_kill_calls == 2  # 1.3.2 sends nothing before execute
+    assert (Release.parse("1.3.2").announces_the_execution_timeout,
+            Release.parse("1.4.0b2").announces_the_execution_timeout) == (False, True)
+
+
+@pytest.mark.parametrize("text,callbacks", [
+    ("task returns; policy none; comms ok", ["on_success_callback"]),
+    ("task raises ValueError; policy none; comms ok", ["on_retry_callback"]),
+    ("task raises AirflowFailException; policy none; comms ok", ["on_failure_callback"]),
+    ("task raises AirflowSkipException; policy none; comms ok", ["on_skipped_callback"]),
+    ("task raises TaskDeferred; policy none; comms ok", []),
+    ("task raises AirflowRescheduleException; policy none; comms ok", []),
+    # finalize runs after an unsent terminal frame too, by the state decided (R1, R2 then record another)
+    ("task raises AirflowSkipException; policy none; comms terminal_send_fails", ["on_skipped_callback"]),
+    ("task raises AirflowFailException; policy none; comms terminal_send_fails", ["on_failure_callback"]),
+    # main's exits before finalize run none (R6)
+    ("task raises ValueError; policy interrupted; comms ok", []),
+    ("task returns; policy none; comms terminal_send_fails; with startup_reschedule", []),
+])
+def test_finalize_runs_the_callback_of_the_state_run_decided(text, callbacks):
+    assert list(python_runtime(RuntimeRun.from_text(f"try_number=1 max_tries=1; {text}")).callbacks) == callbacks
+
+
+def test_before_1_2_2_an_unsent_outcome_runs_no_callback():
+    run = RuntimeRun.from_text("try_number=1 max_tries=1; task returns; policy none; comms terminal_send_fails")
+    assert python_runtime(run, Release.parse("1.2.1")).callbacks == ()
+    assert python_runtime(run, Release.parse("1.2.2")).callbacks == ("on_success_callback",)
+
+
+@pytest.mark.parametrize("text,broken", [
+    # sys.exit() and sys.exit(0) are taken as failures (R5); sys.exit(1) is one
+    ("try_number=1 max_tries=0; task raises SystemExit(); policy none; comms ok", ["sys_exit_without_an_error_code_succeeds"]),
+    ("try_number=1 max_tries=1; task raises SystemExit(0); policy none; comms ok", ["sys_exit_without_an_error_code_succeeds"]),
+    ("try_number=1 max_tries=1; task raises SystemExit(1); policy none; comms ok", []),
+    # a timeout keeps the task from its sys.exit(), as from an AirflowFailException
+    ("try_number=1 max_tries=1; task raises SystemExit(); policy none; comms ok; with execution_timeout", []),
+    ("try_number=1 max_tries=1; task raises AirflowFailException; policy none; comms ok; with execution_timeout", []),
+    # the callback the record calls for: R1's and R2's runs record another state than finalize ran for, R6's none
+    ("try_number=1 max_tries=1; task raises AirflowSkipException; policy none; comms terminal_send_fails",
+     ["non_success_never_recorded_success", "recorded_state_runs_its_callback_once"]),
+    ("try_number=1 max_tries=1; task raises AirflowFailException; policy none; comms terminal_send_fails",
+     ["failed_decision_never_recorded_up_for_retry", "recorded_state_runs_its_callback_once"]),
+    ("try_number=1 max_tries=1; task raises ValueError; policy interrupted; comms ok", ["recorded_state_runs_its_callback_once"]),
+    ("try_number=1 max_tries=1; task raises ValueError; policy none; comms terminal_send_fails", []),
+    ("try_number=1 max_tries=1; task raises TaskDeferred; policy none; comms ok", []),
+])
+def test_the_new_invariants_judge_the_model(text, broken):
+    run = RuntimeRun.from_text(text)
+    assert sorted(v.invariant for v in runtime_violations(run, python_runtime(run))) == broken
+
+
+def test_the_callback_invariant_counts_a_callback_run_twice():
+    run = RuntimeRun.from_text("try_number=1 max_tries=1; task returns; policy none; comms ok")
+    twice = attrs.evolve(python_runtime(run), callbacks=("on_success_callback", "on_success_callback"))
+    assert [v.invariant for v in runtime_violations(run, twice)] == ["recorded_state_runs_its_callback_once"]
 
 
 def test_a_child_the_task_forks_survives_sigterm_only_when_the_task_runs():
@@ -222,7 +312,8 @@ def test_to_scenario_keeps_only_delivered_frames():
 def test_runtime_findings_hold_of_the_model(finding):
     """Each runtime finding's run breaks exactly the invariants it names on the model, and its signature explains them."""
     run = RuntimeRun.from_text(finding.scenario)
-    observed = python_runtime(run)
+    shown_on = finding.shown_on  # a finding that does not stand on the specified release: the model of one it does
+    observed = python_runtime(run) if shown_on is None else python_runtime(run, Release.parse(shown_on))
     violations = runtime_violations(run, observed)
     assert sorted(v.invariant for v in violations) == sorted(finding.explains)
     assert all(finding.explains_violation(v.invariant, run, observed) for v in violations)
@@ -246,3 +337,18 @@ def test_lifecycle_machine_catches_the_seed_coordinator_model():
                            (failing_try_with_retries_left_ends_up_for_retry,))
     with pytest.raises(InvariantViolation, match="try 1 of max_tries=1 failed with retries left"):
         run_state_machine_as_test(machine)
+
+
+def test_a_try_the_sigterm_kills_never_reaches_mains_finally_and_one_it_never_reaches_does():
+    """Before 1.0.4 a SIGTERM kills the task runner's process (exit -15): main's finally, which closes its channel
+    (since 1.0.3), never runs. A try with the same feature whose task never ran (its GetXCom failed first) is not
+    killed, and closes its channel as any other."""
+    from model.release import Release
+
+    release = Release.parse("1.0.3")
+    killed = python_runtime(RuntimeRun.from_text("try_number=1 max_tries=0; task returns; policy none; comms ok; "
+                                                 "with sigterm"), release)
+    assert (killed.exit_code, killed.on_kill_calls, killed.channel_closed) == (-15, 0, False)
+    never_ran = python_runtime(RuntimeRun.from_text("try_number=1 max_tries=0; task returns; policy none; "
+                                                    "comms every_send_fails; with xcom_keys_to_clear sigterm"), release)
+    assert (never_ran.exit_code, never_ran.channel_closed) == (1, True)

@@ -28,6 +28,7 @@ from typing import Sequence
 
 import msgpack
 
+from impl.coordinator import go_runtime
 from impl.coordinator.lived import lived_tries
 from impl.releases.adapters import model_release
 from impl.supervisor_process import helper, supervise
@@ -52,14 +53,27 @@ def parse_command(name: str) -> list[str]:
     """The argv of a ``cmd:PROGRAM ARGS...`` target; ``BadCommand`` if PROGRAM cannot be run here.
 
     PROGRAM is looked up as a shell would (a path if it has a slash, else on ``PATH``), without a
-    shell. A program that is missing but has a ``PROGRAM.unavailable`` file beside it (what
-    ``scripts/build-runtimes`` writes when it cannot build) is unavailable for the reason given there.
+    shell; a relative path is made absolute here, so it means the same wherever the runtime is launched
+    from. One name is finalstate's own: ``go-runtime`` alone is the Go runtime of ``runtimes/go``
+    (``impl.coordinator.go_runtime``), and so is the path it is built at (``build/runtimes/go-runtime``
+    in a checkout); either is built on first use, and rebuilt when its source changed. A program that
+    is missing but has a ``PROGRAM.unavailable`` file beside it (what that build writes when it cannot
+    build) is unavailable (``FileNotFoundError``) for the reason given there.
     """
     argv = shlex.split(name.removeprefix(CMD_PREFIX))
     if not argv:
         raise BadCommand(f"{name!r}: no program after {CMD_PREFIX!r}; write cmd:PROGRAM ARGS...")
     program = argv[0]
-    found = shutil.which(program) if "/" not in program else (program if os.path.exists(program) else None)
+    ours = os.path.realpath(go_runtime.binary())
+    if program == go_runtime.NAME or ("/" in program and os.path.realpath(program) == ours):
+        try:
+            return [str(go_runtime.ensure_built().path), *argv[1:]]
+        except go_runtime.GoRuntimeUnavailable as e:
+            raise FileNotFoundError(f"{program} was not built: {e}") from None
+    if "/" in program:
+        found = os.path.abspath(program) if os.path.exists(program) else None
+    else:
+        found = shutil.which(program)
     if found is None:
         marker = Path(program + ".unavailable")
         if marker.exists():

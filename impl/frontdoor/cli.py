@@ -10,6 +10,7 @@
     finalstate corpus [--release R] [--target T]    (the upstream corpus replayed, and the recall on it)
     finalstate coverage --target airflow-inproc      (branch coverage of the real terminal-state code)
     finalstate mutate --target airflow-inproc        (mutation score of the checker on it)
+    finalstate build-runtimes                        (build finalstate's Go runtime: cmd:go-runtime)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 from impl.frontdoor.registry import (DEFAULT_TARGET, SERVER_ENV, SERVERS, TargetUnavailable, UnknownTarget,
-                                     known_targets, load_target)
+                                     known_targets, load_target, require_installed)
 
 
 #: The Hypothesis profiles ``impl.frontdoor.profiles`` registers (not imported here: pytest must import Hypothesis first).
@@ -34,6 +35,11 @@ def _load(name: str, kind: str = "supervisor"):
 
 
 def cmd_check(args) -> int:
+    for name in args.target.split(","):  # a target without its extra is an error here, not a run of skips
+        try:
+            require_installed(name.strip())
+        except TargetUnavailable as e:
+            raise SystemExit(f"finalstate: {e}") from None
     if args.exhaustive is not None:
         if args.server == "airflow":
             raise SystemExit("finalstate: --exhaustive enumerates runs on the model server; run the Hypothesis search "
@@ -51,6 +57,8 @@ def cmd_check(args) -> int:
     return pytest.main([properties, f"--target={args.target}", f"--hypothesis-profile={args.profile}", *server,
                         *_xdist(args.workers),
                         "-p", "impl.frontdoor.timing", "-p", "no:cacheprovider", "--hypothesis-show-statistics",
+                        # pyproject.toml's filter, for where it is not read (installed, or run from elsewhere)
+                        "-W", "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning",
                         *report, *args.pytest_args])
 
 
@@ -272,6 +280,23 @@ def cmd_export(args) -> int:
     return 0 if all(r.agrees for r in rows) else 1
 
 
+def cmd_build_runtimes(args) -> int:
+    """Build finalstate's own Go runtime (``impl.coordinator.go_runtime``) unless it is up to date; exit 0 when it is
+    built, or when there is no Go toolchain to build it with (its ``cmd:`` target then says so), 1 when its build
+    failed."""
+    from impl.coordinator import go_runtime
+
+    try:
+        built = go_runtime.ensure_built()
+    except go_runtime.GoRuntimeUnavailable as e:
+        print(f"build-runtimes: {go_runtime.NAME} unavailable: {e}")
+        return 0 if isinstance(e, go_runtime.NoGoToolchain) else 1
+    print(f"build-runtimes: {go_runtime.NAME} {built.how}: {built.path}" + (f" ({built.go_version})" if built.go_version
+                                                                             else ""))
+    print(f"  finalstate check --target 'cmd:{go_runtime.NAME}'   (or 'cmd:{built.path}')")
+    return 0
+
+
 #: The switches that choose the system under check; the command is re-run in that system's environment without them.
 RELEASE_SWITCHES = ("--release", "--airflow-src")
 
@@ -395,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--releases", metavar="1.2.2,1.3.2", help="the releases --check runs on (default: the installed)")
     _add_release_options(exp)
     exp.set_defaults(func=cmd_export)
+
+    bld = sub.add_parser("build-runtimes", help="build finalstate's own Go runtime from its source (needs Go), the "
+                                                "program of cmd:go-runtime; a cmd: run of it also builds it first")
+    bld.set_defaults(func=cmd_build_runtimes)
 
     from impl.frontdoor import corpus, coverage, mutate
 

@@ -27,6 +27,7 @@ from typing import Callable
 import attrs
 
 from impl.frontdoor.kinds import KINDS, kind_of
+from impl.places import shipped
 from model import coordinator as model_coordinator
 from model import runtime as model_runtime
 from model import supervisor as model_supervisor
@@ -40,9 +41,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - the pinned environments run 3.11
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[2]
 #: Where the reports are, one TOML file each, named by the upstream number.
-CORPUS = ROOT / "corpus" / "reports"
+CORPUS = shipped("corpus", "reports")
 
 REPORT_KINDS = ("issue", "pull")
 RUN_KINDS = ("supervisor", "runtime", "coordinator", "lifecycle")

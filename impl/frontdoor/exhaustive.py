@@ -40,7 +40,8 @@ from model.coordinator import COORDINATOR_OUTCOMES, CoordinatorRun, coordinator_
 from model.frozen import replace
 from model.release import SPECIFIED, Release
 from model.runtime_invariants import runtime_violations
-from model.runtime import COMMS_MODES, FEATURES, PYTHON_OUTCOMES, Policy, RuntimeRun, impossible_on, python_runtime
+from model.runtime import (COMMS_MODES, EXECUTION_TIMEOUT, FEATURES, PYTHON_OUTCOMES, RETURN, Policy, RuntimeRun,
+                           impossible_on, python_runtime)
 from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, HANG, HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER, HEARTBEAT_OK,
                             Heartbeat, IgnoreSigterm, Overtime, RunContext, Scenario)
 
@@ -196,6 +197,9 @@ def runtime_scope(depth: int = RUNTIME_DEPTH, contexts=CONTEXTS, release: Releas
     path, which is where the model's decision shows what the policy changed, and a runner that agrees with the model
     on one of them is judged alike on the others. A runner that read its policy elsewhere would go unseen here; the
     Hypothesis search draws every policy with every outcome.
+
+    A task whose execution timeout runs out never reaches its outcome (``model.runtime.reached_outcome``): with that
+    feature the scope takes one outcome, the task that would have returned, not every outcome again.
     """
     feature_sets = [frozenset()]
     for size in range(1, depth + 1):
@@ -204,6 +208,8 @@ def runtime_scope(depth: int = RUNTIME_DEPTH, contexts=CONTEXTS, release: Releas
         for outcome in PYTHON_OUTCOMES:
             for comms in COMMS_MODES:
                 for features in feature_sets:
+                    if EXECUTION_TIMEOUT in features and outcome != RETURN:
+                        continue
                     decided = set()
                     for policy in SCOPE_POLICIES:
                         run = RuntimeRun(context, outcome, policy, comms, features)
@@ -298,7 +304,8 @@ SCOPES: dict[str, Scope] = {
         RUNTIME_DEPTH, runtime_scope, lambda run, lived: lived,
         lambda depth: f"every try of the task runner: {len(PYTHON_OUTCOMES)} outcomes × {len(SCOPE_POLICIES)} retry "
                       f"policies × {len(CONTEXTS)} run contexts × {len(COMMS_MODES)} channel modes × up to {depth} of "
-                      f"{len(FEATURES)} features, the policies de-duplicated by the model's decision and the invariants' verdict"),
+                      f"{len(FEATURES)} features, the policies de-duplicated by the model's decision and the invariants' verdict, "
+                      f"a task whose execution timeout runs out with one outcome (it reaches none)"),
     "coordinator": Scope(
         COORDINATOR_DEPTH, coordinator_scope, lambda run, lived: lived,
         lambda depth: f"every coordinator try: {len(COORDINATOR_OUTCOMES)} outcomes × up to {depth} of "

@@ -37,16 +37,18 @@ from typing import Callable
 import attrs
 
 from impl.frontdoor.findings import ALL_FINDINGS, Finding, how_sure_in_words
+from impl.places import build_dir
 from impl.wire import codec
 from model.client import as_seen
 from model.release import SPECIFIED, Release
-from model.scenario import Fault, Heartbeat, Overtime, Scenario, Send
+from model.runtime import FORKED_CHILD, MAP_INDEX_TEMPLATE, RETURN, SIGTERM, STARTUP_RESCHEDULE
+from model.scenario import HANG, USER_MARKS, Fault, Heartbeat, Overtime, Scenario, Send, UserAction
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Where the exported modules are kept in this repository (FINDINGS.md links to them).
 EXPORTED = ROOT / "exported"
 #: The environments ``check`` runs the modules in: a release and pytest, no finalstate.
-CLEAN_ENVS = ROOT / "build" / "export-envs"
+CLEAN_ENVS = build_dir("export-envs")
 _HARNESS = Path(__file__).with_name("export_harness.py")
 #: The earliest release the harness drives (length-prefixed frames, ``_RequestFrame``).
 EARLIEST = "1.0.3"
@@ -116,12 +118,31 @@ assert attempt.gone is not None or not refused, (
     f"A try with no retries left went UP_FOR_RETRY (final_state={attempt.final_state}, row {attempt.row}): the "
     f"task instance retries past max_tries. "\n    f"Calls (answers as the supervisor saw them): {attempt.calls}")"""),
     "server_terminated_wins": Invariant(
-        "once a heartbeat is refused (404/409/410: the task must stop), the attempt ends SERVER_TERMINATED; nothing "
-        "later replaces it.",
+        "once the server says the task must stop (a heartbeat refused 404/409/410, or, after a user moved the task "
+        "instance, an outcome's call refused 409), the attempt ends SERVER_TERMINATED; nothing later replaces it.",
         """stop = [c for c in attempt.calls if c.name == "heartbeat" and c.status in (404, 409, 410)]
-assert not stop or attempt.final_state == "server_terminated", (
-    f"A heartbeat was refused ({stop[0] if stop else ''}): the server said the task must stop and the supervisor "
-    f"killed it, yet final_state is {attempt.final_state}, not SERVER_TERMINATED. "\n    f"Calls (answers as the supervisor saw them): {attempt.calls}")"""),
+stop += [c for c in attempt.outcome_calls() if c.status == 409] if attempt.moved_by_user else []
+assert attempt.hung or not stop or attempt.final_state == "server_terminated", (
+    f"The server said the task must stop ({stop[0] if stop else ''}: a heartbeat refused, or an outcome's call "
+    f"refused after a user moved the task instance), yet final_state is {attempt.final_state}, not "
+    f"SERVER_TERMINATED (the row is {attempt.row}). "\n    f"Calls (answers as the supervisor saw them): {attempt.calls}")"""),
+    "an_attempt_whose_task_ended_ends": Invariant(
+        "once the runtime has reported its task's end (a terminal frame the supervisor took), the attempt ends even "
+        "if the task process does not exit: the supervisor ends it (the success overtime; a deferred or rescheduled "
+        "task frees its worker slot).",
+        """assert not (attempt.hung and attempt.ended()), (
+    f"The task ended (the runtime sent {attempt.ended()}), but its process never exited, and once every clock of "
+    f"the supervisor had run out the supervisor had still not ended it: wait() waits for ever, the worker slot stays "
+    f"taken, and the task instance stays {attempt.row}. "\n    f"Calls (answers as the supervisor saw them): {attempt.calls}")"""),
+    "crash_with_retries_left_ends_up_for_retry": Invariant(
+        "a try whose task process exits non-zero or dies of a signal before sending a terminal frame, while the "
+        "server says should_retry (retries left), is recorded UP_FOR_RETRY, as Airflow 2 retried a task that crashed "
+        "or was killed.",
+        """crashed = (attempt.exit_code not in (0, None) and attempt.should_retry and not attempt.ended()
+           and attempt.gone is None and not attempt.moved_by_user)
+assert not crashed or attempt.final_state == "up_for_retry", (
+    f"The task process exited {attempt.exit_code} without sending a terminal frame, with retries left "
+    f"(should_retry), yet the supervisor's final_state is {attempt.final_state}: the task instance is not retried. "\n    f"Calls (answers as the supervisor saw them): {attempt.calls}")"""),
     "malformed_frame_still_ends_the_attempt": Invariant(
         "a request frame the supervisor cannot decode does not end its supervision: wait() still sees the exit, "
         "decides a final state and reports it.",
@@ -163,12 +184,59 @@ assert not terminal or (terminal[-1].type == "RetryTask") == must_retry, (
         """assert not any(s.type == "RetryTask" for s in attempt.sent) and attempt.state != "up_for_retry", (
     f"The task raised an exception that must never be retried, yet the task runner answered with a retry "
     f"(it decided {attempt.state}; sent {attempt.sent}).")"""),
+    "sys_exit_without_an_error_code_succeeds": Invariant(
+        "a task that ends by sys.exit() or sys.exit(0) succeeds, as in Airflow 2 (apache/airflow#36986): the task "
+        "runner decides success and sends SucceedTask.",
+        """terminal = [s for s in attempt.sent if s.type in TERMINAL_FRAMES]
+assert attempt.state == "success" and [s.type for s in terminal] == ["SucceedTask"], (
+    f"The task ended by sys.exit() with no error code, which Airflow 2 recorded as success; the task runner "
+    f"decided {attempt.state} and sent {attempt.sent}.")"""),
+    "recorded_state_runs_its_callback_once": Invariant(
+        "the state-change callback that the state the supervisor records calls for runs once, and no other: "
+        "on_success_callback for success, on_failure_callback for failed, on_retry_callback for up_for_retry, "
+        "on_skipped_callback for skipped (Airflow's callbacks documentation).",
+        """recorded = attempt.state if attempt.recorded is None else attempt.recorded  # a frame that got through: its state
+callback = {"success": "on_success_callback", "failed": "on_failure_callback", "up_for_retry": "on_retry_callback",
+            "skipped": "on_skipped_callback"}.get(recorded)
+assert attempt.callbacks == ([callback] if callback else []), (
+    f"The supervisor records the try {recorded} (the task runner decided {attempt.state}, sent {attempt.sent} and "
+    f"exited {attempt.exit_code}), which calls for {callback or 'no callback'}; the task's callbacks that ran: "
+    f"{attempt.callbacks or 'none'}.")"""),
     "servers_closed_when_wait_raises": Invariant(
         "whatever wait() raises, the supervisor closes the sockets it opened: its two listening sockets (--comm, "
         "--logs) are closed once wait() is over.",
         """assert attempt.left_listening == 0, (
     f"wait() raised {attempt.raised} (exit {attempt.exit_code}, client calls {attempt.calls}) and the supervisor "
     f"left {attempt.left_listening} listening socket(s) open: a worker leaks them for every such task.")"""),
+    "sigterm_calls_on_kill_once": Invariant(
+        "a task that gets SIGTERM while its execute runs (the supervisor's kill) has its on_kill called, once, to "
+        "clean up what it started.",
+        """assert attempt.on_kill_calls == 1, (
+    f"The task got SIGTERM while execute ran, as the supervisor's kill sends it, and its on_kill ran "
+    f"{attempt.on_kill_calls} time(s), not once: what the task started is not cleaned up (the task runner's process "
+    f"ended with {attempt.exit_code}; sent {attempt.sent}).")"""),
+    "sigterm_never_ends_in_success": Invariant(
+        "a task that gets SIGTERM while its execute runs (the supervisor's kill) is never decided SUCCESS: once on_kill "
+        "has stopped what it was doing, the try did not do its work.",
+        """assert attempt.state != "success", (
+    f"The task got SIGTERM while execute ran, as the supervisor's kill sends it (on_kill ran {attempt.on_kill_calls} "
+    f"time(s)), and the task runner went on and decided success (sent {attempt.sent}): a killed try is recorded as "
+    f"one that did its work.")"""),
+    "forked_child_stops_on_sigterm": Invariant(
+        "a process the task forked stops when SIGTERM reaches it (the supervisor's kill signals the task runner's whole "
+        "process group): it dies of the signal, or exits at once, never carrying on.",
+        """assert attempt.forked_child_exit != 0, (
+    f"The process the task forked got SIGTERM, as the supervisor's kill of the task runner's process group sends it, "
+    f"and carried on: it exited {attempt.forked_child_exit}, as it would have without the signal. The SIGTERM "
+    f"handler it inherited from the task runner did nothing in it, and nothing told it to stop.")"""),
+    "try_that_never_ran_is_not_failed": Invariant(
+        "a try whose DAG is not found at startup asks to be rescheduled (RescheduleTask) instead of failing: its task "
+        "has not run, so neither a failure nor a retry is its due.",
+        """lost_the_log_channel = any(s.type == "ResendLoggingFD" and not s.delivered for s in attempt.sent)
+assert lost_the_log_channel or any(s.type == "RescheduleTask" for s in attempt.sent), (
+    f"The DAG was not found at startup, so the task never ran; yet the task runner asked for no reschedule: it "
+    f"exited {attempt.exit_code} (sent {attempt.sent}), which the supervisor records {attempt.recorded}, spending the "
+    f"try on a task that never ran.")"""),
     # -- across tries (``model.lifecycle``): over ``life``, what the lifecycle harness's ``live`` returns
     "failing_try_with_retries_left_ends_up_for_retry": Invariant(
         "a try that fails with retries left (should_retry) ends UP_FOR_RETRY: the supervisor reports it so and the "
@@ -279,7 +347,10 @@ def _unsupported_scenario(finding: Finding, scenario: Scenario) -> str | None:
     for e in scenario.events:
         if isinstance(e, Heartbeat) and e.answer not in (200, 404, 409, 410):
             return f"a heartbeat answered {e.answer} (its tries differ by release) is not played by the harness"
-        if not isinstance(e, (Send, Fault, Heartbeat, Overtime)):
+        if isinstance(e, UserAction) and e.action != USER_MARKS:
+            return (f"the harness plays a user's mark, not 'user {e.action}' (what the server answers after it differs "
+                    "by release)")
+        if not isinstance(e, (Send, Fault, Heartbeat, Overtime, UserAction)):
             return f"the harness does not play {type(e).__name__}"
     if finding.invariant == "retries_within_budget" and (scenario.context.should_retry or not scenario.context.consistent):
         return "retries_within_budget is asserted for a try the server (consistently) says has no retries left"
@@ -288,8 +359,21 @@ def _unsupported_scenario(finding: Finding, scenario: Scenario) -> str | None:
 
 #: The exceptions the runtime harness raises as a task's end (by name, from the release's exceptions module), and
 #: what each comms mode makes fail.
-_TASK_ERRORS = ("AirflowSkipException", "AirflowFailException", "AirflowException")
+_TASK_ERRORS = ("AirflowSkipException", "AirflowFailException", "AirflowException", "SystemExit()")
+#: The outcomes the runtime harness plays: a task that returns (``model.runtime.RETURN``), or raises one of
+#: ``_TASK_ERRORS``.
+_TASK_OUTCOMES = (RETURN, *_TASK_ERRORS)
+#: The retry policies the runtime harness writes out: their class's name and its ``evaluate``'s body.
+_POLICIES = {
+    "retry_int_delay": ("RetryWithDelayInSeconds",
+                        "RETRY, its delay a plain number of seconds, as BaseOperator\'s retry_delay takes one.",
+                        "return retry_policy.RetryDecision.retry(delay={delay})"),
+    "interrupted": ("InterruptedRetryPolicy", "Ctrl-C while the retry policy decides.", "raise KeyboardInterrupt"),
+}
 _CHANNEL = {"ok": None, "terminal_send_fails": "terminal", "every_send_fails": "every"}
+#: The features the runtime harness plays (``model.runtime.FEATURES``), each as its ``run_try`` argument.
+_TRY_FEATURES = {MAP_INDEX_TEMPLATE: 'map_index_template="{{ label }}"', SIGTERM: "sigterm=True",
+                 FORKED_CHILD: "forked_child=True", STARTUP_RESCHEDULE: "dag_found=False"}
 #: Invariants that judge what the supervisor records of the try's exit: only a try none of whose terminal frames got
 #: through is recorded by its exit alone (``final_state_for``).
 _RECORDED_BY_THE_EXIT = ("non_success_never_recorded_success", "failed_decision_never_recorded_up_for_retry")
@@ -297,12 +381,12 @@ _RECORDED_BY_THE_EXIT = ("non_success_never_recorded_success", "failed_decision_
 
 def _unsupported_try(finding: Finding, run) -> str | None:
     """Why the runtime harness cannot play the try ``run`` faithfully, or None."""
-    if run.outcome not in _TASK_ERRORS:
+    if run.outcome not in _TASK_OUTCOMES:
         return f"the harness does not raise {run.outcome}"
-    if run.policy is not None and run.policy.action != "retry_int_delay":
+    if run.policy is not None and run.policy.action not in _POLICIES:
         return f"the harness has no retry policy answering {run.policy.action}"
-    if set(run.features) - {"map_index_template"}:
-        return f"the harness does not play {', '.join(sorted(set(run.features) - {'map_index_template'}))}"
+    if set(run.features) - set(_TRY_FEATURES):
+        return f"the harness does not play {', '.join(sorted(set(run.features) - set(_TRY_FEATURES)))}"
     if finding.invariant in _RECORDED_BY_THE_EXIT and run.comms == "ok":
         return "the supervisor's record is read from the exit alone, so the terminal frame must not get through"
     return None
@@ -405,8 +489,13 @@ def _supervisor_body(finding: Finding, scenario: Scenario) -> list[str]:
         f"tries={scenario.execution_api_retries})",
         *(["    events = [", *(f"        {_event(e)}," for e in scenario.events), "    ]"] if scenario.events
           else ["    events = []"]),
-        f"    return run_attempt(api, events, exit_code={scenario.exit_code})",
+        f"    return run_attempt(api, events, exit_code={_exit(scenario)})",
     ]
+
+
+def _exit(scenario: Scenario) -> str:
+    """The run's exit as the harness takes it: a code, or ``HANG``."""
+    return "HANG" if scenario.exit_code == HANG else str(scenario.exit_code)
 
 
 def _unsupported_on_the_server(finding: Finding, scenario: Scenario) -> str | None:
@@ -415,8 +504,8 @@ def _unsupported_on_the_server(finding: Finding, scenario: Scenario) -> str | No
     c = scenario.context
     if not c.consistent or c.try_number != 1 or c.max_tries > RETRIES_MAX:
         return f"the real server's row is a first try's with at most {RETRIES_MAX} retries, its run context the server's own"
-    if any(not isinstance(e, (Send, Fault)) for e in scenario.events):
-        return "only frames and faults are played against the real server"
+    if any(not isinstance(e, (Send, Fault)) for e in scenario.events) or scenario.exit_code == HANG:
+        return "only frames, faults and an exit are played against the real server"
     return None
 
 
@@ -454,6 +543,9 @@ def _launch_body(finding: Finding, scenario: Scenario) -> list[str]:
 
 def _supervisor_described(scenario: Scenario, observed) -> str:
     calls = ", ".join(map(str, as_seen(observed.calls, scenario.execution_api_retries)))
+    if observed.hung:
+        return (f"the supervisor's calls are {calls or 'none'}; it never ends the process, so wait() waits for ever "
+                f"(no final_state), the server's row {observed.row}")
     return (f"the supervisor's calls are {calls or 'none'}; its final_state is {observed.final_state} and the "
             f"server's row {observed.row}")
 
@@ -469,31 +561,42 @@ def _runtime_imports(run) -> list[str]:
 def _runtime_body(finding: Finding, run) -> list[str]:
     c = run.context
     policy = []
-    if run.policy is not None:  # retry_int_delay (_unsupported_try)
-        policy = ["class RetryWithDelayInSeconds(retry_policy.RetryPolicy):",
-                  '    """RETRY, its delay a plain number of seconds, as BaseOperator\'s retry_delay takes one."""',
+    if run.policy is not None:  # one of _POLICIES (_unsupported_try)
+        name, doc, answer = _POLICIES[run.policy.action]
+        policy = [f"class {name}(retry_policy.RetryPolicy):",
+                  f'    """{doc}"""',
                   "",
                   "    def evaluate(self, exception, try_number, max_tries, context=None):",
-                  f"        return retry_policy.RetryDecision.retry(delay={run.policy.delay})",
+                  f"        {answer.format(delay=run.policy.delay)}",
                   "", ""]
     return [
         *policy,
         "def minimal_run() -> Try:",
         f'    """{finding.id}\'s run: {run.to_text()}"""',
-        f"    return run_try(exceptions.{run.outcome}(\"{finding.id}\"), try_number={c.try_number}, "
+        f"    return run_try({_task_error(finding, run)}, try_number={c.try_number}, "
         f"max_tries={c.max_tries}, should_retry={c.should_retry},",
         f"                   failing={_CHANNEL[run.comms]!r}"
-        + (", retry_policy=RetryWithDelayInSeconds()" if run.policy else "")
-        + (', map_index_template="{{ label }}"' if "map_index_template" in run.features else "") + ")",
+        + (f", retry_policy={_POLICIES[run.policy.action][0]}()" if run.policy else "")
+        + "".join(f", {_TRY_FEATURES[feature]}" for feature in run.features) + ")",
     ]
+
+
+def _task_error(finding: Finding, run) -> str:
+    """What the harness's task raises, as code: None for a task that returns."""
+    if run.outcome == RETURN:
+        return "None"
+    return "SystemExit()" if run.outcome == "SystemExit()" else f"exceptions.{run.outcome}(\"{finding.id}\")"
 
 
 def _runtime_described(run, observed) -> str:
     from model.runtime import compose
 
     sent = ", ".join(map(str, observed.sent)) or "nothing"
-    return (f"the task runner sends {sent}, decides {observed.state} and exits {observed.exit_code}; the supervisor "
-            f"records {compose(run.context, observed).final_state}")
+    also = "".join([f"; on_kill runs {observed.on_kill_calls} time(s)" if SIGTERM in run.features else "",
+                    f"; the forked child exits {observed.forked_child_exit}" if FORKED_CHILD in run.features else ""])
+    return (f"the task runner sends {sent}, decides {observed.state}, runs "
+            f"{', '.join(observed.callbacks) or 'no callback'} and exits {observed.exit_code}; the supervisor records "
+            f"{compose(run.context, observed).final_state}{also}")
 
 
 def _retry_expected(run) -> bool:
@@ -817,6 +920,8 @@ def _event(event) -> str:
         return f"('heartbeat', {event.answer})"
     if isinstance(event, Overtime):
         return "('overtime',)"
+    if isinstance(event, UserAction):  # a mark (_unsupported_scenario)
+        return f"('user', {event.action!r}, {event.state!r})"
     return f"('send', {_frame(event)})"
 
 

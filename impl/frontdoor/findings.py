@@ -18,7 +18,8 @@ from model.intent import (INTENT, OPEN_QUESTION, POLICY_FALLS_BACK, RETRY_DECISI
                           Intent, Source)
 from model.invariants import frames_received, last_terminal_frame, outcome_calls, user_acted
 from model.release import SPECIFIED, Release
-from model.runtime import NEVER_RETRIED_FAILURES, TERMINAL_FRAMES
+from model.runtime import NEVER_RETRIED_FAILURES, TERMINAL_FRAMES, reached_outcome
+from model.runtime_invariants import SYS_EXIT_WITHOUT_AN_ERROR_CODE
 from model.scenario import (FAILED, HEARTBEAT_GONE, RUNNING, SERVER_TERMINATED, SUCCESS, TIMEOUT, UP_FOR_RETRY, Observation, Overtime,
                             Scenario)
 from model.server import CONFLICT
@@ -423,6 +424,13 @@ the exit code) is the nearest upstream change; 1.4.0b2 does not have it.
         "RetryTask, so _handle_process_overtime_if_needed never ends a process after DeferTask, RescheduleTask or "
         "AwaitInputTask; the deferral docs say a deferred task no longer occupies a worker slot",
         signature=_hung_after(_FRAMES_WITHOUT_OVERTIME),
+        details="""\
+The overtime was ported to the supervisor by apache/airflow#44590 (AIP-72), whose description says it "applies to all
+states not just success, as was the case with LTJ" (the Airflow 2 LocalTaskJob); the supervisor that ships stamps the
+task's end only for TaskState, SucceedTask and RetryTask. On the real Execution API (the table below) the row stays
+DEFERRED and no call follows the defer: the triggerer may resume the task on another worker while this process still
+holds its slot.
+""",
     ),
     Finding(
         "F17", "an_attempt_whose_task_ended_ends",
@@ -436,6 +444,14 @@ the exit code) is the nearest upstream change; 1.4.0b2 does not have it.
         "_send_terminal_state_msg (1.2.2-1.3.x) holds it only once the call answered 2xx",
         signature=_hung_after(("TaskState", "SucceedTask", "RetryTask")),
         introduced_in="1.2.2", fixed_in="1.4.0",
+        details="""\
+Stated under `execution_api_retries=1` so that one 5xx fails the call. Under Airflow's default five tries the same
+end comes of an Execution API that stays down while the task ends: `finalstate replay --server airflow --target
+airflow-inproc 'try_number=1 max_tries=1 should_retry=true; fault succeed permanent; send SucceedTask; exit hang'`
+records `PATCH .../run` 200, five `PATCH .../state` [succeed] 500, then `PUT .../heartbeat` 204 once time runs on,
+no final state, the row `running` (apache-airflow-core 3.3.2, SQLite): the supervisor keeps heartbeating for a task
+that is over, so the scheduler's heartbeat timeout never strikes it either.
+""",
     ),
     Finding(
         "F18", "server_terminated_wins",
@@ -495,6 +511,20 @@ def _map_index_send_masks_the_exception(run, o) -> bool:
     return run.outcome in NEVER_RETRIED_FAILURES and "SetRenderedMapIndex" in o.failed_requests and retried
 
 
+def _sys_exit_taken_as_a_failure(run, o) -> bool:
+    """R5's cause: ``except SystemExit`` sends every SystemExit down the failure path, ``sys.exit()`` and
+    ``sys.exit(0)`` included (the decision, or the terminal frame tried, is a failure's)."""
+    tried = o.terminal.frame if o.terminal is not None else None
+    return (reached_outcome(run) in SYS_EXIT_WITHOUT_AN_ERROR_CODE
+            and (o.state in (FAILED, UP_FOR_RETRY) or tried in ("TaskState", "RetryTask")))
+
+
+def _left_before_finalize(run, o) -> bool:
+    """R6's cause: the task process left before ``finalize`` (``run`` decided nothing: a KeyboardInterrupt, an error
+    that reached ``main``, a signal's death), so no callback ran, and its non-zero exit is what the supervisor records."""
+    return o.state is None and o.exit_code != 0 and not o.callbacks
+
+
 def _crash_with_retries_left_failed(life, _=None) -> bool:
     """L3's cause: a failing try with retries left whose process exited non-zero, no RetryTask delivered, is FAILED."""
     return any(t.retryable_failure and t.context.should_retry and t.observation.exit_code not in (0, None)
@@ -540,6 +570,8 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess.final_state takes exit 0 with no terminal state as SUCCESS (the comment in "
         "run() says these need a separate fix in final_state)",
         RUNTIME_TARGETS, "runtime", _unsent_non_failure_exits_0,
+        # The callback finalize runs is the decided state's (on_skipped_callback), not the recorded SUCCESS's.
+        also_breaks=("recorded_state_runs_its_callback_once",),
         # The fail-closed exit came in 1.2.2 (Release.fails_closed_on_an_unsent_outcome); before, any unsent outcome
         # leaves run and main exits 1, which the supervisor records FAILED.
         introduced_in="1.2.2",
@@ -553,6 +585,8 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "should_retry, so the runtime's no-retry decision (AirflowFailException, AirflowSensorTimeout, "
         "AirflowTaskTerminated, a retry policy's FAIL) is lost",
         RUNTIME_TARGETS, "runtime", _unsent_failed_exits_1_while_should_retry,
+        # finalize runs on_failure_callback for the decided FAILED; the supervisor records UP_FOR_RETRY.
+        also_breaks=("recorded_state_runs_its_callback_once",),
         # Before 1.2.2 the unsent outcome leaves run with no state decided (Release.fails_closed_on_an_unsent_outcome).
         introduced_in="1.2.2",
     ),
@@ -599,6 +633,7 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "a task killed while it runs never gets its on_kill called: its process dies of SIGTERM (fixed in 1.0.4)",
         "task_runner.main (before 1.0.4) installs no SIGTERM handler (apache/airflow#51005, fixed by #53718)",
         RUNTIME_TARGETS, "runtime", _killed_without_on_kill, fixed_in="1.0.4",
+        also_breaks=("recorded_state_runs_its_callback_once",),
     ),
     Finding(
         "R6", "sigterm_never_ends_in_success",
@@ -618,7 +653,9 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "task_runner.parse (before 1.1.7) calls sys.exit(1) when the DAG or task cannot be loaded "
         "(apache/airflow#59604 reschedules instead)",
         RUNTIME_TARGETS, "runtime", _startup_failure_exits_1, fixed_in="1.1.7",
-    ),    Finding(
+        also_breaks=("recorded_state_runs_its_callback_once",),
+    ),
+    Finding(
         "R8", "forked_child_stops_on_sigterm",
         "try_number=1 max_tries=0 should_retry=false; task returns; policy none; comms ok; with forked_child",
         "a process the task forked carries on when the supervisor's SIGTERM reaches it: it inherited the runner's "
@@ -626,6 +663,36 @@ RUNTIME_FINDINGS: tuple[Finding, ...] = (
         "task_runner._run_task_and_map_outcome's _on_term returns at once when os.getpid() is not the runner's "
         "(since 1.0.4, apache/airflow#53718); before, the child died of the signal",
         RUNTIME_TARGETS, "runtime", _forked_child_carried_on, introduced_in="1.0.4",
+    ),
+    Finding(
+        "R9", "sys_exit_without_an_error_code_succeeds",
+        "try_number=1 max_tries=0 should_retry=false; task raises SystemExit(); policy none; comms ok",
+        "a task that ends by sys.exit() (or sys.exit(0)) fails, and is retried while it has retries left, where "
+        "Airflow 2 recorded it SUCCESS",
+        "task_runner._run_task_and_map_outcome: except SystemExit hands every SystemExit, whatever its code, to "
+        "_handle_current_task_failed (\"SystemExit needs to be retried if they are eligible\", from AIP-72's "
+        "apache/airflow#45282); Airflow 2's _execute_callable returned for a code that is None or 0 "
+        "(apache/airflow#36986), and nothing in the port asked to change that",
+        RUNTIME_TARGETS, "runtime", _sys_exit_taken_as_a_failure,
+        details="Differs from Airflow 2 behaviour that was meant to stay (the invariant's docstring quotes both pull "
+                "requests). `sys.exit(0)` (`task raises SystemExit(0)`) ends the same way; `sys.exit(1)` fails in "
+                "Airflow 2 as in Airflow 3.",
+    ),
+    Finding(
+        "R10", "recorded_state_runs_its_callback_once",
+        "try_number=1 max_tries=0 should_retry=false; task raises AirflowException; policy interrupted; comms ok",
+        "a try whose process leaves before finalize (here a KeyboardInterrupt in the failure path: exit 2) is recorded "
+        "FAILED, or UP_FOR_RETRY, from its exit, and no on_failure_callback (on_retry_callback) runs",
+        "task_runner.main: except KeyboardInterrupt (sys.exit(2)) and except Exception (a top-level error: sys.exit(1))"
+        " leave before finalize, which alone runs the state-change callbacks; ActivitySubprocess.final_state then "
+        "records the exit, and nothing on that path runs the callback of the state it records (the task process "
+        "killed by a signal the same: apache/airflow#60858, open)",
+        RUNTIME_TARGETS, "runtime", _left_before_finalize,
+        details="The same cause ends, on other releases and runs, every try whose process leaves with no state "
+                "decided: a startup whose request cannot be sent (the DAG not found and its RescheduleTask unsent, "
+                "the log channel after fork+exec), and before 1.3.1 an outcome handler that raises, before 1.2.2 an "
+                "unsent terminal frame, before 1.0.4 a SIGTERM. Airflow 2 ran the failure callback there "
+                "(`_run_raw_task`'s `except BaseException: handle_failure(...)`; on SIGTERM since apache/airflow#29743).",
     ),
 )
 
@@ -773,8 +840,9 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
 # A coordinator finding's ``scenario`` is a ``model.coordinator.CoordinatorRun``; its target is a runtime of this
 # project's that does what an SDK's runtime does (runtimes/README.md), since the SDKs cannot be built here.
 
-#: The Go runtime doing what the Go SDK's ``Serve`` does with its terminal frame (``runtimes/go``: --no-fail-closed).
-GO_SDK_SHAPED = ("cmd:build/runtimes/go-runtime --no-fail-closed",)
+#: The Go runtime doing what the Go SDK's ``Serve`` does with its terminal frame (``runtimes/go``: --no-fail-closed),
+#: named ``go-runtime`` or by its path (``build/runtimes/go-runtime``, or where an installed finalstate built it).
+GO_SDK_SHAPED = ("cmd:go-runtime --no-fail-closed", "cmd:*/go-runtime --no-fail-closed")
 
 _C1_DETAILS = """\
 C1 on the real Execution API (apache-airflow-core 3.3.2, SQLite, Airflow's default five tries of each request):

@@ -3,9 +3,9 @@
 Importing this module registers them and loads ``dev``; pytest's ``--hypothesis-profile`` and
 ``finalstate check --profile`` choose another.
 
-``dev`` and ``nightly`` keep their counterexamples in one example database, a directory under
-``build/`` (``build/hypothesis-examples``), so a failure found once is tried first on every later
-run: a nightly job that keeps that directory between runs (a CI cache) replays yesterday's
+``dev`` and ``nightly`` keep their counterexamples in one example database, a directory of the build
+output (``build/hypothesis-examples`` in a checkout, else in the user's cache: ``impl.places``), so a failure found
+once is tried first on every later run: a nightly job that keeps that directory between runs (a CI cache) replays yesterday's
 counterexamples before it searches. ``ci`` is derandomized (the same examples every run), which
 by Hypothesis's own rule means it remembers nothing. ``FINALSTATE_EXAMPLE_DB`` moves it (a path) or switches it
 off (``none``).
@@ -23,13 +23,18 @@ needs nothing but a shared path. (``GitHubArtifactDatabase`` only reads, from a 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.database import DirectoryBasedExampleDatabase, MultiplexedDatabase
 
+from impl.places import build_dir
+
 PROFILES = ("dev", "ci", "nightly")
-DEFAULT_EXAMPLE_DB = Path(__file__).resolve().parents[2] / "build" / "hypothesis-examples"
+DEFAULT_EXAMPLE_DB = build_dir("hypothesis-examples")
+# Hypothesis's own files (its caches of constants and Unicode data; by default .hypothesis/ in the working directory)
+# are build output too.
+set_hypothesis_home_dir(build_dir("hypothesis"))
 
 
 def example_database():

@@ -128,10 +128,14 @@ def require_real_server(name: str) -> None:
 
 
 def model_target(kind: str = "supervisor") -> Target:
-    """The ``model`` target of ``kind``: the model checked against itself, so only its invariants can fail."""
-    run = {"supervisor": model_supervisor.run, "runtime": model_runtime.python_runtime,
-           "coordinator": model_coordinator.coordinator_attempt}[kind]
-    return Target("model", run, reference=run, kind=kind, in_process=True)
+    """The ``model`` target of ``kind``: the model checked against itself, so only its invariants can fail; the model
+    of the installed task-sdk release (``--release R`` runs it where R is installed), the specified one where none is."""
+    from impl.releases.adapters import model_release
+
+    release = model_release()
+    run = functools.partial({"supervisor": model_supervisor.run, "runtime": model_runtime.python_runtime,
+                             "coordinator": model_coordinator.coordinator_attempt}[kind], release=release)
+    return Target("model", run, release=release, reference=run, kind=kind, in_process=True)
 
 
 def known_targets() -> str:
@@ -183,6 +187,15 @@ def _installed_sdk() -> str | None:
         return None
 
 
+def require_installed(name: str) -> None:
+    """``TargetUnavailable`` naming the extra to install when the target ``name`` runs Airflow and no
+    apache-airflow-task-sdk is installed here; nothing for a name not in the table (``load_target`` says so)."""
+    entry = _entry(name)
+    if entry is not None and _AIRFLOW in entry.needs and _installed_sdk() is None:
+        raise TargetUnavailable(f"target {name!r} needs apache-airflow-task-sdk, which is not installed here: "
+                                "pip install 'finalstate[airflow]'")
+
+
 def load_target(name: str, kind: str = "supervisor") -> Target:
     """The target called ``name`` for the properties of ``kind``.
 
@@ -195,6 +208,7 @@ def load_target(name: str, kind: str = "supervisor") -> Target:
         raise UnknownTarget(f"unknown target {name!r}; the known targets are:\n{known_targets()}")
     if kind not in entry.kinds:
         raise WrongKindOfTarget(f"{name} is a {'/'.join(entry.kinds)} target; the {kind} properties do not apply to it")
+    require_installed(name)
     try:
         module = importlib.import_module(entry.module)
     except ModuleNotFoundError as e:

@@ -15,8 +15,8 @@ from hypothesis import currently_in_test_context, event, reject, settings, strat
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from model.coordinator import COORDINATOR_OUTCOMES, TERMINAL_CALLS, CoordinatorRun
-from model.runtime import (COMMS_MODES, FEATURES, FORKED_CHILD, PYTHON_OUTCOMES, RETURN, STARTUP_RESCHEDULE, Policy,
-                           RuntimeRun)
+from model.runtime import (COMMS_MODES, EXECUTION_TIMEOUT, FEATURES, FORKED_CHILD, PYTHON_OUTCOMES, RETURN, SIGTERM,
+                           STARTUP_RESCHEDULE, Policy, RuntimeRun)
 from model.scenario import (
     DEFAULT_EXECUTION_API_RETRIES,
     FAULT_KINDS,
@@ -200,8 +200,9 @@ policies = st.one_of(
 runtime_policies = policies | st.builds(Policy, st.just("retry_int_delay"), st.integers(0, 3600),
                                         st.none() | st.sampled_from(REASONS))
 #: The features drawn in one try in eight: a startup that reschedules ends the try before the task runs (drawn
-#: as often as the others, it hid the task's own branches from most tries); a forked child costs a fork.
-_RARE_FEATURES = (STARTUP_RESCHEDULE, FORKED_CHILD)
+#: as often as the others, it hid the task's own branches from most tries); a forked child costs a fork; an execution
+#: timeout that runs out keeps the task from the outcome drawn for it, as a startup that reschedules would.
+_RARE_FEATURES = (STARTUP_RESCHEDULE, FORKED_CHILD, EXECUTION_TIMEOUT)
 _COMMON_FEATURES = tuple(f for f in FEATURES if f not in _RARE_FEATURES)
 _ONE_IN_EIGHT = st.sampled_from((False,) * 7 + (True,))
 
@@ -264,6 +265,18 @@ def world_met(run: CoordinatorRun, observed) -> tuple[str, ...]:
     if run.after_frame and observed.replies and (observed.exit_code or 0) < 0:
         met.append("the success overtime killed the runtime after its frame")
     return tuple(met)
+def try_met(run: RuntimeRun, observed) -> tuple[str, ...]:
+    """What a task runner try met, by what it observed: the task ended by ``sys.exit()``, its execution timeout ran
+    out (the timer's ``on_kill`` on top of any SIGTERM's), and which state-change callbacks ran; for Hypothesis's
+    statistics."""
+    met = [f"callbacks that ran: {', '.join(observed.callbacks) or 'none'}"]
+    if run.outcome == "SystemExit()" and EXECUTION_TIMEOUT not in run.features and observed.state is not None:
+        met.append("the task ended by sys.exit() (SystemExit())")
+    if EXECUTION_TIMEOUT in run.features and observed.on_kill_calls > (SIGTERM in run.features):
+        met.append("the task's execution timeout ran out (on_kill called)")
+    return tuple(met)
+
+
 #: A run of each single-shot kind (the supervisor's attempts come from ``machine_for``).
 RUNS = {"runtime": runtime_runs, "coordinator": coordinator_runs}
 

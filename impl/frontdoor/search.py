@@ -170,7 +170,7 @@ def other_finding_entry(finding: Finding) -> list[str]:
     return lines + ([finding.details.strip(), ""] if finding.details else [])
 
 
-def on_the_real_server(real_target, findings=FINDINGS) -> list[str]:
+def on_the_real_server(real_target, findings=FINDINGS, on_its_release: bool = True) -> list[str]:
     """Each supervisor finding's own scenario on the model server and on the real Execution API server.
 
     ``real_target`` is ``airflow-inproc`` with ``--server airflow``: the real client trying each request
@@ -179,15 +179,16 @@ def on_the_real_server(real_target, findings=FINDINGS) -> list[str]:
     real server, what was recorded there; for a finding stated under another setting, whether it also
     holds under Airflow's default; and the row's eventual state once the scheduler's task-heartbeat
     timeout handling has run on it (a TI left RUNNING is failed or retried by the scheduler, in time).
+    A finding that does not stand on the installed release is run, with ``on_its_release``, on a release
+    it stands on (``Finding.shown_on``), in that release's environment (``row_on_its_release``).
     Returns the Markdown section.
     """
-    from impl.server.airflow_attempt import row_text
-    from model import supervisor as model_supervisor
-
     lines = ["## On the real Execution API server", "",
              "Each supervisor finding's own scenario, run again by `finalstate findings --server airflow`: the real",
              "`ActivitySubprocess` through Airflow's real `Client` to the real Execution API app of the installed",
-             "apache-airflow-core on SQLite. The client tries each request as often as the scenario's",
+             "apache-airflow-core on SQLite; a finding that does not stand on the installed release is run on a",
+             "release it stands on (marked \"on R\"), in that release's environment with its apache-airflow-core.",
+             "The client tries each request as often as the scenario's",
              f"`execution_api_retries` says (Airflow's `[workers] execution_api_retries`, {DEFAULT_EXECUTION_API_RETRIES} "
              "by default; the waits between tries", "set to zero). A `transient` fault is a 5xx on one request, which a "
              "second try hides; `lost` is applied, its", "answer lost; heartbeat 404/409/410 come from the TI deleted, "
@@ -201,34 +202,122 @@ def on_the_real_server(real_target, findings=FINDINGS) -> list[str]:
     for finding in findings:
         if not finding.about(real_target.name):
             continue
-        scenario = Scenario.from_text(finding.scenario)
-        invariant = next(i for i in SUPERVISOR_INVARIANTS if i.__name__ == finding.invariant)
-        on_model = model_supervisor.run(scenario)
-        model_cell = f"{'breaks' if violations(scenario, on_model, (invariant,)) else 'holds'}: " \
-                     f"{on_model.final_state}, row {on_model.row}"
-        try:
-            real_cell = _on_real(real_target, finding, invariant, scenario)
-            record = real_target.run.last
-            default_cell = "(the scenario's own)"
-            if scenario.execution_api_retries != DEFAULT_EXECUTION_API_RETRIES:
-                default_cell = _on_real(real_target, finding, invariant,
-                                        attrs.evolve(scenario, execution_api_retries=DEFAULT_EXECUTION_API_RETRIES))
-        except NotImplementedError as e:
-            lines.append(f"| {finding.id} | {model_cell} | not playable on the real server yet: {e} | | |")
-            continue
-        after = real_target.run.server.heartbeat_timeout(record.run_id) if record.row_after is not None else None
-        lines.append(f"| {finding.id} | {model_cell} | {real_cell} | {default_cell} | {row_text(after)} |")
+        if on_its_release and not finding.stands_on(real_target.release):
+            lines.append(row_on_its_release(finding, real_target.name))
+        else:
+            lines.append(real_server_row(real_target, finding))
     return lines + [""]
 
 
-def _on_real(real_target, finding: Finding, invariant, scenario: Scenario) -> str:
-    """``scenario`` on the real server: does ``finding`` reproduce there, and what was recorded."""
+def real_server_row(real_target, finding: Finding, label: str | None = None) -> str:
+    """``finding``'s row of the real-server table, run on ``real_target`` (its release's model beside it)."""
+    from impl.server.airflow_attempt import row_text
+    from model import supervisor as model_supervisor
+
+    label = label or finding.id
+    scenario = Scenario.from_text(finding.scenario)
+    invariant = next(i for i in SUPERVISOR_INVARIANTS if i.__name__ == finding.invariant)
+    on_model = model_supervisor.run(scenario, real_target.release)
+    model_cell = f"{'breaks' if violations(scenario, on_model, (invariant,)) else 'holds'}: " \
+                 f"{on_model.final_state}, row {on_model.row}"
+    try:
+        real_cell, observed = _on_real(real_target, finding, invariant, scenario)
+        record = real_target.run.last
+        default_cell = "(the scenario's own)"
+        if scenario.execution_api_retries != DEFAULT_EXECUTION_API_RETRIES:
+            default_cell, _ = _on_real(real_target, finding, invariant,
+                                       attrs.evolve(scenario, execution_api_retries=DEFAULT_EXECUTION_API_RETRIES))
+    except NotImplementedError as e:
+        return f"| {label} | {model_cell} | not playable on the real server yet: {e} | | |"
+    if _heartbeats_for_ever(observed):
+        after_cell = f"{row_text(record.row_after)} (never struck: the supervisor heartbeats on)"
+    else:
+        after = real_target.run.server.heartbeat_timeout(record.run_id) if record.row_after is not None else None
+        after_cell = row_text(after)
+    return f"| {label} | {model_cell} | {real_cell} | {default_cell} | {after_cell} |"
+
+
+def _heartbeats_for_ever(observed: Observation) -> bool:
+    """A hung attempt whose supervisor still heartbeats once time has run on (its last call a heartbeat answered 200)
+    keeps doing so: the scheduler's heartbeat timeout never strikes its row."""
+    return observed.hung and bool(observed.calls) and observed.calls[-1].name == "heartbeat" \
+        and observed.calls[-1].status == 200
+
+
+#: How long a finding's row may take in its release's environment (the server's migration included).
+ROW_DEADLINE_SECONDS = 900
+#: The line of ``python -m impl.frontdoor.search --real-server-row`` that carries the row (Airflow may print more).
+_ROW_MARK = "finalstate real-server row: "
+
+
+def row_on_its_release(finding: Finding, target: str) -> str:
+    """``finding``'s row of the real-server table, run in the environment of a release it stands on
+    (``Finding.shown_on``, built once under build/envs) with that release's apache-airflow-core; a row saying why
+    when it cannot be had there (never left out)."""
+    import os
+    import subprocess
+
+    from impl.frontdoor.registry import SERVER_ENV
+    from impl.places import code_root
+    from impl.releases.environments import python_for
+
+    release = finding.shown_on
+    label = f"{finding.id} (on {release})"
+    try:
+        python = python_for(release)
+        done = subprocess.run([str(python), "-m", "impl.frontdoor.search", "--real-server-row", finding.id,
+                               "--target", target], cwd=code_root(), capture_output=True, text=True,
+                              timeout=ROW_DEADLINE_SECONDS, start_new_session=True,
+                              env={**os.environ, SERVER_ENV: "airflow", "PYTHONPATH": os.pathsep.join(
+                                  filter(None, [str(code_root()), os.environ.get("PYTHONPATH")]))})
+    except subprocess.TimeoutExpired:
+        return f"| {label} | | not run: over {ROW_DEADLINE_SECONDS} s on {release} | | |"
+    except Exception as e:  # UnknownRelease, EnvironmentFailed: the row says so
+        return f"| {label} | | not run: no environment for {release} ({type(e).__name__}: {e}) | | |"
+    rows = [line[len(_ROW_MARK):] for line in done.stdout.splitlines() if line.startswith(_ROW_MARK)]
+    if done.returncode != 0 or not rows:
+        tail = " / ".join(done.stderr.strip().splitlines()[-2:])[:300]
+        return f"| {label} | | not run on {release}: exit {done.returncode}: {tail} | | |"
+    return rows[-1]
+
+
+def _print_real_server_row(argv: list[str] | None = None) -> int:
+    """``python -m impl.frontdoor.search --real-server-row ID --target NAME`` (with ``FINALSTATE_SERVER=airflow``):
+    the finding's row of the real-server table on the release installed where it runs, on one line after
+    ``_ROW_MARK``."""
+    import argparse
+
+    from impl.frontdoor.findings import ALL_FINDINGS
+    from impl.frontdoor.registry import load_target
+
+    parser = argparse.ArgumentParser(prog="python -m impl.frontdoor.search")
+    parser.add_argument("--real-server-row", required=True, metavar="ID")
+    parser.add_argument("--target", required=True)
+    args = parser.parse_args(argv)
+    finding = next((f for f in ALL_FINDINGS if f.id == args.real_server_row), None)
+    if finding is None:
+        parser.error(f"unknown finding {args.real_server_row!r}")
+    from importlib.metadata import version
+
+    target = load_target(args.target, "supervisor")
+    try:
+        row = real_server_row(target, finding, f"{finding.id} (on {version('apache-airflow-task-sdk')})")
+    finally:
+        target.close()
+    print(_ROW_MARK + row, flush=True)
+    return 0
+
+
+def _on_real(real_target, finding: Finding, invariant, scenario: Scenario) -> tuple[str, Observation]:
+    """``scenario`` on the real server: does ``finding`` reproduce there, and what was recorded (as a cell, and the
+    observation)."""
     on_real = real_target.run(scenario)
     broke = violations(scenario, on_real, (invariant,))
     explained = finding.explains_violation(finding.invariant, scenario, on_real) if broke else False
     verdict = ("reproduces" if explained else "breaks the invariant by another cause") if broke else "does not hold"
     return (f"{verdict}: {on_real.final_state}, row {on_real.row}" + (f", raised {on_real.raised}" if on_real.raised else "")
-            + f"; calls {', '.join(map(str, on_real.calls))}")
+            + (", hung (wait() still waits)" if on_real.hung else "")
+            + f"; calls {', '.join(map(str, on_real.calls))}"), on_real
 
 
 def _status(finding, target, now) -> str:
@@ -243,3 +332,9 @@ def _status(finding, target, now) -> str:
         return f"REPRODUCES here although {bounds}: a regression"
     also = f"; its run breaks `{finding.invariant}` here only for {', '.join(others)}'s cause" if others else ""
     return f"{bounds}: does not reproduce on this release, as expected (see Across releases){also}"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_print_real_server_row())

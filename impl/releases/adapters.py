@@ -450,3 +450,17 @@ def since_1_4_0_purge_without_heartbeats(runner, found, *, executor, session) ->
     runner.executors = [executor]
     runner._purge_task_instances_without_heartbeats(list(found), session=session)
 
+
+
+def since_1_2_0_bundle_dag_bag(bundle):
+    """The DAGs of ``bundle`` (an initialised DAG bundle) parsed as the DAG processor parses them, and the function
+    that writes such a bag to the database (``sync_bag_to_db(bag, bundle_name, bundle_version)``): since 1.2.0
+    (apache-airflow-core 3.2.0) ``airflow.dag_processing.dagbag``'s ``BundleDagBag``; before, ``airflow.models.dagbag``'s
+    ``DagBag`` of the bundle's folder (core 3.1 has no bundle-aware bag) and its ``sync_bag_to_db``."""
+    if since("1.2.0"):
+        from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+        return BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name), sync_bag_to_db
+    from airflow.models.dagbag import DagBag, sync_bag_to_db
+
+    return DagBag(dag_folder=bundle.path, include_examples=False), sync_bag_to_db

@@ -40,8 +40,7 @@ from hypothesis import given, settings
 
 from impl.frontdoor.kinds import KINDS
 from impl.frontdoor.scenarios import RUNS, machine_for, run_machine
-
-ROOT = Path(__file__).resolve().parents[2]
+from impl.places import code_root
 
 #: The decisions an observation records, most important first, and the observation fields that make
 #: each one (supervisor ``Observation`` and runtime ``RuntimeObservation`` fields alike).
@@ -88,11 +87,12 @@ class Worker:
     def __init__(self, side: Side, python: Path, target: str):
         self.side = side
         self._stderr = tempfile.TemporaryFile()
+        root = code_root()
         env = {**os.environ, **dict(side.env), "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+            filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
         self._process = subprocess.Popen([str(python), "-m", "impl.releases.observe", "--target", target],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                         cwd=ROOT, env=env, start_new_session=True)
+                                         cwd=root, env=env, start_new_session=True)
         self._buffer = b""
         self.ready: dict = {}
 

@@ -29,9 +29,10 @@ from pathlib import Path
 
 import attrs
 
-ROOT = Path(__file__).resolve().parents[2]
-ENVS = ROOT / "build" / "envs"
-UV_CACHE = ROOT / "build" / "uv-cache"
+from impl.places import build_dir, checkout, code_root
+
+ENVS = build_dir("envs")
+UV_CACHE = build_dir("uv-cache")
 
 #: Environment variable naming the system under check in a re-executed command (``finalstate check --release``).
 RELEASE_ENV = "FINALSTATE_RELEASE"
@@ -138,8 +139,9 @@ def python_for(spec: str) -> Path:
     the path and what it lacks) or ``EnvironmentFailed`` (naming the spec and uv's last lines).
     """
     if spec == "installed":
-        python = ROOT / ".venv" / "bin" / "python"
-        return python if python.exists() else Path(sys.executable)
+        root = checkout()
+        python = root / ".venv" / "bin" / "python" if root is not None else None
+        return python if python is not None and python.exists() else Path(sys.executable)
     name, requirements, editables, overrides = _plan(spec)
     return _build(ENVS / name, spec, requirements, editables, overrides)
 
@@ -167,8 +169,9 @@ def _build(env: Path, spec: str, requirements: tuple[str, ...], editables: tuple
            overrides: tuple[str, ...] = ()) -> Path:
     python = env / "bin" / "python"
     stamp = env / "finalstate-stamp.json"
+    root = code_root()
     wanted = {"spec": spec, "requirements": list(requirements), "editables": [str(p) for p in editables],
-              "checkout": str(ROOT), "test_dependencies": list(TEST_DEPENDENCIES),
+              "checkout": str(root), "test_dependencies": list(TEST_DEPENDENCIES),
               **({"overrides": list(overrides)} if overrides else {})}
     env.parent.mkdir(parents=True, exist_ok=True)
     with open(env.parent / f"{env.name}.lock", "w") as lock:
@@ -180,7 +183,7 @@ def _build(env: Path, spec: str, requirements: tuple[str, ...], editables: tuple
         _uv(spec, "venv", "--quiet", "--python", base, str(env))
         args = ["pip", "install", "--python", str(python), "--link-mode", "hardlink",
                 *(["--prerelease", "allow"] if _prerelease(spec) else []),
-                "-e", str(ROOT), *TEST_DEPENDENCIES, *requirements]
+                *_the_checker(root), *TEST_DEPENDENCIES, *requirements]
         if overrides:
             (env / "overrides.txt").write_text("\n".join(overrides) + "\n")
             args += ["--overrides", str(env / "overrides.txt")]
@@ -189,8 +192,23 @@ def _build(env: Path, spec: str, requirements: tuple[str, ...], editables: tuple
         if editables:  # a checkout's workspace sources (dev groups, sibling providers) are not needed: the
             args.append("--no-sources")  # two parts are given here, everything else comes from the index
         _uv(spec, *args)
+        if root != checkout():  # installed: the copy of the checker's packages goes on the environment's path
+            purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                     capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+            (Path(purelib) / "finalstate.pth").write_text(f"{root}\n")
         stamp.write_text(json.dumps(wanted, indent=1))
     return python
+
+
+def _the_checker(root: Path) -> list[str]:
+    """uv's arguments that install the checker in ``root``: its checkout, editable; or, where finalstate runs
+    installed, its own dependencies (``root`` is then the copy ``impl.places.code_root`` made, put on the environment's
+    path by a ``.pth`` file)."""
+    if root == checkout():
+        return ["-e", str(root)]
+    from importlib.metadata import requires
+
+    return [r for r in requires("finalstate") or () if "extra ==" not in r]
 
 
 def _prerelease(spec: str) -> bool:

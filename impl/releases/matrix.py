@@ -50,10 +50,10 @@ from typing import Callable
 import attrs
 
 from impl.frontdoor.findings import ALL_FINDINGS, Finding
+from impl.places import build_dir, code_root
 from impl.releases.store import DEFAULT_STORE, Store, cell_key
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = ROOT / "build" / "matrix"
+BUILD = build_dir("matrix")
 #: The targets the matrix runs by default: a supervisor and a runtime target, in process (real-process
 #: targets, ``airflow-process`` and ``reference-runtime``, can be added with ``--targets``).
 DEFAULT_TARGETS = ("airflow-inproc", "airflow-task-runner")
@@ -99,9 +99,34 @@ UPSTREAM: dict[str, str] = {
     "F15": "apparently new (on the pre-release 1.4.0b2 only, with the held-outcome delivery of "
            f"[#73249]({_AF}/pull/73249)); related: [#73142]({_AF}/pull/73142) (open: a confirmed terminal "
            "state before the exit code), not in 1.4.0b2",
+    "F16": f"apparently new; the overtime's port to the supervisor, [#44590]({_AF}/pull/44590) (merged), says it "
+           "\"applies to all states not just success\", yet only TaskState, SucceedTask and RetryTask start it",
+    "F17": f"apparently new; it came with [#66574]({_AF}/pull/66574) (in 1.2.2: a failed direct call is kept pending, "
+           f"its state held only once delivered), and the change of [#73249]({_AF}/pull/73249) (in 1.4.0b2) runs the "
+           "overtime from the task's end",
+    "F18": f"reported: [#59650]({_AF}/pull/59650) (closed unmerged: a late state update of a row another component "
+           f"ended crashes the task); the change of [#73249]({_AF}/pull/73249) (in 1.4.0b2) takes a 409 on an "
+           "outcome's call as SERVER_TERMINATED",
+    "F19": f"reported: [#55753]({_AF}/issues/55753) (an OOM-killed task not retried); fixed by "
+           f"[#55767]({_AF}/pull/55767) (in 1.1.2, for a signal) and [#58384]({_AF}/pull/58384) (in 1.1.4, for every "
+           "non-zero exit)",
     "R1": f"reported: [#67266]({_AF}/pull/67266) (closed unmerged: 'Recover SKIPPED state when supervisor IPC fails on "
           f"terminal-state send'); the fail-closed exit of [#66573]({_AF}/pull/66573) covers only FAILED/UP_FOR_RETRY",
     "R2": f"apparently new (a side effect of [#66573]({_AF}/pull/66573)'s fail-closed exit)",
+    "R5": f"reported: [#51005]({_AF}/issues/51005) (on_kill not executed on task stop); fixed by "
+          f"[#53718]({_AF}/pull/53718) (in 1.0.4: the task runner's SIGTERM handler calls on_kill)",
+    "R6": f"reported: [#73006]({_AF}/issues/73006) and [#71202]({_AF}/issues/71202) (open: a KubernetesPodOperator task "
+          f"killed mid-execute marked SUCCESS); [#73395]({_AF}/pull/73395) (open) raises AirflowTaskTerminated from the "
+          f"handler; contested by [#69034]({_AF}/pull/69034) (merged: a warm shutdown lets in-flight work finish)",
+    "R7": f"fixed by [#59604]({_AF}/pull/59604) (in 1.1.7: a DAG not found at startup is rescheduled, not failed)",
+    "R8": f"apparently new; related: [#65738]({_AF}/pull/65738) (merged, for [#65505]({_AF}/issues/65505): the kill "
+          "signals the task runner's whole process group, so that no subprocess is orphaned), whose SIGTERM the child's "
+          "inherited handler ignores",
+    "R9": f"related: [#45282]({_AF}/pull/45282) (merged, AIP-72: every SystemExit goes down the failure path), "
+          f"measured against Airflow 2's exit(10) only; Airflow 2 settled exit codes None and 0 as success in "
+          f"[#36986]({_AF}/pull/36986)",
+    "R10": f"reported for a SIGKILL: [#60858]({_AF}/issues/60858) (open: task failure callbacks not run when the task is "
+           f"killed); [#53058]({_AF}/pull/53058) (merged) runs them on the DAG processor for a task killed externally",
     "L1": "apparently new (F2 across tries)",
     "L2": "see F1 and R1 (F1 across tries)",
     "L3": f"fixed in 1.1.4 (a non-zero exit with should_retry is UP_FOR_RETRY); [#55767]({_AF}/pull/55767) (in 1.1.2) "
@@ -237,16 +262,18 @@ def registered_findings(python: Path, checkout: Path) -> dict[str, str] | None:
 
 def run_cell(release: str, target: str, profile: str = "ci", python_for: Callable[[str], Path] | None = None,
              out: Path = BUILD, timeout: float = CELL_TIMEOUT, pytest_args: tuple[str, ...] = (),
-             on_start: Callable[[subprocess.Popen], None] = lambda process: None, checkout: Path = ROOT,
+             on_start: Callable[[subprocess.Popen], None] = lambda process: None, checkout: Path | None = None,
              cell_workers: int = 1) -> Cell:
     """Build (or reuse) ``release``'s environment and run the properties on ``target`` there (``pytest_args``
     added); never raises for a release that does not install or a run that crashes: the cell says so.
     ``on_start`` is handed the pytest process (its own process group) as it starts. ``checkout`` is the
-    finalstate checkout whose properties run (first on the path, so a worktree of one commit runs as it is).
+    finalstate checkout whose properties run (first on the path, so a worktree of one commit runs as it is; default:
+    this one, or where finalstate runs installed, the copy of its packages ``impl.places.code_root`` makes).
     ``cell_workers`` above 1 spreads the cell's tests over that many pytest-xdist workers (it changes how fast the
     cell runs, not what it checks: each test's examples are the profile's, in whichever worker)."""
     if python_for is None:
         from impl.releases.environments import python_for
+    checkout = checkout or code_root()
     started = time.perf_counter()
     try:
         python = python_for(release)
@@ -295,7 +322,7 @@ def cell_file(directory: Path, release: str, target: str, suffix: str) -> Path:
 
 def look_up(release: str, target: str, profile: str = "ci", store: Store | None = None, fresh: bool = False,
             python_for: Callable[[str], Path] | None = None, out: Path = BUILD,
-            pytest_args: tuple[str, ...] = (), checkout: Path = ROOT) -> Cell | tuple[Path, str]:
+            pytest_args: tuple[str, ...] = (), checkout: Path | None = None) -> Cell | tuple[Path, str]:
     """What is known of a cell before it runs: its result, if ``store`` holds the cell's key
     (``impl.releases.store.cell_key``) and not ``fresh`` (its JUnit report copied to ``out``), or the environment
     that did not build; else the python to run it with and its key."""
@@ -318,7 +345,7 @@ def look_up(release: str, target: str, profile: str = "ci", store: Store | None 
 def cell_for(release: str, target: str, profile: str = "ci", store: Store | None = None, fresh: bool = False,
              python_for: Callable[[str], Path] | None = None, out: Path = BUILD, timeout: float = CELL_TIMEOUT,
              pytest_args: tuple[str, ...] = (), on_start: Callable[[subprocess.Popen], None] = lambda process: None,
-             checkout: Path = ROOT, cell_workers: int = 1, known: Cell | tuple[Path, str] | None = None) -> Cell:
+             checkout: Path | None = None, cell_workers: int = 1, known: Cell | tuple[Path, str] | None = None) -> Cell:
     """The cell's result: ``look_up``'s (or ``known``, what it already said), else ``run_cell``'s, stored when it
     ran to the end (with its JUnit report). Never raises for an environment that does not build: the cell says so."""
     known = known or look_up(release, target, profile, store, fresh, python_for, out, pytest_args, checkout)
@@ -359,7 +386,7 @@ def cell_arguments(target: str, targets: tuple[str, ...], pytest_args: tuple[str
 def run_matrix(releases: tuple[str, ...], targets: tuple[str, ...] = DEFAULT_TARGETS, profile: str = "ci",
                workers: int = 2, python_for: Callable[[str], Path] | None = None, out: Path = BUILD,
                progress: Callable[[Cell], None] = lambda cell: None, pytest_args: tuple[str, ...] = (),
-               timeout: float = CELL_TIMEOUT, checkout: Path = ROOT, store: Store | None = None,
+               timeout: float = CELL_TIMEOUT, checkout: Path | None = None, store: Store | None = None,
                fresh: bool = False, cell_workers: int | None = None) -> list[Cell]:
     """Every ``releases`` × ``targets`` cell, ``workers`` at a time, in that order; each taken from ``store`` where
     it holds the cell's key, unless ``fresh`` (``look_up``), the others run (``cell_for``).
@@ -607,16 +634,16 @@ def planned(releases: tuple[str, ...], targets: tuple[str, ...]) -> list[tuple[s
     return [(r, t) for r in releases for t in targets]
 
 
-def plan(releases: tuple[str, ...], targets: tuple[str, ...], profile: str, checkout: Path = ROOT) -> dict:
+def plan(releases: tuple[str, ...], targets: tuple[str, ...], profile: str, checkout: Path | None = None) -> dict:
     """The cells as a CI job matrix takes them (``strategy.matrix: ${{ fromJSON(...) }}``): ``{"include": [...]}``, a
     job each, with its release, target, profile, its ``cell`` (``RELEASE:TARGET``, what ``--cell`` takes) and its
     ``key`` where the release's environment is built here already (else null: the job computes it once it has
     built it, as ``--cell`` does)."""
-    from impl.releases.environments import ENVS
+    from impl.releases.environments import ENVS, python_for
 
     include = []
     for release, target in planned(releases, targets):
-        python = ENVS / release / "bin" / "python" if release != "installed" else ROOT / ".venv" / "bin" / "python"
+        python = ENVS / release / "bin" / "python" if release != "installed" else python_for("installed")
         key = None
         if not release.startswith("src:") and python.exists():
             key = cell_key(release, target, profile, python, checkout, cell_arguments(target, targets, ()))
@@ -684,7 +711,7 @@ def cmd_matrix(args) -> int:
     if unknown:
         known = ", ".join(RELEASES)
         raise SystemExit(f"finalstate matrix: {UnknownRelease(f'unknown task-sdk release(s) {unknown}; known: {known}')}")
-    checkout = Path(args.checkout).resolve()
+    checkout = Path(args.checkout).resolve() if args.checkout else None
     if args.plan:
         print(json.dumps(plan(releases, targets, args.profile, checkout), indent=1))
         return 0
@@ -731,7 +758,7 @@ def cmd_matrix(args) -> int:
     return 1 if any(c.status != "ran" for c in cells) else 0
 
 
-DEFAULT_OUT = str(ROOT / "build" / "matrix.md")
+DEFAULT_OUT = str(build_dir("matrix.md"))
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -746,7 +773,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     mx.add_argument("--out", default=DEFAULT_OUT, help="the Markdown table (the cells' JSON goes beside it); with "
                                                        "--cell, the directory the cell's record and report go to "
                                                        "(default build/matrix/cells)")
-    mx.add_argument("--checkout", default=str(ROOT), metavar="PATH",
+    mx.add_argument("--checkout", metavar="PATH",
                     help="the finalstate checkout whose properties each cell runs (e.g. a git worktree of one commit, "
                          "so edits in progress do not leak in); default: this one")
     mx.add_argument("--cell-workers", type=int, metavar="N",

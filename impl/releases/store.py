@@ -16,7 +16,8 @@ import os
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from impl.places import build_dir, code_root
+
 #: The checker's own source: what the properties, bindings, model and runtimes are made of.
 CHECKER_PARTS = ("model", "impl", "properties", "runtimes", "pyproject.toml")
 #: Of an apache/airflow checkout, the parts the checker runs (``environments._plan`` installs them editable).
@@ -24,7 +25,7 @@ CHECKOUT_PARTS = ("task-sdk", "airflow-core")
 #: Never part of what was checked: caches and build output.
 _SKIPPED_DIRS = {"__pycache__", ".git", "node_modules", ".mypy_cache", ".pytest_cache", ".ruff_cache", "build", "dist"}
 _SKIPPED_SUFFIXES = (".pyc", ".pyo")
-DEFAULT_STORE = ROOT / "build" / "matrix-store"
+DEFAULT_STORE = build_dir("matrix-store")
 
 
 def _files(top: Path) -> list[Path]:
@@ -48,9 +49,9 @@ def tree_digest(root: Path, parts: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
-def checker_digest(checkout: Path = ROOT) -> str:
-    """The checker's own source (``CHECKER_PARTS``) in ``checkout``."""
-    return tree_digest(checkout, CHECKER_PARTS)
+def checker_digest(checkout: Path | None = None) -> str:
+    """The checker's own source (``CHECKER_PARTS``) in ``checkout`` (default: this one, ``impl.places.code_root``)."""
+    return tree_digest(checkout or code_root(), CHECKER_PARTS)
 
 
 def distributions_digest(python: Path) -> str:
@@ -86,7 +87,7 @@ def system_digest(spec: str, python: Path) -> str:
     return hashlib.sha256(digest.encode()).hexdigest()
 
 
-def cell_key(spec: str, target: str, profile: str, python: Path, checkout: Path = ROOT,
+def cell_key(spec: str, target: str, profile: str, python: Path, checkout: Path | None = None,
              pytest_args: tuple[str, ...] = ()) -> str:
     """The key of one cell: a hash of the system under check, the target, the profile, the pytest arguments the cell
     runs with, and the checker's own source."""

@@ -53,12 +53,13 @@ from pathlib import Path
 import attrs
 from airflow.sdk.api.client import Client
 
-from impl.releases.adapters import (since_1_4_0_client_retry, since_1_4_0_delete_every_attempt,
+from impl.places import build_dir
+from impl.releases.adapters import (since_1_2_0_bundle_dag_bag, since_1_4_0_client_retry, since_1_4_0_delete_every_attempt,
                                     since_1_4_0_http_library, since_1_4_0_purge_without_heartbeats)
 from impl.server.postgres import LOCAL, SERVER_DB_ENV, SQLITE, LocalPostgres, PostgresUnavailable, alive
 from impl.server.model_api import requested
 
-BUILD_DIR = Path(__file__).resolve().parents[2] / "build" / "server"
+BUILD_DIR = build_dir("server")
 DAG_ID = "finalstate"
 TASK_ID = "attempt"
 #: The scheduler job that "queued" the attempts; only its TIs are seen by its heartbeat-timeout check.
@@ -356,7 +357,7 @@ class AirflowServer:
         self.db_url = db_url or os.environ.get(SERVER_DB_ENV) or SQLITE
         self.url: str | None = None  # the database bound, once started
         #: The local PostgreSQL's home (``db_url`` ``local``): beside the default home, else inside the given one.
-        self.postgres_home = BUILD_DIR.parent / "postgres" if home is None else self.home / "postgres"
+        self.postgres_home = build_dir("postgres") if home is None else self.home / "postgres"
         self._postgres: LocalPostgres | None = None
         self._started = False
         self._api = None
@@ -1037,7 +1038,6 @@ def _migrate(url: str) -> None:
 def _sync_dag() -> None:
     """Serialise the DAGs as the DAG processor would: sync the bundle, parse its folder, write the bag."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
     from airflow.utils.session import create_session
 
     manager = DagBundlesManager()
@@ -1045,7 +1045,7 @@ def _sync_dag() -> None:
         manager.sync_bundles_to_db(session=session)
     bundle = manager.get_bundle("dags-folder")
     bundle.initialize()
-    bag = BundleDagBag(dag_folder=bundle.path, bundle_path=bundle.path, bundle_name=bundle.name)
+    bag, sync_bag_to_db = since_1_2_0_bundle_dag_bag(bundle)
     if len(bag.dags) != RETRIES_MAX + 1:
         raise ServerUnavailable(f"the finalstate DAGs did not parse: {bag.import_errors}")
     sync_bag_to_db(bag, bundle.name, bundle.version)

@@ -40,7 +40,9 @@ from pathlib import Path
 
 import attrs
 
-HOME = Path(__file__).resolve().parents[2] / "build" / "postgres"
+from impl.places import build_dir
+
+HOME = build_dir("postgres")
 #: The environment variable that chooses the Execution API server's database (``--server-db`` sets it).
 SERVER_DB_ENV = "FINALSTATE_SERVER_DB"
 #: ``--server-db`` values that are not URLs: the embedded SQLite copy (the default), this module's cluster.

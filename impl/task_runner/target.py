@@ -20,15 +20,18 @@ are stood in for:
 The run's features (``model.runtime.FEATURES``) are set up as Airflow would meet them: XCom keys
 to clear in the ``TIRunContext``, a ``map_index_template`` on the operator, a SIGTERM raised in the
 process from ``execute`` (and, for ``forked_child``, in a child ``execute`` forks and waits for),
-``_AIRFLOW_FORK_EXEC=1`` in the environment.
+``_AIRFLOW_FORK_EXEC=1`` in the environment, and for ``execution_timeout`` a real ``execution_timeout`` on the
+operator, whose ``execute``, once it has done the rest, brings the runner's own timer forward to now and waits
+(``TIMED_OUT_EXECUTE_WAITS``) until it interrupts it. The task's state-change callbacks are real callbacks that record that they ran.
 
 Example plugins (and so their listeners) are switched off: ``AIRFLOW__CORE__LOAD_EXAMPLES=False``.
 
 On any release (``impl.releases.adapters``: the exceptions' module, what ``parse`` raises for a DAG not found, retry
 policies, what ``StartupDetails`` says of the channel), checked against the model of that release (``model_release``). A try the installed
 release cannot have is refused with ``NotPlayable`` naming why (a ``NotImplementedError``: a search rejects it):
-a retry policy or ``TaskAwaitingInput`` before 1.3.0, and a SIGTERM before 1.0.4, whose runner installs no
-handler (the signal would kill the checker itself).
+a retry policy or ``TaskAwaitingInput`` before 1.3.0. A SIGTERM before 1.0.4, whose runner installs no handler, would
+kill the checker itself: that try runs in a forked process of its own (``_in_a_process_of_its_own``), which the
+signal kills as it kills the task runner's, and what the try did before it died is observed from there.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ import datetime as dt
 import functools
 import io
 import logging
+import multiprocessing
 import os
 import signal
 import threading
+import time
 import uuid
 from collections import deque
 
@@ -60,12 +65,14 @@ from airflow.sdk.execution_time.comms import (  # noqa: E402
 )
 
 from model.runtime import (  # noqa: E402
+    EXECUTION_TIMEOUT,
     FORK_EXEC,
     FORKED_CHILD,
     MAP_INDEX_TEMPLATE,
     OTHER_REQUESTS,
     SIGTERM,
     STARTUP_RESCHEDULE,
+    STATE_CHANGE_CALLBACKS,
     TERMINAL_FRAMES,
     XCOM_KEYS_TO_CLEAR,
     Policy,
@@ -77,7 +84,6 @@ from model.runtime import (  # noqa: E402
 )
 from model.scenario import Send  # noqa: E402
 from impl.releases.adapters import (  # noqa: E402
-    INSTALLED,
     dag_run_fields,
     model_release,
     since_1_0_3_length_prefixed_frames,
@@ -147,6 +153,7 @@ def _raise(outcome: str) -> None:
         "AirflowTaskTimeout": lambda: AirflowTaskTimeout("finalstate"),
         "AirflowRuntimeError": lambda: AirflowRuntimeError(ErrorResponse(error=ErrorType.GENERIC_ERROR)),
         "SystemExit(0)": lambda: SystemExit(0),
+        "SystemExit()": lambda: SystemExit(),  # sys.exit()
         "SystemExit(1)": lambda: SystemExit(1),
         "ValueError": lambda: ValueError("finalstate"),
         "KeyboardInterrupt": lambda: KeyboardInterrupt(),
@@ -197,12 +204,21 @@ class ScriptedPolicy(RETRY_POLICIES.base if RETRY_POLICIES else object):
 
 #: The ``map_index_template`` of a task with ``map_index_template``: undefined until ``execute`` sets it.
 MAP_INDEX_LABEL = "finalstate_label"
+#: A task with ``execution_timeout``: its timeout (longer than any try; ``execute`` brings the timer forward), and how
+#: long its ``execute`` waits for the timer to interrupt it. A timer that never fires lets ``execute`` go on to its outcome after the wait,
+#: which the model's answer then disagrees with: the check fails, and does not hang.
+EXECUTION_TIMEOUT_DELTA = dt.timedelta(hours=1)
+TIMED_OUT_EXECUTE_WAITS = 5.0
 
 
 class ScriptedOperator(BaseOperator):
     """An operator whose ``execute`` ends as the run's outcome says, after the SIGTERM, the forked child and
     the map-index label its run asks for; ``on_kill`` calls ``killed`` and the child's exit status goes to
-    ``child_exited`` (closures: the runner works on a copy of the operator)."""
+    ``child_exited`` (closures: the runner works on a copy of the operator). With an ``execution_timeout``, ``execute``
+    then lets the runner's timer run out: it brings the timer the runner set forward to now (``ITIMER_REAL``, whose
+    SIGALRM the runner's handler turns into ``AirflowTaskTimeout``) and waits; the handler raises inside the wait.
+    A short ``execution_timeout`` instead could run out before ``execute`` has done the rest on a busy machine (a
+    blocked SIGALRM does not help: another thread, such as xdist's, takes it, and Python runs the handler anyway)."""
 
     def __init__(self, *, outcome: str, sigterm: bool = False, killed=lambda: None, child_exited=None, **kwargs):
         super().__init__(**kwargs)
@@ -218,6 +234,9 @@ class ScriptedOperator(BaseOperator):
             self.child_exited(_fork_a_child_that_gets_sigterm())
         if self.map_index_template:
             context[MAP_INDEX_LABEL] = "finalstate"
+        if self.execution_timeout:
+            signal.setitimer(signal.ITIMER_REAL, 0.001)
+            time.sleep(TIMED_OUT_EXECUTE_WAITS)
         return _raise(self.outcome)
 
     def on_kill(self):
@@ -332,15 +351,23 @@ def startup_details(run: RuntimeRun) -> StartupDetails:
     )
 
 
-def _task(run: RuntimeRun, killed, child_exited) -> BaseOperator:
+def _task(run: RuntimeRun, killed, child_exited, called_back) -> BaseOperator:
+    """The try's operator; each state-change callback (``STATE_CHANGE_CALLBACKS``) hands its name to ``called_back``."""
     policy = {} if RETRY_POLICIES is None else {"retry_policy": ScriptedPolicy(run.policy) if run.policy else None}
+    callbacks = {name: [functools.partial(_called_back, called_back, name)] for name in STATE_CHANGE_CALLBACKS.values()}
     with DAG(DAG_ID, schedule=None):
         return ScriptedOperator(
-            task_id=TASK_ID, outcome=run.outcome, retries=run.context.max_tries, **policy,
+            task_id=TASK_ID, outcome=run.outcome, retries=run.context.max_tries, **policy, **callbacks,
             map_index_template="{{ %s }}" % MAP_INDEX_LABEL if MAP_INDEX_TEMPLATE in run.features else None,
+            execution_timeout=EXECUTION_TIMEOUT_DELTA if EXECUTION_TIMEOUT in run.features else None,
             sigterm=SIGTERM in run.features, killed=killed,
             child_exited=child_exited if FORKED_CHILD in run.features else None,
         )
+
+
+def _called_back(called_back, name: str, context) -> None:
+    """A task callback (``on_success_callback``, ...): the runner calls it with the task's context."""
+    called_back(name)
 
 
 class NotPlayable(NotImplementedError):
@@ -348,25 +375,118 @@ class NotPlayable(NotImplementedError):
 
 
 def refuse_what_the_release_cannot_have(run: RuntimeRun) -> None:
-    """Raise ``NotPlayable`` for a try the installed release cannot have (or that would kill the checker)."""
-    sdk = f"apache-airflow-task-sdk {INSTALLED}"
+    """Raise ``NotPlayable`` for a try the installed release cannot have."""
     impossible = impossible_on(run, model_release())
     if impossible is not None:
         raise NotPlayable(f"{impossible}; no task of it can have this try ({run.to_text()})")
-    if SIGTERM in run.features and not since_1_0_4_sigterm_handler():
-        raise NotPlayable(f"{sdk}'s task runner installs no SIGTERM handler (it came in 1.0.4); the signal would kill "
-                          "the checker's own process (the model says the task's process dies of it)")
 
 
 def run(runtime_run: RuntimeRun) -> RuntimeObservation:
-    """One try through the real ``task_runner.main``; observe the frames, the state, the exit code."""
+    """One try through the real ``task_runner.main``; observe the frames, the state, the exit code. A try whose
+    SIGTERM no handler of the runner's catches (before 1.0.4) runs in a process of its own."""
     refuse_what_the_release_cannot_have(runtime_run)
+    if SIGTERM in runtime_run.features and not since_1_0_4_sigterm_handler():
+        return _in_a_process_of_its_own(runtime_run)
+    return _run_here(runtime_run)
+
+
+#: How long a try in a process of its own may take (a try takes well under a second); then it is killed.
+OWN_PROCESS_DEADLINE = 120.0
+
+
+class _Told(list):
+    """A record of the try that also tells ``tell`` each item as it is appended (from a process that may die)."""
+
+    def __init__(self, name: str, tell):
+        super().__init__()
+        self.name, self.tell = name, tell
+
+    def append(self, item) -> None:
+        super().append(item)
+        self.tell((self.name, item))
+
+
+class _ToldSocket(RecordingSocket):
+    """The channel's socket, telling ``tell`` when ``main`` closes it."""
+
+    def __init__(self, tell):
+        super().__init__()
+        self.tell = tell
+
+    def close(self):
+        super().close()
+        self.tell(("closed", True))
+
+
+def _in_a_process_of_its_own(runtime_run: RuntimeRun) -> RuntimeObservation:
+    """The try in a forked process, as the task runner runs in a process of its own: what it recorded, item by item,
+    reaches this one over a pipe, and if a signal kills that process (the SIGTERM no handler catches before 1.0.4),
+    the observation is what it did before, its exit minus the signal's number."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    pid = os.fork()
+    if pid == 0:  # the child: it never returns into the checker
+        status = 0
+        try:
+            reader.close()
+            writer.send(("done", _run_here(runtime_run, tell=writer.send)))
+        except BaseException as e:
+            status = 70
+            with contextlib.suppress(Exception):
+                writer.send(("error", f"{type(e).__name__}: {e}"))
+        finally:
+            os._exit(status)
+    writer.close()
+    told: dict[str, list] = {}
+    done = error = None
+    deadline = time.monotonic() + OWN_PROCESS_DEADLINE
+    try:
+        while True:
+            if not reader.poll(max(0.0, deadline - time.monotonic())):
+                os.kill(pid, signal.SIGKILL)
+                raise RuntimeError(f"the try in a process of its own ran over {OWN_PROCESS_DEADLINE:.0f}s and was "
+                                   f"killed ({runtime_run.to_text()})")
+            try:
+                name, item = reader.recv()
+            except EOFError:
+                break
+            if name == "done":
+                done = item
+            elif name == "error":
+                error = item
+            else:
+                told.setdefault(name, []).append(item)
+    finally:
+        reader.close()
+        _, wait_status = os.waitpid(pid, 0)
+    if error is not None:
+        raise RuntimeError(f"the try in a process of its own raised {error} ({runtime_run.to_text()})")
+    if done is not None:
+        return done
+    returned = told.get("returned", [])
+    return RuntimeObservation(
+        sent=tuple(told.get("sent", ())),
+        state=returned[0] if returned else None,
+        exit_code=os.waitstatus_to_exitcode(wait_status),
+        on_kill_calls=len(told.get("on_kill", ())),
+        channel_closed=bool(told.get("closed")),
+        forked_child_exit=told["child_exits"][0] if told.get("child_exits") else None,
+        callbacks=tuple(told.get("callbacks", ())),
+    )
+
+
+def _run_here(runtime_run: RuntimeRun, tell=None) -> RuntimeObservation:
+    """The try in this process. ``tell``: also told each record of the try as it is made (``_Told``)."""
+    def record(name: str) -> list:
+        return [] if tell is None else _Told(name, tell)
+
     channel = RecordingChannel(startup_details(runtime_run), runtime_run.comms,
                                dag_run_exists=runtime_run.outcome.startswith("DagRunTriggerException(exists"))
-    on_kill_calls: list[None] = []
-    child_exits: list[int] = []
-    task = _task(runtime_run, lambda: on_kill_calls.append(None), child_exits.append)
-    returned: list = []
+    channel.sent = record("sent")
+    if tell is not None:  # main's closing of the channel, told as it happens
+        channel.socket = _ToldSocket(tell)
+    on_kill_calls, child_exits, callbacks = record("on_kill"), record("child_exits"), record("callbacks")
+    task = _task(runtime_run, lambda: on_kill_calls.append(None), child_exits.append, callbacks.append)
+    returned = record("returned")
     real_run = airflow_task_runner.run
 
     def parse(what, log):
@@ -381,12 +501,13 @@ def run(runtime_run: RuntimeRun) -> RuntimeObservation:
 
     def recording_run(ti, context, log):
         result = real_run(ti, context, log)
-        returned.append(result[0])
+        returned.append(None if result[0] is None else str(getattr(result[0], "value", result[0])))
         return result
 
     patches = {"CommsDecoder": channel, "parse": parse, "run": recording_run}
     saved = {name: getattr(airflow_task_runner, name) for name in patches}
     sigterm = signal.getsignal(signal.SIGTERM)  # _run_task_and_map_outcome installs its own
+    sigalrm = signal.getsignal(signal.SIGALRM)  # and the execution timeout's timer its own
     try:
         for name, value in patches.items():
             setattr(airflow_task_runner, name, value)
@@ -401,19 +522,21 @@ def run(runtime_run: RuntimeRun) -> RuntimeObservation:
     finally:
         for name, value in saved.items():
             setattr(airflow_task_runner, name, value)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, sigalrm)
         signal.signal(signal.SIGTERM, sigterm)
         os.environ.pop("_AIRFLOW_FORK_EXEC", None)
-    state = returned[0] if returned else None
     delay, reason = channel.retry
     return RuntimeObservation(
         sent=tuple(channel.sent),
-        state=None if state is None else str(getattr(state, "value", state)),
+        state=returned[0] if returned else None,
         exit_code=exit_code,
         retry_delay_seconds=delay,
         retry_reason=reason,
         on_kill_calls=len(on_kill_calls),
         channel_closed=channel.socket.closed,
         forked_child_exit=child_exits[0] if child_exits else None,
+        callbacks=tuple(callbacks),
     )
 
 

@@ -1,6 +1,6 @@
 """The fast way to start a scripted runtime: ``launcher.c`` plus a pre-started fork server.
 
-``build_launcher`` compiles ``launcher.c`` on first use (under ``build/launcher``).
+``build_launcher`` compiles ``launcher.c`` on first use (under ``build/launcher``, ``impl.places.build_dir``).
 ``ForkServer`` starts ``scripted_runtime.py --zygote``, which imports once and forks a child
 per launcher that connects; ``command(script_path)`` is what a supervisor launches instead of
 a fresh interpreter. The supervisor cannot tell the difference (see ``launcher.c``).
@@ -16,10 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from impl.places import build_dir
+
 WIRE = Path(__file__).resolve().parent
 SCRIPTED_RUNTIME = WIRE / "scripted_runtime.py"
 LAUNCHER_SOURCE = WIRE / "launcher.c"
-BUILD = WIRE.parent.parent / "build" / "launcher"
+BUILD = build_dir("launcher")
 
 
 def build_launcher() -> Path | None:
