@@ -269,6 +269,14 @@ class Release:
         return self.version >= (1, 0, 4)
 
     @property
+    def calls_on_kill_on_execution_timeout(self) -> bool:
+        """Whether the runner calls ``task.on_kill()`` when the task's ``execution_timeout`` runs out, before the
+        ``AirflowTaskTimeout`` goes on down the failure path: since 1.0.2 (``_execute_task``'s ``except
+        AirflowTaskTimeout: task.on_kill()``, where 1.0.0 and 1.0.1 had ``# TODO: handle on kill callback here`` and
+        re-raised). Before, the timed-out task is failed without its ``on_kill``."""
+        return self.version >= (1, 0, 2)
+
+    @property
     def reschedules_a_startup_without_its_dag(self) -> bool:
         """Whether a DAG not found at startup makes ``parse`` reschedule the try (``_maybe_reschedule_startup_failure``)
         and ``main`` send RescheduleTask, then exit 0: since 1.1.7 (apache/airflow#59604). Before, ``parse`` exits 1

@@ -119,8 +119,8 @@ SIGTERM = "sigterm"
 FORKED_CHILD = "forked_child"
 #: The task's ``execution_timeout`` runs out while ``execute`` runs (it waits longer): the runner's timer
 #: (``airflow.sdk.execution_time.timeout``, SIGALRM) raises ``AirflowTaskTimeout`` inside ``execute``, and
-#: ``_run_execute_callable`` calls ``task.on_kill()`` and re-raises it into the failure path. The task never reaches
-#: the outcome the run names (``reached_outcome``). Since 1.4.0 the runner first tells the supervisor the timeout
+#: ``_run_execute_callable`` calls ``task.on_kill()`` (since 1.0.2) and re-raises it into the failure path. The task
+#: never reaches the outcome the run names (``reached_outcome``). Since 1.4.0 the runner first tells the supervisor the timeout
 #: (``SetExecutionTimeout``, ``Release.announces_the_execution_timeout``).
 EXECUTION_TIMEOUT = "execution_timeout"
 FEATURES = (STARTUP_RESCHEDULE, FORK_EXEC, XCOM_KEYS_TO_CLEAR, MAP_INDEX_TEMPLATE, SIGTERM, FORKED_CHILD,
@@ -575,7 +575,7 @@ def python_runtime(run: RuntimeRun, release: Release = SPECIFIED) -> RuntimeObse
     that ``main`` exits 1 after ``finalize`` (fail closed). Any other state whose send failed still
     exits 0. A ``KeyboardInterrupt`` escaping ``run`` sends nothing more and ``main`` exits 2.
     A SIGTERM while the task runs calls ``on_kill`` once; one to a child the task forked is ignored there. An
-    execution timeout that runs out calls ``on_kill`` once more, and the task fails by it. ``finalize`` runs the
+    execution timeout that runs out calls ``on_kill`` once more (since 1.0.2), and the task fails by it. ``finalize`` runs the
     callback of the state ``run`` decided (``STATE_CHANGE_CALLBACKS``), on every path where ``run`` returned one.
 
     Before 1.3.1 a handler that raised, and before 1.2.2 a terminal send that raised, take their error out
@@ -599,7 +599,8 @@ def python_runtime(run: RuntimeRun, release: Release = SPECIFIED) -> RuntimeObse
         return RuntimeObservation(
             tuple(sent), state, exit_code,
             decision.delay if decision else None, decision.reason if decision else None,
-            on_kill_calls=int(SIGTERM in run.features and lives) + int(EXECUTION_TIMEOUT in run.features and lives),
+            on_kill_calls=int(SIGTERM in run.features and lives)
+            + int(EXECUTION_TIMEOUT in run.features and lives and release.calls_on_kill_on_execution_timeout),
             # a process the signal killed (``_Killed``) never reaches main's ``finally``, where the socket is closed
             channel_closed=release.closes_the_channel_on_exit and exit_code != EXIT_KILLED_BY_SIGTERM,
             forked_child_exit=_forked_child_exit(release) if FORKED_CHILD in run.features and lives else None,
