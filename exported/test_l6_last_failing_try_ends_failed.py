@@ -12,7 +12,12 @@ reports it so and the task instance is so on the server.
 
 How sure: contradicts Airflow's documented intent: Task SDK reference, BaseOperator, parameter retries: "the number
 of retries that should be performed before failing the task"; Airflow documentation, Core Concepts, Tasks, 'Task
-Instances': "failed: The task had an error during execution and failed to run".
+Instances': "failed: The task had an error during execution and failed to run"; Airflow documentation, Core
+Concepts, Tasks, 'Task Instance Heartbeat Timeout': "TaskInstances may get stuck in a running state despite their
+associated jobs being inactive [...] Airflow will find these periodically, clean them up, and mark the TaskInstance
+as failed or retry it if it has available retries."; config.yml, [scheduler] task_instance_heartbeat_timeout: "If
+the job has not heartbeat in this many seconds, the scheduler will mark the associated task instance as failed and
+will re-schedule the task.".
 
 The run (finalstate's minimal counterexample): retries=0 | fault finish permanent; task error. As finalstate's model
 of task-sdk 1.3.2 has it, try 1 (max_tries=0 should_retry=false): fault finish permanent; task error → exit 0 →

@@ -16,7 +16,12 @@ How sure: contradicts Airflow's documented intent: Airflow documentation, Core C
 "up_for_retry: The task failed, but has retry attempts left and will be rescheduled."; apache/airflow#67797
 (jason810496): "a TaskInstance with retries configured is recorded FAILED and never retried"; apache/airflow#55767
 (amoghrajesh, merged): "When tasks are killed by system signals (SIGKILL for OOM, SIGTERM for worker restarts), they
-immediately go to FAILED state instead of respecting the task retries set".
+immediately go to FAILED state instead of respecting the task retries set"; Airflow documentation, Core Concepts,
+Tasks, 'Task Instance Heartbeat Timeout': "TaskInstances may get stuck in a running state despite their associated
+jobs being inactive [...] Airflow will find these periodically, clean them up, and mark the TaskInstance as failed
+or retry it if it has available retries."; config.yml, [scheduler] task_instance_heartbeat_timeout: "If the job has
+not heartbeat in this many seconds, the scheduler will mark the associated task instance as failed and will
+re-schedule the task.".
 
 On task-sdk 1.1.4 to 1.4.0b2 this run breaks the invariant all the same, by the cause of L4 and L9 (see its test):
 this test fails there until that is fixed.

@@ -35,12 +35,12 @@ from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, FAILED, HANG, REMOVED
 #: A task that runs until it is cancelled and honours the cancellation (the Go context, Java's interrupt, the
 #: TypeScript abort signal): cancelled, it returns an error at once; never cancelled, it runs on.
 CANCELLABLE = "cancellable"
-#: What a coordinator-mode task does: returns, returns an error, panics; or no task is registered under the TI's
-#: task id. The task id the supervisor hands out is the outcome (``runtimes/README.md``). A run may also say
-#: ``CANCELLABLE`` (``RUN_OUTCOMES``).
-COORDINATOR_OUTCOMES = ("success", "error", "panic", "unknown_task")
+#: What a coordinator-mode task does: returns, returns an error, panics, runs until it is cancelled (``CANCELLABLE``);
+#: or no task is registered under the TI's task id. The task id the supervisor hands out is the outcome
+#: (``runtimes/README.md``).
+COORDINATOR_OUTCOMES = ("success", "error", "panic", "unknown_task", CANCELLABLE)
 #: Every outcome a coordinator run's text may name.
-RUN_OUTCOMES = (*COORDINATOR_OUTCOMES, CANCELLABLE)
+RUN_OUTCOMES = COORDINATOR_OUTCOMES
 COORDINATOR_FAILURES = ("error", "panic")
 #: Opt-in, never generated: a TI id that is not a UUID, which the runtime stands in for by mangling the id it was
 #: sent (a test hook of this project's runtimes). Airflow's supervisor only ever sends UUIDs, so no real attempt has
@@ -56,6 +56,9 @@ def _world_while_running(instance, attribute, events) -> None:
         if not isinstance(event, (Fault, Heartbeat, IgnoreSigterm, UserAction)):
             raise ValueError(f"while the task runs the world arms faults, answers heartbeats, users act on the task "
                              f"instance, and the runtime may trap SIGTERM; {event_text(event)!r} is not one of those")
+        if isinstance(event, Fault) and event.call not in TERMINAL_CALLS:
+            raise ValueError(f"{event_text(event)!r} arms a fault on a call no coordinator try makes: its terminal "
+                             f"frame makes {', '.join(TERMINAL_CALLS)}")
         if isinstance(event, IgnoreSigterm) and i != 0:
             raise ValueError("'ignore sigterm' is how the runtime is from its start: it comes first, before the "
                              "task's other events")
@@ -225,7 +228,7 @@ def reports_failure(frame: Send | None) -> bool:
 
 #: The supervisor-side disposition each SIGTERM behaviour starts from (``model.scenario`` events): a runtime that
 #: dies of it needs none; one that traps it until SIGKILL ignores it; any other handles it and goes on.
-_DISPOSITION = {SIGTERM_DIES: (), SIGTERM_TRAPS: (IgnoreSigterm(),), SIGTERM_EXITS_143: (HandleSigterm(),),
+DISPOSITIONS = {SIGTERM_DIES: (), SIGTERM_TRAPS: (IgnoreSigterm(),), SIGTERM_EXITS_143: (HandleSigterm(),),
                 SIGTERM_CANCELS: (HandleSigterm(),), SIGTERM_GRACE_THEN_EXIT_1: (HandleSigterm(),)}
 
 
@@ -255,20 +258,29 @@ def coordinator_scenario(run: CoordinatorRun, runtime: CoordinatorRuntime = CONT
 
     The runtime's SIGTERM disposition (``sigterm_running`` for a ``CANCELLABLE`` task, which the world meets while it
     runs; else ``sigterm_waiting``: the world meets a runtime waiting for StartupDetails), then the world while the
-    task runs. If that world killed it: one that died sent nothing; one that exits through its shutdown exits 143;
-    one that cancels its task reports the cancelled task's failure and exits 0 (a task that does not honour the
-    cancellation never returns: it hangs until SIGKILL). Else its terminal frame (none for a panic that escapes it:
-    it exits ``escape_exit``), and a runtime that waits for the answer is still there for the world after the frame,
-    exiting 1 when it fails closed (what the supervisor told it is ``model.supervisor``'s answer, exactly as the
-    runtime would hear it) or 143 if that world kills it through its shutdown; one that does not wait exits 0 at
-    once. A ``CANCELLABLE`` task nothing cancels runs on: the runtime never exits (``HANG``).
+    task runs; a ``CANCELLABLE`` task runs on while time runs on (``model.supervisor.TIME_RUNS_ON``: a heartbeat falls
+    due, answered as the server then answers, so a user's action meets the supervisor there). If that world killed it:
+    one that died sent nothing; one that exits through its shutdown exits 143; one that cancels its task reports the
+    cancelled task's failure (inside the kill that waits for it) and exits as it does after any frame, by what the
+    supervisor told it (a task that does not honour the cancellation never returns: it hangs until SIGKILL). Else its
+    terminal frame (none for a panic that escapes it: it exits ``escape_exit``), and a runtime that waits for the
+    answer is still there for the world after the frame, exiting 1 when it fails closed (what the supervisor told it
+    is ``model.supervisor``'s answer, exactly as the runtime would hear it) or 143 if that world kills it through its
+    shutdown; one that does not wait exits 0 at once. A ``CANCELLABLE`` task nothing cancels runs on: the runtime
+    never exits (``HANG``).
     """
     def scenario(events: tuple, exit_code) -> Scenario:
         return Scenario(run.context, events, exit_code, run.execution_api_retries, rendered_map_index=None)
 
     phase = runtime.sigterm_running if run.outcome == CANCELLABLE else runtime.sigterm_waiting
-    world = (*_DISPOSITION[phase], *run.while_running)
+    world = (*DISPOSITIONS[phase], *run.while_running)
     sup = _killed(scenario(world, 0), release)
+    if run.outcome == CANCELLABLE and sup.alive and not sup.killing:
+        ran_on = (*world, *supervisor.TIME_RUNS_ON)
+        sup = _killed(scenario(ran_on, 0), release)
+        if sup.alive and not sup.killing:  # nothing cancels it: time running on is the supervisor's close's to play
+            return scenario(world, HANG)
+        world = ran_on
     if not sup.alive:  # died of the kill, or of the SIGKILL it escalated to
         return scenario(world, 0)
     if sup.killing:
@@ -276,10 +288,9 @@ def coordinator_scenario(run: CoordinatorRun, runtime: CoordinatorRuntime = CONT
             return scenario(world, EXIT_AFTER_SIGTERM_SHUTDOWN)
         if phase in (SIGTERM_CANCELS, SIGTERM_GRACE_THEN_EXIT_1) and run.outcome == CANCELLABLE:
             frame = terminal_frame(attrs.evolve(run, outcome="error"), runtime)
-            return scenario((*world, frame), 0)
+            told = supervisor.run(scenario((*world, frame), 0), release).replies
+            return scenario((*world, frame), _exit_after_its_frame(frame, runtime, told))
         return scenario(world, HANG)  # its task never looks at the cancellation: the escalation's SIGKILL ends it
-    if run.outcome == CANCELLABLE:
-        return scenario(world, HANG)
     frame = terminal_frame(run, runtime)
     if frame is None:
         return scenario(world, runtime.escape_exit)

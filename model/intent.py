@@ -168,6 +168,17 @@ RETRY_POLICY_FAIL = Source(
     "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, 'Retry Policies'",
     "FAIL -- fail immediately, skipping any remaining retries.",
     f"{_DOCS}/core-concepts/tasks.html#retry-policies")
+WORKER_LOST = Source(
+    "documentation", "tasks.rst", "Airflow documentation, Core Concepts, Tasks, 'Task Instance Heartbeat Timeout'",
+    "TaskInstances may get stuck in a running state despite their associated jobs being inactive [...] Airflow will "
+    "find these periodically, clean them up, and mark the TaskInstance as failed or retry it if it has available "
+    "retries.",
+    f"{_DOCS}/core-concepts/tasks.html#task-instance-heartbeat-timeout")
+HEARTBEAT_TIMEOUT_OPTION = Source(
+    "option", "[scheduler] task_instance_heartbeat_timeout", "config.yml, [scheduler] task_instance_heartbeat_timeout",
+    "If the job has not heartbeat in this many seconds, the scheduler will mark the associated task instance as "
+    "failed and will re-schedule the task.",
+    f"{_DOCS}/configurations-ref.html#task-instance-heartbeat-timeout")
 RETRIES_PARAMETER = Source(
     "documentation", "BaseOperator retries",
     "Task SDK reference, BaseOperator, parameter retries",
@@ -502,20 +513,23 @@ INTENT: dict[str, Intent] = {
         (RETRIES_PARAMETER, RETRY_POLICY_BOUND)),
     "last_failing_try_ends_failed": Intent(
         "lifecycle",
-        "A failing try with no retries left ends FAILED, never UP_FOR_RETRY.",
-        (RETRIES_PARAMETER, FAILED_STATE)),
+        "A failing try (a try whose worker host was lost among them) with no retries left ends FAILED, never "
+        "UP_FOR_RETRY.",
+        (RETRIES_PARAMETER, FAILED_STATE, WORKER_LOST, HEARTBEAT_TIMEOUT_OPTION)),
     "failing_try_with_retries_left_ends_up_for_retry": Intent(
         "lifecycle",
-        "A failing try with retries left ends UP_FOR_RETRY, so the task instance is tried again.",
-        (TASK_STATES, NEVER_RETRIED, SIGNAL_KILLED_RETRIES)),
+        "A failing try (a try whose worker host was lost among them) with retries left ends UP_FOR_RETRY, so the task "
+        "instance is tried again.",
+        (TASK_STATES, NEVER_RETRIED, SIGNAL_KILLED_RETRIES, WORKER_LOST, HEARTBEAT_TIMEOUT_OPTION)),
     "no_try_leaves_row_running": Intent(
         "lifecycle",
         "No try leaves the task instance's row RUNNING, unless the server took the task instance away.",
         (STUCK_RUNNING, FINISH_REPORTS_THE_REST)),
     "try_count_matches_attempts": Intent(
         "lifecycle",
-        "Tries are numbered 1, 2, ... and the row's try number counts the tries made.",
-        (TRY_IDENTITY,)),
+        "Tries are numbered 1, 2, ... and the row's try number counts the tries made; a try that ends UP_FOR_RETRY "
+        "leaves the next one queued.",
+        (TRY_IDENTITY, TASK_STATES)),
     # wire (properties/test_process_wire.py)
     "malformed_frame_still_ends_the_attempt": Intent(
         "wire",

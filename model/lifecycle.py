@@ -9,6 +9,10 @@ meets the task's outcome, the supervisor records the end; the server row then sa
 - anything else (SUCCESS, FAILED, SKIPPED, REMOVED, a row the server took away, or a row wrongly
   left RUNNING): the life is over.
 
+A try may also be ``host lost`` (``host_lost``): the worker host dies while the task runs, the supervisor with
+it, so nothing more is reported; the row stays RUNNING until the scheduler's task-instance heartbeat timeout
+fails it (UP_FOR_RETRY while it may retry, else FAILED), and the life goes on from there.
+
 ``Life`` is pure and frozen; ``LIFECYCLE_INVARIANTS`` are ``(life) -> violations``.
 """
 
@@ -18,21 +22,26 @@ import attrs
 
 from model.frozen import replace
 from model.invariants import Violation
+from model.release import SPECIFIED, Release
 from model.scenario import (
     AWAITING_INPUT,
     DEFERRED,
     FAILED,
+    NO_FINAL_STATE,
     QUEUED,
     RUNNING,
     UP_FOR_RESCHEDULE,
     UP_FOR_RETRY,
+    ApiCall,
     Observation,
     RunContext,
 )
-from model.server import Row
+from model.server import Row, Server
 
 #: Row states after which the same try is resumed.
 RESUMED = frozenset({DEFERRED, UP_FOR_RESCHEDULE, AWAITING_INPUT})
+#: A life's try in which the worker host dies while the task runs (``host_lost``).
+HOST_LOST = "host lost"
 
 
 @attrs.frozen
@@ -40,22 +49,29 @@ class Try:
     """One try (or resumption) as lived: its context, what the runtime met, what was recorded.
 
     ``retryable_failure``: the task failed and nothing (the exception, a retry policy's FAIL) asked
-    for no retry, so the design says: UP_FOR_RETRY while should_retry, else FAILED.
+    for no retry, or its worker host was lost (``lost``), so the design says: UP_FOR_RETRY while
+    should_retry, else FAILED.
     """
 
     #: The run context the server handed this try.
     context: RunContext
     #: What the try met, in the run language a replay reads.
     met: str
-    #: Whether the task failed in a way the design retries while should_retry.
+    #: Whether the task failed in a way the design retries while should_retry (or its worker host was lost).
     retryable_failure: bool
     #: What the supervisor observed of the try.
     observation: Observation
     #: What the runtime did, in words (empty: not shown).
     runtime: str = ""
     #: The server's own row after the try, as the scheduler then left it (a life on a real server's
-    #: row); None: the row moves on by the model's rule (``Life.record``).
+    #: row, or a try whose host was lost: the scheduler's heartbeat timeout and its queueing decide);
+    #: None: the row moves on by the model's rule (``Life.record``).
     row_after: Row | None = None
+
+    @property
+    def lost(self) -> bool:
+        """Whether the worker host died in this try (``HOST_LOST``): nothing was reported, the scheduler ended it."""
+        return self.met == HOST_LOST
 
     def to_text(self) -> str:
         o = self.observation
@@ -117,8 +133,27 @@ class Life:
                 f"row at the end: {self.row.state}, try_number={self.row.try_number}"]
 
 
-def _recorded(o: Observation) -> dict[str, str]:
-    return {"final_state": o.final_state, "server row": o.row}
+def host_lost(context: RunContext, release: Release = SPECIFIED) -> Try:
+    """The try of ``context`` in which the worker host dies while the task runs, under ``release``'s server.
+
+    The supervisor started it (``PATCH .../run``: the row RUNNING, the run context handed out) and died with its task
+    process: no exit is seen, no final state decided, nothing more is called. The row stays RUNNING until the
+    scheduler's task-instance heartbeat timeout strikes it (``model.server.Server.heartbeat_timeout``: UP_FOR_RETRY,
+    the try archived, while the task may retry, else FAILED), and the scheduler then queues it if it may
+    (``Server.requeue``): the try's ``row_after``. Its observation's row is the row the heartbeat timeout left.
+    """
+    started, status = Server.queued(context, release=release).start()
+    struck = started.heartbeat_timeout()
+    observation = Observation(None, NO_FINAL_STATE, (ApiCall("start", status),), (), struck.row.state)
+    return Try(started.context or context, HOST_LOST, True, observation, "the host died: nothing reported",
+               struck.requeue().row)
+
+
+def _recorded(t: Try) -> dict[str, str]:
+    """Where a try's end is recorded: the supervisor's final state and the server row; for a try whose host was lost
+    (no supervisor left to record anything), the row the scheduler's heartbeat timeout left."""
+    o = t.observation
+    return {"server row": o.row} if t.lost else {"final_state": o.final_state, "server row": o.row}
 
 
 def tries_within_budget(life: Life):
@@ -136,11 +171,11 @@ def _failing_tries_that_did_not_end(life: Life, name: str, retries_left: bool, e
     """A violation of ``name`` for each failing try with (or without) retries left not recorded ``expected``."""
     left = "with retries left" if retries_left else "with no retries left"
     return tuple(
-        Violation(name, f"try {t.context.try_number} of max_tries={t.context.max_tries} failed {left}; "
-                        f"{where} is {state}, expected {expected}")
+        Violation(name, f"try {t.context.try_number} of max_tries={t.context.max_tries} "
+                        f"{'was lost' if t.lost else 'failed'} {left}; {where} is {state}, expected {expected}")
         for t in life.tries
         if t.retryable_failure and t.context.should_retry == retries_left and t.observation.row_gone is None
-        for where, state in _recorded(t.observation).items()
+        for where, state in _recorded(t).items()
         if state != expected
     )
 
@@ -148,8 +183,12 @@ def _failing_tries_that_did_not_end(life: Life, name: str, retries_left: bool, e
 def last_failing_try_ends_failed(life: Life):
     """A failing try with no retries left ends FAILED, never UP_FOR_RETRY.
 
+    A try whose worker host was lost counts as failing, its row judged (nothing else records it).
+
     Intent: BaseOperator retries (the retries performed before failing the task); tasks.rst (failed: the task had an
-    error during execution).
+    error during execution; a task instance whose heartbeat timed out, its worker gone, is marked failed or retried
+    if it has available retries); [scheduler] task_instance_heartbeat_timeout (the scheduler will mark the task
+    instance as failed and will re-schedule the task).
     """
     return _failing_tries_that_did_not_end(life, "last_failing_try_ends_failed", False, FAILED)
 
@@ -157,9 +196,14 @@ def last_failing_try_ends_failed(life: Life):
 def failing_try_with_retries_left_ends_up_for_retry(life: Life):
     """A failing try with retries left ends UP_FOR_RETRY (the seed: not FAILED).
 
-    Intent: tasks.rst (up_for_retry: failed, with retry attempts left, and will be rescheduled); apache/airflow#67797
+    A try whose worker host was lost counts as failing, its row judged (nothing else records it); that its retry is
+    queued as the next try is ``try_count_matches_attempts``'.
+
+    Intent: tasks.rst (up_for_retry: failed, with retry attempts left, and will be rescheduled; a task instance whose
+    heartbeat timed out, its worker gone, is retried if it has available retries); apache/airflow#67797
     (jason810496: recorded FAILED and never retried is the bug); apache/airflow#55767 (amoghrajesh: a task killed by a
-    signal must respect its retries too).
+    signal must respect its retries too); [scheduler] task_instance_heartbeat_timeout (the scheduler will mark the
+    task instance as failed and will re-schedule the task).
     """
     return _failing_tries_that_did_not_end(life, "failing_try_with_retries_left_ends_up_for_retry", True, UP_FOR_RETRY)
 
@@ -182,12 +226,16 @@ def try_count_matches_attempts(life: Life):
     """Tries are numbered 1, 2, ... (a resumption keeps its number), and the row's try_number counts them:
     the tries made, plus the one queued after an UP_FOR_RETRY.
 
-    Intent: apache/airflow#73554 (ashb: an attempt is its id and its try number, allocated together).
+    Intent: apache/airflow#73554 (ashb: an attempt is its id and its try number, allocated together); tasks.rst
+    (up_for_retry: the task will be rescheduled).
     """
     numbers = [t.context.try_number for t in life.tries]
     if any(b - a not in (0, 1) for a, b in zip([1, *numbers], numbers)) or numbers[:1] not in ([], [1]):
         return (Violation("try_count_matches_attempts", f"tries were numbered {numbers}"),)
     queued_next = bool(life.tries) and life.tries[-1].observation.row == UP_FOR_RETRY and not life.row.gone
+    if queued_next and life.row.state != QUEUED:
+        return (Violation("try_count_matches_attempts",
+                          f"try {numbers[-1]} ended up_for_retry and the row is {life.row.state}: no next try queued"),)
     expected = max(1, life.tries_made + (1 if queued_next else 0))
     if life.row.try_number != expected:
         return (Violation("try_count_matches_attempts",

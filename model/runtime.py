@@ -34,6 +34,7 @@ from model.scenario import (
     RunContext,
     Scenario,
     Send,
+    parse_settings,
     settings_text,
 )
 
@@ -212,29 +213,47 @@ class RuntimeRun:
 
     @classmethod
     def from_text(cls, text: str) -> RuntimeRun:
-        """Parse ``to_text``'s form; ``ValueError`` names the part that is wrong."""
+        """Parse ``to_text``'s form (the run context may be left out); ``ValueError`` names the part that is wrong.
+
+        Every word is acted on or refused: each part once (one outcome, one policy, one channel, one ``with`` listing
+        each feature once), and no setting a task runner try does not have (``execution_api_retries``)."""
         parts = [p.strip() for p in text.split(";") if p.strip()]
-        context = Scenario.from_text(f"{parts.pop(0)}; exit 0").context if parts and "=" in parts[0].split()[0] else RunContext()
-        fields: dict = {"context": context}
+        fields: dict = {}
+        if parts and "=" in parts[0].split()[0]:
+            context, retries = parse_settings(parts.pop(0))
+            if retries is not None:
+                raise ValueError("bad runtime run: a task runner try has no execution_api_retries= (its supervisor's "
+                                 "client's tries: a supervisor or coordinator run sets it)")
+            fields["context"] = context
         for part in parts:
             verb, *words = part.split()
             if verb == "task" and words == ["returns"]:
-                fields["outcome"] = RETURN
+                field, value = "outcome", RETURN
             elif verb == "task" and len(words) == 2 and words[0] == "raises":
-                fields["outcome"] = words[1]
+                field, value = "outcome", words[1]
             elif verb == "policy" and words:
-                fields["policy"] = None if words == ["none"] else _parse_policy(words, part)
+                field, value = "policy", None if words == ["none"] else _parse_policy(words, part)
             elif verb == "comms" and len(words) == 1:
-                fields["comms"] = words[0]
+                field, value = "comms", words[0]
             elif verb == "with" and words:
-                fields["features"] = words
+                twice = sorted({w for w in words if words.count(w) > 1})
+                if twice:
+                    raise ValueError(f"bad runtime run: feature {twice[0]!r} is given twice in {part!r}")
+                field, value = "features", words
             else:
                 raise ValueError(f"unknown part {part!r}; parts are: task returns | task raises NAME, "
                                  "policy none|ACTION [delay=N] [reason=WORD], comms MODE, with FEATURE...")
+            if field in fields:
+                raise ValueError(f"bad runtime run: {part!r} is a second {_PART_OF[field]} part; a run has one")
+            fields[field] = value
         try:
             return cls(**fields)
         except (ValueError, TypeError) as e:
             raise ValueError(f"bad runtime run: {said_plainly(e)}") from None
+
+
+#: The part of a runtime run's text each field is written in.
+_PART_OF = {"outcome": "'task ...'", "policy": "'policy ...'", "comms": "'comms ...'", "features": "'with ...'"}
 
 
 def _parse_policy(words: list[str], part: str) -> Policy:
@@ -242,6 +261,8 @@ def _parse_policy(words: list[str], part: str) -> Policy:
     kwargs: dict = {}
     for word in rest:
         key, sep, value = word.partition("=")
+        if key in kwargs:
+            raise ValueError(f"bad policy word {word!r} in {part!r}: {key}= is given twice")
         if key == "delay" and sep and value.isdigit():
             kwargs["delay"] = int(value)
         elif key == "reason" and sep:

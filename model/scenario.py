@@ -315,14 +315,20 @@ def _parse_int(word: str, part: str) -> int:
         raise ValueError(f"{word!r} is not an integer in {part!r}") from None
 
 
+#: The words of a run's first part, each ``KEY=VALUE`` once: the run context, and the client's tries of each request.
+SETTINGS = ("try_number", "max_tries", "should_retry", "execution_api_retries")
+
+
 def parse_settings(part: str) -> tuple[RunContext, int | None]:
     """The first part: the run context, and ``execution_api_retries`` if it is given (None: not given)."""
     fields = {}
     for item in part.split():
         key, sep, value = item.partition("=")
-        if not sep or key not in ("try_number", "max_tries", "should_retry", "execution_api_retries"):
+        if not sep or key not in SETTINGS:
             raise ValueError(f"the first part wants try_number=, max_tries=, should_retry= "
                              f"(and optionally execution_api_retries=); got {item!r}")
+        if key in fields:
+            raise ValueError(f"{key}= is given twice in {part!r}; each setting once")
         if key == "should_retry":
             if value not in ("true", "false"):
                 raise ValueError(f"should_retry must be true or false, not {value!r}")

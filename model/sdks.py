@@ -13,11 +13,17 @@ trait by a flag (``runtimes/README.md``), so every profile is checked against th
 
 from __future__ import annotations
 
+import operator
+from typing import Callable
+
 import attrs
 
 from model.coordinator import (CONTRACT, FAILS_CLOSED_AFTER_ANY_FRAME, FAILS_CLOSED_NEVER, FRAME_ID_COUNTED,
                                FRAME_ID_REUSED, SEED, SIGTERM_CANCELS, SIGTERM_DIES, SIGTERM_EXITS_143,
-                               SIGTERM_GRACE_THEN_EXIT_1, SIGTERM_TRAPS, CoordinatorRuntime)
+                               SIGTERM_GRACE_THEN_EXIT_1, SIGTERM_TRAPS, CoordinatorRun, CoordinatorRuntime,
+                               coordinator_attempt)
+from model.release import SPECIFIED, Release
+from model.scenario import Observation
 
 
 @attrs.frozen
@@ -169,3 +175,12 @@ def profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown SDK profile {name!r}; the profiles are: {', '.join(PROFILES)}") from None
+
+
+def explaining(run: CoordinatorRun, observed: Observation,
+               same: Callable[[Observation, Observation], bool] = operator.eq,
+               release: Release = SPECIFIED) -> tuple[str, ...]:
+    """The profiles whose runtime, meeting ``run`` under ``release``'s supervisor, is observed as ``observed`` was (by
+    ``same``: conformance compares what decides the attempt, ``impl.frontdoor.kinds.decides_the_attempt``), in
+    ``PROFILES``' order, the contract first; empty when none explains it."""
+    return tuple(name for name, p in PROFILES.items() if same(coordinator_attempt(run, p.runtime, release), observed))

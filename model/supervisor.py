@@ -404,12 +404,18 @@ def run(scenario: Scenario, release: Release = SPECIFIED) -> Observation:
     them while the kill waits for it). ``release``: the task-sdk release whose by-design behaviour to follow
     (``model.release``).
     """
+    return close(live(scenario, release), scenario.exit_code)
+
+
+def live(scenario: Scenario, release: Release = SPECIFIED) -> Supervisor:
+    """``run`` up to the process's exit: start, then the events while the process lives (or while a kill waits for a
+    process that handles SIGTERM: ``Supervisor.killing``)."""
     sup = start(scenario, release)
     for event in scenario.events:
         if not sup.alive:
             break
         sup = monitor_step(sup, event)
-    return close(sup, scenario.exit_code)
+    return sup
 
 
 def close(sup: Supervisor, exit_code: int | str) -> Observation:

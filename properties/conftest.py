@@ -5,7 +5,9 @@ against; ``--hypothesis-profile dev|ci|nightly`` how hard they look
 (``impl/frontdoor/profiles.py``); ``--server model|airflow`` what answers the supervisor
 targets' Execution API calls (sets ``FINALSTATE_SERVER``; default: as the environment says, else
 ``model``); ``--server-db sqlite|local|URL`` the real server's database (sets
-``FINALSTATE_SERVER_DB``; ``local``: a private PostgreSQL from a wheel, ``impl/server/postgres.py``).
+``FINALSTATE_SERVER_DB``; ``local``: a private PostgreSQL from a wheel, ``impl/server/postgres.py``);
+``--sdk-profile NAME`` the SDK profile the coordinator targets are declared to be (``model.sdks``; sets
+``FINALSTATE_SDK_PROFILE``, which the coordinator targets read when loaded: ``finalstate check --profile ci,NAME``).
 A property asks for the fixture of the kind of run it lives: ``target`` (supervisor),
 ``runtime_target`` or ``coordinator_target``; a target of another kind skips it with the reason.
 """
@@ -21,8 +23,8 @@ import impl.frontdoor.profiles  # noqa: F401  registers the profiles
 from impl.frontdoor.ahead import drawn_by
 from impl.frontdoor.findings import Finding, findings_on, installed_release
 from impl.frontdoor.kinds import KINDS, outcome
-from impl.frontdoor.registry import (DEFAULT_TARGET, SERVER_ENV, SERVERS, TargetUnavailable, UnknownTarget, check_name,
-                                     kinds_of, load_target)
+from impl.frontdoor.registry import (DEFAULT_TARGET, SDK_PROFILE_ENV, SERVER_ENV, SERVERS, TargetUnavailable,
+                                     UnknownTarget, check_name, chosen_profile, kinds_of, load_target)
 from impl.frontdoor.report import CheckFailed, InvariantViolation, check_invariants
 from impl.frontdoor.scenarios import playable_only
 from impl.server.postgres import SERVER_DB_ENV
@@ -38,6 +40,11 @@ def pytest_addoption(parser):
                           "or airflow (the real Execution API of apache-airflow-core on a real database, Airflow's client with its "
                           "default retries; airflow-inproc and airflow-process); "
                           f"sets {SERVER_ENV}")
+    parser.addoption("--sdk-profile", default=None, metavar="NAME",
+                     help="the SDK profile the coordinator targets are declared to be (model.sdks.PROFILES; "
+                          "`finalstate profiles` lists them): compared with that SDK's runtime in the model, and the "
+                          "findings it holds for are known; undeclared (the default), a coordinator target is accepted "
+                          f"where the contract or any profile explains a run; sets {SDK_PROFILE_ENV}")
     parser.addoption("--server-db", default=None, metavar="sqlite|local|URL",
                      help="the real Execution API server's database: sqlite (an embedded copy, the default), local (a "
                           "private PostgreSQL started from the pgserver wheel) or a database URL (postgresql://...); "
@@ -53,6 +60,14 @@ def pytest_configure(config):
         import os
 
         os.environ[SERVER_DB_ENV] = config.getoption("--server-db")
+    if config.getoption("--sdk-profile"):
+        import os
+
+        try:
+            chosen_profile(config.getoption("--sdk-profile"))
+        except UnknownTarget as e:
+            raise pytest.UsageError(f"--sdk-profile: {e}") from None
+        os.environ[SDK_PROFILE_ENV] = config.getoption("--sdk-profile")
     try:
         most_at_once()
     except ValueError as e:
@@ -158,10 +173,11 @@ def plan_ahead(session, target) -> None:
         for pairing in pairings_for(target.name):
             live_lives_ahead(pairing)
     if "scope" in wanted:
-        from impl.frontdoor.exhaustive import CONTEXTS, SCOPES
+        from impl.frontdoor.exhaustive import CONTEXTS, SCOPES, runtimes_of
 
         scope = SCOPES[target.kind]
-        target.live_ahead(run for run, _, _ in scope.runs(scope.default_depth, CONTEXTS, target.release))
+        target.live_ahead(run for run, _, _ in scope.runs(scope.default_depth, CONTEXTS, target.release,
+                                                          runtimes_of(target)))
 
 
 def _target_of(item) -> str | None:
@@ -208,7 +224,7 @@ def searching(target, invariant, kind: str | None = None):
     A violation that a registered finding's signature explains is counted (a Hypothesis event)
     and the search continues; one that no finding explains fails with its shrunk counterexample.
     """
-    known = findings_on(kind or target.kind, target.name, invariant.__name__)
+    known = findings_on(kind or target.kind, target.name, invariant.__name__, profile=target.profile)
     return lambda run: counted(check_invariants(target, run, (invariant,), known, count_known))
 
 
@@ -228,13 +244,13 @@ def assert_reproduces(request, target, finding: Finding) -> None:
     """A finding's own minimal run, as a strict expected failure (``expect_the_finding``): it must break its
     invariant on ``target`` while the bug stands; where it does not, the run may break the invariant only for a
     cause another finding standing here explains. Skipped where it is about others."""
-    if not finding.about(target.name):
-        pytest.skip(f"{finding.id} is about {', '.join(finding.targets)}")
+    if not finding.about(target.name, target.profile):
+        pytest.skip(f"{finding.id} is about {', '.join(finding.targets + finding.profiles)}")
     kind = KINDS[finding.kind]
     invariant = next(i for i in kind.invariants if i.__name__ == finding.invariant)
     run = kind.parse(finding.scenario)
     stands = expect_the_finding(request, finding, InvariantViolation)
-    others = () if stands else findings_on(finding.kind, target.name, invariant.__name__)
+    others = () if stands else findings_on(finding.kind, target.name, invariant.__name__, profile=target.profile)
     try:
         check_invariants(target, run, (invariant,), others)
     except NotImplementedError as e:  # this target's server backend cannot play the finding's run

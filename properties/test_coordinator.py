@@ -21,17 +21,24 @@ from model.runtime_invariants import COORDINATOR_INVARIANTS
 from properties.conftest import assert_reproduces, assert_scope_holds, counted, holds_for_all, searching, skip_the_model
 
 
-def _met(run, observed):
-    for what in world_met(run, observed):
-        event("the world met", what)
+def _met(run, observed, profile=None):
+    for what in world_met(run, observed, profile):
+        event(f"the world met: {what}")
     return observed
+
+
+def _explained_by(names):
+    event("explained by the model of", ", ".join(names))
 
 
 def test_coordinator_conformance(coordinator_target):
     """The runtime under the real supervisor records what the model (runtime + supervisor) says, in what decides
-    the attempt."""
+    the attempt: the model of the SDK profile it is declared to be (``--profile``), or, undeclared, of the contract or
+    of any profile (``model.sdks.PROFILES``), those that explain each run counted in the statistics."""
     skip_the_model(coordinator_target)
-    holds_for_all(coordinator_runs, lambda run: _met(run, counted(check_conformance(coordinator_target, run))),
+    holds_for_all(coordinator_runs,
+                  lambda run: _met(run, counted(check_conformance(coordinator_target, run, on_explained=_explained_by)),
+                                   coordinator_target.profile),
                   coordinator_target.live_ahead)
 
 
@@ -39,7 +46,8 @@ def test_coordinator_conformance(coordinator_target):
 def test_coordinator_invariant(coordinator_target, invariant):
     """The seed's acceptance criteria and the fail-closed exit, on every generated try."""
     check = searching(coordinator_target, invariant)
-    holds_for_all(coordinator_runs, lambda run: _met(run, check(run)), coordinator_target.live_ahead)
+    holds_for_all(coordinator_runs, lambda run: _met(run, check(run), coordinator_target.profile),
+                  coordinator_target.live_ahead)
 
 
 @pytest.mark.lives_ahead("scope")

@@ -8,10 +8,11 @@ finding's own minimal scenario is a strict expected failure.
 from __future__ import annotations
 
 import pytest
+from hypothesis import event
 
 from impl.frontdoor.findings import FINDINGS
 from impl.frontdoor.report import check_conformance
-from impl.frontdoor.scenarios import EXIT_CODES, machine_for, run_machine
+from impl.frontdoor.scenarios import EXIT_CODES, attempt_met, machine_for, run_machine
 from impl.releases.adapters import model_release
 from model.invariants import SUPERVISOR_INVARIANTS
 from model.scenario import (AWAITING_INPUT, DEFERRED, FAILED, REMOVED, SERVER_TERMINATED, SKIPPED, SUCCESS, UP_FOR_RESCHEDULE,
@@ -20,17 +21,25 @@ from model.supervisor import final_state
 from properties.conftest import assert_reproduces, assert_scope_holds, counted, searching, skip_the_model
 
 
+def _met(target, scenario, observed):
+    for what in attempt_met(scenario, observed, target.release):
+        event(f"the world met: {what}")
+    return observed
+
+
 def test_conformance(target):
     """Model and target observe the same thing for every scenario."""
     skip_the_model(target)
-    run_machine(machine_for("Conformance", lambda s: counted(check_conformance(target, s)), target.attempts_per_step))
+    run_machine(machine_for("Conformance", lambda s: _met(target, s, counted(check_conformance(target, s))),
+                            target.attempts_per_step))
 
 
 @pytest.mark.parametrize("invariant", SUPERVISOR_INVARIANTS, ids=lambda i: i.__name__)
 def test_invariant(target, invariant):
     """One invariant of the design, on every scenario, on the target's own observation: the known
     findings are counted, and any other violation fails."""
-    run_machine(machine_for(invariant.__name__, searching(target, invariant), target.attempts_per_step))
+    check = searching(target, invariant)
+    run_machine(machine_for(invariant.__name__, lambda s: _met(target, s, check(s)), target.attempts_per_step))
 
 
 #: Every state the supervisor can hold when it decides: none, each a frame or call can set, a server termination

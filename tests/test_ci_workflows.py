@@ -202,13 +202,10 @@ def test_the_check_step_checks_what_the_build_step_built_and_uploads_its_report(
     assert argv[:3] == ["-m", "impl.frontdoor.cli", "check"]
     options = dict(zip(argv[3::2], argv[4::2]))
     assert options["--target"] == f"cmd:build/runtimes/{sdk}-sdk-runtime"  # what build-sdk-runtime writes and prints
-    assert options["--profile"] == "ci"
+    assert options["--profile"] == f"ci,{DEFAULT_PROFILES[sdk]}"
     assert options["--junit-xml"] == uploaded
 
 
-@pytest.mark.xfail(strict=True, raises=SystemExit,
-                   reason="--sdk-profile is the lead's to wire (issue 31 deliverables 1-3); until then finalstate's "
-                          "command line refuses it. Remove this mark when it is wired")
 @pytest.mark.parametrize("sdk", SDKS)
 def test_finalstate_takes_the_check_steps_arguments_as_they_are(sdk, tmp_path, monkeypatch):
     """The recorded argv, parsed by finalstate's own command line (its check command replaced by a recorder)."""
@@ -218,5 +215,7 @@ def test_finalstate_takes_the_check_steps_arguments_as_they_are(sdk, tmp_path, m
     seen = []
     monkeypatch.setattr(cli, "cmd_check", lambda args: seen.append(args) or 0)
     assert cli.main(argv[2:]) == 0
+    monkeypatch.delenv("FINALSTATE_SDK_PROFILE", raising=False)  # _declare sets it; undone after the test
+    cli._declare(seen[0])  # what cmd_check does first: the search profile and the SDK profile apart
     assert seen[0].target == f"cmd:build/runtimes/{sdk}-sdk-runtime" and seen[0].profile == "ci"
-    assert vars(seen[0])["sdk_profile"] == DEFAULT_PROFILES[sdk]
+    assert seen[0].sdk_profile == DEFAULT_PROFILES[sdk]

@@ -27,8 +27,8 @@ def test_a_finding_explains_its_own_run(finding):
     if finding.kind == "lifecycle":
         pytest.skip("a life is replayed on a pairing: tests/test_runtime_model.py and the lifecycle properties")
     run = KINDS[finding.kind].parse(finding.scenario)
-    if finding.shown_on is None:
-        observed = model_target(finding.kind).run(run)
+    if finding.shown_on is None:  # a finding of SDK profiles: the model of the first
+        observed = model_target(finding.kind, *finding.profiles[:1]).run(run)
     else:  # the model of a release the bug stands on
         stood = Release.parse(finding.shown_on)
         assert finding.stands_on(stood)

@@ -12,7 +12,7 @@ from hypothesis.stateful import run_state_machine_as_test  # noqa: E402
 
 from impl.frontdoor.findings import findings_on  # noqa: E402
 from impl.frontdoor.lifecycle import life_machine, pairings_for, replay_life  # noqa: E402
-from model.lifecycle import LIFECYCLE_INVARIANTS  # noqa: E402
+from model.lifecycle import LIFECYCLE_INVARIANTS, life_violations  # noqa: E402
 
 FAILS = "task raises ValueError; policy none; comms ok"
 RETURNS = "task returns; policy none; comms ok"
@@ -63,3 +63,23 @@ def test_generated_lives_on_real_rows(pairings, invariant):
     known = findings_on("lifecycle", pairings[0].name, invariant.__name__)
     run_state_machine_as_test(life_machine(pairings[0], (invariant,), known),
                               settings=settings(settings.get_profile("ci"), max_examples=3, stateful_step_count=4))
+
+
+def test_a_lost_host_is_ended_by_the_real_schedulers_heartbeat_timeout(pairings):
+    """A try whose host died reports nothing; the scheduler's own heartbeat timeout makes the real row UP_FOR_RETRY
+    while it may retry, and its step queues the next try; on the last try the row is FAILED."""
+    life = replay_life(pairings[0], f"retries=1 | host lost | {FAILS}")
+    (first, second), (third,) = life.tries, replay_life(pairings[1], "retries=0 | host lost").tries
+    assert (first.context.try_number, first.context.should_retry, first.observation.final_state,
+            first.observation.row) == (1, True, "none", "up_for_retry")
+    assert (first.row_after.state, first.row_after.try_number) == ("queued", 2)
+    assert (second.context.try_number, second.observation.row, life.row.state, life.over) == (2, "failed", "failed",
+                                                                                              True)
+    assert (third.context.should_retry, third.observation.row, third.row_after.state) == (False, "failed", "failed")
+
+
+def test_a_deleted_row_keeps_the_count_of_its_tries(pairings):
+    """A row deleted by a user has no try number to read; the life counts the tries made, as the model's rule does."""
+    life = replay_life(pairings[1], "retries=1 | host lost | heartbeat 404; task success")
+    assert (life.row.state, life.row.try_number, life.tries[-1].observation.row_gone) == ("deleted", 2, 404)
+    assert not life_violations(life)

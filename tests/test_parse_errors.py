@@ -25,6 +25,11 @@ MISTYPED = [
     ("model", "retries=x | task error", "retries=x", ("retries=N",)),
     ("airflow-inproc", "retries=1 | task raises Boom; policy none; comms ok", "Boom", ("AirflowFailException",)),
     ("airflow-inproc", "retries=1 | task eror", "eror", ("success", "error")),
+    ("airflow-task-runner", "task returns; with sigterm sigterm", "sigterm", ("twice",)),
+    ("airflow-task-runner", "task returns; task raises ValueError", "task raises ValueError", ("second",)),
+    ("model", "fault defer transient; task error", "fault defer transient", ("succeed", "retry", "finish")),
+    ("model", "retries=1 | try_number=3; task error", "try_number=3", ("retries=N", "execution_api_retries=")),
+    ("model", "retries=0 | task error | task success", "over after its try 1", ("1 more given",)),
 ]
 
 

@@ -39,12 +39,17 @@ def test_no_leaks_after_thousands_of_attempts():
     before, raw_before = held()
     bad = [{"steps": [["hang"]]}, {"steps": [["raw", b"\x00\x00\x00\x04\xc1\xc1\xc1\xc1"], ["exit", 1]]},
            {"steps": [["close"], ["exit", 0]]}]
+    # runtimes that never exit: one nothing ends (the harness ends the attempt), one killed after it handled SIGTERM
+    never_exiting = [Scenario.from_text(text) for text in ("handle sigterm; exit hang",
+                                                          "handle sigterm; heartbeat 409; send SucceedTask; exit hang")]
     start = time.monotonic()
     for i, scenario in enumerate(corpus(SCENARIOS, seed=2026)):
         process.run(scenario)
         if i % 500 == 0:  # a few bad runtimes among them: killed at the deadline, crashed supervisor
             for script in bad:
                 process.supervise_script(script, deadline=0.5)
+            for hanging in never_exiting:
+                process.run(hanging)
     elapsed = time.monotonic() - start
     time.sleep(0.5)  # daemon threads of lost answers finish
     after, raw_after = held()

@@ -28,6 +28,19 @@ SCENARIOS = [
     "try_number=1 max_tries=3 should_retry=false; send AwaitInputTask; exit -6",
 ]
 
+#: The widened world (a runtime that handles SIGTERM and carries on inside the kill, users' actions, a runtime that
+#: never exits), each line where the word changes what the release's supervisor does.
+WIDENED_WORLD = [
+    "try_number=1 max_tries=1; handle sigterm; heartbeat 409; send SucceedTask; exit 0",
+    "try_number=1 max_tries=1; handle sigterm; heartbeat 404; exit hang",
+    "try_number=1 max_tries=1; user marks success; send RetryTask; exit 0",
+    "try_number=1 max_tries=1; user clears; heartbeat 200; exit 0",
+    "user deletes; send SucceedTask; exit 0",
+    "send SucceedTask; exit hang",
+    "ignore sigterm; exit hang",
+    "send RescheduleTask; exit hang",  # F16 (a DeferTask's first call costs 1.0.x seconds of imports)
+]
+
 _CHECK = """
 import json, sys
 from impl.frontdoor.registry import load_target
@@ -66,6 +79,18 @@ def test_the_forking_supervisor_of_a_release_before_1_3_0_runs_the_scripted_runt
     assert done.returncode == 0, done.stderr[-3000:]
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")]
     assert len(results) == len(SCENARIOS), done.stdout[-2000:]
+    for text, agree, observed, expected in results:
+        assert agree, f"{text}\n  real:  {observed}\n  model: {expected}"
+
+
+@pytest.mark.parametrize("release", ["1.0.0", "1.0.3", "1.2.2", "1.4.0b2"])
+def test_the_widened_world_on_other_releases(release):
+    """Each new word of the supervisor's world, on a release's own supervisor (forking before 1.3.0, JSON lines
+    before 1.0.3; 1.4.0's SERVER_TERMINATED held before the kill): the same observation as the release's model."""
+    done = in_release(release, _CHECK, *WIDENED_WORLD)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")]
+    assert len(results) == len(WIDENED_WORLD), done.stdout[-2000:]
     for text, agree, observed, expected in results:
         assert agree, f"{text}\n  real:  {observed}\n  model: {expected}"
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import pytest
 
 pytest.importorskip("airflow.sdk", reason="airflow-process needs apache-airflow-task-sdk")
+
+from airflow.sdk.execution_time.supervisor import ActivitySubprocess  # noqa: E402
 
 from impl.supervisor_process import helper  # noqa: E402
 from impl.supervisor_process import target as process  # noqa: E402
@@ -30,6 +33,27 @@ SCENARIOS = [
     "try_number=1 max_tries=3 should_retry=false; send AwaitInputTask; exit -6",
 ]
 
+#: The widened world, each word where it changes what the supervisor does: a runtime that handles the kill's
+#: SIGTERM and carries on (its frame handled inside kill(), then its own exit; or a hang, ended by the escalation's
+#: SIGKILL), users (or the scheduler's heartbeat timeout) acting on the running task instance (the next heartbeat or
+#: call refused), a runtime that never exits (time runs on: the overtime kills it, the SIGKILL after a SIGTERM it
+#: ignored, or nothing: hung).
+WIDENED_WORLD = [
+    "try_number=1 max_tries=1; handle sigterm; heartbeat 409; send SucceedTask; exit 0",
+    "try_number=1 max_tries=1; handle sigterm; heartbeat 404; send RetryTask; exit 1",
+    "try_number=1 max_tries=1; handle sigterm; heartbeat 410; exit hang",
+    "try_number=1 max_tries=1; user marks success; send RetryTask; exit 0",
+    "try_number=1 max_tries=1; user marks failed; heartbeat 200; send SucceedTask; exit 0",
+    "try_number=1 max_tries=1; user marks skipped; send TaskState failed; exit 1",
+    "try_number=2 max_tries=3; user clears; send SucceedTask; exit 0",
+    "user deletes; heartbeat 200; exit 0",
+    "try_number=1 max_tries=1; scheduler times out; send SucceedTask; exit 0",
+    "exit hang",
+    "send SucceedTask; exit hang",
+    "ignore sigterm; send SucceedTask; exit hang",
+    "handle sigterm; send SucceedTask; exit hang",
+]
+
 PATHS = ["exec", pytest.param("fork", marks=pytest.mark.skipif(build_launcher() is None,
                                                                  reason="no C compiler for impl/wire/launcher.c"))]
 
@@ -41,7 +65,7 @@ def _close():
 
 
 @pytest.mark.parametrize("spawn", PATHS)
-@pytest.mark.parametrize("text", SCENARIOS)
+@pytest.mark.parametrize("text", SCENARIOS + WIDENED_WORLD)
 def test_both_paths_observe_what_the_model_says(spawn, text):
     scenario = Scenario.from_text(text)
     observed = process.supervise_script(process.compile_scenario(scenario), scenario.context, spawn=spawn)
@@ -85,6 +109,41 @@ def test_a_runtime_killed_by_the_escalation_ends_when_killed_not_when_it_would_h
     assert elapsed < 30
 
 
+#: How long Airflow's ``kill()`` waits for the process to exit after each signal, unless told otherwise.
+AIRFLOW_ESCALATION_DELAY = inspect.signature(ActivitySubprocess.kill).parameters["escalation_delay"].default
+
+
+@pytest.mark.parametrize("spawn", PATHS)
+def test_a_runtime_that_handled_sigterm_and_hangs_is_killed_without_waiting_out_the_escalation(spawn):
+    """A runtime that handles the kill's SIGTERM and then never exits is ended by the escalation's SIGKILL, as in
+    Airflow, but the harness runs the kill's wait out (the supervisor's clock) instead of waiting it: the attempt
+    takes far less than Airflow's delay, and observes what the model says."""
+    scenario = Scenario.from_text("try_number=1 max_tries=1; handle sigterm; heartbeat 409; exit hang")
+    process.run(Scenario.from_text("send SucceedTask; exit 0"))  # warm: helper, fork server, client
+    observation, elapsed = timed(process.compile_scenario(scenario), context=scenario.context, spawn=spawn)
+    assert observation == model.run(scenario), "\n".join(observation.to_lines())
+    assert observation.exit_code == -9 and elapsed < AIRFLOW_ESCALATION_DELAY
+
+
+@pytest.mark.parametrize("spawn", PATHS)
+def test_a_runtime_that_never_exits_and_is_never_killed_is_hung_and_leaves_nothing(spawn):
+    """Nothing ends a runtime that never exits and meets no kill: the harness ends the attempt (no exit, no final
+    state, no closing call: ``hung``), then the process, and holds nothing more than before."""
+    scenario = Scenario.from_text("handle sigterm; exit hang")
+    script = process.compile_scenario(scenario)
+    for _ in range(2):  # warm, on this path: helper, fork server, client and its connection
+        process.supervise_script(script, scenario.context, spawn=spawn)
+    before = process.stats()
+    for _ in range(5):
+        observation = process.supervise_script(script, scenario.context, spawn=spawn)
+        assert observation.hung and observation.harness is None, observation.to_lines()
+        assert (observation.exit_code, observation.final_state) == (None, "none")
+    after = process.stats()
+    assert after["children"] == before["children"] and after["zombies"] == [], (before, after)
+    assert after["fds"] <= before["fds"] and after["sockets"] <= before["sockets"], (before, after)
+    assert after["killed_for_supervisor"] == before["killed_for_supervisor"]  # the harness's doing, not a W4
+
+
 @pytest.mark.parametrize("spawn", PATHS)
 def test_runtime_that_closes_the_socket_early_then_exits(spawn):
     observation, elapsed = timed({"steps": [["close"], ["sleep", 0.1], ["exit", 2]]}, spawn=spawn, deadline=5.0)
@@ -126,6 +185,7 @@ REAL_SCENARIOS = [
     "heartbeat 500; heartbeat 500; heartbeat 500; send SucceedTask; exit 0",
     "send SucceedTask; overtime; exit 0",
     "try_number=1 max_tries=2; send RetryTask; exit 1",
+    *WIDENED_WORLD,
 ]
 
 

@@ -19,8 +19,10 @@ from airflow.sdk.execution_time.comms import BundleInfo, RetryTask, StartupDetai
 from impl.coordinator import reference_runtime  # noqa: E402
 from impl.coordinator.target import reference_command, runner  # noqa: E402
 from impl.wire import codec  # noqa: E402
-from model.coordinator import CoordinatorRun  # noqa: E402
-from model.scenario import FAILED, UP_FOR_RETRY, RunContext  # noqa: E402
+from impl.frontdoor.kinds import KINDS  # noqa: E402
+from impl.frontdoor.scenarios import USER_ACTIONS  # noqa: E402
+from model.coordinator import CoordinatorRun, coordinator_attempt  # noqa: E402
+from model.scenario import FAILED, HEARTBEAT_OK, UP_FOR_RETRY, Heartbeat, RunContext  # noqa: E402
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -71,3 +73,17 @@ def test_seed_acceptance_under_the_real_supervisor(outcome):
     assert (with_retries.final_state, with_retries.row) == (UP_FOR_RETRY, UP_FOR_RETRY)
     last_try = run(CoordinatorRun(RunContext.from_server(2, 1), outcome))
     assert (last_try.final_state, last_try.row) == (FAILED, FAILED)
+
+
+def test_users_actions_while_the_task_runs_end_the_try_as_the_model_says():
+    """A user marks, clears or deletes the task instance while the reference runtime's task runs (the harness acts on
+    the server; the supervisor learns of it at its terminal call, or at a heartbeat): the try ends as the model says,
+    under the real supervisor."""
+    run = runner(reference_command())
+    for action in USER_ACTIONS:
+        for outcome in ("success", "error"):
+            for world in ((action,), (action, Heartbeat(HEARTBEAT_OK))):
+                tried = CoordinatorRun(RunContext.from_server(1, 1), outcome, world)
+                expected, observed = coordinator_attempt(tried), run(tried)
+                assert KINDS["coordinator"].agree(expected, observed), "\n".join(
+                    [tried.to_text(), "observed:", *observed.to_lines(), "model:", *expected.to_lines()])

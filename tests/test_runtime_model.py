@@ -9,12 +9,15 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from impl.frontdoor.findings import RUNTIME_FINDINGS
 from impl.frontdoor.report import InvariantViolation
-from model.lifecycle import Life, Try, failing_try_with_retries_left_ends_up_for_retry, life_violations
+from model.invariants import Violation
+from model.lifecycle import (Life, Try, failing_try_with_retries_left_ends_up_for_retry, host_lost,
+                             last_failing_try_ends_failed, life_violations, try_count_matches_attempts)
 from model.release import SPECIFIED, Release
 from model.coordinator import CoordinatorRun, coordinator_attempt, seed_coordinator_attempt
 from model.runtime import Policy, RuntimeRun, python_runtime, task_runs, to_scenario
 from model.runtime_invariants import met_failure, runtime_violations
 from model.scenario import FAILED, UP_FOR_RETRY, RunContext, Send
+from model.server import Row
 from impl.frontdoor.scenarios import runtime_runs
 
 RETRIES_LEFT = RunContext.from_server(1, 1)
@@ -339,12 +342,47 @@ def test_lifecycle_machine_catches_the_seed_coordinator_model():
         run_state_machine_as_test(machine)
 
 
+@pytest.mark.parametrize("release", [SPECIFIED, Release.parse("1.4.0")], ids=str)
+def test_a_lost_host_is_retried_then_failed_by_the_schedulers_heartbeat_timeout(release):
+    """Nothing is reported of a try whose host died; the heartbeat timeout makes its row UP_FOR_RETRY while it may
+    retry (the next try queued with the next number, on core 3.3 by the scheduler's queueing, since 3.4 by the
+    archiving), else FAILED."""
+    life = Life.new(1)
+    first = host_lost(life.next_context(), release)
+    assert (first.lost, first.retryable_failure, first.observation.final_state, first.observation.exit_code,
+            [str(c) for c in first.observation.calls], first.observation.row) == (
+        True, True, "none", None, ["start->200"], UP_FOR_RETRY)
+    life = life.record(first)
+    assert (life.row.state, life.row.try_number, life.next_context()) == ("queued", 2, LAST_TRY)
+    life = life.record(host_lost(life.next_context(), release))
+    assert (life.over, life.row.state, life.row.try_number) == (True, FAILED, 2)
+    assert life.to_text() == "retries=1 | host lost | host lost"
+    assert not life_violations(life)
+
+
+def _lost(context: RunContext, row: str) -> Try:
+    """A lost try whose row the scheduler left ``row`` (not what the server model does: to show the invariants bite)."""
+    tried = host_lost(context)
+    return attrs.evolve(tried, observation=attrs.evolve(tried.observation, row=row))
+
+
+def test_a_lost_try_is_judged_as_a_failing_one_by_its_row():
+    kept_running = Life.new(1).record(_lost(RETRIES_LEFT, "running"))
+    assert [str(v) for v in failing_try_with_retries_left_ends_up_for_retry(kept_running)] == [
+        str(Violation("failing_try_with_retries_left_ends_up_for_retry",
+                      "try 1 of max_tries=1 was lost with retries left; server row is running, expected up_for_retry"))]
+    last = Life.new(0).record(_lost(RunContext.from_server(1, 0), UP_FOR_RETRY))
+    assert [v.message for v in last_failing_try_ends_failed(last)] == [
+        "try 1 of max_tries=0 was lost with no retries left; server row is up_for_retry, expected failed"]
+    not_queued = Life.new(1).record(attrs.evolve(host_lost(RETRIES_LEFT), row_after=Row(UP_FOR_RETRY, 2, 1)))
+    assert [v.message for v in try_count_matches_attempts(not_queued)] == [
+        "try 1 ended up_for_retry and the row is up_for_retry: no next try queued"]
+
+
 def test_a_try_the_sigterm_kills_never_reaches_mains_finally_and_one_it_never_reaches_does():
     """Before 1.0.4 a SIGTERM kills the task runner's process (exit -15): main's finally, which closes its channel
     (since 1.0.3), never runs. A try with the same feature whose task never ran (its GetXCom failed first) is not
     killed, and closes its channel as any other."""
-    from model.release import Release
-
     release = Release.parse("1.0.3")
     killed = python_runtime(RuntimeRun.from_text("try_number=1 max_tries=0; task returns; policy none; comms ok; "
                                                  "with sigterm"), release)

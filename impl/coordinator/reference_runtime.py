@@ -18,8 +18,9 @@ A language SDK runtime as the coordinator convention launches one:
    UP_FOR_RETRY: fail closed, as the Python task runner does) and 0 otherwise.
 
 The task to run is the TI's ``task_id``, as ``runtimes/README.md`` says for every coordinator
-runtime the checker drives: ``success``, ``error`` and ``panic`` are registered; any other task id
-is not (the checker uses ``unknown_task``); ``bad_ti_id`` stands in for a supervisor sending a
+runtime the checker drives: ``success``, ``error``, ``panic`` and ``cancellable`` (runs until it is
+cancelled, which here only the end of the process does) are registered; any other task id is not
+(the checker uses ``unknown_task``); ``bad_ti_id`` stands in for a supervisor sending a
 malformed TI id (the runtime mangles the id it read before validating it).
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import socket
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,10 +96,18 @@ def _raise(error: BaseException):
     raise error
 
 
+def _until_cancelled() -> None:
+    """Run until cancelled. This runtime cancels nothing (SIGTERM keeps its default disposition, the contract's), so
+    the task runs until the process is ended."""
+    while True:
+        time.sleep(3600)
+
+
 TASK_BEHAVIOURS: dict[str, Callable[[], None]] = {
     "success": lambda: None,
     "error": lambda: _raise(RuntimeError("the task returned an error")),
     "panic": lambda: _raise(Panic("the task panicked")),
+    "cancellable": _until_cancelled,
 }
 
 

@@ -13,11 +13,15 @@ The server. As for the supervisor targets (``target(name, server=None)``: ``serv
 ``$FINALSTATE_SERVER``, default ``model``): ``model.server`` behind a fake of the Execution API, or the real
 Execution API of apache-airflow-core on a real database (``--server airflow``), each try its own DagRun and
 TI; a run context the real server cannot hand out is not playable there (``Unsupported``).
+
+What it is compared with. A target declared to be an SDK profile (``--profile java-sdk-1.0.0``: ``model.sdks``) is
+compared with that profile's runtime in the model; an undeclared one with the contract, and where the contract does
+not explain a run, with every profile: it is accepted where one does, and the profiles that did are named
+(``impl.frontdoor.registry.coordinator_references``). The invariants judge it either way.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import shlex
@@ -33,7 +37,7 @@ from impl.coordinator.lived import lived_tries
 from impl.releases.adapters import model_release
 from impl.supervisor_process import helper, supervise
 from impl.supervisor_process.world import World
-from model.coordinator import CoordinatorRun, coordinator_attempt
+from model.coordinator import CANCELLABLE, CoordinatorRun
 from model.scenario import Observation
 
 REFERENCE_RUNTIME = Path(__file__).resolve().parent / "reference_runtime.py"
@@ -106,8 +110,8 @@ def python_runner(runtime: Path = REFERENCE_RUNTIME, server: str = "model"):
 
 def _try(run: CoordinatorRun, server: str) -> dict:
     """``supervise_command``'s keywords for one try: the task, the world, the server and the client's tries."""
-    return dict(task_id=run.outcome, world=World(run.while_running, run.after_frame), server=server,
-                execution_api_retries=run.execution_api_retries)
+    return dict(task_id=run.outcome, world=World(run.while_running, run.after_frame, run.outcome == CANCELLABLE),
+                server=server, execution_api_retries=run.execution_api_retries)
 
 
 def _supervise_python_runtime(runtime: str, context, **keywords) -> Observation:
@@ -134,9 +138,12 @@ class RealServerRunner:
         return self._run(coordinator_run)
 
 
-def target(name: str, server: str | None = None):
-    """The target ``name`` on ``server`` (see the module); loading it starts nothing."""
-    from impl.frontdoor.registry import Target, TargetUnavailable, UnknownTarget, chosen_server, require_real_server
+def target(name: str, server: str | None = None, profile: str | None = None):
+    """The target ``name`` on ``server``, declared to be the SDK profile ``profile`` (see the module; None: as
+    ``$FINALSTATE_SDK_PROFILE`` says, undeclared if unset: ``registry.coordinator_references``); loading it starts
+    nothing."""
+    from impl.frontdoor.registry import (Target, TargetUnavailable, UnknownTarget, chosen_server,
+                                         coordinator_references, require_real_server)
 
     supervise.require_command_supervisor()  # before task-sdk 1.3.0 no supervisor launches a runtime command
     server = chosen_server(server)
@@ -153,6 +160,6 @@ def target(name: str, server: str | None = None):
     else:
         run = python_runner(server=server)
     release = model_release()
-    return Target(name, RealServerRunner(run) if server == "airflow" else run, release=release,
-                  reference=functools.partial(coordinator_attempt, release=release), close=helper.close,
-                  kind="coordinator", live_ahead=getattr(run, "live_ahead", None))
+    declared = coordinator_references(release, profile)
+    return Target(name, RealServerRunner(run) if server == "airflow" else run, release=release, close=helper.close,
+                  kind="coordinator", live_ahead=getattr(run, "live_ahead", None), **declared)

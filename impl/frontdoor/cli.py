@@ -1,9 +1,10 @@
 """``finalstate``: run the checker, replay a counterexample of any kind, write the findings report.
 
-    finalstate check [--target NAME] [--server model|airflow] [--profile dev|ci|nightly] [--junit-xml PATH] [-- PYTEST-ARGS]
-    finalstate replay [--server model|airflow] --target NAME 'try_number=1 max_tries=1; send RetryTask; exit 0'
+    finalstate check [--target NAME] [--server model|airflow] [--profile dev|ci|nightly[,SDK-PROFILE]] [--junit-xml PATH] [-- PYTEST-ARGS]
+    finalstate replay [--server model|airflow] [--profile SDK-PROFILE] --target NAME 'try_number=1 max_tries=1; send RetryTask; exit 0'
     finalstate findings [--target NAME] [--out findings-report.md]
     finalstate targets
+    finalstate profiles [--markdown]                 (the SDK profiles: each runtime trait and where it was read)
     finalstate check|replay|findings --server-db sqlite|local|URL ...   (the real server's database)
     finalstate check|replay|findings|targets --release 1.2.0 | --airflow-src PATH ...   (on another system under check)
     finalstate export [--out DIR] [--all] [--findings F1,F8] [--check [--releases 1.2.2,1.4.0b2]]
@@ -27,6 +28,52 @@ from impl.frontdoor.registry import (DEFAULT_TARGET, SERVER_ENV, SERVERS, Target
 PROFILES = ("dev", "ci", "nightly")
 
 
+def parse_profile(value: str, search_default: str | None = "ci") -> tuple[str | None, str | None]:
+    """``--profile``'s value: a search profile (``PROFILES``: how hard the checker looks), an SDK profile
+    (``model.sdks.PROFILES``: what a coordinator target is declared to be), or one of each, comma-separated
+    (``ci,java-sdk-1.0.0``). Returns ``(search, sdk)``, the search profile ``search_default`` when none is named, the
+    SDK profile None; ``ValueError`` naming the profiles there are for anything else."""
+    from model.sdks import PROFILES as SDK_PROFILES
+
+    search = sdk = None
+    for name in (n.strip() for n in value.split(",") if n.strip()):
+        if name in PROFILES and search is None:
+            search = name
+        elif name in SDK_PROFILES and sdk is None:
+            sdk = name
+        elif name in PROFILES or name in SDK_PROFILES:
+            raise ValueError(f"--profile {value!r} names two {'search' if name in PROFILES else 'SDK'} profiles; "
+                             "name at most one of each")
+        else:
+            raise ValueError(f"unknown profile {name!r} in --profile {value!r}: a search profile "
+                             f"({', '.join(PROFILES)}), an SDK profile ({', '.join(SDK_PROFILES)}), or one of each, "
+                             "comma-separated")
+    return search or search_default, sdk
+
+
+def _profile_help(what: str) -> str:
+    from model.sdks import PROFILES as SDK_PROFILES
+
+    return (f"{what}; and/or an SDK profile a coordinator target (cmd:, reference-runtime, model) is declared to be, "
+            f"compared with that SDK's runtime instead of accepting any known one: {', '.join(SDK_PROFILES)} "
+            "(finalstate profiles lists their traits); one of each comma-separated, e.g. ci,java-sdk-1.0.0")
+
+
+def _declare(args) -> None:
+    """Split ``args.profile`` into the search profile (``args.profile``) and the SDK profile (``args.sdk_profile``, also
+    set in ``$FINALSTATE_SDK_PROFILE`` for the targets loaded here and in the workers); exit naming a bad one."""
+    import os
+
+    from impl.frontdoor.registry import SDK_PROFILE_ENV
+
+    try:
+        args.profile, args.sdk_profile = parse_profile(args.profile or "", getattr(args, "search_default", "ci"))
+    except ValueError as e:
+        raise SystemExit(f"finalstate: {e}") from None
+    if args.sdk_profile:
+        os.environ[SDK_PROFILE_ENV] = args.sdk_profile
+
+
 def _load(name: str, kind: str = "supervisor"):
     try:
         return load_target(name, kind)
@@ -35,6 +82,7 @@ def _load(name: str, kind: str = "supervisor"):
 
 
 def cmd_check(args) -> int:
+    _declare(args)
     for name in args.target.split(","):  # a target without its extra is an error here, not a run of skips
         try:
             require_installed(name.strip())
@@ -54,6 +102,7 @@ def cmd_check(args) -> int:
     properties = importlib.util.find_spec("properties").submodule_search_locations[0]
     report = [f"--junit-xml={args.junit_xml}", "-o", "junit_logging=no"] if args.junit_xml else []
     server = [f"--server={args.server}"] if args.server else []
+    server += [f"--sdk-profile={args.sdk_profile}"] if args.sdk_profile else []
     return pytest.main([properties, f"--target={args.target}", f"--hypothesis-profile={args.profile}", *server,
                         *_xdist(args.workers),
                         "-p", "impl.frontdoor.timing", "-p", "no:cacheprovider", "--hypothesis-show-statistics",
@@ -87,6 +136,10 @@ def _check_exhaustively(args) -> int:
           f"{'model states' if kind == 'supervisor' else 'model decisions'}, in {found.seconds:.1f}s")
     print("violations explained by known findings: "
           + (", ".join(f"{k} {v}" for k, v in sorted(found.explained.items())) or "none"))
+    if found.profiles:
+        print("runs by the profiles that explain them (undeclared; --profile NAME declares one):")
+        for names, n in sorted(found.profiles.items(), key=lambda item: -item[1]):
+            print(f"  {n:6} {names}")
     for why, n in sorted(found.unplayable.items()):
         print(f"left out, {n} run(s) this target cannot play: {why}")
     for failure in found.failures:
@@ -127,6 +180,8 @@ def cmd_replay(args) -> int:
 
     if args.server:
         os.environ[SERVER_ENV] = args.server  # read by the target as it is loaded
+    args.search_default = None
+    _declare(args)
     kind = kind_of(args.scenario)
     if kind == "lifecycle":
         return _replay_life(args)
@@ -142,23 +197,29 @@ def cmd_replay(args) -> int:
     finally:
         target.close()
     record = getattr(target.run, "last", None)  # the real server's record of the attempt
-    return _print_replay(target.name, KINDS[kind], run, expected, observed, record)
+    return _print_replay(target, KINDS[kind], run, expected, observed, record)
 
 
-def _print_replay(name: str, kind, run, expected, observed, record=None) -> int:
+def _print_replay(target, kind, run, expected, observed, record=None) -> int:
     from impl.frontdoor.report import disagreement_report, observation_block, trace
 
+    name = target.name
     print(f"{kind.name} run:", trace(run), sep="\n")
     for line in kind.notes(run, observed):
         print(f"  {line}")
     if record is not None:
         print("  real Execution API (--server airflow):", *(f"    {line}" for line in record.to_lines()), sep="\n")
-    agree = kind.agree(expected, observed)
+    explaining = target.explains(run, observed) if target.explains is not None else None
+    agree = bool(explaining) if explaining is not None else kind.agree(expected, observed)
     if not agree:
         if record is not None:
             print("(on --server airflow a disagreement is a difference between model.server and the real "
                   "Execution API server, not between the model and the supervisor)")
-        print(disagreement_report(name, run, expected, observed, kind.name))
+        print(disagreement_report(name, run, expected, observed, kind.name, target.profile, explaining is not None))
+    elif explaining is not None:
+        print(observation_block(f"{name} (explained by the model of: {', '.join(explaining)})", observed))
+    elif target.profile:
+        print(observation_block(f"{name} (agrees with the model of {target.profile})", observed))
     else:
         print(observation_block(f"{name} (agrees with the model)", observed))
     found = kind.violations(run, observed, kind.invariants)
@@ -169,7 +230,7 @@ def _print_replay(name: str, kind, run, expected, observed, record=None) -> int:
 
 
 def _replay_life(args) -> int:
-    from impl.frontdoor.lifecycle import pairings_for, parse_life, replay_life
+    from impl.frontdoor.lifecycle import LifeOver, pairings_for, parse_life, replay_life
     from model.lifecycle import life_violations
 
     try:
@@ -183,7 +244,7 @@ def _replay_life(args) -> int:
     for pairing in pairings:
         if pairing.unavailable:
             raise SystemExit(f"finalstate: {pairing.name}: {pairing.unavailable}")
-        if pairing.plays != plays:
+        if plays is not None and pairing.plays != plays:
             print(f"{pairing.name}: its runtime plays {pairing.plays} tries, this life's are {plays} tries")
             continue
         try:
@@ -191,6 +252,8 @@ def _replay_life(args) -> int:
         except IndexError as e:
             print(f"{pairing.name}: this life does not apply ({e})")
             continue
+        except LifeOver as e:
+            raise SystemExit(f"finalstate: bad scenario: {e}") from None
         found = life_violations(life)
         failed |= bool(found)
         print(f"lifecycle on {pairing.name}:", *(f"  {line}" for line in life.to_lines()), sep="\n")
@@ -240,6 +303,15 @@ def _sdk_version() -> str:
         return version("apache-airflow-task-sdk")
     except PackageNotFoundError:
         return "(not installed)"
+
+
+def cmd_profiles(args) -> int:
+    """Each SDK profile's traits, each with where in apache/airflow it was read, and the Go runtime's flags that
+    reproduce it (``model.sdks``; ``--markdown``: the table of the docs' runtimes page)."""
+    from impl.frontdoor.sdk_profiles import profiles_markdown, profiles_text
+
+    print(profiles_markdown() if args.markdown else profiles_text())
+    return 0
 
 
 def cmd_targets(args) -> int:
@@ -363,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
 
     check = sub.add_parser("check", help="run the checker (pytest properties/) against a target")
     check.add_argument("--target", default=DEFAULT_TARGET)
-    check.add_argument("--profile", default="ci", choices=PROFILES)
+    check.add_argument("--profile", default="ci", metavar="PROFILE[,SDK-PROFILE]",
+                       help=_profile_help(f"how hard the checker looks: {', '.join(PROFILES)} (default ci)"))
     check.add_argument("--junit-xml", metavar="PATH", help="also write pytest's JUnit XML report there (each failure's "
                                                             "message holds the shrunk scenario and its replay command)")
     check.add_argument("--exhaustive", type=int, metavar="N", nargs="?", const=-1,
@@ -387,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--server", choices=SERVERS, help="what answers the supervisor's Execution API calls: "
                      "model.server (default) or the real Execution API of apache-airflow-core on SQLite "
                      f"(sets {SERVER_ENV}; airflow-inproc and airflow-process)")
+    rep.add_argument("--profile", default=None, metavar="SDK-PROFILE",
+                     help=_profile_help("a search profile is taken and changes nothing here"))
     rep.add_argument("scenario", help="the run's text, as a counterexample prints it")
     _add_server_db_option(rep)
     _add_release_options(rep)
@@ -404,6 +479,11 @@ def main(argv: list[str] | None = None) -> int:
     _add_server_db_option(fnd)
     _add_release_options(fnd)
     fnd.set_defaults(func=cmd_findings)
+
+    prf = sub.add_parser("profiles", help="list the SDK profiles (--profile NAME): each runtime trait, the file and "
+                                          "function of apache/airflow it was read from, the Go runtime's flags")
+    prf.add_argument("--markdown", action="store_true", help="the table of the docs' runtimes page")
+    prf.set_defaults(func=cmd_profiles)
 
     tgt = sub.add_parser("targets", help="list the known targets: kind, what runs, what each needs")
     _add_release_options(tgt)

@@ -369,8 +369,10 @@ def model_side(kind: str, release: Release) -> list[Side]:
     from impl.frontdoor.lifecycle import coordinator_model_with, coordinator_pairing, python_pairing, release_runtime
 
     supervise = functools.partial(model_supervisor.run, release=release)
-    pairings = [python_pairing("model-runtime+model", functools.partial(release_runtime, release=release), supervise),
-                coordinator_pairing("model-coordinator+model", coordinator_model_with(supervise, release))]
+    pairings = [python_pairing("model-runtime+model", functools.partial(release_runtime, release=release), supervise,
+                               release=release),
+                coordinator_pairing("model-coordinator+model", coordinator_model_with(supervise, release),
+                                    release=release)]
     return [_life_side("model", p, release) for p in pairings]
 
 
@@ -537,8 +539,8 @@ def replay_report(report: Report, sides_for: Callable[[CorpusRun], list[Side | t
         for side in sides_for(run):
             if isinstance(side, tuple):
                 outcomes.append(Outcome(side[0], UNAVAILABLE, side[1]))
-            elif side.plays is not None and side.plays != plays:
-                continue  # a life is lived by the pairings whose runtime plays its kind of try
+            elif side.plays is not None and plays is not None and side.plays != plays:
+                continue  # a life is lived by the pairings whose runtime plays its kind of try (any: all host lost)
             elif not run.applies_on(side.release):
                 outcomes.append(Outcome(side.name, NOT_ON_RELEASE, f"the run is written for task-sdk {run.bounds}"))
             else:
@@ -548,7 +550,8 @@ def replay_report(report: Report, sides_for: Callable[[CorpusRun], list[Side | t
 
 
 def _life_plays(run: CorpusRun) -> str | None:
-    """The kind of try a life's run is made of (``impl.frontdoor.lifecycle.parse_life``); None for other runs."""
+    """The kind of try a life's run is made of (``impl.frontdoor.lifecycle.parse_life``); None for other runs, and for a
+    life whose every try is ``host lost`` (any pairing plays it)."""
     from impl.frontdoor.lifecycle import parse_life
 
     return parse_life(run.text)[1] if run.kind == "lifecycle" else None

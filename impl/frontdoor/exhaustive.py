@@ -36,7 +36,8 @@ from impl.frontdoor.registry import load_target
 from impl.frontdoor.scenarios import COORDINATOR_WORLD, EVENTS
 from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_observation
 from model import supervisor as model_supervisor
-from model.coordinator import COORDINATOR_OUTCOMES, CoordinatorRun, coordinator_attempt
+from model.coordinator import (CANCELLABLE, CONTRACT, COORDINATOR_OUTCOMES, DISPOSITIONS, CoordinatorRun,
+                               CoordinatorRuntime, coordinator_attempt)
 from model.frozen import replace
 from model.release import SPECIFIED, Release
 from model.runtime_invariants import runtime_violations
@@ -74,6 +75,9 @@ class Coverage:
     #: Runs the target cannot play, by why (its ``NotImplementedError``: a run the release's binding cannot live, such
     #: as a SIGTERM to a task runner that installs no handler for it): left out, and counted.
     unplayable: dict = attrs.field(factory=dict, eq=False)
+    #: Of an undeclared coordinator target: its runs by the SDK profiles that explain them (``Target.explains``; the
+    #: names joined, the contract among them), counted.
+    profiles: dict = attrs.field(factory=dict, eq=False)
 
 
 def _abstract(sup: model_supervisor.Supervisor, remaining: int) -> model_supervisor.Supervisor:
@@ -133,12 +137,13 @@ def check_exhaustively(target_name: str, depth: int | None = None, workers: int 
         parts = [_check_share(job) for job in jobs]
     explained: dict[str, int] = {}
     unplayable: dict[str, int] = {}
+    profiles: dict[str, int] = {}
     for part in parts:
-        for counted, into in ((part.explained, explained), (part.unplayable, unplayable)):
+        for counted, into in ((part.explained, explained), (part.unplayable, unplayable), (part.profiles, profiles)):
             for key, n in counted.items():
                 into[key] = into.get(key, 0) + n
     return Coverage(sum(p.scenarios for p in parts), sum(p.states for p in parts), depth, time.monotonic() - began,
-                    explained, tuple(f for p in parts for f in p.failures)[:max_failures], unplayable)
+                    explained, tuple(f for p in parts for f in p.failures)[:max_failures], unplayable, profiles)
 
 
 def shares(contexts: tuple, workers: int) -> list[tuple[RunContext, tuple[int, int]]]:
@@ -238,43 +243,63 @@ def _canonical(sup: model_supervisor.Supervisor, remaining: int) -> model_superv
     return replace(sup, server=replace(sup.server, faults=tuple(sorted(sup.server.faults, key=lambda f: f.call))))
 
 
-def coordinator_scope(depth: int = COORDINATOR_DEPTH, contexts=CONTEXTS, release: Release = SPECIFIED
+def _dispositions(runtimes: tuple[CoordinatorRuntime, ...]) -> tuple[tuple, ...]:
+    """The SIGTERM dispositions (``model.scenario`` events) the world meets ``runtimes`` with, while they wait and while
+    their task runs, each once, in a fixed order."""
+    seen: list[tuple] = []
+    for runtime in runtimes:
+        for phase in (runtime.sigterm_waiting, runtime.sigterm_running):
+            if DISPOSITIONS[phase] not in seen:
+                seen.append(DISPOSITIONS[phase])
+    return tuple(seen)
+
+
+def coordinator_scope(depth: int = COORDINATOR_DEPTH, contexts=CONTEXTS, release: Release = SPECIFIED,
+                      runtimes: tuple[CoordinatorRuntime, ...] = (CONTRACT,)
                       ) -> Iterator[tuple[CoordinatorRun, object, object]]:
-    """Every coordinator try in scope, with the model's attempt (``model.coordinator.coordinator_attempt`` for
-    ``release``), twice: as the decision counted and as what the target must observe.
+    """Every coordinator try in scope, with the model's attempt of the first of ``runtimes`` (the runtime a target is
+    declared to be: ``model.coordinator.coordinator_attempt`` for ``release``), twice: as the decision counted and as
+    what the target must observe.
 
     The world while the task runs is every sequence of up to ``depth`` events of ``scenarios.COORDINATOR_WORLD``, from
     a runtime that traps SIGTERM and from one that does not, with each number of client tries of ``TRIES``; a
     sequence is extended only from a supervisor state not reached before (faults on different calls taken in any
-    order as one): whatever the runtime then does, it is told the same and meets the same. Each is lived with every
-    outcome, with and without the success overtime after the frame.
+    order as one) under every SIGTERM disposition any of ``runtimes`` meets the world with (``_dispositions``: dies,
+    ignores, handles and carries on): whatever the runtime then does, it is told the same and meets the same. Each is
+    lived with every outcome, with and without the success overtime after the frame (a ``CANCELLABLE`` task's frame, if
+    any, comes inside a kill, where no overtime is checked: without).
     """
+    dispositions = _dispositions(runtimes)
     for context in contexts:
         for traps in (False, True):
             start = (IgnoreSigterm(),) if traps else ()
             seen: set = set()
             frontier = []
             for tries in TRIES:
-                sup = model_supervisor.start(Scenario(context, (), 0, tries, rendered_map_index=None), release)
-                for event in start:
-                    sup = model_supervisor.monitor_step(sup, event)
-                key = _canonical(sup, depth)
+                sups = []
+                for disposition in dispositions:
+                    sup = model_supervisor.start(Scenario(context, (), 0, tries, rendered_map_index=None), release)
+                    for event in (*disposition, *start):
+                        sup = model_supervisor.monitor_step(sup, event)
+                    sups.append(sup)
+                key = tuple(_canonical(sup, depth) for sup in sups)
                 if key not in seen:
                     seen.add(key)
-                    frontier.append((start, sup, key))
+                    frontier.append((start, tuple(sups), key))
             for level in range(depth + 1):
                 next_frontier = []
-                for events, sup, key in frontier:
+                for events, sups, key in frontier:
                     for outcome in COORDINATOR_OUTCOMES:
-                        for after in ((), (Overtime(),)):
-                            run = CoordinatorRun(context, outcome, events, after, sup.execution_api_retries)
-                            attempt = coordinator_attempt(run, release=release)
+                        for after in ((),) if outcome == CANCELLABLE else ((), (Overtime(),)):
+                            run = CoordinatorRun(context, outcome, events, after, sups[0].execution_api_retries)
+                            attempt = coordinator_attempt(run, runtimes[0], release)
                             yield run, attempt, attempt
-                    if level == depth or not sup.alive:
+                    if level == depth or not any(sup.alive for sup in sups):
                         continue
                     for event in COORDINATOR_WORLD:
-                        after_event = model_supervisor.monitor_step(sup, event)
-                        key = _canonical(after_event, depth - level - 1)
+                        after_event = tuple(model_supervisor.monitor_step(sup, event) if sup.alive else sup
+                                            for sup in sups)
+                        key = tuple(_canonical(sup, depth - level - 1) for sup in after_event)
                         if key not in seen:
                             seen.add(key)
                             next_frontier.append(((*events, event), after_event, key))
@@ -283,9 +308,10 @@ def coordinator_scope(depth: int = COORDINATOR_DEPTH, contexts=CONTEXTS, release
 
 @attrs.frozen
 class Scope:
-    """A kind's complete small scope: ``runs(depth, contexts, release)`` yields ``(run, state, lived)``, ``expected``
-    makes what the target must observe of a run from what the model lived (``lived``), ``describe(depth)`` says what
-    the scope is."""
+    """A kind's complete small scope: ``runs(depth, contexts, release, runtimes)`` yields ``(run, state, lived)`` (of a
+    coordinator target, for the runtimes it may be: ``runtimes_of``; the other kinds' scopes take no runtime),
+    ``expected`` makes what the target must observe of a run from what the model lived (``lived``),
+    ``describe(depth)`` says what the scope is."""
 
     default_depth: int
     runs: Callable[..., Iterator[tuple]]
@@ -295,13 +321,14 @@ class Scope:
 
 SCOPES: dict[str, Scope] = {
     "supervisor": Scope(
-        DEFAULT_DEPTH, lambda depth, contexts, release: in_scope(depth, contexts, release),
+        DEFAULT_DEPTH, lambda depth, contexts, release, runtimes: in_scope(depth, contexts, release),
         lambda scenario, lived: model_supervisor.close(lived, scenario.exit_code),
         lambda depth: f"every scenario of up to {depth} events ({len(EVENTS)} events, {len(CONTEXTS)} run contexts, "
                       f"execution_api_retries {' and '.join(map(str, TRIES))}, {len(EXITS)} exits), de-duplicated by "
                       f"the model's state, and every sequence of up to {HEARTBEAT_DEPTH} heartbeat answers"),
     "runtime": Scope(
-        RUNTIME_DEPTH, runtime_scope, lambda run, lived: lived,
+        RUNTIME_DEPTH, lambda depth, contexts, release, runtimes: runtime_scope(depth, contexts, release),
+        lambda run, lived: lived,
         lambda depth: f"every try of the task runner: {len(PYTHON_OUTCOMES)} outcomes × {len(SCOPE_POLICIES)} retry "
                       f"policies × {len(CONTEXTS)} run contexts × {len(COMMS_MODES)} channel modes × up to {depth} of "
                       f"{len(FEATURES)} features, the policies de-duplicated by the model's decision and the invariants' verdict, "
@@ -313,6 +340,16 @@ SCOPES: dict[str, Scope] = {
                       f"or not, the overtime or not, {len(CONTEXTS)} run contexts, execution_api_retries "
                       f"{' and '.join(map(str, TRIES))}, de-duplicated by the supervisor model's state"),
 }
+
+
+def runtimes_of(target) -> tuple[CoordinatorRuntime, ...]:
+    """The coordinator runtimes ``target`` may be: the SDK profile's it is declared to be, or, undeclared, the contract
+    and every profile's (``model.sdks.PROFILES``); the one the model's expectation is of first."""
+    from model.sdks import PROFILES
+
+    if getattr(target, "profile", None):
+        return (PROFILES[target.profile].runtime,)
+    return (CONTRACT, *(p.runtime for p in PROFILES.values()))
 
 
 def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_failures: int = 5,
@@ -328,15 +365,21 @@ def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_fail
     scope = SCOPES[target.kind]
     depth = scope.default_depth if depth is None else depth
     invariants = KINDS[target.kind].invariants
-    known = tuple(f for f in ALL_FINDINGS if f.kind == target.kind and f.about(target.name)
+    known = tuple(f for f in ALL_FINDINGS if f.kind == target.kind and f.about(target.name, target.profile)
                   and f.stands_on(target.release))
     explained: dict[str, int] = {}
     unplayable: dict[str, int] = {}
+    profiles: dict[str, int] = {}
     failures: list[str] = []
     states: set = set()
     count = 0
     first, every = share
-    runs = scope.runs(depth, contexts, target.release)
+
+    def count_profiles(names: tuple[str, ...]) -> None:
+        key = ", ".join(names)
+        profiles[key] = profiles.get(key, 0) + 1
+
+    runs = scope.runs(depth, contexts, target.release, runtimes_of(target))
     live_ahead = getattr(target, "live_ahead", None)
     if live_ahead is not None:  # every try of the share starts now, several at once where the target can
         runs = list(runs)
@@ -348,7 +391,7 @@ def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_fail
             continue
         count += 1
         try:
-            observed = check_conformance(target, run, scope.expected(run, lived))
+            observed = check_conformance(target, run, scope.expected(run, lived), count_profiles)
             check_observation(target, run, observed, invariants, known,
                               lambda f: explained.__setitem__(f.id, explained.get(f.id, 0) + 1))
         except NotImplementedError as why:
@@ -359,4 +402,5 @@ def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_fail
             failures.append(str(failure))
             if len(failures) >= max_failures:
                 break
-    return Coverage(count, len(states), depth, time.monotonic() - began, explained, tuple(failures), unplayable)
+    return Coverage(count, len(states), depth, time.monotonic() - began, explained, tuple(failures), unplayable,
+                    profiles)

@@ -40,6 +40,7 @@ from impl.frontdoor.findings import ALL_FINDINGS, Finding, how_sure_in_words
 from impl.places import build_dir
 from impl.wire import codec
 from model.client import as_seen
+from model.lifecycle import HOST_LOST
 from model.release import SPECIFIED, Release
 from model.runtime import FORKED_CHILD, MAP_INDEX_TEMPLATE, RETURN, SIGTERM, STARTUP_RESCHEDULE
 from model.scenario import HANG, USER_MARKS, Fault, Heartbeat, Overtime, Scenario, Send, UserAction
@@ -669,12 +670,12 @@ def _wire_body(finding: Finding, script: WireScript) -> list[str]:
 @attrs.frozen
 class LifeRun:
     """A lifecycle finding's life (``retries=N | TRY | ...``), read as ``impl.frontdoor.lifecycle.parse_life`` reads
-    it: the task's retries, whose runtime plays the tries (``runtime``: the Python task runner; ``coordinator``), and
-    each try as drawn."""
+    it: the task's retries, whose runtime plays the tries (``runtime``: the Python task runner; ``coordinator``; None:
+    every try is ``host lost``), and each try as drawn."""
 
     text: str
     retries: int
-    plays: str
+    plays: str | None
     tries: tuple
 
     def to_text(self) -> str:
@@ -698,9 +699,10 @@ def _model_life(run: LifeRun, release: Release):
 
     supervise = functools.partial(supervisor.run, release=release)
     if run.plays == "coordinator":
-        pairing = coordinator_pairing(_life_target(run), coordinator_model_with(supervise, release))
+        pairing = coordinator_pairing(_life_target(run), coordinator_model_with(supervise, release), release=release)
     else:
-        pairing = python_pairing(_life_target(run), functools.partial(release_runtime, release=release), supervise)
+        pairing = python_pairing(_life_target(run), functools.partial(release_runtime, release=release), supervise,
+                                 release=release)
     return replay_life(pairing, run.text)
 
 
@@ -724,18 +726,21 @@ def _unsupported_life(finding: Finding, run: LifeRun) -> str | None:
     if run.retries > RETRIES_MAX:
         return f"the harness's real server has tasks of at most {RETRIES_MAX} retries"
     for drawn in run.tries:
+        if drawn == HOST_LOST:
+            return "the harness does not lose a worker host (a try the scheduler's heartbeat timeout ends)"
         if run.plays == "coordinator":
             if drawn.outcome not in ("success", "error") or any(
                     not isinstance(e, (Fault, Overtime)) for e in (*drawn.while_running, *drawn.after_frame)):
                 return "the harness plays a coordinator try of success or error, with faults and the overtime only"
             continue
-        outcome, policy, comms = drawn
-        if policy is not None:
+        if drawn.policy is not None:
             return "the harness plays a task runner try under no retry policy"
-        if outcome not in _LIFE_ERRORS:
-            return f"the harness does not raise {outcome}"
-        if comms not in _CHANNEL:
-            return f"the harness does not play comms {comms}"
+        if drawn.features:
+            return "the harness plays a task runner try with no features"
+        if drawn.outcome not in _LIFE_ERRORS:
+            return f"the harness does not raise {drawn.outcome}"
+        if drawn.comms not in _CHANNEL:
+            return f"the harness does not play comms {drawn.comms}"
     return None
 
 
@@ -753,7 +758,7 @@ def _life_imports(run: LifeRun) -> list[str]:
     from model.scenario import RunContext
 
     frames = sorted({terminal_frame(attrs.evolve(d, context=RunContext.from_server(1, run.retries))).frame
-                     for d in run.tries})
+                     for d in run.tries if d != HOST_LOST})
     return [f"from airflow.sdk.execution_time.comms import {', '.join(frames)}"]
 
 
@@ -773,9 +778,8 @@ def _life_body(finding: Finding, run: LifeRun) -> list[str]:
             tries.append(f"        ([{', '.join(events)}],\n         {lived.retryable_failure}, "
                          f"{drawn.execution_api_retries}),")
         else:
-            outcome, _, comms = drawn
-            error = _LIFE_ERRORS[outcome].format(id=finding.id)
-            tries.append(f"        (task_runner_try({error}, failing={_CHANNEL[comms]!r}), {lived.retryable_failure}, "
+            error = _LIFE_ERRORS[drawn.outcome].format(id=finding.id)
+            tries.append(f"        (task_runner_try({error}, failing={_CHANNEL[drawn.comms]!r}), {lived.retryable_failure}, "
                          f"{DEFAULT_EXECUTION_API_RETRIES}),")
     return [
         "def minimal_run() -> Life:",

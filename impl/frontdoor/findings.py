@@ -57,6 +57,9 @@ class Finding:
     #: How sure this finding is, where its invariant's intent (``model.intent.INTENT``) is not enough to say: its own
     #: ``Intent`` (sources, confidence, the other reading). None: its invariant's.
     intent: Intent | None = None
+    #: The SDK profiles (``model.sdks.PROFILES``) a coordinator finding holds for: it is about every coordinator target
+    #: declared to be one of them (``--profile NAME``), beside the ``targets`` it names.
+    profiles: tuple[str, ...] = ()
 
     @property
     def how_sure(self) -> Intent:
@@ -87,10 +90,12 @@ class Finding:
         brought = self.introduced_in is None or release.version >= Release.parse(self.introduced_in).version
         return brought and (self.fixed_in is None or release.version < Release.parse(self.fixed_in).version)
 
-    def about(self, target: str) -> bool:
+    def about(self, target: str, profile: str | None = None) -> bool:
         """Whether this finding is about ``target`` (or pairing): named in ``targets``, or matching one of its
-        patterns (``cmd:*``: every coordinator-mode program a user points the checker at)."""
-        return any(fnmatch.fnmatchcase(target, pattern) for pattern in self.targets)
+        patterns (``cmd:*``: every coordinator-mode program a user points the checker at), or declared to be the SDK
+        profile ``profile``, one it holds for (``profiles``)."""
+        return (profile is not None and profile in self.profiles
+                or any(fnmatch.fnmatchcase(target, pattern) for pattern in self.targets))
 
     def explains_violation(self, invariant: str, run, observation) -> bool:
         """Is a violation of ``invariant`` in this run this finding (its cause), not another bug?"""
@@ -840,6 +845,20 @@ LIFECYCLE_FINDINGS: tuple[Finding, ...] = (
 # A coordinator finding's ``scenario`` is a ``model.coordinator.CoordinatorRun``; its target is a runtime of this
 # project's that does what an SDK's runtime does (runtimes/README.md), since the SDKs cannot be built here.
 
+def _not_failed_closed(run, o: Observation) -> bool:
+    """C1's cause: a failing task's frame was not taken (an error answer, or none), and the runtime exited 0 all the
+    same: it never read the answer."""
+    return run.failure and o.exit_code == 0 and o.replies[-1:] != ("ok",)
+
+
+def _failed_with_retries_left(run, o: Observation) -> bool:
+    """C2's cause: a failing task with retries left was answered with TaskState(failed), which the supervisor took and
+    reported by ``finish(failed)``: no RetryTask was sent."""
+    return (run.failure and run.context.should_retry and o.final_state == FAILED
+            and any(c.name == "finish" and c.state == FAILED for c in o.calls)
+            and not any(c.name == "retry" for c in o.calls))
+
+
 #: The Go runtime doing what the Go SDK's ``Serve`` does with its terminal frame (``runtimes/go``: --no-fail-closed),
 #: named ``go-runtime`` or by its path (``build/runtimes/go-runtime``, or where an installed finalstate built it).
 GO_SDK_SHAPED = ("cmd:go-runtime --no-fail-closed", "cmd:*/go-runtime --no-fail-closed")
@@ -867,6 +886,30 @@ neither SDK is served by the registries here, so neither was run):
   a SucceedTask too).
 - **Python task runner: no** since task-sdk 1.2.2 (`task_runner.run`/`main`, apache/airflow#66573), for FAILED and
   UP_FOR_RETRY (R1 is what it leaves out).
+
+Under the SDK profiles (`model.sdks`, `finalstate profiles`): C1 holds for `go-sdk-1.0.0` (`Serve` as above) and
+`ts-sdk-1.0.0` (`ts-sdk/src/coordinator/runtime.ts`, `startCoordinator` / `sendSupervisorResponse`: the frame is
+written as the response to StartupDetails and the channels closed, no answer read), whose `fails_closed` is `never`;
+not for `go-sdk-before-68554`, whose every failure is a TaskState(failed) that the supervisor takes at once and reports
+by its closing `finish()` (C2 is what it loses), nor for the Java SDK's profiles, which fail closed after any frame.
+The Go runtime with each profile's flags (`--profile ci,go-sdk-1.0.0`, ...) over the complete coordinator scope breaks
+`failure_not_taken_fails_closed` only where its RetryTask is not taken: a fault keeps it from the server (`fault retry
+transient` under one client try, `permanent`, `lost`), or a user's action made the server refuse it (`user marks
+failed`, `user clears`, ...: 409, 410, 404), every time C1.
+"""
+
+_C2_DETAILS = """The seed of this project (apache/airflow#67797) and its Java twin (#67798), as the SDK profiles before their fixes
+have them (`model.sdks`): `go-sdk-before-68554` (`go-sdk/pkg/execution/task_runner.go`, `RunTask`: every error or
+recovered panic is `TaskState(failed)`; `ti_context.should_retry` is never read) and `java-sdk-before-68555`
+(`java-sdk/sdk/src/main/kotlin/org/apache/airflow/sdk/execution/Task.kt`, `run`: `catch (e: Exception)` sends
+`TaskState(failed)`). The supervisor takes the frame, holds FAILED, and reports it by `finish(failed)` at close: a
+task with retries left is recorded FAILED, and the server never schedules its next try. Fixed by apache/airflow#68554
+(`go-sdk-1.0.0`: RetryTask while `should_retry`) and #68555 (`java-sdk-1.0.0`, which also catches `Throwable`).
+
+Before #68555 a task that throws a `java.lang.Error` escapes that `catch` (`panic_escapes`): no terminal frame, the JVM
+exits 1, and the supervisor decides by the exit code alone: UP_FOR_RETRY while `should_retry`, which it never reports
+to the server (`STATES_SENT_DIRECTLY`), so the row stays RUNNING: F2's cause, L9's across tries. No coordinator
+invariant sees that try (its frame was never taken); the lifecycle properties do.
 """
 
 COORDINATOR_FINDINGS: tuple[Finding, ...] = (
@@ -882,7 +925,20 @@ COORDINATOR_FINDINGS: tuple[Finding, ...] = (
         "ActivitySubprocess.final_state then takes exit 0 as the state it holds (none: SUCCESS). The Python task "
         "runner exits 1 there (task_runner.run/main, apache/airflow#66573); the Java SDK's CoordinatorComm.communicate "
         "throws on the error answer and the JVM exits 1",
-        GO_SDK_SHAPED, "coordinator", details=_C1_DETAILS,
+        GO_SDK_SHAPED, "coordinator", details=_C1_DETAILS, signature=_not_failed_closed,
+        profiles=("go-sdk-1.0.0", "ts-sdk-1.0.0"),
+    ),
+    Finding(
+        "C2", "failure_with_retries_left_ends_up_for_retry",
+        "try_number=1 max_tries=1 should_retry=true; task error",
+        "a coordinator runtime without the retry branch answers every failure with TaskState(failed): a failing task "
+        "with retries left is recorded FAILED and never retried (the Go SDK before apache/airflow#68554, the seed "
+        "#67797; the Java SDK before #68555, #67798)",
+        "go-sdk/pkg/execution/task_runner.go, RunTask, before apache/airflow#68554: every error or recovered panic is "
+        "TaskState(failed), ti_context.should_retry never read; java-sdk/.../execution/Task.kt, run, before #68555: "
+        "catch (e: Exception) sends TaskState(failed). The supervisor takes the frame and finish(failed) reports it",
+        (), "coordinator", details=_C2_DETAILS, signature=_failed_with_retries_left,
+        profiles=("go-sdk-before-68554", "java-sdk-before-68555"),
     ),
 )
 
@@ -955,11 +1011,12 @@ ALL_FINDINGS = FINDINGS + RUNTIME_FINDINGS + LIFECYCLE_FINDINGS + COORDINATOR_FI
 
 
 def findings_on(kind: str, target: str, invariant: str, registry: tuple[Finding, ...] = ALL_FINDINGS,
-                release: Release | None = None) -> tuple[Finding, ...]:
-    """Every registered finding whose cause can break ``invariant`` on ``target``, for properties of ``kind``, and
-    that stands on ``release`` (default: the installed one): a fixed bug that comes back is a new violation."""
+                release: Release | None = None, profile: str | None = None) -> tuple[Finding, ...]:
+    """Every registered finding whose cause can break ``invariant`` on ``target`` (declared to be the SDK profile
+    ``profile``, if any), for properties of ``kind``, and that stands on ``release`` (default: the installed one): a
+    fixed bug that comes back is a new violation."""
     release = installed_release() if release is None else release
-    return tuple(f for f in registry if f.kind == kind and invariant in f.explains and f.about(target)
+    return tuple(f for f in registry if f.kind == kind and invariant in f.explains and f.about(target, profile)
                  and f.stands_on(release))
 
 

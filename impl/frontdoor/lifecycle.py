@@ -20,9 +20,11 @@ scripted over the same supervisor would live the same lives less really, at the 
 
 The machine: a TI is queued with ``retries`` drawn; each step starts the next try with the
 server's run context, lets the runtime meet a drawn outcome, lets the supervisor record the end,
-and moves the row on (``model.lifecycle.Life``). After every try the life is checked against one
-invariant of ``model.lifecycle``. Invariants a pairing breaks on the pinned release are findings
-(``LIFECYCLE_FINDINGS``), strict expected failures; the properties are in ``properties/test_lifecycle.py``.
+and moves the row on (``model.lifecycle.Life``). One try in eight the worker host is lost instead
+(``host lost``): nothing is reported, and the scheduler's heartbeat timeout ends the try (on the
+pairing's release of ``model.server``, or on the real row: ``Pairing.live``). After every try the
+life is checked against one invariant of ``model.lifecycle``. Invariants a pairing breaks on the
+pinned release are findings (``LIFECYCLE_FINDINGS``), strict expected failures; the properties are in ``properties/test_lifecycle.py``.
 """
 
 from __future__ import annotations
@@ -38,25 +40,32 @@ from impl.frontdoor.ahead import drawn_by
 from impl.frontdoor.registry import TargetUnavailable, load_target
 from impl.frontdoor.report import InvariantViolation, explained, replay_command
 from impl.frontdoor.kinds import kind_of
-from impl.frontdoor.scenarios import coordinator_runs, playable_only, policies
+from impl.frontdoor.scenarios import ending_coordinator_runs, life_features, playable_only, policies
 from impl.releases.adapters import model_release
 from model import coordinator as model_coordinator
 from model import runtime as model_runtime
 from model import supervisor as model_supervisor
-from model.lifecycle import Life, Try, life_violations
+from model.lifecycle import HOST_LOST, Life, Try, host_lost, life_violations
 from model.release import Release
 from model.server import DELETED, Row
 from model.coordinator import CoordinatorRun
 from model.release import SPECIFIED
 from model.runtime import COMMS_MODES, NEVER_RETRIED_FAILURES, PYTHON_OUTCOMES, RuntimeRun
 from model.runtime_invariants import met_failure
-from model.scenario import UP_FOR_RESCHEDULE, UP_FOR_RETRY, RunContext
+from model.scenario import (NO_FINAL_STATE, SETTINGS, UP_FOR_RESCHEDULE, UP_FOR_RETRY, ApiCall, Observation,
+                            RunContext)
 
-python_tries = st.tuples(st.sampled_from(PYTHON_OUTCOMES), policies, st.sampled_from(COMMS_MODES))
-#: A coordinator try in its world (``scenarios.coordinator_runs``); its run context is the life's, set as it is lived.
-coordinator_tries = coordinator_runs
+#: A Python task runner try: a runtime run whose run context is the life's, set as it is lived; its features drawn
+#: as ``scenarios.life_features`` says.
+python_tries = st.builds(RuntimeRun, st.just(RunContext()), st.sampled_from(PYTHON_OUTCOMES), policies,
+                         st.sampled_from(COMMS_MODES), life_features)
+#: A coordinator try in its world whose task ends by itself (``scenarios.ending_coordinator_runs``); its run context is
+#: the life's, set as it is lived.
+coordinator_tries = ending_coordinator_runs
 #: A TI's ``retries``.
 RETRIES = st.integers(0, 3)
+#: Whether the worker host is lost in a try (``model.lifecycle.HOST_LOST``): one try in eight; shrinks towards not.
+HOST_LOSSES = st.sampled_from((False,) * 7 + (True,))
 
 
 @attrs.frozen
@@ -77,6 +86,16 @@ class Pairing:
     #: (``forecast``, its reference): ``live_lives_ahead``. None: each try is lived when the life reaches it.
     live_ahead: Callable | None = None
     forecast: Callable | None = None
+    #: The release whose server's rules end a try whose host was lost, where the life is not on real rows.
+    release: Release = SPECIFIED
+
+    def live(self, context: RunContext, drawn) -> Try:
+        """One try: ``attempt``, or, for ``HOST_LOST``, the worker host dying in it: on real rows the real
+        scheduler's heartbeat timeout ends it (``RealRows.lose_host``), else ``model.lifecycle.host_lost`` on
+        ``release``'s server."""
+        if drawn == HOST_LOST:
+            return self.rows.lose_host(context) if self.rows is not None else host_lost(context, self.release)
+        return self.attempt(context, drawn)
 
 
 class RealRows:
@@ -109,36 +128,60 @@ class RealRows:
     def supervise(self, scenario):
         return self.run(scenario, run_id=self.run_id)
 
-    def row_after(self) -> Row:
+    def row_after(self, context: RunContext) -> Row:
+        """The life's row after the try of ``context``, as the scheduler's step left it. A deleted row has no try
+        number left to read: it keeps the try's, as the model's rule does (``Life.record``)."""
         server = self.run.server
         row = server.row(self.run_id)
         if row is not None and row.state in (UP_FOR_RETRY, UP_FOR_RESCHEDULE):
             row = server.requeue(self.run_id)
-        return Row(DELETED) if row is None else Row(row.state, row.try_number, row.max_tries)
+        if row is None:
+            return Row(DELETED, context.try_number, context.max_tries)
+        return Row(row.state, row.try_number, row.max_tries)
+
+    def lose_host(self, context: RunContext) -> Try:
+        """A try whose worker host dies while its task runs, on the life's row: Airflow's client starts it as the
+        supervisor would (``AirflowServer.run_attempt``: the real ``ti_run``), then nothing more; the scheduler's own
+        heartbeat timeout strikes the row (``AirflowServer.heartbeat_timeout``) and its step queues what it may."""
+        server = self.run.server
+        started = server.run_attempt(self.run_id).context
+        number = server.row(self.run_id).try_number
+        context = RunContext(number, started.max_tries, started.should_retry)
+        struck = server.heartbeat_timeout(self.run_id)
+        observation = Observation(None, NO_FINAL_STATE, (ApiCall("start", 200),), (),
+                                  DELETED if struck is None else str(struck.state))
+        return Try(context, HOST_LOST, True, observation, "the host died: nothing reported", self.row_after(context))
 
 
-def python_pairing(name: str, runtime, supervise, rows: RealRows | None = None) -> Pairing:
-    def attempt(context: RunContext, drawn) -> Try:
-        outcome, policy, comms = drawn
-        run = RuntimeRun(context, outcome, policy, comms)
+def python_pairing(name: str, runtime, supervise, rows: RealRows | None = None,
+                   release: Release = SPECIFIED) -> Pairing:
+    """A Python task runner side (``runtime``: a ``RuntimeRun`` to its observation) and a supervisor side."""
+    def attempt(context: RunContext, drawn: RuntimeRun) -> Try:
+        run = attrs.evolve(drawn, context=context)
         observed = runtime(run)
         observation = supervise(model_runtime.to_scenario(context, observed))
-        retryable = (met_failure(run, observed) and outcome not in NEVER_RETRIED_FAILURES
-                     and not (policy is not None and policy.action == "fail"))
-        met = run.to_text().split("; ", 1)[1]
-        return Try(context, met, retryable, observation,
+        retryable = (met_failure(run, observed) and run.outcome not in NEVER_RETRIED_FAILURES
+                     and not (run.policy is not None and run.policy.action == "fail"))
+        return Try(context, python_met(run), retryable, observation,
                    f"sent {', '.join(map(str, observed.sent)) or 'nothing'}, exit {observed.exit_code}",
-                   rows.row_after() if rows else None)
-    return Pairing(name, python_tries, attempt, rows=rows)
+                   rows.row_after(context) if rows else None)
+    return Pairing(name, python_tries, attempt, rows=rows, release=release)
 
 
-def coordinator_pairing(name: str, end_to_end, rows: RealRows | None = None) -> Pairing:
+def coordinator_pairing(name: str, end_to_end, rows: RealRows | None = None, release: Release = SPECIFIED) -> Pairing:
+    """A coordinator-mode runtime in its world under a supervisor, end to end (``end_to_end``)."""
     def attempt(context: RunContext, drawn: CoordinatorRun) -> Try:
         run = attrs.evolve(drawn, context=context)
         observation = end_to_end(run)
         return Try(context, coordinator_met(run), run.failure, observation, f"exit {observation.exit_code}",
-                   rows.row_after() if rows else None)
-    return Pairing(name, coordinator_tries, attempt, rows=rows, plays="coordinator")
+                   rows.row_after(context) if rows else None)
+    return Pairing(name, coordinator_tries, attempt, rows=rows, plays="coordinator", release=release)
+
+
+def python_met(run: RuntimeRun) -> str:
+    """What a Python task runner try met, as a life's trace writes it: its run's text without the run context (the
+    life's), every word of it kept (its features too)."""
+    return run.to_text().split("; ", 1)[1]
 
 
 def coordinator_met(run: CoordinatorRun) -> str:
@@ -199,14 +242,15 @@ def _pairings(target_name: str) -> list[Pairing]:
         rows = RealRows.of(loaded)
         if rows is not None:
             on_rows = f"{target_name}, real rows"
-            return [python_pairing(f"model-runtime+{on_rows}", runtime, rows.supervise, rows),
+            return [python_pairing(f"model-runtime+{on_rows}", runtime, rows.supervise, rows, loaded.release),
                     coordinator_pairing(f"model-coordinator+{on_rows}",
-                                        coordinator_model_with(rows.supervise, loaded.release), rows)]
+                                        coordinator_model_with(rows.supervise, loaded.release), rows, loaded.release)]
         lived = once_per_session(loaded.run)
-        pairings = [python_pairing(f"model-runtime+{target_name}", runtime, lived)]
+        pairings = [python_pairing(f"model-runtime+{target_name}", runtime, lived, release=loaded.release)]
         if loaded.in_process:  # over real processes, coordinator lives are the coordinator targets' own (below)
             pairings.append(coordinator_pairing(f"model-coordinator+{target_name}",
-                                                coordinator_model_with(lived, loaded.release)))
+                                                coordinator_model_with(lived, loaded.release),
+                                                release=loaded.release))
         return pairings
     except TargetUnavailable as not_supervisor:
         for kind in ("runtime", "coordinator"):
@@ -216,8 +260,9 @@ def _pairings(target_name: str) -> list[Pairing]:
                 continue
             if kind == "runtime":
                 return [python_pairing(f"{target_name}+model", once_per_session(playable_only(loaded.run)),
-                                       functools.partial(model_supervisor.run, release=model_release()))]
-            return [attrs.evolve(coordinator_pairing(target_name, once_per_session(loaded.run)),
+                                       functools.partial(model_supervisor.run, release=model_release()),
+                                       release=model_release())]
+            return [attrs.evolve(coordinator_pairing(target_name, once_per_session(loaded.run), release=loaded.release),
                                  live_ahead=loaded.live_ahead, forecast=loaded.reference)]
         return [Pairing(target_name, st.nothing(), lambda c, d: None, unavailable=str(not_supervisor))]
 
@@ -249,8 +294,12 @@ class LifeMachine(RuleBasedStateMachine):
         if self.life.over:
             self.queue(data.draw(RETRIES, label="retries of the next TI"))
         context = self.life.next_context()
-        drawn = data.draw(self.pairing.tries, label="the task")
-        self.life = self.life.record(self.pairing.attempt(context, drawn))
+        lost = data.draw(HOST_LOSSES, label="the worker host is lost")
+        drawn = HOST_LOST if lost else data.draw(self.pairing.tries, label="the task")
+        self.life = self.life.record(self.pairing.live(context, drawn))
+        if lost:
+            event("a try's worker host was lost",
+                  f"the heartbeat timeout left the row {self.life.tries[-1].observation.row}")
         found = []
         for violation in life_violations(self.life, self.checked):
             finding = explained(self.known, violation, self.life, None)
@@ -313,34 +362,54 @@ def life_machine(pairing: Pairing, invariants: tuple, known: tuple = ()) -> type
     return type(name, (LifeMachine,), {"pairing": pairing, "checked": invariants, "known": known})
 
 
-def parse_life(text: str) -> tuple[int, str, tuple]:
-    """``retries=N | TRY | TRY ...`` read: the retries, the kind of its tries (``Pairing.plays``), and each try as
-    drawn (a ``CoordinatorRun``, or a Python runtime's outcome, policy and comms). ``ValueError`` names the part that
-    is wrong."""
+_A_TRY = ("a try is a Python task runner's run (task returns|raises NAME; policy ...; comms ...; with FEATURE...), a "
+          f"coordinator's (WORLD EVENT; ...; task OUTCOME; overtime), or '{HOST_LOST}'")
+
+
+def parse_life(text: str) -> tuple[int, str | None, tuple]:
+    """``retries=N | TRY | TRY ...`` read: the retries, the kind of its tries (``Pairing.plays``; None when every try
+    is ``host lost``, which any pairing plays), and each try as drawn: a ``RuntimeRun`` or ``CoordinatorRun`` whose run
+    context is the life's (set as it is lived), or ``HOST_LOST``. Each try is read by its run language's own parser,
+    every word of it kept; a try may not set the run context the life hands it. ``ValueError`` names the part that is
+    wrong."""
     head, *tries = [p.strip() for p in text.split("|")]
     retries = head.removeprefix("retries=")
     if retries == head or not retries.isdigit():
         raise ValueError(f"a life begins with 'retries=N', N a whole number, not {head!r}")
-    kinds = {"coordinator" if kind_of(t) == "coordinator" else "runtime" for t in tries}
-    if len(kinds) != 1:
-        raise ValueError("a life has one or more tries after 'retries=N |', all of one runtime's kind "
-                         "(task returns/raises ...; or task success/error/...)")
-    return int(retries), kinds.pop(), tuple(map(_drawn, tries))
+    if not tries or not all(tries):
+        raise ValueError(f"a life has one or more tries after 'retries=N |', none of them empty; {_A_TRY}")
+    kinds = {"coordinator" if kind_of(t) == "coordinator" else "runtime" for t in tries if t != HOST_LOST}
+    if len(kinds) > 1:
+        raise ValueError("a life's tries are all of one runtime's kind (task returns/raises ...; or task "
+                         f"success/error/...), '{HOST_LOST}' among either")
+    return int(retries), (kinds.pop() if kinds else None), tuple(map(_drawn, tries))
 
 
 def _drawn(spec: str):
-    if kind_of(spec) == "coordinator":
-        return CoordinatorRun.from_text(spec)
-    run = RuntimeRun.from_text(f"try_number=1 max_tries=0; {spec}")
-    return run.outcome, run.policy, run.comms
+    if spec == HOST_LOST:
+        return HOST_LOST
+    settings = spec.split(";", 1)[0].strip()
+    if settings.split()[0].partition("=")[0] in SETTINGS and any(
+            not w.startswith("execution_api_retries=") for w in settings.split()):
+        raise ValueError(f"a life's try takes its run context from the life (retries=N and the tries before it), not "
+                         f"{settings!r}; only a coordinator try may set execution_api_retries=")
+    return CoordinatorRun.from_text(spec) if kind_of(spec) == "coordinator" else RuntimeRun.from_text(spec)
+
+
+class LifeOver(ValueError):
+    """A life's text has tries after the try that ended it."""
 
 
 def replay_life(pairing: Pairing, text: str) -> Life:
-    """Live a finding's life again: ``retries=N | TRY | TRY ...`` (each TRY as the trace prints it)."""
+    """Live a finding's life again: ``retries=N | TRY | TRY ...`` (each TRY as the trace prints it). ``LifeOver`` when
+    a try is left after the life ended (on this pairing), so that no try given is silently not lived."""
     retries, _, tries = parse_life(text)
     life = Life.new(retries)
     if pairing.rows is not None:
         pairing.rows.open(life.retries)
-    for drawn in tries:
-        life = life.record(pairing.attempt(life.next_context(), drawn))
+    for number, drawn in enumerate(tries, start=1):
+        if life.over:
+            raise LifeOver(f"on {pairing.name} the life is over after its try {number - 1} (the row is "
+                           f"{life.row.state}): {len(tries) - number + 1} more given, which it does not live")
+        life = life.record(pairing.live(life.next_context(), drawn))
     return life

@@ -57,6 +57,13 @@ class Target:
     #: Lives an attempt in process in well under a millisecond (``model``; ``airflow-inproc`` on the model server):
     #: its searches draw several attempts per machine step, and its properties check the exhaustive scope.
     in_process: bool = False
+    #: The SDK profile a coordinator target is declared to be (``model.sdks.PROFILES``; ``--profile``): its reference
+    #: is that profile's runtime. None: undeclared, its reference the contract.
+    profile: str | None = None
+    #: An undeclared coordinator target's other accepted behaviours: ``(run, observed) -> names`` of the profiles (the
+    #: contract among them) whose runtime explains the observation (``model.sdks.explaining``); conformance accepts an
+    #: observation its reference does not explain where one of them does. None: only the reference is accepted.
+    explains: Callable[[object, object], tuple[str, ...]] | None = None
     #: ``live_ahead(runs)``: start living these runs now, several at once, and return; ``run`` then answers each from
     #: its try (``impl.coordinator.lived``). None: each run is lived when ``run`` is called.
     live_ahead: Callable[[Iterable], None] | None = None
@@ -105,6 +112,15 @@ DEFAULT_TARGET = "airflow-inproc"
 #: ``--server`` sets and the supervisor targets (``airflow-inproc``, ``airflow-process``) read when loaded.
 SERVERS = ("model", "airflow")
 SERVER_ENV = "FINALSTATE_SERVER"
+#: The SDK profile the coordinator targets are declared to be (``model.sdks.PROFILES``), chosen through this
+#: environment variable, which ``finalstate check|replay --profile`` and pytest's ``--sdk-profile`` set and the
+#: coordinator targets read when loaded; unset, a coordinator target is undeclared.
+SDK_PROFILE_ENV = "FINALSTATE_SDK_PROFILE"
+
+
+class UnknownProfile(UnknownTarget):
+    """A coordinator target declared to be an SDK profile ``model.sdks.PROFILES`` does not have; the message names the
+    ones it has."""
 
 
 def chosen_server(server: str | None = None) -> str:
@@ -118,6 +134,44 @@ def chosen_server(server: str | None = None) -> str:
     return server
 
 
+def chosen_profile(profile: str | None = None) -> str | None:
+    """``profile``, or when None ``$FINALSTATE_SDK_PROFILE``, else None (undeclared); ``UnknownProfile`` naming the
+    profiles there are for an unknown one."""
+    import os
+
+    from model.sdks import profile as named
+
+    profile = profile or os.environ.get(SDK_PROFILE_ENV) or None
+    if profile is not None:
+        try:
+            named(profile)
+        except ValueError as e:
+            raise UnknownProfile(str(e)) from None
+    return profile
+
+
+def coordinator_references(release: Release = SPECIFIED, profile: str | None = None) -> dict:
+    """A coordinator target's ``Target`` fields for the SDK profile it is declared to be (``chosen_profile``), under
+    ``release``'s supervisor: ``reference`` is the declared profile's runtime (``model.coordinator.coordinator_attempt``);
+    undeclared, the contract's, and ``explains`` accepts what any profile explains (``model.sdks.explaining``, compared
+    as conformance compares: ``Kind.agree``)."""
+    from model import sdks
+
+    profile = chosen_profile(profile)
+    if profile is not None:
+        runtime = sdks.profile(profile).runtime
+        return dict(reference=functools.partial(model_coordinator.coordinator_attempt, runtime=runtime,
+                                                release=release), profile=profile)
+    return dict(reference=functools.partial(model_coordinator.coordinator_attempt, release=release),
+                explains=functools.partial(_explaining, release=release))
+
+
+def _explaining(run, observed, release: Release) -> tuple[str, ...]:
+    from model import sdks
+
+    return sdks.explaining(run, observed, KINDS["coordinator"].agree, release)
+
+
 def require_real_server(name: str) -> None:
     """``TargetUnavailable`` unless apache-airflow-core's Execution API app can be imported here (``--server airflow``)."""
     try:
@@ -127,14 +181,20 @@ def require_real_server(name: str) -> None:
                                 f"({e}): pip install 'finalstate[airflow]'") from None
 
 
-def model_target(kind: str = "supervisor") -> Target:
+def model_target(kind: str = "supervisor", profile: str | None = None) -> Target:
     """The ``model`` target of ``kind``: the model checked against itself, so only its invariants can fail; the model
-    of the installed task-sdk release (``--release R`` runs it where R is installed), the specified one where none is."""
+    of the installed task-sdk release (``--release R`` runs it where R is installed), the specified one where none is.
+    Of the coordinator kind, the runtime of the SDK profile it is declared to be (``chosen_profile``; the contract if
+    none)."""
     from impl.releases.adapters import model_release
 
     release = model_release()
-    run = functools.partial({"supervisor": model_supervisor.run, "runtime": model_runtime.python_runtime,
-                             "coordinator": model_coordinator.coordinator_attempt}[kind], release=release)
+    if kind == "coordinator":
+        declared = coordinator_references(release, profile)
+        return Target("model", declared["reference"], release=release, reference=declared["reference"], kind=kind,
+                      in_process=True, profile=declared.get("profile"))
+    run = functools.partial({"supervisor": model_supervisor.run, "runtime": model_runtime.python_runtime}[kind],
+                            release=release)
     return Target("model", run, release=release, reference=run, kind=kind, in_process=True)
 
 
@@ -196,10 +256,12 @@ def require_installed(name: str) -> None:
                                 "pip install 'finalstate[airflow]'")
 
 
-def load_target(name: str, kind: str = "supervisor") -> Target:
+def load_target(name: str, kind: str = "supervisor", profile: str | None = None) -> Target:
     """The target called ``name`` for the properties of ``kind``.
 
-    Raises ``UnknownTarget`` for a name not in the table, ``WrongKindOfTarget`` for a target of
+    A coordinator target is declared to be the SDK profile ``profile`` (None: as ``$FINALSTATE_SDK_PROFILE`` says,
+    undeclared if unset: ``coordinator_references``). Raises ``UnknownTarget`` for a name not in the table (or an
+    unknown profile), ``WrongKindOfTarget`` for a target of
     another kind (so those properties are skipped with the reason), ``TargetUnavailable`` when
     what it needs is not installed.
     """
@@ -220,4 +282,6 @@ def load_target(name: str, kind: str = "supervisor") -> Target:
             raise TargetUnavailable(f"target {name!r} needs {entry.needs} ({e.name} is not installed): "
                                     "pip install 'finalstate[airflow]'") from None
         raise
+    if kind == "coordinator":
+        return model_target(kind, profile) if name == "model" else module.target(name, profile=profile)
     return model_target(kind) if name == "model" else module.target(name)

@@ -41,11 +41,14 @@ class InvariantViolation(CheckFailed):
     """An invariant of the design does not hold of a target's observation."""
 
 
-def replay_command(target: str, run) -> str:
-    """The command that replays ``run`` on ``target``, on the same release or checkout as this process."""
+def replay_command(target: str, run, profile: str | None = None) -> str:
+    """The command that replays ``run`` on ``target`` (declared to be the SDK profile ``profile``, if any), on the same
+    release or checkout as this process."""
     from impl.releases.environments import release_switch
 
-    return f"finalstate replay{release_switch()} --target {shlex.quote(target)} {shlex.quote(run.to_text())}"
+    declared = f" --profile {profile}" if profile else ""
+    return (f"finalstate replay{release_switch()}{declared} --target {shlex.quote(target)} "
+            f"{shlex.quote(run.to_text())}")
 
 
 def trace(run) -> str:
@@ -58,21 +61,36 @@ def observation_block(title: str, observation) -> str:
     return "\n".join([f"  {title}:", *(f"    {line}" for line in observation.to_lines())])
 
 
-def disagreement_report(target: str, run, model, real, kind: str = "supervisor") -> str:
+def compared_with(profile: str | None, undeclared: bool) -> str:
+    """What a coordinator target's observation was compared with, for a disagreement's first line: the SDK profile it
+    was declared to be, or, undeclared, every profile (``model.sdks.PROFILES``); empty for other targets."""
+    if profile:
+        return f" (declared {profile})"
+    if undeclared:
+        from model.sdks import PROFILES
+
+        return f"; no profile explains it either ({', '.join(PROFILES)})"
+    return ""
+
+
+def disagreement_report(target: str, run, model, real, kind: str = "supervisor", profile: str | None = None,
+                        undeclared: bool = False) -> str:
     return "\n".join([
-        f"DISAGREEMENT: model and {target} differ in {', '.join(KINDS[kind].differing(model, real))}",
-        f"replay: {replay_command(target, run)}",
+        f"DISAGREEMENT: model and {target} differ in {', '.join(KINDS[kind].differing(model, real))}"
+        + compared_with(profile, undeclared),
+        f"replay: {replay_command(target, run, profile)}",
         "scenario:",
         trace(run),
-        observation_block("model", model),
+        observation_block("model" + (f" ({profile})" if profile else ""), model),
         observation_block(target, real),
     ])
 
 
-def violation_report(target: str, run, observation, found, notes: list[str] = ()) -> str:
+def violation_report(target: str, run, observation, found, notes: list[str] = (), profile: str | None = None) -> str:
     return "\n".join([
-        f"VIOLATION on {target}: " + "; ".join(sorted({v.invariant for v in found})),
-        f"replay: {replay_command(target, run)}",
+        f"VIOLATION on {target}: " + "; ".join(sorted({v.invariant for v in found}))
+        + (f" (declared {profile})" if profile else ""),
+        f"replay: {replay_command(target, run, profile)}",
         *(f"  - {v}" for v in found),
         "scenario:",
         trace(run),
@@ -81,14 +99,25 @@ def violation_report(target: str, run, observation, found, notes: list[str] = ()
     ])
 
 
-def check_conformance(target, run, expected=None):
+def check_conformance(target, run, expected=None, on_explained=lambda names: None):
     """Raise ``Disagreement`` unless the target observes what its reference model does (``expected``, when the
-    caller has it already); return the observation."""
+    caller has it already), or, for an undeclared coordinator target (``Target.explains``), what some SDK profile's
+    runtime does; return the observation. ``on_explained`` is handed the names of the profiles that explain it
+    (the contract among them), for such a target, whether its reference agreed or not."""
     expected = target.reference(run) if expected is None else expected
     observed = target.run(run)
-    if not KINDS[target.kind].agree(expected, observed):
-        raise Disagreement(disagreement_report(target.name, run, expected, observed, target.kind), Checked(target, run))
-    return observed
+    kind = KINDS[target.kind]
+    explains = getattr(target, "explains", None)
+    if explains is not None:
+        names = explains(run, observed)
+        if names:
+            on_explained(names)
+            return observed
+    elif kind.agree(expected, observed):
+        return observed
+    profile = getattr(target, "profile", None)
+    raise Disagreement(disagreement_report(target.name, run, expected, observed, target.kind, profile,
+                                           explains is not None), Checked(target, run))
 
 
 def explained(known: tuple, violation, run, observed):
@@ -108,7 +137,8 @@ def check_observation(target, run, observed, invariants: tuple, known: tuple = (
         else:
             on_explained(finding)
     if found:
-        raise InvariantViolation(violation_report(target.name, run, observed, found, kind.notes(run, observed)),
+        raise InvariantViolation(violation_report(target.name, run, observed, found, kind.notes(run, observed),
+                                                  getattr(target, "profile", None)),
                                  Checked(target, run, invariants, known))
     return observed
 

@@ -14,7 +14,9 @@ from typing import Callable
 from hypothesis import currently_in_test_context, event, reject, settings, strategies as st, target
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from model.coordinator import COORDINATOR_OUTCOMES, TERMINAL_CALLS, CoordinatorRun
+from model import supervisor as model_supervisor
+from model.coordinator import CANCELLABLE, COORDINATOR_OUTCOMES, TERMINAL_CALLS, CoordinatorRun
+from model.sdks import profile as sdk_profile
 from model.runtime import (COMMS_MODES, EXECUTION_TIMEOUT, FEATURES, FORKED_CHILD, PYTHON_OUTCOMES, RETURN, SIGTERM,
                            STARTUP_RESCHEDULE, Policy, RuntimeRun)
 from model.scenario import (
@@ -215,6 +217,15 @@ def _features(common: tuple[bool, ...], rare: tuple[bool, ...]) -> frozenset[str
 #: each rare one in one in eight. Shrinks towards none.
 features = st.builds(_features, st.tuples(*(st.booleans() for _ in _COMMON_FEATURES)),
                      st.tuples(*(_ONE_IN_EIGHT for _ in _RARE_FEATURES)))
+#: The features a life's try may meet: each but a forked child, which changes nothing the supervisor or the server
+#: sees (only the child's own exit) and costs a real fork on the real task runner.
+LIFE_FEATURES = tuple(f for f in FEATURES if f != FORKED_CHILD)
+#: What else a life's try meets: one try in eight one feature of ``LIFE_FEATURES``, drawn in one draw. A life is about
+#: the row across tries; the runtime properties draw the features of one try, and their combinations, the more often
+#: (``features``). Drawn as those draw them in lives, the lifecycle properties on the real task runner cost about
+#: twice the CPU (more distinct tries to live, a fork for each forked child, six draws a try).
+life_features = st.sampled_from((frozenset(),) * (7 * len(LIFE_FEATURES))
+                                + tuple(frozenset({f}) for f in LIFE_FEATURES))
 #: The task's outcome, RETURN five times over: the success path holds as many of the runner's branches (the
 #: map index sent after the task, for one) as the failures do, and drawn as one outcome among all the others a
 #: ci run could miss them.
@@ -223,11 +234,13 @@ outcomes = st.sampled_from((RETURN,) * 5 + PYTHON_OUTCOMES)
 #: channel, no features.
 runtime_runs = st.builds(RuntimeRun, run_contexts, outcomes, runtime_policies,
                          st.sampled_from(COMMS_MODES), features)
-#: What the world does while a coordinator task runs: a fault on a call its terminal frame makes, or a heartbeat
-#: answered (404/409/410: the server's own action behind it, a TI deleted, marked or cleared). Drawn as one string
-#: over an alphabet of one character each, as an attempt's events are; shrinks towards fewer and earlier ones.
+#: What the world does while a coordinator task runs: a fault on a call its terminal frame makes, a heartbeat
+#: answered (404/409/410: the server's own action behind it, a TI deleted, marked or cleared), or a user's action on
+#: the task instance (or the scheduler's heartbeat timeout striking it), which the supervisor learns of only at its
+#: next heartbeat or call. Drawn as one string over an
+#: alphabet of one character each, as an attempt's events are; shrinks towards fewer and earlier ones.
 COORDINATOR_WORLD: tuple[Event, ...] = (*(Fault(c, k) for c in TERMINAL_CALLS for k in FAULT_KINDS),
-                                        *(Heartbeat(a) for a in HEARTBEAT_ANSWERS))
+                                        *(Heartbeat(a) for a in HEARTBEAT_ANSWERS), *USER_ACTIONS)
 _COORDINATOR_ALPHABET = "".join(chr(_FIRST_EVENT_CHAR + i) for i in range(len(COORDINATOR_WORLD)))
 _ONE_IN_FOUR = st.sampled_from((False,) * 3 + (True,))
 
@@ -240,18 +253,45 @@ def _coordinator_run(setting: tuple[RunContext, int], traps_sigterm: bool, world
     return CoordinatorRun(context, outcome, while_running, (Overtime(),) if overtime else (), tries)
 
 
-#: One try of a coordinator-mode task in its supervisor's world: the run context and the client's tries, a runtime
-#: that traps SIGTERM (one in eight), up to four events of the world while the task runs, the task's outcome, the
-#: success overtime after its frame (one in four). Shrinks towards Airflow's default tries, a consistent context,
-#: no world, a task that succeeds.
-coordinator_runs = st.builds(_coordinator_run, st.sampled_from(SETTINGS), _ONE_IN_EIGHT,
-                             st.text(_COORDINATOR_ALPHABET, max_size=4), st.sampled_from(COORDINATOR_OUTCOMES),
-                             _ONE_IN_FOUR)
+def coordinator_runs_of(outcomes: tuple[str, ...]) -> st.SearchStrategy[CoordinatorRun]:
+    """One try of a coordinator-mode task in its supervisor's world, its outcome one of ``outcomes``: the run context
+    and the client's tries, a runtime that traps SIGTERM (one in eight), up to four events of the world while the task
+    runs, the task's outcome, the success overtime after its frame (one in four). Shrinks towards Airflow's default
+    tries, a consistent context, no world, a task that succeeds."""
+    return st.builds(_coordinator_run, st.sampled_from(SETTINGS), _ONE_IN_EIGHT,
+                     st.text(_COORDINATOR_ALPHABET, max_size=4), st.sampled_from(outcomes), _ONE_IN_FOUR)
 
 
-def world_met(run: CoordinatorRun, observed) -> tuple[str, ...]:
-    """What of its world a coordinator try met, by the calls the supervisor made: for Hypothesis's statistics."""
+#: A coordinator try, of every outcome (``model.coordinator.COORDINATOR_OUTCOMES``): a task that runs until it is
+#: cancelled too, which the world meets while it runs.
+coordinator_runs = coordinator_runs_of(COORDINATOR_OUTCOMES)
+#: A coordinator try whose task ends by itself (every outcome but ``CANCELLABLE``): a try of a life, which a try that
+#: never ends would end (its row left to the scheduler's heartbeat timeout, a word of lives of its own).
+ending_coordinator_runs = coordinator_runs_of(tuple(o for o in COORDINATOR_OUTCOMES if o != CANCELLABLE))
+
+
+def _what_sigterm_did(observed) -> str:
+    """What a runtime did with the SIGTERM that met its running task, as the attempt shows it."""
+    if observed.exit_code == 143:
+        return "it exited 143 through its shutdown (exits-143)"
+    if observed.exit_code is not None and observed.exit_code >= 0 and observed.replies:
+        return "it cancelled the task and reported it (cancels, or grace-then-exit-1 with a task that honours it)"
+    if observed.exit_code == -9:
+        return "only the SIGKILL after it ended it (traps)"
+    return f"it ended with {observed.exit_code} (dies)" if observed.exit_code == -15 else f"exit {observed.exit_code}"
+
+
+def world_met(run: CoordinatorRun, observed, profile: str | None = None) -> tuple[str, ...]:
+    """What of its world a coordinator try met, by the calls the supervisor made and the runtime's exit, and for a
+    ``cancellable`` task what the runtime did with a SIGTERM while it ran (with its declared SDK profile's
+    ``sigterm_running``, ``model.sdks``): for Hypothesis's statistics."""
     met = []
+    if run.outcome == CANCELLABLE:
+        if observed.hung:
+            met.append("a task that runs until cancelled: nothing cancelled it (hung)")
+        else:
+            declared = f" [declared {profile}: {sdk_profile(profile).runtime.sigterm_running}]" if profile else ""
+            met.append(f"a SIGTERM met the running task: {_what_sigterm_did(observed)}{declared}")
     terminal = [c for c in observed.calls if c.name in TERMINAL_CALLS]
     if any(c.status != 200 for c in terminal):
         met.append("a terminal call failed (a fault hit it)")
@@ -260,6 +300,10 @@ def world_met(run: CoordinatorRun, observed) -> tuple[str, ...]:
         met.append("a heartbeat was answered")
     if any(status in HEARTBEAT_GONE for status in heartbeats):
         met.append("a server-side action (TI deleted, marked or cleared) stopped the task")
+    if any(isinstance(e, UserAction) for e in run.while_running):
+        met.append("a user (or the scheduler's heartbeat timeout) acted on the task instance")
+        if any(c.status in HEARTBEAT_GONE for c in terminal):
+            met.append("a terminal call was refused after a user acted (409/404/410)")
     if any(isinstance(e, IgnoreSigterm) for e in run.while_running) and (observed.exit_code or 0) < 0:
         met.append("a runtime that traps SIGTERM was killed")
     if run.after_frame and observed.replies and (observed.exit_code or 0) < 0:
@@ -274,6 +318,22 @@ def try_met(run: RuntimeRun, observed) -> tuple[str, ...]:
         met.append("the task ended by sys.exit() (SystemExit())")
     if EXECUTION_TIMEOUT in run.features and observed.on_kill_calls > (SIGTERM in run.features):
         met.append("the task's execution timeout ran out (on_kill called)")
+    return tuple(met)
+
+
+def attempt_met(scenario: Scenario, observed, release) -> tuple[str, ...]:
+    """What of the widened world a supervisor attempt met (``release``'s model says where its events took the
+    supervisor): for Hypothesis's statistics."""
+    met = []
+    if model_supervisor.live(scenario, release).killing:
+        met.append("a runtime that handled SIGTERM lived on inside the kill")
+    if any(isinstance(e, UserAction) for e in scenario.events):
+        met.append("a user (or the scheduler's heartbeat timeout) acted on the task instance")
+        if any(c.status in HEARTBEAT_GONE for c in observed.calls):
+            met.append("a call or heartbeat was refused (404/409/410) after a user acted")
+    if scenario.exit_code == HANG:
+        met.append("a process that never exits: hung, nothing ended it" if observed.hung
+                   else "a process that never exits: ended by a kill")
     return tuple(met)
 
 

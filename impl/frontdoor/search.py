@@ -163,7 +163,8 @@ def other_finding_entry(finding: Finding) -> list[str]:
     """The report's lines for a finding that is not a supervisor scenario: what it breaks, its minimal run, its cause
     upstream, and what else was established about it (``Finding.details``)."""
     lines = [f"### {finding.id}: {finding.headline}", "",
-             f"- invariant: `{finding.invariant}` ({finding.kind}); targets: {', '.join(finding.targets)}",
+             f"- invariant: `{finding.invariant}` ({finding.kind}); targets: {', '.join(finding.targets) or 'none'}"
+             + (f"; SDK profiles: {', '.join(finding.profiles)} (`--profile NAME`)" if finding.profiles else ""),
              f"- how sure: {how_sure_in_words(finding)}",
              f"- minimal scenario: `{finding.scenario}`",
              f"- responsible upstream: {finding.upstream}", report_line(finding), ""]

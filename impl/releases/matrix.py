@@ -140,6 +140,9 @@ UPSTREAM: dict[str, str] = {
     "C1": f"apparently new (searched 2026-12-06): the Go SDK's Serve never reads the answer to its terminal frame; "
           f"[#68554]({_AF}/pull/68554), the fix of [#67797]({_AF}/issues/67797), added the retry branch, not a "
           "fail-closed exit",
+    "C2": f"fixed upstream: [#67797]({_AF}/issues/67797) by [#68554]({_AF}/pull/68554) (Go SDK), "
+          f"[#67798]({_AF}/issues/67798) by [#68555]({_AF}/pull/68555) (Java SDK); the SDKs' releases before the "
+          "fixes (model.sdks' go-sdk-before-68554, java-sdk-before-68555)",
     "W1": "apparently new",
     "W2": f"related: [#46426]({_AF}/issues/46426) (open: 'every request should have a response'), not this case",
     "W3": "apparently new",

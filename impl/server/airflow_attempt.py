@@ -135,7 +135,8 @@ class AirflowAttempt:
         run_id = self.attempt.run_id
         if answer in (HEARTBEAT_ERROR, HEARTBEAT_NO_ANSWER):
             kind = "5xx" if answer == HEARTBEAT_ERROR else "timeout"
-            self.client.wire.arm(TransportFault("heartbeat", kind, times=self.client.attempts))
+            tries = self.client.attempts if model_release().retries_heartbeats else 1  # 1.4.0 tries a heartbeat once
+            self.client.wire.arm(TransportFault("heartbeat", kind, times=tries))
             return
         if answer not in HEARTBEAT_GONE or getattr(self.server.row(run_id), "state", None) != RUNNING:
             return

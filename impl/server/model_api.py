@@ -11,13 +11,19 @@ calls in the order they arrived, and the answer the next heartbeat gets.
 
 The *control channel* is a plain TCP socket on which the scripted runtime (stdlib only)
 performs the scenario's events that are not frames, in order and in lockstep: ``arm`` a
-fault, make a ``heartbeat`` fall due with a given answer, run the success ``overtime`` out,
-say it now ignores SIGTERM (``ignore_sigterm``: the supervisor's ``runtime_ignores_sigterm``), or wait until the
+fault, ``act`` on the task instance as a user or the scheduler would (``{"op": "act", "action": "marks",
+"state": "failed"}``: mark, clear or delete it, or time it out: ``model.scenario.UserAction``), make a ``heartbeat``
+fall due with a given answer, run the success ``overtime`` out,
+say what it does with SIGTERM from now on (``ignore_sigterm``, ``handle_sigterm``: the supervisor's
+``runtime_sigterm``, which sets how long its kill waits before it escalates), or wait until the
 supervisor's loop, woken from outside, has run its checks on the clocks as they are now (``settle``: the supervisor's
-``settle``, a lockstep that writes nothing to the runtime, for the JSON-lines wire before task-sdk 1.0.3).
+``settle``, a lockstep that writes nothing to the runtime, for the JSON-lines wire before task-sdk 1.0.3). A runtime
+that never exits says so at its end: ``hangs`` when it handled the SIGTERM of a kill that now waits for it (the
+kill's wait runs out at once: the supervisor's ``run_escalation_out``, and its SIGKILL follows), ``hung`` when
+nothing ended it (the harness ends the attempt: the supervisor's ``end_hung``).
 Frames are length-prefixed msgpack maps, as on the comm channel; each is acknowledged once done.
 The channel acts on the attempt registered under the runtime's token through its ``attach``,
-``arm`` and ``heartbeat_due``: a model ``Attempt`` here, or the real server's attempt that
+``arm``, ``act`` and ``heartbeat_due``: a model ``Attempt`` here, or the real server's attempt that
 ``impl.supervisor_process.real_server`` registers for ``--server airflow``.
 
 Timers. The supervisor's two clocks are read from module attributes
@@ -45,7 +51,8 @@ import msgpack
 
 from impl.releases.adapters import dag_run_fields, model_release, model_state
 from model.server import CONFLICT, OK, Server, client_status
-from model.scenario import CALLS_WITH_MAP_INDEX, HEARTBEAT_NO_ANSWER, TIMEOUT, ApiCall, Fault, RunContext
+from model.scenario import CALLS_WITH_MAP_INDEX, HEARTBEAT_NO_ANSWER, TIMEOUT, ApiCall, Fault, RunContext, UserAction
+from model.supervisor import SIGTERM_HANDLED, SIGTERM_IGNORED
 
 API_PREFIX = "/execution/"
 #: How far a clock is run out: beyond any threshold the harness configures.
@@ -147,6 +154,12 @@ class Attempt:
         with self.lock:
             self._settle(f"heartbeat {answer}")
             self.heartbeat_answer = answer
+
+    def act(self, action: UserAction) -> None:
+        """A user acts on the task instance (``model.server.Server.act``)."""
+        with self.lock:
+            self._settle(f"user {action.action}")
+            self.server = self.server.act(action)
 
     def _settle(self, what: str) -> None:
         """Hold a change of the world (under ``lock``) until every request the client gave up on as lost has been
@@ -342,7 +355,13 @@ class _ControlHandler(socketserver.BaseRequestHandler):
 def perform(attempt, message: dict) -> dict:
     """One operation of the world on ``attempt`` (see the module): what a scripted runtime asks for on its control
     channel, and what the harness does itself around a runtime it does not script
-    (``impl.supervisor_process.world``). Answers ``{"ok": True}``, or ``{"ok": False, "error": why}``."""
+    (``impl.supervisor_process.world``). Answers ``{"ok": True}``, or ``{"ok": False, "error": why}``.
+
+    While the supervisor is inside a kill that waits for a process which handled its SIGTERM (``sup.killing``), a
+    clock running out is no business of its (``_service_subprocess`` sends no heartbeat and checks no overtime; the
+    process's exit then ends the loop): ``heartbeat``, ``overtime`` and ``settle`` arrange nothing, as
+    ``model.supervisor.monitor_step`` has it.
+    """
     if attempt is None:
         return {"ok": False, "error": "unknown attempt"}
     op = message.get("op")
@@ -352,9 +371,14 @@ def perform(attempt, message: dict) -> dict:
     if op == "arm":
         attempt.arm(Fault(message["call"], message["kind"]))
         return {"ok": True}
+    if op == "act":  # a user, or the scheduler, acts on the task instance: nothing tells the supervisor
+        attempt.act(UserAction(message["action"], message.get("state")))
+        return {"ok": True}
     if not attempt.attached.wait(10):
         return {"ok": False, "error": "the supervisor never started"}
     sup = attempt.supervisor
+    if op in ("heartbeat", "overtime", "settle") and sup.killing:
+        return {"ok": True}
     if op == "heartbeat":
         attempt.heartbeat_due(message["answer"])
         sup._last_heartbeat_attempt = time.monotonic() - BACKDATE
@@ -363,14 +387,26 @@ def perform(attempt, message: dict) -> dict:
         if sup._task_end_time_monotonic is not None:
             sup._task_end_time_monotonic = time.monotonic() - BACKDATE
         return {"ok": True}
-    if op == "ignore_sigterm":  # the runtime traps SIGTERM from now on: its kill need not wait long to escalate
-        sup.runtime_ignores_sigterm = True
+    if op in SIGTERM_OPS:  # what the runtime does with SIGTERM from now on: how long its kill waits to escalate
+        sup.runtime_sigterm = SIGTERM_OPS[op]
         return {"ok": True}
     if op == "settle":  # the loop, woken from outside, has run its checks on the clocks as they are now
         if sup.settle(SETTLE_BUDGET):
             return {"ok": True}
         return {"ok": False, "error": f"the supervisor's loop did not run its checks within {SETTLE_BUDGET:g}s"}
+    if op == "hangs":  # it handled the kill's SIGTERM and will never exit: the kill's wait runs out
+        if sup.run_escalation_out():
+            return {"ok": True}
+        return {"ok": False, "error": "the runtime says a kill waits for it, but the supervisor is in no kill"}
+    if op == "hung":  # it never exits, time has run on, and nothing ended it: the harness ends the attempt
+        sup.end_hung()
+        return {"ok": True}
     return {"ok": False, "error": f"unknown op {op!r}"}
+
+
+#: The control operations by which the runtime says what it does with SIGTERM from now on (``model.supervisor``'s
+#: dispositions).
+SIGTERM_OPS = {"ignore_sigterm": SIGTERM_IGNORED, "handle_sigterm": SIGTERM_HANDLED}
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:

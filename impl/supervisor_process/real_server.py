@@ -11,7 +11,7 @@ Each attempt is an ``impl.server.airflow_attempt.AirflowAttempt`` (its own DagRu
 scenario's faults on the client's transport, heartbeat answers made by the world) with
 Airflow's real ``Client`` over loopback HTTP: the scenario's ``execution_api_retries``, zero waits. A
 ``RealAttempt`` puts it where the control channel (``impl.server.model_api``) expects an
-attempt: the runtime's ``arm`` and ``heartbeat`` requests reach it by the runtime's token.
+attempt: the runtime's ``arm``, ``act`` and ``heartbeat`` requests reach it by the runtime's token.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import threading
 from impl.releases.adapters import since_1_4_0_heartbeat_due
 from impl.server.airflow_api import LoopbackServer
 from impl.server.airflow_attempt import AirflowAttempt, AttemptRecord, observed_row, open_server
-from model.scenario import ApiCall, Fault, RunContext
+from model.scenario import ApiCall, Fault, RunContext, UserAction
 
 
 class RealAttempt:
@@ -51,6 +51,10 @@ class RealAttempt:
 
     def arm(self, fault: Fault) -> None:
         self.real.arm(fault)
+
+    def act(self, action: UserAction) -> None:
+        """A user acts on the real row: marks, clears or deletes it (``AirflowAttempt.act``)."""
+        self.real.act(action)
 
     def heartbeat_due(self, answer: int) -> None:
         """As airflow-inproc: the world acts only when the supervisor will send the heartbeat

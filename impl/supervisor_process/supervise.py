@@ -26,7 +26,15 @@ What is arranged, and why the observation still equals the in-process one:
   that one clock out (``impl.server.model_api``).
 - *Escalation.* Once a runtime says it ignores SIGTERM (``ignore sigterm``), a kill's wait before it
   escalates to the next signal is ``ESCALATION_DELAY``, not Airflow's 5 s (``QuickEscalation``): it
-  still ends by the SIGKILL the escalation sends, sooner.
+  still ends by the SIGKILL the escalation sends, sooner. A runtime that handles SIGTERM and carries on
+  (``handle sigterm``) is waited for as Airflow waits (its steps inside the kill take milliseconds); if it then
+  never exits (``exit hang``) it says so, and the kill's wait runs out at once: the supervisor's clock
+  (``SupervisorClock``, the ``time`` its module reads while an attempt runs) is run on by the kill's delay, so the
+  real ``kill()`` escalates to SIGKILL as it would once the delay had passed.
+- *A process that never exits.* Once nothing has ended it after time ran on (the scripted runtime performs
+  ``model.supervisor.TIME_RUNS_ON`` as events), the harness ends ``wait()`` (``AttemptHung``, raised out of it
+  through its selector), then kills and reaps the process; the observation is ``hung``, with no exit, no final
+  state and no closing call.
 - *Exit watch.* A pidfd of the launched process is registered in the supervisor's selector,
   so the loop wakes when the process ends instead of at its next timeout, which the
   stretched clocks put minutes away. It changes when the exit is noticed, not what is done.
@@ -64,10 +72,11 @@ from impl.releases.adapters import (decided_final_state, missing, require_the_mo
 from impl.server.model_api import ExecutionAPIFake
 from impl.server.model_client import error_name
 from impl.wire.launcher import ForkServer, build_launcher
-from impl.supervisor_process.world import Arrangement, Hold, RuntimeWatch, World, WorldDriver
+from impl.supervisor_process.world import Arrangement, Hold, RuntimeWatch, World, WorldDriver, wrote
 from impl.wire.scripted_runtime import SYNC_ID_BASE, SYNC_VARIABLE
 from model.invariants import TERMINAL_FRAMES
 from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Observation, RunContext
+from model.supervisor import SIGTERM_DIES, SIGTERM_IGNORED
 
 structlog.configure(
     wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
@@ -99,7 +108,7 @@ DEFAULT_DEADLINE = 15.0
 #: the longer it waits: a runtime that traps SIGTERM keeps it waiting out Airflow's 5 s escalation, 10,000 looks).
 SETTLE_POLL = 0.0005
 SETTLE_POLL_LONGEST = 0.02
-#: A ``wait()`` still going this long after the deadline kill is ended by the harness (``StuckWaitEnder``).
+#: A ``wait()`` still going this long after the deadline kill is ended by the harness (``WaitEnder.end_stuck``).
 STUCK_WAIT_GRACE = 5.0
 DEFAULT_STARTUP_TIMEOUT = 10.0
 #: Starting the real server: a database copy (or, the first time, Airflow's migrations) and the app's
@@ -125,12 +134,22 @@ def client_class(tries: int) -> type[Client]:
 
 class QuickEscalation(SUPERVISOR.base):
     """The real ``_PopenActivitySubprocess`` (``ActivitySubprocess`` before 1.3.0); once its runtime said it ignores
-    SIGTERM (``runtime_ignores_sigterm``, set over the control channel), its kill escalates after
+    SIGTERM (``runtime_sigterm``, set over the control channel), its kill escalates after
     ``ESCALATION_DELAY`` instead of Airflow's 5 s. A runtime that dies of the signal is seen dead at once either
-    way. ``starting`` is the supervisor whose ``start`` ran last (what a ``start`` that raised leaves behind);
-    ``arranged`` how the next one is set up (``world.Arrangement``: its comm, what it holds back, SIGTERM)."""
+    way; one that handles it is waited for with Airflow's delay, run out at once if it says it will never exit
+    (``run_escalation_out``). ``starting`` is the supervisor whose ``start`` ran last (what a ``start`` that raised
+    leaves behind); ``arranged`` how the next one is set up (``world.Arrangement``: its comm, what it holds back,
+    SIGTERM)."""
 
-    runtime_ignores_sigterm = False
+    #: What the runtime does with SIGTERM, as it said (``model.supervisor``'s dispositions).
+    runtime_sigterm = SIGTERM_DIES
+    #: Whether ``kill()`` is running (it waits for the process to exit, servicing it), and the wait it was given
+    #: before each escalation.
+    killing = False
+    kill_delay = 0.0
+    #: The attempt's ``SupervisorClock`` and ``WaitEnder`` (set by the harness).
+    clock = None
+    ender = None
     starting = None
     arranged = Arrangement()
     #: How many wake-ups of the monitor loop have run their checks (heartbeat, overtime), and what wakes the loop up
@@ -144,18 +163,52 @@ class QuickEscalation(SUPERVISOR.base):
     signalled = False
     #: Set when something a ``world.WorldDriver`` waits on happens (None: no driver).
     changed = None
+    #: Called (by the supervisor's own thread) once a kill's SIGTERM was sent: the ``world.WorldDriver``'s, which meets
+    #: a runtime that carries on inside the kill with the rest of the world before the supervisor reads it again.
+    inside_kill = None
 
     def kill(self, signal_to_send=signal.SIGINT, escalation_delay=5.0, force=False):
-        if self.runtime_ignores_sigterm or self.arranged.withhold_sigterm:
+        if self.runtime_sigterm == SIGTERM_IGNORED or self.arranged.withhold_sigterm:
             escalation_delay = ESCALATION_DELAY
-        return super().kill(signal_to_send, escalation_delay, force)
+        self.killing, self.kill_delay = True, escalation_delay
+        try:
+            return super().kill(signal_to_send, escalation_delay, force)
+        finally:
+            self.killing = False
+
+    def _check_subprocess_exit(self, raise_on_timeout: bool = False, expect_signal=None):
+        """The real exit check; inside a kill, a process's exit is noticed once the supervisor has read what the
+        process wrote it before it exited (a runtime that cancels its task reports it and exits at once): the kill's
+        loop reads it at its next wake-up, as it does whenever the frame comes before the exit is looked for. Which
+        comes first otherwise depends on the machine's scheduling (the kill returns first, and ``_terminal_state``
+        set after it is overwritten by the frame read later); the model has the frame read inside the kill."""
+        if self.killing and self._exit_code is None and wrote(self.stdin):
+            return None
+        return super()._check_subprocess_exit(raise_on_timeout, expect_signal)
+
+    def run_escalation_out(self) -> bool:
+        """The runtime handled this kill's SIGTERM and will never exit: the kill's wait runs out now, not after its
+        delay (the clock is run on by that delay and the loop woken), so the real ``kill()`` escalates to SIGKILL at
+        once. False when no kill is waiting."""
+        if not self.killing:
+            return False
+        self.clock.run_on(self.kill_delay)
+        self.waker.poke()
+        return True
+
+    def end_hung(self) -> None:
+        """The runtime never exits, time has run on and nothing ended it: end ``wait()`` (``AttemptHung``)."""
+        self.ender.end_hung()
 
     def _signal_subprocess(self, sig):
         """The real signalling, noted; withheld for SIGTERM from a runtime that traps it (``world``)."""
         self.signalled = True
         if sig == signal.SIGTERM and self.arranged.withhold_sigterm:
             return
-        return super()._signal_subprocess(sig)
+        result = super()._signal_subprocess(sig)
+        if sig == signal.SIGTERM and self.inside_kill is not None:
+            self.inside_kill()
+        return result
 
     def handle_requests(self, log):
         """The real request handler, each request handed on as the reader hands it; one that does not reach
@@ -191,7 +244,8 @@ class QuickEscalation(SUPERVISOR.base):
 
     def settle(self, budget: float) -> bool:
         """Return once two wake-ups of the monitor loop, each woken by the harness, have run their checks (the second
-        starts after this was called, so it reads every clock as it is now), or the process has ended; False if
+        starts after this was called, so it reads every clock as it is now), or the process has ended, or a check
+        killed it and the kill now waits for a process that handled its SIGTERM (no check runs there); False if
         ``budget`` seconds went by first. Nothing is written to the runtime: no request is in flight if the checks
         kill it (the scripted runtime's lockstep after a clock event on JSON lines, where an answer written to a
         runtime that has died leaves a supervisor before 1.0.3 waiting for ever: finding W5)."""
@@ -200,7 +254,7 @@ class QuickEscalation(SUPERVISOR.base):
             seen = self.checks_done
             self.waker.poke()
             poll = SETTLE_POLL
-            while self.checks_done == seen and self._exit_code is None:
+            while self.checks_done == seen and self._exit_code is None and not self.killing:
                 if time.monotonic() > until:
                     return False
                 time.sleep(poll)
@@ -412,16 +466,39 @@ class ExitWatch:
         selector.register(self, selectors.EVENT_READ, since_1_0_3_selector_entry(lambda watch: False, on_close))
 
 
+class SupervisorClock:
+    """The ``time`` the supervisor's module reads while an attempt runs: the real one, its ``monotonic()`` ahead by
+    what ``run_on`` added, time that passes without the harness waiting it out (a kill's escalation delay, for a
+    process that will never exit). Monotonic still: it only ever runs on."""
+
+    def __init__(self, real=time):
+        self._real = real
+        self.ran_on = 0.0
+
+    def monotonic(self) -> float:
+        return self._real.monotonic() + self.ran_on
+
+    def run_on(self, seconds: float) -> None:
+        self.ran_on += seconds
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
 @contextlib.contextmanager
 def stretched_clocks():
+    """While an attempt runs: no clock of the supervisor's runs out by itself (``STRETCHED``), and its module reads
+    the time from a ``SupervisorClock``, which this yields."""
     overtime = since_1_0_4_overtime_owner(QuickEscalation)
-    saved = airflow_supervisor.MIN_HEARTBEAT_INTERVAL, overtime.TASK_OVERTIME_THRESHOLD
+    saved = airflow_supervisor.MIN_HEARTBEAT_INTERVAL, overtime.TASK_OVERTIME_THRESHOLD, airflow_supervisor.time
+    clock = SupervisorClock()
     airflow_supervisor.MIN_HEARTBEAT_INTERVAL = STRETCHED
     overtime.TASK_OVERTIME_THRESHOLD = STRETCHED
+    airflow_supervisor.time = clock
     try:
-        yield
+        yield clock
     finally:
-        airflow_supervisor.MIN_HEARTBEAT_INTERVAL, overtime.TASK_OVERTIME_THRESHOLD = saved
+        airflow_supervisor.MIN_HEARTBEAT_INTERVAL, overtime.TASK_OVERTIME_THRESHOLD, airflow_supervisor.time = saved
 
 
 def require_command_supervisor() -> None:
@@ -514,7 +591,7 @@ def _supervise(attempt, client, context: RunContext, launch, task_id: str, deadl
     ti = TaskInstance(id=uuid.UUID(attempt.ti_id), task_id=task_id, dag_id="finalstate", run_id="manual__finalstate",
                       try_number=context.try_number, dag_version_id=uuid.UUID(int=0))
     notes: list[str] = []
-    with stretched_clocks():
+    with stretched_clocks() as clock:
         QuickEscalation.starting = None
         QuickEscalation.arranged = Arrangement() if world is None else world.arrangement()
         try:
@@ -535,15 +612,18 @@ def _supervise(attempt, client, context: RunContext, launch, task_id: str, deadl
         if world is not None:
             driver = WorldDriver(world, sup, attempt, comm, RuntimeWatch(sup.pid), notes)
             driver.start()
-        waker = StuckWaitEnder(sup, notes)
+        sup.clock = clock
+        sup.ender = ender = WaitEnder(sup, notes)
         timers = [threading.Timer(deadline, _deadline, (attempt, sup, deadline, notes)),
-                  threading.Timer(deadline + STUCK_WAIT_GRACE, waker.end)]
+                  threading.Timer(deadline + STUCK_WAIT_GRACE, ender.end_stuck)]
         for timer in timers:
             timer.daemon = True
             timer.start()
-        raised = None
+        raised, hung = None, False
         try:
             sup.wait()
+        except AttemptHung:  # the harness ended an attempt whose process never exits, which nothing ended
+            hung = True
         except Exception as e:  # the supervisor raising is part of what it did
             raised = error_name(e)
         finally:
@@ -556,12 +636,15 @@ def _supervise(attempt, client, context: RunContext, launch, task_id: str, deadl
                                  f"{driver.error}")
             watch.close()
             sup.waker.close()
-            waker.close()
+            ender.close()
     _reap_runtime(attempt, sup)
     # before 1.3.0 psutil's exit code: a signal's is a ``Negsignal`` member; None: wait() raised before the exit
     exit_code = None if sup._exit_code is None else int(sup._exit_code)
     final_state = decided_final_state(sup)
-    if raised is not None:  # not part of the attempt: kept out of the observation, counted in census()
+    if hung:  # the harness ended wait(): what it still held, and the process it still waited for, are the harness's
+        _close_leftovers(sup, open_sockets)
+        _kill_and_reap(sup)
+    elif raised is not None:  # not part of the attempt: kept out of the observation, counted in census()
         h.closed_for_supervisor += _close_leftovers(sup, open_sockets)
         if exit_code is None:  # the process the supervisor abandoned: nobody else will end and reap it
             _kill_and_reap(sup)
@@ -580,18 +663,30 @@ def _supervise(attempt, client, context: RunContext, launch, task_id: str, deadl
         rendered_map_index=map_index_sent,
         raised=raised,
         harness="; ".join(notes) or None,
+        hung=hung,
     )
 
 
 class WaitEnded(Exception):
-    """Raised into a ``wait()`` that outlived its attempt's deadline by ``STUCK_WAIT_GRACE`` (``StuckWaitEnder``)."""
+    """Raised into a ``wait()`` that outlived its attempt's deadline by ``STUCK_WAIT_GRACE`` (``WaitEnder``)."""
 
 
-class StuckWaitEnder:
-    """Ends a ``wait()`` still going ``STUCK_WAIT_GRACE`` after the deadline kill: one that waits for ever (a supervisor
-    before 1.0.3 whose count of open sockets never reaches 0, finding W5). It registers a socket in the supervisor's
-    selector and makes it readable: the loop wakes and its handler raises ``WaitEnded`` out of ``wait()``, which the
-    observation records, with a note saying the harness stepped in. A ``wait()`` that ends by itself never meets it."""
+class AttemptHung(Exception):
+    """Raised into the ``wait()`` of an attempt whose process never exits, once time ran on and nothing ended it
+    (``WaitEnder.end_hung``): ``wait()`` would wait for ever."""
+
+
+class WaitEnder:
+    """Ends a supervisor's ``wait()`` from outside, once: it registers a socket in the supervisor's selector and makes
+    it readable; the loop wakes and its handler raises out of ``wait()``. Two occasions:
+
+    - ``end_stuck``: a ``wait()`` still going ``STUCK_WAIT_GRACE`` after the deadline kill, one that waits for ever (a
+      supervisor before 1.0.3 whose count of open sockets never reaches 0, finding W5): ``WaitEnded``, which the
+      observation records, with a note saying the harness stepped in;
+    - ``end_hung``: an attempt whose process never exits, once time ran on and nothing ended it (``AttemptHung``: the
+      observation's ``hung``; the process is the harness's to end).
+
+    A ``wait()`` that ends by itself never meets it."""
 
     def __init__(self, sup, notes: list[str]):
         self.sup = sup
@@ -600,15 +695,22 @@ class StuckWaitEnder:
         self.lock = threading.Lock()
         self.closed = False
 
-    def end(self) -> None:
+    def end_stuck(self) -> None:
+        self._end(WaitEnded("the harness ended a wait() that outlived its attempt's deadline"),
+                  f"wait() was still going {STUCK_WAIT_GRACE:g}s after the deadline; the harness ended it (WaitEnded)")
+
+    def end_hung(self) -> None:
+        self._end(AttemptHung("the process never exits and nothing ended it"))
+
+    def _end(self, error: Exception, note: str | None = None) -> None:
         def handler(_sock):
-            raise WaitEnded("the harness ended a wait() that outlived its attempt's deadline")
+            raise error
 
         with self.lock:
-            if self.closed:  # wait() ended meanwhile
+            if self.closed or self.pair:  # wait() ended meanwhile, or is being ended already
                 return
-            self.notes.append(f"wait() was still going {STUCK_WAIT_GRACE:g}s after the deadline; the harness ended "
-                              "it (WaitEnded)")
+            if note:
+                self.notes.append(note)
             self.pair = socket.socketpair()
             self.sup.selector.register(self.pair[0], selectors.EVENT_READ,
                                        since_1_0_3_selector_entry(handler, lambda _sock: None))

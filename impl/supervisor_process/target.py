@@ -7,7 +7,9 @@ Everything between the supervisor and the world is real:
   ``update_task_state_if_needed``);
 - the runtime (``impl/wire/scripted_runtime.py``) writes each of the scenario's frames, encoded by
   ``impl.wire.codec``, on the real socket and reads the real response; it exits with the
-  scenario's code or dies of its signal;
+  scenario's code or dies of its signal; it ignores SIGTERM (``ignore sigterm``) or handles it and carries on
+  (``handle sigterm``: its steps after the kill's SIGTERM go on while the real ``kill()`` waits for it) with a real
+  signal handler; one that never exits (``exit hang``) lives time running on, then sleeps until killed;
 - the Execution API: Airflow's real ``Client`` over HTTP (see ``supervise`` for how it is set up)
   to what ``server`` names: ``model`` (``impl.server.model_api``, one client attempt per call) or
   ``airflow`` (the real Execution API app over loopback HTTP, uvicorn in the process where the
@@ -21,7 +23,8 @@ channel; the run keeps the last attempt's record (exchanges, row before and afte
 ``run.last``; a run context the real server cannot hand out raises ``Unsupported``.
 
 A ``heartbeat`` or ``overtime`` event is performed by the runtime over its control channel,
-which runs that one clock out (``impl.server.model_api``).
+which runs that one clock out, and so is a user's action on the task instance (``act``) and what the
+runtime does with SIGTERM (``impl.server.model_api``).
 
 - *Lockstep.* After every frame and every clock event the runtime makes no-op round trips
   (``MaskSecret`` with an empty value) until every wake-up of the loop that could act on the
@@ -48,8 +51,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import sys
 import uuid
+from typing import Iterator
 
 import msgpack
 
@@ -59,9 +64,9 @@ from impl.supervisor_process.real_server import RealAttempt
 from impl.supervisor_process.census import census
 from impl.wire.launcher import SCRIPTED_RUNTIME
 from impl.wire.scripted_runtime import SYNC_VARIABLE, forked_child
-from model.scenario import (HANG, HandleSigterm, UserAction, event_text,
-                            DEFAULT_EXECUTION_API_RETRIES, Fault, Heartbeat, IgnoreSigterm, Observation, Overtime,
-                            RunContext, Scenario, Send)
+from model.scenario import (DEFAULT_EXECUTION_API_RETRIES, HANG, Fault, HandleSigterm, Heartbeat, IgnoreSigterm,
+                            Observation, Overtime, RunContext, Scenario, Send, UserAction)
+from model.supervisor import TIME_RUNS_ON
 
 
 @functools.lru_cache(maxsize=None)
@@ -101,35 +106,43 @@ def compile_scenario(scenario: Scenario) -> dict:
     """The runtime's script for ``scenario``: its frames pre-encoded on the installed wire, each event followed by
     its lockstep. A frame is awaited by its id; one the installed supervisor cannot decode is written, not answered,
     and so is every request on JSON lines, answered with a line only when there is something to send (the lockstep
-    after it reads what came)."""
+    after it reads what came).
+
+    A process that never exits (``HANG``) meets time running on after its events (``model.supervisor.TIME_RUNS_ON``,
+    played as the events they are), then never exits (``never_exit``: the harness ends the attempt if nothing
+    ended it, or runs out the wait of a kill whose SIGTERM it handled)."""
     steps: list[list] = []
-    next_id = 1
-    for event in scenario.events:
-        if isinstance(event, Send):
-            body = request_body(event.frame, event.state, scenario.rendered_map_index)
-            data = supervise.WIRE.request(next_id, body)
-            if supervise.WIRE.framed and body["type"] in decoded_request_types():
-                steps += [["send", data, next_id], ["sync", 1]]
-            else:
-                steps += [["raw", data], ["sync", 1]]
-            next_id += 1
-        elif isinstance(event, Fault):
-            steps.append(["control", {"op": "arm", "call": event.call, "kind": event.kind}])
-        elif isinstance(event, Heartbeat):
-            steps += [["control", {"op": "heartbeat", "answer": event.answer}], *clock_lockstep()]
-        elif isinstance(event, Overtime):
-            steps += [["control", {"op": "overtime"}], *clock_lockstep()]
-        elif isinstance(event, IgnoreSigterm):
-            steps += [["ignore_sigterm", supervise.IGNORED_SIGTERM_GRACE, scenario.exit_code],
-                      ["control", {"op": "ignore_sigterm"}]]
-        elif isinstance(event, (HandleSigterm, UserAction)):
-            raise NotImplementedError(f"airflow-process does not play {event_text(event)!r} yet")
-        else:
-            raise TypeError(f"unknown event {event!r}")
-    if scenario.exit_code == HANG:
-        raise NotImplementedError("airflow-process does not play 'exit hang' yet")
-    steps.append(["exit", scenario.exit_code])
+    frame_ids = itertools.count(1)
+    time_runs_on = TIME_RUNS_ON if scenario.exit_code == HANG else ()
+    for event in (*scenario.events, *time_runs_on):
+        steps += event_steps(event, scenario, frame_ids)
+    steps.append(["never_exit"] if scenario.exit_code == HANG else ["exit", scenario.exit_code])
     return {"connect": True, "steps": steps, **lockstep()}
+
+
+def event_steps(event, scenario: Scenario, frame_ids: Iterator[int]) -> list[list]:
+    """The script's steps that perform one event of ``scenario`` (``frame_ids``: the ids its frames take, in order)."""
+    if isinstance(event, Send):
+        request_id = next(frame_ids)
+        body = request_body(event.frame, event.state, scenario.rendered_map_index)
+        data = supervise.WIRE.request(request_id, body)
+        if supervise.WIRE.framed and body["type"] in decoded_request_types():
+            return [["send", data, request_id], ["sync", 1]]
+        return [["raw", data], ["sync", 1]]
+    if isinstance(event, Fault):
+        return [["control", {"op": "arm", "call": event.call, "kind": event.kind}]]
+    if isinstance(event, UserAction):
+        return [["control", {"op": "act", "action": event.action, "state": event.state}]]
+    if isinstance(event, Heartbeat):
+        return [["control", {"op": "heartbeat", "answer": event.answer}], *clock_lockstep()]
+    if isinstance(event, Overtime):
+        return [["control", {"op": "overtime"}], *clock_lockstep()]
+    if isinstance(event, IgnoreSigterm):
+        return [["ignore_sigterm", supervise.IGNORED_SIGTERM_GRACE, scenario.exit_code],
+                ["control", {"op": "ignore_sigterm"}]]
+    if isinstance(event, HandleSigterm):
+        return [["handle_sigterm"], ["control", {"op": "handle_sigterm"}]]
+    raise TypeError(f"unknown event {event!r}")
 
 
 def supervise_script(script: dict, context: RunContext = RunContext(), *, spawn: str | None = None,

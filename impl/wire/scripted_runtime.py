@@ -39,7 +39,13 @@ script of any size costs one short argument. Its map:
 - ``["log", text]``: one JSON log line on the logs channel;
 - ``["sleep", seconds]``; ``["hang"]``: sleep until killed;
 - ``["ignore_sigterm", grace, code]``: from now on a SIGTERM leaves the process alive and doing
-  nothing more; unless a SIGKILL ends it first, it exits ``code`` ``grace`` seconds later;
+  nothing more; unless a SIGKILL ends it first, it exits ``code`` ``grace`` seconds later (``code`` ``"hang"``:
+  never);
+- ``["handle_sigterm"]``: from now on a SIGTERM is handled and the process carries on with its steps (as Airflow's
+  task runner does: ``on_kill``, then back to the task); the supervisor's kill then waits for it to exit;
+- ``["never_exit"]``: the process never exits on its own. It tells the control channel why it is still there:
+  ``hangs`` once it has handled a SIGTERM (a kill is waiting for it to exit, and only the kill's SIGKILL will end
+  it), else ``hung`` (nothing ended it); then it sleeps until killed;
 - ``["exit", code]``: exit with ``code`` if ``>= 0``, else die of signal ``-code``.
 
 Its TCP connections close with a reset (``SO_LINGER`` 0), not a FIN: the supervisor still
@@ -78,6 +84,8 @@ import time
 import msgpack
 
 PROTOCOL_ERROR_EXIT = 70
+#: The ``code`` of ``ignore_sigterm`` for a process that never exits on its own (``model.scenario.HANG``).
+HANG = "hang"
 #: The ids of ``sync`` frames start above it: the scenario's frames are numbered below.
 SYNC_ID_BASE = 1 << 30
 #: On JSON lines, which carry no ids, the ``sync`` no-op asks for this variable, which no server has: its answer
@@ -163,6 +171,8 @@ class Runtime:
         self.sync_body = script.get("sync_body") or _SYNC_BODY
         self.lines = script.get("wire") == "lines"
         self.pending = bytearray()  # JSON lines read past the last one taken
+        #: Whether a SIGTERM reached the handler of ``handle_sigterm``: a kill is waiting for this process to exit.
+        self.sigterm_handled = False
 
     def log(self, text: str, level: str = "info") -> None:
         if self.logs is not None:
@@ -257,13 +267,29 @@ class Runtime:
         while True:
             time.sleep(3600)
 
-    def op_ignore_sigterm(self, grace: float, code: int) -> None:
-        """From now on a SIGTERM leaves the process alive and silent; ``grace`` seconds later it ends with ``code``."""
+    def op_ignore_sigterm(self, grace: float, code: int | str) -> None:
+        """From now on a SIGTERM leaves the process alive and silent; ``grace`` seconds later it ends with ``code``
+        (``"hang"``: it never does)."""
         def ignore(signum, frame):
+            if code == HANG:
+                self.op_hang()
             time.sleep(grace)
             die(code)
 
         signal.signal(signal.SIGTERM, ignore)
+
+    def op_handle_sigterm(self) -> None:
+        """From now on a SIGTERM is noted and the steps go on: the process carries on while the kill waits for it."""
+        def handle(signum, frame):
+            self.sigterm_handled = True
+
+        signal.signal(signal.SIGTERM, handle)
+
+    def op_never_exit(self) -> None:
+        """Never exit: say on the control channel whether a kill waits for this process (``hangs``) or nothing ended
+        it (``hung``), then sleep until killed."""
+        self.call_control({"op": "hangs" if self.sigterm_handled else "hung"})
+        self.op_hang()
 
     def op_exit(self, code: int) -> None:
         die(code)

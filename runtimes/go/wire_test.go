@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
+	"errors"
 	"os"
 	"reflect"
 	"testing"
@@ -63,10 +65,21 @@ func TestReadFrame(t *testing.T) {
 	}
 }
 
+// inline runs a task as the runtime would, with a context nothing cancels.
+func inline(escapes bool) func(task) error {
+	return func(t task) error { return runTask(context.Background(), t, escapes) }
+}
+
 func TestExecute(t *testing.T) {
 	now := func() time.Time { return when }
 	at := endDate(when, false)
 	const id = "0f8fad5b-d9cb-469f-a165-70867728950e"
+	with := func(change func(*options)) options {
+		o := defaults()
+		change(&o)
+		return o
+	}
+	none := func(*options) {}
 	cases := []struct {
 		taskID      string
 		shouldRetry bool
@@ -74,16 +87,17 @@ func TestExecute(t *testing.T) {
 		want        any
 		failure     bool
 	}{
-		{"success", true, options{}, succeedTask(at), false},
-		{"error", true, options{}, retryTask(at, ""), true},
-		{"panic", true, options{}, retryTask(at, ""), true},
-		{"error", false, options{}, taskState("failed", at), true},
-		{"panic", true, options{preFix: true}, taskState("failed", at), true},
-		{"other", true, options{}, taskState("removed", at), false},
-		{"bad_ti_id", true, options{}, taskState("failed", at), true},
-		{"bad_ti_id", true, options{lookupFirst: true}, taskState("removed", at), false},
-		{"error", true, options{retryReason: true}, retryTask(at, "the task returned an error"), true},
-		{"success", true, options{rfc3339: true}, succeedTask("2026-05-17T12:34:56Z"), false},
+		{"success", true, with(none), succeedTask(at), false},
+		{"error", true, with(none), retryTask(at, ""), true},
+		{"panic", true, with(none), retryTask(at, ""), true},
+		{"error", false, with(none), taskState("failed", at), true},
+		{"panic", true, with(func(o *options) { o.noRetry = true }), taskState("failed", at), true},
+		{"other", true, with(none), taskState("removed", at), false},
+		{"bad_ti_id", true, with(none), taskState("failed", at), true},
+		{"bad_ti_id", true, with(func(o *options) { o.lookupFirst = true }), taskState("removed", at), false},
+		{"error", true, with(func(o *options) { o.retryReason = true }), retryTask(at, "the task returned an error"), true},
+		{"success", true, with(func(o *options) { o.rfc3339 = true }), succeedTask("2026-05-17T12:34:56Z"), false},
+		{"error", true, with(func(o *options) { o.panicEscapes = true }), retryTask(at, ""), true},
 	}
 	for _, c := range cases {
 		startup := map[string]any{
@@ -91,26 +105,49 @@ func TestExecute(t *testing.T) {
 			"ti":         map[string]any{"id": id, "task_id": c.taskID, "try_number": int64(1)},
 			"ti_context": map[string]any{"should_retry": c.shouldRetry, "max_tries": int64(1)},
 		}
-		got, failure, err := execute(startup, c.opts, now)
+		got, failure, err := execute(startup, c.opts, now, inline(c.opts.panicEscapes))
 		if err != nil || !reflect.DeepEqual(got, c.want) || failure != c.failure {
 			t.Errorf("%s should_retry=%v %+v: got %+v %v %v", c.taskID, c.shouldRetry, c.opts, got, failure, err)
 		}
+	}
+	// A panic that escapes the handler leaves no body: the runtime exits without a frame.
+	startup := map[string]any{"type": "StartupDetails", "ti": map[string]any{"id": id, "task_id": "panic"},
+		"ti_context": map[string]any{"should_retry": true}}
+	o := with(func(o *options) { o.panicEscapes = true })
+	if body, _, err := execute(startup, o, now, inline(true)); body != nil || !errors.Is(err, errEscaped) {
+		t.Errorf("an escaping panic: got %+v %v", body, err)
 	}
 }
 
 func TestFlags(t *testing.T) {
 	addr := []string{"--comm=127.0.0.1:1", "--logs=127.0.0.1:2"}
 	opts, _, err := parseArgs(append([]string{"--frame-id=reuse", "--end-date=rfc3339", "--log-lines", "--lookup-first",
-		"--no-fail-closed", "--retry-reason"}, addr...))
+		"--fail-closed=after-any-frame", "--retry-reason", "--no-retry", "--sigterm-waiting=traps",
+		"--sigterm-running=grace-then-exit-1", "--grace=250ms", "--panic-escapes"}, addr...))
 	want := options{comm: "127.0.0.1:1", logs: "127.0.0.1:2", reuseID: true, rfc3339: true, logLines: true,
-		lookupFirst: true, noFailClosed: true, retryReason: true}
-	if err != nil || opts != want || opts.failsClosed() {
+		lookupFirst: true, failClosed: failsAfterAnyFrame, retryReason: true, noRetry: true, sigtermWaiting: sigtermTraps,
+		sigtermRunning: sigtermGraceThenExit1, grace: 250 * time.Millisecond, panicEscapes: true}
+	if err != nil || opts != want || !opts.failsClosedOn(false) || !opts.waitsForAnswer() {
 		t.Errorf("got %+v %v", opts, err)
 	}
-	if opts, _, _ := parseArgs(append([]string{"--pre-fix"}, addr...)); opts.failsClosed() {
-		t.Error("--pre-fix must not fail closed (the Go SDK before the fix read no answer)")
+	contract, _, _ := parseArgs(addr)
+	if !contract.failsClosedOn(true) || contract.failsClosedOn(false) || contract.noRetry ||
+		contract.sigtermWaiting != sigtermDies || contract.sigtermRunning != sigtermDies || contract.grace != 30*time.Second {
+		t.Errorf("the contract by default: got %+v", contract)
 	}
-	for _, bad := range [][]string{{"--frame-id=other"}, {"--end-date"}, {"--log-lines", "--log-lines"}, {"--nope"}} {
+	// The aliases: --no-fail-closed is --fail-closed=never; --pre-fix is that and --no-retry.
+	for alias, noRetry := range map[string]bool{"--no-fail-closed": false, "--pre-fix": true} {
+		opts, _, err := parseArgs(append([]string{alias}, addr...))
+		if err != nil || opts.waitsForAnswer() || opts.failsClosedOn(true) || opts.noRetry != noRetry {
+			t.Errorf("%s: got %+v %v", alias, opts, err)
+		}
+		if _, _, err := parseArgs(append([]string{alias, "--fail-closed=never"}, addr...)); err != nil {
+			t.Errorf("%s --fail-closed=never: %v", alias, err)
+		}
+	}
+	for _, bad := range [][]string{{"--frame-id=other"}, {"--end-date"}, {"--log-lines", "--log-lines"}, {"--nope"},
+		{"--fail-closed=sometimes"}, {"--sigterm-running=explodes"}, {"--sigterm-waiting"}, {"--grace=soon"},
+		{"--grace=-1s"}, {"--no-fail-closed", "--fail-closed=after-any-frame"}, {"--pre-fix", "--fail-closed=after-a-failure"}} {
 		if _, _, err := parseArgs(append(bad, addr...)); err == nil {
 			t.Errorf("%v: accepted", bad)
 		}
@@ -136,7 +173,7 @@ func TestDecodeRealStartupDetails(t *testing.T) {
 	if err != nil || rc != (runContext{shouldRetry: true, maxTries: 1}) {
 		t.Errorf("run context %+v %v", rc, err)
 	}
-	body, failure, err := execute(f.body, options{}, func() time.Time { return when })
+	body, failure, err := execute(f.body, defaults(), func() time.Time { return when }, inline(false))
 	if err != nil || failure || !reflect.DeepEqual(body, succeedTask(endDate(when, false))) {
 		t.Errorf("execute: %+v %v %v", body, failure, err)
 	}
