@@ -20,13 +20,15 @@ from hypothesis import event, given
 from hypothesis.statistics import collector, describe_statistics
 
 import impl.frontdoor.profiles  # noqa: F401  registers the profiles
+from impl.frontdoor.ahead import drawn_by
 from impl.frontdoor.findings import Finding, findings_on, installed_release
 from impl.frontdoor.kinds import KINDS, outcome
 from impl.frontdoor.registry import (DEFAULT_TARGET, SDK_PROFILE_ENV, SERVER_ENV, SERVERS, TargetUnavailable,
-                                     UnknownTarget, check_name, chosen_profile, load_target)
+                                     UnknownTarget, check_name, chosen_profile, kinds_of, load_target)
 from impl.frontdoor.report import CheckFailed, InvariantViolation, check_invariants
 from impl.frontdoor.scenarios import playable_only
 from impl.server.postgres import SERVER_DB_ENV
+from impl.supervisor_process.pool import most_at_once
 
 
 def pytest_addoption(parser):
@@ -66,6 +68,10 @@ def pytest_configure(config):
         except UnknownTarget as e:
             raise pytest.UsageError(f"--sdk-profile: {e}") from None
         os.environ[SDK_PROFILE_ENV] = config.getoption("--sdk-profile")
+    try:
+        most_at_once()
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
     names = [n.strip() for n in config.getoption("--target").split(",") if n.strip()]
     for name in names:
         try:
@@ -73,6 +79,29 @@ def pytest_configure(config):
         except UnknownTarget as e:
             raise pytest.UsageError(str(e)) from None
     config.finalstate_targets = names
+    config.addinivalue_line("markers", "lives_ahead(what): the property draws a coordinator target's tries of `what` "
+                                       "('scope': its complete scope; 'lives': its lifecycles), handed over ahead by "
+                                       "the first property of the target (properties/conftest.py, plan_ahead)")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduling, with a real coordinator runtime's properties (its searches, its scope, its lives, the
+    tests of its findings) in one work unit: they share its lived tries and its try pool (``impl.coordinator.lived``),
+    which would otherwise be split between the workers, each living the same tries again. The unit is the largest, so
+    it starts first; every other test is a unit of its own, as ``--dist load`` has it. Only in place of ``load`` (the
+    default with ``-n``), and where tries are lived ahead (not with ``FINALSTATE_TRY_POOL=0``)."""
+    names = [n for n in getattr(config, "finalstate_targets", ()) if kinds_of(n) == ("coordinator",)]
+    if config.getoption("dist") != "load" or not names or most_at_once() == 0:
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TriesTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return next((f"tries of {name}" for name in sorted(names, key=len, reverse=True)
+                         if f"[{name}-" in nodeid or f"[{name}]" in nodeid), nodeid)
+
+    return TriesTogether(config, log)
 
 
 def pytest_generate_tests(metafunc):
@@ -117,9 +146,44 @@ def runtime_target(target_name):
 
 
 @pytest.fixture(scope="session")
-def coordinator_target(target_name):
-    """The target under check, for the coordinator properties."""
-    yield from _loaded(target_name, "coordinator")
+def coordinator_target(target_name, request):
+    """The target under check, for the coordinator properties; what its selected properties will draw later is handed
+    over to it now (``plan_ahead``)."""
+    loading = _loaded(target_name, "coordinator")
+    loaded = next(loading)
+    try:
+        plan_ahead(request.session, loaded)
+        yield loaded
+    finally:  # closed also where handing over failed
+        next(loading, None)
+
+
+def plan_ahead(session, target) -> None:
+    """Hand ``target.live_ahead`` what the selected properties marked ``lives_ahead`` will draw of it: its lives
+    (``lifecycle.live_lives_ahead``), then its complete scope. Each batch goes ahead of the one before, and the runs a
+    property asks for go ahead of them all: so its pool has work from the first property to the last, the complete
+    scope first (its tries are few and de-duplicated) after what the property under way asks for."""
+    if target.live_ahead is None:
+        return
+    wanted = {marker.args[0] for item in session.items if _target_of(item) == target.name
+              for marker in item.iter_markers("lives_ahead")}
+    if "lives" in wanted:
+        from impl.frontdoor.lifecycle import live_lives_ahead, pairings_for
+
+        for pairing in pairings_for(target.name):
+            live_lives_ahead(pairing)
+    if "scope" in wanted:
+        from impl.frontdoor.exhaustive import CONTEXTS, SCOPES, runtimes_of
+
+        scope = SCOPES[target.kind]
+        target.live_ahead(run for run, _, _ in scope.runs(scope.default_depth, CONTEXTS, target.release,
+                                                          runtimes_of(target)))
+
+
+def _target_of(item) -> str | None:
+    """The ``--target`` a collected test checks: its ``target_name``, or its pairing's."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return params.get("target_name") or getattr(params.get("pairing"), "target", None)
 
 
 def skip_the_model(target) -> None:
@@ -128,8 +192,14 @@ def skip_the_model(target) -> None:
         pytest.skip("the model is its own reference: conformance is checked on the real targets")
 
 
-def holds_for_all(strategy, check) -> None:
-    """``check`` on every example of ``strategy``, as the loaded Hypothesis profile says (shrinking on failure)."""
+def holds_for_all(strategy, check, live_ahead=None) -> None:
+    """``check`` on every example of ``strategy``, as the loaded Hypothesis profile says (shrinking on failure).
+
+    ``live_ahead`` (a target's, ``Target.live_ahead``): handed the examples the search will draw before it draws them
+    (``impl.frontdoor.ahead``: the same search, run first with a check that records them), so that their tries are
+    lived at once while it goes on."""
+    if live_ahead is not None:
+        live_ahead(drawn_by(lambda record: holds_for_all(strategy, record)))
 
     @given(strategy)
     def holds(example):

@@ -38,16 +38,19 @@ def test_coordinator_conformance(coordinator_target):
     skip_the_model(coordinator_target)
     holds_for_all(coordinator_runs,
                   lambda run: _met(run, counted(check_conformance(coordinator_target, run, on_explained=_explained_by)),
-                                   coordinator_target.profile))
+                                   coordinator_target.profile),
+                  coordinator_target.live_ahead)
 
 
 @pytest.mark.parametrize("invariant", COORDINATOR_INVARIANTS, ids=lambda i: i.__name__)
 def test_coordinator_invariant(coordinator_target, invariant):
     """The seed's acceptance criteria and the fail-closed exit, on every generated try."""
     check = searching(coordinator_target, invariant)
-    holds_for_all(coordinator_runs, lambda run: _met(run, check(run), coordinator_target.profile))
+    holds_for_all(coordinator_runs, lambda run: _met(run, check(run), coordinator_target.profile),
+                  coordinator_target.live_ahead)
 
 
+@pytest.mark.lives_ahead("scope")
 def test_every_small_try(coordinator_target, record_property):
     """Every try of the coordinator scope (each outcome with each event of its world, a trapped SIGTERM, the overtime,
     every run context and number of client tries: ``impl.frontdoor.exhaustive.coordinator_scope``): conformance and

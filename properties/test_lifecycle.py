@@ -9,7 +9,7 @@ import pytest
 from hypothesis.stateful import run_state_machine_as_test
 
 from impl.frontdoor.findings import LIFECYCLE_FINDINGS, findings_on
-from impl.frontdoor.lifecycle import life_machine, life_violation, pairings_for, replay_life
+from impl.frontdoor.lifecycle import life_machine, life_violation, live_lives_ahead, pairings_for, replay_life
 from model.lifecycle import LIFECYCLE_INVARIANTS, life_violations
 from properties.conftest import expect_the_finding
 
@@ -20,6 +20,7 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("pairing", pairings, ids=[p.name for p in pairings])
 
 
+@pytest.mark.lives_ahead("lives")
 @pytest.mark.parametrize("invariant", LIFECYCLE_INVARIANTS, ids=lambda i: i.__name__)
 def test_lifecycle_invariant(pairing, invariant):
     """One lifecycle invariant, over generated lives, on one pairing of runtime and supervisor: the known
@@ -27,6 +28,7 @@ def test_lifecycle_invariant(pairing, invariant):
     if pairing.unavailable:
         pytest.skip(f"{pairing.name}: {pairing.unavailable}")
     known = findings_on("lifecycle", pairing.name, invariant.__name__)
+    live_lives_ahead(pairing)
     run_state_machine_as_test(life_machine(pairing, (invariant,), known))
 
 

@@ -33,6 +33,7 @@ from typing import Sequence
 import msgpack
 
 from impl.coordinator import go_runtime
+from impl.coordinator.lived import lived_tries
 from impl.releases.adapters import model_release
 from impl.supervisor_process import helper, supervise
 from impl.supervisor_process.world import World
@@ -88,23 +89,23 @@ def parse_command(name: str) -> list[str]:
 
 
 def runner(command: Sequence[str], server: str = "model"):
-    """``CoordinatorRun -> Observation`` for the runtime ``command``, each try in a fresh process."""
+    """``CoordinatorRun -> Observation`` for the runtime ``command``, each try in a fresh process, each distinct run
+    lived once (``lived``)."""
     command = list(command)
 
-    def run(coordinator_run: CoordinatorRun) -> Observation:
-        return helper.in_helper(supervise.supervise_command, command, coordinator_run.context, **_try(coordinator_run,
-                                                                                                     server))
-    return run
+    def job(coordinator_run: CoordinatorRun) -> tuple:
+        return supervise.supervise_command, (command, coordinator_run.context), _try(coordinator_run, server)
+    return lived_tries(("cmd", *command, server), job, server)
 
 
 def python_runner(runtime: Path = REFERENCE_RUNTIME, server: str = "model"):
     """``CoordinatorRun -> Observation`` for the Python runtime file ``runtime`` (it has ``serve(comm, logs,
     started)``), on the fork path where there is one: forked from a server that imported it once, behind the
-    launcher, instead of a fresh interpreter per try. The supervisor cannot tell the difference."""
-    def run(coordinator_run: CoordinatorRun) -> Observation:
-        return helper.in_helper(_supervise_python_runtime, str(runtime), coordinator_run.context,
-                                **_try(coordinator_run, server))
-    return run
+    launcher, instead of a fresh interpreter per try. The supervisor cannot tell the difference. Each distinct run
+    is lived once (``lived``)."""
+    def job(coordinator_run: CoordinatorRun) -> tuple:
+        return _supervise_python_runtime, (str(runtime), coordinator_run.context), _try(coordinator_run, server)
+    return lived_tries(("python", str(runtime), server), job, server)
 
 
 def _try(run: CoordinatorRun, server: str) -> dict:
@@ -161,4 +162,4 @@ def target(name: str, server: str | None = None, profile: str | None = None):
     release = model_release()
     declared = coordinator_references(release, profile)
     return Target(name, RealServerRunner(run) if server == "airflow" else run, release=release, close=helper.close,
-                  kind="coordinator", **declared)
+                  kind="coordinator", live_ahead=getattr(run, "live_ahead", None), **declared)

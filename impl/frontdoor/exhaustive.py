@@ -391,7 +391,8 @@ def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_fail
     """Check every run of ``contexts`` in the scope of the target's kind (``SCOPES``; ``depth`` None: its default) on a
     loaded ``target``, in this process: conformance with the model (for ``target.release``, as the enumeration left
     it), then every invariant of the kind, known findings counted (``explained``); a run the target cannot play is
-    left out and counted (``unplayable``). ``share`` (k, n): only every n-th
+    left out and counted (``unplayable``). A target that lives tries ahead (``Target.live_ahead``) is handed every run
+    of the share first. ``share`` (k, n): only every n-th
     run, from the k-th on; ``states`` counts the distinct model states (decisions) of the whole scope in the first
     share, and is 0 in the others."""
     began = time.monotonic()
@@ -414,8 +415,13 @@ def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_fail
         key = ", ".join(names)
         profiles[key] = profiles.get(key, 0) + 1
 
+    runs = scope.runs(depth, contexts, target.release, runtimes_of(target))
+    live_ahead = getattr(target, "live_ahead", None)
+    if live_ahead is not None:  # every try of the share starts now, several at once where the target can
+        runs = list(runs)
+        live_ahead(run for index, (run, _, _) in enumerate(runs) if index % every == first)
     with _collecting_young_garbage_only():
-        for index, (run, state, lived) in enumerate(scope.runs(depth, contexts, target.release, runtimes_of(target))):
+        for index, (run, state, lived) in enumerate(runs):
             if first == 0:
                 states.add(state)
             if index % every != first:

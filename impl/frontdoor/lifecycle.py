@@ -33,9 +33,10 @@ import functools
 from typing import Callable
 
 import attrs
-from hypothesis import event, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
+from hypothesis import event, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
+from impl.frontdoor.ahead import drawn_by
 from impl.frontdoor.registry import TargetUnavailable, load_target
 from impl.frontdoor.report import InvariantViolation, explained, replay_command
 from impl.frontdoor.kinds import kind_of
@@ -81,6 +82,10 @@ class Pairing:
     rows: RealRows | None = None
     #: The kind of try its runtime side plays: ``runtime`` (the Python task runner's) or ``coordinator``.
     plays: str = "runtime"
+    #: A coordinator target's tries lived ahead (``Target.live_ahead``), foreseen by the model's end to end
+    #: (``forecast``, its reference): ``live_lives_ahead``. None: each try is lived when the life reaches it.
+    live_ahead: Callable | None = None
+    forecast: Callable | None = None
     #: The release whose server's rules end a try whose host was lost, where the life is not on real rows.
     release: Release = SPECIFIED
 
@@ -207,8 +212,9 @@ def once_per_session(run):
     few distinct ones (a ci run of one lifecycle property on airflow-task-runner: 8,865 tries, 1,234
     distinct): a real-process try costs tens of milliseconds, a real task runner's a few, and a
     life's property is about the row across tries. So each distinct try is lived for real once and
-    its observation reused; whether a target observes each scenario (or run) as the model says,
-    every time, is the conformance properties' job, which run every one afresh.
+    its observation reused; whether a target observes each scenario (or run) as the model says is
+    the conformance properties' job (a coordinator target's tries are remembered across all its
+    properties already: ``impl.coordinator.lived``).
     """
     return functools.lru_cache(maxsize=None)(run)
 
@@ -257,7 +263,8 @@ def _pairings(target_name: str) -> list[Pairing]:
                 return [python_pairing(f"{target_name}+model", once_per_session(playable_only(loaded.run)),
                                        functools.partial(model_supervisor.run, release=model_release()),
                                        release=model_release())]
-            return [coordinator_pairing(target_name, once_per_session(loaded.run), release=loaded.release)]
+            return [attrs.evolve(coordinator_pairing(target_name, once_per_session(loaded.run), release=loaded.release),
+                                 live_ahead=loaded.live_ahead, forecast=loaded.reference)]
         return [Pairing(target_name, st.nothing(), lambda c, d: None, unavailable=str(not_supervisor))]
 
 
@@ -305,6 +312,32 @@ class LifeMachine(RuleBasedStateMachine):
             raise life_violation(self.pairing, self.life, found)
 
 
+def live_lives_ahead(pairing: Pairing) -> None:
+    """Hand the pairing's ``live_ahead`` the tries of the lives its machines will draw: the machine run first on the
+    pairing's ``forecast`` (the model's runtime and supervisor), checking nothing, which lives the same lives as long
+    as the real tries end as the model says and no invariant fails (``impl.frontdoor.ahead``). Forecast once per
+    pairing and profile (its invariants' machines draw the same lives: ``life_machine``), handed over at each call (so
+    that they go ahead of what was handed over since). Nothing where the pairing lives nothing ahead."""
+    if pairing.live_ahead is None or pairing.forecast is None:
+        return
+    key = (pairing.name, settings.get_current_profile_name())
+    if key not in _forecast:
+        def search(record):
+            def foreseen(run: CoordinatorRun):
+                record(run)
+                return pairing.forecast(run)
+
+            dry = attrs.evolve(pairing, attempt=coordinator_pairing(pairing.name, foreseen).attempt)
+            run_state_machine_as_test(life_machine(dry, ()))
+
+        _forecast[key] = drawn_by(search)
+    pairing.live_ahead(_forecast[key])
+
+
+#: The tries of each pairing's lives (by its name and the profile), as ``live_lives_ahead`` forecast them.
+_forecast: dict[tuple[str, str], list] = {}
+
+
 def life_violation(pairing: Pairing, life: Life, found: list) -> InvariantViolation:
     """The failure of a life that broke ``found``: what broke, the command that replays the life, and the life."""
     return InvariantViolation("\n".join([
@@ -315,9 +348,19 @@ def life_violation(pairing: Pairing, life: Life, found: list) -> InvariantViolat
     ]))
 
 
+#: The name of the machine of a pairing whose tries are lived ahead, whatever it checks (see ``life_machine``).
+SHARED_LIVES = "Lives"
+
+
 def life_machine(pairing: Pairing, invariants: tuple, known: tuple = ()) -> type[LifeMachine]:
-    return type(f"Life_{invariants[0].__name__}", (LifeMachine,),
-                {"pairing": pairing, "checked": invariants, "known": known})
+    """The machine that lives ``pairing``'s lives and checks ``invariants`` after every try (``known`` findings counted).
+
+    A derandomized search is seeded by its machine's name. Each invariant's machine has a name of its own, and so
+    lives lives of its own; but a pairing whose tries are lived ahead (a real coordinator runtime: ``live_ahead``) has
+    one name for all, so every invariant's property draws the same lives, each as many as before, and each try lived
+    serves them all (``live_lives_ahead``) instead of each property living lives of its own."""
+    name = SHARED_LIVES if pairing.live_ahead is not None else f"Life_{invariants[0].__name__}"
+    return type(name, (LifeMachine,), {"pairing": pairing, "checked": invariants, "known": known})
 
 
 _A_TRY = ("a try is a Python task runner's run (task returns|raises NAME; policy ...; comms ...; with FEATURE...), a "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import Callable
+from typing import Callable, Iterable
 
 import attrs
 
@@ -67,6 +67,9 @@ class Target:
     #: contract among them) whose runtime explains the observation (``model.sdks.explaining``); conformance accepts an
     #: observation its reference does not explain where one of them does. None: only the reference is accepted.
     explains: Callable[[object, object], tuple[str, ...]] | None = None
+    #: ``live_ahead(runs)``: start living these runs now, several at once, and return; ``run`` then answers each from
+    #: its try (``impl.coordinator.lived``). None: each run is lived when ``run`` is called.
+    live_ahead: Callable[[Iterable], None] | None = None
 
     @property
     def attempts_per_step(self) -> int:
@@ -211,6 +214,12 @@ def _entry(name: str) -> Entry | None:
     """The table's row for ``name``: its own, or its prefix's (``cmd:...``)."""
     prefixed = next((full for prefix, full in PREFIXES.items() if name.startswith(prefix)), None)
     return REGISTRY[prefixed] if prefixed else None if name in PREFIXES.values() else REGISTRY.get(name)
+
+
+def kinds_of(name: str) -> tuple[str, ...]:
+    """The kinds of run the target ``name`` checks (its row's, or its prefix's); none for a name not in the table."""
+    entry = _entry(name)
+    return entry.kinds if entry is not None else ()
 
 
 def check_name(name: str) -> None:

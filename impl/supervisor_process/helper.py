@@ -180,17 +180,32 @@ def _serve() -> None:
     supervise.close_harness()
 
 
+def become_helper() -> None:
+    """This process is where attempts run (a helper of ``pool.TryPool``): ``in_helper`` runs its function here."""
+    global _IN_HELPER
+    _IN_HELPER = True
+
+
+def helper_in_use() -> bool:
+    """Whether ``in_helper`` sends its function to a helper process: not when this is one, nor where it is switched
+    off (``FINALSTATE_PROCESS_HELPER=0``)."""
+    return not _IN_HELPER and os.environ.get("FINALSTATE_PROCESS_HELPER", "1") != "0"
+
+
 def in_helper(function, *args, budget: float | None = None, **kwargs):
     """``function(*args, **kwargs)`` where the attempts run: the helper, unless this is it or it is switched off.
 
     ``budget``: see ``Helper.call`` (a bound on waiting for the helper, not on ``function`` run here).
     """
-    if _IN_HELPER or os.environ.get("FINALSTATE_PROCESS_HELPER", "1") == "0":
+    if not helper_in_use():
         return function(*args, **kwargs)
     return helper().call(function, *args, budget=budget, **kwargs)
 
 
 def close() -> None:
-    """End the helper (and its harness) and this process's own harness."""
+    """End the helper (and its harness), the try pool's helpers (``pool``) and this process's own harness."""
+    from impl.supervisor_process.pool import close_pool
+
+    close_pool()
     close_helper()
     supervise.close_harness()

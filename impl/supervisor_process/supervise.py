@@ -104,8 +104,10 @@ ESCALATION_DELAY = 0.002
 IGNORED_SIGTERM_GRACE = 3.0
 #: An attempt that has not ended by then is ended by the harness (SIGKILL), and says so.
 DEFAULT_DEADLINE = 15.0
-#: How often ``settle`` looks whether the loop has run its checks.
+#: How often ``settle`` looks whether the loop has run its checks: at first, and at the longest (it looks less often
+#: the longer it waits: a runtime that traps SIGTERM keeps it waiting out Airflow's 5 s escalation, 10,000 looks).
 SETTLE_POLL = 0.0005
+SETTLE_POLL_LONGEST = 0.02
 #: A ``wait()`` still going this long after the deadline kill is ended by the harness (``WaitEnder.end_stuck``).
 STUCK_WAIT_GRACE = 5.0
 DEFAULT_STARTUP_TIMEOUT = 10.0
@@ -251,10 +253,12 @@ class QuickEscalation(SUPERVISOR.base):
         for _ in range(2):
             seen = self.checks_done
             self.waker.poke()
+            poll = SETTLE_POLL
             while self.checks_done == seen and self._exit_code is None and not self.killing:
                 if time.monotonic() > until:
                     return False
-                time.sleep(SETTLE_POLL)
+                time.sleep(poll)
+                poll = min(poll * 2, SETTLE_POLL_LONGEST)
         return True
 
     def _on_child_started(self, **kwargs):
