@@ -15,7 +15,7 @@ import argparse
 import os
 
 from impl.frontdoor.cli import kind_of_target
-from impl.frontdoor.exhaustive import SCOPES, check_exhaustively
+from impl.search.exhaustive import SCOPES, check_exhaustively
 
 
 def main() -> None:

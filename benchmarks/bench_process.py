@@ -16,7 +16,7 @@ Prints scenarios per second for:
   under the real supervisor, with one worker and with ``--workers`` workers, beside the floor of
   starting and reaping a bare ``true`` process from the same kind of worker.
 
-Scenarios for the first two are a fixed sample (``impl.frontdoor.scenarios.corpus``); after each
+Scenarios for the first two are a fixed sample (``impl.search.scenarios.corpus``); after each
 of those runs the census of the attempts' process (``impl.supervisor_process.census``) is compared
 with the one before it, and anything still held is printed.
 Not a test: nothing is asserted. The figures depend on the machine and on its load.
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _run_for(seconds: float, spawn: str, offset: int, result):
-    from impl.frontdoor.scenarios import corpus
+    from impl.search.scenarios import corpus
     from impl.supervisor_process import helper
     from impl.supervisor_process import target as process
 
@@ -57,9 +57,9 @@ def _run_for(seconds: float, spawn: str, offset: int, result):
 def _checker_for(seconds: float, seed: int, result):
     from hypothesis import settings
 
-    from impl.frontdoor.registry import load_target
-    from impl.frontdoor.report import check_conformance
-    from impl.frontdoor.scenarios import machine_for, run_machine
+    from impl.targets.registry import load_target
+    from impl.search.report import check_conformance
+    from impl.search.scenarios import machine_for, run_machine
 
     from model.scenario import Scenario
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_server.py [--seconds 20] [--scenarios 400] [--targets airflow-inproc,airflow-process]
     .venv/bin/python benchmarks/bench_server.py --profile 60    # where an airflow-process attempt's CPU goes
 
-One run, the same seeded corpus (``impl.frontdoor.scenarios.corpus``, as ``bench_supervisor.py``)
+One run, the same seeded corpus (``impl.search.scenarios.corpus``, as ``bench_supervisor.py``)
 for every cell: for each target and server, one worker and two workers. A worker is a process of
 its own, as a pytest-xdist worker is: it loads the target (on ``airflow``: its own server, its own
 database copy; ``airflow-process`` also its own helper and uvicorn), lives one scenario to warm
@@ -34,14 +34,14 @@ sys.path.insert(0, str(ROOT))
 
 
 def _scenarios(n: int):
-    from impl.frontdoor.scenarios import corpus
+    from impl.search.scenarios import corpus
 
     return corpus(n)
 
 
 def worker(target_name: str, server: str, seconds: float, n: int, index: int) -> None:
     """One worker: load, warm up, say ``ready``, wait for ``go`` on stdin, run; print the result as JSON."""
-    from impl.frontdoor.registry import load_target
+    from impl.targets.registry import load_target
 
     os.environ["FINALSTATE_SERVER"] = server
     scenarios = _scenarios(n)

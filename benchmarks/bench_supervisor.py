@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import impl.frontdoor.profiles  # noqa: F401  registers the profiles e2e_rate loads
-from impl.frontdoor.registry import load_target
-from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_invariants, check_run
-from impl.frontdoor.scenarios import corpus, machine_for, run_machine
+import impl.search.profiles  # noqa: F401  registers the profiles e2e_rate loads
+from impl.targets.registry import load_target
+from impl.search.report import Disagreement, InvariantViolation, check_conformance, check_invariants, check_run
+from impl.search.scenarios import corpus, machine_for, run_machine
 from model.invariants import SUPERVISOR_INVARIANTS
 
 

@@ -85,3 +85,7 @@ def _installed_copy() -> Path:
         except OSError:
             shutil.rmtree(partial, ignore_errors=True)
     return copy
+
+
+class TargetUnavailable(RuntimeError):
+    """The target exists but cannot run on this machine; the message says what is missing and how to get it."""

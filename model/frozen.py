@@ -2,7 +2,7 @@
 
 It is ``attrs.evolve``'s contract, for less: the model's states (``Supervisor``, ``Server``, ``Row``) are each the
 state before with a field or two changed, several times per step, and the exhaustive scope
-(``impl/frontdoor/exhaustive.py``) makes millions of them. ``attrs.evolve`` looks the class's fields up and builds
+(``impl/search/exhaustive.py``) makes millions of them. ``attrs.evolve`` looks the class's fields up and builds
 keyword arguments each time; ``replace`` reads every field at once (an ``operator.attrgetter`` kept per class) and
 passes them in order, about a third cheaper. ``tests/test_frozen.py`` holds it to ``attrs.evolve``'s results.
 """

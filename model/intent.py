@@ -16,7 +16,7 @@ that same code could not catch what the code gets wrong. Each invariant (``model
 ``INTENT`` maps each invariant's name to its ``Intent``: the promise in one sentence, its sources, and where
 Airflow's own texts read otherwise, that other reading (the intent is then an open question for the maintainers).
 Each invariant's docstring ends with the same sources in words. A finding's confidence is its invariant's
-(``Intent.confidence``), unless the finding sets its own (``impl.frontdoor.findings.Finding``).
+(``Intent.confidence``), unless the finding sets its own (``impl.catalogue.findings.Finding``).
 
 ``DELIBERATE_CHANGES`` lists where Airflow 3 changed Airflow 2's behaviour on purpose, with the source that says so,
 the invariants that judge such runs, and a run showing the change that those invariants must not flag.

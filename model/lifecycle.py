@@ -13,7 +13,9 @@ A try may also be ``host lost`` (``host_lost``): the worker host dies while the 
 it, so nothing more is reported; the row stays RUNNING until the scheduler's task-instance heartbeat timeout
 fails it (UP_FOR_RETRY while it may retry, else FAILED), and the life goes on from there.
 
-``Life`` is pure and frozen; ``LIFECYCLE_INVARIANTS`` are ``(life) -> violations``.
+``Life`` is pure and frozen; ``LIFECYCLE_INVARIANTS`` are ``(life) -> violations``. A life's text
+(``retries=N | TRY | ...``) is read by ``parse_life``, each try by its own language's parser, and ``kind_of`` says which
+language any run's text is in: the one place a run's text is read.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import attrs
 from model.frozen import replace
 from model.invariants import Violation
 from model.release import SPECIFIED, Release
+from model.coordinator import CoordinatorRun
+from model.runtime import RuntimeRun
 from model.scenario import (
     AWAITING_INPUT,
     DEFERRED,
@@ -30,6 +34,7 @@ from model.scenario import (
     NO_FINAL_STATE,
     QUEUED,
     RUNNING,
+    SETTINGS,
     UP_FOR_RESCHEDULE,
     UP_FOR_RETRY,
     USER_CLEARS,
@@ -272,3 +277,52 @@ LIFECYCLE_INVARIANTS = (
 
 def life_violations(life: Life, invariants=LIFECYCLE_INVARIANTS) -> tuple[Violation, ...]:
     return tuple(v for check in invariants for v in check(life))
+
+
+# -- the language of a life -----------------------------------------------------------------------
+
+
+def kind_of(text: str) -> str:
+    """Which kind of run ``text`` is: ``lifecycle``, ``runtime``, ``coordinator`` or ``supervisor``."""
+    if "|" in text:
+        return "lifecycle"
+    parts = [p.strip() for p in text.split(";")]
+    if any(p.startswith(("task raises ", "policy ", "comms ")) or p == "task returns" for p in parts):
+        return "runtime"
+    if any(p.startswith("task ") for p in parts):
+        return "coordinator"
+    return "supervisor"
+
+
+_A_TRY = ("a try is a Python task runner's run (task returns|raises NAME; policy ...; comms ...; with FEATURE...), a "
+          f"coordinator's (WORLD EVENT; ...; task OUTCOME; overtime), or '{HOST_LOST}'")
+
+
+def parse_life(text: str) -> tuple[int, str | None, tuple]:
+    """``retries=N | TRY | TRY ...`` read: the retries, the kind of its tries (``Pairing.plays``; None when every try
+    is ``host lost``, which any pairing plays), and each try as drawn: a ``RuntimeRun`` or ``CoordinatorRun`` whose run
+    context is the life's (set as it is lived), or ``HOST_LOST``. Each try is read by its run language's own parser,
+    every word of it kept; a try may not set the run context the life hands it. ``ValueError`` names the part that is
+    wrong."""
+    head, *tries = [p.strip() for p in text.split("|")]
+    retries = head.removeprefix("retries=")
+    if retries == head or not retries.isdigit():
+        raise ValueError(f"a life begins with 'retries=N', N a whole number, not {head!r}")
+    if not tries or not all(tries):
+        raise ValueError(f"a life has one or more tries after 'retries=N |', none of them empty; {_A_TRY}")
+    kinds = {"coordinator" if kind_of(t) == "coordinator" else "runtime" for t in tries if t != HOST_LOST}
+    if len(kinds) > 1:
+        raise ValueError("a life's tries are all of one runtime's kind (task returns/raises ...; or task "
+                         f"success/error/...), '{HOST_LOST}' among either")
+    return int(retries), (kinds.pop() if kinds else None), tuple(map(_drawn, tries))
+
+
+def _drawn(spec: str):
+    if spec == HOST_LOST:
+        return HOST_LOST
+    settings = spec.split(";", 1)[0].strip()
+    if settings.split()[0].partition("=")[0] in SETTINGS and any(
+            not w.startswith("execution_api_retries=") for w in settings.split()):
+        raise ValueError(f"a life's try takes its run context from the life (retries=N and the tries before it), not "
+                         f"{settings!r}; only a coordinator try may set execution_api_retries=")
+    return CoordinatorRun.from_text(spec) if kind_of(spec) == "coordinator" else RuntimeRun.from_text(spec)

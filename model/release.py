@@ -7,7 +7,7 @@ between releases, by design or by a bug one release has and another lacks, is a 
 ``Release`` here (a property or a method), named for what it decides, with the release that brought
 it; a trait that fixed a bug says so and names the upstream pull request. Whether a release breaks
 a promise of the design is not decided here: that is an invariant (``model.invariants``), and where
-a release breaks it, a finding (``impl/frontdoor/findings.py``).
+a release breaks it, a finding (``impl/catalogue/findings.py``).
 """
 
 from __future__ import annotations

@@ -181,6 +181,6 @@ def explaining(run: CoordinatorRun, observed: Observation,
                same: Callable[[Observation, Observation], bool] = operator.eq,
                release: Release = SPECIFIED) -> tuple[str, ...]:
     """The profiles whose runtime, meeting ``run`` under ``release``'s supervisor, is observed as ``observed`` was (by
-    ``same``: conformance compares what decides the attempt, ``impl.frontdoor.kinds.decides_the_attempt``), in
+    ``same``: conformance compares what decides the attempt, ``impl.targets.kinds.decides_the_attempt``), in
     ``PROFILES``' order, the contract first; empty when none explains it."""
     return tuple(name for name, p in PROFILES.items() if same(coordinator_attempt(run, p.runtime, release), observed))

@@ -2,7 +2,7 @@
 
 ``--target NAME[,NAME...]`` (default ``airflow-inproc``) picks what the properties run
 against; ``--hypothesis-profile dev|ci|nightly`` how hard they look
-(``impl/frontdoor/profiles.py``); ``--server model|airflow`` what answers the supervisor
+(``impl/search/profiles.py``); ``--server model|airflow`` what answers the supervisor
 targets' Execution API calls (sets ``FINALSTATE_SERVER``; default: as the environment says, else
 ``model``); ``--server-db sqlite|local|URL`` the real server's database (sets
 ``FINALSTATE_SERVER_DB``; ``local``: a private PostgreSQL from a wheel, ``impl/server/postgres.py``);
@@ -19,14 +19,14 @@ import pytest
 from hypothesis import event, given
 from hypothesis.statistics import collector, describe_statistics
 
-import impl.frontdoor.profiles  # noqa: F401  registers the profiles
-from impl.frontdoor.ahead import drawn_by
-from impl.frontdoor.findings import Finding, findings_on, installed_release
-from impl.frontdoor.kinds import KINDS, outcome
-from impl.frontdoor.registry import (DEFAULT_TARGET, SDK_PROFILE_ENV, SERVER_ENV, SERVERS, TargetUnavailable,
+import impl.search.profiles  # noqa: F401  registers the profiles
+from impl.search.ahead import drawn_by
+from impl.catalogue.findings import Finding, findings_on, installed_release
+from impl.targets.kinds import KINDS, outcome
+from impl.targets.registry import (DEFAULT_TARGET, SDK_PROFILE_ENV, SERVER_ENV, SERVERS, TargetUnavailable,
                                      UnknownTarget, check_name, chosen_profile, kinds_of, load_target)
-from impl.frontdoor.report import CheckFailed, InvariantViolation, check_invariants
-from impl.frontdoor.scenarios import playable_only
+from impl.search.report import CheckFailed, InvariantViolation, check_invariants
+from impl.search.scenarios import playable_only
 from impl.server.postgres import SERVER_DB_ENV
 from impl.supervisor_process.pool import most_at_once
 
@@ -168,12 +168,12 @@ def plan_ahead(session, target) -> None:
     wanted = {marker.args[0] for item in session.items if _target_of(item) == target.name
               for marker in item.iter_markers("lives_ahead")}
     if "lives" in wanted:
-        from impl.frontdoor.lifecycle import live_lives_ahead, pairings_for
+        from impl.search.lifecycle import live_lives_ahead, pairings_for
 
         for pairing in pairings_for(target.name):
             live_lives_ahead(pairing)
     if "scope" in wanted:
-        from impl.frontdoor.exhaustive import CONTEXTS, SCOPES, runtimes_of
+        from impl.search.exhaustive import CONTEXTS, SCOPES, runtimes_of
 
         scope = SCOPES[target.kind]
         target.live_ahead(run for run, _, _ in scope.runs(scope.default_depth, CONTEXTS, target.release,
@@ -196,7 +196,7 @@ def holds_for_all(strategy, check, live_ahead=None) -> None:
     """``check`` on every example of ``strategy``, as the loaded Hypothesis profile says (shrinking on failure).
 
     ``live_ahead`` (a target's, ``Target.live_ahead``): handed the examples the search will draw before it draws them
-    (``impl.frontdoor.ahead``: the same search, run first with a check that records them), so that their tries are
+    (``impl.search.ahead``: the same search, run first with a check that records them), so that their tries are
     lived at once while it goes on."""
     if live_ahead is not None:
         live_ahead(drawn_by(lambda record: holds_for_all(strategy, record)))
@@ -258,10 +258,10 @@ def assert_reproduces(request, target, finding: Finding) -> None:
 
 
 def assert_scope_holds(target, record_property) -> None:
-    """The complete small scope of the target's kind (``impl.frontdoor.exhaustive``), in this process: no disagreement
+    """The complete small scope of the target's kind (``impl.search.exhaustive``), in this process: no disagreement
     and no violation a known finding does not explain; its figures recorded on the test."""
-    from impl.frontdoor.exhaustive import check_in_scope
-    from impl.frontdoor.registry import chosen_server
+    from impl.search.exhaustive import check_in_scope
+    from impl.targets.registry import chosen_server
 
     if chosen_server() != "model":
         pytest.skip("the exhaustive scope is checked on the model server (its run contexts include ones the real server "
@@ -279,22 +279,22 @@ def pytest_runtest_makereport(item, call):
     """A failed check is reported as the checker says it, and nothing else: its counterexample (the run, what was
     observed, what was expected, the replay line), not the traceback through the checker's own code nor Hypothesis's
     repr of the draws behind it. Then search on the model server, confirm on the real one: a failing supervisor
-    property's shrunk run is re-run on the real Execution API, and the verdict is added (``impl.frontdoor.confirm``)."""
+    property's shrunk run is re-run on the real Execution API, and the verdict is added (``impl.findings.confirm``)."""
     outcome = yield
     report = outcome.get_result()
     if call.when != "call" or call.excinfo is None or report.outcome != "failed":
         return
-    from impl.frontdoor.report import CheckFailed
+    from impl.search.report import CheckFailed
 
     failure = call.excinfo.value
     failures = failure.exceptions if isinstance(failure, BaseExceptionGroup) else (failure,)
     if all(isinstance(f, CheckFailed) for f in failures):
         report.longrepr = "\n\n".join(str(f) for f in failures)
-    from impl.frontdoor.registry import chosen_server
+    from impl.targets.registry import chosen_server
 
     if chosen_server() != "model":
         return
-    from impl.frontdoor.confirm import confirm
+    from impl.findings.confirm import confirm
 
     verdicts = [confirm(f) for f in failures if isinstance(f, CheckFailed)]
     text = "\n".join(v.to_text() for v in verdicts if v is not None)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import event
 
-from impl.frontdoor.findings import COORDINATOR_FINDINGS
-from impl.frontdoor.report import check_conformance
-from impl.frontdoor.scenarios import coordinator_runs, world_met
+from impl.catalogue.findings import COORDINATOR_FINDINGS
+from impl.search.report import check_conformance
+from impl.search.scenarios import coordinator_runs, world_met
 from model.runtime_invariants import COORDINATOR_INVARIANTS
 from properties.conftest import assert_reproduces, assert_scope_holds, counted, holds_for_all, searching, skip_the_model
 
@@ -53,7 +53,7 @@ def test_coordinator_invariant(coordinator_target, invariant):
 @pytest.mark.lives_ahead("scope")
 def test_every_small_try(coordinator_target, record_property):
     """Every try of the coordinator scope (each outcome with each event of its world, a trapped SIGTERM, the overtime,
-    every run context and number of client tries: ``impl.frontdoor.exhaustive.coordinator_scope``): conformance and
+    every run context and number of client tries: ``impl.search.exhaustive.coordinator_scope``): conformance and
     every invariant. Complete where the search samples."""
     assert_scope_holds(coordinator_target, record_property)
 

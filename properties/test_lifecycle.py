@@ -1,6 +1,6 @@
 """Retries across tries: each lifecycle invariant over generated lives, on every pairing a target stands for.
 
-The pairings and the machine are in ``impl/frontdoor/lifecycle.py``.
+The pairings and the machine are in ``impl/search/lifecycle.py``.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from hypothesis.stateful import run_state_machine_as_test
 
-from impl.frontdoor.findings import LIFECYCLE_FINDINGS, findings_on
-from impl.frontdoor.lifecycle import life_machine, life_violation, live_lives_ahead, pairings_for, replay_life
+from impl.catalogue.findings import LIFECYCLE_FINDINGS, findings_on
+from impl.search.lifecycle import life_machine, life_violation, live_lives_ahead, pairings_for, replay_life
 from model.lifecycle import LIFECYCLE_INVARIANTS, life_violations
 from properties.conftest import expect_the_finding
 

@@ -5,7 +5,7 @@ msgpack, an unknown ``type``, ill-typed fields), never answers or never exits mu
 the checker: every attempt ends within its deadline with an observation that says what
 happened. Beyond that, the design promises (``every_request_is_answered`` and the others
 below) are checked like any invariant; where the installed release breaks one, that is a
-wire finding (``impl/frontdoor/findings.py``, ``WIRE_FINDINGS``): a strict expected failure where it
+wire finding (``impl/catalogue/findings.py``, ``WIRE_FINDINGS``): a strict expected failure where it
 stands (``expect_the_finding``), an ordinary test of the promise elsewhere.
 
 Requests are written on the installed release's wire (``since_1_0_3_length_prefixed_frames``: frames, or JSON
@@ -22,7 +22,7 @@ import msgpack
 import pytest
 from hypothesis import Phase, given, settings, strategies as st
 
-from impl.frontdoor.findings import PROCESS_TARGETS, WIRE_FINDINGS, installed_release
+from impl.catalogue.findings import PROCESS_TARGETS, WIRE_FINDINGS, installed_release
 from impl.releases.adapters import since_1_0_3_length_prefixed_frames, since_1_0_6_mask_secret_no_op
 from model.scenario import RUNNING, Scenario
 from properties.conftest import expect_the_finding

@@ -2,7 +2,7 @@
 
 Run against a runtime target (``--target airflow-task-runner``) or the model (``--target model``);
 on a supervisor target they are skipped with the reason. Invariants the pinned release breaks are
-findings (``impl/frontdoor/findings.py``, ``RUNTIME_FINDINGS``): each search counts them and goes on;
+findings (``impl/catalogue/findings.py``, ``RUNTIME_FINDINGS``): each search counts them and goes on;
 each finding's minimal run is a strict expected failure.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import event
 
-from impl.frontdoor.findings import RUNTIME_FINDINGS
-from impl.frontdoor.report import check_conformance
-from impl.frontdoor.scenarios import runtime_runs, try_met
+from impl.catalogue.findings import RUNTIME_FINDINGS
+from impl.search.report import check_conformance
+from impl.search.scenarios import runtime_runs, try_met
 from model.runtime_invariants import RUNTIME_INVARIANTS
 from properties.conftest import assert_reproduces, assert_scope_holds, counted, holds_for_all, searching, skip_the_model
 
@@ -39,7 +39,7 @@ def test_runtime_invariant(runtime_target, invariant):
 
 def test_every_small_try(runtime_target, record_property):
     """Every try of the task runner's small scope (outcome × retry policy × run context × channel × a feature,
-    ``impl.frontdoor.exhaustive.runtime_scope``): conformance and every runtime invariant, the known findings counted.
+    ``impl.search.exhaustive.runtime_scope``): conformance and every runtime invariant, the known findings counted.
     Complete where the search samples: every policy meets every failure."""
     assert_scope_holds(runtime_target, record_property)
 

@@ -1,6 +1,6 @@
 """The supervisor's properties: conformance with the model, and each invariant of the design.
 
-Invariants the pinned release is known to break are findings (``impl/frontdoor/findings.py``):
+Invariants the pinned release is known to break are findings (``impl/catalogue/findings.py``):
 each invariant's search counts the violations a finding's signature explains and goes on; each
 finding's own minimal scenario is a strict expected failure.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import event
 
-from impl.frontdoor.findings import FINDINGS
-from impl.frontdoor.report import check_conformance
-from impl.frontdoor.scenarios import EXIT_CODES, attempt_met, machine_for, run_machine
+from impl.catalogue.findings import FINDINGS
+from impl.search.report import check_conformance
+from impl.search.scenarios import EXIT_CODES, attempt_met, machine_for, run_machine
 from impl.releases.adapters import model_release
 from model.invariants import SUPERVISOR_INVARIANTS
 from model.scenario import (AWAITING_INPUT, DEFERRED, FAILED, REMOVED, SERVER_TERMINATED, SKIPPED, SUCCESS, UP_FOR_RESCHEDULE,
@@ -65,7 +65,7 @@ def test_final_state_on_its_whole_domain(target):
 
 def test_every_small_scenario(target, record_property):
     """Every scenario of up to ``DEFAULT_DEPTH`` events over the whole alphabet (de-duplicated by the model's
-    state, ``impl/frontdoor/exhaustive.py``): conformance and every invariant, the known findings counted.
+    state, ``impl/search/exhaustive.py``): conformance and every invariant, the known findings counted.
     Complete where Hypothesis samples: three failed heartbeats in a row, say, are always in scope."""
     if not target.in_process:
         pytest.skip(f"the exhaustive scope is checked in process (model, airflow-inproc on the model server); on "

@@ -1,2 +1,2 @@
-import impl.frontdoor.profiles  # noqa: F401  the Hypothesis profiles (dev, ci, nightly)
+import impl.search.profiles  # noqa: F401  the Hypothesis profiles (dev, ci, nightly)
 pytest_plugins = ["pytester"]

@@ -40,10 +40,10 @@ def test_unknown_target_is_a_usage_error_for_the_checker(pytester):
 def test_a_failed_property_is_said_at_once_with_its_counterexample():
     """The timing plugin's line for a failure: the headline and the replay command, read out of pytest's report
     (behind an exception's name), and nothing for a failure that is not the checker's."""
-    from impl.frontdoor.timing import _counterexample
+    from impl.search.timing import _counterexample
 
     class Report:
-        longreprtext = ("    def test(...)\nE   impl.frontdoor.report.Disagreement: DISAGREEMENT: model and t differ in "
+        longreprtext = ("    def test(...)\nE   impl.search.report.Disagreement: DISAGREEMENT: model and t differ in "
                         "exit_code\nE   replay: finalstate replay --target t 'task error'\nE   scenario:")
 
     assert _counterexample(Report()) == ["DISAGREEMENT: model and t differ in exit_code",

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 
-from impl.frontdoor import export
-from impl.frontdoor.findings import ALL_FINDINGS, how_sure_in_words
-from impl.frontdoor.search import how_sure_section, other_finding_entry
+from impl.export import writer as export
+from impl.catalogue.findings import ALL_FINDINGS, how_sure_in_words
+from impl.findings.search import how_sure_section, other_finding_entry
 from model.intent import CONFIDENCES, INTENT, OPEN_QUESTION
 from model.release import SPECIFIED
 
@@ -49,7 +49,7 @@ def test_each_exported_module_says_how_sure_and_an_open_question_both_readings()
 def test_a_corpus_verdict_is_as_sure_as_the_catalogue():
     """A report the corpus expects caught by an invariant says how sure it is as the catalogue does: the finding's
     where it names one, else the invariant's (``model.intent.CONFIDENCE_WORDS``: the corpus's short words)."""
-    from impl.frontdoor.corpus import load_corpus
+    from impl.findings.corpus import load_corpus
     from model.intent import CONFIDENCE_WORDS
 
     findings = {f.id: f for f in ALL_FINDINGS}

@@ -8,10 +8,10 @@ pytest.importorskip("airflow.api_fastapi.execution_api.app", reason="confirming 
 
 import attrs  # noqa: E402
 
-from impl.frontdoor.confirm import confirm, release  # noqa: E402
-from impl.frontdoor.findings import FINDINGS  # noqa: E402
-from impl.frontdoor.registry import load_target  # noqa: E402
-from impl.frontdoor.report import CheckFailed, check_conformance, check_invariants  # noqa: E402
+from impl.findings.confirm import confirm, release  # noqa: E402
+from impl.catalogue.findings import FINDINGS  # noqa: E402
+from impl.targets.registry import load_target  # noqa: E402
+from impl.search.report import CheckFailed, check_conformance, check_invariants  # noqa: E402
 from model import invariants as model_invariants  # noqa: E402
 from model.scenario import Scenario  # noqa: E402
 

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 pytest.importorskip("airflow.sdk", reason="cmd: targets run under the real supervisor of apache-airflow-task-sdk")
 
 from impl.coordinator.target import reference_command  # noqa: E402
-from impl.frontdoor.registry import TargetUnavailable, UnknownTarget, load_target  # noqa: E402
-from impl.frontdoor.exhaustive import check_in_scope  # noqa: E402
-from impl.frontdoor.kinds import KINDS  # noqa: E402
-from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_invariants  # noqa: E402
-from impl.frontdoor.scenarios import USER_ACTIONS, coordinator_runs  # noqa: E402
+from impl.targets.registry import TargetUnavailable, UnknownTarget, load_target  # noqa: E402
+from impl.search.exhaustive import check_in_scope  # noqa: E402
+from impl.targets.kinds import KINDS  # noqa: E402
+from impl.search.report import Disagreement, InvariantViolation, check_conformance, check_invariants  # noqa: E402
+from impl.search.scenarios import USER_ACTIONS, coordinator_runs  # noqa: E402
 from impl.supervisor_process import helper, supervise  # noqa: E402
 from impl.supervisor_process.census import census  # noqa: E402
 from model.coordinator import CANCELLABLE, COORDINATOR_OUTCOMES, CoordinatorRun  # noqa: E402

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 
-from impl.frontdoor.kinds import KINDS, decides_the_attempt, exit_class
-from impl.frontdoor.scenarios import coordinator_runs
+from impl.targets.kinds import KINDS, decides_the_attempt, exit_class
+from impl.search.scenarios import coordinator_runs
 from model.coordinator import (CONTRACT, FAILS_CLOSED_NEVER, SEED, CoordinatorRun, CoordinatorRuntime, coordinator_attempt,
                                coordinator_scenario, terminal_frame)
 from model.runtime_invariants import coordinator_violations

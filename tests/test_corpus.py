@@ -8,9 +8,9 @@ import textwrap
 
 import pytest
 
-from impl.frontdoor import corpus
+from impl.findings import corpus
 from impl.frontdoor.cli import main
-from impl.frontdoor.findings import ALL_FINDINGS
+from impl.catalogue.findings import ALL_FINDINGS
 
 REPORTS = corpus.load_corpus()
 #: The in-process targets CI replays the corpus on (a coordinator run's own targets are real processes).

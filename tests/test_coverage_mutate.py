@@ -13,7 +13,8 @@ pytest.importorskip("airflow.sdk.execution_time.supervisor", reason="coverage an
 pytest.importorskip("coverage", reason="finalstate coverage needs coverage.py")
 pytest.importorskip("cosmic_ray", reason="finalstate mutate needs cosmic-ray")
 
-from impl.frontdoor import coverage, mutate  # noqa: E402
+from impl.power import coverage  # noqa: E402
+from impl.power import mutate  # noqa: E402
 
 SUPERVISOR_FILE = coverage.source_path(coverage.SUPERVISOR.module)
 
@@ -147,7 +148,7 @@ def test_coverage_of_the_runtime_findings_runs_the_failure_paths_and_names_the_u
     taken, reachable = report.reachable_branches
     assert reachable == report.branches[1] - len(unreachable) and taken < reachable
     text = coverage.format_report(report)
-    assert "unreachable (impl/frontdoor/coverage.py lists them, with the reason):" in text
+    assert "unreachable (impl/power/coverage.py lists them, with the reason):" in text
     assert "dead code in this release" in text
 
 

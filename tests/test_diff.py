@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-import impl.frontdoor.profiles  # noqa: F401  registers the profiles
-from impl.frontdoor.mutate import ENV as MUTANT_ENV
-from impl.releases.diff import Side, WorkerFailed, changed_decisions, diff, report, signature
+import impl.search.profiles  # noqa: F401  registers the profiles
+from impl.power.mutate import ENV as MUTANT_ENV
+from impl.compare.diff import Side, WorkerFailed, changed_decisions, diff, report, signature
 from impl.releases.environments import NotACheckout, UnknownRelease
 from impl.supervisor_process.census import children_running
 
@@ -111,7 +111,7 @@ def test_bad_sides_are_refused_by_name(tmp_path):
 
 
 def _observe_workers() -> set[int]:
-    return children_running(b"impl.releases.observe")
+    return children_running(b"impl.compare.observe")
 
 
 def test_workers_are_killed_on_ctrl_c():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from impl.frontdoor import exhaustive
-from impl.frontdoor.exhaustive import CONTEXTS, EVENTS, EXITS, TRIES, check_exhaustively, enumerate_scenarios
-from impl.frontdoor.registry import model_target
+from impl.search import exhaustive
+from impl.search.exhaustive import CONTEXTS, EVENTS, EXITS, TRIES, check_exhaustively, enumerate_scenarios
+from impl.targets.registry import model_target
 from model import supervisor as model_supervisor
 from model.supervisor import run as model_run
 
@@ -137,7 +137,7 @@ def test_the_runtime_scope_has_every_policy_that_changes_a_decision_or_its_verdi
 def test_the_coordinator_scope_meets_every_event_with_every_outcome():
     """Every event of the world, with every outcome, from a runtime that traps SIGTERM and one that does not, is in
     scope, or reaches a supervisor state a run in scope reaches (a heartbeat answered 200 changes nothing)."""
-    from impl.frontdoor.scenarios import COORDINATOR_WORLD
+    from impl.search.scenarios import COORDINATOR_WORLD
     from model import supervisor
     from model.coordinator import COORDINATOR_OUTCOMES
     from model.scenario import IgnoreSigterm, Scenario
@@ -170,7 +170,7 @@ def test_the_model_passes_its_runtime_scopes(kind):
 
 
 def test_a_coordinator_runtime_that_does_not_fail_closed_is_caught_in_scope(monkeypatch):
-    from impl.frontdoor.registry import model_target as model_of
+    from impl.targets.registry import model_target as model_of
     from model.coordinator import FAILS_CLOSED_NEVER, CoordinatorRuntime, coordinator_attempt
 
     model = model_of("coordinator")

@@ -1,4 +1,4 @@
-"""``finalstate export``: the findings as pytest modules that need only Airflow and pytest (``impl.frontdoor.export``)."""
+"""``finalstate export``: the findings as pytest modules that need only Airflow and pytest (``impl.export.writer``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from impl.frontdoor import cli, export
-from impl.frontdoor.findings import ALL_FINDINGS
+from impl.frontdoor import cli
+from impl.export import writer as export
+from impl.catalogue.findings import ALL_FINDINGS
 from impl.releases.adapters import model_release
 from impl.releases.environments import UnknownRelease
 from model import supervisor

@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("airflow.api_fastapi.execution_api.app",
                     reason="the exported real-row modules serve apache-airflow-core's Execution API app")
 
-from impl.frontdoor import export  # noqa: E402
+from impl.export import writer as export  # noqa: E402
 
 #: One try on one real row: the cheapest of the modules that serve the real app.
 MODULE = export.EXPORTED / "test_f13_no_second_transition.py"

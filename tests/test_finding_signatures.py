@@ -11,11 +11,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 
-from impl.frontdoor.findings import ALL_FINDINGS, FINDINGS, findings_on
-from impl.frontdoor.kinds import KINDS
-from impl.frontdoor.registry import model_target
-from impl.frontdoor.report import InvariantViolation, check_invariants, explained
-from impl.frontdoor.scenarios import corpus, machine_for, run_machine
+from impl.catalogue.findings import ALL_FINDINGS, FINDINGS, findings_on
+from impl.targets.kinds import KINDS
+from impl.targets.registry import model_target
+from impl.search.report import InvariantViolation, check_invariants, explained
+from impl.search.scenarios import corpus, machine_for, run_machine
 from model.invariants import SUPERVISOR_INVARIANTS, violations
 from model.release import SPECIFIED, Release
 from model.runtime import python_runtime
@@ -88,7 +88,7 @@ airflow = pytest.importorskip("airflow.sdk.execution_time.supervisor", reason="t
 def test_a_different_bug_behind_the_same_invariant_is_reported_as_new(monkeypatch):
     """A supervisor that never calls finish() leaves TIs RUNNING, as F1, F2, F3 and F9 do, for another cause:
     the search with every finding registered must still fail on it."""
-    from impl.frontdoor.registry import load_target
+    from impl.targets.registry import load_target
 
     ActivitySubprocess = airflow.ActivitySubprocess
     original = ActivitySubprocess.update_task_state_if_needed

@@ -46,7 +46,7 @@ def test_a_stalled_wake_up_sends_no_heartbeat_the_scenario_does_not_have(monkeyp
 
 
 def _scope(depth: int, contexts: tuple):
-    from impl.frontdoor.exhaustive import in_scope
+    from impl.search.exhaustive import in_scope
 
     return [scenario for scenario, _, _ in in_scope(depth, contexts)]
 
@@ -55,7 +55,7 @@ def test_attempts_sharing_their_prefixes_observe_what_each_lives_alone():
     """``SharedPrefixes`` resumes a copy of the real supervisor paused after a scenario's events but the last: on every
     scenario of the two-event scope (of a context that may retry and one that may not: client tries, exits, and the
     heartbeat sequences), in the scope's order, it observes what a fresh attempt does."""
-    from impl.frontdoor.exhaustive import CONTEXTS
+    from impl.search.exhaustive import CONTEXTS
 
     shared = inproc.SharedPrefixes()
     differing = [s.to_text() for s in _scope(2, (CONTEXTS[0], CONTEXTS[2])) if shared(s) != inproc.run(s)]

@@ -114,7 +114,7 @@ def test_replay_on_the_real_server_prints_the_exchange_and_the_rows():
 
 def test_replay_names_what_the_real_server_cannot_play(real, monkeypatch, capsys):
     from impl.frontdoor import cli
-    from impl.frontdoor.registry import Target
+    from impl.targets.registry import Target
 
     monkeypatch.setenv("FINALSTATE_SERVER", "model")  # cli.main sets it; monkeypatch puts it back
     monkeypatch.setattr(cli, "_load", lambda name, kind: Target(name, real.run))  # this module's server
@@ -160,8 +160,8 @@ def test_the_widened_worlds_words_play_on_the_real_row_as_the_model_says(real, t
 def test_findings_re_shown_on_the_real_server_say_what_the_scheduler_makes_of_them(real):
     """F1 (exit 0, no terminal frame) holds with default retries, and the heartbeat timeout later fails the TI
     the supervisor reported SUCCESS; F3 (one failed closing finish()) does not hold once the client retries."""
-    from impl.frontdoor.findings import FINDINGS
-    from impl.frontdoor.search import on_the_real_server
+    from impl.catalogue.findings import FINDINGS
+    from impl.findings.search import on_the_real_server
 
     table = on_the_real_server(real, [f for f in FINDINGS if f.id in ("F1", "F3")])
     f1 = next(line for line in table if line.startswith("| F1 |"))
@@ -174,8 +174,8 @@ def test_a_hung_attempt_is_shown_hung_and_the_heartbeat_timeout_never_strikes_on
     """F16 (a process left after its DeferTask) and F17 (one left after a SucceedTask whose call failed) hang on the
     real server too; F17's supervisor still heartbeats once time has run on, so the scheduler's heartbeat timeout never
     strikes its RUNNING row, and the table does not pretend it does."""
-    from impl.frontdoor.findings import FINDINGS
-    from impl.frontdoor.search import on_the_real_server
+    from impl.catalogue.findings import FINDINGS
+    from impl.findings.search import on_the_real_server
 
     table = on_the_real_server(real, [f for f in FINDINGS if f.id in ("F16", "F17")])
     f16 = next(line for line in table if line.startswith("| F16 |"))
@@ -191,8 +191,8 @@ def test_a_finding_that_does_not_stand_here_is_shown_on_its_release_or_says_why(
     """F19 (fixed in 1.1.4) is not re-run on the installed release, where its run shows nothing: its row comes from a
     release it stands on, run in that release's environment; where that environment cannot be had, the row says why
     (it is never left out)."""
-    from impl.frontdoor import search
-    from impl.frontdoor.findings import FINDINGS
+    from impl.findings import search
+    from impl.catalogue.findings import FINDINGS
     from impl.releases import environments
 
     f19 = next(f for f in FINDINGS if f.id == "F19")
@@ -220,7 +220,7 @@ def test_a_finding_that_does_not_stand_here_is_shown_on_its_release_or_says_why(
 def test_naming_a_target_loads_nothing_and_starts_no_server():
     """``check_name`` runs in pytest's controller (also under xdist, where no target runs): with
     ``--server airflow`` it must not import the target's room, let alone start a server."""
-    code = ("import sys; from impl.frontdoor.registry import check_name, UnknownTarget\n"
+    code = ("import sys; from impl.targets.registry import check_name, UnknownTarget\n"
             "for name in ('airflow-inproc', 'airflow-process', 'model'): check_name(name)\n"
             "try:\n    check_name('airflow-inprocess')\nexcept UnknownTarget as e:\n    print('unknown:', e)\n"
             "print('loaded:', sorted(m for m in sys.modules if m.startswith(('impl.supervisor', 'airflow.api_fastapi'))))")
@@ -236,7 +236,7 @@ def test_a_run_the_server_cannot_play_is_rejected_in_a_search_and_an_error_elsew
     from hypothesis import strategies as st
     from hypothesis.errors import Unsatisfiable
 
-    from impl.frontdoor.scenarios import playable_only
+    from impl.search.scenarios import playable_only
 
     def unplayable(run):
         raise Unsupported("--server airflow: this run context; not supported by the real server backend")

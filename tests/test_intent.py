@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from impl.frontdoor.findings import ALL_FINDINGS, WIRE_FINDINGS
-from impl.frontdoor.lifecycle import pairings_for, replay_life
+from impl.catalogue.findings import ALL_FINDINGS, WIRE_FINDINGS
+from impl.search.lifecycle import pairings_for, replay_life
 from model import intent
 from model.invariants import SUPERVISOR_INVARIANTS, violations
 from model.lifecycle import LIFECYCLE_INVARIANTS, life_violations

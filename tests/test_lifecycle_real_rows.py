@@ -10,8 +10,8 @@ pytest.importorskip("airflow.api_fastapi.execution_api.app", reason="real rows n
 from hypothesis import settings  # noqa: E402
 from hypothesis.stateful import run_state_machine_as_test  # noqa: E402
 
-from impl.frontdoor.findings import findings_on  # noqa: E402
-from impl.frontdoor.lifecycle import life_machine, pairings_for, replay_life  # noqa: E402
+from impl.catalogue.findings import findings_on  # noqa: E402
+from impl.search.lifecycle import life_machine, pairings_for, replay_life  # noqa: E402
 from model.lifecycle import LIFECYCLE_INVARIANTS, life_violations  # noqa: E402
 
 FAILS = "task raises ValueError; policy none; comms ok"

@@ -10,9 +10,9 @@ from pathlib import Path
 import attrs
 import pytest
 
-from impl.frontdoor.findings import ALL_FINDINGS, FINDINGS, installed_release
+from impl.catalogue.findings import ALL_FINDINGS, FINDINGS, installed_release
 from impl.releases.environments import UnknownRelease, python_for
-from impl.releases.matrix import (FIXED, NOT_APPLICABLE, NOT_RUN, REPRODUCES, Cell, cell_arguments, findings_section,
+from impl.compare.matrix import (FIXED, NOT_APPLICABLE, NOT_RUN, REPRODUCES, Cell, cell_arguments, findings_section,
                                   history, read_junit, run_cell, table, update_findings, verdict)
 from impl.supervisor_process.census import children_running
 
@@ -194,7 +194,7 @@ def _children_running_pytest() -> set[int]:
 
 
 def test_ctrl_c_kills_the_running_cells(tmp_path):
-    from impl.releases.matrix import run_matrix
+    from impl.compare.matrix import run_matrix
 
     seen: list[set[int]] = []
 
@@ -222,7 +222,7 @@ def test_a_terminated_matrix_leaves_no_cell_running(tmp_path):
 
     import psutil
 
-    matrix = subprocess.Popen([sys.executable, "-m", "impl.releases.matrix", "--cell", "installed:airflow-inproc",
+    matrix = subprocess.Popen([sys.executable, "-m", "impl.compare.matrix", "--cell", "installed:airflow-inproc",
                                "--out", str(tmp_path), "--store", str(tmp_path / "store"), "--cell-workers", "2"],
                               cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

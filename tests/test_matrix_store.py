@@ -11,10 +11,10 @@ from pathlib import Path
 import attrs
 import pytest
 
-from impl.releases import matrix
+from impl.compare import matrix
 from impl.releases.environments import RELEASES
-from impl.releases.matrix import REPRODUCES, Cell, cell_for, merge, plan, table, write_record
-from impl.releases.store import CHECKER_PARTS, Store, cell_key
+from impl.compare.matrix import REPRODUCES, Cell, cell_for, merge, plan, table, write_record
+from impl.compare.store import CHECKER_PARTS, Store, cell_key
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = Path(sys.executable)

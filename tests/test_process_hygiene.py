@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("airflow.sdk", reason="airflow-process needs apache-airflow-task-sdk")
 
-from impl.frontdoor.scenarios import corpus  # noqa: E402
+from impl.search.scenarios import corpus  # noqa: E402
 from impl.supervisor_process import helper  # noqa: E402
 from impl.supervisor_process import target as process  # noqa: E402
 from model.scenario import Scenario  # noqa: E402

@@ -43,7 +43,7 @@ WIDENED_WORLD = [
 
 _CHECK = """
 import json, sys
-from impl.frontdoor.registry import load_target
+from impl.targets.registry import load_target
 from model.scenario import Scenario
 target = load_target("airflow-process")
 try:
@@ -96,7 +96,7 @@ def test_the_widened_world_on_other_releases(release):
 
 
 def test_a_coordinator_target_before_1_3_0_is_unavailable_and_says_what_is_missing():
-    done = in_release("1.2.2", "from impl.frontdoor.registry import load_target\n"
+    done = in_release("1.2.2", "from impl.targets.registry import load_target\n"
                                "load_target('reference-runtime', 'coordinator')")
     assert done.returncode != 0
     assert "TargetUnavailable: apache-airflow-task-sdk 1.2.2 has no airflow.sdk.coordinators" in done.stderr, \

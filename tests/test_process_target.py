@@ -198,7 +198,7 @@ def real_process():
 
 
 def test_the_server_is_read_as_airflow_inproc_reads_it(monkeypatch):
-    from impl.frontdoor.registry import TargetUnavailable
+    from impl.targets.registry import TargetUnavailable
 
     monkeypatch.delenv("FINALSTATE_SERVER", raising=False)
     assert process.target("airflow-process").run is process.run

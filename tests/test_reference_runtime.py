@@ -19,8 +19,8 @@ from airflow.sdk.execution_time.comms import BundleInfo, RetryTask, StartupDetai
 from impl.coordinator import reference_runtime  # noqa: E402
 from impl.coordinator.target import reference_command, runner  # noqa: E402
 from impl.wire import codec  # noqa: E402
-from impl.frontdoor.kinds import KINDS  # noqa: E402
-from impl.frontdoor.scenarios import USER_ACTIONS  # noqa: E402
+from impl.targets.kinds import KINDS  # noqa: E402
+from impl.search.scenarios import USER_ACTIONS  # noqa: E402
 from model.coordinator import CoordinatorRun, coordinator_attempt  # noqa: E402
 from model.scenario import FAILED, HEARTBEAT_OK, UP_FOR_RETRY, Heartbeat, RunContext  # noqa: E402
 

@@ -123,7 +123,7 @@ def test_airflow_src_installs_a_checkout_editable_and_the_checker_runs_on_it():
 
 
 def test_a_printed_replay_command_chooses_the_same_release_again(monkeypatch):
-    from impl.frontdoor.report import replay_command
+    from impl.search.report import replay_command
     from model.scenario import Scenario
 
     run = Scenario.from_text("try_number=1 max_tries=0 should_retry=false; exit 0")

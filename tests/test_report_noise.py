@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from impl.frontdoor.profiles import PROFILES
+from impl.search.profiles import PROFILES
 
 FAILING = textwrap.dedent('''
-    import impl.frontdoor.profiles  # noqa: F401  registers the profiles
+    import impl.search.profiles  # noqa: F401  registers the profiles
     from hypothesis import given, strategies as st
 
     @given(st.integers(), st.booleans())
@@ -31,7 +31,7 @@ FAILING = textwrap.dedent('''
 def test_a_failure_report_has_no_explanation_of_the_checkers_lines(profile, tmp_path):
     (tmp_path / "test_failing.py").write_text(FAILING)
     done = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_failing.py"), "-p", "no:cacheprovider",
-                           "-p", "impl.frontdoor.profiles", "-p", "properties.conftest",
+                           "-p", "impl.search.profiles", "-p", "properties.conftest",
                            f"--hypothesis-profile={profile}", "-q"], capture_output=True, text=True, timeout=120,
                           cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).parents[1]),
                                              "FINALSTATE_EXAMPLE_DB": "none", "PATH": "/usr/bin:/bin"})
@@ -54,6 +54,6 @@ def test_a_failed_property_reports_the_counterexample_and_nothing_of_the_checker
     report = done.stdout[done.stdout.index("FAILURES"):]
     assert done.returncode == 1 and "VIOLATION on cmd:" in report, done.stdout[-3000:]
     assert "replay: finalstate replay --target" in report and "task error" in report, report
-    for noise in ("Traceback", "properties/conftest.py:", "impl/frontdoor/report.py:", "Failing test case",
+    for noise in ("Traceback", "properties/conftest.py:", "impl/search/report.py:", "Failing test case",
                   "Explanation", "git apply"):
         assert noise not in report, f"{noise!r} in the report:\n{report}"

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, find, given, settings, strategies as st
 from hypothesis.errors import NoSuchExample
 
-from impl.frontdoor.lifecycle import HOST_LOSSES, RETRIES, LifeOver, pairings_for, parse_life, replay_life
-from impl.frontdoor.scenarios import EVENTS, EXIT_CODES, coordinator_runs, runtime_runs, scenarios
+from impl.search.lifecycle import HOST_LOSSES, RETRIES, LifeOver, pairings_for, replay_life
+from impl.search.scenarios import EVENTS, EXIT_CODES, coordinator_runs, runtime_runs, scenarios
 from model import supervisor
 from model.coordinator import CoordinatorRun, coordinator_attempt
-from model.lifecycle import HOST_LOST, Life
+from model.lifecycle import HOST_LOST, Life, parse_life
 from model.runtime import RETURN, RETRY_ACTIONS, Policy, RuntimeRun, python_runtime
 from model.scenario import SETTINGS, Event, RunContext, Scenario, event_text
 
@@ -233,7 +233,7 @@ def test_every_setting_changes_what_a_coordinator_try_comes_to(key):
     assert_word_matters(f"{key}=", cases(coordinator_runs, setting(key)), observe_coordinator)
 
 
-# -- a life's language (impl.frontdoor.lifecycle) ------------------------------------------------------------------
+# -- a life's language (impl.search.lifecycle) ------------------------------------------------------------------
 
 MODEL_PYTHON, MODEL_COORDINATOR = pairings_for("model")
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis.stateful import run_state_machine_as_test
 
-from impl.frontdoor.findings import RUNTIME_FINDINGS
-from impl.frontdoor.report import InvariantViolation
+from impl.catalogue.findings import RUNTIME_FINDINGS
+from impl.search.report import InvariantViolation
 from model.invariants import Violation
 from model.lifecycle import (Life, Try, failing_try_with_retries_left_ends_up_for_retry, host_lost,
                              last_failing_try_ends_failed, life_violations, try_count_matches_attempts)
@@ -18,7 +18,7 @@ from model.runtime import Policy, RuntimeRun, python_runtime, task_runs, to_scen
 from model.runtime_invariants import met_failure, runtime_violations
 from model.scenario import FAILED, UP_FOR_RETRY, RunContext, Send
 from model.server import Row
-from impl.frontdoor.scenarios import runtime_runs
+from impl.search.scenarios import runtime_runs
 
 RETRIES_LEFT = RunContext.from_server(1, 1)
 LAST_TRY = RunContext.from_server(2, 1)
@@ -334,7 +334,7 @@ def test_life_moves_to_the_next_try_on_up_for_retry():
 
 
 def test_lifecycle_machine_catches_the_seed_coordinator_model():
-    from impl.frontdoor.lifecycle import coordinator_pairing, life_machine
+    from impl.search.lifecycle import coordinator_pairing, life_machine
 
     machine = life_machine(coordinator_pairing("seed-model", seed_coordinator_attempt),
                            (failing_try_with_retries_left_ends_up_for_retry,))
@@ -398,7 +398,7 @@ def test_a_try_the_sigterm_kills_never_reaches_mains_finally_and_one_it_never_re
 def test_a_life_someone_acted_on_is_judged_as_the_supervisors_attempts_are(life):
     """A user's mark decides the row (only the supervisor's final state is the try's), and a clear gives the task
     instance its retries again: lives the coordinator search drew once users could act in them."""
-    from impl.frontdoor.lifecycle import coordinator_model_with, coordinator_pairing, replay_life
+    from impl.search.lifecycle import coordinator_model_with, coordinator_pairing, replay_life
     from model import supervisor as model_supervisor
 
     lived = replay_life(coordinator_pairing("model", coordinator_model_with(model_supervisor.run)), life)

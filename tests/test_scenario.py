@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from model.scenario import Heartbeat, RunContext, Scenario, Send
-from impl.frontdoor.scenarios import exit_codes, faults, frames, run_contexts
+from impl.search.scenarios import exit_codes, faults, frames, run_contexts
 
 events = st.one_of(frames, faults, st.sampled_from([Heartbeat(200), Heartbeat(410)]))
 
@@ -50,7 +50,7 @@ def test_send_validates_its_state():
 def _minimal(condition):
     from hypothesis import find, settings
 
-    from impl.frontdoor.scenarios import scenarios
+    from impl.search.scenarios import scenarios
     return find(scenarios, condition, settings=settings(database=None, max_examples=2000))
 
 

@@ -22,8 +22,8 @@ from hypothesis.statistics import collector, describe_statistics
 
 from impl.coordinator.go_flags import flags, profile_flags
 from impl.frontdoor.cli import parse_profile
-from impl.frontdoor.kinds import KINDS
-from impl.frontdoor.sdk_profiles import PROFILES_BEGIN, PROFILES_END, profiles_markdown
+from impl.targets.kinds import KINDS
+from impl.catalogue.sdk_profiles import PROFILES_BEGIN, PROFILES_END, profiles_markdown
 from model.coordinator import (CONTRACT, FAILS_CLOSED, SIGTERM_BEHAVIOURS, CoordinatorRun, CoordinatorRuntime,
                                coordinator_attempt)
 from model.sdks import PROFILES, explaining
@@ -49,7 +49,7 @@ def go_target(profile: str | None, flags_of: str | None = None):
     """The Go runtime with the flags of ``flags_of`` (default: ``profile``), declared to be ``profile`` (None:
     undeclared)."""
     pytest.importorskip("airflow.sdk", reason="cmd: targets run under the real supervisor of apache-airflow-task-sdk")
-    from impl.frontdoor.registry import load_target
+    from impl.targets.registry import load_target
 
     command = f"cmd:{go_runtime_or_skip()} {profile_flags(flags_of or profile)}".strip()
     return load_target(command, "coordinator", profile=profile)
@@ -166,7 +166,7 @@ def test_a_cancellable_task_meets_a_users_action_at_the_heartbeat_time_brings():
 def test_the_go_runtime_as_the_java_sdk_passes_conformance(text, declared):
     """Declared ``java-sdk-1.0.0``: compared with that profile's model. Undeclared: accepted, and the profiles that
     explain it named, the Java SDK's among them and not the contract."""
-    from impl.frontdoor.report import check_conformance
+    from impl.search.report import check_conformance
 
     target = go_target("java-sdk-1.0.0" if declared else None, "java-sdk-1.0.0")
     named = []
@@ -185,7 +185,7 @@ def test_a_runtime_that_carries_on_inside_the_kill_meets_the_rest_of_the_world_t
     shutdown, exit 143; the TypeScript SDK cancelling its task and reporting it) is still there inside the kill, and
     the mark reaches the row before the supervisor reads it again (``model.supervisor.monitor_step``); one that dies of
     the signal meets nothing more."""
-    from impl.frontdoor.report import check_conformance
+    from impl.search.report import check_conformance
 
     run = CoordinatorRun.from_text("try_number=1 max_tries=0 should_retry=false; heartbeat 409; user marks success; "
                                    f"task {outcome}")
@@ -197,8 +197,8 @@ def test_a_runtime_no_profile_explains_is_still_reported():
     """The Go runtime without its retry branch but failing closed (``--no-retry`` alone: no SDK has it) waits for its
     TaskState(failed)'s answer, and the overtime kills it: no profile's model has that (the Go SDK before its fix
     exits 0 at once, the Java SDK's JVM 143)."""
-    from impl.frontdoor.registry import load_target
-    from impl.frontdoor.report import Disagreement, check_conformance
+    from impl.targets.registry import load_target
+    from impl.search.report import Disagreement, check_conformance
 
     pytest.importorskip("airflow.sdk", reason="cmd: targets run under the real supervisor of apache-airflow-task-sdk")
     target = load_target(f"cmd:{go_runtime_or_skip()} --no-retry", "coordinator")
@@ -208,7 +208,7 @@ def test_a_runtime_no_profile_explains_is_still_reported():
     assert "replay: finalstate replay --target" in str(caught.value)
 
 
-#: The registered findings (``impl.frontdoor.findings``) that explain each profile's violations over the complete
+#: The registered findings (``impl.catalogue.findings``) that explain each profile's violations over the complete
 #: coordinator scope: which SDK loses which failure under which fault.
 SCOPE_FINDINGS = {"go-sdk-1.0.0": {"C1"}, "go-sdk-before-68554": {"C2"}, "java-sdk-1.0.0": set(),
                   "java-sdk-before-68555": {"C2"}, "ts-sdk-1.0.0": {"C1"}}
@@ -222,7 +222,7 @@ COMPLETE_ENV = "FINALSTATE_PROFILE_SCOPES"
 
 
 def _check_profile_scope(profile: str, depth: int, record_property):
-    from impl.frontdoor.exhaustive import check_in_scope
+    from impl.search.exhaustive import check_in_scope
 
     target = go_target(profile)
     began = time.monotonic()
@@ -258,8 +258,8 @@ def test_each_profile_passes_the_complete_coordinator_scope_under_its_own_model(
 def _search(target, examples: int) -> str:
     """The coordinator conformance property's body (``properties/test_coordinator.py``) under a search of its own:
     Hypothesis's statistics of it, as ``--hypothesis-show-statistics`` prints them."""
-    from impl.frontdoor.report import check_conformance
-    from impl.frontdoor.scenarios import coordinator_runs, world_met
+    from impl.search.report import check_conformance
+    from impl.search.scenarios import coordinator_runs, world_met
 
     @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
               suppress_health_check=[HealthCheck.too_slow])
@@ -283,7 +283,7 @@ def test_the_search_draws_the_cancellable_task_and_its_sigterm_behaviours_show_i
     assert "a SIGTERM met the running task: it cancelled the task and reported it" in ts
     assert "[declared ts-sdk-1.0.0: grace-then-exit-1]" in ts
     assert "a task that runs until cancelled: nothing cancelled it (hung)" in ts
-    from impl.frontdoor.registry import load_target
+    from impl.targets.registry import load_target
 
     cancels = load_target(f"cmd:{go_runtime_or_skip()} --sigterm-running=cancels --fail-closed=never", "coordinator")
     undeclared = _search(cancels, 150)

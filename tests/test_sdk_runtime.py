@@ -155,8 +155,8 @@ def test_every_task_of_the_ts_program_gives_what_the_model_says(ts_program):
     the SDK's own path), with retries left and without: conformance with the contract's model, on the stand-in and on
     the real SDK's 0.1.0-beta1."""
     pytest.importorskip("airflow.sdk", reason="cmd: targets run under the real supervisor of apache-airflow-task-sdk")
-    from impl.frontdoor.kinds import KINDS
-    from impl.frontdoor.registry import load_target
+    from impl.targets.kinds import KINDS
+    from impl.targets.registry import load_target
     from impl.supervisor_process import helper
     from model.coordinator import COORDINATOR_OUTCOMES, CoordinatorRun
     from model.scenario import RunContext
@@ -238,7 +238,7 @@ def test_a_cmd_runtime_is_sent_the_bundle_info_airflow_always_sends(tmp_path):
     """StartupDetails.bundle_info is not optional in Airflow, and the TypeScript SDK reads its name as the task
     starts (its 0.1.0-beta1 from npm died of a null one, exit 1 with no frame): a cmd: runtime is sent one."""
     pytest.importorskip("airflow.sdk", reason="cmd: targets run under the real supervisor of apache-airflow-task-sdk")
-    from impl.frontdoor.registry import load_target
+    from impl.targets.registry import load_target
     from impl.supervisor_process import helper
     from model.coordinator import CoordinatorRun
     from model.scenario import RunContext

@@ -20,7 +20,7 @@ import attrs
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from impl.frontdoor.ahead import drawn_by
+from impl.search.ahead import drawn_by
 from impl.supervisor_process.pool import Effort, Pace, most_at_once
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,8 +114,8 @@ def test_the_lives_of_a_coordinator_pairing_are_forecast(profile):
     of their machines draws the same lives."""
     from hypothesis.stateful import run_state_machine_as_test
 
-    from impl.frontdoor.findings import findings_on
-    from impl.frontdoor.lifecycle import coordinator_pairing, life_machine, live_lives_ahead
+    from impl.catalogue.findings import findings_on
+    from impl.search.lifecycle import coordinator_pairing, life_machine, live_lives_ahead
     from model.coordinator import coordinator_attempt
     from model.lifecycle import LIFECYCLE_INVARIANTS
 
@@ -195,7 +195,7 @@ def test_a_try_lived_ahead_is_lived_once_and_is_the_try_lived_when_asked():
     pool changes when a try is lived, not what it observes."""
     go_runtime_or_skip()
     from impl.coordinator.target import runner
-    from impl.frontdoor.kinds import KINDS
+    from impl.targets.kinds import KINDS
     from impl.supervisor_process import helper, supervise
     from impl.supervisor_process.pool import close_pool
     from impl.supervisor_process.world import World

@@ -17,7 +17,7 @@ TI; a run context the real server cannot hand out is not playable there (``Unsup
 What it is compared with. A target declared to be an SDK profile (``--profile java-sdk-1.0.0``: ``model.sdks``) is
 compared with that profile's runtime in the model; an undeclared one with the contract, and where the contract does
 not explain a run, with every profile: it is accepted where one does, and the profiles that did are named
-(``impl.frontdoor.registry.coordinator_references``). The invariants judge it either way.
+(``impl.targets.registry.coordinator_references``). The invariants judge it either way.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def target(name: str, server: str | None = None, profile: str | None = None):
     """The target ``name`` on ``server``, declared to be the SDK profile ``profile`` (see the module; None: as
     ``$FINALSTATE_SDK_PROFILE`` says, undeclared if unset: ``registry.coordinator_references``); loading it starts
     nothing."""
-    from impl.frontdoor.registry import (Target, TargetUnavailable, UnknownTarget, chosen_server,
+    from impl.targets.registry import (Target, TargetUnavailable, UnknownTarget, chosen_server,
                                          coordinator_references, require_real_server)
 
     supervise.require_command_supervisor()  # before task-sdk 1.3.0 no supervisor launches a runtime command

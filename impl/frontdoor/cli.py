@@ -20,11 +20,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from impl.frontdoor.registry import (DEFAULT_TARGET, SERVER_ENV, SERVERS, TargetUnavailable, UnknownTarget,
+from impl.targets.registry import (DEFAULT_TARGET, SERVER_ENV, SERVERS, TargetUnavailable, UnknownTarget,
                                      known_targets, load_target, require_installed)
 
 
-#: The Hypothesis profiles ``impl.frontdoor.profiles`` registers (not imported here: pytest must import Hypothesis first).
+#: The Hypothesis profiles ``impl.search.profiles`` registers (not imported here: pytest must import Hypothesis first).
 PROFILES = ("dev", "ci", "nightly")
 
 
@@ -64,7 +64,7 @@ def _declare(args) -> None:
     set in ``$FINALSTATE_SDK_PROFILE`` for the targets loaded here and in the workers); exit naming a bad one."""
     import os
 
-    from impl.frontdoor.registry import SDK_PROFILE_ENV
+    from impl.targets.registry import SDK_PROFILE_ENV
 
     try:
         args.profile, args.sdk_profile = parse_profile(args.profile or "", getattr(args, "search_default", "ci"))
@@ -105,7 +105,7 @@ def cmd_check(args) -> int:
     server += [f"--sdk-profile={args.sdk_profile}"] if args.sdk_profile else []
     return pytest.main([properties, f"--target={args.target}", f"--hypothesis-profile={args.profile}", *server,
                         *_xdist(args.workers),
-                        "-p", "impl.frontdoor.timing", "-p", "no:cacheprovider", "--hypothesis-show-statistics",
+                        "-p", "impl.search.timing", "-p", "no:cacheprovider", "--hypothesis-show-statistics",
                         # pyproject.toml's filter, for where it is not read (installed, or run from elsewhere)
                         "-W", "ignore:Module already imported so cannot be rewritten:pytest.PytestAssertRewriteWarning",
                         *report, *args.pytest_args])
@@ -125,7 +125,7 @@ def _xdist(workers: int) -> list[str]:
 
 
 def _check_exhaustively(args) -> int:
-    from impl.frontdoor.exhaustive import SCOPES, check_exhaustively
+    from impl.search.exhaustive import SCOPES, check_exhaustively
 
     kind = kind_of_target(args.target)  # a bad name fails here, once; and the workers fork with the target imported
     scope = SCOPES[kind]
@@ -150,7 +150,7 @@ def _check_exhaustively(args) -> int:
 
 def kind_of_target(name: str) -> str:
     """The kind of run ``name`` checks (the first it takes, for the model), loading it once; exits naming a bad one."""
-    from impl.frontdoor.registry import WrongKindOfTarget
+    from impl.targets.registry import WrongKindOfTarget
 
     for kind in ("supervisor", "runtime", "coordinator"):
         try:
@@ -162,7 +162,7 @@ def kind_of_target(name: str) -> str:
 
 
 def _load_or_wrong_kind(name: str, kind: str):
-    from impl.frontdoor.registry import WrongKindOfTarget
+    from impl.targets.registry import WrongKindOfTarget
 
     try:
         return load_target(name, kind)
@@ -176,7 +176,8 @@ def cmd_replay(args) -> int:
     """Replay one run; with ``--server airflow`` also the HTTP exchanges and the row before and after."""
     import os
 
-    from impl.frontdoor.kinds import KINDS, kind_of
+    from impl.targets.kinds import KINDS
+    from model.lifecycle import kind_of
 
     if args.server:
         os.environ[SERVER_ENV] = args.server  # read by the target as it is loaded
@@ -201,7 +202,7 @@ def cmd_replay(args) -> int:
 
 
 def _print_replay(target, kind, run, expected, observed, record=None) -> int:
-    from impl.frontdoor.report import disagreement_report, observation_block, trace
+    from impl.search.report import disagreement_report, observation_block, trace
 
     name = target.name
     print(f"{kind.name} run:", trace(run), sep="\n")
@@ -230,7 +231,8 @@ def _print_replay(target, kind, run, expected, observed, record=None) -> int:
 
 
 def _replay_life(args) -> int:
-    from impl.frontdoor.lifecycle import LifeOver, pairings_for, parse_life, replay_life
+    from impl.search.lifecycle import LifeOver, pairings_for, replay_life
+    from model.lifecycle import parse_life
     from model.lifecycle import life_violations
 
     try:
@@ -266,9 +268,9 @@ def cmd_findings(args) -> int:
 
     from hypothesis import settings
 
-    import impl.frontdoor.profiles  # noqa: F401  registers the profiles
-    from impl.frontdoor.findings import FINDINGS
-    from impl.frontdoor.search import discover, replay, report
+    import impl.search.profiles  # noqa: F401  registers the profiles
+    from impl.catalogue.findings import FINDINGS
+    from impl.findings.search import discover, replay, report
 
     target = _load(args.target)
     try:
@@ -279,7 +281,7 @@ def cmd_findings(args) -> int:
     finally:
         target.close()
     if args.server == "airflow":  # the search ran on the fast model server; the findings are re-shown on the real one
-        from impl.frontdoor.search import on_the_real_server
+        from impl.findings.search import on_the_real_server
 
         os.environ[SERVER_ENV] = "airflow"
         real = _load(args.target)
@@ -308,7 +310,7 @@ def _sdk_version() -> str:
 def cmd_profiles(args) -> int:
     """Each SDK profile's traits, each with where in apache/airflow it was read, and the Go runtime's flags that
     reproduce it (``model.sdks``; ``--markdown``: the table of the docs' runtimes page)."""
-    from impl.frontdoor.sdk_profiles import profiles_markdown, profiles_text
+    from impl.catalogue.sdk_profiles import profiles_markdown, profiles_text
 
     print(profiles_markdown() if args.markdown else profiles_text())
     return 0
@@ -321,9 +323,9 @@ def cmd_targets(args) -> int:
 
 
 def cmd_export(args) -> int:
-    """Write the findings' pytest modules (``impl.frontdoor.export``); with ``--check``, run them on each release in
+    """Write the findings' pytest modules (``impl.export.writer``); with ``--check``, run them on each release in
     an environment without finalstate and print the findings × releases table against the matrix."""
-    from impl.frontdoor import export
+    from impl.export import writer as export
     from impl.releases.adapters import INSTALLED, model_release
     from impl.releases.environments import EnvironmentFailed, UnknownRelease
 
@@ -414,7 +416,8 @@ def _rerun_on_release(args, argv: list[str]) -> None:
 
 def _add_release_commands(sub) -> None:
     """``finalstate diff`` and ``finalstate matrix`` (``impl.releases``): across releases and checkouts."""
-    from impl.releases import diff, matrix
+    from impl.compare import diff
+    from impl.compare import matrix
 
     diff.add_parser(sub)
     matrix.add_parser(sub)
@@ -505,7 +508,9 @@ def main(argv: list[str] | None = None) -> int:
                                                 "program of cmd:go-runtime; a cmd: run of it also builds it first")
     bld.set_defaults(func=cmd_build_runtimes)
 
-    from impl.frontdoor import corpus, coverage, mutate
+    from impl.findings import corpus
+    from impl.power import coverage
+    from impl.power import mutate
 
     corpus.add_parser(sub, _add_release_options)
     coverage.add_parser(sub)

@@ -33,7 +33,7 @@ def since(release: str) -> bool:
 
 def missing(what: str, since_release: str):
     """The error for a target that needs ``what``, which came in ``since_release``: the installed release lacks it."""
-    from impl.frontdoor.registry import TargetUnavailable
+    from impl.places import TargetUnavailable
 
     return TargetUnavailable(f"apache-airflow-task-sdk {INSTALLED} has no {what} (it came in {since_release})")
 

@@ -43,7 +43,7 @@ when None, the environment variable ``FINALSTATE_SERVER`` (``registry.SERVER_ENV
 
 The target's name is ``airflow-inproc`` either way.
 
-A whole scope (``impl.frontdoor.exhaustive``, on the model server) is lived by ``SharedPrefixes``
+A whole scope (``impl.search.exhaustive``, on the model server) is lived by ``SharedPrefixes``
 (``Target.scope_run``): the scenarios come prefix by prefix, and each attempt goes on from a copy of
 the real supervisor paused at the monitor loop's wake-up after its events but the last, instead of
 living its prefix again from the start; every event of every scenario is still lived by the real
@@ -537,7 +537,7 @@ def _copied_supervisor(sup: ActivitySubprocess) -> ActivitySubprocess:
 
 
 class SharedPrefixes:
-    """``run`` for a whole scope whose scenarios come prefix by prefix (``impl.frontdoor.exhaustive``: breadth first),
+    """``run`` for a whole scope whose scenarios come prefix by prefix (``impl.search.exhaustive``: breadth first),
     each attempt resumed from the attempt of its events but the last, paused there, instead of lived from its start.
 
     The real supervisor lives every event of every scenario; only the prefix a scenario has in common with the ones
@@ -677,7 +677,7 @@ def decide_final_state(exit_code: int, terminal_state: str | None, should_retry:
 
 def target(name: str, server: str | None = None):
     """The ``airflow-inproc`` target on ``server`` (None: ``$FINALSTATE_SERVER``, default ``model``); see the module."""
-    from impl.frontdoor.registry import Target, TargetUnavailable, chosen_server, require_real_server
+    from impl.targets.registry import Target, TargetUnavailable, chosen_server, require_real_server
 
     if chosen_server(server) == "model":
         return Target(name, run, release=model_release(), final_state=decide_final_state, in_process=True,

@@ -548,7 +548,7 @@ def _exit_status(code) -> int:
 
 
 def target(name: str):
-    from impl.frontdoor.registry import Target
+    from impl.targets.registry import Target
     from model.runtime import python_runtime
 
     release = model_release()

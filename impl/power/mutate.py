@@ -3,7 +3,7 @@
     finalstate mutate [--target airflow-inproc] [--workers 2] [--profile ci] [--sample N] [--seed S]
                       [--functions NAME[,NAME...]] [--timeout SECONDS] [--no-ttfc] [--list]
 
-Mutants of the functions ``impl.frontdoor.coverage`` measures on ``airflow-inproc`` (``final_state``,
+Mutants of the functions ``impl.power.coverage`` measures on ``airflow-inproc`` (``final_state``,
 ``update_task_state_if_needed``, the terminal-frame branches of ``_handle_request``,
 ``_send_terminal_state_msg``, ``_replay_pending_terminal_state_msg``, the heartbeat and the overtime
 handling) are generated with Cosmic Ray's operators (comparison, binary and unary operator
@@ -15,7 +15,7 @@ replaced by another. Mutations inside logging calls are not generated: logs are 
 checker observes.
 
 The installed file is never written. Each mutant is a copy in a temporary directory; a child
-process imports ``impl.frontdoor.mutate`` first, whose import puts a finder at the head of
+process imports ``impl.power.mutate`` first, whose import puts a finder at the head of
 ``sys.meta_path`` that loads the copy as ``airflow.sdk.execution_time.supervisor`` (``ENV``), checks
 that the module imported is the copy, and runs the supervisor properties
 (``properties/test_supervisor.py`` with ``-x``, the profile without its shrink phase: a kill needs
@@ -81,8 +81,8 @@ from pathlib import Path  # noqa: E402
 
 import attrs  # noqa: E402
 
-from impl.frontdoor.coverage import SUPERVISOR, Scope, project_root, regions, source_path  # noqa: E402
-from impl.frontdoor.profiles import PROFILES  # noqa: E402
+from impl.power.coverage import SUPERVISOR, Scope, project_root, regions, source_path  # noqa: E402
+from impl.search.profiles import PROFILES  # noqa: E402
 
 #: The targets mutants can run on: the supervisor code must run in the child process itself.
 TARGETS = {"airflow-inproc": SUPERVISOR}
@@ -464,9 +464,9 @@ def time_to_first_counterexample(target_name: str = "airflow-inproc", profile: s
     from hypothesis import Phase, settings
     from hypothesis.stateful import run_state_machine_as_test
 
-    from impl.frontdoor.registry import load_target
-    from impl.frontdoor.report import check_conformance
-    from impl.frontdoor.scenarios import machine_for
+    from impl.targets.registry import load_target
+    from impl.search.report import check_conformance
+    from impl.search.scenarios import machine_for
 
     target = load_target(target_name)
     first: list[tuple[float, str]] = []
@@ -535,7 +535,7 @@ def child_main(argv: list[str]) -> int:
     import pytest
     from hypothesis import Phase, settings
 
-    import impl.frontdoor.profiles  # noqa: F401  registers the profiles, so that one can be derived here
+    import impl.search.profiles  # noqa: F401  registers the profiles, so that one can be derived here
 
     # A kill needs the first failure only: the profile as asked, without shrinking; and a mutant's
     # counterexamples are not the project's, so none is saved to (or replayed from) its example database.
@@ -581,7 +581,7 @@ def run_mutant(source_text: str, module: str, target: str, profile: str, timeout
     root = project_root()
     env = {**os.environ, ENV: f"{module}={copy}", "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-c", "import sys, impl.frontdoor.mutate as m; sys.exit(m.child_main(sys.argv[1:]))",
+    cmd = [sys.executable, "-c", "import sys, impl.power.mutate as m; sys.exit(m.child_main(sys.argv[1:]))",
            f"--target={target}", f"--profile={profile}", f"--result={result_file}", *(["--ttfc"] if ttfc else [])]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

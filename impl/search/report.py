@@ -3,7 +3,7 @@
 Two kinds of failure are kept apart: a ``Disagreement`` (the model and the target observed
 different things for the same run) and an ``InvariantViolation`` (a promise of the design
 broke on one side's observation). The same functions serve every kind of run
-(``impl.frontdoor.kinds``): the target's ``kind`` says how its runs are judged.
+(``impl.targets.kinds``): the target's ``kind`` says how its runs are judged.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import shlex
 
 import attrs
 
-from impl.frontdoor.kinds import KINDS
+from impl.targets.kinds import KINDS
 
 
 @attrs.frozen
@@ -26,7 +26,7 @@ class Checked:
 
 
 class CheckFailed(AssertionError):
-    """A failed check; ``checked`` says on what, so that it can be checked again elsewhere (``impl.frontdoor.confirm``)."""
+    """A failed check; ``checked`` says on what, so that it can be checked again elsewhere (``impl.findings.confirm``)."""
 
     def __init__(self, report: str, checked: Checked | None = None):
         super().__init__(report)

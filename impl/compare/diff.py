@@ -5,14 +5,14 @@
 
 A and B are each a release (``impl.releases.environments.RELEASES``), ``installed`` (this
 checkout's ``.venv``) or ``src:PATH`` (a checkout of apache/airflow). Each side gets one
-persistent worker, ``<python_for(side)> -m impl.releases.observe --target T``; this process runs
-Hypothesis over the checker's own generators (``impl.frontdoor.scenarios``: the attempt machine
+persistent worker, ``<python_for(side)> -m impl.compare.observe --target T``; this process runs
+Hypothesis over the checker's own generators (``impl.search.scenarios``: the attempt machine
 for a supervisor target, the runtime or coordinator runs otherwise), sends every run to both
 workers, compares the two observations, and lets Hypothesis shrink a run on which they differ.
 
 Several distinct differences, not just the first: a search fails only on a run whose difference is
 *new* — a (decision, side A's value, side B's value) not reported yet — so each search after a
-find goes on to the next kind of change (as ``impl.frontdoor.search.discover`` does per invariant).
+find goes on to the next kind of change (as ``impl.findings.search.discover`` does per invariant).
 The decisions are the parts of an observation a maintainer reviews: the final state, the calls
 made, the server row, the exit (``DECISIONS``). Searching stops when a search finds nothing new or
 ``max_differences`` are found. The report (Markdown, for a pull request review) groups the
@@ -38,8 +38,8 @@ from typing import Callable
 import attrs
 from hypothesis import given, settings
 
-from impl.frontdoor.kinds import KINDS
-from impl.frontdoor.scenarios import RUNS, machine_for, run_machine
+from impl.targets.kinds import KINDS
+from impl.search.scenarios import RUNS, machine_for, run_machine
 from impl.places import code_root
 
 #: The decisions an observation records, most important first, and the observation fields that make
@@ -78,7 +78,7 @@ class Side:
 
 
 class Worker:
-    """``python -m impl.releases.observe`` for one side: a run's text in, its observation (JSON) out.
+    """``python -m impl.compare.observe`` for one side: a run's text in, its observation (JSON) out.
 
     Started in its own session so a terminal's Ctrl-C reaches only us; ``close`` kills its process
     group, whatever state it is in. Its stderr goes to a temporary file, shown when it fails.
@@ -90,7 +90,7 @@ class Worker:
         root = code_root()
         env = {**os.environ, **dict(side.env), "PYTHONPATH": os.pathsep.join(
             filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-        self._process = subprocess.Popen([str(python), "-m", "impl.releases.observe", "--target", target],
+        self._process = subprocess.Popen([str(python), "-m", "impl.compare.observe", "--target", target],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                                          cwd=root, env=env, start_new_session=True)
         self._buffer = b""
@@ -284,7 +284,7 @@ def diff(a: Side, b: Side, target: str = "airflow-inproc", profile: settings | N
     """
     if python_for is None:
         from impl.releases.environments import python_for
-    import impl.frontdoor.profiles  # noqa: F401  registers the profiles
+    import impl.search.profiles  # noqa: F401  registers the profiles
 
     profile = profile or settings.get_profile("ci")
     started = time.perf_counter()
@@ -370,7 +370,7 @@ def report(result: DiffResult) -> str:
 def cmd_diff(args) -> int:
     from hypothesis import settings as hypothesis_settings
 
-    import impl.frontdoor.profiles  # noqa: F401  registers the profiles
+    import impl.search.profiles  # noqa: F401  registers the profiles
     from impl.releases.environments import EnvironmentFailed, NotACheckout, UnknownRelease
 
     try:

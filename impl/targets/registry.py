@@ -15,7 +15,8 @@ from typing import Callable, Iterable
 
 import attrs
 
-from impl.frontdoor.kinds import KINDS
+from impl.places import TargetUnavailable
+from impl.targets.kinds import KINDS
 from model import coordinator as model_coordinator
 from model import runtime as model_runtime
 from model import supervisor as model_supervisor
@@ -23,10 +24,6 @@ from model.release import SPECIFIED, Release
 
 class UnknownTarget(LookupError):
     pass
-
-
-class TargetUnavailable(RuntimeError):
-    """The target exists but cannot run on this machine; the message says what is missing and how to get it."""
 
 
 class WrongKindOfTarget(TargetUnavailable):
@@ -39,7 +36,7 @@ IN_PROCESS_ATTEMPTS_PER_STEP = 10
 
 @attrs.frozen
 class Target:
-    """``run`` is the implementation under check; ``reference`` the model it must agree with; ``kind`` one of ``impl.frontdoor.kinds.KINDS``."""
+    """``run`` is the implementation under check; ``reference`` the model it must agree with; ``kind`` one of ``impl.targets.kinds.KINDS``."""
 
     name: str
     run: Callable
@@ -57,7 +54,7 @@ class Target:
     #: Lives an attempt in process in well under a millisecond (``model``; ``airflow-inproc`` on the model server):
     #: its searches draw several attempts per machine step, and its properties check the exhaustive scope.
     in_process: bool = False
-    #: Makes a ``run`` for checking a whole small scope, its runs in the scope's order (``impl.frontdoor.exhaustive``),
+    #: Makes a ``run`` for checking a whole small scope, its runs in the scope's order (``impl.search.exhaustive``),
     #: that may live what consecutive runs have in common once (``airflow-inproc``: ``SharedPrefixes``); None: ``run``.
     scope_run: Callable[[], Callable] | None = None
     #: The SDK profile a coordinator target is declared to be (``model.sdks.PROFILES``; ``--profile``): its reference
@@ -91,7 +88,7 @@ class Entry:
 _AIRFLOW = "apache-airflow-task-sdk (the [airflow] extra)"
 
 REGISTRY: dict[str, Entry] = {
-    "model": Entry("impl.frontdoor.registry", tuple(KINDS), "nothing",
+    "model": Entry("impl.targets.registry", tuple(KINDS), "nothing",
                    "the executable model itself, of every kind (checks the model's own invariants)"),
     "airflow-inproc": Entry("impl.supervisor_inproc.target", ("supervisor",), _AIRFLOW,
                             "the real ActivitySubprocess of the installed task-sdk, driven in process"),

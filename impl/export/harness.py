@@ -1,4 +1,4 @@
-# The harness every exported test module carries: ``impl.frontdoor.export`` inlines the common section and the
+# The harness every exported test module carries: ``impl.export.writer`` inlines the common section and the
 # section of the finding's kind (each one's imports first, then each one's code). finalstate never imports this
 # file: it imports Airflow, pytest and the standard library only, and runs on every task-sdk release from 1.0.3
 # (the length-prefixed frames) on.

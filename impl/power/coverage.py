@@ -39,7 +39,7 @@ from pathlib import Path
 
 import attrs
 
-from impl.frontdoor.profiles import PROFILES
+from impl.search.profiles import PROFILES
 
 #: The frame classes whose ``isinstance`` branches in ``ActivitySubprocess._handle_request`` are terminal-state handling.
 TERMINAL_FRAMES = ("TaskState", "SucceedTask", "RetryTask", "DeferTask", "AwaitInputTask", "RescheduleTask",
@@ -128,7 +128,7 @@ class NotMeasurable(ValueError):
 def scope_for(target: str) -> Scope:
     if target in SCOPES:
         return SCOPES[target]
-    from impl.frontdoor.registry import REGISTRY, known_targets
+    from impl.targets.registry import REGISTRY, known_targets
 
     if target not in REGISTRY:
         raise NotMeasurable(f"unknown target {target!r}; the known targets are:\n{known_targets()}")
@@ -424,7 +424,7 @@ def format_report(report: CoverageReport) -> str:
                        f"  ->  {_where(report, to)}")
     listed = [f for f in report.functions if f.unreachable_branches]
     if listed:
-        out.append("unreachable (impl/frontdoor/coverage.py lists them, with the reason):")
+        out.append("unreachable (impl/power/coverage.py lists them, with the reason):")
     for f in listed:
         out.append(f"  {f.name}")
         for line, to, reason in f.unreachable_branches:

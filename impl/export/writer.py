@@ -36,7 +36,7 @@ from typing import Callable
 
 import attrs
 
-from impl.frontdoor.findings import ALL_FINDINGS, Finding, how_sure_in_words
+from impl.catalogue.findings import ALL_FINDINGS, Finding, how_sure_in_words
 from impl.places import build_dir
 from impl.wire import codec
 from model.client import as_seen
@@ -669,7 +669,7 @@ def _wire_body(finding: Finding, script: WireScript) -> list[str]:
 
 @attrs.frozen
 class LifeRun:
-    """A lifecycle finding's life (``retries=N | TRY | ...``), read as ``impl.frontdoor.lifecycle.parse_life`` reads
+    """A lifecycle finding's life (``retries=N | TRY | ...``), read as ``model.lifecycle.parse_life`` reads
     it: the task's retries, whose runtime plays the tries (``runtime``: the Python task runner; ``coordinator``; None:
     every try is ``host lost``), and each try as drawn."""
 
@@ -683,7 +683,7 @@ class LifeRun:
 
 
 def _parse_life(text: str) -> LifeRun:
-    from impl.frontdoor.lifecycle import parse_life
+    from model.lifecycle import parse_life
 
     return LifeRun(text, *parse_life(text))
 
@@ -693,7 +693,7 @@ def _model_life(run: LifeRun, release: Release):
     or the contract's coordinator runtime) and its supervisor, the row by the server's rules."""
     import functools
 
-    from impl.frontdoor.lifecycle import (coordinator_model_with, coordinator_pairing, python_pairing, release_runtime,
+    from impl.search.lifecycle import (coordinator_model_with, coordinator_pairing, python_pairing, release_runtime,
                                           replay_life)
     from model import supervisor
 
@@ -707,7 +707,7 @@ def _model_life(run: LifeRun, release: Release):
 
 
 def _life_target(run: LifeRun) -> str:
-    """The model's pairing a life's matrix cells are checked on (``impl.frontdoor.lifecycle``)."""
+    """The model's pairing a life's matrix cells are checked on (``impl.search.lifecycle``)."""
     return "model-coordinator+model" if run.plays == "coordinator" else "model-runtime+model"
 
 
@@ -945,7 +945,7 @@ def other_causes(finding: Finding, release: Release) -> tuple[str, ...]:
     does not stand, the matrix excuses such a failure of its run (``properties.conftest.assert_reproduces``)."""
     import importlib
 
-    from impl.frontdoor.findings import findings_on
+    from impl.catalogue.findings import findings_on
 
     kind = KINDS[kind_of(finding)]
     if kind.model_run is None:

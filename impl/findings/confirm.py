@@ -22,9 +22,9 @@ from unittest import mock
 
 import attrs
 
-from impl.frontdoor.kinds import KINDS
-from impl.frontdoor.registry import SERVER_ENV, TargetUnavailable, load_target
-from impl.frontdoor.report import Disagreement, disagreement_report, explained
+from impl.targets.kinds import KINDS
+from impl.targets.registry import SERVER_ENV, TargetUnavailable, load_target
+from impl.search.report import Disagreement, disagreement_report, explained
 
 
 @attrs.frozen

@@ -15,11 +15,11 @@ from typing import Iterable
 import attrs
 from hypothesis import settings
 
-from impl.frontdoor.export import report_line
-from impl.frontdoor.findings import (COORDINATOR_FINDINGS, FINDINGS, LIFECYCLE_FINDINGS, RUNTIME_FINDINGS,
+from impl.export.writer import report_line
+from impl.catalogue.findings import (COORDINATOR_FINDINGS, FINDINGS, LIFECYCLE_FINDINGS, RUNTIME_FINDINGS,
                                      WIRE_FINDINGS, Finding, how_sure_in_words)
-from impl.frontdoor.report import InvariantViolation, observation_block, replay_command, trace
-from impl.frontdoor.scenarios import machine_for, run_machine
+from impl.search.report import InvariantViolation, observation_block, replay_command, trace
+from impl.search.scenarios import machine_for, run_machine
 from model.intent import CONFIDENCES
 from model.invariants import SUPERVISOR_INVARIANTS, Invariant, violations
 from model.scenario import DEFAULT_EXECUTION_API_RETRIES, Observation, Scenario
@@ -247,7 +247,7 @@ def _heartbeats_for_ever(observed: Observation) -> bool:
 
 #: How long a finding's row may take in its release's environment (the server's migration included).
 ROW_DEADLINE_SECONDS = 900
-#: The line of ``python -m impl.frontdoor.search --real-server-row`` that carries the row (Airflow may print more).
+#: The line of ``python -m impl.findings.search --real-server-row`` that carries the row (Airflow may print more).
 _ROW_MARK = "finalstate real-server row: "
 
 
@@ -258,7 +258,7 @@ def row_on_its_release(finding: Finding, target: str) -> str:
     import os
     import subprocess
 
-    from impl.frontdoor.registry import SERVER_ENV
+    from impl.targets.registry import SERVER_ENV
     from impl.places import code_root
     from impl.releases.environments import python_for
 
@@ -266,7 +266,7 @@ def row_on_its_release(finding: Finding, target: str) -> str:
     label = f"{finding.id} (on {release})"
     try:
         python = python_for(release)
-        done = subprocess.run([str(python), "-m", "impl.frontdoor.search", "--real-server-row", finding.id,
+        done = subprocess.run([str(python), "-m", "impl.findings.search", "--real-server-row", finding.id,
                                "--target", target], cwd=code_root(), capture_output=True, text=True,
                               timeout=ROW_DEADLINE_SECONDS, start_new_session=True,
                               env={**os.environ, SERVER_ENV: "airflow", "PYTHONPATH": os.pathsep.join(
@@ -283,15 +283,15 @@ def row_on_its_release(finding: Finding, target: str) -> str:
 
 
 def _print_real_server_row(argv: list[str] | None = None) -> int:
-    """``python -m impl.frontdoor.search --real-server-row ID --target NAME`` (with ``FINALSTATE_SERVER=airflow``):
+    """``python -m impl.findings.search --real-server-row ID --target NAME`` (with ``FINALSTATE_SERVER=airflow``):
     the finding's row of the real-server table on the release installed where it runs, on one line after
     ``_ROW_MARK``."""
     import argparse
 
-    from impl.frontdoor.findings import ALL_FINDINGS
-    from impl.frontdoor.registry import load_target
+    from impl.catalogue.findings import ALL_FINDINGS
+    from impl.targets.registry import load_target
 
-    parser = argparse.ArgumentParser(prog="python -m impl.frontdoor.search")
+    parser = argparse.ArgumentParser(prog="python -m impl.findings.search")
     parser.add_argument("--real-server-row", required=True, metavar="ID")
     parser.add_argument("--target", required=True)
     args = parser.parse_args(argv)

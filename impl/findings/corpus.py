@@ -26,7 +26,8 @@ from typing import Callable
 
 import attrs
 
-from impl.frontdoor.kinds import KINDS, kind_of
+from impl.targets.kinds import KINDS
+from model.lifecycle import kind_of
 from impl.places import shipped
 from model import coordinator as model_coordinator
 from model import runtime as model_runtime
@@ -152,7 +153,7 @@ def _known_releases() -> tuple[str, ...]:
 
 
 def _finding_ids() -> set[str]:
-    from impl.frontdoor.findings import ALL_FINDINGS
+    from impl.catalogue.findings import ALL_FINDINGS
 
     return {f.id for f in ALL_FINDINGS}
 
@@ -233,7 +234,7 @@ def _parse_verdict(table: dict, where: str) -> Verdict:
         raise BadReport(f"{where}: confidence must be one of {', '.join(CONFIDENCES)}, not {confidence!r}")
     finding = fields.get("finding")
     if finding is not None and finding not in _finding_ids():
-        raise BadReport(f"{where}: finding {finding!r} is not registered (impl/frontdoor/findings.py)")
+        raise BadReport(f"{where}: finding {finding!r} is not registered (impl/catalogue/findings.py)")
     return Verdict(expected, **fields)
 
 
@@ -316,9 +317,9 @@ def shows(symptom: tuple[tuple[str, object], ...], fields: dict) -> tuple[bool, 
 
 
 def parse_run(run: CorpusRun):
-    """The run's text in its kind's language (a life: its text, checked by ``impl.frontdoor.lifecycle.parse_life``);
+    """The run's text in its kind's language (a life: its text, checked by ``model.lifecycle.parse_life``);
     ``ValueError`` with the parser's message, or when the text is a run of another kind."""
-    from impl.frontdoor.lifecycle import parse_life
+    from model.lifecycle import parse_life
 
     if run.kind == "lifecycle":
         parse_life(run.text)
@@ -366,7 +367,7 @@ def model_side(kind: str, release: Release) -> list[Side]:
                 raise NotImplementedError(f"task-sdk {release} launches no coordinator-mode runtime (since 1.3.0)")
             return model_coordinator.coordinator_attempt(run, release=release)
         return [Side("model", release, coordinator, "model")]
-    from impl.frontdoor.lifecycle import coordinator_model_with, coordinator_pairing, python_pairing, release_runtime
+    from impl.search.lifecycle import coordinator_model_with, coordinator_pairing, python_pairing, release_runtime
 
     supervise = functools.partial(model_supervisor.run, release=release)
     pairings = [python_pairing("model-runtime+model", functools.partial(release_runtime, release=release), supervise,
@@ -377,7 +378,7 @@ def model_side(kind: str, release: Release) -> list[Side]:
 
 
 def _life_side(target: str, pairing, release: Release) -> Side:
-    from impl.frontdoor.lifecycle import replay_life
+    from impl.search.lifecycle import replay_life
 
     return Side(f"{target} ({pairing.name})" if pairing.name != target else target, release,
                 functools.partial(replay_life, pairing), pairing.name, pairing.plays)
@@ -385,11 +386,11 @@ def _life_side(target: str, pairing, release: Release) -> Side:
 
 def real_sides(name: str, kind: str) -> list[Side] | str:
     """The target ``name`` for runs of ``kind`` (a life: each of its pairings), or why it cannot play them here."""
-    from impl.frontdoor.registry import TargetUnavailable, UnknownTarget, load_target
+    from impl.targets.registry import TargetUnavailable, UnknownTarget, load_target
     from impl.releases.adapters import model_release
 
     if kind == "lifecycle":
-        from impl.frontdoor.lifecycle import pairings_for
+        from impl.search.lifecycle import pairings_for
 
         try:
             pairings = pairings_for(name)
@@ -408,7 +409,7 @@ def real_sides(name: str, kind: str) -> list[Side] | str:
 
 def play(run: CorpusRun, parsed, side: Side) -> Outcome:
     """``run`` (parsed) on one side: its observation, the symptom, the violations and the findings explaining them."""
-    from impl.frontdoor.findings import findings_on
+    from impl.catalogue.findings import findings_on
 
     try:
         observed = side.play(parsed)
@@ -550,9 +551,9 @@ def replay_report(report: Report, sides_for: Callable[[CorpusRun], list[Side | t
 
 
 def _life_plays(run: CorpusRun) -> str | None:
-    """The kind of try a life's run is made of (``impl.frontdoor.lifecycle.parse_life``); None for other runs, and for a
+    """The kind of try a life's run is made of (``model.lifecycle.parse_life``); None for other runs, and for a
     life whose every try is ``host lost`` (any pairing plays it)."""
-    from impl.frontdoor.lifecycle import parse_life
+    from model.lifecycle import parse_life
 
     return parse_life(run.text)[1] if run.kind == "lifecycle" else None
 

@@ -36,23 +36,22 @@ import attrs
 from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
-from impl.frontdoor.ahead import drawn_by
-from impl.frontdoor.registry import TargetUnavailable, load_target
-from impl.frontdoor.report import InvariantViolation, explained, replay_command
-from impl.frontdoor.kinds import kind_of
-from impl.frontdoor.scenarios import ending_coordinator_runs, life_features, playable_only, policies
+from impl.search.ahead import drawn_by
+from impl.targets.registry import TargetUnavailable, load_target
+from impl.search.report import InvariantViolation, explained, replay_command
+from impl.search.scenarios import ending_coordinator_runs, life_features, playable_only, policies
 from impl.releases.adapters import model_release
 from model import coordinator as model_coordinator
 from model import runtime as model_runtime
 from model import supervisor as model_supervisor
-from model.lifecycle import HOST_LOST, Life, Try, host_lost, life_violations
+from model.lifecycle import HOST_LOST, Life, Try, host_lost, life_violations, parse_life
 from model.release import Release
 from model.server import DELETED, Row
 from model.coordinator import CoordinatorRun
 from model.release import SPECIFIED
 from model.runtime import COMMS_MODES, NEVER_RETRIED_FAILURES, PYTHON_OUTCOMES, RuntimeRun
 from model.runtime_invariants import met_failure
-from model.scenario import (NO_FINAL_STATE, SETTINGS, UP_FOR_RESCHEDULE, UP_FOR_RETRY, ApiCall, Observation,
+from model.scenario import (NO_FINAL_STATE, UP_FOR_RESCHEDULE, UP_FOR_RETRY, ApiCall, Observation,
                             RunContext, UserAction)
 
 #: A Python task runner try: a runtime run whose run context is the life's, set as it is lived; its features drawn
@@ -117,7 +116,7 @@ class RealRows:
         """Real rows for a supervisor target on the real server whose run can play a try on a given row."""
         import inspect
 
-        from impl.frontdoor.registry import chosen_server
+        from impl.targets.registry import chosen_server
 
         takes_rows = "run_id" in inspect.signature(loaded.run).parameters if callable(loaded.run) else False
         return cls(loaded.run) if chosen_server() == "airflow" and takes_rows else None
@@ -315,7 +314,7 @@ class LifeMachine(RuleBasedStateMachine):
 def live_lives_ahead(pairing: Pairing) -> None:
     """Hand the pairing's ``live_ahead`` the tries of the lives its machines will draw: the machine run first on the
     pairing's ``forecast`` (the model's runtime and supervisor), checking nothing, which lives the same lives as long
-    as the real tries end as the model says and no invariant fails (``impl.frontdoor.ahead``). Forecast once per
+    as the real tries end as the model says and no invariant fails (``impl.search.ahead``). Forecast once per
     pairing and profile (its invariants' machines draw the same lives: ``life_machine``), handed over at each call (so
     that they go ahead of what was handed over since). Nothing where the pairing lives nothing ahead."""
     if pairing.live_ahead is None or pairing.forecast is None:
@@ -361,40 +360,6 @@ def life_machine(pairing: Pairing, invariants: tuple, known: tuple = ()) -> type
     serves them all (``live_lives_ahead``) instead of each property living lives of its own."""
     name = SHARED_LIVES if pairing.live_ahead is not None else f"Life_{invariants[0].__name__}"
     return type(name, (LifeMachine,), {"pairing": pairing, "checked": invariants, "known": known})
-
-
-_A_TRY = ("a try is a Python task runner's run (task returns|raises NAME; policy ...; comms ...; with FEATURE...), a "
-          f"coordinator's (WORLD EVENT; ...; task OUTCOME; overtime), or '{HOST_LOST}'")
-
-
-def parse_life(text: str) -> tuple[int, str | None, tuple]:
-    """``retries=N | TRY | TRY ...`` read: the retries, the kind of its tries (``Pairing.plays``; None when every try
-    is ``host lost``, which any pairing plays), and each try as drawn: a ``RuntimeRun`` or ``CoordinatorRun`` whose run
-    context is the life's (set as it is lived), or ``HOST_LOST``. Each try is read by its run language's own parser,
-    every word of it kept; a try may not set the run context the life hands it. ``ValueError`` names the part that is
-    wrong."""
-    head, *tries = [p.strip() for p in text.split("|")]
-    retries = head.removeprefix("retries=")
-    if retries == head or not retries.isdigit():
-        raise ValueError(f"a life begins with 'retries=N', N a whole number, not {head!r}")
-    if not tries or not all(tries):
-        raise ValueError(f"a life has one or more tries after 'retries=N |', none of them empty; {_A_TRY}")
-    kinds = {"coordinator" if kind_of(t) == "coordinator" else "runtime" for t in tries if t != HOST_LOST}
-    if len(kinds) > 1:
-        raise ValueError("a life's tries are all of one runtime's kind (task returns/raises ...; or task "
-                         f"success/error/...), '{HOST_LOST}' among either")
-    return int(retries), (kinds.pop() if kinds else None), tuple(map(_drawn, tries))
-
-
-def _drawn(spec: str):
-    if spec == HOST_LOST:
-        return HOST_LOST
-    settings = spec.split(";", 1)[0].strip()
-    if settings.split()[0].partition("=")[0] in SETTINGS and any(
-            not w.startswith("execution_api_retries=") for w in settings.split()):
-        raise ValueError(f"a life's try takes its run context from the life (retries=N and the tries before it), not "
-                         f"{settings!r}; only a coordinator try may set execution_api_retries=")
-    return CoordinatorRun.from_text(spec) if kind_of(spec) == "coordinator" else RuntimeRun.from_text(spec)
 
 
 class LifeOver(ValueError):

@@ -1,6 +1,6 @@
 """A worker that observes runs on one target of the release installed where it runs: the diff's other half.
 
-    <python_for(spec)> -m impl.releases.observe --target airflow-inproc
+    <python_for(spec)> -m impl.compare.observe --target airflow-inproc
 
 The first line it writes is ``{"ready": {"target", "kind", "release"}}`` (or ``{"fatal": "..."}``
 and exit 2 when the target cannot load). Then, for every line read on stdin — a run's text, as
@@ -10,7 +10,7 @@ each field as a person reads it), or ``{"error": "..."}`` when the text does not
 target raises. It reads until stdin closes. Only these lines go to stdout: anything Airflow
 prints goes to stderr.
 
-With ``FINALSTATE_MUTANT=MODULE=PATH`` (``impl.frontdoor.mutate``'s switch) the worker observes a
+With ``FINALSTATE_MUTANT=MODULE=PATH`` (``impl.power.mutate``'s switch) the worker observes a
 mutant of the supervisor instead of the installed module: the tests of ``diff`` use it as a
 deliberately different implementation.
 """
@@ -24,9 +24,9 @@ import sys
 
 import attrs
 
-from impl.frontdoor.mutate import ENV as MUTANT_ENV
+from impl.power.mutate import ENV as MUTANT_ENV
 
-if os.environ.get(MUTANT_ENV):  # importing impl.frontdoor.mutate installed the mutant's loader; say so on stderr
+if os.environ.get(MUTANT_ENV):  # importing impl.power.mutate installed the mutant's loader; say so on stderr
     print(f"observe: {MUTANT_ENV}={os.environ[MUTANT_ENV]}", file=sys.stderr)
 
 
@@ -41,8 +41,8 @@ def shown(observation) -> dict[str, str]:
 
 def load(target_name: str):
     """The target called ``target_name``, loaded for the first kind of run it takes (it says which)."""
-    from impl.frontdoor.kinds import KINDS
-    from impl.frontdoor.registry import WrongKindOfTarget, load_target
+    from impl.targets.kinds import KINDS
+    from impl.targets.registry import WrongKindOfTarget, load_target
 
     for kind in KINDS:
         try:
@@ -54,7 +54,7 @@ def load(target_name: str):
 
 def observe(target, text: str) -> dict:
     """One line of the protocol: the target's observation of the run ``text``, or the error it met."""
-    from impl.frontdoor.kinds import KINDS
+    from impl.targets.kinds import KINDS
 
     try:
         observation = target.run(KINDS[target.kind].parse(text))
@@ -73,7 +73,7 @@ def _release() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m impl.releases.observe", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m impl.compare.observe", description=__doc__.split("\n")[0])
     parser.add_argument("--target", required=True)
     args = parser.parse_args(argv)
     # Our protocol owns the real stdout; whatever else writes to fd 1 lands on stderr.

@@ -7,7 +7,7 @@ For each release (``impl.releases.environments.RELEASES``) and target, one *cell
 as CI runs it, ``<python_for(release)> -m pytest properties/ --target T --hypothesis-profile=ci
 --junit-xml=...``, at most ``--workers`` at once. From each cell's JUnit XML:
 
-* a registered finding (``impl.frontdoor.findings.ALL_FINDINGS``) is *reproduced* where its strict
+* a registered finding (``impl.catalogue.findings.ALL_FINDINGS``) is *reproduced* where its strict
   expected failure failed as expected (XFAIL), *fixed* where it passed (the strict XPASS failure, or,
   on a release from its ``fixed_in`` on, its ordinary test passed with the ``finding absent`` property),
   and *not applicable* where its test was skipped or not run (the target does not check it). A
@@ -21,7 +21,7 @@ than 0 or 1) or overran is marked so in the table, never dropped. The Markdown g
 ``build/matrix.md``; the per-cell JSON beside it is what ``--update-findings`` reads to rewrite the
 "introduced in / fixed in" section of FINDINGS.md.
 
-Each cell's result is kept in a store (``impl.releases.store``, ``--store``, default ``build/matrix-store``) under
+Each cell's result is kept in a store (``impl.compare.store``, ``--store``, default ``build/matrix-store``) under
 the key of what it checked; a cell whose key is stored is taken from there and not run again (``--fresh`` runs
 every cell). As CI jobs (``ci/finalstate-nightly.yml``):
 
@@ -49,9 +49,9 @@ from typing import Callable
 
 import attrs
 
-from impl.frontdoor.findings import ALL_FINDINGS, Finding
+from impl.catalogue.findings import ALL_FINDINGS, Finding
 from impl.places import build_dir, code_root
-from impl.releases.store import DEFAULT_STORE, Store, cell_key
+from impl.compare.store import DEFAULT_STORE, Store, cell_key
 
 BUILD = build_dir("matrix")
 #: The targets the matrix runs by default: a supervisor and a runtime target, in process (real-process
@@ -172,7 +172,7 @@ class Cell:
     #: The findings registered in the checkout the cell ran (``registered_findings``); None where unknown (a run
     #: saved before this was recorded).
     registered: tuple | None = None
-    #: What the cell checked (``impl.releases.store.cell_key``; empty where unknown), and whether this result was
+    #: What the cell checked (``impl.compare.store.cell_key``; empty where unknown), and whether this result was
     #: taken from the store rather than run now.
     key: str = ""
     stored: bool = False
@@ -252,10 +252,10 @@ def read_junit(path: Path, headlines: dict[str, str] | None = None) -> tuple[dic
 
 
 def registered_findings(python: Path, checkout: Path) -> dict[str, str] | None:
-    """The findings registered in ``checkout`` (its ``impl.frontdoor.findings``), id -> headline, as the cell's
+    """The findings registered in ``checkout`` (its ``impl.catalogue.findings``), id -> headline, as the cell's
     python imports them: what a cell run there checks, and the xfail reasons its report carries. None if they
     cannot be read (the cell's own run will say why)."""
-    done = subprocess.run([str(python), "-c", "import json; from impl.frontdoor.findings import ALL_FINDINGS; "
+    done = subprocess.run([str(python), "-c", "import json; from impl.catalogue.findings import ALL_FINDINGS; "
                            "print(json.dumps({f.id: f.headline for f in ALL_FINDINGS}))"], cwd=checkout,
                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(checkout)})
     if done.returncode != 0:
@@ -327,7 +327,7 @@ def look_up(release: str, target: str, profile: str = "ci", store: Store | None 
             python_for: Callable[[str], Path] | None = None, out: Path = BUILD,
             pytest_args: tuple[str, ...] = (), checkout: Path | None = None) -> Cell | tuple[Path, str]:
     """What is known of a cell before it runs: its result, if ``store`` holds the cell's key
-    (``impl.releases.store.cell_key``) and not ``fresh`` (its JUnit report copied to ``out``), or the environment
+    (``impl.compare.store.cell_key``) and not ``fresh`` (its JUnit report copied to ``out``), or the environment
     that did not build; else the python to run it with and its key."""
     if python_for is None:
         from impl.releases.environments import python_for
@@ -789,7 +789,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     help="run only each finding's own test per cell (seconds, not minutes): the findings × releases "
                          "table without the searches, so no new violation can show")
     mx.add_argument("--store", default=str(DEFAULT_STORE), metavar="DIR",
-                    help="where cells' results are kept by the key of what they checked (impl/releases/store.py); a "
+                    help="where cells' results are kept by the key of what they checked (impl/compare/store.py); a "
                          "cell whose key is stored is not run again. A CI cache can carry it. Default: "
                          "build/matrix-store")
     mx.add_argument("--fresh", action="store_true", help="check every cell again, whatever the store holds (the new "

@@ -34,11 +34,11 @@ import attrs
 
 from typing import Callable
 
-from impl.frontdoor.findings import ALL_FINDINGS
-from impl.frontdoor.kinds import KINDS
-from impl.frontdoor.registry import load_target
-from impl.frontdoor.scenarios import COORDINATOR_WORLD, EVENTS
-from impl.frontdoor.report import Disagreement, InvariantViolation, check_conformance, check_observation
+from impl.catalogue.findings import ALL_FINDINGS
+from impl.targets.kinds import KINDS
+from impl.targets.registry import load_target
+from impl.search.scenarios import COORDINATOR_WORLD, EVENTS
+from impl.search.report import Disagreement, InvariantViolation, check_conformance, check_observation
 from model import supervisor as model_supervisor
 from model.coordinator import (CANCELLABLE, CONTRACT, COORDINATOR_OUTCOMES, DISPOSITIONS, CoordinatorRun,
                                CoordinatorRuntime, coordinator_attempt)

@@ -3,8 +3,8 @@
 A *supervisor* run is a ``model.scenario.Scenario`` (one attempt seen by the supervisor); a
 *runtime* run a ``model.runtime.RuntimeRun`` (one try of the Python task runner); a
 *coordinator* run a ``model.coordinator.CoordinatorRun`` (one try of a coordinator-mode runtime,
-end to end under a supervisor, in the supervisor's world). ``kind_of`` tells them apart from their text, so one replay
-command takes any of them (and lifecycle traces, ``retries=N | ...``, see ``lifecycle``).
+end to end under a supervisor, in the supervisor's world). ``model.lifecycle.kind_of`` tells them apart from their text,
+so one replay command takes any of them (and lives, ``retries=N | ...``, read by ``model.lifecycle.parse_life``).
 """
 
 from __future__ import annotations
@@ -96,15 +96,3 @@ def outcome(observed) -> str:
     if hasattr(observed, "final_state"):
         return f"{observed.final_state} × {'+'.join(c.name for c in observed.calls)} × row {observed.row}"
     return f"{observed.state} × exit {observed.exit_code} × {'+'.join(map(str, observed.sent)) or 'nothing sent'}"
-
-
-def kind_of(text: str) -> str:
-    """Which kind of run ``text`` is: ``lifecycle``, ``runtime``, ``coordinator`` or ``supervisor``."""
-    if "|" in text:
-        return "lifecycle"
-    parts = [p.strip() for p in text.split(";")]
-    if any(p.startswith(("task raises ", "policy ", "comms ")) or p == "task returns" for p in parts):
-        return "runtime"
-    if any(p.startswith("task ") for p in parts):
-        return "coordinator"
-    return "supervisor"

@@ -1,6 +1,6 @@
 """A pytest plugin for long runs: a progress line per slow test, and the time each target took at the end.
 
-Load it with ``-p impl.frontdoor.timing`` (``finalstate check`` and ``scripts/test`` do). The
+Load it with ``-p impl.search.timing`` (``finalstate check`` and ``scripts/test`` do). The
 run's header names the targets and the server that answers the supervisor targets (``--server``). A test
 that took longer than ``SLOW`` seconds gets a line as it finishes: how many tests are done, how
 long the run has gone on; a property that failed gets its counterexample's headline and replay command at
@@ -40,7 +40,7 @@ def run_description(config) -> str:
     """The targets and the server of this run, as the header and the summary name them."""
     import os
 
-    from impl.frontdoor.registry import SERVER_ENV
+    from impl.targets.registry import SERVER_ENV
 
     targets = ", ".join(getattr(config, "finalstate_targets", None) or ["(none)"])
     server = os.environ.get(SERVER_ENV) or "model"

@@ -237,7 +237,7 @@ lost; fault succeed permanent; send SucceedTask; send RetryTask; exit 0'` record
 204 by the server with the answer lost, four resends 500 (never reaching the app), then `PATCH .../state` (retry) 409
 twice (the RetryTask, then its replay at close); the row stays `success`, the runtime was told `error` twice. The same
 with DeferTask as the second frame, and with exits 1 and -9 (then the attempt is also reported `up_for_retry` while
-the row is `success`), confirmed alike (`impl/frontdoor/confirm.py`). Under `execution_api_retries=1` the lost answer
+the row is `success`), confirmed alike (`impl/findings/confirm.py`). Under `execution_api_retries=1` the lost answer
 alone does it (`fault reschedule lost; send RescheduleTask; send SucceedTask`); with the default retries and no later
 failure, the client's resend is answered 200 (core 3.3.0 on; 409 before, which is F13).
 
