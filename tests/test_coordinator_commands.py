@@ -177,7 +177,9 @@ def test_what_the_supervisor_takes_alike_is_no_disagreement(flags):
 
 def test_a_runtime_that_does_not_fail_closed_is_caught_with_the_fault_on_its_terminal_call(capsys):
     """--no-fail-closed is the Go SDK's Serve: it writes its result and exits 0, never reading the answer. A failure
-    whose RetryTask the supervisor cannot deliver is then recorded as a success; the search shrinks to that fault."""
+    whose RetryTask the supervisor cannot deliver is then recorded as a success; the search shrinks to a failing task
+    whose RetryTask was refused: by a fault on it, or by the server after a user acted on the task instance (409), which
+    of the two depending on what the shrinker met on the way (a process's timing on a busy machine)."""
     go_runtime_or_skip()
     target = load_target(f"cmd:{GO_RUNTIME} --no-fail-closed", "coordinator")
 
@@ -194,7 +196,9 @@ def test_a_runtime_that_does_not_fail_closed_is_caught_with_the_fault_on_its_ter
         print(f"\nthe checker on the Go runtime with --no-fail-closed, minimal counterexample:\n"
               f"{textwrap.indent(report, '  ')}")
     assert "failure_not_taken_fails_closed" in report
-    assert "try_number=1 max_tries=1 should_retry=true; fault retry permanent; task error" in report
+    replay = next(line for line in report.splitlines() if line.strip().startswith("replay: "))
+    assert replay.endswith("task error'") and ("fault retry permanent" in replay or "user " in replay), replay
+    assert "replies=error" in report and "exit_code=0" in report and "final_state=success" in report, report
 
 
 def test_a_frame_the_supervisor_cannot_decode_ends_the_try_within_a_second():

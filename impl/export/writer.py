@@ -1,7 +1,7 @@
 """``finalstate export``: each registered finding as a pytest module an Airflow maintainer can paste.
 
 An exported module imports Airflow (task-sdk), pytest and the standard library only (and psutil and httpx, which the
-task-sdk brings). It carries a short harness (``export_harness.py``: its common section and its kind's, inlined) that
+task-sdk brings). It carries a short harness (``harness.py``: its common section and its kind's, inlined) that
 drives the real code as Airflow's own tests of it do: for a supervisor finding the real ``ActivitySubprocess`` with a
 ``mock`` client answering as the Execution API would, the runtime's frames as ``comms`` classes handed to
 ``handle_requests``, the heartbeat and the overtime as its monitor loop meets them, the process's exit and the real
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPORTED = ROOT / "exported"
 #: The environments ``check`` runs the modules in: a release and pytest, no finalstate.
 CLEAN_ENVS = build_dir("export-envs")
-_HARNESS = Path(__file__).with_name("export_harness.py")
+_HARNESS = Path(__file__).with_name("harness.py")
 #: The earliest release the harness drives (length-prefixed frames, ``_RequestFrame``).
 EARLIEST = "1.0.3"
 #: A pytest run of the modules on one release that runs longer is stopped.
