@@ -220,6 +220,8 @@ RETRY_ONLY_FROM = _pr(67797, "jason810496", "UP_FOR_RETRY is reachable only via 
                       "non-zero exit combined with should_retry")
 NEVER_RETRIED = _pr(67797, "jason810496", "a TaskInstance with retries configured is recorded FAILED and never "
                     "retried")
+CLEAR_RESETS_RETRIES = _pr(73889, "amoghrajesh", "Clear retry policy state when a TI is cleared",
+                           "its title, merged with kaxil's review")
 SDK_SOURCE_OF_TRUTH = _pr(67797, "jason810496", "task-sdk/src/airflow/sdk/execution_time/task_runner.py is the "
                           "source of truth for SDK behavior.")
 RETRY_ELIGIBILITY = _pr(47996, "uranusjr", "If the task is eligible for retry, the next state is set to UP_FOR_RETRY; "
@@ -509,8 +511,8 @@ INTENT: dict[str, Intent] = {
     # lifecycle (model.lifecycle)
     "tries_within_budget": Intent(
         "lifecycle",
-        "A task instance is tried no more than its retries plus one times.",
-        (RETRIES_PARAMETER, RETRY_POLICY_BOUND)),
+        "A task instance is tried no more than its retries plus one times, counted again from a user's clear.",
+        (RETRIES_PARAMETER, RETRY_POLICY_BOUND, CLEAR_RESETS_RETRIES)),
     "last_failing_try_ends_failed": Intent(
         "lifecycle",
         "A failing try (a try whose worker host was lost among them) with no retries left ends FAILED, never "

@@ -181,7 +181,7 @@ def tries_within_budget(life: Life):
     instance gives it its retries again.
 
     Intent: BaseOperator retries (the retries performed before failing the task); tasks.rst (a retry policy cannot
-    extend past the configured maximum).
+    extend past the configured maximum); apache/airflow#73889 (amoghrajesh: a cleared TI's retry state is cleared).
     """
     made = _tries_since_the_last_clear(life)
     if made > life.retries + 1:
