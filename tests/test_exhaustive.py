@@ -91,7 +91,7 @@ def test_a_target_that_forgets_a_successful_heartbeat_is_caught(monkeypatch):
 def test_the_enumerations_states_end_as_the_model_runs_each_scenario():
     """The exhaustive check takes the model's expectation from the state the enumeration reached
     (``model.supervisor.close``) instead of running the model again: the two agree on every scenario."""
-    for scenario, _, lived in exhaustive.in_scope(1):
+    for scenario, _, lived in exhaustive.in_scope(2):
         assert model_supervisor.close(lived, scenario.exit_code) == model_run(scenario), scenario.to_text()
 
 
@@ -161,6 +161,18 @@ def test_the_coordinator_scope_meets_every_event_with_every_outcome():
                         assert ((context, tries, (*start, event), outcome) in runs
                                 or (context, exhaustive._canonical(sup, 0)) in states), (context, tries, event)
     assert len(scope) == len(set(scope))
+
+
+@pytest.mark.parametrize("kind", ["runtime", "coordinator"])
+def test_the_runtime_scopes_expect_what_the_model_lives_afresh(kind):
+    """As for the supervisor's scope: the model as its own target is not lived again in scope, so what the scope
+    expects of a try is what the model's reference makes of it from scratch."""
+    model = model_target(kind)
+    scope = exhaustive.SCOPES[kind]
+    runs = scope.runs(scope.default_depth, CONTEXTS, model.release, exhaustive.runtimes_of(model))
+    for count, (run, _, lived) in enumerate(runs, start=1):
+        assert scope.expected(run, lived) == model.reference(run), run.to_text()
+    assert count > 1000
 
 
 @pytest.mark.parametrize("kind", ["runtime", "coordinator"])

@@ -514,6 +514,7 @@ def child_main(argv: list[str]) -> int:
     p.add_argument("--profile", default="ci")
     p.add_argument("--result", required=True)
     p.add_argument("--ttfc", action="store_true")
+    p.add_argument("--properties", default=None)
     args = p.parse_args(argv)
     module, path = os.environ[ENV].split("=", 1)
     result: dict = {"loaded": None}
@@ -546,9 +547,10 @@ def child_main(argv: list[str]) -> int:
     import importlib.util
 
     tests = importlib.util.find_spec(PROPERTIES).origin  # a path, so that pytest loads properties/conftest.py
+    selected = ["-k", args.properties] if args.properties else []
     rc = int(pytest.main([tests, f"--target={args.target}", f"--hypothesis-profile={args.profile}-mutant",
-                          "-p", "no:cacheprovider", "-x", "-q", "--tb=short", "--no-header", "-o", "addopts="],
-                         plugins=[failures]))
+                          "-p", "no:cacheprovider", "-x", "-q", "--tb=short", "--no-header", "-o", "addopts=",
+                          *selected], plugins=[failures]))
     result.update(pytest=rc, seconds=time.perf_counter() - start, failed=failures.failed,
                   still_loaded=sys.modules[module] is imported)
     save()
@@ -573,7 +575,9 @@ class Outcome:
 
 
 def run_mutant(source_text: str, module: str, target: str, profile: str, timeout: float, ttfc: bool,
-               mutant: Mutant | None, workdir: Path) -> Outcome:
+               mutant: Mutant | None, workdir: Path, properties: str | None = None) -> Outcome:
+    """``mutant`` (None: the unmutated copy) loaded in a child in place of ``module``, judged by the supervisor
+    properties (``properties``: a pytest ``-k`` expression choosing some of them; None: all) on ``target``."""
     where = Path(tempfile.mkdtemp(prefix=f"mutant-{mutant.id if mutant else 0}-", dir=workdir))
     copy = where / Path(module.replace(".", "/")).with_suffix(".py").name
     copy.write_text(source_text)
@@ -582,7 +586,8 @@ def run_mutant(source_text: str, module: str, target: str, profile: str, timeout
     env = {**os.environ, ENV: f"{module}={copy}", "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, "-c", "import sys, impl.power.mutate as m; sys.exit(m.child_main(sys.argv[1:]))",
-           f"--target={target}", f"--profile={profile}", f"--result={result_file}", *(["--ttfc"] if ttfc else [])]
+           f"--target={target}", f"--profile={profile}", f"--result={result_file}", *(["--ttfc"] if ttfc else []),
+           *([f"--properties={properties}"] if properties else [])]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -622,6 +627,7 @@ class MutationReport:
     seconds: float
     source: str
     unchanged: bool  # the installed file hashed the same before and after
+    properties: str | None = None  # the pytest -k expression that chose the properties judging each mutant; None: all
 
     def of(self, status: str) -> list[Outcome]:
         return [o for o in self.outcomes if o.status == status]
@@ -650,8 +656,9 @@ def file_hash(path: Path) -> str:
 
 def run(target: str = "airflow-inproc", profile: str = "ci", workers: int = 2, sample: int | None = None,
         seed: int = 0, functions: tuple[str, ...] = (), timeout: float | None = None, ttfc: bool = True,
-        mutants: list[Mutant] | None = None, progress=None) -> MutationReport:
-    """Generate (or take) the mutants, check the unmutated copy passes, run every mutant, and report."""
+        mutants: list[Mutant] | None = None, progress=None, properties: str | None = None) -> MutationReport:
+    """Generate (or take) the mutants, check the unmutated copy passes, run every mutant, and report; each judged by
+    the supervisor properties ``properties`` (a pytest ``-k`` expression) chooses, all of them when None."""
     scope = TARGETS[target]
     path = source_path(scope.module)
     before = file_hash(path)
@@ -662,7 +669,7 @@ def run(target: str = "airflow-inproc", profile: str = "ci", workers: int = 2, s
         sorted(random.Random(seed).sample(everything, sample), key=lambda m: m.id)
     with tempfile.TemporaryDirectory(prefix="finalstate-mutate-") as tmp:
         workdir = Path(tmp)
-        baseline = run_mutant(source, scope.module, target, profile, timeout or 600, False, None, workdir)
+        baseline = run_mutant(source, scope.module, target, profile, timeout or 600, False, None, workdir, properties)
         if baseline.status != "survived":
             raise RuntimeError(f"the unmutated copy does not pass the properties ({baseline.status}): "
                                f"{baseline.detail}")
@@ -670,14 +677,14 @@ def run(target: str = "airflow-inproc", profile: str = "ci", workers: int = 2, s
         outcomes: list[Outcome] = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = [pool.submit(run_mutant, mutated_source(source, m, scope), scope.module, target, profile, limit,
-                                   ttfc, m, workdir) for m in chosen]
+                                   ttfc, m, workdir, properties) for m in chosen]
             for future in concurrent.futures.as_completed(futures):
                 outcomes.append(future.result())
                 if progress:
                     progress(outcomes[-1])
     outcomes.sort(key=lambda o: o.mutant.id)
     return MutationReport(target, profile, workers, len(everything), tuple(outcomes), baseline,
-                          time.monotonic() - start, source, file_hash(path) == before)
+                          time.monotonic() - start, source, file_hash(path) == before, properties)
 
 
 def format_outcomes(report: MutationReport) -> str:
@@ -697,7 +704,8 @@ def format_report(report: MutationReport, diffs: bool = True) -> str:
     n = len(report.outcomes)
     out = [
         f"mutation of {TARGETS[report.target].module} on {report.target}, profile {report.profile}, "
-        f"{report.workers} worker(s)",
+        f"{report.workers} worker(s)"
+        + (f", judged by the properties -k {report.properties!r} only" if report.properties else ""),
         f"  mutants:   {n}" + (f" (a sample of {report.generated})" if n < report.generated else ""),
         f"  killed:    {len(killed)}",
         f"  timeouts:  {len(timeouts)} (killed by timeout)",
@@ -749,7 +757,8 @@ def cmd_mutate(args) -> int:
     marks = {"killed": ".", "timeout": "T", "survived": "S", "error": "E"}
     report = run(args.target, args.profile, args.workers, args.sample, args.seed, functions, args.timeout,
                  not args.no_ttfc, mutants,
-                 progress=lambda o: (sys.stderr.write(marks[o.status]), sys.stderr.flush()))
+                 progress=lambda o: (sys.stderr.write(marks[o.status]), sys.stderr.flush()),
+                 properties=args.properties)
     sys.stderr.write("\n")
     if args.verbose:
         print(format_outcomes(report))
@@ -772,6 +781,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     mut.add_argument("--timeout", type=float, default=None,
                      help="seconds per mutant (default: 5x the unmutated run, at least 60)")
     mut.add_argument("--no-ttfc", action="store_true", help="do not time the first counterexample of killed mutants")
+    mut.add_argument("--properties", default=None, metavar="EXPR",
+                     help="judge each mutant by these supervisor properties only (a pytest -k expression, e.g. "
+                          "test_conformance); default: all of them")
     mut.add_argument("--list", action="store_true", help="print the mutants and stop")
     mut.add_argument("-v", "--verbose", action="store_true",
                      help="also print every mutant's outcome, time to first counterexample and what killed it")

@@ -428,7 +428,11 @@ def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_fail
                 continue
             count += 1
             try:
-                observed = check_conformance(target, run, scope.expected(run, lived), count_profiles)
+                expected = scope.expected(run, lived)
+                # The model as its own target observes what it expects (the enumeration's state ends as the model
+                # lives the run afresh: tests/test_exhaustive.py), so it is not lived a second time.
+                observed = (expected if target.run is target.reference
+                            else check_conformance(target, run, expected, count_profiles))
                 check_observation(target, run, observed, invariants, known,
                                   lambda f: explained.__setitem__(f.id, explained.get(f.id, 0) + 1))
             except NotImplementedError as why:
