@@ -241,9 +241,9 @@ def target(name: str, server: str | None = None):
     Loading it starts nothing: the helper, and on ``airflow`` the real server, start with the first attempt (a
     server that cannot start raises ``impl.server.airflow_api.ServerUnavailable`` there, naming why).
     """
-    from impl.targets.registry import Target, chosen_server, require_real_server
+    from impl.targets.registry import Target, chosen_server, lived_once, require_real_server
 
     if chosen_server(server) == "model":
-        return Target(name, run, release=model_release(), close=helper.close)
+        return Target(name, lived_once(run), release=model_release(), close=helper.close)
     require_real_server(name)
     return Target(name, RealServerRun(), release=model_release(), close=helper.close)

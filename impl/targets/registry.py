@@ -26,6 +26,36 @@ class UnknownTarget(LookupError):
     pass
 
 
+#: How many distinct runs ``lived_once`` remembers in a process (the least recently asked for is forgotten first).
+LIVED_ONCE_MOST = 20_000
+
+
+def lived_once(run: Callable, most: int = LIVED_ONCE_MOST) -> Callable:
+    """``run``, each distinct run lived once in this process and its observation handed to every later caller.
+
+    The searches draw the same runs again and again: a machine's steps repeat an attempt, and a search's examples
+    share their simple ones (under the ci profile the eleven supervisor properties ask for 14,016 attempts, 3,274 of
+    them distinct). Where each attempt is a real process (``airflow-process``), living each once is most of a search's
+    time saved, and every property that draws a run still judges it. What it does not see: a target that observes the
+    same run differently from one time to the next shows one of its answers only (``finalstate replay`` lives a run
+    afresh). A run whose living raised is not remembered."""
+    import collections
+
+    lived: collections.OrderedDict = collections.OrderedDict()
+
+    @functools.wraps(run)
+    def once(scenario):
+        if scenario in lived:
+            lived.move_to_end(scenario)
+            return lived[scenario]
+        observed = lived[scenario] = run(scenario)
+        if len(lived) > most:
+            lived.popitem(last=False)
+        return observed
+
+    return once
+
+
 class WrongKindOfTarget(TargetUnavailable):
     """The target exists but checks another side; the properties of the kind asked for do not apply to it."""
 
