@@ -37,7 +37,7 @@ from hypothesis import event, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
 from impl.search.ahead import drawn_by
-from impl.targets.registry import TargetUnavailable, load_target
+from impl.targets.registry import TargetUnavailable, lived_once, load_target
 from impl.search.report import InvariantViolation, explained, replay_command
 from impl.search.scenarios import ending_coordinator_runs, life_features, playable_only, policies
 from impl.releases.adapters import model_release
@@ -203,21 +203,6 @@ def pairings_for(target_name: str) -> list[Pairing]:
     return [attrs.evolve(p, target=target_name) for p in _pairings(target_name)]
 
 
-def once_per_session(run):
-    """``run``, each distinct try lived for real once per session and remembered.
-
-    A try under a real target is a function of what it is handed (a scenario, a Python runtime's
-    run, or a coordinator run's context and outcome), and the lives the machine draws are made of
-    few distinct ones (a ci run of one lifecycle property on airflow-task-runner: 8,865 tries, 1,234
-    distinct): a real-process try costs tens of milliseconds, a real task runner's a few, and a
-    life's property is about the row across tries. So each distinct try is lived for real once and
-    its observation reused; whether a target observes each scenario (or run) as the model says is
-    the conformance properties' job (a coordinator target's tries are remembered across all its
-    properties already: ``impl.coordinator.lived``).
-    """
-    return functools.lru_cache(maxsize=None)(run)
-
-
 class NotOnThisRelease(NotImplementedError):
     """A try the supervisor target's release cannot have (``model.runtime.impossible_on``)."""
 
@@ -245,7 +230,7 @@ def _pairings(target_name: str) -> list[Pairing]:
             return [python_pairing(f"model-runtime+{on_rows}", runtime, rows.supervise, rows, loaded.release),
                     coordinator_pairing(f"model-coordinator+{on_rows}",
                                         coordinator_model_with(rows.supervise, loaded.release), rows, loaded.release)]
-        lived = once_per_session(loaded.run)
+        lived = lived_once(loaded.run)
         pairings = [python_pairing(f"model-runtime+{target_name}", runtime, lived, release=loaded.release)]
         if loaded.in_process:  # over real processes, coordinator lives are the coordinator targets' own (below)
             pairings.append(coordinator_pairing(f"model-coordinator+{target_name}",
@@ -259,10 +244,10 @@ def _pairings(target_name: str) -> list[Pairing]:
             except TargetUnavailable:
                 continue
             if kind == "runtime":
-                return [python_pairing(f"{target_name}+model", once_per_session(playable_only(loaded.run)),
+                return [python_pairing(f"{target_name}+model", lived_once(playable_only(loaded.run)),
                                        functools.partial(model_supervisor.run, release=model_release()),
                                        release=model_release())]
-            return [attrs.evolve(coordinator_pairing(target_name, once_per_session(loaded.run), release=loaded.release),
+            return [attrs.evolve(coordinator_pairing(target_name, lived_once(loaded.run), release=loaded.release),
                                  live_ahead=loaded.live_ahead, forecast=loaded.reference)]
         return [Pairing(target_name, st.nothing(), lambda c, d: None, unavailable=str(not_supervisor))]
 
