@@ -201,12 +201,37 @@ def test_the_server_is_read_as_airflow_inproc_reads_it(monkeypatch):
     from impl.targets.registry import TargetUnavailable
 
     monkeypatch.delenv("FINALSTATE_SERVER", raising=False)
-    assert process.target("airflow-process").run is process.run
+    assert process.target("airflow-process").run.__wrapped__ is process.run  # each distinct scenario lived once
     monkeypatch.setenv("FINALSTATE_SERVER", "airflow")
     assert isinstance(process.target("airflow-process").run, process.RealServerRun)  # loading it starts nothing
     monkeypatch.setenv("FINALSTATE_SERVER", "postgres")
     with pytest.raises(TargetUnavailable, match="unknown server 'postgres'.*model, airflow"):
         process.target("airflow-process")
+
+
+def test_a_scenario_drawn_again_is_judged_on_the_observation_it_was_lived_for():
+    """``lived_once``: a scenario is lived once and its observation handed to each later caller; one whose living
+    raised is lived again when asked again; beyond ``most`` the least recently asked for is forgotten."""
+    from impl.targets.registry import lived_once
+
+    lived = []
+
+    def run(scenario):
+        lived.append(scenario)
+        if scenario.exit_code == 1:
+            raise RuntimeError("the helper died")
+        return object()
+
+    once = lived_once(run, most=2)
+    first, second, third, failing = (Scenario.from_text(t) for t in ("exit 0", "send SucceedTask; exit 0", "exit 2",
+                                                                     "exit 1"))
+    assert once(first) is once(first) and lived == [first]
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            once(failing)
+    assert lived.count(failing) == 2
+    once(second), once(third), once(first)
+    assert lived.count(first) == 2
 
 
 def test_on_the_real_server_a_real_process_observes_what_the_in_process_supervisor_does(real_process):
