@@ -52,12 +52,17 @@ def example_database():
 #: ``model/``), never the code under check, which runs in another process or is installed; a report shows the run.
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                phases=tuple(phase for phase in Phase if phase is not Phase.explain))
+#: Every profile starts from Hypothesis's own ``default``, never from whatever is loaded: where a CI variable is set
+#: (``CI``, ``GITHUB_ACTIONS``, …) Hypothesis loads its built-in ``ci`` profile at import, and a profile inheriting
+#: from it would be derandomized and forget everything (a nightly job that never searches anew nor replays).
+_BASE = settings.get_profile("default")
 #: While developing: quick and random; remembers.
-settings.register_profile("dev", max_examples=200, stateful_step_count=30, database=example_database(), **_COMMON)
+settings.register_profile("dev", _BASE, max_examples=200, stateful_step_count=30, database=example_database(),
+                          **_COMMON)
 #: CI and the test command: the same examples every run, bounded.
-settings.register_profile("ci", max_examples=300, stateful_step_count=30, derandomize=True, database=None,
+settings.register_profile("ci", _BASE, max_examples=300, stateful_step_count=30, derandomize=True, database=None,
                           print_blob=False, **_COMMON)
 #: The long search; remembers.
-settings.register_profile("nightly", max_examples=20_000, stateful_step_count=50, database=example_database(),
+settings.register_profile("nightly", _BASE, max_examples=20_000, stateful_step_count=50, database=example_database(),
                           **_COMMON)
 settings.load_profile("dev")
