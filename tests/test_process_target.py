@@ -211,7 +211,8 @@ def test_the_server_is_read_as_airflow_inproc_reads_it(monkeypatch):
 
 def test_a_scenario_drawn_again_is_judged_on_the_observation_it_was_lived_for():
     """``lived_once``: a scenario is lived once and its observation handed to each later caller; one whose living
-    raised is lived again when asked again; beyond ``most`` the least recently asked for is forgotten."""
+    raised is lived again when asked again; beyond ``most`` the least recently asked for is forgotten; a run lived
+    once already is not wrapped again."""
     from impl.targets.registry import lived_once
 
     lived = []
@@ -223,6 +224,7 @@ def test_a_scenario_drawn_again_is_judged_on_the_observation_it_was_lived_for():
         return object()
 
     once = lived_once(run, most=2)
+    assert lived_once(once) is once  # remembered once, not twice
     first, second, third, failing = (Scenario.from_text(t) for t in ("exit 0", "send SucceedTask; exit 0", "exit 2",
                                                                      "exit 1"))
     assert once(first) is once(first) and lived == [first]

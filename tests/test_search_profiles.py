@@ -16,9 +16,8 @@ READ_PROFILES = """
 import json
 from hypothesis import settings
 import impl.search.profiles as profiles
-print(json.dumps({name: [settings.get_profile(name).derandomize, settings.get_profile(name).database is None,
-                         settings.get_profile(name).print_blob, settings.get_profile(name).max_examples]
-                  for name in profiles.PROFILES}))
+read = {name: settings.get_profile(name) for name in profiles.PROFILES}
+print(json.dumps({name: [p.derandomize, p.database is None, p.print_blob, p.max_examples] for name, p in read.items()}))
 """
 
 

@@ -41,7 +41,10 @@ def lived_once(run: Callable, most: int = LIVED_ONCE_MOST) -> Callable:
     property that draws a run still judges it. What it does not see: a target that observes the same run differently
     from one time to the next shows one of its answers only (``finalstate replay`` lives a run afresh). A run whose
     living raised is not remembered. A coordinator target's tries are remembered across its properties already, and
-    lived ahead (``impl.coordinator.lived``)."""
+    lived ahead (``impl.coordinator.lived``). A ``run`` that remembers its runs already (a ``lived_once`` of a run, as
+    ``airflow-process``'s is) is handed back as it is, not remembered twice."""
+    if hasattr(run, "cache_info"):
+        return run
     return functools.lru_cache(maxsize=most)(run)
 
 
