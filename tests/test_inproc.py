@@ -108,3 +108,19 @@ def test_a_paused_attempt_resumed_an_hour_later_lives_on_as_if_no_time_had_passe
             shared(inproc.replace(scenario, events=scenario.events[:n]))  # pauses after each prefix
             now[0] += 3600
         assert shared(scenario) == expected, scenario.to_text()
+
+
+def test_the_signal_handlers_the_supervisor_installs_stay_in_its_stand_in(monkeypatch):
+    """``wait()`` forwards SIGTERM and SIGINT to its task's pid while it runs: in process that pid is the scripted
+    process's, no process of ours, so its handlers go to ``SignalsKeptInProcess``, never to this process, and are
+    put back when ``wait()`` ends."""
+    import signal
+
+    installed = []
+    monkeypatch.setattr(signal, "signal", lambda signum, handler: installed.append(signum))
+    kept = inproc.SignalsKeptInProcess()
+    monkeypatch.setattr(inproc, "_SIGNALS", kept)
+    assert inproc.run(Scenario.from_text("send SucceedTask; exit 0")).final_state == "success"
+    assert installed == []
+    assert kept.handlers == {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.SIG_DFL}
+    assert inproc.airflow_supervisor.signal is signal

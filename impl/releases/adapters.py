@@ -215,6 +215,7 @@ def since_1_4_0_server_terminated() -> str:
     return str(getattr(supervisor.SERVER_TERMINATED, "value", supervisor.SERVER_TERMINATED))
 
 
+@functools.lru_cache(maxsize=None)  # a handful of states, asked for at every attempt's end
 def model_state(state) -> str | None:
     """A state the supervisor holds, reports or sends (a ``TaskInstanceState``, its value, or the release's
     ``SERVER_TERMINATED``) as the model spells it; None stays None."""

@@ -9,7 +9,6 @@ Airflow's client raises when the last try failed, and records every try.
 
 from __future__ import annotations
 
-import copy
 import functools
 
 import httpx
@@ -36,9 +35,13 @@ def api_error(status: int | str) -> Exception:
     """What Airflow's client raises for a failed call: ``ServerResponseError``, or a timeout.
 
     A fresh copy each time (a raised exception keeps its traceback); building the httpx
-    response anew per call was most of this binding's cost.
+    response anew per call was most of this binding's cost. The copy is the prototype's arguments and attributes in
+    a new instance of its class, as ``copy.copy`` makes it, without ``copy``'s round trip through ``__reduce__``.
     """
-    return copy.copy(_error_prototype(status))
+    prototype = _error_prototype(status)
+    fresh = BaseException.__new__(type(prototype), *prototype.args)
+    fresh.__dict__.update(prototype.__dict__)
+    return fresh
 
 
 @functools.lru_cache(maxsize=None)

@@ -53,6 +53,7 @@ supervisor.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import operator
@@ -359,6 +360,39 @@ def _supervisor(scenario: Scenario, client, world=None, ti_id: uuid.UUID = TI_ID
     return sup, child
 
 
+class SignalsKeptInProcess:
+    """The ``signal`` module as the supervisor sees it while its ``wait()`` runs here: the handlers it installs and
+    restores (``wait()`` forwards SIGTERM and SIGINT to its task's pid) are kept in ``handlers``, not given to this
+    process. This process is the checker, not the supervisor's, and the task is the scripted process: its pid is no
+    process of ours, and a real forward would signal whatever process has that pid. Every other name is the real
+    module's."""
+
+    def __init__(self):
+        vars(self).update((name, value) for name, value in vars(signal).items()
+                          if not name.startswith("__") and name not in ("signal", "getsignal"))
+        self.handlers: dict[int, object] = {}
+
+    def getsignal(self, signum: int):
+        return self.handlers.get(signum, signal.SIG_DFL)
+
+    def signal(self, signum: int, handler):
+        previous = self.getsignal(signum)
+        self.handlers[signum] = handler
+        return previous
+
+
+_SIGNALS = SignalsKeptInProcess()
+
+
+def _wait(sup: ActivitySubprocess) -> int:
+    """The real ``sup.wait()``, the handlers it installs kept in process (``SignalsKeptInProcess``)."""
+    airflow_supervisor.signal = _SIGNALS
+    try:
+        return sup.wait()
+    finally:
+        airflow_supervisor.signal = signal
+
+
 def _start(sup: ActivitySubprocess, ti) -> None:
     """``_on_child_started``: the start call, and the StartupDetails sent to the process."""
     sup._on_child_started(ti=ti, dag_rel_path="dag.py", bundle_info=None, **since_1_2_0_child_started_arguments())
@@ -369,7 +403,7 @@ def _live(sup: ActivitySubprocess, ti) -> tuple[str | None, bool]:
     attempt hung (``AttemptHung``: stopped by the selector, not by anything of the supervisor's)."""
     _start(sup, ti)
     try:
-        sup.wait()
+        _wait(sup)
     except AttemptHung:
         return None, True
     except Exception as e:
@@ -455,7 +489,7 @@ class Attempt:
         twin.selector.exit_code = twin.process.exit_when_ignored = exit_code
         twin.selector.pausing = pausing
         try:
-            twin.sup.wait()
+            _wait(twin.sup)
         except Paused as paused:
             twin.paused_at, twin.resumable = time.monotonic(), paused.resumable
         except AttemptHung:
@@ -469,17 +503,9 @@ class Attempt:
     def _copy(self, stopped: float) -> Attempt:
         process, client, child = _twin(self.process), self.client.copy(), _twin(self.child)
         child.recorded = self.child.recorded.copy()
-        sup = _copied_supervisor(self.sup)
-        names, read = _clocks_of(type(sup))
-        for name, stamp in zip(names, read(sup)):
-            if type(stamp) is float and math.isfinite(stamp):  # a stamp the clock made (not a default, not held)
-                object.__setattr__(sup, name, stamp + stopped)
         selector = _twin(self.selector)
         selector.process, selector.world = process, client.task_instances
-        object.__setattr__(sup, "_process", process)
-        object.__setattr__(sup, "stdin", child)
-        object.__setattr__(sup, "client", client)
-        object.__setattr__(sup, "selector", selector)
+        sup = _copied_supervisor(self.sup, stopped, _process=process, stdin=child, client=client, selector=selector)
         selector.attach(sup)
         return Attempt(sup, child, client, process, selector)
 
@@ -500,21 +526,35 @@ def _twin(value):
     return twin
 
 
-@functools.lru_cache(maxsize=None)
-def _fields_of(cls: type) -> tuple[tuple[str, ...], operator.attrgetter]:
-    """The slots an instance of ``cls`` (an attrs class with slots, and its subclasses) keeps its fields in, and what
-    reads them all at once."""
-    names = tuple(name for klass in cls.__mro__ for name in vars(klass).get("__slots__", ())
-                  if name not in ("__weakref__", "__dict__"))
-    return names, operator.attrgetter(*names)
+@attrs.frozen
+class _Layout:
+    """Where an instance of a class (an attrs class with slots, and its subclasses) keeps its fields: the slots'
+    ``names``, each one's place among them, what reads them all at once (``read``), what sets each one as attrs'
+    ``__init__`` sets it, without the class's ``on_setattr`` hooks (``setters``), and the places of the clocks
+    (``_CLOCKS``) among them (``clocks``)."""
+
+    names: tuple[str, ...]
+    place: dict[str, int]
+    read: Callable[[object], tuple]
+    setters: tuple[Callable[[object, object], None], ...]
+    clocks: tuple[int, ...]
+
+    @classmethod
+    @functools.lru_cache(maxsize=None)
+    def of(cls, klass: type) -> _Layout:
+        slots = {name: vars(k)[name] for k in reversed(klass.__mro__) for name in vars(k).get("__slots__", ())
+                 if name not in ("__weakref__", "__dict__")}
+        names = tuple(slots)
+        place = {name: n for n, name in enumerate(names)}
+        clocks = [name for name in _CLOCKS if hasattr(klass, name)]
+        if not set(clocks) <= set(names):
+            raise TypeError(f"{klass.__name__} keeps a clock outside its slots: {sorted(set(clocks) - set(names))}")
+        return cls(names, place, operator.attrgetter(*names), tuple(slots[name].__set__ for name in names),
+                   tuple(place[name] for name in clocks))
 
 
-@functools.lru_cache(maxsize=None)
-def _clocks_of(cls: type) -> tuple[tuple[str, ...], Callable[[object], tuple]]:
-    """The clocks (``_CLOCKS``) an instance of ``cls`` keeps, and what reads them all at once."""
-    names = tuple(name for name in _CLOCKS if hasattr(cls, name))
-    read = operator.attrgetter(*names) if len(names) > 1 else (lambda value: (getattr(value, names[0]),))
-    return names, read
+#: Calls each of its items to the end, keeping nothing (``collections.deque(maxlen=0)``: the loop runs in C).
+_exhaust = deque(maxlen=0).extend
 
 
 def _still_without_sockets(sup: ActivitySubprocess) -> None:
@@ -524,49 +564,58 @@ def _still_without_sockets(sup: ActivitySubprocess) -> None:
         raise AssertionError(f"an in-process supervisor registered sockets: {list(sup._open_sockets.values())}")
 
 
-def _copied_supervisor(sup: ActivitySubprocess) -> ActivitySubprocess:
-    """A shallow copy of the real supervisor: every field as it is (set as attrs sets them in ``__init__``, without its
-    ``on_setattr`` hooks), and whatever it keeps besides."""
-    names, read_all = _fields_of(type(sup))
+def _copied_supervisor(sup: ActivitySubprocess, stopped: float, **stand_ins) -> ActivitySubprocess:
+    """A shallow copy of the real supervisor: every field as it is (set as attrs sets them in ``__init__``), and
+    whatever it keeps besides, but for its clocks, moved on by ``stopped`` seconds, and ``stand_ins`` (its fields of
+    that name)."""
+    layout = _Layout.of(type(sup))
+    fields = list(layout.read(sup))
+    for place in layout.clocks:
+        stamp = fields[place]
+        if type(stamp) is float and math.isfinite(stamp):  # a stamp the clock made (not a default, not held)
+            fields[place] = stamp + stopped
+    for name, value in stand_ins.items():
+        fields[layout.place[name]] = value
     twin = object.__new__(type(sup))
-    for name, value in zip(names, read_all(sup)):
-        object.__setattr__(twin, name, value)
-    if hasattr(sup, "__dict__"):
+    _exhaust(map(operator.call, layout.setters, itertools.repeat(twin), fields))
+    if getattr(sup, "__dict__", None):
         twin.__dict__.update(sup.__dict__)
     return twin
 
 
 class SharedPrefixes:
     """``run`` for a whole scope whose scenarios come prefix by prefix (``impl.search.exhaustive``: breadth first),
-    each attempt resumed from the attempt of its events but the last, paused there, instead of lived from its start.
+    each attempt resumed from the attempt paused after its events, instead of lived from its start.
 
-    The real supervisor lives every event of every scenario; only the prefix a scenario has in common with the ones
-    before it is lived once: ``Attempt.resumed`` copies the real ``ActivitySubprocess`` (and the stand-ins) where the
-    attempt paused, at a wake-up of its monitor loop, and calls its real ``wait()`` again. An attempt whose prefix did
-    not pause there (its ``wait()`` ended, or a wake-up came from elsewhere) is lived from its start, as ``run`` does.
-    The paused attempts of the two longest prefixes asked for last are kept (a scope's scenarios come prefix length by
-    prefix length), and every started one (one per run context, client tries and map index).
+    The real supervisor lives every event of every scenario; only the events a scenario has in common with the ones
+    before it are lived once: ``Attempt.resumed`` copies the real ``ActivitySubprocess`` (and the stand-ins) where the
+    attempt paused, at a wake-up of its monitor loop, and calls its real ``wait()`` again, which goes on to the
+    process's exit. Where the attempt did not pause after the scenario's events (its ``wait()`` ended in them, or a
+    wake-up came from elsewhere) the scenario goes on from the attempt paused before its last event, and where that
+    did not pause either it is lived from its start, as ``run`` does.
+
+    The attempt paused after the prefix asked for last is kept for each length of prefix (and every started one: one
+    per run context, client tries and map index): a scope's scenarios come in runs of one prefix, each prefix's
+    extensions in a row, so one per length is all a scope asks for again.
     """
 
     def __init__(self):
         self.started: dict[tuple, Attempt] = {}
-        self.paused: dict[int, dict[tuple, Attempt]] = {}
-        #: The prefix asked for last, and its attempt: a scope asks for one prefix once per exit, in a row.
-        self._last: tuple = (None, None)
+        #: By the length of its prefix: the prefix asked for last, ``(start, events)``, and its attempt.
+        self.paused: dict[int, tuple[tuple, Attempt]] = {}
 
     def __call__(self, scenario: Scenario) -> Observation:
         start = (scenario.context, scenario.execution_api_retries, scenario.rendered_map_index)
-        asked = (start, scenario.events[:-1])
-        if asked == self._last[0]:
-            prefix = self._last[1]
+        if start not in self.started:
+            self.started[start] = Attempt.started(replace(scenario, events=()))
+        events = scenario.events
+        paused = self._paused_after(start, events)
+        if paused.resumable:
+            attempt = paused.resumed((), scenario.exit_code, pausing=False)
+        elif events and (before := self._paused_after(start, events[:-1])).resumable:
+            attempt = before.resumed(events[-1:], scenario.exit_code, pausing=False)
         else:
-            if start not in self.started:
-                self.started[start] = Attempt.started(replace(scenario, events=()))
-            prefix = self._paused_after(*asked)
-            self._last = (asked, prefix)
-        if not prefix.resumable:
             return run(scenario)
-        attempt = prefix.resumed(scenario.events[-1:], scenario.exit_code, pausing=False)
         try:
             return attempt.observed()
         finally:
@@ -576,16 +625,16 @@ class SharedPrefixes:
         """The attempt of ``start`` paused after ``events``: kept, or resumed from the one paused before the last."""
         if not events:
             return self.started[start]
-        kept = self.paused.get(len(events), {}).get((start, events))
-        if kept is not None:
-            return kept
+        asked = (start, events)
+        kept = self.paused.get(len(events))
+        if kept is not None and kept[0] == asked:
+            return kept[1]
         before = self._paused_after(start, events[:-1])
         paused = before.resumed(events[-1:], 0, pausing=True) if before.resumable else before
-        if len(events) not in self.paused:
-            for n in [n for n in self.paused if not len(events) - 1 <= n <= len(events)]:
-                for dropped in self.paused.pop(n).values():
-                    dropped.release()
-        self.paused.setdefault(len(events), {})[(start, events)] = paused
+        # The prefix kept at this length is not asked for again; an unresumable attempt may stand for a shorter one too.
+        if kept is not None and kept[1] is not before:
+            kept[1].release()
+        self.paused[len(events)] = (asked, paused)
         return paused
 
 
