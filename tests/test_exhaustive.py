@@ -149,7 +149,7 @@ def test_the_coordinator_scope_meets_every_event_with_every_outcome():
         sup = supervisor.start(Scenario(r.context, (), 0, r.execution_api_retries, rendered_map_index=None))
         for e in r.while_running:
             sup = supervisor.monitor_step(sup, e)
-        states.add((r.context, exhaustive._canonical(sup, 0)))
+        states.add((r.context, exhaustive._abstract(sup, 0)))
     for context in CONTEXTS:
         for tries in exhaustive.TRIES:
             for start in ((), (IgnoreSigterm(),)):
@@ -159,7 +159,7 @@ def test_the_coordinator_scope_meets_every_event_with_every_outcome():
                         sup = supervisor.monitor_step(sup, e)
                     for outcome in COORDINATOR_OUTCOMES:
                         assert ((context, tries, (*start, event), outcome) in runs
-                                or (context, exhaustive._canonical(sup, 0)) in states), (context, tries, event)
+                                or (context, exhaustive._abstract(sup, 0)) in states), (context, tries, event)
     assert len(scope) == len(set(scope))
 
 

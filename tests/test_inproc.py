@@ -110,6 +110,31 @@ def test_a_paused_attempt_resumed_an_hour_later_lives_on_as_if_no_time_had_passe
         assert shared(scenario) == expected, scenario.to_text()
 
 
+def test_faults_armed_on_different_calls_in_either_order_are_one_attempt_for_the_real_supervisor():
+    """The scope takes the order between faults on different calls as one state (``exhaustive._abstract``): the real
+    supervisor never sees a fault armed, and each call meets only its own. Every pair of faults on two calls, armed in
+    both orders (side by side, and with a heartbeat between them), then every frame, with every exit: the real
+    supervisor observes one attempt."""
+    from impl.search.exhaustive import EXITS
+    from impl.search.scenarios import EVENTS
+    from model.scenario import Fault, Heartbeat, RunContext, Send
+
+    faults = [e for e in EVENTS if isinstance(e, Fault)]
+    frames = [e for e in EVENTS if isinstance(e, Send)]
+    pairs = [(a, b) for i, a in enumerate(faults) for b in faults[i + 1:] if a.call != b.call]
+    assert len(pairs) > 100
+    differing = []
+    for a, b in pairs:
+        for between in ((), (Heartbeat(500),)):
+            for frame in frames:
+                for code in EXITS:
+                    one, other = (Scenario(RunContext.from_server(1, 1), (x, *between, y, frame), code, 1)
+                                  for x, y in ((a, b), (b, a)))
+                    if inproc.run(one) != inproc.run(other):
+                        differing.append(one.to_text())
+    assert differing == []
+
+
 def test_the_signal_handlers_the_supervisor_installs_stay_in_its_stand_in(monkeypatch):
     """``wait()`` forwards SIGTERM and SIGINT to its task's pid while it runs: in process that pid is the scripted
     process's, no process of ours, so its handlers go to ``SignalsKeptInProcess``, never to this process, and are

@@ -9,9 +9,10 @@ The supervisor's scope.
 ``enumerate_scenarios(depth)`` walks the event sequences breadth first, from each run context of
 ``CONTEXTS`` with each number of client tries of ``TRIES``: a prefix is extended by every event of
 the alphabet only if the model's abstract state after it (``model.supervisor``'s ``Supervisor``
-less its history of calls and replies) has not been reached before; two prefixes that reach one
-state have the same futures in the model. Every prefix, with every exit of ``EXITS``, is a scenario
-to check; ``in_scope`` adds every heartbeat sequence up to ``HEARTBEAT_DEPTH``, not de-duplicated.
+less its history of calls and replies, its faults on different calls in one order: ``_abstract``)
+has not been reached before; two prefixes that reach one state have the same futures in the model.
+Every prefix, with every exit of ``EXITS``, is a scenario to check; ``in_scope`` adds every
+heartbeat sequence up to ``HEARTBEAT_DEPTH``, not de-duplicated.
 ``check_exhaustively`` checks them all on a target, in worker processes (each run context whole
 where the contexts divide evenly between the workers, split between them where not: ``shares``):
 conformance with the model and every invariant (violations that a registered finding explains
@@ -85,20 +86,34 @@ class Coverage:
 
 
 #: What of the model's state the futures depend on: every field of ``Supervisor`` but its history of calls and replies
-#: (and the client's tries, which ``_abstract`` caps).
+#: (and the server and the client's tries, which ``_abstract`` adds as they matter).
 _STATE = operator.attrgetter(*(f.name for f in attrs.fields(model_supervisor.Supervisor)
-                               if f.name not in ("calls", "replies", "execution_api_retries")))
+                               if f.name not in ("server", "calls", "replies", "execution_api_retries")))
 
 
 def _abstract(sup: model_supervisor.Supervisor, remaining: int) -> tuple:
-    """The state less its history (``_STATE``), as one value; the client's tries counted only as far as they can still
-    matter.
+    """The state less its history (``_STATE``), as one value: the server with the faults armed on different calls in
+    one order, and the client's tries counted only as far as they can still matter.
+
+    Each call meets only its own faults, in the order they were armed (``model.server.Server``), and the supervisor
+    never sees a fault armed (the world arms it, at a wake-up where nothing else happens): the order between faults
+    on different calls changes nothing that follows, for the model and for the real supervisor alike.
 
     Within ``remaining`` more events no request can fail more often than once per fault armed now or
     later (a permanent fault fails every try, whatever their number), so any number of tries beyond
     that behaves alike from here on, the closing call included.
     """
-    return (*_STATE(sup), min(sup.execution_api_retries, len(sup.server.faults) + remaining + 1))
+    server = sup.server
+    faults = server.faults
+    if len(faults) > 1:
+        in_call_order = tuple(sorted(faults, key=_call_of))
+        if in_call_order != faults:
+            server = replace(server, faults=in_call_order)
+    return (server, *_STATE(sup), min(sup.execution_api_retries, len(faults) + remaining + 1))
+
+
+def _call_of(fault) -> str:
+    return fault.call
 
 
 def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS, tries=TRIES, alphabet=EVENTS,
@@ -270,13 +285,6 @@ def runtime_scope(depth: int = RUNTIME_DEPTH, contexts=CONTEXTS, release: Releas
 COORDINATOR_DEPTH = 1
 
 
-def _canonical(sup: model_supervisor.Supervisor, remaining: int) -> model_supervisor.Supervisor:
-    """``_abstract``, the faults armed on different calls in one order: each call meets only its own, in the order
-    they were armed, so the order between calls changes nothing."""
-    faults = tuple(sorted(sup.server.faults, key=lambda f: f.call))
-    return _abstract(replace(sup, server=replace(sup.server, faults=faults)), remaining)
-
-
 def _dispositions(runtimes: tuple[CoordinatorRuntime, ...]) -> tuple[tuple, ...]:
     """The SIGTERM dispositions (``model.scenario`` events) the world meets ``runtimes`` with, while they wait and while
     their task runs, each once, in a fixed order."""
@@ -316,7 +324,7 @@ def coordinator_scope(depth: int = COORDINATOR_DEPTH, contexts=CONTEXTS, release
                     for event in (*disposition, *start):
                         sup = model_supervisor.monitor_step(sup, event)
                     sups.append(sup)
-                key = tuple(_canonical(sup, depth) for sup in sups)
+                key = tuple(_abstract(sup, depth) for sup in sups)
                 if key not in seen:
                     seen.add(key)
                     frontier.append((start, tuple(sups), key))
@@ -333,7 +341,7 @@ def coordinator_scope(depth: int = COORDINATOR_DEPTH, contexts=CONTEXTS, release
                     for event in COORDINATOR_WORLD:
                         after_event = tuple(model_supervisor.monitor_step(sup, event) if sup.alive else sup
                                             for sup in sups)
-                        key = tuple(_canonical(sup, depth - level - 1) for sup in after_event)
+                        key = tuple(_abstract(sup, depth - level - 1) for sup in after_event)
                         if key not in seen:
                             seen.add(key)
                             next_frontier.append(((*events, event), after_event, key))
