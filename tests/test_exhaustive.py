@@ -190,3 +190,37 @@ def test_a_coordinator_runtime_that_does_not_fail_closed_is_caught_in_scope(monk
     monkeypatch.setattr(exhaustive, "load_target", lambda name, kind: loose)
     found = check_exhaustively("model", 1, workers=1, max_failures=100, kind="coordinator")
     assert any("fault retry permanent" in f and "exit_code=0" in f for f in found.failures)
+
+
+def test_the_parts_of_a_sharded_scope_add_up_to_the_scope():
+    """``--shard K/N``: N parts, each on two workers (a context split between them as well), check every run of the
+    scope once between them, each part counting the whole scope's states."""
+    whole = check_exhaustively("model", 1, workers=2)
+    parts = [check_exhaustively("model", 1, workers=2, shard=(k, 3)) for k in range(3)]
+    assert sum(p.scenarios for p in parts) == whole.scenarios
+    assert all(0 < p.scenarios < whole.scenarios and p.states == whole.states for p in parts)
+    for finding, n in whole.explained.items():
+        assert sum(p.explained.get(finding, 0) for p in parts) == n, finding
+    with pytest.raises(ValueError, match="shard 3 of 3: there is none"):
+        check_exhaustively("model", 1, workers=1, shard=(3, 3))
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--exhaustive", "1", "--shard", "0/2"], "'0/2' is no part K/N of the scope"),
+    (["--exhaustive", "1", "--shard", "3"], "'3' is no part K/N of the scope"),
+    (["--shard", "1/2"], "--shard parts the exhaustive scope between machines: it needs --exhaustive"),
+])
+def test_a_shard_that_is_none_is_refused_saying_why(argv, said, capsys):
+    from impl.frontdoor.cli import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(["check", "--target", "model", *argv])
+    assert said in f"{refused.value} {capsys.readouterr().err}"
+
+
+def test_a_part_of_the_scope_says_which_it_is(capsys):
+    from impl.frontdoor.cli import main
+
+    assert main(["check", "--target", "model", "--exhaustive", "1", "--shard", "2/3", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "(part 2 of 3 of the scope)" in out and "no disagreement, no unexplained violation" in out

@@ -88,6 +88,8 @@ def cmd_check(args) -> int:
             require_installed(name.strip())
         except TargetUnavailable as e:
             raise SystemExit(f"finalstate: {e}") from None
+    if args.shard != (0, 1) and args.exhaustive is None:
+        raise SystemExit("finalstate: --shard parts the exhaustive scope between machines: it needs --exhaustive")
     if args.exhaustive is not None:
         if args.server == "airflow":
             raise SystemExit("finalstate: --exhaustive enumerates runs on the model server; run the Hypothesis search "
@@ -130,9 +132,10 @@ def _check_exhaustively(args) -> int:
     kind = kind_of_target(args.target)  # a bad name fails here, once; and the workers fork with the target imported
     scope = SCOPES[kind]
     depth = args.exhaustive if args.exhaustive >= 0 else scope.default_depth
-    print(f"{scope.describe(depth)}, on {args.target}...", flush=True)
-    found = check_exhaustively(args.target, depth, workers=args.workers, kind=kind)
-    print(f"{found.scenarios} {'scenarios' if kind == 'supervisor' else 'runs'} checked, {found.states} distinct "
+    part = f" (part {args.shard[0] + 1} of {args.shard[1]} of the scope)" if args.shard[1] > 1 else ""
+    print(f"{scope.describe(depth)}, on {args.target}{part}...", flush=True)
+    found = check_exhaustively(args.target, depth, workers=args.workers, kind=kind, shard=args.shard)
+    print(f"{found.scenarios} {'scenarios' if kind == 'supervisor' else 'runs'} checked{part}, {found.states} distinct "
           f"{'model states' if kind == 'supervisor' else 'model decisions'}, in {found.seconds:.1f}s")
     print("violations explained by known findings: "
           + (", ".join(f"{k} {v}" for k, v in sorted(found.explained.items())) or "none"))
@@ -146,6 +149,14 @@ def _check_exhaustively(args) -> int:
         print(failure)
     print(f"{len(found.failures)} run(s) failed" if found.failures else "no disagreement, no unexplained violation")
     return 1 if found.failures else 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``K/N`` (1 <= K <= N) as ``(K - 1, N)``; argparse's error names what was wrong otherwise."""
+    k, slash, n = text.partition("/")
+    if not (slash and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError(f"{text!r} is no part K/N of the scope, with 1 <= K <= N (such as 2/4)")
+    return int(k) - 1, int(n)
 
 
 def kind_of_target(name: str) -> str:
@@ -449,6 +460,10 @@ def main(argv: list[str] | None = None) -> int:
                             "coordinator runtime's tries with up to N events of its world (default 1)")
     check.add_argument("--workers", type=int, default=2, help="processes: pytest-xdist workers for the search, or "
                        "the workers of --exhaustive (1: all in this process)")
+    check.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                       help="with --exhaustive: check only the K-th of N parts of the scope (every N-th run of each run "
+                            "context), so that N machines check it between them; the parts' runs add up to the "
+                            "scope's (default 1/1: all of it)")
     check.add_argument("--server", choices=SERVERS, help="what answers the supervisor targets' Execution API calls: "
                        "model (model.server, the default) or airflow (the real Execution API of apache-airflow-core, "
                        f"Airflow's client with its default retries); passed to pytest, which sets {SERVER_ENV}")

@@ -149,12 +149,18 @@ def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS, tries=TRIES,
 
 
 def check_exhaustively(target_name: str, depth: int | None = None, workers: int = 2,
-                       max_failures: int = 5, kind: str = "supervisor") -> Coverage:
+                       max_failures: int = 5, kind: str = "supervisor", shard: tuple[int, int] = (0, 1)) -> Coverage:
     """Check every run of ``kind``'s scope on the target, ``workers`` processes at once (the jobs: ``shares``);
-    ``depth`` None: the scope's default."""
+    ``depth`` None: the scope's default. ``shard`` (k, n): only the k-th of n parts of the scope (of each run context,
+    every n-th run from the k-th on), for n machines to check it between them (``finalstate check --shard``); the
+    distinct states are counted of the whole scope all the same."""
     began = time.monotonic()
     depth = SCOPES[kind].default_depth if depth is None else depth
-    jobs = [(target_name, kind, context, depth, max_failures, share) for context, share in shares(CONTEXTS, workers)]
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"shard {k} of {n}: there is none")
+    jobs = [(target_name, kind, context, depth, max_failures, (k + n * first, n * every), first == 0)
+            for context, (first, every) in shares(CONTEXTS, workers)]
     if workers > 1:
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                                     initializer=_worker_started) as pool:
@@ -211,10 +217,10 @@ def _collecting_young_garbage_only():
 
 
 def _check_share(job) -> Coverage:
-    target_name, kind, context, depth, max_failures, share = job
+    target_name, kind, context, depth, max_failures, share, counts_states = job
     target = load_target(target_name, kind)
     try:
-        return check_in_scope(target, depth, (context,), max_failures, share)
+        return check_in_scope(target, depth, (context,), max_failures, share, counts_states)
     finally:
         target.close()
 
@@ -395,14 +401,14 @@ def runtimes_of(target) -> tuple[CoordinatorRuntime, ...]:
 
 
 def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_failures: int = 5,
-                   share: tuple[int, int] = (0, 1)) -> Coverage:
+                   share: tuple[int, int] = (0, 1), counts_states: bool | None = None) -> Coverage:
     """Check every run of ``contexts`` in the scope of the target's kind (``SCOPES``; ``depth`` None: its default) on a
     loaded ``target``, in this process: conformance with the model (for ``target.release``, as the enumeration left
     it), then every invariant of the kind, known findings counted (``explained``); a run the target cannot play is
     left out and counted (``unplayable``). A target that lives tries ahead (``Target.live_ahead``) is handed every run
-    of the share first. ``share`` (k, n): only every n-th
-    run, from the k-th on; ``states`` counts the distinct model states (decisions) of the whole scope in the first
-    share, and is 0 in the others."""
+    of the share first. ``share`` (k, n): only every n-th run, from the k-th on. ``states`` counts the distinct model
+    states (decisions) of the whole scope where ``counts_states`` (None: in the first share, k 0), and is 0 in the
+    others."""
     began = time.monotonic()
     scope = SCOPES[target.kind]
     depth = scope.default_depth if depth is None else depth
@@ -418,22 +424,26 @@ def check_in_scope(target, depth: int | None = None, contexts=CONTEXTS, max_fail
     states: set = set()
     count = 0
     first, every = share
+    counts_states = first == 0 if counts_states is None else counts_states
 
     def count_profiles(names: tuple[str, ...]) -> None:
         key = ", ".join(names)
         profiles[key] = profiles.get(key, 0) + 1
 
-    runs = scope.runs(depth, contexts, target.release, runtimes_of(target))
+    def this_share(runs):
+        for index, (run, state, lived) in enumerate(runs):
+            if counts_states:
+                states.add(state)
+            if index % every == first:
+                yield run, lived
+
+    runs = this_share(scope.runs(depth, contexts, target.release, runtimes_of(target)))
     live_ahead = getattr(target, "live_ahead", None)
     if live_ahead is not None:  # every try of the share starts now, several at once where the target can
         runs = list(runs)
-        live_ahead(run for index, (run, _, _) in enumerate(runs) if index % every == first)
+        live_ahead(run for run, _ in runs)
     with _collecting_young_garbage_only():
-        for index, (run, state, lived) in enumerate(runs):
-            if first == 0:
-                states.add(state)
-            if index % every != first:
-                continue
+        for run, lived in runs:
             count += 1
             try:
                 expected = scope.expected(run, lived)
