@@ -52,7 +52,7 @@ def _scope(depth: int, contexts: tuple):
 
 
 def test_attempts_sharing_their_prefixes_observe_what_each_lives_alone():
-    """``SharedPrefixes`` resumes a copy of the real supervisor paused after a scenario's events but the last: on every
+    """``SharedPrefixes`` resumes a copy of the real supervisor paused after a scenario's events: on every
     scenario of the two-event scope (of a context that may retry and one that may not: client tries, exits, and the
     heartbeat sequences), in the scope's order, it observes what a fresh attempt does."""
     from impl.search.exhaustive import CONTEXTS

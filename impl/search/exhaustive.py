@@ -91,6 +91,9 @@ _STATE = operator.attrgetter(*(f.name for f in attrs.fields(model_supervisor.Sup
                                if f.name not in ("server", "calls", "replies", "execution_api_retries")))
 
 
+_CALL = operator.attrgetter("call")
+
+
 def _abstract(sup: model_supervisor.Supervisor, remaining: int) -> tuple:
     """The state less its history (``_STATE``), as one value: the server with the faults armed on different calls in
     one order, and the client's tries counted only as far as they can still matter.
@@ -106,14 +109,10 @@ def _abstract(sup: model_supervisor.Supervisor, remaining: int) -> tuple:
     server = sup.server
     faults = server.faults
     if len(faults) > 1:
-        in_call_order = tuple(sorted(faults, key=_call_of))
+        in_call_order = tuple(sorted(faults, key=_CALL))
         if in_call_order != faults:
             server = replace(server, faults=in_call_order)
     return (server, *_STATE(sup), min(sup.execution_api_retries, len(faults) + remaining + 1))
-
-
-def _call_of(fault) -> str:
-    return fault.call
 
 
 def enumerate_scenarios(depth: int, contexts=CONTEXTS, exits=EXITS, tries=TRIES, alphabet=EVENTS,
@@ -195,8 +194,7 @@ def shares(contexts: tuple, workers: int) -> list[tuple[RunContext, tuple[int, i
 
 def _worker_started() -> None:
     """A worker dies of SIGINT (Ctrl-C reaches the whole process group; the parent reports it) instead of raising
-    KeyboardInterrupt wherever it is. It also spares every attempt's ``wait()``, which saves and restores SIGINT's
-    handler, the failed enum conversion of Python's own ``default_int_handler`` (``signal.getsignal``)."""
+    KeyboardInterrupt wherever it is."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 

@@ -45,9 +45,11 @@ The target's name is ``airflow-inproc`` either way.
 
 A whole scope (``impl.search.exhaustive``, on the model server) is lived by ``SharedPrefixes``
 (``Target.scope_run``): the scenarios come prefix by prefix, and each attempt goes on from a copy of
-the real supervisor paused at the monitor loop's wake-up after its events but the last, instead of
-living its prefix again from the start; every event of every scenario is still lived by the real
-supervisor.
+the real supervisor paused at the monitor loop's wake-up after its events, instead of living them
+again from the start; every event of every scenario is still lived by the real supervisor.
+
+While a ``wait()`` runs here, the signal handlers it installs (it forwards SIGTERM and SIGINT to its task's pid) go
+to a stand-in of the ``signal`` module (``SignalsKeptInProcess``), not to this process.
 """
 
 from __future__ import annotations
