@@ -209,6 +209,7 @@ def test_the_parts_of_a_sharded_scope_add_up_to_the_scope():
     (["--exhaustive", "1", "--shard", "0/2"], "'0/2' is no part K/N of the scope"),
     (["--exhaustive", "1", "--shard", "3"], "'3' is no part K/N of the scope"),
     (["--shard", "1/2"], "--shard parts the exhaustive scope between machines: it needs --exhaustive"),
+    (["--shard", "1/1"], "--shard parts the exhaustive scope between machines: it needs --exhaustive"),
 ])
 def test_a_shard_that_is_none_is_refused_saying_why(argv, said, capsys):
     from impl.frontdoor.cli import main

@@ -88,7 +88,7 @@ def cmd_check(args) -> int:
             require_installed(name.strip())
         except TargetUnavailable as e:
             raise SystemExit(f"finalstate: {e}") from None
-    if args.shard != (0, 1) and args.exhaustive is None:
+    if args.shard is not None and args.exhaustive is None:
         raise SystemExit("finalstate: --shard parts the exhaustive scope between machines: it needs --exhaustive")
     if args.exhaustive is not None:
         if args.server == "airflow":
@@ -132,9 +132,10 @@ def _check_exhaustively(args) -> int:
     kind = kind_of_target(args.target)  # a bad name fails here, once; and the workers fork with the target imported
     scope = SCOPES[kind]
     depth = args.exhaustive if args.exhaustive >= 0 else scope.default_depth
-    part = f" (part {args.shard[0] + 1} of {args.shard[1]} of the scope)" if args.shard[1] > 1 else ""
+    shard = args.shard or (0, 1)
+    part = f" (part {shard[0] + 1} of {shard[1]} of the scope)" if shard[1] > 1 else ""
     print(f"{scope.describe(depth)}, on {args.target}{part}...", flush=True)
-    found = check_exhaustively(args.target, depth, workers=args.workers, kind=kind, shard=args.shard)
+    found = check_exhaustively(args.target, depth, workers=args.workers, kind=kind, shard=shard)
     print(f"{found.scenarios} {'scenarios' if kind == 'supervisor' else 'runs'} checked{part}, {found.states} distinct "
           f"{'model states' if kind == 'supervisor' else 'model decisions'}, in {found.seconds:.1f}s")
     print("violations explained by known findings: "
@@ -460,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
                             "coordinator runtime's tries with up to N events of its world (default 1)")
     check.add_argument("--workers", type=int, default=2, help="processes: pytest-xdist workers for the search, or "
                        "the workers of --exhaustive (1: all in this process)")
-    check.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+    check.add_argument("--shard", type=_shard, metavar="K/N",
                        help="with --exhaustive: check only the K-th of N parts of the scope (every N-th run of each run "
                             "context), so that N machines check it between them; the parts' runs add up to the "
                             "scope's (default 1/1: all of it)")

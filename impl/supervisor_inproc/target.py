@@ -530,12 +530,11 @@ def _twin(value):
 
 @attrs.frozen
 class _Layout:
-    """Where an instance of a class (an attrs class with slots, and its subclasses) keeps its fields: the slots'
-    ``names``, each one's place among them, what reads them all at once (``read``), what sets each one as attrs'
-    ``__init__`` sets it, without the class's ``on_setattr`` hooks (``setters``), and the places of the clocks
-    (``_CLOCKS``) among them (``clocks``)."""
+    """Where an instance of a class (an attrs class with slots, and its subclasses) keeps its fields: each slot's
+    place by its name, what reads them all at once in that order (``read``), what sets each one as attrs' ``__init__``
+    sets it, without the class's ``on_setattr`` hooks (``setters``), and the places of the clocks (``_CLOCKS``) among
+    them (``clocks``)."""
 
-    names: tuple[str, ...]
     place: dict[str, int]
     read: Callable[[object], tuple]
     setters: tuple[Callable[[object, object], None], ...]
@@ -551,7 +550,7 @@ class _Layout:
         clocks = [name for name in _CLOCKS if hasattr(klass, name)]
         if not set(clocks) <= set(names):
             raise TypeError(f"{klass.__name__} keeps a clock outside its slots: {sorted(set(clocks) - set(names))}")
-        return cls(names, place, operator.attrgetter(*names), tuple(slots[name].__set__ for name in names),
+        return cls(place, operator.attrgetter(*names), tuple(slots[name].__set__ for name in names),
                    tuple(place[name] for name in clocks))
 
 
